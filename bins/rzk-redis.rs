@@ -1,0 +1,21 @@
+//! `rzk-redis`: entrypoint of a Redis task. See SPEC "rzk-redis (bootstrap)".
+//! Arguments are passed through to `redis-server` unchanged.
+
+use redis_zk::config::{ConfigError, RedisConfig, process_env};
+use redis_zk::endpoint;
+
+fn main() {
+    redis_zk::cli::main(
+        "rzk-redis",
+        || {
+            let cfg = RedisConfig::from_vars(&process_env(), std::env::args().skip(1).collect())?;
+            let id = endpoint::resolve(&cfg.listen)?;
+            std::fs::create_dir_all(&cfg.common.data_dir).map_err(|e| {
+                ConfigError::new("DATA_DIR", cfg.common.data_dir.display().to_string(), format!("a writable directory ({e})"))
+            })?;
+            let format = cfg.common.log_format;
+            Ok(((cfg, id), format))
+        },
+        |(cfg, id)| redis_zk::node::run(cfg, id),
+    )
+}

@@ -1,0 +1,444 @@
+//! Configuration from environment variables, validated before anything else.
+//!
+//! Every launcher reads its whole configuration first and refuses to start on
+//! any bad value (exit 2), before it touches ZooKeeper. A half-started task is
+//! worse than one that never started: it may hold a lock or a registration that
+//! nothing serves. Each error names the variable, the value and what was
+//! expected, so an operator can fix the Marathon app definition from the log
+//! line alone.
+//!
+//! envy collects the variables into a struct of raw strings; the parsing is ours
+//! so that every message has the same shape.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::endpoint::is_valid_host;
+
+/// A bad configuration value. Displayed as the one line the launcher prints
+/// before it exits with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable (or `args` for command-line arguments).
+    pub var: &'static str,
+    /// The offending value, already redacted when it is a secret.
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: String,
+}
+
+impl ConfigError {
+    /// Builds an error; `value` is shown quoted so empty values are visible.
+    pub fn new(var: &'static str, value: impl Into<String>, expected: impl Into<String>) -> Self {
+        ConfigError { var, value: value.into(), expected: expected.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}={:?}: expected {}", self.var, self.value, self.expected)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A secret (a password or a digest credential). Its `Debug` output is
+/// redacted so that no `{:?}` of a config struct can leak it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself; call sites that need it are few and easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How ZooKeeper is reached, shared by all three binaries.
+#[derive(Debug, Clone)]
+pub struct ZkConfig {
+    /// `host:port,host:port`, every host with an explicit port.
+    pub hosts: String,
+    /// The `/chroot` suffix of `ZK_HOSTS`, created when missing.
+    pub chroot: Option<String>,
+    /// `ZK_ROOT`: the group's root, relative to the chroot.
+    pub root: String,
+    /// `ZK_SESSION_TIMEOUT_MS`.
+    pub session_timeout: Duration,
+    /// `ZK_CONNECT_TIMEOUT_S`: how long to try before giving up at start.
+    pub connect_timeout: Duration,
+    /// `ZK_DIGEST` as `user:password`.
+    pub digest: Option<Secret>,
+}
+
+/// Log output format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Settings every binary shares.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// ZooKeeper access.
+    pub zk: ZkConfig,
+    /// `MASTER_NAME`: the Sentinel master name.
+    pub master_name: String,
+    /// `REDIS_PASSWORD`.
+    pub password: Option<Secret>,
+    /// `DATA_DIR`: working directory of the child and home of generated configs.
+    pub data_dir: PathBuf,
+    /// `LOG_FORMAT`.
+    pub log_format: LogFormat,
+}
+
+/// Where a launcher's child listens and how peers reach it. The watcher
+/// binds nothing and never reads these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// `NET_IFACE`: used when `BIND_IP` is unset.
+    pub iface: String,
+    /// `BIND_IP`: an explicit IPv4 literal.
+    pub bind_ip: Option<Ipv4Addr>,
+    /// `PORT0`.
+    pub port: u16,
+    /// `ANNOUNCE_IP`: IPv4 literal or hostname.
+    pub announce_ip: Option<String>,
+    /// `ANNOUNCE_PORT`.
+    pub announce_port: Option<u16>,
+}
+
+/// Configuration of `rzk-redis`.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Shared settings.
+    pub common: Common,
+    /// Address settings.
+    pub listen: Listen,
+    /// `REDIS_SERVER_BIN`, resolved against `PATH`.
+    pub server_bin: PathBuf,
+    /// `TAKEOVER_GRACE_S`.
+    pub takeover_grace: Duration,
+    /// `SHUTDOWN_FAILOVER_TIMEOUT_S`.
+    pub shutdown_failover_timeout: Duration,
+    /// Arguments passed through to `redis-server` unchanged.
+    pub extra_args: Vec<String>,
+}
+
+/// Raw variables as envy collects them: everything optional, everything a
+/// string, so that the parsing and its messages stay in one place.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    zk_hosts: Option<String>,
+    zk_root: Option<String>,
+    zk_session_timeout_ms: Option<String>,
+    zk_connect_timeout_s: Option<String>,
+    zk_digest: Option<String>,
+    master_name: Option<String>,
+    redis_password: Option<String>,
+    net_iface: Option<String>,
+    bind_ip: Option<String>,
+    announce_ip: Option<String>,
+    announce_port: Option<String>,
+    data_dir: Option<String>,
+    log_format: Option<String>,
+    port0: Option<String>,
+    redis_server_bin: Option<String>,
+    takeover_grace_s: Option<String>,
+    shutdown_failover_timeout_s: Option<String>,
+}
+
+/// The environment as (name, value) pairs. Variables that are not valid
+/// UTF-8 are skipped instead of panicking; none of ours can be such.
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+}
+
+fn raw(vars: &[(String, String)]) -> Raw {
+    // envy cannot fail here: every field is an optional string.
+    envy::from_iter(vars.iter().cloned()).unwrap_or_default()
+}
+
+/// Reads one variable with a default, parsing it with `parse`, which returns
+/// `None` for a value outside what `expected` describes.
+fn var<T>(
+    name: &'static str,
+    value: &Option<String>,
+    default: T,
+    expected: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(v).ok_or_else(|| ConfigError::new(name, v.clone(), expected)),
+    }
+}
+
+fn int_in<T: std::str::FromStr + PartialOrd>(lo: T, hi: T) -> impl Fn(&str) -> Option<T> {
+    move |s| s.trim().parse::<T>().ok().filter(|n| *n >= lo && *n <= hi)
+}
+
+fn port_var(name: &'static str, value: &Option<String>, default: u16) -> Result<u16, ConfigError> {
+    var(name, value, default, "a TCP port from 1 to 65535", int_in(1u16, 65535))
+}
+
+fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -> Result<Duration, ConfigError> {
+    let expected = format!("a whole number of seconds from {lo} to 86400");
+    var(name, value, default, &expected, int_in(lo, 86_400)).map(Duration::from_secs)
+}
+
+/// A ZooKeeper path: absolute, no trailing slash, no empty or `.`/`..` parts.
+fn is_valid_zk_path(p: &str) -> bool {
+    p.len() > 1
+        && p.starts_with('/')
+        && p[1..].split('/').all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'))
+}
+
+/// Parses `ZK_HOSTS`: `host[:port],…[/chroot]`. Returns the connect string,
+/// with the default port 2181 filled in, and the chroot.
+pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
+    let s = s.trim();
+    let (list, chroot) = match s.find('/') {
+        Some(i) => (&s[..i], Some(&s[i..])),
+        None => (s, None),
+    };
+    if let Some(c) = chroot
+        && c != "/"
+        && !is_valid_zk_path(c)
+    {
+        return None;
+    }
+    let mut hosts = Vec::new();
+    for entry in list.split(',') {
+        let entry = entry.trim();
+        let (host, port) = match entry.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
+            None => (entry, 2181),
+        };
+        if !is_valid_host(host) {
+            return None;
+        }
+        hosts.push(format!("{host}:{port}"));
+    }
+    let chroot = chroot.filter(|c| *c != "/").map(str::to_owned);
+    Some((hosts.join(","), chroot))
+}
+
+fn is_valid_master_name(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// Resolves a program name the way `execvp` would, so that a missing binary
+/// is a configuration error at start, not a failure after the lock is taken.
+pub fn resolve_program(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
+    let is_exec = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return is_exec(&p).then_some(p);
+    }
+    std::env::split_paths(path_var?).map(|dir| dir.join(name)).find(|p| is_exec(p))
+}
+
+fn common(r: &Raw) -> Result<Common, ConfigError> {
+    let hosts_raw = r.zk_hosts.clone().unwrap_or_else(|| "localhost:2181".into());
+    let (hosts, chroot) = parse_zk_hosts(&hosts_raw).ok_or_else(|| {
+        ConfigError::new("ZK_HOSTS", hosts_raw.clone(), "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos")
+    })?;
+    let root = var("ZK_ROOT", &r.zk_root, "/redis".to_string(), "an absolute ZooKeeper path such as /redis, without a trailing slash", |s| {
+        is_valid_zk_path(s).then(|| s.to_string())
+    })?;
+    let session_timeout = var(
+        "ZK_SESSION_TIMEOUT_MS",
+        &r.zk_session_timeout_ms,
+        10_000,
+        "milliseconds from 1000 to 600000",
+        int_in(1000u64, 600_000),
+    )
+    .map(Duration::from_millis)?;
+    let connect_timeout = secs_var("ZK_CONNECT_TIMEOUT_S", &r.zk_connect_timeout_s, 30, 1)?;
+    let digest = match &r.zk_digest {
+        None => None,
+        Some(d) => match d.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => Some(Secret(d.clone())),
+            _ => return Err(ConfigError::new("ZK_DIGEST", "<redacted>", "user:password with a non-empty user and password")),
+        },
+    };
+    let master_name = var("MASTER_NAME", &r.master_name, "mymaster".to_string(), "a name of letters, digits, '.', '_' or '-'", |s| {
+        is_valid_master_name(s).then(|| s.to_string())
+    })?;
+    let password = match &r.redis_password {
+        None => None,
+        Some(p) if p.is_empty() || p.contains(['\n', '\r', '\0']) => {
+            return Err(ConfigError::new("REDIS_PASSWORD", "<redacted>", "a non-empty password on one line, or leave it unset"));
+        },
+        Some(p) => Some(Secret(p.clone())),
+    };
+    let data_dir = PathBuf::from(r.data_dir.clone().unwrap_or_else(|| ".".into()));
+    if data_dir.as_os_str().is_empty() || (data_dir.exists() && !data_dir.is_dir()) {
+        return Err(ConfigError::new("DATA_DIR", data_dir.display().to_string(), "a directory (it is created when missing)"));
+    }
+    let log_format = var("LOG_FORMAT", &r.log_format, LogFormat::Text, "text or json", |s| match s {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => None,
+    })?;
+    Ok(Common {
+        zk: ZkConfig { hosts, chroot, root, session_timeout, connect_timeout, digest },
+        master_name,
+        password,
+        data_dir,
+        log_format,
+    })
+}
+
+fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
+    let iface = r.net_iface.clone().unwrap_or_else(|| "eth0".into());
+    if iface.is_empty() {
+        return Err(ConfigError::new("NET_IFACE", iface, "a network interface name such as eth0"));
+    }
+    let bind_ip = match &r.bind_ip {
+        None => None,
+        Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| ConfigError::new("BIND_IP", s.clone(), "an IPv4 address literal such as 10.0.3.7"))?),
+    };
+    let announce_ip = match &r.announce_ip {
+        None => None,
+        Some(s) if is_valid_host(s) => Some(s.clone()),
+        Some(s) => return Err(ConfigError::new("ANNOUNCE_IP", s.clone(), "an IPv4 address or a hostname")),
+    };
+    Ok(Listen {
+        iface,
+        bind_ip,
+        port: port_var("PORT0", &r.port0, default_port)?,
+        announce_ip,
+        announce_port: r.announce_port.as_ref().map(|_| port_var("ANNOUNCE_PORT", &r.announce_port, 0)).transpose()?,
+    })
+}
+
+impl RedisConfig {
+    /// Reads and validates the configuration of `rzk-redis` from `vars`
+    /// (normally [`process_env`]) and the pass-through arguments.
+    pub fn from_vars(vars: &[(String, String)], args: Vec<String>) -> Result<Self, ConfigError> {
+        let r = raw(vars);
+        let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+        let bin = r.redis_server_bin.clone().unwrap_or_else(|| "redis-server".into());
+        let server_bin = resolve_program(&bin, path)
+            .ok_or_else(|| ConfigError::new("REDIS_SERVER_BIN", bin.clone(), "an executable redis-server, by path or on PATH"))?;
+        Ok(RedisConfig {
+            common: common(&r)?,
+            listen: listen(&r, 6379)?,
+            server_bin,
+            takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
+            shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
+            extra_args: args,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        v.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+        if !pairs.iter().any(|(k, _)| *k == "REDIS_SERVER_BIN") {
+            v.push(("REDIS_SERVER_BIN".into(), "/bin/sh".into()));
+        }
+        v
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> ConfigError {
+        RedisConfig::from_vars(&env(pairs), vec![]).unwrap_err()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = RedisConfig::from_vars(&env(&[]), vec!["--maxmemory".into(), "1gb".into()]).unwrap();
+        assert_eq!(c.common.zk.hosts, "localhost:2181");
+        assert_eq!(c.common.zk.chroot, None);
+        assert_eq!(c.common.zk.root, "/redis");
+        assert_eq!(c.common.zk.session_timeout, Duration::from_secs(10));
+        assert_eq!(c.common.zk.connect_timeout, Duration::from_secs(30));
+        assert_eq!(c.common.master_name, "mymaster");
+        assert_eq!(c.listen.port, 6379);
+        assert_eq!(c.listen.iface, "eth0");
+        assert_eq!(c.takeover_grace, Duration::from_secs(30));
+        assert_eq!(c.shutdown_failover_timeout, Duration::from_secs(20));
+        assert_eq!(c.extra_args, ["--maxmemory", "1gb"]);
+        assert_eq!(c.common.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn zk_hosts_forms() {
+        assert_eq!(parse_zk_hosts("a"), Some(("a:2181".into(), None)));
+        assert_eq!(parse_zk_hosts("a:1,b:2/x/y"), Some(("a:1,b:2".into(), Some("/x/y".into()))));
+        assert_eq!(parse_zk_hosts("10.0.0.1,10.0.0.2:2182/"), Some(("10.0.0.1:2181,10.0.0.2:2182".into(), None)));
+        for bad in ["", ",", "a:", "a:0", "a:70000", "a:x", "a,,b", "a/x/", "a//x", "a b", "/x"] {
+            assert_eq!(parse_zk_hosts(bad), None, "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("PORT0", "abc"),
+            ("PORT0", "70000"),
+            ("PORT0", "0"),
+            ("ZK_HOSTS", ""),
+            ("ZK_ROOT", "redis"),
+            ("ZK_ROOT", "/redis/"),
+            ("ZK_ROOT", "/"),
+            ("ZK_SESSION_TIMEOUT_MS", "10"),
+            ("ZK_CONNECT_TIMEOUT_S", "-1"),
+            ("ZK_DIGEST", "nopassword"),
+            ("MASTER_NAME", "my master"),
+            ("REDIS_PASSWORD", ""),
+            ("NET_IFACE", ""),
+            ("BIND_IP", "10.0.0.300"),
+            ("BIND_IP", "myhost"),
+            ("ANNOUNCE_IP", "bad host!"),
+            ("ANNOUNCE_PORT", "65536"),
+            ("LOG_FORMAT", "xml"),
+            ("TAKEOVER_GRACE_S", "soon"),
+            ("SHUTDOWN_FAILOVER_TIMEOUT_S", "0"),
+            ("REDIS_SERVER_BIN", "/nonexistent/redis-server"),
+        ];
+        for (k, v) in cases {
+            let e = err(&[(k, v)]);
+            assert_eq!(e.var, *k, "{k}={v:?} gave {e}");
+            let line = e.to_string();
+            assert!(line.contains(k) && line.contains("expected"), "{line}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_not_echoed() {
+        let e = err(&[("ZK_DIGEST", "user-without-colon-secret")]);
+        assert!(!e.to_string().contains("secret"), "{e}");
+        let c = RedisConfig::from_vars(&env(&[("REDIS_PASSWORD", "hunter2"), ("ZK_DIGEST", "u:hunter3")]), vec![]).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("hunter3"), "{dbg}");
+    }
+
+    #[test]
+    fn data_dir_must_be_a_directory() {
+        let e = err(&[("DATA_DIR", "/etc/hostname")]);
+        assert_eq!(e.var, "DATA_DIR");
+    }
+}

@@ -1,0 +1,228 @@
+//! The master-selection decision: a pure function of what was observed.
+//!
+//! Keeping it free of I/O means every branch, including the dangerous ones
+//! (takeover, garbage records, disagreeing Sentinels), is unit-tested without
+//! servers, and the launcher's loop reads as observe, decide, act.
+
+use crate::endpoint::Endpoint;
+
+/// The record as the decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordView {
+    /// No `<root>/master` node.
+    Missing,
+    /// A node with garbage in it (already logged by whoever read it).
+    Unusable,
+    /// A well-formed record naming this master.
+    Names(Endpoint),
+}
+
+/// One master candidate and what the probes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The address.
+    pub addr: Endpoint,
+    /// How many Sentinels named it (0 for the record or a registered node).
+    pub votes: usize,
+    /// It answered `ROLE` with `master`.
+    pub live_master: bool,
+}
+
+/// Everything one look at the world found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// This task's announced address. It is never its own master.
+    pub me: Endpoint,
+    /// `<root>/master`.
+    pub record: RecordView,
+    /// Whether the record's address answered `ROLE` master.
+    pub record_live: bool,
+    /// What the registered Sentinels named, with votes and ROLE results.
+    pub sentinel_views: Vec<Candidate>,
+    /// Registered redis nodes (`<root>/nodes`) that answered `ROLE` master.
+    pub registered_masters: Vec<Endpoint>,
+    /// How many redis nodes are registered at all.
+    pub registered_nodes: usize,
+    /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
+    pub grace_elapsed: bool,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Run as a replica of `master`. `fix_record` when the record does not
+    /// name it (a CAS write repairs it).
+    Replicate {
+        /// The live master.
+        master: Endpoint,
+        /// Whether the record must be corrected.
+        fix_record: bool,
+    },
+    /// Run as master and write the record. `takeover` when a group existed
+    /// and lost its master without a failover: worth a loud warning.
+    BecomeMaster {
+        /// A takeover of a lost group rather than a fresh start.
+        takeover: bool,
+    },
+    /// A group exists but shows no live master: re-check until the grace
+    /// period ends, so that a failover in progress can finish.
+    Wait,
+}
+
+/// Chooses the master. Sources, in order of trust:
+/// 1. a live master the Sentinels name (most votes wins);
+/// 2. the record, if it answers as master;
+/// 3. a registered node that answers as master (guards against a second
+///    master when the record is garbage or missing but a group runs).
+///
+/// Without a live master: an empty world is a fresh group; any sign of a
+/// group (a record, Sentinels with an opinion, registered nodes) means a
+/// lost master, taken over only after the grace period.
+pub fn decide(o: &Observation) -> Decision {
+    let not_me = |e: &Endpoint| *e != o.me;
+    let from_sentinels = o
+        .sentinel_views
+        .iter()
+        .filter(|c| c.live_master && not_me(&c.addr))
+        .max_by(|a, b| {
+            // Most votes first; on a tie prefer the one the record names,
+            // then the lowest address so the choice is deterministic.
+            let rec = |c: &Candidate| matches!(&o.record, RecordView::Names(r) if *r == c.addr);
+            a.votes.cmp(&b.votes).then(rec(a).cmp(&rec(b))).then(b.addr.cmp(&a.addr))
+        })
+        .map(|c| c.addr.clone());
+    let from_record = match &o.record {
+        RecordView::Names(r) if o.record_live && not_me(r) => Some(r.clone()),
+        _ => None,
+    };
+    let from_nodes = o.registered_masters.iter().filter(|e| not_me(e)).min().cloned();
+    if let Some(master) = from_sentinels.or(from_record).or(from_nodes) {
+        let fix_record = o.record != RecordView::Names(master.clone());
+        return Decision::Replicate { master, fix_record };
+    }
+    let group_exists =
+        matches!(o.record, RecordView::Names(_)) || !o.sentinel_views.is_empty() || o.registered_nodes > 0;
+    if !group_exists {
+        Decision::BecomeMaster { takeover: false }
+    } else if o.grace_elapsed {
+        Decision::BecomeMaster { takeover: true }
+    } else {
+        Decision::Wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(n: u16) -> Endpoint {
+        Endpoint::new(format!("10.0.0.{n}"), 6379)
+    }
+
+    fn world() -> Observation {
+        Observation {
+            me: ep(9),
+            record: RecordView::Missing,
+            record_live: false,
+            sentinel_views: vec![],
+            registered_masters: vec![],
+            registered_nodes: 0,
+            grace_elapsed: false,
+        }
+    }
+
+    fn cand(n: u16, votes: usize, live: bool) -> Candidate {
+        Candidate { addr: ep(n), votes, live_master: live }
+    }
+
+    #[test]
+    fn fresh_group_bootstraps() {
+        assert_eq!(decide(&world()), Decision::BecomeMaster { takeover: false });
+    }
+
+    #[test]
+    fn garbage_record_alone_is_a_fresh_group() {
+        let o = Observation { record: RecordView::Unusable, ..world() };
+        assert_eq!(decide(&o), Decision::BecomeMaster { takeover: false });
+    }
+
+    #[test]
+    fn live_record_is_followed() {
+        let o = Observation { record: RecordView::Names(ep(1)), record_live: true, ..world() };
+        assert_eq!(decide(&o), Decision::Replicate { master: ep(1), fix_record: false });
+    }
+
+    #[test]
+    fn sentinels_beat_the_record_and_fix_it() {
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            record_live: true,
+            sentinel_views: vec![cand(2, 3, true)],
+            ..world()
+        };
+        assert_eq!(decide(&o), Decision::Replicate { master: ep(2), fix_record: true });
+    }
+
+    #[test]
+    fn unconfirmed_sentinel_answer_is_ignored() {
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            record_live: true,
+            sentinel_views: vec![cand(2, 3, false)],
+            ..world()
+        };
+        assert_eq!(decide(&o), Decision::Replicate { master: ep(1), fix_record: false });
+    }
+
+    #[test]
+    fn most_votes_then_record_wins() {
+        let o = Observation {
+            record: RecordView::Names(ep(3)),
+            sentinel_views: vec![cand(2, 1, true), cand(3, 1, true), cand(4, 2, true)],
+            ..world()
+        };
+        assert_eq!(decide(&o), Decision::Replicate { master: ep(4), fix_record: true });
+        let o = Observation { sentinel_views: vec![cand(2, 1, true), cand(3, 1, true)], ..o };
+        assert_eq!(decide(&o), Decision::Replicate { master: ep(3), fix_record: false });
+    }
+
+    #[test]
+    fn dead_record_waits_then_takes_over() {
+        let o = Observation { record: RecordView::Names(ep(1)), ..world() };
+        assert_eq!(decide(&o), Decision::Wait);
+        let o = Observation { grace_elapsed: true, ..o };
+        assert_eq!(decide(&o), Decision::BecomeMaster { takeover: true });
+    }
+
+    #[test]
+    fn never_follows_itself() {
+        let o = Observation {
+            record: RecordView::Names(ep(9)),
+            record_live: true,
+            sentinel_views: vec![cand(9, 3, true)],
+            registered_masters: vec![ep(9)],
+            registered_nodes: 1,
+            ..world()
+        };
+        assert_eq!(decide(&o), Decision::Wait);
+    }
+
+    #[test]
+    fn registered_master_prevents_a_second_master() {
+        let o = Observation {
+            record: RecordView::Unusable,
+            registered_masters: vec![ep(5)],
+            registered_nodes: 2,
+            ..world()
+        };
+        assert_eq!(decide(&o), Decision::Replicate { master: ep(5), fix_record: true });
+    }
+
+    #[test]
+    fn orphaned_replicas_or_sentinel_opinions_mean_grace() {
+        let o = Observation { registered_nodes: 2, ..world() };
+        assert_eq!(decide(&o), Decision::Wait);
+        let o = Observation { sentinel_views: vec![cand(1, 2, false)], record: RecordView::Unusable, ..world() };
+        assert_eq!(decide(&o), Decision::Wait);
+    }
+}

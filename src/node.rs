@@ -1,0 +1,258 @@
+//! `rzk-redis`: bootstrap a Redis task under the ZooKeeper lock, then
+//! supervise it.
+//!
+//! The steps follow SPEC "rzk-redis (bootstrap)": connect, lock, observe and
+//! decide until there is a decision, start the server in that role, publish
+//! the record if it is the master, release the lock only once the server
+//! answers in its role, register, supervise.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+use tracing::{error, info, warn};
+use zookeeper_client::{Error as ZkErr, LockClient};
+
+use crate::conf::{redis_conf, write_private};
+use crate::config::RedisConfig;
+use crate::decide::{Decision, decide};
+use crate::discover::observe;
+use crate::endpoint::{Endpoint, Identity};
+use crate::probe::{Probe, Role};
+use crate::session::Keeper;
+use crate::supervise::{self, Child, Signals, exit_code};
+use crate::zk::{Record, Zk};
+
+/// How long one probe of a peer may take during bootstrap.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Pause between observations while waiting out the takeover grace.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Exit code for a signal that stopped the launcher before its child ran.
+fn interrupted(sig: i32) -> i32 {
+    info!(sig, "signal before the server started; leaving");
+    128 + sig
+}
+
+/// Runs `rzk-redis` to completion and returns the process exit code.
+pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return 1;
+        },
+    };
+    let zk = tokio::select! {
+        r = Zk::connect(&cfg.common.zk) => match r {
+            Ok(zk) => zk,
+            Err(e) => {
+                error!(error = %e, "giving up");
+                return 1;
+            },
+        },
+        sig = signals.recv() => return interrupted(sig),
+    };
+    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let me = id.announce.clone();
+    info!(addr = %me, path = %zk.lock_dir(), "waiting for the bootstrap lock");
+    let lock_data = me.to_record();
+    let lock = tokio::select! {
+        r = zk.lock(&lock_data) => match r {
+            Ok(l) => l,
+            Err(e) => {
+                error!(error = %e, path = %zk.lock_dir(), "could not take the bootstrap lock");
+                return 1;
+            },
+        },
+        sig = signals.recv() => return interrupted(sig),
+    };
+    info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
+
+    let (decision, record) = match decide_under_lock(&cfg, &zk, &lock, &probe, &me, &mut signals).await {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let replica_of = match &decision {
+        Decision::Replicate { master, .. } => Some(master.clone()),
+        _ => None,
+    };
+    let mut child = match start_server(&cfg, &id, replica_of.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "could not start redis-server");
+            return 1;
+        },
+    };
+    match wait_ready(&probe, &id.local(), replica_of.as_ref(), &mut child, &mut signals).await {
+        Ready::Yes => {},
+        Ready::ChildExited(code) => return code,
+        Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
+    }
+    if replica_of.is_none() {
+        let expected = match record {
+            Record::Missing => None,
+            Record::Unusable { version } | Record::Valid { version, .. } => Some(version),
+        };
+        if let Err(e) = zk.write_master(Some(&lock), &me, expected).await {
+            // The record changed under us although we hold the lock: our view
+            // is stale. A new master with no data loses nothing by stopping;
+            // Marathon restarts the task and it decides again.
+            error!(error = %e, addr = %me, "could not publish this master; stopping the server");
+            child.signal(libc::SIGTERM);
+            child.wait().await;
+            return 1;
+        }
+    }
+    zk.unlock(lock).await;
+    let role = if replica_of.is_some() { "replica" } else { "master" };
+    info!(addr = %me, role, "server ready; lock released");
+
+    let keeper = Keeper::spawn(zk);
+    let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
+    keeper.register(&node_path, &me.to_record()).await;
+    let code = supervise::supervise(&mut child, &mut signals).await;
+    keeper.shutdown().await;
+    code
+}
+
+/// Observes and decides until the decision is final, waiting out the
+/// takeover grace and repairing a stale record. Returns the decision with
+/// the record it was based on (for the CAS), or an exit code.
+async fn decide_under_lock(
+    cfg: &RedisConfig,
+    zk: &Zk,
+    lock: &LockClient<'_>,
+    probe: &Probe,
+    me: &Endpoint,
+    signals: &mut Signals,
+) -> Result<(Decision, Record), i32> {
+    let mut lost_since: Option<Instant> = None;
+    let mut last_log: Option<Instant> = None;
+    loop {
+        let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| t.elapsed() >= cfg.takeover_grace);
+        let (obs, record) = match observe(zk, probe, me, &cfg.common.master_name, grace_elapsed).await {
+            Ok(o) => o,
+            Err(e) if zk.client().state().is_terminated() => {
+                error!(error = %e, "ZooKeeper session lost during bootstrap");
+                return Err(1);
+            },
+            Err(e) => {
+                warn!(error = %e, "observation failed; retrying");
+                pause(signals, RECHECK).await?;
+                continue;
+            },
+        };
+        match decide(&obs) {
+            Decision::Wait => {
+                let since = *lost_since.get_or_insert_with(Instant::now);
+                if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    last_log = Some(Instant::now());
+                    let left = cfg.takeover_grace.saturating_sub(since.elapsed());
+                    warn!(record = ?obs.record, path = %zk.master_path(), left_s = left.as_secs(),
+                        "no live master found; waiting for a failover before taking over");
+                }
+                pause(signals, RECHECK).await?;
+            },
+            Decision::Replicate { master, fix_record: true } => {
+                let expected = match &record {
+                    Record::Missing => None,
+                    Record::Unusable { version } | Record::Valid { version, .. } => Some(*version),
+                };
+                info!(master = %master, path = %zk.master_path(), "record is stale; correcting it");
+                match zk.write_master(Some(lock), &master, expected).await {
+                    Ok(()) => return Ok((Decision::Replicate { master, fix_record: false }, record)),
+                    Err(ZkErr::BadVersion | ZkErr::NodeExists) => continue,
+                    Err(e) => {
+                        error!(error = %e, "could not correct the record");
+                        return Err(1);
+                    },
+                }
+            },
+            d @ Decision::Replicate { .. } => {
+                if let Decision::Replicate { master, .. } = &d {
+                    info!(master = %master, addr = %me, role = "replica", "joining the live master");
+                }
+                return Ok((d, record));
+            },
+            d @ Decision::BecomeMaster { takeover } => {
+                if takeover {
+                    warn!(addr = %me, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
+                        "TAKEOVER: the group lost its master and no Sentinel replaced it; becoming master with this node's data. Writes the old master had may be lost");
+                } else {
+                    info!(addr = %me, role = "master", "no group yet; bootstrapping as master");
+                }
+                return Ok((d, record));
+            },
+        }
+    }
+}
+
+/// Sleeps, unless a signal arrives first (then the launcher leaves).
+async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
+    tokio::select! {
+        _ = sleep(d) => Ok(()),
+        sig = signals.recv() => Err(interrupted(sig)),
+    }
+}
+
+/// Writes `redis.conf` and starts `redis-server` with it, followed by the
+/// pass-through arguments.
+async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
+    let dir = &cfg.common.data_dir;
+    let dir = std::fs::canonicalize(dir)?;
+    let conf_path = dir.join("redis.conf");
+    write_private(&conf_path, &redis_conf(id, &dir, cfg.common.password.as_ref(), replica_of))?;
+    let mut args = vec![conf_path.to_string_lossy().into_owned()];
+    args.extend(cfg.extra_args.iter().cloned());
+    let child = supervise::spawn(&cfg.server_bin, &args, &dir).await?;
+    info!(pid = child.pid(), addr = %id.announce, role = if replica_of.is_some() { "replica" } else { "master" }, "redis-server started");
+    Ok(child)
+}
+
+enum Ready {
+    Yes,
+    ChildExited(i32),
+    Signalled,
+}
+
+/// Waits until the new server answers PING and ROLE reports the intended
+/// role. The lock is held meanwhile, so the next launcher never sees a
+/// record that nothing serves.
+async fn wait_ready(
+    probe: &Probe,
+    local: &Endpoint,
+    replica_of: Option<&Endpoint>,
+    child: &mut Child,
+    signals: &mut Signals,
+) -> Ready {
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        let ok = match probe.role(local).await {
+            Ok(Role::Master) => replica_of.is_none(),
+            Ok(Role::Replica { master, .. }) => replica_of == Some(&master),
+            _ => false,
+        };
+        if ok && probe.ping(local).await.is_ok() {
+            info!(addr = %local, ms = started.elapsed().as_millis() as u64, "server answers in its intended role");
+            return Ready::Yes;
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            last_log = Instant::now();
+            warn!(addr = %local, waited_s = started.elapsed().as_secs(), "server not ready yet");
+        }
+        tokio::select! {
+            _ = sleep(Duration::from_millis(50)) => {},
+            status = child.wait() => {
+                let code = exit_code(status);
+                error!(code, "redis-server exited before it was ready");
+                return Ready::ChildExited(code);
+            },
+            sig = signals.recv() => {
+                info!(sig, "signal while the server starts; forwarding");
+                child.signal(sig);
+                return Ready::Signalled;
+            },
+        }
+    }
+}

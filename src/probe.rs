@@ -1,0 +1,216 @@
+//! Short, bounded questions to Redis and Sentinel: PING, ROLE, INFO,
+//! `SENTINEL get-master-addr-by-name`.
+//!
+//! A probe opens its own connection and closes it, so a hung or dead peer
+//! costs at most the probe timeout and never poisons a shared connection.
+//! Every answer from the network is parsed defensively: a surprising reply is
+//! an error value, never a panic.
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use tokio::time::timeout;
+
+use crate::config::Secret;
+use crate::endpoint::Endpoint;
+
+/// What `ROLE` says about a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A master.
+    Master,
+    /// A replica, with the master it follows and its link state
+    /// (`connect`, `connecting`, `sync`, `connected`).
+    Replica {
+        /// The master it replicates from.
+        master: Endpoint,
+        /// Replication link state.
+        state: String,
+    },
+    /// A Sentinel.
+    Sentinel,
+}
+
+/// Probe settings: the password (`REDIS_PASSWORD`) and a per-call timeout.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    password: Option<Secret>,
+    timeout: Duration,
+}
+
+impl Probe {
+    /// A probe with the given password and timeout for connect + reply.
+    pub fn new(password: Option<Secret>, timeout: Duration) -> Self {
+        Probe { password, timeout }
+    }
+
+    /// The same probe with another timeout.
+    pub fn with_timeout(&self, timeout: Duration) -> Self {
+        Probe { password: self.password.clone(), timeout }
+    }
+
+    /// Opens a connection (AUTH included when a password is set).
+    pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, String> {
+        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(p) = &self.password {
+            settings = settings.set_password(p.expose());
+        }
+        let info = ConnectionAddr::Tcp(ep.host.clone(), ep.port)
+            .into_connection_info()
+            .map_err(|e| e.to_string())?
+            .set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
+        match timeout(self.timeout, client.get_multiplexed_async_connection_with_config(&config)).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!("{ep}: {e}")),
+            Err(_) => Err(format!("{ep}: no connection within {:?}", self.timeout)),
+        }
+    }
+
+    /// Runs one command on a fresh connection.
+    pub async fn cmd(&self, ep: &Endpoint, args: &[&str]) -> Result<Value, String> {
+        let mut conn = self.connect(ep).await?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        match timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(format!("{ep}: {} failed: {e}", args[0])),
+            Err(_) => Err(format!("{ep}: no reply to {} within {:?}", args[0], self.timeout)),
+        }
+    }
+
+    /// PING; `Ok` only for PONG.
+    pub async fn ping(&self, ep: &Endpoint) -> Result<(), String> {
+        match self.cmd(ep, &["PING"]).await? {
+            Value::SimpleString(s) if s == "PONG" => Ok(()),
+            other => Err(format!("{ep}: unexpected PING reply {other:?}")),
+        }
+    }
+
+    /// ROLE, parsed.
+    pub async fn role(&self, ep: &Endpoint) -> Result<Role, String> {
+        let v = self.cmd(ep, &["ROLE"]).await?;
+        parse_role(&v).map_err(|e| format!("{ep}: {e}"))
+    }
+
+    /// True only when `ep` answers ROLE as a master: the one test of
+    /// "a live master" used everywhere.
+    pub async fn is_master(&self, ep: &Endpoint) -> bool {
+        matches!(self.role(ep).await, Ok(Role::Master))
+    }
+
+    /// `SENTINEL get-master-addr-by-name <name>` on a Sentinel: `None` when it
+    /// does not know the name.
+    pub async fn sentinel_master(&self, sentinel: &Endpoint, name: &str) -> Result<Option<Endpoint>, String> {
+        let v = self.cmd(sentinel, &["SENTINEL", "get-master-addr-by-name", name]).await?;
+        parse_master_addr(&v).map_err(|e| format!("{sentinel}: {e}"))
+    }
+
+    /// An `INFO <section>` reply as `field:value` pairs.
+    pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, String> {
+        let v = self.cmd(ep, &["INFO", section]).await?;
+        let text = value_text(&v).ok_or_else(|| format!("{ep}: INFO reply is not text"))?;
+        Ok(parse_info(&text))
+    }
+}
+
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Parses a ROLE reply. Pure, so it is unit-tested without a server.
+pub fn parse_role(v: &Value) -> Result<Role, String> {
+    let Value::Array(items) = v else {
+        return Err(format!("ROLE reply is not an array: {v:?}"));
+    };
+    let kind = items.first().and_then(value_text).ok_or("empty ROLE reply")?;
+    match kind.as_str() {
+        "master" => Ok(Role::Master),
+        "sentinel" => Ok(Role::Sentinel),
+        "slave" | "replica" => {
+            let host = items.get(1).and_then(value_text).ok_or("ROLE slave reply without master host")?;
+            let port = items.get(2).and_then(value_text).ok_or("ROLE slave reply without master port")?;
+            let state = items.get(3).and_then(value_text).unwrap_or_default();
+            let master = Endpoint::parse(&format!("{host} {port}")).map_err(|e| format!("ROLE slave reply: {e}"))?;
+            Ok(Role::Replica { master, state })
+        },
+        other => Err(format!("unknown role {other:?}")),
+    }
+}
+
+/// Parses a `get-master-addr-by-name` reply: `[ip, port]` or nil.
+pub fn parse_master_addr(v: &Value) -> Result<Option<Endpoint>, String> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Array(items) if items.len() == 2 => {
+            let host = value_text(&items[0]).ok_or("bad host in reply")?;
+            let port = value_text(&items[1]).ok_or("bad port in reply")?;
+            Endpoint::parse(&format!("{host} {port}")).map(Some).map_err(|e| format!("get-master-addr-by-name: {e}"))
+        },
+        other => Err(format!("unexpected get-master-addr-by-name reply {other:?}")),
+    }
+}
+
+/// Parses INFO text into `field:value` pairs, skipping headers and blanks.
+pub fn parse_info(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim_end().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn roles() {
+        let m = Value::Array(vec![bulk("master"), Value::Int(10), Value::Array(vec![])]);
+        assert_eq!(parse_role(&m), Ok(Role::Master));
+        let r = Value::Array(vec![bulk("slave"), bulk("10.0.0.1"), Value::Int(6379), bulk("connected"), Value::Int(5)]);
+        assert_eq!(
+            parse_role(&r),
+            Ok(Role::Replica { master: Endpoint::new("10.0.0.1", 6379), state: "connected".into() })
+        );
+        let s = Value::Array(vec![bulk("sentinel"), Value::Array(vec![bulk("mymaster")])]);
+        assert_eq!(parse_role(&s), Ok(Role::Sentinel));
+        for bad in [Value::Nil, Value::Array(vec![]), Value::Array(vec![bulk("slave")]), Value::Array(vec![bulk("boss")])] {
+            assert!(parse_role(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn master_addr() {
+        assert_eq!(parse_master_addr(&Value::Nil), Ok(None));
+        let ok = Value::Array(vec![bulk("127.0.0.2"), bulk("6380")]);
+        assert_eq!(parse_master_addr(&ok), Ok(Some(Endpoint::new("127.0.0.2", 6380))));
+        assert!(parse_master_addr(&Value::Array(vec![bulk("x y"), bulk("1")])).is_err());
+        assert!(parse_master_addr(&Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn info_lines() {
+        let t = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n\r\n";
+        assert_eq!(
+            parse_info(t),
+            vec![("role".into(), "slave".into()), ("master_link_status".into(), "up".into())]
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! ZooKeeper access: one small interface over the coordination store.
+//!
+//! The rest of the library asks this module for the master record, the
+//! registered Sentinels and nodes, the bootstrap lock and CAS writes. It never
+//! builds paths or ACLs itself. Every call has a timeout (the session
+//! timeout), so a frozen ensemble can never hang a launcher forever.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep, timeout};
+use tracing::{debug, error, info, warn};
+use zookeeper_client::{
+    Acl, Acls, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions, LockPrefix, OneshotWatcher,
+    Permission, Stat,
+};
+
+use crate::config::ZkConfig;
+use crate::endpoint::Endpoint;
+
+/// What `<root>/master` holds, as far as a decision is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// No node: a fresh group.
+    Missing,
+    /// A node whose data is not a valid endpoint. Treated as "no usable
+    /// record"; the version lets a writer replace it with a CAS.
+    Unusable {
+        /// znode data version.
+        version: i32,
+    },
+    /// A well-formed record.
+    Valid {
+        /// The master it names.
+        master: Endpoint,
+        /// znode data version, for CAS writes.
+        version: i32,
+    },
+}
+
+impl Record {
+    /// The master named by a valid record.
+    pub fn master(&self) -> Option<&Endpoint> {
+        match self {
+            Record::Valid { master, .. } => Some(master),
+            _ => None,
+        }
+    }
+}
+
+/// A connected ZooKeeper session rooted at `ZK_ROOT` (inside the chroot).
+/// Cheap to clone: clones share the session.
+#[derive(Clone)]
+pub struct Zk {
+    client: Client,
+    cfg: Arc<ZkConfig>,
+    acls: Arc<Vec<Acl>>,
+}
+
+impl std::fmt::Debug for Zk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zk").field("hosts", &self.cfg.hosts).field("root", &self.cfg.root).finish()
+    }
+}
+
+/// Bounds one ZooKeeper operation; a frozen server yields [`Error::Timeout`].
+async fn bounded<T>(limit: Duration, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    timeout(limit, fut).await.unwrap_or(Err(Error::Timeout))
+}
+
+impl Zk {
+    /// Connects, retrying with backoff until `ZK_CONNECT_TIMEOUT_S`, then
+    /// ensures the chroot and the root exist. At start a launcher must give
+    /// up (exit 1) rather than wait forever; see [`Zk::connect_forever`] for
+    /// reconnects while a child is running.
+    pub async fn connect(cfg: &ZkConfig) -> Result<Zk, String> {
+        Self::connect_until(cfg, Some(Instant::now() + cfg.connect_timeout)).await
+    }
+
+    /// Connects with no deadline. Used after a session expiry, when the
+    /// supervised server must keep running whatever ZooKeeper does.
+    pub async fn connect_forever(cfg: &ZkConfig) -> Zk {
+        match Self::connect_until(cfg, None).await {
+            Ok(zk) => zk,
+            Err(_) => unreachable!("connect_until without a deadline only returns on success"),
+        }
+    }
+
+    async fn connect_until(cfg: &ZkConfig, deadline: Option<Instant>) -> Result<Zk, String> {
+        let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let per_try = cfg.session_timeout.max(Duration::from_secs(2));
+            let per_try = deadline.map_or(per_try, |d| per_try.min(d.saturating_duration_since(Instant::now())));
+            let err = match timeout(per_try, Self::connect_once(cfg)).await {
+                Ok(Ok(zk)) => {
+                    info!(hosts = %cfg.hosts, root = %cfg.root, session = zk.client.session_id().0, attempt, "connected to ZooKeeper");
+                    return Ok(zk);
+                },
+                Ok(Err(e)) => e,
+                Err(_) => format!("no session within {per_try:?}"),
+            };
+            if let Some(d) = deadline
+                && Instant::now() + backoff >= d
+            {
+                return Err(format!(
+                    "could not reach ZooKeeper at {} within ZK_CONNECT_TIMEOUT_S={}s ({attempt} attempts; last error: {err}); check ZK_HOSTS and that the ensemble is up",
+                    cfg.hosts,
+                    cfg.connect_timeout.as_secs()
+                ));
+            }
+            warn!(hosts = %cfg.hosts, attempt, error = %err, retry_in_ms = backoff.as_millis() as u64, "ZooKeeper not reachable yet");
+            sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn connect_once(cfg: &ZkConfig) -> Result<Zk, String> {
+        let mut connector = Client::connector().with_session_timeout(cfg.session_timeout).with_fail_eagerly();
+        let acls = match &cfg.digest {
+            Some(d) => {
+                connector = connector.with_auth("digest", d.expose().as_bytes());
+                // "auth" means: the identities this session authenticated with,
+                // i.e. the digest user. Everyone else may only read.
+                vec![
+                    Acl::new(Permission::ALL, AuthId::new("auth", "")),
+                    Acl::new(Permission::READ, AuthId::new("world", "anyone")),
+                ]
+            },
+            None => Acls::anyone_all().to_vec(),
+        };
+        let client = connector.connect(&cfg.hosts).await.map_err(|e| e.to_string())?;
+        let mut zk = Zk { client, cfg: Arc::new(cfg.clone()), acls: Arc::new(acls) };
+        let limit = cfg.session_timeout;
+        if let Some(chroot) = &cfg.chroot {
+            let opts = zk.dir_options();
+            bounded(limit, zk.client.mkdir(chroot, &opts)).await.map_err(|e| format!("creating chroot {chroot}: {e}"))?;
+            let client = zk.client.clone().chroot(chroot.as_str()).map_err(|_| format!("bad chroot {chroot}"))?;
+            zk.client = client;
+        }
+        for dir in [zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir()] {
+            let opts = zk.dir_options();
+            bounded(limit, zk.client.mkdir(&dir, &opts)).await.map_err(|e| format!("creating {dir}: {e}"))?;
+        }
+        Ok(zk)
+    }
+
+    fn acls(&self) -> Acls<'_> {
+        Acls::new(&self.acls)
+    }
+
+    fn dir_options(&self) -> CreateOptions<'_> {
+        CreateMode::Persistent.with_acls(self.acls())
+    }
+
+    fn op_timeout(&self) -> Duration {
+        self.cfg.session_timeout
+    }
+
+    /// The configuration this session was made from (for reconnects).
+    pub fn config(&self) -> &ZkConfig {
+        &self.cfg
+    }
+
+    /// The underlying client, for watches and session state.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `<root>/master`.
+    pub fn master_path(&self) -> String {
+        format!("{}/master", self.cfg.root)
+    }
+
+    /// `<root>/nodes`.
+    pub fn nodes_dir(&self) -> String {
+        format!("{}/nodes", self.cfg.root)
+    }
+
+    /// `<root>/sentinels`.
+    pub fn sentinels_dir(&self) -> String {
+        format!("{}/sentinels", self.cfg.root)
+    }
+
+    /// `<root>/lock`.
+    pub fn lock_dir(&self) -> String {
+        format!("{}/lock", self.cfg.root)
+    }
+
+    /// Reads the master record. Garbage is logged with its path and reported
+    /// as [`Record::Unusable`]; only ZooKeeper failures are errors.
+    pub async fn read_master(&self) -> Result<Record, Error> {
+        let path = self.master_path();
+        match bounded(self.op_timeout(), self.client.get_data(&path)).await {
+            Err(Error::NoNode) => Ok(Record::Missing),
+            Err(e) => Err(e),
+            Ok((data, stat)) => Ok(classify(&path, &data, &stat)),
+        }
+    }
+
+    /// Reads the master record and leaves a one-shot watch on it (set even
+    /// when the node does not exist yet), so waiters need not poll.
+    pub async fn watch_master(&self) -> Result<(Record, OneshotWatcher), Error> {
+        let path = self.master_path();
+        loop {
+            match bounded(self.op_timeout(), self.client.get_and_watch_data(&path)).await {
+                Ok((data, stat, w)) => return Ok((classify(&path, &data, &stat), w)),
+                Err(Error::NoNode) => {},
+                Err(e) => return Err(e),
+            }
+            match bounded(self.op_timeout(), self.client.check_and_watch_stat(&path)).await? {
+                (None, w) => return Ok((Record::Missing, w)),
+                // Created between the two calls: read it again.
+                (Some(_), _) => continue,
+            }
+        }
+    }
+
+    /// Writes the master record. `expected` is the version read before the
+    /// decision (`None`: the node must not exist). A lost race comes back as
+    /// [`Error::BadVersion`] or [`Error::NodeExists`]; the caller re-reads and
+    /// re-decides instead of overwriting. With `lock`, the write also fails
+    /// if this launcher no longer holds the bootstrap lock.
+    pub async fn write_master(
+        &self,
+        lock: Option<&LockClient<'_>>,
+        master: &Endpoint,
+        expected: Option<i32>,
+    ) -> Result<(), Error> {
+        let path = self.master_path();
+        let data = master.to_record();
+        let opts = self.dir_options();
+        let limit = self.op_timeout();
+        // Stats of creates inside a multi are invalid on ZK 3.8.0
+        // (ZOOKEEPER-4026); they are ignored here.
+        let result = match (lock, expected) {
+            (Some(l), None) => bounded(limit, l.create(&path, &data, &opts)).await.map(drop),
+            (Some(l), Some(v)) => bounded(limit, l.set_data(&path, &data, Some(v))).await.map(drop),
+            (None, None) => bounded(limit, self.client.create(&path, &data, &opts)).await.map(drop),
+            (None, Some(v)) => bounded(limit, self.client.set_data(&path, &data, Some(v))).await.map(drop),
+        };
+        match &result {
+            Ok(()) => info!(path = %path, master = %master, "master record written"),
+            Err(e) => warn!(path = %path, master = %master, error = %e, "master record not written"),
+        }
+        result
+    }
+
+    /// Endpoints registered under a directory (`/nodes` or `/sentinels`),
+    /// with the child name. Entries with bad data are logged and skipped.
+    pub async fn registered(&self, dir: &str) -> Result<Vec<(String, Endpoint)>, Error> {
+        let children = match bounded(self.op_timeout(), self.client.list_children(dir)).await {
+            Err(Error::NoNode) => return Ok(vec![]),
+            r => r?,
+        };
+        let mut out = Vec::with_capacity(children.len());
+        for child in children {
+            let path = format!("{dir}/{child}");
+            match bounded(self.op_timeout(), self.client.get_data(&path)).await {
+                Ok((data, _)) => match Endpoint::parse_bytes(&data) {
+                    Ok(ep) => out.push((child, ep)),
+                    Err(e) => error!(path = %path, error = %e, "ignoring registration with unusable data"),
+                },
+                Err(Error::NoNode) => {},
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes the bootstrap lock `<root>/lock` (the Curator-compatible recipe
+    /// of zookeeper-client). It waits on a watch of the predecessor, never
+    /// polls, and is cancellation safe: dropping the future removes the
+    /// contender node.
+    pub async fn lock(&self, data: &[u8]) -> Result<LockClient<'_>, Error> {
+        let dir = self.lock_dir();
+        let prefix = LockPrefix::new_curator(&dir, "lock-")?;
+        let options = LockOptions::new(self.acls()).with_ancestor_options(self.dir_options())?;
+        self.client.lock(prefix, data, options).await
+    }
+
+    /// Releases the lock now and waits for the deletion, so the next launcher
+    /// is woken at once rather than when a background task gets to it.
+    pub async fn unlock(&self, lock: LockClient<'_>) {
+        let path = lock.lock_path().to_string();
+        match bounded(self.op_timeout(), self.client.delete(&path, None)).await {
+            Ok(()) | Err(Error::NoNode) => debug!(path = %path, "lock released"),
+            Err(e) => warn!(path = %path, error = %e, "lock release failed; it goes with the session"),
+        }
+        drop(lock);
+    }
+
+    /// Creates an ephemeral node owned by this session. A leftover node of
+    /// an older session of ours (same path) is replaced.
+    pub async fn create_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), Error> {
+        let opts = CreateMode::Ephemeral.with_acls(self.acls());
+        let limit = self.op_timeout();
+        loop {
+            match bounded(limit, self.client.create(path, data, &opts)).await {
+                Ok(_) => return Ok(()),
+                Err(Error::NodeExists) => match bounded(limit, self.client.get_data(path)).await {
+                    Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => return Ok(()),
+                    Ok((_, stat)) => match bounded(limit, self.client.delete(path, Some(stat.version))).await {
+                        Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
+                        Err(e) => return Err(e),
+                    },
+                    Err(Error::NoNode) => continue,
+                    Err(e) => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Deletes a node, ignoring one that is already gone.
+    pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        match bounded(self.op_timeout(), self.client.delete(path, None)).await {
+            Ok(()) | Err(Error::NoNode) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn classify(path: &str, data: &[u8], stat: &Stat) -> Record {
+    match Endpoint::parse_bytes(data) {
+        Ok(master) => Record::Valid { master, version: stat.version },
+        Err(e) => {
+            error!(path = %path, error = %e, "master record is unusable; treating it as no record");
+            Record::Unusable { version: stat.version }
+        },
+    }
+}
