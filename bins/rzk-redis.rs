@@ -11,7 +11,11 @@ fn main() {
             let cfg = RedisConfig::from_vars(&process_env(), std::env::args().skip(1).collect())?;
             let id = endpoint::resolve(&cfg.listen)?;
             std::fs::create_dir_all(&cfg.common.data_dir).map_err(|e| {
-                ConfigError::new("DATA_DIR", cfg.common.data_dir.display().to_string(), format!("a writable directory ({e})"))
+                ConfigError::new(
+                    "DATA_DIR",
+                    cfg.common.data_dir.display().to_string(),
+                    format!("a writable directory ({e})"),
+                )
             })?;
             let format = cfg.common.log_format;
             Ok(((cfg, id), format))

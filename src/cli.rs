@@ -15,7 +15,11 @@ pub const EXIT_CONFIG: i32 = 2;
 /// Runs a binary: `parse` validates everything (a [`ConfigError`] exits 2
 /// with one line on stderr), then `run` drives the launcher and returns the
 /// exit code.
-pub fn main<C, F>(name: &str, parse: impl FnOnce() -> Result<(C, LogFormat), ConfigError>, run: impl FnOnce(C) -> F) -> !
+pub fn main<C, F>(
+    name: &str,
+    parse: impl FnOnce() -> Result<(C, LogFormat), ConfigError>,
+    run: impl FnOnce(C) -> F,
+) -> !
 where
     F: Future<Output = i32>,
 {
@@ -24,15 +28,18 @@ where
         Err(e) => {
             eprintln!("{name}: {e}");
             std::process::exit(EXIT_CONFIG);
-        },
+        }
     };
     let _ = format;
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the async runtime: {e}");
             std::process::exit(1);
-        },
+        }
     };
     let code = rt.block_on(run(cfg));
     // Do not wait for background tasks (ZooKeeper session I/O): the work is done.

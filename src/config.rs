@@ -34,13 +34,21 @@ pub struct ConfigError {
 impl ConfigError {
     /// Builds an error; `value` is shown quoted so empty values are visible.
     pub fn new(var: &'static str, value: impl Into<String>, expected: impl Into<String>) -> Self {
-        ConfigError { var, value: value.into(), expected: expected.into() }
+        ConfigError {
+            var,
+            value: value.into(),
+            expected: expected.into(),
+        }
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}={:?}: expected {}", self.var, self.value, self.expected)
+        write!(
+            f,
+            "invalid {}={:?}: expected {}",
+            self.var, self.value, self.expected
+        )
     }
 }
 
@@ -164,7 +172,9 @@ struct Raw {
 /// The environment as (name, value) pairs. Variables that are not valid
 /// UTF-8 are skipped instead of panicking; none of ours can be such.
 pub fn process_env() -> Vec<(String, String)> {
-    std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect()
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
 }
 
 fn raw(vars: &[(String, String)]) -> Raw {
@@ -192,10 +202,21 @@ fn int_in<T: std::str::FromStr + PartialOrd>(lo: T, hi: T) -> impl Fn(&str) -> O
 }
 
 fn port_var(name: &'static str, value: &Option<String>, default: u16) -> Result<u16, ConfigError> {
-    var(name, value, default, "a TCP port from 1 to 65535", int_in(1u16, 65535))
+    var(
+        name,
+        value,
+        default,
+        "a TCP port from 1 to 65535",
+        int_in(1u16, 65535),
+    )
 }
 
-fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -> Result<Duration, ConfigError> {
+fn secs_var(
+    name: &'static str,
+    value: &Option<String>,
+    default: u64,
+    lo: u64,
+) -> Result<Duration, ConfigError> {
     let expected = format!("a whole number of seconds from {lo} to 86400");
     var(name, value, default, &expected, int_in(lo, 86_400)).map(Duration::from_secs)
 }
@@ -204,7 +225,9 @@ fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -
 fn is_valid_zk_path(p: &str) -> bool {
     p.len() > 1
         && p.starts_with('/')
-        && p[1..].split('/').all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'))
+        && p[1..]
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'))
 }
 
 /// Parses `ZK_HOSTS`: `host[:port],…[/chroot]`. Returns the connect string,
@@ -238,7 +261,10 @@ pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
 }
 
 fn is_valid_master_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Resolves a program name the way `execvp` would, so that a missing binary
@@ -246,23 +272,34 @@ fn is_valid_master_name(s: &str) -> bool {
 pub fn resolve_program(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
     let is_exec = |p: &Path| {
         use std::os::unix::fs::PermissionsExt;
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
     };
     if name.contains('/') {
         let p = PathBuf::from(name);
         return is_exec(&p).then_some(p);
     }
-    std::env::split_paths(path_var?).map(|dir| dir.join(name)).find(|p| is_exec(p))
+    std::env::split_paths(path_var?)
+        .map(|dir| dir.join(name))
+        .find(|p| is_exec(p))
 }
 
 fn common(r: &Raw) -> Result<Common, ConfigError> {
-    let hosts_raw = r.zk_hosts.clone().unwrap_or_else(|| "localhost:2181".into());
+    let hosts_raw = r
+        .zk_hosts
+        .clone()
+        .unwrap_or_else(|| "localhost:2181".into());
     let (hosts, chroot) = parse_zk_hosts(&hosts_raw).ok_or_else(|| {
         ConfigError::new("ZK_HOSTS", hosts_raw.clone(), "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos")
     })?;
-    let root = var("ZK_ROOT", &r.zk_root, "/redis".to_string(), "an absolute ZooKeeper path such as /redis, without a trailing slash", |s| {
-        is_valid_zk_path(s).then(|| s.to_string())
-    })?;
+    let root = var(
+        "ZK_ROOT",
+        &r.zk_root,
+        "/redis".to_string(),
+        "an absolute ZooKeeper path such as /redis, without a trailing slash",
+        |s| is_valid_zk_path(s).then(|| s.to_string()),
+    )?;
     let session_timeout = var(
         "ZK_SESSION_TIMEOUT_MS",
         &r.zk_session_timeout_ms,
@@ -276,30 +313,61 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
         None => None,
         Some(d) => match d.split_once(':') {
             Some((u, p)) if !u.is_empty() && !p.is_empty() => Some(Secret(d.clone())),
-            _ => return Err(ConfigError::new("ZK_DIGEST", "<redacted>", "user:password with a non-empty user and password")),
+            _ => {
+                return Err(ConfigError::new(
+                    "ZK_DIGEST",
+                    "<redacted>",
+                    "user:password with a non-empty user and password",
+                ));
+            }
         },
     };
-    let master_name = var("MASTER_NAME", &r.master_name, "mymaster".to_string(), "a name of letters, digits, '.', '_' or '-'", |s| {
-        is_valid_master_name(s).then(|| s.to_string())
-    })?;
+    let master_name = var(
+        "MASTER_NAME",
+        &r.master_name,
+        "mymaster".to_string(),
+        "a name of letters, digits, '.', '_' or '-'",
+        |s| is_valid_master_name(s).then(|| s.to_string()),
+    )?;
     let password = match &r.redis_password {
         None => None,
         Some(p) if p.is_empty() || p.contains(['\n', '\r', '\0']) => {
-            return Err(ConfigError::new("REDIS_PASSWORD", "<redacted>", "a non-empty password on one line, or leave it unset"));
-        },
+            return Err(ConfigError::new(
+                "REDIS_PASSWORD",
+                "<redacted>",
+                "a non-empty password on one line, or leave it unset",
+            ));
+        }
         Some(p) => Some(Secret(p.clone())),
     };
     let data_dir = PathBuf::from(r.data_dir.clone().unwrap_or_else(|| ".".into()));
     if data_dir.as_os_str().is_empty() || (data_dir.exists() && !data_dir.is_dir()) {
-        return Err(ConfigError::new("DATA_DIR", data_dir.display().to_string(), "a directory (it is created when missing)"));
+        return Err(ConfigError::new(
+            "DATA_DIR",
+            data_dir.display().to_string(),
+            "a directory (it is created when missing)",
+        ));
     }
-    let log_format = var("LOG_FORMAT", &r.log_format, LogFormat::Text, "text or json", |s| match s {
-        "text" => Some(LogFormat::Text),
-        "json" => Some(LogFormat::Json),
-        _ => None,
-    })?;
+    let log_format = var(
+        "LOG_FORMAT",
+        &r.log_format,
+        LogFormat::Text,
+        "text or json",
+        |s| match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        },
+    )?;
     Ok(Common {
-        zk: ZkConfig { hosts, chroot, root, session_timeout, connect_timeout, digest },
+        zk: ZkConfig {
+            hosts,
+            chroot,
+            root,
+            session_timeout,
+            connect_timeout,
+            digest,
+        },
         master_name,
         password,
         data_dir,
@@ -310,23 +378,43 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
 fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
     let iface = r.net_iface.clone().unwrap_or_else(|| "eth0".into());
     if iface.is_empty() {
-        return Err(ConfigError::new("NET_IFACE", iface, "a network interface name such as eth0"));
+        return Err(ConfigError::new(
+            "NET_IFACE",
+            iface,
+            "a network interface name such as eth0",
+        ));
     }
     let bind_ip = match &r.bind_ip {
         None => None,
-        Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| ConfigError::new("BIND_IP", s.clone(), "an IPv4 address literal such as 10.0.3.7"))?),
+        Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
+            ConfigError::new(
+                "BIND_IP",
+                s.clone(),
+                "an IPv4 address literal such as 10.0.3.7",
+            )
+        })?),
     };
     let announce_ip = match &r.announce_ip {
         None => None,
         Some(s) if is_valid_host(s) => Some(s.clone()),
-        Some(s) => return Err(ConfigError::new("ANNOUNCE_IP", s.clone(), "an IPv4 address or a hostname")),
+        Some(s) => {
+            return Err(ConfigError::new(
+                "ANNOUNCE_IP",
+                s.clone(),
+                "an IPv4 address or a hostname",
+            ));
+        }
     };
     Ok(Listen {
         iface,
         bind_ip,
         port: port_var("PORT0", &r.port0, default_port)?,
         announce_ip,
-        announce_port: r.announce_port.as_ref().map(|_| port_var("ANNOUNCE_PORT", &r.announce_port, 0)).transpose()?,
+        announce_port: r
+            .announce_port
+            .as_ref()
+            .map(|_| port_var("ANNOUNCE_PORT", &r.announce_port, 0))
+            .transpose()?,
     })
 }
 
@@ -335,16 +423,32 @@ impl RedisConfig {
     /// (normally [`process_env`]) and the pass-through arguments.
     pub fn from_vars(vars: &[(String, String)], args: Vec<String>) -> Result<Self, ConfigError> {
         let r = raw(vars);
-        let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-        let bin = r.redis_server_bin.clone().unwrap_or_else(|| "redis-server".into());
-        let server_bin = resolve_program(&bin, path)
-            .ok_or_else(|| ConfigError::new("REDIS_SERVER_BIN", bin.clone(), "an executable redis-server, by path or on PATH"))?;
+        let path = vars
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str());
+        let bin = r
+            .redis_server_bin
+            .clone()
+            .unwrap_or_else(|| "redis-server".into());
+        let server_bin = resolve_program(&bin, path).ok_or_else(|| {
+            ConfigError::new(
+                "REDIS_SERVER_BIN",
+                bin.clone(),
+                "an executable redis-server, by path or on PATH",
+            )
+        })?;
         Ok(RedisConfig {
             common: common(&r)?,
             listen: listen(&r, 6379)?,
             server_bin,
             takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
-            shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
+            shutdown_failover_timeout: secs_var(
+                "SHUTDOWN_FAILOVER_TIMEOUT_S",
+                &r.shutdown_failover_timeout_s,
+                20,
+                1,
+            )?,
             extra_args: args,
         })
     }
@@ -355,7 +459,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut v: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         v.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
         if !pairs.iter().any(|(k, _)| *k == "REDIS_SERVER_BIN") {
             v.push(("REDIS_SERVER_BIN".into(), "/bin/sh".into()));
@@ -369,7 +476,8 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = RedisConfig::from_vars(&env(&[]), vec!["--maxmemory".into(), "1gb".into()]).unwrap();
+        let c =
+            RedisConfig::from_vars(&env(&[]), vec!["--maxmemory".into(), "1gb".into()]).unwrap();
         assert_eq!(c.common.zk.hosts, "localhost:2181");
         assert_eq!(c.common.zk.chroot, None);
         assert_eq!(c.common.zk.root, "/redis");
@@ -387,9 +495,17 @@ mod tests {
     #[test]
     fn zk_hosts_forms() {
         assert_eq!(parse_zk_hosts("a"), Some(("a:2181".into(), None)));
-        assert_eq!(parse_zk_hosts("a:1,b:2/x/y"), Some(("a:1,b:2".into(), Some("/x/y".into()))));
-        assert_eq!(parse_zk_hosts("10.0.0.1,10.0.0.2:2182/"), Some(("10.0.0.1:2181,10.0.0.2:2182".into(), None)));
-        for bad in ["", ",", "a:", "a:0", "a:70000", "a:x", "a,,b", "a/x/", "a//x", "a b", "/x"] {
+        assert_eq!(
+            parse_zk_hosts("a:1,b:2/x/y"),
+            Some(("a:1,b:2".into(), Some("/x/y".into())))
+        );
+        assert_eq!(
+            parse_zk_hosts("10.0.0.1,10.0.0.2:2182/"),
+            Some(("10.0.0.1:2181,10.0.0.2:2182".into(), None))
+        );
+        for bad in [
+            "", ",", "a:", "a:0", "a:70000", "a:x", "a,,b", "a/x/", "a//x", "a b", "/x",
+        ] {
             assert_eq!(parse_zk_hosts(bad), None, "{bad:?} should be rejected");
         }
     }
@@ -431,9 +547,16 @@ mod tests {
     fn secrets_are_not_echoed() {
         let e = err(&[("ZK_DIGEST", "user-without-colon-secret")]);
         assert!(!e.to_string().contains("secret"), "{e}");
-        let c = RedisConfig::from_vars(&env(&[("REDIS_PASSWORD", "hunter2"), ("ZK_DIGEST", "u:hunter3")]), vec![]).unwrap();
+        let c = RedisConfig::from_vars(
+            &env(&[("REDIS_PASSWORD", "hunter2"), ("ZK_DIGEST", "u:hunter3")]),
+            vec![],
+        )
+        .unwrap();
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("hunter2") && !dbg.contains("hunter3"), "{dbg}");
+        assert!(
+            !dbg.contains("hunter2") && !dbg.contains("hunter3"),
+            "{dbg}"
+        );
     }
 
     #[test]

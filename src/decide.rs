@@ -88,20 +88,29 @@ pub fn decide(o: &Observation) -> Decision {
             // Most votes first; on a tie prefer the one the record names,
             // then the lowest address so the choice is deterministic.
             let rec = |c: &Candidate| matches!(&o.record, RecordView::Names(r) if *r == c.addr);
-            a.votes.cmp(&b.votes).then(rec(a).cmp(&rec(b))).then(b.addr.cmp(&a.addr))
+            a.votes
+                .cmp(&b.votes)
+                .then(rec(a).cmp(&rec(b)))
+                .then(b.addr.cmp(&a.addr))
         })
         .map(|c| c.addr.clone());
     let from_record = match &o.record {
         RecordView::Names(r) if o.record_live && not_me(r) => Some(r.clone()),
         _ => None,
     };
-    let from_nodes = o.registered_masters.iter().filter(|e| not_me(e)).min().cloned();
+    let from_nodes = o
+        .registered_masters
+        .iter()
+        .filter(|e| not_me(e))
+        .min()
+        .cloned();
     if let Some(master) = from_sentinels.or(from_record).or(from_nodes) {
         let fix_record = o.record != RecordView::Names(master.clone());
         return Decision::Replicate { master, fix_record };
     }
-    let group_exists =
-        matches!(o.record, RecordView::Names(_)) || !o.sentinel_views.is_empty() || o.registered_nodes > 0;
+    let group_exists = matches!(o.record, RecordView::Names(_))
+        || !o.sentinel_views.is_empty()
+        || o.registered_nodes > 0;
     if !group_exists {
         Decision::BecomeMaster { takeover: false }
     } else if o.grace_elapsed {
@@ -132,7 +141,11 @@ mod tests {
     }
 
     fn cand(n: u16, votes: usize, live: bool) -> Candidate {
-        Candidate { addr: ep(n), votes, live_master: live }
+        Candidate {
+            addr: ep(n),
+            votes,
+            live_master: live,
+        }
     }
 
     #[test]
@@ -142,14 +155,27 @@ mod tests {
 
     #[test]
     fn garbage_record_alone_is_a_fresh_group() {
-        let o = Observation { record: RecordView::Unusable, ..world() };
+        let o = Observation {
+            record: RecordView::Unusable,
+            ..world()
+        };
         assert_eq!(decide(&o), Decision::BecomeMaster { takeover: false });
     }
 
     #[test]
     fn live_record_is_followed() {
-        let o = Observation { record: RecordView::Names(ep(1)), record_live: true, ..world() };
-        assert_eq!(decide(&o), Decision::Replicate { master: ep(1), fix_record: false });
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            record_live: true,
+            ..world()
+        };
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(1),
+                fix_record: false
+            }
+        );
     }
 
     #[test]
@@ -160,7 +186,13 @@ mod tests {
             sentinel_views: vec![cand(2, 3, true)],
             ..world()
         };
-        assert_eq!(decide(&o), Decision::Replicate { master: ep(2), fix_record: true });
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(2),
+                fix_record: true
+            }
+        );
     }
 
     #[test]
@@ -171,7 +203,13 @@ mod tests {
             sentinel_views: vec![cand(2, 3, false)],
             ..world()
         };
-        assert_eq!(decide(&o), Decision::Replicate { master: ep(1), fix_record: false });
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(1),
+                fix_record: false
+            }
+        );
     }
 
     #[test]
@@ -181,16 +219,37 @@ mod tests {
             sentinel_views: vec![cand(2, 1, true), cand(3, 1, true), cand(4, 2, true)],
             ..world()
         };
-        assert_eq!(decide(&o), Decision::Replicate { master: ep(4), fix_record: true });
-        let o = Observation { sentinel_views: vec![cand(2, 1, true), cand(3, 1, true)], ..o };
-        assert_eq!(decide(&o), Decision::Replicate { master: ep(3), fix_record: false });
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(4),
+                fix_record: true
+            }
+        );
+        let o = Observation {
+            sentinel_views: vec![cand(2, 1, true), cand(3, 1, true)],
+            ..o
+        };
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(3),
+                fix_record: false
+            }
+        );
     }
 
     #[test]
     fn dead_record_waits_then_takes_over() {
-        let o = Observation { record: RecordView::Names(ep(1)), ..world() };
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            ..world()
+        };
         assert_eq!(decide(&o), Decision::Wait);
-        let o = Observation { grace_elapsed: true, ..o };
+        let o = Observation {
+            grace_elapsed: true,
+            ..o
+        };
         assert_eq!(decide(&o), Decision::BecomeMaster { takeover: true });
     }
 
@@ -215,14 +274,27 @@ mod tests {
             registered_nodes: 2,
             ..world()
         };
-        assert_eq!(decide(&o), Decision::Replicate { master: ep(5), fix_record: true });
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(5),
+                fix_record: true
+            }
+        );
     }
 
     #[test]
     fn orphaned_replicas_or_sentinel_opinions_mean_grace() {
-        let o = Observation { registered_nodes: 2, ..world() };
+        let o = Observation {
+            registered_nodes: 2,
+            ..world()
+        };
         assert_eq!(decide(&o), Decision::Wait);
-        let o = Observation { sentinel_views: vec![cand(1, 2, false)], record: RecordView::Unusable, ..world() };
+        let o = Observation {
+            sentinel_views: vec![cand(1, 2, false)],
+            record: RecordView::Unusable,
+            ..world()
+        };
         assert_eq!(decide(&o), Decision::Wait);
     }
 }

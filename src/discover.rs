@@ -18,8 +18,15 @@ use crate::zk::{Record, Zk};
 /// each distinct answer with its number of votes and whether it answers ROLE
 /// as master. Unreachable Sentinels and malformed answers are logged and
 /// left out.
-pub async fn sentinel_views(zk: &Zk, probe: &Probe, master_name: &str) -> Result<Vec<Candidate>, String> {
-    let sentinels = zk.registered(&zk.sentinels_dir()).await.map_err(|e| format!("listing sentinels: {e}"))?;
+pub async fn sentinel_views(
+    zk: &Zk,
+    probe: &Probe,
+    master_name: &str,
+) -> Result<Vec<Candidate>, String> {
+    let sentinels = zk
+        .registered(&zk.sentinels_dir())
+        .await
+        .map_err(|e| format!("listing sentinels: {e}"))?;
     let mut asks = JoinSet::new();
     for (_, s) in sentinels {
         let (probe, name) = (probe.clone(), master_name.to_string());
@@ -34,7 +41,14 @@ pub async fn sentinel_views(zk: &Zk, probe: &Probe, master_name: &str) -> Result
         }
     }
     let live = confirm_masters(probe, votes.keys().cloned().collect()).await;
-    Ok(votes.into_iter().map(|(addr, votes)| Candidate { live_master: live.contains(&addr), addr, votes }).collect())
+    Ok(votes
+        .into_iter()
+        .map(|(addr, votes)| Candidate {
+            live_master: live.contains(&addr),
+            addr,
+            votes,
+        })
+        .collect())
 }
 
 /// The subset of `candidates` that answer ROLE as master, probed concurrently.
@@ -63,7 +77,10 @@ pub async fn observe(
     master_name: &str,
     grace_elapsed: bool,
 ) -> Result<(Observation, Record), String> {
-    let record = zk.read_master().await.map_err(|e| format!("reading {}: {e}", zk.master_path()))?;
+    let record = zk
+        .read_master()
+        .await
+        .map_err(|e| format!("reading {}: {e}", zk.master_path()))?;
     let sentinel_views = sentinel_views(zk, probe, master_name).await?;
     let record_view = match &record {
         Record::Missing => RecordView::Missing,
@@ -74,9 +91,20 @@ pub async fn observe(
         Some(m) if m != me => probe.is_master(m).await,
         _ => false,
     };
-    let nodes = zk.registered(&zk.nodes_dir()).await.map_err(|e| format!("listing nodes: {e}"))?;
+    let nodes = zk
+        .registered(&zk.nodes_dir())
+        .await
+        .map_err(|e| format!("listing nodes: {e}"))?;
     let registered_nodes = nodes.len();
-    let registered_masters = confirm_masters(probe, nodes.into_iter().map(|(_, e)| e).filter(|e| e != me).collect()).await;
+    let registered_masters = confirm_masters(
+        probe,
+        nodes
+            .into_iter()
+            .map(|(_, e)| e)
+            .filter(|e| e != me)
+            .collect(),
+    )
+    .await;
     let o = Observation {
         me: me.clone(),
         record: record_view,

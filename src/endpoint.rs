@@ -40,7 +40,10 @@ const MAX_RECORD: usize = 300;
 impl Endpoint {
     /// Builds an endpoint from parts already known to be valid.
     pub fn new(host: impl Into<String>, port: u16) -> Self {
-        Endpoint { host: host.into(), port }
+        Endpoint {
+            host: host.into(),
+            port,
+        }
     }
 
     /// Parses `"<ipv4-or-hostname> <1-65535>"` exactly: one space, no
@@ -70,7 +73,8 @@ impl Endpoint {
         if !is_valid_host(host) {
             return Err(ParseError::Host(host.into()));
         }
-        let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        let port_ok =
+            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
         match port.parse::<u16>() {
             Ok(p) if port_ok && p > 0 => Ok(Endpoint::new(host, p)),
             _ => Err(ParseError::Port(port.into())),
@@ -107,7 +111,10 @@ pub fn is_valid_host(h: &str) -> bool {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    labels.iter().all(label_ok) && !labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    labels.iter().all(label_ok)
+        && !labels
+            .last()
+            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Where this task listens and what it tells peers.
@@ -137,10 +144,12 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
         Some(ip) => ip,
         None => {
             let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-            let found = ifaces.iter().find_map(|i| match (&i.name == &listen.iface, i.ip()) {
-                (true, std::net::IpAddr::V4(v4)) => Some(v4),
-                _ => None,
-            });
+            let found = ifaces
+                .iter()
+                .find_map(|i| match (i.name == listen.iface, i.ip()) {
+                    (true, std::net::IpAddr::V4(v4)) => Some(v4),
+                    _ => None,
+                });
             match found {
                 Some(ip) => ip,
                 None => {
@@ -150,17 +159,27 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
                     return Err(ConfigError::new(
                         "NET_IFACE",
                         listen.iface.clone(),
-                        format!("an interface with an IPv4 address (found: {}), or set BIND_IP", names.join(", ")),
+                        format!(
+                            "an interface with an IPv4 address (found: {}), or set BIND_IP",
+                            names.join(", ")
+                        ),
                     ));
-                },
+                }
             }
-        },
+        }
     };
     let announce = Endpoint::new(
-        listen.announce_ip.clone().unwrap_or_else(|| bind.to_string()),
+        listen
+            .announce_ip
+            .clone()
+            .unwrap_or_else(|| bind.to_string()),
         listen.announce_port.unwrap_or(listen.port),
     );
-    Ok(Identity { bind, port: listen.port, announce })
+    Ok(Identity {
+        bind,
+        port: listen.port,
+        announce,
+    })
 }
 
 #[cfg(test)]
@@ -169,8 +188,14 @@ mod tests {
 
     #[test]
     fn parses_good_records() {
-        assert_eq!(Endpoint::parse("10.0.3.7 31457"), Ok(Endpoint::new("10.0.3.7", 31457)));
-        assert_eq!(Endpoint::parse("redis-1.example.com 6379"), Ok(Endpoint::new("redis-1.example.com", 6379)));
+        assert_eq!(
+            Endpoint::parse("10.0.3.7 31457"),
+            Ok(Endpoint::new("10.0.3.7", 31457))
+        );
+        assert_eq!(
+            Endpoint::parse("redis-1.example.com 6379"),
+            Ok(Endpoint::new("redis-1.example.com", 6379))
+        );
         assert_eq!(Endpoint::parse("h 1").unwrap().to_string(), "h 1");
         let e = Endpoint::new("127.0.0.5", 40000);
         assert_eq!(Endpoint::parse_bytes(&e.to_record()), Ok(e));
@@ -196,7 +221,11 @@ mod tests {
             &big,
         ];
         for b in bad {
-            assert!(Endpoint::parse_bytes(b).is_err(), "{:?} should be rejected", String::from_utf8_lossy(b));
+            assert!(
+                Endpoint::parse_bytes(b).is_err(),
+                "{:?} should be rejected",
+                String::from_utf8_lossy(b)
+            );
         }
     }
 
@@ -227,8 +256,15 @@ mod tests {
         };
         let id = resolve(&l).unwrap();
         assert_eq!(id.announce, Endpoint::new("127.0.0.9", 7000));
-        let l2 = Listen { announce_ip: Some("public.example".into()), announce_port: Some(31000), ..l.clone() };
-        assert_eq!(resolve(&l2).unwrap().announce, Endpoint::new("public.example", 31000));
+        let l2 = Listen {
+            announce_ip: Some("public.example".into()),
+            announce_port: Some(31000),
+            ..l.clone()
+        };
+        assert_eq!(
+            resolve(&l2).unwrap().announce,
+            Endpoint::new("public.example", 31000)
+        );
         let l3 = Listen { bind_ip: None, ..l };
         let e = resolve(&l3).unwrap_err();
         assert_eq!(e.var, "NET_IFACE");
@@ -237,7 +273,13 @@ mod tests {
 
     #[test]
     fn resolve_reads_interface() {
-        let l = Listen { iface: "lo".into(), bind_ip: None, port: 1, announce_ip: None, announce_port: None };
+        let l = Listen {
+            iface: "lo".into(),
+            bind_ip: None,
+            port: 1,
+            announce_ip: None,
+            announce_port: None,
+        };
         assert_eq!(resolve(&l).unwrap().bind, Ipv4Addr::LOCALHOST);
     }
 }

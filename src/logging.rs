@@ -11,11 +11,18 @@ use crate::config::{ConfigError, LogFormat};
 /// Installs the global subscriber. A bad `RUST_LOG` is a configuration error.
 pub fn init(format: LogFormat) -> Result<(), ConfigError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) => EnvFilter::try_new(&v)
-            .map_err(|e| ConfigError::new("RUST_LOG", v.clone(), format!("a tracing filter such as info or redis_zk=debug ({e})")))?,
+        Ok(v) => EnvFilter::try_new(&v).map_err(|e| {
+            ConfigError::new(
+                "RUST_LOG",
+                v.clone(),
+                format!("a tracing filter such as info or redis_zk=debug ({e})"),
+            )
+        })?,
         Err(_) => EnvFilter::new("info,zookeeper_client=warn"),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr)
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let result = match format {

@@ -40,7 +40,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Err(e) => {
             error!(error = %e, "cannot install signal handlers");
             return 1;
-        },
+        }
     };
     let zk = tokio::select! {
         r = Zk::connect(&cfg.common.zk) => match r {
@@ -68,10 +68,11 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     };
     info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
 
-    let (decision, record) = match decide_under_lock(&cfg, &zk, &lock, &probe, &me, &mut signals).await {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
+    let (decision, record) =
+        match decide_under_lock(&cfg, &zk, &lock, &probe, &me, &mut signals).await {
+            Ok(d) => d,
+            Err(code) => return code,
+        };
     let replica_of = match &decision {
         Decision::Replicate { master, .. } => Some(master.clone()),
         _ => None,
@@ -81,10 +82,18 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Err(e) => {
             error!(error = %e, "could not start redis-server");
             return 1;
-        },
+        }
     };
-    match wait_ready(&probe, &id.local(), replica_of.as_ref(), &mut child, &mut signals).await {
-        Ready::Yes => {},
+    match wait_ready(
+        &probe,
+        &id.local(),
+        replica_of.as_ref(),
+        &mut child,
+        &mut signals,
+    )
+    .await
+    {
+        Ready::Yes => {}
         Ready::ChildExited(code) => return code,
         Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
     }
@@ -104,7 +113,11 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         }
     }
     zk.unlock(lock).await;
-    let role = if replica_of.is_some() { "replica" } else { "master" };
+    let role = if replica_of.is_some() {
+        "replica"
+    } else {
+        "master"
+    };
     info!(addr = %me, role, "server ready; lock released");
 
     let keeper = Keeper::spawn(zk);
@@ -129,19 +142,22 @@ async fn decide_under_lock(
     let mut lost_since: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
     loop {
-        let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| t.elapsed() >= cfg.takeover_grace);
-        let (obs, record) = match observe(zk, probe, me, &cfg.common.master_name, grace_elapsed).await {
-            Ok(o) => o,
-            Err(e) if zk.client().state().is_terminated() => {
-                error!(error = %e, "ZooKeeper session lost during bootstrap");
-                return Err(1);
-            },
-            Err(e) => {
-                warn!(error = %e, "observation failed; retrying");
-                pause(signals, RECHECK).await?;
-                continue;
-            },
-        };
+        let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| {
+            t.elapsed() >= cfg.takeover_grace
+        });
+        let (obs, record) =
+            match observe(zk, probe, me, &cfg.common.master_name, grace_elapsed).await {
+                Ok(o) => o,
+                Err(e) if zk.client().state().is_terminated() => {
+                    error!(error = %e, "ZooKeeper session lost during bootstrap");
+                    return Err(1);
+                }
+                Err(e) => {
+                    warn!(error = %e, "observation failed; retrying");
+                    pause(signals, RECHECK).await?;
+                    continue;
+                }
+            };
         match decide(&obs) {
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);
@@ -152,28 +168,39 @@ async fn decide_under_lock(
                         "no live master found; waiting for a failover before taking over");
                 }
                 pause(signals, RECHECK).await?;
-            },
-            Decision::Replicate { master, fix_record: true } => {
+            }
+            Decision::Replicate {
+                master,
+                fix_record: true,
+            } => {
                 let expected = match &record {
                     Record::Missing => None,
                     Record::Unusable { version } | Record::Valid { version, .. } => Some(*version),
                 };
                 info!(master = %master, path = %zk.master_path(), "record is stale; correcting it");
                 match zk.write_master(Some(lock), &master, expected).await {
-                    Ok(()) => return Ok((Decision::Replicate { master, fix_record: false }, record)),
+                    Ok(()) => {
+                        return Ok((
+                            Decision::Replicate {
+                                master,
+                                fix_record: false,
+                            },
+                            record,
+                        ));
+                    }
                     Err(ZkErr::BadVersion | ZkErr::NodeExists) => continue,
                     Err(e) => {
                         error!(error = %e, "could not correct the record");
                         return Err(1);
-                    },
+                    }
                 }
-            },
+            }
             d @ Decision::Replicate { .. } => {
                 if let Decision::Replicate { master, .. } = &d {
                     info!(master = %master, addr = %me, role = "replica", "joining the live master");
                 }
                 return Ok((d, record));
-            },
+            }
             d @ Decision::BecomeMaster { takeover } => {
                 if takeover {
                     warn!(addr = %me, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
@@ -182,7 +209,7 @@ async fn decide_under_lock(
                     info!(addr = %me, role = "master", "no group yet; bootstrapping as master");
                 }
                 return Ok((d, record));
-            },
+            }
         }
     }
 }
@@ -197,11 +224,18 @@ async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
 
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
-async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
+async fn start_server(
+    cfg: &RedisConfig,
+    id: &Identity,
+    replica_of: Option<&Endpoint>,
+) -> std::io::Result<Child> {
     let dir = &cfg.common.data_dir;
     let dir = std::fs::canonicalize(dir)?;
     let conf_path = dir.join("redis.conf");
-    write_private(&conf_path, &redis_conf(id, &dir, cfg.common.password.as_ref(), replica_of))?;
+    write_private(
+        &conf_path,
+        &redis_conf(id, &dir, cfg.common.password.as_ref(), replica_of),
+    )?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];
     args.extend(cfg.extra_args.iter().cloned());
     let child = supervise::spawn(&cfg.server_bin, &args, &dir).await?;

@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value,
+};
 use tokio::time::timeout;
 
 use crate::config::Secret;
@@ -47,7 +49,10 @@ impl Probe {
 
     /// The same probe with another timeout.
     pub fn with_timeout(&self, timeout: Duration) -> Self {
-        Probe { password: self.password.clone(), timeout }
+        Probe {
+            password: self.password.clone(),
+            timeout,
+        }
     }
 
     /// Opens a connection (AUTH included when a password is set).
@@ -64,7 +69,12 @@ impl Probe {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        match timeout(self.timeout, client.get_multiplexed_async_connection_with_config(&config)).await {
+        match timeout(
+            self.timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
             Ok(Ok(c)) => Ok(c),
             Ok(Err(e)) => Err(format!("{ep}: {e}")),
             Err(_) => Err(format!("{ep}: no connection within {:?}", self.timeout)),
@@ -81,7 +91,10 @@ impl Probe {
         match timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(format!("{ep}: {} failed: {e}", args[0])),
-            Err(_) => Err(format!("{ep}: no reply to {} within {:?}", args[0], self.timeout)),
+            Err(_) => Err(format!(
+                "{ep}: no reply to {} within {:?}",
+                args[0], self.timeout
+            )),
         }
     }
 
@@ -107,13 +120,23 @@ impl Probe {
 
     /// `SENTINEL get-master-addr-by-name <name>` on a Sentinel: `None` when it
     /// does not know the name.
-    pub async fn sentinel_master(&self, sentinel: &Endpoint, name: &str) -> Result<Option<Endpoint>, String> {
-        let v = self.cmd(sentinel, &["SENTINEL", "get-master-addr-by-name", name]).await?;
+    pub async fn sentinel_master(
+        &self,
+        sentinel: &Endpoint,
+        name: &str,
+    ) -> Result<Option<Endpoint>, String> {
+        let v = self
+            .cmd(sentinel, &["SENTINEL", "get-master-addr-by-name", name])
+            .await?;
         parse_master_addr(&v).map_err(|e| format!("{sentinel}: {e}"))
     }
 
     /// An `INFO <section>` reply as `field:value` pairs.
-    pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, String> {
+    pub async fn info(
+        &self,
+        ep: &Endpoint,
+        section: &str,
+    ) -> Result<Vec<(String, String)>, String> {
         let v = self.cmd(ep, &["INFO", section]).await?;
         let text = value_text(&v).ok_or_else(|| format!("{ep}: INFO reply is not text"))?;
         Ok(parse_info(&text))
@@ -135,17 +158,27 @@ pub fn parse_role(v: &Value) -> Result<Role, String> {
     let Value::Array(items) = v else {
         return Err(format!("ROLE reply is not an array: {v:?}"));
     };
-    let kind = items.first().and_then(value_text).ok_or("empty ROLE reply")?;
+    let kind = items
+        .first()
+        .and_then(value_text)
+        .ok_or("empty ROLE reply")?;
     match kind.as_str() {
         "master" => Ok(Role::Master),
         "sentinel" => Ok(Role::Sentinel),
         "slave" | "replica" => {
-            let host = items.get(1).and_then(value_text).ok_or("ROLE slave reply without master host")?;
-            let port = items.get(2).and_then(value_text).ok_or("ROLE slave reply without master port")?;
+            let host = items
+                .get(1)
+                .and_then(value_text)
+                .ok_or("ROLE slave reply without master host")?;
+            let port = items
+                .get(2)
+                .and_then(value_text)
+                .ok_or("ROLE slave reply without master port")?;
             let state = items.get(3).and_then(value_text).unwrap_or_default();
-            let master = Endpoint::parse(&format!("{host} {port}")).map_err(|e| format!("ROLE slave reply: {e}"))?;
+            let master = Endpoint::parse(&format!("{host} {port}"))
+                .map_err(|e| format!("ROLE slave reply: {e}"))?;
             Ok(Role::Replica { master, state })
-        },
+        }
         other => Err(format!("unknown role {other:?}")),
     }
 }
@@ -157,9 +190,13 @@ pub fn parse_master_addr(v: &Value) -> Result<Option<Endpoint>, String> {
         Value::Array(items) if items.len() == 2 => {
             let host = value_text(&items[0]).ok_or("bad host in reply")?;
             let port = value_text(&items[1]).ok_or("bad port in reply")?;
-            Endpoint::parse(&format!("{host} {port}")).map(Some).map_err(|e| format!("get-master-addr-by-name: {e}"))
-        },
-        other => Err(format!("unexpected get-master-addr-by-name reply {other:?}")),
+            Endpoint::parse(&format!("{host} {port}"))
+                .map(Some)
+                .map_err(|e| format!("get-master-addr-by-name: {e}"))
+        }
+        other => Err(format!(
+            "unexpected get-master-addr-by-name reply {other:?}"
+        )),
     }
 }
 
@@ -184,14 +221,28 @@ mod tests {
     fn roles() {
         let m = Value::Array(vec![bulk("master"), Value::Int(10), Value::Array(vec![])]);
         assert_eq!(parse_role(&m), Ok(Role::Master));
-        let r = Value::Array(vec![bulk("slave"), bulk("10.0.0.1"), Value::Int(6379), bulk("connected"), Value::Int(5)]);
+        let r = Value::Array(vec![
+            bulk("slave"),
+            bulk("10.0.0.1"),
+            Value::Int(6379),
+            bulk("connected"),
+            Value::Int(5),
+        ]);
         assert_eq!(
             parse_role(&r),
-            Ok(Role::Replica { master: Endpoint::new("10.0.0.1", 6379), state: "connected".into() })
+            Ok(Role::Replica {
+                master: Endpoint::new("10.0.0.1", 6379),
+                state: "connected".into()
+            })
         );
         let s = Value::Array(vec![bulk("sentinel"), Value::Array(vec![bulk("mymaster")])]);
         assert_eq!(parse_role(&s), Ok(Role::Sentinel));
-        for bad in [Value::Nil, Value::Array(vec![]), Value::Array(vec![bulk("slave")]), Value::Array(vec![bulk("boss")])] {
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![]),
+            Value::Array(vec![bulk("slave")]),
+            Value::Array(vec![bulk("boss")]),
+        ] {
             assert!(parse_role(&bad).is_err(), "{bad:?}");
         }
     }
@@ -200,7 +251,10 @@ mod tests {
     fn master_addr() {
         assert_eq!(parse_master_addr(&Value::Nil), Ok(None));
         let ok = Value::Array(vec![bulk("127.0.0.2"), bulk("6380")]);
-        assert_eq!(parse_master_addr(&ok), Ok(Some(Endpoint::new("127.0.0.2", 6380))));
+        assert_eq!(
+            parse_master_addr(&ok),
+            Ok(Some(Endpoint::new("127.0.0.2", 6380)))
+        );
         assert!(parse_master_addr(&Value::Array(vec![bulk("x y"), bulk("1")])).is_err());
         assert!(parse_master_addr(&Value::Int(3)).is_err());
     }
@@ -210,7 +264,10 @@ mod tests {
         let t = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n\r\n";
         assert_eq!(
             parse_info(t),
-            vec![("role".into(), "slave".into()), ("master_link_status".into(), "up".into())]
+            vec![
+                ("role".into(), "slave".into()),
+                ("master_link_status".into(), "up".into())
+            ]
         );
     }
 }

@@ -18,11 +18,14 @@ use zookeeper_client::SessionState;
 
 use crate::zk::Zk;
 
+/// Ephemeral nodes to keep: (path, data).
+type Registrations = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// Handle to the keeper task. Dropping it stops the keeper; call
 /// [`Keeper::shutdown`] to also remove the registrations at once.
 pub struct Keeper {
     current: watch::Receiver<Zk>,
-    ephemerals: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    ephemerals: Registrations,
     task: JoinHandle<()>,
 }
 
@@ -32,7 +35,11 @@ impl Keeper {
         let (tx, rx) = watch::channel(zk);
         let ephemerals = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn(keep(tx, ephemerals.clone()));
-        Keeper { current: rx, ephemerals, task }
+        Keeper {
+            current: rx,
+            ephemerals,
+            task,
+        }
     }
 
     /// The current session.
@@ -49,7 +56,10 @@ impl Keeper {
     /// Creates the ephemeral node `path` now (retrying transient errors)
     /// and again after every session expiry.
     pub async fn register(&self, path: &str, data: &[u8]) {
-        self.ephemerals.lock().expect("poisoned").push((path.to_string(), data.to_vec()));
+        self.ephemerals
+            .lock()
+            .expect("poisoned")
+            .push((path.to_string(), data.to_vec()));
         create_retrying(&self.zk(), path, data).await;
     }
 
@@ -59,11 +69,19 @@ impl Keeper {
     pub async fn shutdown(self) {
         self.task.abort();
         let zk = self.zk();
-        let paths: Vec<String> = self.ephemerals.lock().expect("poisoned").iter().map(|(p, _)| p.clone()).collect();
+        let paths: Vec<String> = self
+            .ephemerals
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect();
         for path in paths {
             match zk.delete(&path).await {
                 Ok(()) => info!(path = %path, "registration removed"),
-                Err(e) => warn!(path = %path, error = %e, "could not remove registration; it expires with the session"),
+                Err(e) => {
+                    warn!(path = %path, error = %e, "could not remove registration; it expires with the session")
+                }
             }
         }
     }
@@ -76,22 +94,22 @@ async fn create_retrying(zk: &Zk, path: &str, data: &[u8]) {
             Ok(()) => {
                 info!(path = %path, data = %String::from_utf8_lossy(data), "registered");
                 return;
-            },
+            }
             Err(e) if zk.client().state().is_terminated() => {
                 // The keeper loop will open a new session and retry.
                 warn!(path = %path, error = %e, "registration deferred until a new session");
                 return;
-            },
+            }
             Err(e) => {
                 warn!(path = %path, error = %e, "registration failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
-            },
+            }
         }
     }
 }
 
-async fn keep(tx: watch::Sender<Zk>, ephemerals: Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+async fn keep(tx: watch::Sender<Zk>, ephemerals: Registrations) {
     loop {
         let zk = tx.borrow().clone();
         let mut states = zk.client().state_watcher();
@@ -99,9 +117,11 @@ async fn keep(tx: watch::Sender<Zk>, ephemerals: Arc<Mutex<Vec<(String, Vec<u8>)
         while !state.is_terminated() {
             state = states.changed().await;
             match state {
-                SessionState::Disconnected => warn!("ZooKeeper connection lost; the session may still recover"),
+                SessionState::Disconnected => {
+                    warn!("ZooKeeper connection lost; the session may still recover")
+                }
                 SessionState::SyncConnected => info!("ZooKeeper connection restored"),
-                _ => {},
+                _ => {}
             }
         }
         error!(state = %state, "ZooKeeper session ended; opening a new one and re-registering");

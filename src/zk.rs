@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::{
-    Acl, Acls, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions, LockPrefix, OneshotWatcher,
-    Permission, Stat,
+    Acl, Acls, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions,
+    LockPrefix, OneshotWatcher, Permission, Stat,
 };
 
 use crate::config::ZkConfig;
@@ -60,12 +60,18 @@ pub struct Zk {
 
 impl std::fmt::Debug for Zk {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Zk").field("hosts", &self.cfg.hosts).field("root", &self.cfg.root).finish()
+        f.debug_struct("Zk")
+            .field("hosts", &self.cfg.hosts)
+            .field("root", &self.cfg.root)
+            .finish()
     }
 }
 
 /// Bounds one ZooKeeper operation; a frozen server yields [`Error::Timeout`].
-async fn bounded<T>(limit: Duration, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+async fn bounded<T>(
+    limit: Duration,
+    fut: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     timeout(limit, fut).await.unwrap_or(Err(Error::Timeout))
 }
 
@@ -93,12 +99,14 @@ impl Zk {
         loop {
             attempt += 1;
             let per_try = cfg.session_timeout.max(Duration::from_secs(2));
-            let per_try = deadline.map_or(per_try, |d| per_try.min(d.saturating_duration_since(Instant::now())));
+            let per_try = deadline.map_or(per_try, |d| {
+                per_try.min(d.saturating_duration_since(Instant::now()))
+            });
             let err = match timeout(per_try, Self::connect_once(cfg)).await {
                 Ok(Ok(zk)) => {
                     info!(hosts = %cfg.hosts, root = %cfg.root, session = zk.client.session_id().0, attempt, "connected to ZooKeeper");
                     return Ok(zk);
-                },
+                }
                 Ok(Err(e)) => e,
                 Err(_) => format!("no session within {per_try:?}"),
             };
@@ -118,7 +126,9 @@ impl Zk {
     }
 
     async fn connect_once(cfg: &ZkConfig) -> Result<Zk, String> {
-        let mut connector = Client::connector().with_session_timeout(cfg.session_timeout).with_fail_eagerly();
+        let mut connector = Client::connector()
+            .with_session_timeout(cfg.session_timeout)
+            .with_fail_eagerly();
         let acls = match &cfg.digest {
             Some(d) => {
                 connector = connector.with_auth("digest", d.expose().as_bytes());
@@ -128,21 +138,36 @@ impl Zk {
                     Acl::new(Permission::ALL, AuthId::new("auth", "")),
                     Acl::new(Permission::READ, AuthId::new("world", "anyone")),
                 ]
-            },
+            }
             None => Acls::anyone_all().to_vec(),
         };
-        let client = connector.connect(&cfg.hosts).await.map_err(|e| e.to_string())?;
-        let mut zk = Zk { client, cfg: Arc::new(cfg.clone()), acls: Arc::new(acls) };
+        let client = connector
+            .connect(&cfg.hosts)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut zk = Zk {
+            client,
+            cfg: Arc::new(cfg.clone()),
+            acls: Arc::new(acls),
+        };
         let limit = cfg.session_timeout;
         if let Some(chroot) = &cfg.chroot {
             let opts = zk.dir_options();
-            bounded(limit, zk.client.mkdir(chroot, &opts)).await.map_err(|e| format!("creating chroot {chroot}: {e}"))?;
-            let client = zk.client.clone().chroot(chroot.as_str()).map_err(|_| format!("bad chroot {chroot}"))?;
+            bounded(limit, zk.client.mkdir(chroot, &opts))
+                .await
+                .map_err(|e| format!("creating chroot {chroot}: {e}"))?;
+            let client = zk
+                .client
+                .clone()
+                .chroot(chroot.as_str())
+                .map_err(|_| format!("bad chroot {chroot}"))?;
             zk.client = client;
         }
         for dir in [zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir()] {
             let opts = zk.dir_options();
-            bounded(limit, zk.client.mkdir(&dir, &opts)).await.map_err(|e| format!("creating {dir}: {e}"))?;
+            bounded(limit, zk.client.mkdir(&dir, &opts))
+                .await
+                .map_err(|e| format!("creating {dir}: {e}"))?;
         }
         Ok(zk)
     }
@@ -207,7 +232,7 @@ impl Zk {
         loop {
             match bounded(self.op_timeout(), self.client.get_and_watch_data(&path)).await {
                 Ok((data, stat, w)) => return Ok((classify(&path, &data, &stat), w)),
-                Err(Error::NoNode) => {},
+                Err(Error::NoNode) => {}
                 Err(e) => return Err(e),
             }
             match bounded(self.op_timeout(), self.client.check_and_watch_stat(&path)).await? {
@@ -236,14 +261,24 @@ impl Zk {
         // Stats of creates inside a multi are invalid on ZK 3.8.0
         // (ZOOKEEPER-4026); they are ignored here.
         let result = match (lock, expected) {
-            (Some(l), None) => bounded(limit, l.create(&path, &data, &opts)).await.map(drop),
-            (Some(l), Some(v)) => bounded(limit, l.set_data(&path, &data, Some(v))).await.map(drop),
-            (None, None) => bounded(limit, self.client.create(&path, &data, &opts)).await.map(drop),
-            (None, Some(v)) => bounded(limit, self.client.set_data(&path, &data, Some(v))).await.map(drop),
+            (Some(l), None) => bounded(limit, l.create(&path, &data, &opts))
+                .await
+                .map(drop),
+            (Some(l), Some(v)) => bounded(limit, l.set_data(&path, &data, Some(v)))
+                .await
+                .map(drop),
+            (None, None) => bounded(limit, self.client.create(&path, &data, &opts))
+                .await
+                .map(drop),
+            (None, Some(v)) => bounded(limit, self.client.set_data(&path, &data, Some(v)))
+                .await
+                .map(drop),
         };
         match &result {
             Ok(()) => info!(path = %path, master = %master, "master record written"),
-            Err(e) => warn!(path = %path, master = %master, error = %e, "master record not written"),
+            Err(e) => {
+                warn!(path = %path, master = %master, error = %e, "master record not written")
+            }
         }
         result
     }
@@ -261,9 +296,11 @@ impl Zk {
             match bounded(self.op_timeout(), self.client.get_data(&path)).await {
                 Ok((data, _)) => match Endpoint::parse_bytes(&data) {
                     Ok(ep) => out.push((child, ep)),
-                    Err(e) => error!(path = %path, error = %e, "ignoring registration with unusable data"),
+                    Err(e) => {
+                        error!(path = %path, error = %e, "ignoring registration with unusable data")
+                    }
                 },
-                Err(Error::NoNode) => {},
+                Err(Error::NoNode) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -287,7 +324,9 @@ impl Zk {
         let path = lock.lock_path().to_string();
         match bounded(self.op_timeout(), self.client.delete(&path, None)).await {
             Ok(()) | Err(Error::NoNode) => debug!(path = %path, "lock released"),
-            Err(e) => warn!(path = %path, error = %e, "lock release failed; it goes with the session"),
+            Err(e) => {
+                warn!(path = %path, error = %e, "lock release failed; it goes with the session")
+            }
         }
         drop(lock);
     }
@@ -301,11 +340,15 @@ impl Zk {
             match bounded(limit, self.client.create(path, data, &opts)).await {
                 Ok(_) => return Ok(()),
                 Err(Error::NodeExists) => match bounded(limit, self.client.get_data(path)).await {
-                    Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => return Ok(()),
-                    Ok((_, stat)) => match bounded(limit, self.client.delete(path, Some(stat.version))).await {
-                        Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
-                        Err(e) => return Err(e),
-                    },
+                    Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => {
+                        return Ok(());
+                    }
+                    Ok((_, stat)) => {
+                        match bounded(limit, self.client.delete(path, Some(stat.version))).await {
+                            Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
                     Err(Error::NoNode) => continue,
                     Err(e) => return Err(e),
                 },
@@ -325,10 +368,15 @@ impl Zk {
 
 fn classify(path: &str, data: &[u8], stat: &Stat) -> Record {
     match Endpoint::parse_bytes(data) {
-        Ok(master) => Record::Valid { master, version: stat.version },
+        Ok(master) => Record::Valid {
+            master,
+            version: stat.version,
+        },
         Err(e) => {
             error!(path = %path, error = %e, "master record is unusable; treating it as no record");
-            Record::Unusable { version: stat.version }
-        },
+            Record::Unusable {
+                version: stat.version,
+            }
+        }
     }
 }

@@ -1,0 +1,643 @@
+//! Shared integration-test harness: a real ZooKeeper per test binary, loopback
+//! address/port/dir allocation, child-process guards, deadline-bound waits and
+//! small Redis / ZooKeeper client helpers.
+//!
+//! Include it from a test binary with `mod common;`. Every external process is
+//! started with `PR_SET_PDEATHSIG(SIGKILL)` from one never-exiting spawner thread,
+//! so nothing outlives the test binary, even when it panics or is killed.
+#![allow(dead_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::future::Future;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use zookeeper_client::{Acls, Client, CreateMode, Error as ZkError, Stat};
+
+/// How often the wait helpers re-check their condition.
+const POLL: Duration = Duration::from_millis(50);
+/// Connect and response timeout of every `redis_cmd`.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long ZooKeeper may take to answer `ruok` after launch.
+const ZK_START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Session timeout of `zk_client()` (also its connect deadline).
+const ZK_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+
+// ---------------------------------------------------------------------------
+// Scratch directories
+// ---------------------------------------------------------------------------
+
+/// `$TMPDIR/rzk-tests/<pid>/`: this test binary's scratch area. Directories are
+/// kept after the run so logs can be read after a failure; directories of dead
+/// test processes older than an hour are swept on first use to bound growth.
+fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = std::env::temp_dir().join("rzk-tests");
+        sweep_stale(&base);
+        let root = base.join(std::process::id().to_string());
+        fs::create_dir_all(&root).expect("create test scratch dir");
+        root
+    })
+}
+
+fn sweep_stale(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
+            SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600)
+        });
+        if old && !pid_alive(pid) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A fresh, kept (not auto-deleted) directory under this binary's scratch area.
+fn fresh_dir(prefix: &str) -> PathBuf {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(scratch_root())
+        .expect("create temp dir")
+        .keep()
+}
+
+/// Last `n` lines of a file, for panic messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path)
+        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+// ---------------------------------------------------------------------------
+// Process spawning
+// ---------------------------------------------------------------------------
+
+type SpawnRequest = (Command, mpsc::Sender<io::Result<Child>>);
+
+/// Spawns `cmd` from a dedicated thread that never exits, with
+/// `PR_SET_PDEATHSIG(SIGKILL)`.
+///
+/// PDEATHSIG fires when the *thread* that forked the child exits, not the process.
+/// Tokio worker/blocking threads and libtest's per-test threads come and go, so
+/// forking from them could kill children early; forking from a thread that lives
+/// as long as the process makes "child dies iff the test binary dies" exact.
+fn spawn_with_pdeathsig(mut cmd: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnRequest>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("test-spawner".into())
+            // The sender lives in a static, so `recv` never fails and the thread never exits.
+            .spawn(move || {
+                while let Ok((mut cmd, reply)) = rx.recv() {
+                    let _ = reply.send(cmd.spawn());
+                }
+                loop {
+                    std::thread::park();
+                }
+            })
+            .expect("start spawner thread");
+        tx
+    });
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+    let (reply_tx, reply_rx) = mpsc::channel();
+    spawner.send((cmd, reply_tx)).expect("spawner thread alive");
+    reply_rx.recv().expect("spawner thread replies")
+}
+
+/// True if `pid` exists and is not a zombie (a dead child not yet reaped still
+/// answers `kill(pid, 0)`, so `/proc/<pid>/stat` is consulted too).
+pub fn pid_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence/permission.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    // The state is the first field after the parenthesised command name.
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rfind(')')
+                .and_then(|i| s[i + 1..].split_whitespace().next().map(|st| st != "Z"))
+        })
+        .unwrap_or(false)
+}
+
+/// Guard for a spawned child process: SIGKILLed and reaped on drop. All methods
+/// take `&self` (the `Child` sits behind a mutex) so guards can be shared and
+/// inspected from `wait_for` closures.
+pub struct Proc {
+    child: Mutex<Child>,
+    pid: i32,
+    log_path: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `bin args…` with the inherited environment plus `envs`, stdin from
+    /// /dev/null and stdout+stderr appended to `log_path`. Panics if it can't start.
+    pub fn spawn(bin: &str, args: &[&str], envs: &[(&str, String)], log_path: PathBuf) -> Proc {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap_or_else(|e| panic!("open log {}: {e}", log_path.display()));
+        let mut cmd = Command::new(bin);
+        cmd.args(args)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log fd"))
+            .stderr(log);
+        let child =
+            spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn {bin} {args:?}: {e}"));
+        Proc {
+            pid: child.id() as i32,
+            child: Mutex::new(child),
+            log_path,
+        }
+    }
+
+    fn child(&self) -> MutexGuard<'_, Child> {
+        self.child
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends `sig` (e.g. `libc::SIGSTOP`); a no-op once the child has been reaped,
+    /// so a recycled pid is never signalled.
+    pub fn signal(&self, sig: i32) {
+        // Hold the lock so the child can't be reaped between the check and kill(2).
+        let mut child = self.child();
+        if matches!(child.try_wait(), Ok(None)) {
+            // SAFETY: plain kill(2) on our own, unreaped child.
+            unsafe { libc::kill(self.pid, sig) };
+        }
+    }
+
+    /// Exit status if the child has exited (reaps it), else `None`.
+    pub fn try_status(&self) -> Option<ExitStatus> {
+        self.child().try_wait().expect("try_wait")
+    }
+
+    /// Polls every 20 ms until the child exits or `timeout` elapses.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.try_status() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.try_status().is_none()
+    }
+
+    /// Everything the child has written to its log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if matches!(child.try_wait(), Ok(None)) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loopback addresses, ports, task slots
+// ---------------------------------------------------------------------------
+
+/// Next port that binds on every address in `ips`. Ports come from a counter in
+/// 20000..32000 (below Linux's ephemeral port range) whose start is derived from the pid, so concurrently running
+/// test binaries rarely probe the same ports.
+fn free_port(ips: &[&str]) -> u16 {
+    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
+    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % 12000));
+    for _ in 0..12000 {
+        let port = (20000 + next.fetch_add(1, Ordering::Relaxed) % 12000) as u16;
+        if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
+            return port;
+        }
+    }
+    panic!("no free port on {ips:?}");
+}
+
+/// Everything one redis/sentinel/agent instance needs: its own loopback IP, a
+/// port free on that IP and on 127.0.0.1, and a kept scratch directory.
+#[derive(Clone, Debug)]
+pub struct Task {
+    pub ip: String,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Task {
+    /// `"ip port"`, the address format used throughout the project.
+    pub fn addr(&self) -> String {
+        format!("{} {}", self.ip, self.port)
+    }
+}
+
+/// Allocates a new [`Task`]. IPs cycle through 127.0.0.2..=127.0.0.254; the
+/// (ip, port) pair stays unique within the binary because ports never repeat.
+pub fn task() -> Task {
+    static NEXT_IP: AtomicU32 = AtomicU32::new(0);
+    let ip = format!(
+        "127.0.0.{}",
+        2 + NEXT_IP.fetch_add(1, Ordering::Relaxed) % 253
+    );
+    let port = free_port(&[&ip, "127.0.0.1"]);
+    Task {
+        ip,
+        port,
+        dir: fresh_dir("task-"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// ZooKeeper server
+// ---------------------------------------------------------------------------
+
+/// The single ZooKeeper server of this test binary. It is shared by all tests in
+/// the binary, so `pause()` affects them all: keep tests that pause it in their
+/// own binary (or otherwise serialised).
+pub struct Zk {
+    port: u16,
+    pid: i32,
+    dir: PathBuf,
+}
+
+impl Zk {
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Freezes the server (SIGSTOP): clients see it hang, not disconnect.
+    pub fn pause(&self) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.pid, libc::SIGSTOP) };
+    }
+
+    /// Undoes [`Zk::pause`].
+    pub fn resume(&self) {
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Last lines of the server log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        tail(&self.dir.join("zookeeper.log"), 40)
+    }
+}
+
+/// The binary's ZooKeeper, started on first call (blocking, up to 60 s).
+pub fn zk() -> &'static Zk {
+    static ZK: OnceLock<Zk> = OnceLock::new();
+    ZK.get_or_init(start_zk)
+}
+
+fn start_zk() -> Zk {
+    let dir = fresh_dir("zk-");
+    let port = free_port(&["127.0.0.1"]);
+    let cfg = dir.join("zoo.cfg");
+    let log_path = dir.join("zookeeper.log");
+    fs::write(
+        &cfg,
+        format!(
+            "tickTime=500\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
+             dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write zoo.cfg");
+
+    // Debian's zookeeper.jar ships no SLF4J binding, so the server logs nothing;
+    // add slf4j-simple (logs to stderr → our file) when it is installed.
+    let mut classpath = String::from("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar");
+    if Path::new("/usr/share/java/slf4j-simple.jar").exists() {
+        classpath.push_str(":/usr/share/java/slf4j-simple.jar");
+    }
+    let log = File::create(&log_path).expect("create zookeeper.log");
+    let mut cmd = Command::new("java");
+    cmd.arg("-Xmx256m")
+        .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
+        .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
+        .args([
+            "-cp",
+            &classpath,
+            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+        ])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone log fd"))
+        .stderr(log);
+    let child =
+        spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn java for zookeeper: {e}"));
+    let zk = Zk {
+        port,
+        pid: child.id() as i32,
+        dir,
+    };
+    // The child is never reaped: it runs until the test binary exits (PDEATHSIG).
+    drop(child);
+
+    let deadline = Instant::now() + ZK_START_TIMEOUT;
+    loop {
+        match ruok(port) {
+            Ok(()) => return zk,
+            Err(e) if !pid_alive(zk.pid) => panic!(
+                "zookeeper exited during startup ({e}); log tail:\n{}",
+                zk.log_tail()
+            ),
+            Err(e) if Instant::now() >= deadline => panic!(
+                "zookeeper not ready after {ZK_START_TIMEOUT:?} (last: {e}); log tail:\n{}",
+                zk.log_tail()
+            ),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// ZooKeeper's four-letter health check: `ruok` must be answered with `imok`.
+fn ruok(port: u16) -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(b"ruok").map_err(|e| e.to_string())?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+    if reply == "imok" {
+        Ok(())
+    } else {
+        Err(format!("ruok answered {reply:?}"))
+    }
+}
+
+/// A fresh ZK_ROOT such as `/t-failover-3-12345`: unique per call and per binary.
+pub fn unique_root(tag: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "/t-{tag}-{}-{}",
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::process::id()
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Waiting with deadlines
+// ---------------------------------------------------------------------------
+
+/// Polls `f` every 50 ms until it returns `Ok`, panicking after `timeout` with the
+/// last error so a failing test says what it was actually seeing. An attempt that
+/// is still pending at the deadline is abandoned.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = String::from("<no attempt finished>");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, f()).await {
+            Ok(Ok(v)) => return v,
+            Ok(Err(e)) => last_err = e,
+            Err(_) => {
+                last_err = format!("attempt still pending at deadline (before that: {last_err})")
+            }
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last_err}");
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Blocking twin of [`wait_for`], for code outside an async context (e.g. Drop checks).
+pub fn wait_for_sync<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last_err = match f() {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last_err}");
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redis helpers
+// ---------------------------------------------------------------------------
+
+fn split_addr(addr: &str) -> Result<(String, u16), String> {
+    let (ip, port) = addr
+        .split_once(' ')
+        .ok_or_else(|| format!("bad address {addr:?}, want \"ip port\""))?;
+    let port = port
+        .parse()
+        .map_err(|e| format!("bad port in {addr:?}: {e}"))?;
+    Ok((ip.to_string(), port))
+}
+
+/// Text of a string-like reply.
+fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => Some(s.clone()),
+        Value::Okay => Some("OK".into()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Runs one command against `addr` ("ip port") on a fresh connection (1 s
+/// connect, 1 s reply timeout). Server error replies come back as `Err`.
+pub async fn redis_cmd(addr: &str, password: Option<&str>, args: &[&str]) -> Result<Value, String> {
+    let (ip, port) = split_addr(addr)?;
+    let (name, rest) = args.split_first().ok_or("empty command")?;
+    // No CLIENT SETINFO: sentinel and older servers reject it.
+    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+    if let Some(p) = password {
+        settings = settings.set_password(p);
+    }
+    let info = ConnectionAddr::Tcp(ip, port)
+        .into_connection_info()
+        .map_err(|e| e.to_string())?
+        .set_redis_settings(settings);
+    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    let mut conn = tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| format!("{addr}: connect timed out"))?
+        .map_err(|e| format!("{addr}: connect: {e}"))?;
+    let mut cmd = redis::cmd(name);
+    cmd.arg(rest);
+    match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<Value>(&mut conn)).await {
+        Err(_) => Err(format!("{addr}: {args:?} timed out")),
+        Ok(Err(e)) => Err(format!("{addr}: {args:?}: {e}")),
+        Ok(Ok(Value::ServerError(e))) => Err(format!("{addr}: {args:?}: {e:?}")),
+        Ok(Ok(v)) => Ok(v),
+    }
+}
+
+/// First element of `ROLE`: "master", "slave" or "sentinel".
+pub async fn role(addr: &str) -> Result<String, String> {
+    match redis_cmd(addr, None, &["ROLE"]).await? {
+        Value::Array(items) => items
+            .first()
+            .and_then(value_text)
+            .ok_or_else(|| format!("{addr}: odd ROLE reply {items:?}")),
+        other => Err(format!("{addr}: odd ROLE reply {other:?}")),
+    }
+}
+
+/// Value of `field` in the `INFO section` reply (lines of `field:value`).
+pub async fn info_field(addr: &str, section: &str, field: &str) -> Result<String, String> {
+    let reply = redis_cmd(addr, None, &["INFO", section]).await?;
+    let text = value_text(&reply).ok_or_else(|| format!("{addr}: odd INFO reply {reply:?}"))?;
+    text.lines()
+        .find_map(|l| {
+            l.trim_end()
+                .strip_prefix(field)?
+                .strip_prefix(':')
+                .map(str::to_string)
+        })
+        .ok_or_else(|| format!("{addr}: no {field:?} in INFO {section}"))
+}
+
+// ---------------------------------------------------------------------------
+// ZooKeeper client helpers
+// ---------------------------------------------------------------------------
+
+/// A client session (10 s timeout) on this binary's [`zk()`]. Panics if the
+/// session can't be established within 10 s.
+pub async fn zk_client() -> Client {
+    let connect_string = zk().connect_string();
+    let connecting = Client::connector()
+        .with_session_timeout(ZK_SESSION_TIMEOUT)
+        .connect(&connect_string);
+    match tokio::time::timeout(ZK_SESSION_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!(
+            "zk connect {connect_string}: {e}; log tail:\n{}",
+            zk().log_tail()
+        ),
+        Err(_) => panic!(
+            "zk connect {connect_string} timed out; log tail:\n{}",
+            zk().log_tail()
+        ),
+    }
+}
+
+/// Data and stat of `path`, or `None` if it does not exist.
+pub async fn zk_get(c: &Client, path: &str) -> Option<(Vec<u8>, Stat)> {
+    match c.get_data(path).await {
+        Ok(v) => Some(v),
+        Err(ZkError::NoNode) => None,
+        Err(e) => panic!("zk get {path}: {e}"),
+    }
+}
+
+/// Sorted children of `path`; empty if it does not exist.
+pub async fn zk_children(c: &Client, path: &str) -> Vec<String> {
+    match c.list_children(path).await {
+        Ok(mut v) => {
+            v.sort();
+            v
+        }
+        Err(ZkError::NoNode) => Vec::new(),
+        Err(e) => panic!("zk children {path}: {e}"),
+    }
+}
+
+/// Writes `data` to persistent node `path`, creating it and its parents as needed
+/// (open ACL), bypassing the code under test.
+pub async fn zk_set_raw(c: &Client, path: &str, data: &[u8]) {
+    let opts = CreateMode::Persistent.with_acls(Acls::anyone_all());
+    if let Some(parent) = path.rfind('/').filter(|&i| i > 0).map(|i| &path[..i]) {
+        c.mkdir(parent, &opts)
+            .await
+            .unwrap_or_else(|e| panic!("zk mkdir {parent}: {e}"));
+    }
+    match c.create(path, data, &opts).await {
+        Ok(_) => {}
+        Err(ZkError::NodeExists) => {
+            c.set_data(path, data, None)
+                .await
+                .unwrap_or_else(|e| panic!("zk set {path}: {e}"));
+        }
+        Err(e) => panic!("zk create {path}: {e}"),
+    }
+}

@@ -1,0 +1,448 @@
+//! `rzk-redis` against real ZooKeeper and real redis-server processes:
+//! bootstrap races, joining, takeover, signals, garbage records, bad config.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const RZK_REDIS: &str = env!("CARGO_BIN_EXE_rzk-redis");
+
+/// One simulated Marathon task running `rzk-redis`.
+struct Launcher {
+    task: Task,
+    proc: Proc,
+}
+
+fn launcher_env(task: &Task, root: &str, extra: &[(&str, String)]) -> Vec<(&'static str, String)> {
+    let mut env: Vec<(&'static str, String)> = vec![
+        ("ZK_HOSTS", zk().connect_string()),
+        ("ZK_ROOT", root.to_string()),
+        ("BIND_IP", task.ip.clone()),
+        ("PORT0", task.port.to_string()),
+        ("DATA_DIR", task.dir.display().to_string()),
+        ("ZK_SESSION_TIMEOUT_MS", "4000".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    for (k, v) in extra {
+        let k: &'static str = Box::leak(k.to_string().into_boxed_str());
+        env.retain(|(e, _)| *e != k);
+        env.push((k, v.clone()));
+    }
+    env
+}
+
+fn start(root: &str, extra: &[(&str, String)]) -> Launcher {
+    let task = task();
+    start_on(task, root, extra)
+}
+
+fn start_on(task: Task, root: &str, extra: &[(&str, String)]) -> Launcher {
+    let env = launcher_env(&task, root, extra);
+    let env_ref: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    // No RDB snapshots: tests do not need them and they cost disk time.
+    let proc = Proc::spawn(
+        RZK_REDIS,
+        &["--save", ""],
+        &env_ref,
+        task.dir.join("launcher.log"),
+    );
+    Launcher { task, proc }
+}
+
+async fn record(root: &str) -> Option<String> {
+    let c = zk_client().await;
+    zk_get(&c, &format!("{root}/master"))
+        .await
+        .map(|(d, _)| String::from_utf8_lossy(&d).into_owned())
+}
+
+async fn node_datas(root: &str) -> BTreeSet<String> {
+    let c = zk_client().await;
+    let mut out = BTreeSet::new();
+    for child in zk_children(&c, &format!("{root}/nodes")).await {
+        if let Some((d, stat)) = zk_get(&c, &format!("{root}/nodes/{child}")).await {
+            assert_ne!(
+                stat.ephemeral_owner, 0,
+                "{root}/nodes/{child} must be ephemeral"
+            );
+            out.insert(String::from_utf8_lossy(&d).into_owned());
+        }
+    }
+    out
+}
+
+/// The group is converged: exactly one master, every other server a replica
+/// of it with the link up, the record naming it, and every node registered.
+async fn converged(root: &str, ls: &[&Launcher]) -> Result<String, String> {
+    let mut masters = vec![];
+    for l in ls {
+        if role(&l.task.addr()).await.as_deref() == Ok("master") {
+            masters.push(l.task.addr());
+        }
+    }
+    let [master] = masters.as_slice() else {
+        return Err(format!("masters: {masters:?}"));
+    };
+    for l in ls.iter().filter(|l| l.task.addr() != *master) {
+        let link = info_field(&l.task.addr(), "replication", "master_link_status").await?;
+        let host = info_field(&l.task.addr(), "replication", "master_host").await?;
+        let port = info_field(&l.task.addr(), "replication", "master_port").await?;
+        if link != "up" || format!("{host} {port}") != *master {
+            return Err(format!(
+                "{}: link {link} to {host} {port}, master is {master}",
+                l.task.addr()
+            ));
+        }
+    }
+    let rec = record(root).await;
+    if rec.as_deref() != Some(master.as_str()) {
+        return Err(format!("record {rec:?} != master {master}"));
+    }
+    let want: BTreeSet<String> = ls.iter().map(|l| l.task.addr()).collect();
+    let got = node_datas(root).await;
+    if got != want {
+        return Err(format!("nodes {got:?} != {want:?}"));
+    }
+    Ok(master.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_launchers_at_once_give_exactly_one_master() {
+    for round in 1..=3 {
+        let root = unique_root("five");
+        let tasks: Vec<Task> = (0..5).map(|_| task()).collect();
+        let addrs: Vec<String> = tasks.iter().map(Task::addr).collect();
+        let t0 = Instant::now();
+        let ls: Vec<Launcher> = tasks.into_iter().map(|t| start_on(t, &root, &[])).collect();
+        let refs: Vec<&Launcher> = ls.iter().collect();
+        // Sample every server's ROLE at least every 100 ms until convergence.
+        let deadline = t0 + Duration::from_secs(30);
+        let mut samples = 0;
+        let mut max_gap = Duration::ZERO;
+        let mut prev: Option<Instant> = None;
+        let master = loop {
+            let now = Instant::now();
+            if let Some(p) = prev {
+                max_gap = max_gap.max(now - p);
+            }
+            prev = Some(now);
+            let mut probes = tokio::task::JoinSet::new();
+            for a in addrs.clone() {
+                probes.spawn(async move { (role(&a).await, a) });
+            }
+            let mut masters = vec![];
+            while let Some(Ok((r, a))) = probes.join_next().await {
+                if r.as_deref() == Ok("master") {
+                    masters.push(a);
+                }
+            }
+            samples += 1;
+            assert!(
+                masters.len() <= 1,
+                "round {round}: two masters at once after {:?}: {masters:?}",
+                t0.elapsed()
+            );
+            if masters.len() == 1
+                && let Ok(m) = converged(&root, &refs).await
+            {
+                break m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no convergence in 30 s; last: {:?}",
+                converged(&root, &refs).await
+            );
+            tokio::time::sleep(Duration::from_millis(40).saturating_sub(now.elapsed())).await;
+        };
+        let took = t0.elapsed();
+        assert!(
+            max_gap <= Duration::from_millis(100),
+            "round {round}: the gap between samples reached {max_gap:?}, above 100 ms"
+        );
+        eprintln!(
+            "MEASURE bootstrap round {round}: converged in {took:?} ({samples} samples, max gap {max_gap:?}); master {master}"
+        );
+        for l in &ls {
+            assert!(
+                l.proc.is_running(),
+                "launcher {} died: {}",
+                l.task.addr(),
+                l.proc.log()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn later_launcher_joins_the_existing_master() {
+    let root = unique_root("join");
+    let a = start(&root, &[]);
+    let b = start(&root, &[]);
+    let master = wait_for("two-node group", Duration::from_secs(30), || async {
+        converged(&root, &[&a, &b]).await
+    })
+    .await;
+    let c = start(&root, &[]);
+    let m2 = wait_for("third node joined", Duration::from_secs(30), || async {
+        converged(&root, &[&a, &b, &c]).await
+    })
+    .await;
+    assert_eq!(master, m2, "the master must not change when a node joins");
+    assert_eq!(role(&c.task.addr()).await.unwrap(), "slave");
+    for l in [&a, &b, &c] {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", l.proc.pid())).unwrap();
+        let rss = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .unwrap_or("VmRSS: ?");
+        eprintln!(
+            "MEASURE launcher {} (debug build) while supervising: {rss}",
+            l.task.addr()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_record_is_taken_over_only_after_the_grace_period() {
+    let root = unique_root("stale");
+    let dead = task(); // nothing listens there
+    let c = zk_client().await;
+    zk_set_raw(&c, &format!("{root}/master"), dead.addr().as_bytes()).await;
+    let grace = 4;
+    let t0 = Instant::now();
+    let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
+    // Before the grace period ends: no server, and the record is untouched.
+    wait_for(
+        "launcher to log that it waits",
+        Duration::from_secs(3),
+        || async {
+            if l.proc.log().contains("waiting for a failover") {
+                Ok(())
+            } else {
+                Err(l.proc.log())
+            }
+        },
+    )
+    .await;
+    while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
+        assert_eq!(
+            record(&root).await.as_deref(),
+            Some(dead.addr().as_str()),
+            "record rewritten before the grace period ended"
+        );
+        assert!(
+            role(&l.task.addr()).await.is_err(),
+            "server started before the grace period ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let me = l.task.addr();
+    wait_for("takeover", Duration::from_secs(grace + 10), || async {
+        let r = record(&root).await;
+        let role = role(&me).await;
+        if r.as_deref() == Some(me.as_str()) && role.as_deref() == Ok("master") {
+            Ok(())
+        } else {
+            Err(format!("record {r:?}, role {role:?}"))
+        }
+    })
+    .await;
+    assert!(
+        t0.elapsed() >= Duration::from_secs(grace),
+        "took over after {:?}, before the {grace}s grace",
+        t0.elapsed()
+    );
+    assert!(
+        l.proc.log().contains("TAKEOVER"),
+        "no loud takeover warning in the log:\n{}",
+        l.proc.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_to_a_replica_launcher_stops_cleanly() {
+    let root = unique_root("term");
+    let m = start(&root, &[]);
+    let r = start(&root, &[]);
+    wait_for("group", Duration::from_secs(30), || async {
+        converged(&root, &[&m, &r]).await
+    })
+    .await;
+    let server_pid: i32 = info_field(&r.task.addr(), "server", "process_id")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    let t0 = Instant::now();
+    r.proc.signal(libc::SIGTERM);
+    wait_for(
+        "replica's node entry gone",
+        Duration::from_secs(1),
+        || async {
+            let n = node_datas(&root).await;
+            if n.contains(&r.task.addr()) {
+                Err(format!("{n:?}"))
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let status = r
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("launcher did not exit");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "launcher status {status:?}; log:\n{}",
+        r.proc.log()
+    );
+    assert!(
+        !pid_alive(server_pid),
+        "redis-server {server_pid} still running"
+    );
+    assert!(
+        r.proc.log().contains("Received SIGTERM"),
+        "redis-server did not get SIGTERM:\n{}",
+        r.proc.log()
+    );
+    eprintln!(
+        "MEASURE sigterm: node entry gone and launcher exited 0 in {:?}",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_to_a_launcher_kills_its_server() {
+    let root = unique_root("kill");
+    let m = start(&root, &[]);
+    wait_for("master", Duration::from_secs(30), || async {
+        converged(&root, &[&m]).await
+    })
+    .await;
+    let server_pid: i32 = info_field(&m.task.addr(), "server", "process_id")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(pid_alive(server_pid));
+    m.proc.signal(libc::SIGKILL);
+    let t0 = Instant::now();
+    wait_for_sync(
+        "orphaned redis-server to die",
+        Duration::from_secs(2),
+        || {
+            if pid_alive(server_pid) {
+                Err(format!("pid {server_pid} alive"))
+            } else {
+                Ok(())
+            }
+        },
+    );
+    eprintln!(
+        "MEASURE sigkill: redis-server gone {:?} after its launcher",
+        t0.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_records_are_logged_and_ignored() {
+    let big = vec![0xa5u8; 10 * 1024];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("hello", b"hello".to_vec()),
+        ("bad port", b"1.2.3.4 99999".to_vec()),
+        ("empty", vec![]),
+        ("10 KB", big),
+    ];
+    for (name, data) in cases {
+        let root = unique_root("garbage");
+        let c = zk_client().await;
+        let path = format!("{root}/master");
+        zk_set_raw(&c, &path, &data).await;
+        let l = start(&root, &[]);
+        let me = l.task.addr();
+        wait_for(
+            &format!("{name}: launcher becomes master over a garbage record"),
+            Duration::from_secs(20),
+            || async {
+                let r = record(&root).await;
+                let role = role(&me).await;
+                if r.as_deref() == Some(me.as_str()) && role.as_deref() == Ok("master") {
+                    Ok(())
+                } else {
+                    Err(format!("record {r:?}, role {role:?}"))
+                }
+            },
+        )
+        .await;
+        let log = l.proc.log();
+        assert!(
+            log.lines()
+                .any(|line| line.contains("ERROR") && line.contains(&path)),
+            "{name}: no error naming {path}:\n{log}"
+        );
+        assert!(l.proc.is_running(), "{name}: launcher crashed:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_exits_2_before_touching_zookeeper() {
+    let cases: &[(&str, &str)] = &[
+        ("PORT0", "abc"),
+        ("PORT0", "70000"),
+        ("ZK_HOSTS", ""),
+        ("ZK_ROOT", "redis"),
+        ("NET_IFACE", "nosuch0"),
+        ("BIND_IP", "300.1.1.1"),
+        ("ZK_SESSION_TIMEOUT_MS", "fast"),
+        ("TAKEOVER_GRACE_S", "-3"),
+        ("ANNOUNCE_PORT", "0"),
+        ("LOG_FORMAT", "yaml"),
+        ("REDIS_SERVER_BIN", "/no/such/redis-server"),
+    ];
+    let c = zk_client().await;
+    for (var, value) in cases {
+        let root = unique_root("badcfg");
+        let t = task();
+        let mut env = launcher_env(&t, &root, &[(*var, value.to_string())]);
+        if *var == "NET_IFACE" {
+            // BIND_IP would win over NET_IFACE; leave it out for this case.
+            env.retain(|(k, _)| *k != "BIND_IP");
+        }
+        let env_ref: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let t0 = Instant::now();
+        let p = Proc::spawn(RZK_REDIS, &[], &env_ref, t.dir.join("launcher.log"));
+        let status = p
+            .wait_exit(Duration::from_secs(1))
+            .unwrap_or_else(|| panic!("{var}={value:?}: still running after 1 s"));
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{var}={value:?}: status {status:?}, log:\n{}",
+            p.log()
+        );
+        let log = p.log();
+        assert_eq!(
+            log.lines().count(),
+            1,
+            "{var}={value:?}: expected one line, got:\n{log}"
+        );
+        assert!(
+            log.contains(var) && log.contains(&format!("{value:?}")) && log.contains("expected"),
+            "{var}={value:?}: {log}"
+        );
+        assert!(
+            zk_get(&c, &root).await.is_none(),
+            "{var}={value:?}: {root} was created in ZooKeeper"
+        );
+        eprintln!(
+            "{var}={value:?} -> exit 2 in {:?}: {}",
+            t0.elapsed(),
+            log.trim()
+        );
+    }
+}
