@@ -23,18 +23,14 @@ pub fn main<C, F>(
 where
     F: Future<Output = i32>,
 {
-    let (cfg, format) = match parse().and_then(|(c, f)| crate::logging::init(f).map(|_| (c, f))) {
-        Ok(v) => v,
+    let cfg = match parse().and_then(|(c, f)| crate::logging::init(f).map(|_| c)) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("{name}: {e}");
             std::process::exit(EXIT_CONFIG);
         }
     };
-    let _ = format;
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("{name}: cannot start the async runtime: {e}");

@@ -44,11 +44,7 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {}={:?}: expected {}",
-            self.var, self.value, self.expected
-        )
+        write!(f, "invalid {}={:?}: expected {}", self.var, self.value, self.expected)
     }
 }
 
@@ -146,6 +142,45 @@ pub struct RedisConfig {
     pub extra_args: Vec<String>,
 }
 
+/// Configuration of `rzk-sentinel`.
+#[derive(Debug, Clone)]
+pub struct SentinelConfig {
+    /// Shared settings.
+    pub common: Common,
+    /// Address settings (`PORT0` defaults to 26379).
+    pub listen: Listen,
+    /// `REDIS_SENTINEL_BIN`, resolved against `PATH`.
+    pub sentinel_bin: PathBuf,
+    /// The Sentinel settings for the monitored master.
+    pub monitor: MonitorSettings,
+    /// `MASTER_WAIT_TIMEOUT_S`.
+    pub master_wait_timeout: Duration,
+}
+
+/// What `sentinel monitor` and `SENTINEL SET` are given, both in the
+/// generated config and when a Sentinel is re-pointed after a takeover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorSettings {
+    /// `SENTINEL_QUORUM`.
+    pub quorum: u32,
+    /// `SENTINEL_DOWN_AFTER_MS`.
+    pub down_after_ms: u64,
+    /// `SENTINEL_FAILOVER_TIMEOUT_MS`.
+    pub failover_timeout_ms: u64,
+    /// `SENTINEL_PARALLEL_SYNCS`.
+    pub parallel_syncs: u32,
+}
+
+/// Configuration of `rzk-watcher`. It binds nothing, so it ignores
+/// `NET_IFACE`, `BIND_IP`, `PORT0` and `ANNOUNCE_*`.
+#[derive(Debug, Clone)]
+pub struct WatcherConfig {
+    /// Shared settings.
+    pub common: Common,
+    /// `RECONCILE_INTERVAL_S`.
+    pub reconcile_interval: Duration,
+}
+
 /// Raw variables as envy collects them: everything optional, everything a
 /// string, so that the parsing and its messages stay in one place.
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +202,13 @@ struct Raw {
     redis_server_bin: Option<String>,
     takeover_grace_s: Option<String>,
     shutdown_failover_timeout_s: Option<String>,
+    redis_sentinel_bin: Option<String>,
+    sentinel_quorum: Option<String>,
+    sentinel_down_after_ms: Option<String>,
+    sentinel_failover_timeout_ms: Option<String>,
+    sentinel_parallel_syncs: Option<String>,
+    master_wait_timeout_s: Option<String>,
+    reconcile_interval_s: Option<String>,
 }
 
 /// The environment as (name, value) pairs. Variables that are not valid
@@ -178,8 +220,13 @@ pub fn process_env() -> Vec<(String, String)> {
 }
 
 fn raw(vars: &[(String, String)]) -> Raw {
-    // envy cannot fail here: every field is an optional string.
-    envy::from_iter(vars.iter().cloned()).unwrap_or_default()
+    // Like a real environment, a later duplicate wins (envy would reject it).
+    let mut seen = std::collections::BTreeMap::new();
+    for (k, v) in vars {
+        seen.insert(k.clone(), v.clone());
+    }
+    // envy cannot fail otherwise: every field is an optional string.
+    envy::from_iter(seen).expect("optional string fields always deserialize")
 }
 
 /// Reads one variable with a default, parsing it with `parse`, which returns
@@ -202,21 +249,10 @@ fn int_in<T: std::str::FromStr + PartialOrd>(lo: T, hi: T) -> impl Fn(&str) -> O
 }
 
 fn port_var(name: &'static str, value: &Option<String>, default: u16) -> Result<u16, ConfigError> {
-    var(
-        name,
-        value,
-        default,
-        "a TCP port from 1 to 65535",
-        int_in(1u16, 65535),
-    )
+    var(name, value, default, "a TCP port from 1 to 65535", int_in(1u16, 65535))
 }
 
-fn secs_var(
-    name: &'static str,
-    value: &Option<String>,
-    default: u64,
-    lo: u64,
-) -> Result<Duration, ConfigError> {
+fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -> Result<Duration, ConfigError> {
     let expected = format!("a whole number of seconds from {lo} to 86400");
     var(name, value, default, &expected, int_in(lo, 86_400)).map(Duration::from_secs)
 }
@@ -261,10 +297,7 @@ pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
 }
 
 fn is_valid_master_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Resolves a program name the way `execvp` would, so that a missing binary
@@ -286,12 +319,13 @@ pub fn resolve_program(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
 }
 
 fn common(r: &Raw) -> Result<Common, ConfigError> {
-    let hosts_raw = r
-        .zk_hosts
-        .clone()
-        .unwrap_or_else(|| "localhost:2181".into());
+    let hosts_raw = r.zk_hosts.clone().unwrap_or_else(|| "localhost:2181".into());
     let (hosts, chroot) = parse_zk_hosts(&hosts_raw).ok_or_else(|| {
-        ConfigError::new("ZK_HOSTS", hosts_raw.clone(), "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos")
+        ConfigError::new(
+            "ZK_HOSTS",
+            hosts_raw.clone(),
+            "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos",
+        )
     })?;
     let root = var(
         "ZK_ROOT",
@@ -386,13 +420,10 @@ fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
     }
     let bind_ip = match &r.bind_ip {
         None => None,
-        Some(s) => Some(s.parse::<Ipv4Addr>().map_err(|_| {
-            ConfigError::new(
-                "BIND_IP",
-                s.clone(),
-                "an IPv4 address literal such as 10.0.3.7",
-            )
-        })?),
+        Some(s) => Some(
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| ConfigError::new("BIND_IP", s.clone(), "an IPv4 address literal such as 10.0.3.7"))?,
+        ),
     };
     let announce_ip = match &r.announce_ip {
         None => None,
@@ -423,14 +454,8 @@ impl RedisConfig {
     /// (normally [`process_env`]) and the pass-through arguments.
     pub fn from_vars(vars: &[(String, String)], args: Vec<String>) -> Result<Self, ConfigError> {
         let r = raw(vars);
-        let path = vars
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.as_str());
-        let bin = r
-            .redis_server_bin
-            .clone()
-            .unwrap_or_else(|| "redis-server".into());
+        let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+        let bin = r.redis_server_bin.clone().unwrap_or_else(|| "redis-server".into());
         let server_bin = resolve_program(&bin, path).ok_or_else(|| {
             ConfigError::new(
                 "REDIS_SERVER_BIN",
@@ -443,13 +468,79 @@ impl RedisConfig {
             listen: listen(&r, 6379)?,
             server_bin,
             takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
-            shutdown_failover_timeout: secs_var(
-                "SHUTDOWN_FAILOVER_TIMEOUT_S",
-                &r.shutdown_failover_timeout_s,
-                20,
-                1,
-            )?,
+            shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
             extra_args: args,
+        })
+    }
+}
+
+fn program_var(
+    vars: &[(String, String)],
+    name: &'static str,
+    value: &Option<String>,
+    default: &str,
+) -> Result<PathBuf, ConfigError> {
+    let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
+    let bin = value.clone().unwrap_or_else(|| default.into());
+    resolve_program(&bin, path).ok_or_else(|| {
+        ConfigError::new(
+            name,
+            bin.clone(),
+            format!("an executable {default}, by path or on PATH"),
+        )
+    })
+}
+
+impl SentinelConfig {
+    /// Reads and validates the configuration of `rzk-sentinel`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let r = raw(vars);
+        Ok(SentinelConfig {
+            common: common(&r)?,
+            listen: listen(&r, 26379)?,
+            sentinel_bin: program_var(vars, "REDIS_SENTINEL_BIN", &r.redis_sentinel_bin, "redis-sentinel")?,
+            monitor: MonitorSettings {
+                quorum: var(
+                    "SENTINEL_QUORUM",
+                    &r.sentinel_quorum,
+                    2,
+                    "a whole number from 1 to 100",
+                    int_in(1u32, 100),
+                )?,
+                down_after_ms: var(
+                    "SENTINEL_DOWN_AFTER_MS",
+                    &r.sentinel_down_after_ms,
+                    5000,
+                    "milliseconds from 100 to 3600000",
+                    int_in(100u64, 3_600_000),
+                )?,
+                failover_timeout_ms: var(
+                    "SENTINEL_FAILOVER_TIMEOUT_MS",
+                    &r.sentinel_failover_timeout_ms,
+                    60_000,
+                    "milliseconds from 1000 to 86400000",
+                    int_in(1000u64, 86_400_000),
+                )?,
+                parallel_syncs: var(
+                    "SENTINEL_PARALLEL_SYNCS",
+                    &r.sentinel_parallel_syncs,
+                    1,
+                    "a whole number from 1 to 100",
+                    int_in(1u32, 100),
+                )?,
+            },
+            master_wait_timeout: secs_var("MASTER_WAIT_TIMEOUT_S", &r.master_wait_timeout_s, 60, 1)?,
+        })
+    }
+}
+
+impl WatcherConfig {
+    /// Reads and validates the configuration of `rzk-watcher`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        let r = raw(vars);
+        Ok(WatcherConfig {
+            common: common(&r)?,
+            reconcile_interval: secs_var("RECONCILE_INTERVAL_S", &r.reconcile_interval_s, 5, 1)?,
         })
     }
 }
@@ -459,10 +550,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut v: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         v.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
         if !pairs.iter().any(|(k, _)| *k == "REDIS_SERVER_BIN") {
             v.push(("REDIS_SERVER_BIN".into(), "/bin/sh".into()));
@@ -476,8 +564,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c =
-            RedisConfig::from_vars(&env(&[]), vec!["--maxmemory".into(), "1gb".into()]).unwrap();
+        let c = RedisConfig::from_vars(&env(&[]), vec!["--maxmemory".into(), "1gb".into()]).unwrap();
         assert_eq!(c.common.zk.hosts, "localhost:2181");
         assert_eq!(c.common.zk.chroot, None);
         assert_eq!(c.common.zk.root, "/redis");
@@ -553,10 +640,45 @@ mod tests {
         )
         .unwrap();
         let dbg = format!("{c:?}");
-        assert!(
-            !dbg.contains("hunter2") && !dbg.contains("hunter3"),
-            "{dbg}"
+        assert!(!dbg.contains("hunter2") && !dbg.contains("hunter3"), "{dbg}");
+    }
+
+    #[test]
+    fn sentinel_and_watcher_values() {
+        let path = ("PATH".to_string(), std::env::var("PATH").unwrap_or_default());
+        let sbin = ("REDIS_SENTINEL_BIN".to_string(), "/bin/sh".to_string());
+        let ok = SentinelConfig::from_vars(&[path.clone(), sbin.clone()]).unwrap();
+        assert_eq!(ok.listen.port, 26379);
+        assert_eq!(
+            ok.monitor,
+            MonitorSettings {
+                quorum: 2,
+                down_after_ms: 5000,
+                failover_timeout_ms: 60_000,
+                parallel_syncs: 1
+            }
         );
+        assert_eq!(ok.master_wait_timeout, Duration::from_secs(60));
+        for (k, v) in [
+            ("SENTINEL_QUORUM", "0"),
+            ("SENTINEL_DOWN_AFTER_MS", "soon"),
+            ("SENTINEL_FAILOVER_TIMEOUT_MS", "5"),
+            ("SENTINEL_PARALLEL_SYNCS", "0"),
+            ("MASTER_WAIT_TIMEOUT_S", "0"),
+            ("PORT0", "abc"),
+            ("REDIS_SENTINEL_BIN", "/nope"),
+        ] {
+            let e = SentinelConfig::from_vars(&[path.clone(), sbin.clone(), (k.into(), v.into())]).unwrap_err();
+            assert_eq!(e.var, k, "{e}");
+        }
+        let w = WatcherConfig::from_vars(&[("PORT0".into(), "abc".into())]).unwrap();
+        assert_eq!(
+            w.reconcile_interval,
+            Duration::from_secs(5),
+            "the watcher ignores PORT0"
+        );
+        let e = WatcherConfig::from_vars(&[("RECONCILE_INTERVAL_S".into(), "0".into())]).unwrap_err();
+        assert_eq!(e.var, "RECONCILE_INTERVAL_S");
     }
 
     #[test]

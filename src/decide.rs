@@ -69,6 +69,24 @@ pub enum Decision {
     Wait,
 }
 
+/// The live master the Sentinels name: most votes first; on a tie the one
+/// the record names, then the lowest address, so every launcher and Sentinel
+/// that sees the same answers picks the same master. `exclude` (this task)
+/// is never chosen.
+pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Option<&Endpoint>) -> Option<Endpoint> {
+    views
+        .iter()
+        .filter(|c| c.live_master && Some(&c.addr) != exclude)
+        .max_by(|a, b| {
+            let rec = |c: &Candidate| matches!(record, RecordView::Names(r) if *r == c.addr);
+            a.votes
+                .cmp(&b.votes)
+                .then(rec(a).cmp(&rec(b)))
+                .then(b.addr.cmp(&a.addr))
+        })
+        .map(|c| c.addr.clone())
+}
+
 /// Chooses the master. Sources, in order of trust:
 /// 1. a live master the Sentinels name (most votes wins);
 /// 2. the record, if it answers as master;
@@ -80,37 +98,18 @@ pub enum Decision {
 /// lost master, taken over only after the grace period.
 pub fn decide(o: &Observation) -> Decision {
     let not_me = |e: &Endpoint| *e != o.me;
-    let from_sentinels = o
-        .sentinel_views
-        .iter()
-        .filter(|c| c.live_master && not_me(&c.addr))
-        .max_by(|a, b| {
-            // Most votes first; on a tie prefer the one the record names,
-            // then the lowest address so the choice is deterministic.
-            let rec = |c: &Candidate| matches!(&o.record, RecordView::Names(r) if *r == c.addr);
-            a.votes
-                .cmp(&b.votes)
-                .then(rec(a).cmp(&rec(b)))
-                .then(b.addr.cmp(&a.addr))
-        })
-        .map(|c| c.addr.clone());
+    let from_sentinels = sentinels_choice(&o.sentinel_views, &o.record, Some(&o.me));
     let from_record = match &o.record {
         RecordView::Names(r) if o.record_live && not_me(r) => Some(r.clone()),
         _ => None,
     };
-    let from_nodes = o
-        .registered_masters
-        .iter()
-        .filter(|e| not_me(e))
-        .min()
-        .cloned();
+    let from_nodes = o.registered_masters.iter().filter(|e| not_me(e)).min().cloned();
     if let Some(master) = from_sentinels.or(from_record).or(from_nodes) {
         let fix_record = o.record != RecordView::Names(master.clone());
         return Decision::Replicate { master, fix_record };
     }
-    let group_exists = matches!(o.record, RecordView::Names(_))
-        || !o.sentinel_views.is_empty()
-        || o.registered_nodes > 0;
+    let group_exists =
+        matches!(o.record, RecordView::Names(_)) || !o.sentinel_views.is_empty() || o.registered_nodes > 0;
     if !group_exists {
         Decision::BecomeMaster { takeover: false }
     } else if o.grace_elapsed {

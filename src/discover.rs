@@ -18,11 +18,7 @@ use crate::zk::{Record, Zk};
 /// each distinct answer with its number of votes and whether it answers ROLE
 /// as master. Unreachable Sentinels and malformed answers are logged and
 /// left out.
-pub async fn sentinel_views(
-    zk: &Zk,
-    probe: &Probe,
-    master_name: &str,
-) -> Result<Vec<Candidate>, String> {
+pub async fn sentinel_views(zk: &Zk, probe: &Probe, master_name: &str) -> Result<Vec<Candidate>, String> {
     let sentinels = zk
         .registered(&zk.sentinels_dir())
         .await
@@ -96,15 +92,8 @@ pub async fn observe(
         .await
         .map_err(|e| format!("listing nodes: {e}"))?;
     let registered_nodes = nodes.len();
-    let registered_masters = confirm_masters(
-        probe,
-        nodes
-            .into_iter()
-            .map(|(_, e)| e)
-            .filter(|e| e != me)
-            .collect(),
-    )
-    .await;
+    let registered_masters =
+        confirm_masters(probe, nodes.into_iter().map(|(_, e)| e).filter(|e| e != me).collect()).await;
     let o = Observation {
         me: me.clone(),
         record: record_view,

@@ -73,8 +73,7 @@ impl Endpoint {
         if !is_valid_host(host) {
             return Err(ParseError::Host(host.into()));
         }
-        let port_ok =
-            !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
+        let port_ok = !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit());
         match port.parse::<u16>() {
             Ok(p) if port_ok && p > 0 => Ok(Endpoint::new(host, p)),
             _ => Err(ParseError::Port(port.into())),
@@ -111,10 +110,7 @@ pub fn is_valid_host(h: &str) -> bool {
             && !l.ends_with('-')
             && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
-    labels.iter().all(label_ok)
-        && !labels
-            .last()
-            .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    labels.iter().all(label_ok) && !labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Where this task listens and what it tells peers.
@@ -144,12 +140,10 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
         Some(ip) => ip,
         None => {
             let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-            let found = ifaces
-                .iter()
-                .find_map(|i| match (i.name == listen.iface, i.ip()) {
-                    (true, std::net::IpAddr::V4(v4)) => Some(v4),
-                    _ => None,
-                });
+            let found = ifaces.iter().find_map(|i| match (i.name == listen.iface, i.ip()) {
+                (true, std::net::IpAddr::V4(v4)) => Some(v4),
+                _ => None,
+            });
             match found {
                 Some(ip) => ip,
                 None => {
@@ -169,10 +163,7 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
         }
     };
     let announce = Endpoint::new(
-        listen
-            .announce_ip
-            .clone()
-            .unwrap_or_else(|| bind.to_string()),
+        listen.announce_ip.clone().unwrap_or_else(|| bind.to_string()),
         listen.announce_port.unwrap_or(listen.port),
     );
     Ok(Identity {
@@ -188,10 +179,7 @@ mod tests {
 
     #[test]
     fn parses_good_records() {
-        assert_eq!(
-            Endpoint::parse("10.0.3.7 31457"),
-            Ok(Endpoint::new("10.0.3.7", 31457))
-        );
+        assert_eq!(Endpoint::parse("10.0.3.7 31457"), Ok(Endpoint::new("10.0.3.7", 31457)));
         assert_eq!(
             Endpoint::parse("redis-1.example.com 6379"),
             Ok(Endpoint::new("redis-1.example.com", 6379))
@@ -261,10 +249,7 @@ mod tests {
             announce_port: Some(31000),
             ..l.clone()
         };
-        assert_eq!(
-            resolve(&l2).unwrap().announce,
-            Endpoint::new("public.example", 31000)
-        );
+        assert_eq!(resolve(&l2).unwrap().announce, Endpoint::new("public.example", 31000));
         let l3 = Listen { bind_ip: None, ..l };
         let e = resolve(&l3).unwrap_err();
         assert_eq!(e.var, "NET_IFACE");

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 use zookeeper_client::{Error as ZkErr, LockClient};
 
@@ -19,19 +19,14 @@ use crate::discover::observe;
 use crate::endpoint::{Endpoint, Identity};
 use crate::probe::{Probe, Role};
 use crate::session::Keeper;
-use crate::supervise::{self, Child, Signals, exit_code};
+use crate::supervise::{self, Child, Signals};
+use crate::task::{self, Ready, interrupted, pause};
 use crate::zk::{Record, Zk};
 
 /// How long one probe of a peer may take during bootstrap.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Pause between observations while waiting out the takeover grace.
 const RECHECK: Duration = Duration::from_secs(1);
-
-/// Exit code for a signal that stopped the launcher before its child ran.
-fn interrupted(sig: i32) -> i32 {
-    info!(sig, "signal before the server started; leaving");
-    128 + sig
-}
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
@@ -42,15 +37,9 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
             return 1;
         }
     };
-    let zk = tokio::select! {
-        r = Zk::connect(&cfg.common.zk) => match r {
-            Ok(zk) => zk,
-            Err(e) => {
-                error!(error = %e, "giving up");
-                return 1;
-            },
-        },
-        sig = signals.recv() => return interrupted(sig),
+    let zk = match task::connect(&cfg.common.zk, &mut signals).await {
+        Ok(zk) => zk,
+        Err(code) => return code,
     };
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let me = id.announce.clone();
@@ -68,11 +57,10 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     };
     info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
 
-    let (decision, record) =
-        match decide_under_lock(&cfg, &zk, &lock, &probe, &me, &mut signals).await {
-            Ok(d) => d,
-            Err(code) => return code,
-        };
+    let (decision, record) = match decide_under_lock(&cfg, &zk, &lock, &probe, &me, &mut signals).await {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
     let replica_of = match &decision {
         Decision::Replicate { master, .. } => Some(master.clone()),
         _ => None,
@@ -84,15 +72,12 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
             return 1;
         }
     };
-    match wait_ready(
-        &probe,
-        &id.local(),
-        replica_of.as_ref(),
-        &mut child,
-        &mut signals,
-    )
-    .await
-    {
+    let intended = |r: &Role| match r {
+        Role::Master => replica_of.is_none(),
+        Role::Replica { master, .. } => replica_of.as_ref() == Some(master),
+        Role::Sentinel => false,
+    };
+    match task::wait_ready(&probe, &id.local(), intended, &mut child, &mut signals).await {
         Ready::Yes => {}
         Ready::ChildExited(code) => return code,
         Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
@@ -113,11 +98,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         }
     }
     zk.unlock(lock).await;
-    let role = if replica_of.is_some() {
-        "replica"
-    } else {
-        "master"
-    };
+    let role = if replica_of.is_some() { "replica" } else { "master" };
     info!(addr = %me, role, "server ready; lock released");
 
     let keeper = Keeper::spawn(zk);
@@ -142,22 +123,19 @@ async fn decide_under_lock(
     let mut lost_since: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
     loop {
-        let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| {
-            t.elapsed() >= cfg.takeover_grace
-        });
-        let (obs, record) =
-            match observe(zk, probe, me, &cfg.common.master_name, grace_elapsed).await {
-                Ok(o) => o,
-                Err(e) if zk.client().state().is_terminated() => {
-                    error!(error = %e, "ZooKeeper session lost during bootstrap");
-                    return Err(1);
-                }
-                Err(e) => {
-                    warn!(error = %e, "observation failed; retrying");
-                    pause(signals, RECHECK).await?;
-                    continue;
-                }
-            };
+        let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| t.elapsed() >= cfg.takeover_grace);
+        let (obs, record) = match observe(zk, probe, me, &cfg.common.master_name, grace_elapsed).await {
+            Ok(o) => o,
+            Err(e) if zk.client().state().is_terminated() => {
+                error!(error = %e, "ZooKeeper session lost during bootstrap");
+                return Err(1);
+            }
+            Err(e) => {
+                warn!(error = %e, "observation failed; retrying");
+                pause(signals, RECHECK).await?;
+                continue;
+            }
+        };
         match decide(&obs) {
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);
@@ -214,21 +192,9 @@ async fn decide_under_lock(
     }
 }
 
-/// Sleeps, unless a signal arrives first (then the launcher leaves).
-async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
-    tokio::select! {
-        _ = sleep(d) => Ok(()),
-        sig = signals.recv() => Err(interrupted(sig)),
-    }
-}
-
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
-async fn start_server(
-    cfg: &RedisConfig,
-    id: &Identity,
-    replica_of: Option<&Endpoint>,
-) -> std::io::Result<Child> {
+async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
     let dir = &cfg.common.data_dir;
     let dir = std::fs::canonicalize(dir)?;
     let conf_path = dir.join("redis.conf");
@@ -241,52 +207,4 @@ async fn start_server(
     let child = supervise::spawn(&cfg.server_bin, &args, &dir).await?;
     info!(pid = child.pid(), addr = %id.announce, role = if replica_of.is_some() { "replica" } else { "master" }, "redis-server started");
     Ok(child)
-}
-
-enum Ready {
-    Yes,
-    ChildExited(i32),
-    Signalled,
-}
-
-/// Waits until the new server answers PING and ROLE reports the intended
-/// role. The lock is held meanwhile, so the next launcher never sees a
-/// record that nothing serves.
-async fn wait_ready(
-    probe: &Probe,
-    local: &Endpoint,
-    replica_of: Option<&Endpoint>,
-    child: &mut Child,
-    signals: &mut Signals,
-) -> Ready {
-    let started = Instant::now();
-    let mut last_log = Instant::now();
-    loop {
-        let ok = match probe.role(local).await {
-            Ok(Role::Master) => replica_of.is_none(),
-            Ok(Role::Replica { master, .. }) => replica_of == Some(&master),
-            _ => false,
-        };
-        if ok && probe.ping(local).await.is_ok() {
-            info!(addr = %local, ms = started.elapsed().as_millis() as u64, "server answers in its intended role");
-            return Ready::Yes;
-        }
-        if last_log.elapsed() >= Duration::from_secs(10) {
-            last_log = Instant::now();
-            warn!(addr = %local, waited_s = started.elapsed().as_secs(), "server not ready yet");
-        }
-        tokio::select! {
-            _ = sleep(Duration::from_millis(50)) => {},
-            status = child.wait() => {
-                let code = exit_code(status);
-                error!(code, "redis-server exited before it was ready");
-                return Ready::ChildExited(code);
-            },
-            sig = signals.recv() => {
-                info!(sig, "signal while the server starts; forwarding");
-                child.signal(sig);
-                return Ready::Signalled;
-            },
-        }
-    }
 }

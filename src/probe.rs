@@ -9,9 +9,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{
-    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value,
-};
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use tokio::time::timeout;
 
 use crate::config::Secret;
@@ -55,8 +53,7 @@ impl Probe {
         }
     }
 
-    /// Opens a connection (AUTH included when a password is set).
-    pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, String> {
+    fn client(&self, ep: &Endpoint) -> Result<redis::Client, String> {
         let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(p) = &self.password {
             settings = settings.set_password(p.expose());
@@ -65,7 +62,22 @@ impl Probe {
             .into_connection_info()
             .map_err(|e| e.to_string())?
             .set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        redis::Client::open(info).map_err(|e| e.to_string())
+    }
+
+    /// Opens a pub/sub connection (AUTH included), for following events.
+    pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, String> {
+        let client = self.client(ep)?;
+        match timeout(self.timeout, client.get_async_pubsub()).await {
+            Ok(Ok(c)) => Ok(c),
+            Ok(Err(e)) => Err(format!("{ep}: {e}")),
+            Err(_) => Err(format!("{ep}: no pub/sub connection within {:?}", self.timeout)),
+        }
+    }
+
+    /// Opens a connection (AUTH included when a password is set).
+    pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, String> {
+        let client = self.client(ep)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
@@ -91,10 +103,7 @@ impl Probe {
         match timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(format!("{ep}: {} failed: {e}", args[0])),
-            Err(_) => Err(format!(
-                "{ep}: no reply to {} within {:?}",
-                args[0], self.timeout
-            )),
+            Err(_) => Err(format!("{ep}: no reply to {} within {:?}", args[0], self.timeout)),
         }
     }
 
@@ -120,11 +129,7 @@ impl Probe {
 
     /// `SENTINEL get-master-addr-by-name <name>` on a Sentinel: `None` when it
     /// does not know the name.
-    pub async fn sentinel_master(
-        &self,
-        sentinel: &Endpoint,
-        name: &str,
-    ) -> Result<Option<Endpoint>, String> {
+    pub async fn sentinel_master(&self, sentinel: &Endpoint, name: &str) -> Result<Option<Endpoint>, String> {
         let v = self
             .cmd(sentinel, &["SENTINEL", "get-master-addr-by-name", name])
             .await?;
@@ -132,11 +137,7 @@ impl Probe {
     }
 
     /// An `INFO <section>` reply as `field:value` pairs.
-    pub async fn info(
-        &self,
-        ep: &Endpoint,
-        section: &str,
-    ) -> Result<Vec<(String, String)>, String> {
+    pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, String> {
         let v = self.cmd(ep, &["INFO", section]).await?;
         let text = value_text(&v).ok_or_else(|| format!("{ep}: INFO reply is not text"))?;
         Ok(parse_info(&text))
@@ -158,10 +159,7 @@ pub fn parse_role(v: &Value) -> Result<Role, String> {
     let Value::Array(items) = v else {
         return Err(format!("ROLE reply is not an array: {v:?}"));
     };
-    let kind = items
-        .first()
-        .and_then(value_text)
-        .ok_or("empty ROLE reply")?;
+    let kind = items.first().and_then(value_text).ok_or("empty ROLE reply")?;
     match kind.as_str() {
         "master" => Ok(Role::Master),
         "sentinel" => Ok(Role::Sentinel),
@@ -175,8 +173,7 @@ pub fn parse_role(v: &Value) -> Result<Role, String> {
                 .and_then(value_text)
                 .ok_or("ROLE slave reply without master port")?;
             let state = items.get(3).and_then(value_text).unwrap_or_default();
-            let master = Endpoint::parse(&format!("{host} {port}"))
-                .map_err(|e| format!("ROLE slave reply: {e}"))?;
+            let master = Endpoint::parse(&format!("{host} {port}")).map_err(|e| format!("ROLE slave reply: {e}"))?;
             Ok(Role::Replica { master, state })
         }
         other => Err(format!("unknown role {other:?}")),
@@ -194,9 +191,23 @@ pub fn parse_master_addr(v: &Value) -> Result<Option<Endpoint>, String> {
                 .map(Some)
                 .map_err(|e| format!("get-master-addr-by-name: {e}"))
         }
-        other => Err(format!(
-            "unexpected get-master-addr-by-name reply {other:?}"
-        )),
+        other => Err(format!("unexpected get-master-addr-by-name reply {other:?}")),
+    }
+}
+
+/// Parses a field/value reply such as `SENTINEL MASTER <name>`: a flat
+/// array of alternating names and values (RESP2) or a map (RESP3).
+pub fn fields(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((value_text(&kv[0])?, value_text(&kv[1])?)))
+            .collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((value_text(k)?, value_text(v)?)))
+            .collect(),
+        _ => vec![],
     }
 }
 
@@ -251,12 +262,28 @@ mod tests {
     fn master_addr() {
         assert_eq!(parse_master_addr(&Value::Nil), Ok(None));
         let ok = Value::Array(vec![bulk("127.0.0.2"), bulk("6380")]);
-        assert_eq!(
-            parse_master_addr(&ok),
-            Ok(Some(Endpoint::new("127.0.0.2", 6380)))
-        );
+        assert_eq!(parse_master_addr(&ok), Ok(Some(Endpoint::new("127.0.0.2", 6380))));
         assert!(parse_master_addr(&Value::Array(vec![bulk("x y"), bulk("1")])).is_err());
         assert!(parse_master_addr(&Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn field_replies() {
+        let v = Value::Array(vec![
+            bulk("name"),
+            bulk("mymaster"),
+            bulk("num-other-sentinels"),
+            bulk("2"),
+            bulk("odd"),
+        ]);
+        assert_eq!(
+            fields(&v),
+            vec![
+                ("name".into(), "mymaster".into()),
+                ("num-other-sentinels".into(), "2".into())
+            ]
+        );
+        assert!(fields(&Value::Nil).is_empty());
     }
 
     #[test]

@@ -34,45 +34,33 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
     let args = args.to_vec();
     let cwd = cwd.to_path_buf();
     let parent = std::process::id() as libc::pid_t;
-    std::thread::Builder::new()
-        .name("child-keeper".into())
-        .spawn(move || {
-            let mut cmd = Command::new(&program);
-            cmd.args(&args).current_dir(&cwd).stdin(Stdio::null());
-            // SAFETY: only async-signal-safe libc calls between fork and exec.
-            unsafe {
-                cmd.pre_exec(move || {
-                    libc::umask(0o077);
-                    if libc::prctl(
-                        libc::PR_SET_PDEATHSIG,
-                        libc::SIGKILL as libc::c_ulong,
-                        0,
-                        0,
-                        0,
-                    ) != 0
-                    {
-                        return Err(io::Error::last_os_error());
-                    }
-                    // The launcher may have died before prctl took effect.
-                    if libc::getppid() != parent {
-                        libc::_exit(1);
-                    }
-                    Ok(())
-                });
-            }
-            match cmd.spawn() {
-                Ok(mut child) => {
-                    let _ = pid_tx.send(Ok(child.id() as i32));
-                    let _ = exit_tx.send(child.wait());
+    std::thread::Builder::new().name("child-keeper".into()).spawn(move || {
+        let mut cmd = Command::new(&program);
+        cmd.args(&args).current_dir(&cwd).stdin(Stdio::null());
+        // SAFETY: only async-signal-safe libc calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::umask(0o077);
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(io::Error::last_os_error());
                 }
-                Err(e) => {
-                    let _ = pid_tx.send(Err(io::Error::new(
-                        e.kind(),
-                        format!("{}: {e}", program.display()),
-                    )));
+                // The launcher may have died before prctl took effect.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
                 }
+                Ok(())
+            });
+        }
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let _ = pid_tx.send(Ok(child.id() as i32));
+                let _ = exit_tx.send(child.wait());
             }
-        })?;
+            Err(e) => {
+                let _ = pid_tx.send(Err(io::Error::new(e.kind(), format!("{}: {e}", program.display()))));
+            }
+        }
+    })?;
     let pid = pid_rx
         .await
         .map_err(|_| io::Error::other("child-keeper thread died"))??;
@@ -107,9 +95,7 @@ impl Child {
             match self.exit.try_recv() {
                 Ok(r) => self.status = Some(r.unwrap_or_else(|_| ExitStatus::from_raw(1 << 8))),
                 Err(oneshot::error::TryRecvError::Empty) => {}
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    self.status = Some(ExitStatus::from_raw(1 << 8))
-                }
+                Err(oneshot::error::TryRecvError::Closed) => self.status = Some(ExitStatus::from_raw(1 << 8)),
             }
         }
         self.status
@@ -132,9 +118,7 @@ impl Child {
 
 /// The launcher's exit code for a child status: its code, or 128+signal.
 pub fn exit_code(status: ExitStatus) -> i32 {
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// The signals a launcher forwards: SIGTERM, SIGINT, SIGHUP. Installed at

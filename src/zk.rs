@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::{
-    Acl, Acls, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions,
-    LockPrefix, OneshotWatcher, Permission, Stat,
+    Acl, Acls, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions, LockPrefix, OneshotWatcher,
+    Permission, Stat,
 };
 
 use crate::config::ZkConfig;
@@ -68,10 +68,7 @@ impl std::fmt::Debug for Zk {
 }
 
 /// Bounds one ZooKeeper operation; a frozen server yields [`Error::Timeout`].
-async fn bounded<T>(
-    limit: Duration,
-    fut: impl Future<Output = Result<T, Error>>,
-) -> Result<T, Error> {
+async fn bounded<T>(limit: Duration, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     timeout(limit, fut).await.unwrap_or(Err(Error::Timeout))
 }
 
@@ -99,9 +96,7 @@ impl Zk {
         loop {
             attempt += 1;
             let per_try = cfg.session_timeout.max(Duration::from_secs(2));
-            let per_try = deadline.map_or(per_try, |d| {
-                per_try.min(d.saturating_duration_since(Instant::now()))
-            });
+            let per_try = deadline.map_or(per_try, |d| per_try.min(d.saturating_duration_since(Instant::now())));
             let err = match timeout(per_try, Self::connect_once(cfg)).await {
                 Ok(Ok(zk)) => {
                     info!(hosts = %cfg.hosts, root = %cfg.root, session = zk.client.session_id().0, attempt, "connected to ZooKeeper");
@@ -141,10 +136,7 @@ impl Zk {
             }
             None => Acls::anyone_all().to_vec(),
         };
-        let client = connector
-            .connect(&cfg.hosts)
-            .await
-            .map_err(|e| e.to_string())?;
+        let client = connector.connect(&cfg.hosts).await.map_err(|e| e.to_string())?;
         let mut zk = Zk {
             client,
             cfg: Arc::new(cfg.clone()),
@@ -261,15 +253,9 @@ impl Zk {
         // Stats of creates inside a multi are invalid on ZK 3.8.0
         // (ZOOKEEPER-4026); they are ignored here.
         let result = match (lock, expected) {
-            (Some(l), None) => bounded(limit, l.create(&path, &data, &opts))
-                .await
-                .map(drop),
-            (Some(l), Some(v)) => bounded(limit, l.set_data(&path, &data, Some(v)))
-                .await
-                .map(drop),
-            (None, None) => bounded(limit, self.client.create(&path, &data, &opts))
-                .await
-                .map(drop),
+            (Some(l), None) => bounded(limit, l.create(&path, &data, &opts)).await.map(drop),
+            (Some(l), Some(v)) => bounded(limit, l.set_data(&path, &data, Some(v))).await.map(drop),
+            (None, None) => bounded(limit, self.client.create(&path, &data, &opts)).await.map(drop),
             (None, Some(v)) => bounded(limit, self.client.set_data(&path, &data, Some(v)))
                 .await
                 .map(drop),
@@ -281,6 +267,13 @@ impl Zk {
             }
         }
         result
+    }
+
+    /// Like [`Zk::registered`], and leaves a child watch on `dir`, so a
+    /// follower learns of joins and departures without polling.
+    pub async fn watch_registered(&self, dir: &str) -> Result<(Vec<(String, Endpoint)>, OneshotWatcher), Error> {
+        let (_, _, watcher) = bounded(self.op_timeout(), self.client.get_and_watch_children(dir)).await?;
+        Ok((self.registered(dir).await?, watcher))
     }
 
     /// Endpoints registered under a directory (`/nodes` or `/sentinels`),
@@ -343,12 +336,10 @@ impl Zk {
                     Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => {
                         return Ok(());
                     }
-                    Ok((_, stat)) => {
-                        match bounded(limit, self.client.delete(path, Some(stat.version))).await {
-                            Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
+                    Ok((_, stat)) => match bounded(limit, self.client.delete(path, Some(stat.version))).await {
+                        Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
+                        Err(e) => return Err(e),
+                    },
                     Err(Error::NoNode) => continue,
                     Err(e) => return Err(e),
                 },
@@ -374,9 +365,7 @@ fn classify(path: &str, data: &[u8], stat: &Stat) -> Record {
         },
         Err(e) => {
             error!(path = %path, error = %e, "master record is unusable; treating it as no record");
-            Record::Unusable {
-                version: stat.version,
-            }
+            Record::Unusable { version: stat.version }
         }
     }
 }

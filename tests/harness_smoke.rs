@@ -20,10 +20,7 @@ async fn zookeeper_starts_and_serves_reads_and_writes() {
     zk_set_raw(&c, &node, b"two").await; // overwrite path
     let (data, _) = zk_get(&c, &node).await.expect("node exists");
     assert_eq!(data, b"two");
-    assert_eq!(
-        zk_children(&c, &format!("{root}/a")).await,
-        vec!["b".to_string()]
-    );
+    assert_eq!(zk_children(&c, &format!("{root}/a")).await, vec!["b".to_string()]);
     assert!(zk_children(&c, &format!("{root}/missing")).await.is_empty());
     assert!(pid_alive(zk().pid()));
 }
@@ -51,10 +48,7 @@ async fn redis_server_runs_under_a_proc_guard() {
         t.dir.join("redis.log"),
     );
     let addr = t.addr();
-    let role = wait_for("redis to report master", Duration::from_secs(10), || {
-        role(&addr)
-    })
-    .await;
+    let role = wait_for("redis to report master", Duration::from_secs(10), || role(&addr)).await;
     assert_eq!(role, "master", "log:\n{}", redis.log());
     assert_eq!(info_field(&addr, "server", "tcp_port").await.unwrap(), port);
     assert!(redis_cmd(&addr, None, &["NO-SUCH-COMMAND"]).await.is_err());

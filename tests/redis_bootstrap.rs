@@ -43,12 +43,7 @@ fn start_on(task: Task, root: &str, extra: &[(&str, String)]) -> Launcher {
     let env = launcher_env(&task, root, extra);
     let env_ref: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
     // No RDB snapshots: tests do not need them and they cost disk time.
-    let proc = Proc::spawn(
-        RZK_REDIS,
-        &["--save", ""],
-        &env_ref,
-        task.dir.join("launcher.log"),
-    );
+    let proc = Proc::spawn(RZK_REDIS, &["--save", ""], &env_ref, task.dir.join("launcher.log"));
     Launcher { task, proc }
 }
 
@@ -64,10 +59,7 @@ async fn node_datas(root: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for child in zk_children(&c, &format!("{root}/nodes")).await {
         if let Some((d, stat)) = zk_get(&c, &format!("{root}/nodes/{child}")).await {
-            assert_ne!(
-                stat.ephemeral_owner, 0,
-                "{root}/nodes/{child} must be ephemeral"
-            );
+            assert_ne!(stat.ephemeral_owner, 0, "{root}/nodes/{child} must be ephemeral");
             out.insert(String::from_utf8_lossy(&d).into_owned());
         }
     }
@@ -166,12 +158,7 @@ async fn five_launchers_at_once_give_exactly_one_master() {
             "MEASURE bootstrap round {round}: converged in {took:?} ({samples} samples, max gap {max_gap:?}); master {master}"
         );
         for l in &ls {
-            assert!(
-                l.proc.is_running(),
-                "launcher {} died: {}",
-                l.task.addr(),
-                l.proc.log()
-            );
+            assert!(l.proc.is_running(), "launcher {} died: {}", l.task.addr(), l.proc.log());
         }
     }
 }
@@ -194,10 +181,7 @@ async fn later_launcher_joins_the_existing_master() {
     assert_eq!(role(&c.task.addr()).await.unwrap(), "slave");
     for l in [&a, &b, &c] {
         let status = std::fs::read_to_string(format!("/proc/{}/status", l.proc.pid())).unwrap();
-        let rss = status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .unwrap_or("VmRSS: ?");
+        let rss = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: ?");
         eprintln!(
             "MEASURE launcher {} (debug build) while supervising: {rss}",
             l.task.addr()
@@ -215,17 +199,13 @@ async fn stale_record_is_taken_over_only_after_the_grace_period() {
     let t0 = Instant::now();
     let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
     // Before the grace period ends: no server, and the record is untouched.
-    wait_for(
-        "launcher to log that it waits",
-        Duration::from_secs(3),
-        || async {
-            if l.proc.log().contains("waiting for a failover") {
-                Ok(())
-            } else {
-                Err(l.proc.log())
-            }
-        },
-    )
+    wait_for("launcher to log that it waits", Duration::from_secs(3), || async {
+        if l.proc.log().contains("waiting for a failover") {
+            Ok(())
+        } else {
+            Err(l.proc.log())
+        }
+    })
     .await;
     while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
         assert_eq!(
@@ -278,33 +258,23 @@ async fn sigterm_to_a_replica_launcher_stops_cleanly() {
         .unwrap();
     let t0 = Instant::now();
     r.proc.signal(libc::SIGTERM);
-    wait_for(
-        "replica's node entry gone",
-        Duration::from_secs(1),
-        || async {
-            let n = node_datas(&root).await;
-            if n.contains(&r.task.addr()) {
-                Err(format!("{n:?}"))
-            } else {
-                Ok(())
-            }
-        },
-    )
+    wait_for("replica's node entry gone", Duration::from_secs(1), || async {
+        let n = node_datas(&root).await;
+        if n.contains(&r.task.addr()) {
+            Err(format!("{n:?}"))
+        } else {
+            Ok(())
+        }
+    })
     .await;
-    let status = r
-        .proc
-        .wait_exit(Duration::from_secs(5))
-        .expect("launcher did not exit");
+    let status = r.proc.wait_exit(Duration::from_secs(5)).expect("launcher did not exit");
     assert_eq!(
         status.code(),
         Some(0),
         "launcher status {status:?}; log:\n{}",
         r.proc.log()
     );
-    assert!(
-        !pid_alive(server_pid),
-        "redis-server {server_pid} still running"
-    );
+    assert!(!pid_alive(server_pid), "redis-server {server_pid} still running");
     assert!(
         r.proc.log().contains("Received SIGTERM"),
         "redis-server did not get SIGTERM:\n{}",
@@ -332,17 +302,13 @@ async fn sigkill_to_a_launcher_kills_its_server() {
     assert!(pid_alive(server_pid));
     m.proc.signal(libc::SIGKILL);
     let t0 = Instant::now();
-    wait_for_sync(
-        "orphaned redis-server to die",
-        Duration::from_secs(2),
-        || {
-            if pid_alive(server_pid) {
-                Err(format!("pid {server_pid} alive"))
-            } else {
-                Ok(())
-            }
-        },
-    );
+    wait_for_sync("orphaned redis-server to die", Duration::from_secs(2), || {
+        if pid_alive(server_pid) {
+            Err(format!("pid {server_pid} alive"))
+        } else {
+            Ok(())
+        }
+    });
     eprintln!(
         "MEASURE sigkill: redis-server gone {:?} after its launcher",
         t0.elapsed()
@@ -381,8 +347,7 @@ async fn garbage_records_are_logged_and_ignored() {
         .await;
         let log = l.proc.log();
         assert!(
-            log.lines()
-                .any(|line| line.contains("ERROR") && line.contains(&path)),
+            log.lines().any(|line| line.contains("ERROR") && line.contains(&path)),
             "{name}: no error naming {path}:\n{log}"
         );
         assert!(l.proc.is_running(), "{name}: launcher crashed:\n{log}");
@@ -439,10 +404,6 @@ async fn bad_config_exits_2_before_touching_zookeeper() {
             zk_get(&c, &root).await.is_none(),
             "{var}={value:?}: {root} was created in ZooKeeper"
         );
-        eprintln!(
-            "{var}={value:?} -> exit 2 in {:?}: {}",
-            t0.elapsed(),
-            log.trim()
-        );
+        eprintln!("{var}={value:?} -> exit 2 in {:?}: {}", t0.elapsed(), log.trim());
     }
 }

@@ -54,16 +54,13 @@ fn sweep_stale(base: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
             continue;
         };
-        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| {
-            SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600)
-        });
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| SystemTime::now().duration_since(t).unwrap_or_default() > Duration::from_secs(3600));
         if old && !pid_alive(pid) {
             let _ = fs::remove_dir_all(entry.path());
         }
@@ -81,8 +78,7 @@ fn fresh_dir(prefix: &str) -> PathBuf {
 
 /// Last `n` lines of a file, for panic messages.
 fn tail(path: &Path, n: usize) -> String {
-    let text = fs::read_to_string(path)
-        .unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
+    let text = fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()));
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -178,8 +174,7 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log fd"))
             .stderr(log);
-        let child =
-            spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn {bin} {args:?}: {e}"));
+        let child = spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn {bin} {args:?}: {e}"));
         Proc {
             pid: child.id() as i32,
             child: Mutex::new(child),
@@ -188,9 +183,7 @@ impl Proc {
     }
 
     fn child(&self) -> MutexGuard<'_, Child> {
-        self.child
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.child.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn pid(&self) -> i32 {
@@ -243,10 +236,7 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let child = self
-            .child
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let child = self.child.get_mut().unwrap_or_else(|poisoned| poisoned.into_inner());
         if matches!(child.try_wait(), Ok(None)) {
             let _ = child.kill();
             let _ = child.wait();
@@ -293,10 +283,7 @@ impl Task {
 /// (ip, port) pair stays unique within the binary because ports never repeat.
 pub fn task() -> Task {
     static NEXT_IP: AtomicU32 = AtomicU32::new(0);
-    let ip = format!(
-        "127.0.0.{}",
-        2 + NEXT_IP.fetch_add(1, Ordering::Relaxed) % 253
-    );
+    let ip = format!("127.0.0.{}", 2 + NEXT_IP.fetch_add(1, Ordering::Relaxed) % 253);
     let port = free_port(&[&ip, "127.0.0.1"]);
     Task {
         ip,
@@ -386,17 +373,12 @@ fn start_zk() -> Zk {
     cmd.arg("-Xmx256m")
         .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
         .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
-        .args([
-            "-cp",
-            &classpath,
-            "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-        ])
+        .args(["-cp", &classpath, "org.apache.zookeeper.server.quorum.QuorumPeerMain"])
         .arg(&cfg)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log fd"))
         .stderr(log);
-    let child =
-        spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn java for zookeeper: {e}"));
+    let child = spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn java for zookeeper: {e}"));
     let zk = Zk {
         port,
         pid: child.id() as i32,
@@ -409,10 +391,9 @@ fn start_zk() -> Zk {
     loop {
         match ruok(port) {
             Ok(()) => return zk,
-            Err(e) if !pid_alive(zk.pid) => panic!(
-                "zookeeper exited during startup ({e}); log tail:\n{}",
-                zk.log_tail()
-            ),
+            Err(e) if !pid_alive(zk.pid) => {
+                panic!("zookeeper exited during startup ({e}); log tail:\n{}", zk.log_tail())
+            }
             Err(e) if Instant::now() >= deadline => panic!(
                 "zookeeper not ready after {ZK_START_TIMEOUT:?} (last: {e}); log tail:\n{}",
                 zk.log_tail()
@@ -425,8 +406,7 @@ fn start_zk() -> Zk {
 /// ZooKeeper's four-letter health check: `ruok` must be answered with `imok`.
 fn ruok(port: u16) -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
     s.write_all(b"ruok").map_err(|e| e.to_string())?;
@@ -468,9 +448,7 @@ where
         match tokio::time::timeout(left, f()).await {
             Ok(Ok(v)) => return v,
             Ok(Err(e)) => last_err = e,
-            Err(_) => {
-                last_err = format!("attempt still pending at deadline (before that: {last_err})")
-            }
+            Err(_) => last_err = format!("attempt still pending at deadline (before that: {last_err})"),
         }
         if Instant::now() >= deadline {
             panic!("timed out after {timeout:?} waiting for {what}; last seen: {last_err}");
@@ -480,11 +458,7 @@ where
 }
 
 /// Blocking twin of [`wait_for`], for code outside an async context (e.g. Drop checks).
-pub fn wait_for_sync<T>(
-    what: &str,
-    timeout: Duration,
-    mut f: impl FnMut() -> Result<T, String>,
-) -> T {
+pub fn wait_for_sync<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         let last_err = match f() {
@@ -506,9 +480,7 @@ fn split_addr(addr: &str) -> Result<(String, u16), String> {
     let (ip, port) = addr
         .split_once(' ')
         .ok_or_else(|| format!("bad address {addr:?}, want \"ip port\""))?;
-    let port = port
-        .parse()
-        .map_err(|e| format!("bad port in {addr:?}: {e}"))?;
+    let port = port.parse().map_err(|e| format!("bad port in {addr:?}: {e}"))?;
     Ok((ip.to_string(), port))
 }
 
@@ -568,12 +540,7 @@ pub async fn info_field(addr: &str, section: &str, field: &str) -> Result<String
     let reply = redis_cmd(addr, None, &["INFO", section]).await?;
     let text = value_text(&reply).ok_or_else(|| format!("{addr}: odd INFO reply {reply:?}"))?;
     text.lines()
-        .find_map(|l| {
-            l.trim_end()
-                .strip_prefix(field)?
-                .strip_prefix(':')
-                .map(str::to_string)
-        })
+        .find_map(|l| l.trim_end().strip_prefix(field)?.strip_prefix(':').map(str::to_string))
         .ok_or_else(|| format!("{addr}: no {field:?} in INFO {section}"))
 }
 
@@ -590,14 +557,8 @@ pub async fn zk_client() -> Client {
         .connect(&connect_string);
     match tokio::time::timeout(ZK_SESSION_TIMEOUT, connecting).await {
         Ok(Ok(c)) => c,
-        Ok(Err(e)) => panic!(
-            "zk connect {connect_string}: {e}; log tail:\n{}",
-            zk().log_tail()
-        ),
-        Err(_) => panic!(
-            "zk connect {connect_string} timed out; log tail:\n{}",
-            zk().log_tail()
-        ),
+        Ok(Err(e)) => panic!("zk connect {connect_string}: {e}; log tail:\n{}", zk().log_tail()),
+        Err(_) => panic!("zk connect {connect_string} timed out; log tail:\n{}", zk().log_tail()),
     }
 }
 

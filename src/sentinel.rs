@@ -1,0 +1,273 @@
+//! `rzk-sentinel`: wait for a master, run `redis-sentinel` on it, register
+//! it, supervise it, and re-point it after a takeover.
+//!
+//! Follows SPEC "rzk-sentinel". The waiting uses a ZooKeeper watch on the
+//! record, not a poll; the supervision is the same as `rzk-redis`'s.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, sleep_until};
+use tracing::{error, info, warn};
+
+use crate::conf::{existing_myid, monitor_settings, sentinel_conf, write_private};
+use crate::config::SentinelConfig;
+use crate::decide::{RecordView, sentinels_choice};
+use crate::discover::sentinel_views;
+use crate::endpoint::{Endpoint, Identity};
+use crate::probe::{Probe, Role};
+use crate::session::Keeper;
+use crate::supervise::{self, Signals};
+use crate::task::{self, Ready, interrupted};
+use crate::zk::{Record, Zk};
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// While the record names a master that does not answer, re-check this often
+/// (a master being restarted); a missing record is waited for by watch alone.
+const DEAD_RECORD_RECHECK: Duration = Duration::from_secs(2);
+/// A record and this Sentinel must disagree this long before the Sentinel is
+/// re-pointed: after a normal failover the watcher writes the record at once,
+/// and the other Sentinels learn the new master by gossip within seconds.
+const FOLLOW_SETTLE: Duration = Duration::from_secs(3);
+
+/// Runs `rzk-sentinel` to completion and returns the process exit code.
+pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return 1;
+        }
+    };
+    let zk = match task::connect(&cfg.common.zk, &mut signals).await {
+        Ok(zk) => zk,
+        Err(code) => return code,
+    };
+    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let master = match wait_for_master(&cfg, &zk, &probe, &mut signals).await {
+        Ok(m) => m,
+        Err(code) => return code,
+    };
+    let dir = match std::fs::canonicalize(&cfg.common.data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            error!(error = %e, "DATA_DIR is not usable");
+            return 1;
+        }
+    };
+    let conf_path = dir.join("sentinel.conf");
+    let myid = existing_myid(&conf_path);
+    let conf = sentinel_conf(
+        &id,
+        &dir,
+        &cfg.common.master_name,
+        &master,
+        &cfg.monitor,
+        cfg.common.password.as_ref(),
+        myid.as_deref(),
+    );
+    if let Err(e) = write_private(&conf_path, &conf) {
+        error!(error = %e, path = %conf_path.display(), "cannot write sentinel.conf; DATA_DIR must be writable because Sentinel rewrites it");
+        return 1;
+    }
+    let mut child = match supervise::spawn(&cfg.sentinel_bin, &[conf_path.to_string_lossy().into_owned()], &dir).await {
+        Ok(c) => c,
+        Err(e) => {
+            error!(error = %e, "could not start redis-sentinel");
+            return 1;
+        }
+    };
+    info!(pid = child.pid(), sentinel = %id.announce, master = %master, "redis-sentinel started");
+    let is_sentinel = |r: &Role| *r == Role::Sentinel;
+    match task::wait_ready(&probe, &id.local(), is_sentinel, &mut child, &mut signals).await {
+        Ready::Yes => {}
+        Ready::ChildExited(code) => return code,
+        Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
+    }
+    let keeper = Keeper::spawn(zk);
+    let path = format!("{}/{}", keeper.zk().sentinels_dir(), uuid::Uuid::new_v4());
+    keeper.register(&path, &id.announce.to_record()).await;
+    let follower = Follower {
+        cfg: &cfg,
+        probe: &probe,
+        own: id.local(),
+    };
+    let code = tokio::select! {
+        code = supervise::supervise(&mut child, &mut signals) => code,
+        never = follower.run(keeper.subscribe()) => match never {},
+    };
+    keeper.shutdown().await;
+    code
+}
+
+/// Waits for a live master: the registered Sentinels' answer first, then the
+/// record (confirmed by ROLE). Waits on a watch of `<root>/master`.
+async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: &mut Signals) -> Result<Endpoint, i32> {
+    let deadline = Instant::now() + cfg.master_wait_timeout;
+    let mut logged = false;
+    loop {
+        let views = sentinel_views(zk, probe, &cfg.common.master_name)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "could not ask the registered sentinels");
+                vec![]
+            });
+        let (record, watcher) = match zk.watch_master().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(error = %e, path = %zk.master_path(), "cannot read the master record; retrying");
+                task::pause(signals, Duration::from_secs(1)).await?;
+                continue;
+            }
+        };
+        let view = match &record {
+            Record::Valid { master, .. } => RecordView::Names(master.clone()),
+            Record::Unusable { .. } => RecordView::Unusable,
+            Record::Missing => RecordView::Missing,
+        };
+        if let Some(m) = sentinels_choice(&views, &view, None) {
+            info!(master = %m, "the registered sentinels name a live master");
+            return Ok(m);
+        }
+        if let Some(m) = record.master()
+            && probe.is_master(m).await
+        {
+            info!(master = %m, path = %zk.master_path(), "the record names a live master");
+            return Ok(m.clone());
+        }
+        if !logged {
+            logged = true;
+            info!(path = %zk.master_path(), timeout_s = cfg.master_wait_timeout.as_secs(), "waiting for a live master");
+        }
+        let recheck = if record.master().is_some() {
+            DEAD_RECORD_RECHECK
+        } else {
+            cfg.master_wait_timeout
+        };
+        tokio::select! {
+            _ = watcher.changed() => {},
+            _ = sleep(recheck) => {},
+            _ = sleep_until(deadline) => {
+                error!(path = %zk.master_path(), timeout_s = cfg.master_wait_timeout.as_secs(),
+                    "no live master appeared in {} within MASTER_WAIT_TIMEOUT_S={}s; is rzk-redis running with the same ZK_HOSTS and ZK_ROOT?",
+                    zk.master_path(), cfg.master_wait_timeout.as_secs());
+                return Err(1);
+            },
+            sig = signals.recv() => return Err(interrupted(sig)),
+        }
+    }
+}
+
+/// Re-points this Sentinel after a takeover (SPEC rzk-sentinel step 6).
+struct Follower<'a> {
+    cfg: &'a SentinelConfig,
+    probe: &'a Probe,
+    /// This Sentinel's local address.
+    own: Endpoint,
+}
+
+impl Follower<'_> {
+    /// Watches the record for ever, across session renewals.
+    async fn run(&self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+        let mut mismatch_since: Option<Instant> = None;
+        loop {
+            let zk = sessions.borrow_and_update().clone();
+            let (record, watcher) = match zk.watch_master().await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, path = %zk.master_path(), "cannot watch the master record; retrying");
+                    tokio::select! {
+                        _ = sleep(Duration::from_secs(1)) => {},
+                        _ = sessions.changed() => {},
+                    }
+                    continue;
+                }
+            };
+            let recheck = match record.master() {
+                Some(m) => self.check(m, &mut mismatch_since).await,
+                None => None,
+            };
+            tokio::select! {
+                _ = watcher.changed() => {},
+                _ = sessions.changed() => {},
+                _ = sleep(recheck.unwrap_or(Duration::from_secs(3600))) => {},
+            }
+        }
+    }
+
+    /// Compares the record with this Sentinel's own master. Re-points only
+    /// when the record names a live master, this Sentinel's master is down,
+    /// no failover is running, and that has lasted [`FOLLOW_SETTLE`].
+    /// Returns when to look again, if the question is still open.
+    async fn check(&self, recorded: &Endpoint, mismatch_since: &mut Option<Instant>) -> Option<Duration> {
+        let name = &self.cfg.common.master_name;
+        let own_master = match self.probe.sentinel_master(&self.own, name).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(error = %e, sentinel = %self.own, "cannot ask our own sentinel");
+                return Some(Duration::from_secs(1));
+            }
+        };
+        if own_master.as_ref() == Some(recorded) || !self.probe.is_master(recorded).await {
+            *mismatch_since = None;
+            return None;
+        }
+        if let Some(own) = &own_master
+            && self.probe.is_master(own).await
+        {
+            // Our live view wins over the record; the watcher corrects it.
+            info!(own = %own, record = %recorded, "record differs but our master is alive; not re-pointing");
+            *mismatch_since = None;
+            return None;
+        }
+        if self.failover_in_progress().await {
+            return Some(Duration::from_secs(1));
+        }
+        let since = *mismatch_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < FOLLOW_SETTLE {
+            return Some(Duration::from_millis(500));
+        }
+        *mismatch_since = None;
+        match self.repoint(recorded).await {
+            Ok(()) => {
+                warn!(sentinel = %self.own, old = ?own_master, master = %recorded, "re-pointed this sentinel after a takeover");
+                None
+            }
+            Err(e) => {
+                error!(error = %e, sentinel = %self.own, master = %recorded, "re-pointing failed; retrying");
+                Some(Duration::from_secs(1))
+            }
+        }
+    }
+
+    async fn failover_in_progress(&self) -> bool {
+        match self
+            .probe
+            .cmd(&self.own, &["SENTINEL", "MASTER", &self.cfg.common.master_name])
+            .await
+        {
+            Ok(v) => crate::probe::fields(&v)
+                .iter()
+                .any(|(k, v)| k == "flags" && v.contains("failover")),
+            Err(_) => false,
+        }
+    }
+
+    /// `SENTINEL REMOVE`, `MONITOR`, `SET` with the configured settings.
+    async fn repoint(&self, master: &Endpoint) -> Result<(), String> {
+        let name = &self.cfg.common.master_name;
+        let _ = self.probe.cmd(&self.own, &["SENTINEL", "REMOVE", name]).await;
+        let port = master.port.to_string();
+        let quorum = self.cfg.monitor.quorum.to_string();
+        self.probe
+            .cmd(&self.own, &["SENTINEL", "MONITOR", name, &master.host, &port, &quorum])
+            .await?;
+        let settings = monitor_settings(&self.cfg.monitor, self.cfg.common.password.as_ref());
+        let mut args: Vec<&str> = vec!["SENTINEL", "SET", name];
+        for (k, v) in &settings {
+            args.push(k);
+            args.push(v);
+        }
+        self.probe.cmd(&self.own, &args).await.map(drop)
+    }
+}

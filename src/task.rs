@@ -1,0 +1,87 @@
+//! What every launcher does the same way: connect to ZooKeeper unless a
+//! signal says stop, pause interruptibly, and wait for a freshly started
+//! child to answer in its intended role.
+
+use std::time::Duration;
+
+use tokio::time::{Instant, sleep};
+use tracing::{error, info, warn};
+
+use crate::config::ZkConfig;
+use crate::endpoint::Endpoint;
+use crate::probe::{Probe, Role};
+use crate::supervise::{Child, Signals, exit_code};
+use crate::zk::Zk;
+
+/// Exit code for a signal that stopped the launcher before its child ran.
+pub fn interrupted(sig: i32) -> i32 {
+    info!(sig, "signal before the child started; leaving");
+    128 + sig
+}
+
+/// Connects to ZooKeeper within `ZK_CONNECT_TIMEOUT_S`; returns the exit
+/// code (1, or 128+signal) when that fails or a signal comes first.
+pub async fn connect(cfg: &ZkConfig, signals: &mut Signals) -> Result<Zk, i32> {
+    tokio::select! {
+        r = Zk::connect(cfg) => r.map_err(|e| {
+            error!(error = %e, "giving up");
+            1
+        }),
+        sig = signals.recv() => Err(interrupted(sig)),
+    }
+}
+
+/// Sleeps, unless a signal arrives first (then the launcher leaves).
+pub async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
+    tokio::select! {
+        _ = sleep(d) => Ok(()),
+        sig = signals.recv() => Err(interrupted(sig)),
+    }
+}
+
+/// How waiting for a new child ended.
+pub enum Ready {
+    /// It answers PING and its ROLE is the intended one.
+    Yes,
+    /// It exited first, with this launcher exit code.
+    ChildExited(i32),
+    /// A signal came first and was forwarded; supervise until it exits.
+    Signalled,
+}
+
+/// Waits until the child at `local` answers PING and `ROLE` satisfies
+/// `intended`, while watching the child and the signals.
+pub async fn wait_ready(
+    probe: &Probe,
+    local: &Endpoint,
+    intended: impl Fn(&Role) -> bool,
+    child: &mut Child,
+    signals: &mut Signals,
+) -> Ready {
+    let started = Instant::now();
+    let mut last_log = Instant::now();
+    loop {
+        let ok = probe.role(local).await.is_ok_and(|r| intended(&r));
+        if ok && probe.ping(local).await.is_ok() {
+            info!(addr = %local, ms = started.elapsed().as_millis() as u64, "child answers in its intended role");
+            return Ready::Yes;
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            last_log = Instant::now();
+            warn!(addr = %local, waited_s = started.elapsed().as_secs(), "child not ready yet");
+        }
+        tokio::select! {
+            _ = sleep(Duration::from_millis(50)) => {},
+            status = child.wait() => {
+                let code = exit_code(status);
+                error!(code, "child exited before it was ready");
+                return Ready::ChildExited(code);
+            },
+            sig = signals.recv() => {
+                info!(sig, "signal while the child starts; forwarding");
+                child.signal(sig);
+                return Ready::Signalled;
+            },
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! `rzk-watcher`: keeps `<root>/master` equal to the Sentinels' view.
+//!
+//! Follows SPEC "rzk-watcher": subscribe to `+switch-master` on one live
+//! Sentinel picked at random, reconcile on every (re)connect and on a timer
+//! (pub/sub loses messages), write only with CAS and only when the record
+//! differs from a master confirmed by `ROLE`, and clear dead Sentinels from
+//! the live ones' memory one at a time, never during a failover.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
+use tracing::{debug, error, info, warn};
+use zookeeper_client::Error as ZkErr;
+
+use crate::config::WatcherConfig;
+use crate::decide::{RecordView, sentinels_choice};
+use crate::discover::sentinel_views;
+use crate::endpoint::Endpoint;
+use crate::events::parse_switch_master;
+use crate::probe::{Probe, fields};
+use crate::session::Keeper;
+use crate::supervise::Signals;
+use crate::task;
+use crate::zk::{Record, Zk};
+
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often the subscribed Sentinel is pinged: a hung Sentinel is left
+/// within about a second.
+const LIVENESS: Duration = Duration::from_millis(1000);
+/// Pause between two `SENTINEL RESET`s, so a reset Sentinel has relearned its
+/// live peers (hello messages every 2 s) before the next one forgets them.
+const RESET_SPACING: Duration = Duration::from_secs(6);
+const CHANNEL: &str = "+switch-master";
+
+/// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
+/// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
+pub async fn run(cfg: WatcherConfig) -> i32 {
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot install signal handlers");
+            return 1;
+        }
+    };
+    let zk = match task::connect(&cfg.common.zk, &mut signals).await {
+        Ok(zk) => zk,
+        Err(code) => return code,
+    };
+    let keeper = Keeper::spawn(zk);
+    let mut watcher = Watcher {
+        probe: Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT),
+        cfg,
+        last_reset: None,
+    };
+    let code = tokio::select! {
+        never = watcher.run(keeper.subscribe()) => match never {},
+        sig = signals.recv() => {
+            info!(sig, "stopping");
+            0
+        },
+    };
+    keeper.shutdown().await;
+    code
+}
+
+struct Watcher {
+    cfg: WatcherConfig,
+    probe: Probe,
+    last_reset: Option<Instant>,
+}
+
+impl Watcher {
+    /// Picks a Sentinel, follows it until it goes, picks another; for ever.
+    async fn run(&mut self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+        let mut backoff = Duration::from_millis(200);
+        let mut avoid: Option<Endpoint> = None;
+        loop {
+            let zk = sessions.borrow_and_update().clone();
+            let dir = zk.sentinels_dir();
+            let (list, children) = match zk.watch_registered(&dir).await {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!(error = %e, path = %dir, "cannot list sentinels; retrying");
+                    tokio::select! {
+                        _ = sleep(Duration::from_secs(1)) => {},
+                        _ = sessions.changed() => {},
+                    }
+                    continue;
+                }
+            };
+            if list.is_empty() {
+                info!(path = %dir, retry_ms = backoff.as_millis() as u64, "no sentinel registered; waiting");
+                tokio::select! {
+                    _ = children.changed() => {},
+                    _ = sessions.changed() => {},
+                    _ = sleep(backoff) => {},
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            backoff = Duration::from_millis(200);
+            let choices: Vec<&Endpoint> = list
+                .iter()
+                .map(|(_, e)| e)
+                .filter(|e| Some(*e) != avoid.as_ref())
+                .collect();
+            let choices = if choices.is_empty() {
+                list.iter().map(|(_, e)| e).collect()
+            } else {
+                choices
+            };
+            let sentinel = choices[(uuid::Uuid::new_v4().as_u128() % choices.len() as u128) as usize].clone();
+            let started = Instant::now();
+            let reason = self.follow(&zk, &sentinel, children, &mut sessions).await;
+            info!(sentinel = %sentinel, reason, "leaving this sentinel");
+            avoid = Some(sentinel);
+            if started.elapsed() < Duration::from_millis(100) {
+                // Failed at once (e.g. refused): do not spin.
+                sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// Follows one Sentinel: events, reconciliation, liveness, ghost
+    /// cleanup. Returns why it stopped.
+    async fn follow(
+        &mut self,
+        zk: &Zk,
+        sentinel: &Endpoint,
+        children: zookeeper_client::OneshotWatcher,
+        sessions: &mut watch::Receiver<Zk>,
+    ) -> &'static str {
+        let mut pubsub = match self.probe.pubsub(sentinel).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(sentinel = %sentinel, error = %e, "cannot connect");
+                return "connect failed";
+            }
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, pubsub.subscribe(CHANNEL)).await {
+            Ok(Ok(())) => info!(sentinel = %sentinel, channel = CHANNEL, "subscribed"),
+            _ => return "subscribe failed",
+        }
+        self.reconcile(zk).await;
+        let (_sink, mut events) = pubsub.split();
+        let mut tick = interval(self.cfg.reconcile_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut alive = interval(LIVENESS);
+        alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        alive.tick().await;
+        let dir = zk.sentinels_dir();
+        let mut children = Box::pin(children.changed());
+        loop {
+            tokio::select! {
+                msg = events.next() => match msg {
+                    None => return "connection closed",
+                    Some(m) => self.on_event(zk, sentinel, m.get_payload_bytes()).await,
+                },
+                _ = tick.tick() => {
+                    self.reconcile(zk).await;
+                    self.clean_ghosts(zk).await;
+                },
+                _ = alive.tick() => {
+                    if let Err(e) = self.probe.ping(sentinel).await {
+                        warn!(sentinel = %sentinel, error = %e, "subscribed sentinel stopped answering");
+                        return "not answering";
+                    }
+                },
+                _ = &mut children => match zk.watch_registered(&dir).await {
+                    Ok((list, w)) => {
+                        if !list.iter().any(|(_, e)| e == sentinel) {
+                            return "unregistered";
+                        }
+                        children = Box::pin(w.changed());
+                    },
+                    Err(_) => return "cannot list sentinels",
+                },
+                _ = sessions.changed() => return "new ZooKeeper session",
+            }
+        }
+    }
+
+    async fn on_event(&self, zk: &Zk, sentinel: &Endpoint, payload: &[u8]) {
+        let event = match parse_switch_master(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                warn!(sentinel = %sentinel, error = %e, "ignoring malformed +switch-master");
+                return;
+            }
+        };
+        if event.name != self.cfg.common.master_name {
+            info!(sentinel = %sentinel, name = %event.name, "ignoring +switch-master for another master name");
+            return;
+        }
+        info!(sentinel = %sentinel, old = %event.old, new = %event.new, "+switch-master");
+        // The leader promotes the replica before it announces the switch,
+        // so ROLE confirms at once; allow a little slack all the same.
+        for _ in 0..10 {
+            if self.probe.is_master(&event.new).await {
+                self.ensure_record(zk, &event.new).await;
+                return;
+            }
+            sleep(Duration::from_millis(200)).await;
+        }
+        warn!(new = %event.new, "promoted server does not answer as master; leaving it to reconciliation");
+    }
+
+    /// Asks every registered Sentinel, confirms with ROLE, and corrects the
+    /// record when it differs from the Sentinels' live master.
+    async fn reconcile(&self, zk: &Zk) {
+        let views = match sentinel_views(zk, &self.probe, &self.cfg.common.master_name).await {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(error = %e, "reconcile: cannot ask the sentinels");
+                return;
+            }
+        };
+        let record = match zk.read_master().await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, path = %zk.master_path(), "reconcile: cannot read the record");
+                return;
+            }
+        };
+        let view = match &record {
+            Record::Valid { master, .. } => RecordView::Names(master.clone()),
+            Record::Unusable { .. } => RecordView::Unusable,
+            Record::Missing => RecordView::Missing,
+        };
+        match sentinels_choice(&views, &view, None) {
+            Some(m) if record.master() != Some(&m) => self.ensure_record(zk, &m).await,
+            Some(_) => debug!("record matches the sentinels"),
+            None => debug!(views = ?views, "no confirmed master from the sentinels; record left alone"),
+        }
+    }
+
+    /// CAS-writes `master` unless the record already names it. A lost race
+    /// re-reads: N watchers make one version bump per failover.
+    async fn ensure_record(&self, zk: &Zk, master: &Endpoint) {
+        for _ in 0..3 {
+            let record = match zk.read_master().await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, path = %zk.master_path(), "cannot read the record");
+                    return;
+                }
+            };
+            let expected = match &record {
+                Record::Valid { master: m, .. } if m == master => return,
+                Record::Missing => None,
+                Record::Valid { version, .. } | Record::Unusable { version } => Some(*version),
+            };
+            match zk.write_master(None, master, expected).await {
+                Ok(()) => {
+                    let old = record.master().map(ToString::to_string).unwrap_or_default();
+                    info!(path = %zk.master_path(), old = %old, master = %master, "record follows the sentinels");
+                    return;
+                }
+                Err(ZkErr::BadVersion | ZkErr::NodeExists) => continue,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sends `SENTINEL RESET` to one Sentinel that counts more peers than
+    /// are registered, unless a failover is running anywhere or a reset
+    /// happened less than [`RESET_SPACING`] ago.
+    async fn clean_ghosts(&mut self, zk: &Zk) {
+        if self
+            .last_reset
+            .is_some_and(|t| t.elapsed() < RESET_SPACING.max(self.cfg.reconcile_interval))
+        {
+            return;
+        }
+        let Ok(registered) = zk.registered(&zk.sentinels_dir()).await else {
+            return;
+        };
+        let expected_peers = registered.len().saturating_sub(1);
+        let name = &self.cfg.common.master_name;
+        let mut target = None;
+        for (_, s) in &registered {
+            let Ok(reply) = self.probe.cmd(s, &["SENTINEL", "MASTER", name]).await else {
+                continue;
+            };
+            let f = fields(&reply);
+            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            if get("flags").is_some_and(|fl| fl.contains("failover")) {
+                debug!(sentinel = %s, "failover in progress; no reset now");
+                return;
+            }
+            let known: usize = get("num-other-sentinels").and_then(|n| n.parse().ok()).unwrap_or(0);
+            if known > expected_peers && target.is_none() {
+                target = Some((s.clone(), known));
+            }
+        }
+        if let Some((s, known)) = target {
+            match self.probe.cmd(&s, &["SENTINEL", "RESET", name]).await {
+                Ok(_) => {
+                    info!(sentinel = %s, known, registered = registered.len(), "reset a sentinel that remembers dead peers")
+                }
+                Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),
+            }
+            self.last_reset = Some(Instant::now());
+        }
+    }
+}
