@@ -7,6 +7,8 @@
 //! so nothing outlives the test binary, even when it panics or is killed.
 #![allow(dead_code)]
 
+pub mod group;
+
 use std::fs::{self, File, OpenOptions};
 use std::future::Future;
 use std::io::{self, Read, Write};

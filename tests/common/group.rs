@@ -1,0 +1,313 @@
+//! A whole redis-zk group for tests: rzk-redis, rzk-sentinel and rzk-watcher
+//! tasks sharing one fresh `ZK_ROOT`, with the checks every scenario needs.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::*;
+
+pub const RZK_REDIS: &str = env!("CARGO_BIN_EXE_rzk-redis");
+pub const RZK_SENTINEL: &str = env!("CARGO_BIN_EXE_rzk-sentinel");
+pub const RZK_WATCHER: &str = env!("CARGO_BIN_EXE_rzk-watcher");
+
+/// Sentinel timing used by the group tests.
+pub const DOWN_AFTER_MS: u64 = 1000;
+pub const FAILOVER_TIMEOUT_MS: u64 = 5000;
+pub const RECONCILE_S: u64 = 2;
+
+/// One task of the group.
+pub struct Member {
+    pub task: Task,
+    pub proc: Proc,
+}
+
+impl Member {
+    pub fn addr(&self) -> String {
+        self.task.addr()
+    }
+}
+
+/// A group under its own root.
+pub struct Group {
+    pub root: String,
+    pub redis: Vec<Member>,
+    pub sentinels: Vec<Member>,
+    pub watchers: Vec<Member>,
+    /// Extra variables for every task started from now on.
+    pub extra: Vec<(&'static str, String)>,
+}
+
+impl Group {
+    pub fn new(tag: &str) -> Group {
+        Group {
+            root: unique_root(tag),
+            redis: vec![],
+            sentinels: vec![],
+            watchers: vec![],
+            extra: vec![],
+        }
+    }
+
+    /// The environment of a task (`task` None for the watcher).
+    pub fn env(&self, task: Option<&Task>) -> Vec<(&'static str, String)> {
+        let mut env: Vec<(&'static str, String)> = vec![
+            ("ZK_HOSTS", zk().connect_string()),
+            ("ZK_ROOT", self.root.clone()),
+            ("ZK_SESSION_TIMEOUT_MS", "4000".into()),
+            ("SENTINEL_DOWN_AFTER_MS", DOWN_AFTER_MS.to_string()),
+            ("SENTINEL_FAILOVER_TIMEOUT_MS", FAILOVER_TIMEOUT_MS.to_string()),
+            ("RECONCILE_INTERVAL_S", RECONCILE_S.to_string()),
+            ("TAKEOVER_GRACE_S", "3".into()),
+            ("MASTER_WAIT_TIMEOUT_S", "30".into()),
+        ];
+        if let Some(t) = task {
+            env.push(("BIND_IP", t.ip.clone()));
+            env.push(("PORT0", t.port.to_string()));
+            env.push(("DATA_DIR", t.dir.display().to_string()));
+        }
+        for (k, v) in &self.extra {
+            env.retain(|(e, _)| e != k);
+            env.push((k, v.clone()));
+        }
+        env
+    }
+
+    fn spawn(&self, bin: &str, args: &[&str], task: Option<&Task>, log: PathBuf) -> Proc {
+        let env = self.env(task);
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        Proc::spawn(bin, args, &env, log)
+    }
+
+    /// Starts an rzk-redis task; returns its index in `redis`.
+    pub fn start_redis(&mut self) -> usize {
+        let t = task();
+        // No snapshots, and no 5 s wait before a replica's first sync.
+        let p = self.spawn(
+            RZK_REDIS,
+            &["--save", "", "--repl-diskless-sync-delay", "0"],
+            Some(&t),
+            t.dir.join("launcher.log"),
+        );
+        self.redis.push(Member { task: t, proc: p });
+        self.redis.len() - 1
+    }
+
+    /// Starts an rzk-sentinel task; returns its index in `sentinels`.
+    pub fn start_sentinel(&mut self) -> usize {
+        let t = task();
+        let p = self.spawn(RZK_SENTINEL, &[], Some(&t), t.dir.join("launcher.log"));
+        self.sentinels.push(Member { task: t, proc: p });
+        self.sentinels.len() - 1
+    }
+
+    /// Starts an rzk-watcher; returns its index in `watchers`.
+    pub fn start_watcher(&mut self) -> usize {
+        let t = task(); // only for its log directory
+        let p = self.spawn(RZK_WATCHER, &[], None, t.dir.join("watcher.log"));
+        self.watchers.push(Member { task: t, proc: p });
+        self.watchers.len() - 1
+    }
+
+    /// Starts `r` redis tasks (waiting for the first to be master), then `s`
+    /// sentinels and `w` watchers, and waits until the group is healthy.
+    pub async fn start(tag: &str, r: usize, s: usize, w: usize) -> Group {
+        let mut g = Group::new(tag);
+        g.start_redis();
+        wait_for("first master", Duration::from_secs(30), || async {
+            g.record().await.ok_or_else(|| "no record yet".to_string())
+        })
+        .await;
+        for _ in 1..r {
+            g.start_redis();
+        }
+        for _ in 0..s {
+            g.start_sentinel();
+        }
+        for _ in 0..w {
+            g.start_watcher();
+        }
+        g.wait_healthy(Duration::from_secs(60)).await;
+        g
+    }
+
+    pub async fn record(&self) -> Option<String> {
+        self.record_with_version().await.map(|(r, _)| r)
+    }
+
+    pub async fn record_with_version(&self) -> Option<(String, i32)> {
+        let c = zk_client().await;
+        zk_get(&c, &format!("{}/master", self.root))
+            .await
+            .map(|(d, s)| (String::from_utf8_lossy(&d).into_owned(), s.version))
+    }
+
+    /// `(child, data)` of every registration under `<root>/<dir>`.
+    pub async fn registered(&self, dir: &str) -> Vec<(String, String)> {
+        let c = zk_client().await;
+        let path = format!("{}/{dir}", self.root);
+        let mut out = vec![];
+        for child in zk_children(&c, &path).await {
+            if let Some((d, stat)) = zk_get(&c, &format!("{path}/{child}")).await {
+                assert_ne!(stat.ephemeral_owner, 0, "{path}/{child} must be ephemeral");
+                out.push((child, String::from_utf8_lossy(&d).into_owned()));
+            }
+        }
+        out
+    }
+
+    pub fn live_redis(&self) -> impl Iterator<Item = &Member> {
+        self.redis.iter().filter(|m| m.proc.is_running())
+    }
+
+    pub fn live_sentinels(&self) -> impl Iterator<Item = &Member> {
+        self.sentinels.iter().filter(|m| m.proc.is_running())
+    }
+
+    /// The index of the redis member that is master now.
+    pub async fn master_index(&self) -> Option<usize> {
+        for (i, m) in self.redis.iter().enumerate() {
+            if m.proc.is_running() && role(&m.addr()).await.as_deref() == Ok("master") {
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    /// One check of the whole group: exactly one master among live servers,
+    /// every other live server linked to it, the record naming it, every
+    /// live Sentinel agreeing, and the registrations matching the live tasks.
+    pub async fn health(&self) -> Result<String, String> {
+        let mut masters = vec![];
+        for m in self.live_redis() {
+            if role(&m.addr()).await.as_deref() == Ok("master") {
+                masters.push(m.addr());
+            }
+        }
+        let [master] = masters.as_slice() else {
+            return Err(format!("masters among live servers: {masters:?}"));
+        };
+        for m in self.live_redis().filter(|m| m.addr() != *master) {
+            let link = info_field(&m.addr(), "replication", "master_link_status").await?;
+            let host = info_field(&m.addr(), "replication", "master_host").await?;
+            let port = info_field(&m.addr(), "replication", "master_port").await?;
+            if link != "up" || format!("{host} {port}") != *master {
+                return Err(format!(
+                    "{}: link {link} to {host} {port}, master is {master}",
+                    m.addr()
+                ));
+            }
+        }
+        let rec = self.record().await;
+        if rec.as_deref() != Some(master.as_str()) {
+            return Err(format!("record {rec:?} but the master is {master}"));
+        }
+        let live_sentinels = self.live_sentinels().count();
+        for s in self.live_sentinels() {
+            let says = sentinel_master(&s.addr()).await?;
+            if says != *master {
+                return Err(format!("sentinel {} says {says}, master is {master}", s.addr()));
+            }
+            // Until the Sentinels have met (hello messages every 2 s) they
+            // cannot agree that a master is down.
+            let peers: usize = sentinel_master_field(&s.addr(), "num-other-sentinels")
+                .await?
+                .parse()
+                .unwrap_or(0);
+            if peers + 1 < live_sentinels {
+                return Err(format!(
+                    "sentinel {} knows {peers} peers of {}",
+                    s.addr(),
+                    live_sentinels - 1
+                ));
+            }
+            // Sentinel learns replicas from the master's INFO, every 10 s; it
+            // can only promote a replica it knows.
+            let known = sentinel_replicas(&s.addr()).await?;
+            for r in self.live_redis().map(Member::addr).filter(|a| a != master) {
+                if !known.contains(&r) {
+                    return Err(format!(
+                        "sentinel {} does not know replica {r} yet (knows {known:?})",
+                        s.addr()
+                    ));
+                }
+            }
+        }
+        let want: BTreeSet<String> = self.live_sentinels().map(Member::addr).collect();
+        let got: BTreeSet<String> = self.registered("sentinels").await.into_iter().map(|(_, d)| d).collect();
+        if want != got {
+            return Err(format!("registered sentinels {got:?}, live {want:?}"));
+        }
+        let want: BTreeSet<String> = self.live_redis().map(Member::addr).collect();
+        let got: BTreeSet<String> = self.registered("nodes").await.into_iter().map(|(_, d)| d).collect();
+        if want != got {
+            return Err(format!("registered nodes {got:?}, live {want:?}"));
+        }
+        Ok(master.clone())
+    }
+
+    pub async fn wait_healthy(&self, timeout: Duration) -> String {
+        wait_for("a healthy group", timeout, || self.health()).await
+    }
+}
+
+/// `SENTINEL get-master-addr-by-name mymaster` as `"ip port"`.
+pub async fn sentinel_master(sentinel: &str) -> Result<String, String> {
+    match redis_cmd(sentinel, None, &["SENTINEL", "get-master-addr-by-name", "mymaster"]).await? {
+        Value::Array(v) if v.len() == 2 => {
+            let text = |x: &Value| match x {
+                Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            };
+            Ok(format!("{} {}", text(&v[0]), text(&v[1])))
+        }
+        other => Err(format!("{sentinel}: get-master-addr-by-name gave {other:?}")),
+    }
+}
+
+fn text(x: &Value) -> String {
+    match x {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The replicas a Sentinel knows, as `"ip port"`.
+pub async fn sentinel_replicas(sentinel: &str) -> Result<Vec<String>, String> {
+    let v = redis_cmd(sentinel, None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
+    let Value::Array(replicas) = v else {
+        return Err(format!("{sentinel}: SENTINEL REPLICAS gave {v:?}"));
+    };
+    let mut out = vec![];
+    for r in replicas {
+        let Value::Array(items) = r else { continue };
+        let get = |k: &str| {
+            items
+                .chunks_exact(2)
+                .find(|kv| text(&kv[0]) == k)
+                .map(|kv| text(&kv[1]))
+        };
+        if let (Some(ip), Some(port)) = (get("ip"), get("port")) {
+            out.push(format!("{ip} {port}"));
+        }
+    }
+    Ok(out)
+}
+
+/// A `SENTINEL MASTER mymaster` field.
+pub async fn sentinel_master_field(sentinel: &str, field: &str) -> Result<String, String> {
+    let v = redis_cmd(sentinel, None, &["SENTINEL", "MASTER", "mymaster"]).await?;
+    let Value::Array(items) = v else {
+        return Err(format!("{sentinel}: SENTINEL MASTER gave {v:?}"));
+    };
+    let text = |x: &Value| match x {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    items
+        .chunks_exact(2)
+        .find(|kv| text(&kv[0]) == field)
+        .map(|kv| text(&kv[1]))
+        .ok_or_else(|| format!("{sentinel}: no field {field}"))
+}

@@ -1,0 +1,343 @@
+//! Failovers end to end: real ZooKeeper, rzk-redis, rzk-sentinel and
+//! rzk-watcher processes, and Sentinel's own failovers.
+//!
+//! The scenarios run one at a time (a shared lock): each runs a 7-process
+//! group with a 1 s down-after, and two of them at once on a 2-core machine
+//! would measure the machine rather than the product.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::*;
+use redis::Value;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// How long a failover may take from SIGKILL to the record moving.
+fn failover_budget() -> Duration {
+    Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 2000)
+}
+
+/// Writes `n` keys on the master and waits until 2 replicas acknowledged them.
+async fn write_acknowledged(master: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut keys = vec![];
+    for i in 0..n {
+        let k = format!("{prefix}:{i}");
+        redis_cmd(master, None, &["SET", &k, &i.to_string()]).await.unwrap();
+        keys.push(k);
+    }
+    match redis_cmd(master, None, &["WAIT", "2", "2000"]).await.unwrap() {
+        Value::Int(acks) => assert!(acks >= 2, "WAIT 2 got only {acks} acknowledgements"),
+        other => panic!("WAIT replied {other:?}"),
+    }
+    keys
+}
+
+/// SIGKILLs the master's launcher and waits until the record names another
+/// server that answers ROLE master. Returns (new master, time taken).
+async fn kill_master_and_wait(g: &Group) -> (String, Duration) {
+    let mi = g.master_index().await.expect("a master before the failover");
+    let old = g.redis[mi].addr();
+    let t0 = Instant::now();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let new = wait_for("the record to name the promoted replica", failover_budget(), || async {
+        let rec = g.record().await;
+        match rec {
+            Some(r) if r != old && role(&r).await.as_deref() == Ok("master") => Ok(r),
+            other => Err(format!("record {other:?} (old master {old})")),
+        }
+    })
+    .await;
+    (new, t0.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_reaches_the_record_and_keeps_acknowledged_writes() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("failover", 3, 3, 1).await;
+    assert_eq!(g.registered("sentinels").await.len(), 3);
+    let mut times = vec![];
+    let mut keys = vec![];
+    for round in 1..=5 {
+        let master = g.wait_healthy(Duration::from_secs(60)).await;
+        keys.extend(write_acknowledged(&master, &format!("r{round}"), 50).await);
+        let (new, took) = kill_master_and_wait(&g).await;
+        eprintln!("MEASURE failover round {round}: SIGKILL of {master} -> record {new} in {took:?}");
+        times.push(took);
+        for k in &keys {
+            let v = redis_cmd(&new, None, &["EXISTS", k]).await.unwrap();
+            assert_eq!(
+                v,
+                Value::Int(1),
+                "round {round}: acknowledged key {k} lost after failover to {new}"
+            );
+        }
+        // A replacement task joins the new master.
+        let i = g.start_redis();
+        let joined = g.wait_healthy(Duration::from_secs(60)).await;
+        assert_eq!(joined, new, "the master changed again while a replica joined");
+        assert_eq!(role(&g.redis[i].addr()).await.as_deref(), Ok("slave"));
+    }
+    times.sort();
+    eprintln!(
+        "MEASURE failover median of {} runs: {:?} (all: {times:?})",
+        times.len(),
+        times[times.len() / 2]
+    );
+    let log = g.watchers[0].proc.log();
+    assert!(
+        log.contains("+switch-master"),
+        "the watcher never saw +switch-master:\n{log}"
+    );
+}
+
+/// The Sentinel the watcher subscribed to last, from its log.
+fn subscribed_sentinel(watcher: &Member) -> Option<String> {
+    watcher
+        .proc
+        .log()
+        .lines()
+        .rev()
+        .find(|l| l.contains("subscribed"))
+        .and_then(|l| {
+            let i = l.find("sentinel=")? + "sentinel=".len();
+            let rest = &l[i..];
+            let mut parts = rest.split(' ');
+            Some(format!("{} {}", parts.next()?, parts.next()?))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_follows_after_the_subscribed_sentinel_dies() {
+    let _serial = SERIAL.lock().await;
+    let g = Group::start("subdeath", 3, 3, 1).await;
+    let watcher = &g.watchers[0];
+    let sub = wait_for("the watcher to subscribe", Duration::from_secs(10), || async {
+        subscribed_sentinel(watcher).ok_or_else(|| watcher.proc.log())
+    })
+    .await;
+    let victim = g
+        .sentinels
+        .iter()
+        .find(|s| s.addr() == sub)
+        .expect("subscribed to a sentinel of the group");
+    victim.proc.signal(libc::SIGKILL);
+    let t0 = Instant::now();
+    wait_for(
+        "the watcher to move to another sentinel",
+        Duration::from_secs(2),
+        || async {
+            match subscribed_sentinel(watcher) {
+                Some(s) if s != sub => Ok(s),
+                other => Err(format!("still {other:?}")),
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "MEASURE watcher moved to another sentinel {:?} after SIGKILL",
+        t0.elapsed()
+    );
+    let (new, took) = kill_master_and_wait(&g).await;
+    eprintln!("MEASURE failover with a dead sentinel: record {new} after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_watcher_corrects_a_stale_record() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("stalewatch", 3, 3, 1).await;
+    g.watchers[0].proc.signal(libc::SIGTERM);
+    let status = g.watchers[0]
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("watcher did not stop");
+    assert_eq!(status.code(), Some(0));
+    let mi = g.master_index().await.unwrap();
+    let old = g.redis[mi].addr();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let sentinel = g.sentinels[0].addr();
+    let new = wait_for("the sentinels to fail over", failover_budget(), || async {
+        match sentinel_master(&sentinel).await {
+            Ok(m) if m != old && role(&m).await.as_deref() == Ok("master") => Ok(m),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        g.record().await.as_deref(),
+        Some(old.as_str()),
+        "nothing should have moved the record without a watcher"
+    );
+    let t0 = Instant::now();
+    g.start_watcher();
+    wait_for(
+        "the restarted watcher to correct the record",
+        Duration::from_secs(RECONCILE_S + 2),
+        || async {
+            match g.record().await {
+                Some(r) if r == new => Ok(()),
+                other => Err(format!("record {other:?}, sentinels say {new}")),
+            }
+        },
+    )
+    .await;
+    eprintln!("MEASURE restarted watcher corrected the record in {:?}", t0.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_watchers_bump_the_version_once_per_failover() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("twowatch", 3, 3, 1).await;
+    g.start_watcher();
+    // Let the second watcher subscribe and reconcile once.
+    tokio::time::sleep(Duration::from_secs(RECONCILE_S + 1)).await;
+    let (_, v0) = g.record_with_version().await.unwrap();
+    let (new, _) = kill_master_and_wait(&g).await;
+    // Watch for flapping over several reconcile intervals.
+    let until = Instant::now() + Duration::from_secs(3 * RECONCILE_S + 2);
+    while Instant::now() < until {
+        let (rec, v) = g.record_with_version().await.unwrap();
+        assert_eq!(rec, new, "the record moved away from the new master");
+        assert_eq!(v, v0 + 1, "version went from {v0} to {v} for one failover");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaced_sentinels_are_forgotten_and_failover_still_works() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("ghosts", 3, 3, 1).await;
+    for round in 0..3 {
+        g.sentinels[round].proc.signal(libc::SIGKILL);
+        g.sentinels[round]
+            .proc
+            .wait_exit(Duration::from_secs(5))
+            .expect("sentinel launcher killed");
+        g.start_sentinel();
+        g.wait_healthy(Duration::from_secs(60)).await;
+    }
+    let t0 = Instant::now();
+    let live: Vec<String> = g.live_sentinels().map(Member::addr).collect();
+    assert_eq!(live.len(), 3);
+    wait_for(
+        "every live sentinel to count exactly the live peers",
+        Duration::from_secs(90),
+        || async {
+            let mut seen = vec![];
+            for s in &live {
+                seen.push(sentinel_master_field(s, "num-other-sentinels").await?);
+            }
+            if seen.iter().all(|n| n == "2") {
+                Ok(())
+            } else {
+                Err(format!("num-other-sentinels: {seen:?}"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "MEASURE ghost sentinels forgotten {:?} after the third replacement",
+        t0.elapsed()
+    );
+    let (new, took) = kill_master_and_wait(&g).await;
+    eprintln!("MEASURE failover after sentinel replacements: record {new} after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_loss_is_taken_over_and_sentinels_follow() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("totalloss", 1, 3, 1).await;
+    let old = g.redis[0].addr();
+    g.redis[0].proc.signal(libc::SIGKILL);
+    g.redis[0]
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("launcher killed");
+    let t0 = Instant::now();
+    let i = g.start_redis();
+    let new = g.redis[i].addr();
+    wait_for("the new launcher to take over", Duration::from_secs(30), || async {
+        match g.record().await {
+            Some(r) if r == new && role(&new).await.as_deref() == Ok("master") => Ok(()),
+            other => Err(format!("record {other:?}")),
+        }
+    })
+    .await;
+    assert!(g.redis[i].proc.log().contains("TAKEOVER"), "no takeover warning");
+    let sentinels: Vec<String> = g.live_sentinels().map(Member::addr).collect();
+    wait_for(
+        "every sentinel to report the new master",
+        Duration::from_secs(30),
+        || async {
+            let mut seen = vec![];
+            for s in &sentinels {
+                seen.push(sentinel_master(s).await?);
+            }
+            if seen.iter().all(|m| *m == new) {
+                Ok(())
+            } else {
+                Err(format!("sentinels say {seen:?} (old {old})"))
+            }
+        },
+    )
+    .await;
+    eprintln!(
+        "MEASURE total loss: sentinels follow the takeover {:?} after the new launcher started",
+        t0.elapsed()
+    );
+    g.wait_healthy(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_the_sentinels_never_saw_is_re_pointed_after_a_failover() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("stranded", 2, 3, 1).await;
+    // A new replica joins; the Sentinels learn of it only at their next INFO
+    // of the master (every 10 s). Fail over before that.
+    let i = g.start_redis();
+    let late = g.redis[i].addr();
+    wait_for("the late replica to link", Duration::from_secs(20), || async {
+        match info_field(&late, "replication", "master_link_status").await {
+            Ok(s) if s == "up" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let unknown = {
+        let mut all_unknown = true;
+        for s in g.live_sentinels() {
+            all_unknown &= !sentinel_replicas(&s.addr()).await.unwrap().contains(&late);
+        }
+        all_unknown
+    };
+    let (new, _) = kill_master_and_wait(&g).await;
+    wait_for(
+        "the late replica to follow the new master",
+        Duration::from_secs(30),
+        || async {
+            let host = info_field(&late, "replication", "master_host").await?;
+            let port = info_field(&late, "replication", "master_port").await?;
+            let link = info_field(&late, "replication", "master_link_status").await?;
+            if format!("{host} {port}") == new && link == "up" {
+                Ok(())
+            } else {
+                Err(format!("{host} {port} link {link}"))
+            }
+        },
+    )
+    .await;
+    if unknown {
+        assert!(
+            g.redis[i].proc.log().contains("re-pointed it"),
+            "the sentinels did not know the replica, so the launcher must have re-pointed it:\n{}",
+            g.redis[i].proc.log()
+        );
+    }
+    eprintln!(
+        "MEASURE stranded replica: sentinels knew it before the failover: {}",
+        !unknown
+    );
+    g.wait_healthy(Duration::from_secs(60)).await;
+}
