@@ -1,95 +1,95 @@
-//! ZooKeeper session expiry while `rzk-redis` runs. This binary has its own
-//! ZooKeeper because the test freezes it (SIGSTOP), which would disturb any
-//! test sharing it.
+//! ZooKeeper session expiry while `rzk-redis` and `rzk-sentinel` run. This
+//! binary has its own ZooKeeper because the test freezes it (SIGSTOP), which
+//! would disturb any test sharing it.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::group::*;
 use common::*;
 
-const RZK_REDIS: &str = env!("CARGO_BIN_EXE_rzk-redis");
+/// The ephemeral owner of the registration under `<root>/<dir>` holding `addr`.
+async fn owner(root: &str, dir: &str, addr: &str) -> Result<i64, String> {
+    let c = zk_client().await;
+    let path = format!("{root}/{dir}");
+    for child in zk_children(&c, &path).await {
+        if let Some((d, stat)) = zk_get(&c, &format!("{path}/{child}")).await
+            && d == addr.as_bytes()
+        {
+            return Ok(stat.ephemeral_owner);
+        }
+    }
+    Err(format!("no entry for {addr} under {path}"))
+}
+
+async fn pid_of(addr: &str) -> i32 {
+    info_field(addr, "server", "process_id").await.unwrap().parse().unwrap()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn session_expiry_leaves_the_server_alone_and_reregisters() {
-    let root = unique_root("expiry");
-    let t = task();
+async fn session_expiry_leaves_children_alone_and_reregisters() {
     let session_ms = 2000u64;
-    let env = vec![
-        ("ZK_HOSTS", zk().connect_string()),
-        ("ZK_ROOT", root.clone()),
-        ("BIND_IP", t.ip.clone()),
-        ("PORT0", t.port.to_string()),
-        ("DATA_DIR", t.dir.display().to_string()),
-        ("ZK_SESSION_TIMEOUT_MS", session_ms.to_string()),
-    ];
-    let l = Proc::spawn(RZK_REDIS, &["--save", ""], &env, t.dir.join("launcher.log"));
-    let addr = t.addr();
-    let c = zk_client().await;
-    let nodes = format!("{root}/nodes");
-    let owner_before = wait_for("node registered", Duration::from_secs(30), || async {
-        for child in zk_children(&c, &nodes).await {
-            if let Some((d, stat)) = zk_get(&c, &format!("{nodes}/{child}")).await
-                && d == addr.as_bytes()
-            {
-                return Ok(stat.ephemeral_owner);
-            }
-        }
-        Err("no node entry yet".to_string())
+    let mut g = Group::new("expiry");
+    g.extra.push(("ZK_SESSION_TIMEOUT_MS", session_ms.to_string()));
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    g.start_redis();
+    g.start_sentinel();
+    let (redis, sentinel) = (g.redis[0].addr(), g.sentinels[0].addr());
+    let root = g.root.clone();
+    let node_before = wait_for("node registered", Duration::from_secs(30), || {
+        owner(&root, "nodes", &redis)
     })
     .await;
-    let pid: i32 = info_field(&addr, "server", "process_id")
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
-    drop(c);
+    let sentinel_before = wait_for("sentinel registered", Duration::from_secs(30), || {
+        owner(&root, "sentinels", &sentinel)
+    })
+    .await;
+    let (redis_pid, sentinel_pid) = (pid_of(&redis).await, pid_of(&sentinel).await);
 
     // Freeze ZooKeeper for three session timeouts: every session expires.
     zk().pause();
     let frozen = Instant::now();
     while frozen.elapsed() < Duration::from_millis(3 * session_ms) {
         assert_eq!(
-            role(&addr).await.as_deref(),
+            role(&redis).await.as_deref(),
             Ok("master"),
             "redis must keep serving while ZooKeeper is frozen"
         );
+        assert_eq!(role(&sentinel).await.as_deref(), Ok("sentinel"));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     zk().resume();
     let resumed = Instant::now();
 
-    let c = zk_client().await;
-    let owner_after = wait_for(
-        "node re-registered by a new session",
-        Duration::from_secs(30),
-        || async {
-            for child in zk_children(&c, &nodes).await {
-                if let Some((d, stat)) = zk_get(&c, &format!("{nodes}/{child}")).await
-                    && d == addr.as_bytes()
-                    && stat.ephemeral_owner != owner_before
-                {
-                    return Ok(stat.ephemeral_owner);
+    for (dir, addr, before) in [
+        ("nodes", &redis, node_before),
+        ("sentinels", &sentinel, sentinel_before),
+    ] {
+        let after = wait_for(
+            &format!("{dir} entry re-created by a new session"),
+            Duration::from_secs(30),
+            || async {
+                match owner(&root, dir, addr).await {
+                    Ok(o) if o != before => Ok(o),
+                    other => Err(format!("{other:?} (old session {before})")),
                 }
-            }
-            Err(format!(
-                "no entry from a new session under {nodes}; launcher log:\n{}",
-                l.log()
-            ))
-        },
-    )
-    .await;
-    assert_ne!(owner_after, owner_before);
-    let pid_after: i32 = info_field(&addr, "server", "process_id")
-        .await
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(pid, pid_after, "redis-server was restarted");
-    assert!(l.is_running(), "launcher exited:\n{}", l.log());
-    assert_eq!(role(&addr).await.as_deref(), Ok("master"));
+            },
+        )
+        .await;
+        assert_ne!(after, before);
+    }
     eprintln!(
-        "MEASURE expiry: re-registered {:?} after ZooKeeper resumed",
+        "MEASURE expiry: both registrations back {:?} after ZooKeeper resumed",
         resumed.elapsed()
+    );
+    assert_eq!(pid_of(&redis).await, redis_pid, "redis-server was restarted");
+    assert_eq!(pid_of(&sentinel).await, sentinel_pid, "redis-sentinel was restarted");
+    for m in g.redis.iter().chain(&g.sentinels) {
+        assert!(m.proc.is_running(), "a launcher exited:\n{}", m.proc.log());
+    }
+    assert!(
+        g.redis[0].proc.log().contains("session ended"),
+        "the launcher never saw the expiry"
     );
 }
