@@ -50,54 +50,27 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
             Ok(l) => l,
             Err(e) => {
                 error!(error = %e, path = %zk.lock_dir(), "could not take the bootstrap lock");
+                zk.release_contenders().await;
                 return 1;
             },
         },
-        sig = signals.recv() => return interrupted(sig),
+        sig = signals.recv() => {
+            // The lock future is gone; remove its node now rather than when
+            // the session times out, so the next launcher is not held up.
+            zk.release_contenders().await;
+            return interrupted(sig);
+        },
     };
     info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
-
-    let (decision, record) = match decide_under_lock(&cfg, &zk, &lock, &probe, &me, &mut signals).await {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let replica_of = match &decision {
-        Decision::Replicate { master, .. } => Some(master.clone()),
-        _ => None,
-    };
-    let mut child = match start_server(&cfg, &id, replica_of.as_ref()).await {
-        Ok(c) => c,
-        Err(e) => {
-            error!(error = %e, "could not start redis-server");
-            return 1;
-        }
-    };
-    let intended = |r: &Role| match r {
-        Role::Master => replica_of.is_none(),
-        Role::Replica { master, .. } => replica_of.as_ref() == Some(master),
-        Role::Sentinel => false,
-    };
-    match task::wait_ready(&probe, &id.local(), intended, &mut child, &mut signals).await {
-        Ready::Yes => {}
-        Ready::ChildExited(code) => return code,
-        Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
-    }
-    if replica_of.is_none() {
-        let expected = match record {
-            Record::Missing => None,
-            Record::Unusable { version } | Record::Valid { version, .. } => Some(version),
-        };
-        if let Err(e) = zk.write_master(Some(&lock), &me, expected).await {
-            // The record changed under us although we hold the lock: our view
-            // is stale. A new master with no data loses nothing by stopping;
-            // Marathon restarts the task and it decides again.
-            error!(error = %e, addr = %me, "could not publish this master; stopping the server");
-            child.signal(libc::SIGTERM);
-            child.wait().await;
-            return 1;
-        }
-    }
+    let outcome = bootstrap(&cfg, &id, &zk, &lock, &probe, &mut signals).await;
+    // Released on every path, so the next launcher never waits for our
+    // session to time out.
     zk.unlock(lock).await;
+    let (mut child, replica_of) = match outcome {
+        Ok(started) => started,
+        Err(Early::Exit(code)) => return code,
+        Err(Early::Supervise(mut child)) => return supervise::supervise(&mut child, &mut signals).await,
+    };
     let role = if replica_of.is_some() { "replica" } else { "master" };
     info!(addr = %me, role, "server ready; lock released");
 
@@ -116,6 +89,65 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     };
     keeper.shutdown().await;
     code
+}
+
+/// Why bootstrap ended without a ready server.
+enum Early {
+    /// Leave with this exit code.
+    Exit(i32),
+    /// A signal was forwarded to the starting child: supervise it to its end.
+    Supervise(Child),
+}
+
+/// Everything done under the lock: decide, start the server, wait until it
+/// answers in its role, publish the record if it is the master. Returns the
+/// child and the master it replicates from (`None`: it is the master).
+async fn bootstrap(
+    cfg: &RedisConfig,
+    id: &Identity,
+    zk: &Zk,
+    lock: &LockClient<'_>,
+    probe: &Probe,
+    signals: &mut Signals,
+) -> Result<(Child, Option<Endpoint>), Early> {
+    let me = &id.announce;
+    let (decision, record) = decide_under_lock(cfg, zk, lock, probe, me, signals)
+        .await
+        .map_err(Early::Exit)?;
+    let replica_of = match &decision {
+        Decision::Replicate { master, .. } => Some(master.clone()),
+        _ => None,
+    };
+    let mut child = start_server(cfg, id, replica_of.as_ref()).await.map_err(|e| {
+        error!(error = %e, "could not start redis-server");
+        Early::Exit(1)
+    })?;
+    let intended = |r: &Role| match r {
+        Role::Master => replica_of.is_none(),
+        Role::Replica { master, .. } => replica_of.as_ref() == Some(master),
+        Role::Sentinel => false,
+    };
+    match task::wait_ready(probe, &id.local(), intended, &mut child, signals).await {
+        Ready::Yes => {}
+        Ready::ChildExited(code) => return Err(Early::Exit(code)),
+        Ready::Signalled => return Err(Early::Supervise(child)),
+    }
+    if replica_of.is_none() {
+        let expected = match record {
+            Record::Missing => None,
+            Record::Unusable { version } | Record::Valid { version, .. } => Some(version),
+        };
+        if let Err(e) = zk.write_master(Some(lock), me, expected).await {
+            // The record changed under us although we hold the lock: our view
+            // is stale. A new master with no data loses nothing by stopping;
+            // Marathon restarts the task and it decides again.
+            error!(error = %e, addr = %me, "could not publish this master; stopping the server");
+            child.signal(libc::SIGTERM);
+            child.wait().await;
+            return Err(Early::Exit(1));
+        }
+    }
+    Ok((child, replica_of))
 }
 
 /// How often a replica checks that it still follows a live master.

@@ -324,6 +324,26 @@ impl Zk {
         drop(lock);
     }
 
+    /// Deletes every lock contender node owned by this session: used when a
+    /// lock wait is abandoned (a signal, an error) and the process is about
+    /// to exit before the recipe's background clean-up could run.
+    pub async fn release_contenders(&self) {
+        let dir = self.lock_dir();
+        let Ok(children) = bounded(self.op_timeout(), self.client.list_children(&dir)).await else {
+            return;
+        };
+        let me = self.client.session_id().0;
+        for child in children {
+            let path = format!("{dir}/{child}");
+            if let Ok((_, stat)) = bounded(self.op_timeout(), self.client.get_data(&path)).await
+                && stat.ephemeral_owner == me
+            {
+                let _ = self.delete(&path).await;
+                debug!(path = %path, "abandoned lock contender removed");
+            }
+        }
+    }
+
     /// Creates an ephemeral node owned by this session. A leftover node of
     /// an older session of ours (same path) is replaced.
     pub async fn create_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), Error> {

@@ -407,3 +407,43 @@ async fn bad_config_exits_2_before_touching_zookeeper() {
         eprintln!("{var}={value:?} -> exit 2 in {:?}: {}", t0.elapsed(), log.trim());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_before_the_server_runs_exits_143_and_releases_the_lock() {
+    let root = unique_root("earlyterm");
+    let dead = task();
+    let c = zk_client().await;
+    zk_set_raw(&c, &format!("{root}/master"), dead.addr().as_bytes()).await;
+    // A long grace keeps the launcher waiting under the lock.
+    let l = start(&root, &[("TAKEOVER_GRACE_S", "60".into())]);
+    wait_for("launcher to wait under the lock", Duration::from_secs(10), || async {
+        if l.proc.log().contains("waiting for a failover") {
+            Ok(())
+        } else {
+            Err(l.proc.log())
+        }
+    })
+    .await;
+    assert_eq!(
+        zk_children(&c, &format!("{root}/lock")).await.len(),
+        1,
+        "the launcher should hold the lock"
+    );
+    l.proc.signal(libc::SIGTERM);
+    let status = l
+        .proc
+        .wait_exit(Duration::from_secs(1))
+        .expect("launcher did not stop within 1 s");
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{}", l.proc.log());
+    wait_for("lock released, nothing registered", Duration::from_secs(1), || async {
+        let lock = zk_children(&c, &format!("{root}/lock")).await;
+        let nodes = zk_children(&c, &format!("{root}/nodes")).await;
+        if lock.is_empty() && nodes.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("lock {lock:?}, nodes {nodes:?}"))
+        }
+    })
+    .await;
+    assert!(role(&l.task.addr()).await.is_err(), "no server may have started");
+}
