@@ -429,6 +429,24 @@ async fn sigterm_before_the_server_runs_exits_143_and_releases_the_lock() {
         1,
         "the launcher should hold the lock"
     );
+    // A second launcher queues behind it; SIGTERM while it waits for the lock.
+    let queued = start(&root, &[("TAKEOVER_GRACE_S", "60".into())]);
+    wait_for("second contender", Duration::from_secs(10), || async {
+        let n = zk_children(&c, &format!("{root}/lock")).await.len();
+        if n == 2 { Ok(()) } else { Err(format!("{n} contenders")) }
+    })
+    .await;
+    queued.proc.signal(libc::SIGTERM);
+    let status = queued
+        .proc
+        .wait_exit(Duration::from_secs(1))
+        .expect("queued launcher did not stop within 1 s");
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{}", queued.proc.log());
+    wait_for("the queued contender's node to go", Duration::from_secs(1), || async {
+        let n = zk_children(&c, &format!("{root}/lock")).await.len();
+        if n == 1 { Ok(()) } else { Err(format!("{n} contenders")) }
+    })
+    .await;
     l.proc.signal(libc::SIGTERM);
     let status = l
         .proc
