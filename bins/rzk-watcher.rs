@@ -1,16 +1,28 @@
 //! `rzk-watcher`: keeps `<root>/master` equal to the Sentinels' view. See
-//! SPEC "rzk-watcher".
+//! SPEC "rzk-watcher". `rzk-watcher --check` is its health check: exit 0
+//! when the record matches the master the Sentinels confirm.
 
-use redis_zk::config::{WatcherConfig, process_env};
+use redis_zk::config::{ConfigError, WatcherConfig, process_env};
 
 fn main() {
     redis_zk::cli::main(
         "rzk-watcher",
         || {
+            let check = match std::env::args().nth(1).as_deref() {
+                None => false,
+                Some("--check") => true,
+                Some(other) => return Err(ConfigError::new("args", other, "no arguments, or --check")),
+            };
             let cfg = WatcherConfig::from_vars(&process_env())?;
             let format = cfg.common.log_format;
-            Ok((cfg, format))
+            Ok(((cfg, check), format))
         },
-        redis_zk::watcher::run,
+        |(cfg, check)| async move {
+            if check {
+                redis_zk::watcher::check(cfg).await
+            } else {
+                redis_zk::watcher::run(cfg).await
+            }
+        },
     )
 }

@@ -181,9 +181,55 @@ pub struct WatcherConfig {
     pub reconcile_interval: Duration,
 }
 
+/// Variables all three binaries read.
+pub const COMMON_VARS: &[&str] = &[
+    "ZK_HOSTS",
+    "ZK_ROOT",
+    "ZK_SESSION_TIMEOUT_MS",
+    "ZK_CONNECT_TIMEOUT_S",
+    "ZK_DIGEST",
+    "MASTER_NAME",
+    "REDIS_PASSWORD",
+    "DATA_DIR",
+    "LOG_FORMAT",
+    "RUST_LOG",
+];
+/// Variables only the two launchers read (the watcher binds nothing).
+pub const LISTEN_VARS: &[&str] = &["NET_IFACE", "BIND_IP", "PORT0", "ANNOUNCE_IP", "ANNOUNCE_PORT"];
+/// Variables only `rzk-redis` reads.
+pub const REDIS_VARS: &[&str] = &["REDIS_SERVER_BIN", "TAKEOVER_GRACE_S", "SHUTDOWN_FAILOVER_TIMEOUT_S"];
+/// Variables only `rzk-sentinel` reads.
+pub const SENTINEL_VARS: &[&str] = &[
+    "REDIS_SENTINEL_BIN",
+    "SENTINEL_QUORUM",
+    "SENTINEL_DOWN_AFTER_MS",
+    "SENTINEL_FAILOVER_TIMEOUT_MS",
+    "SENTINEL_PARALLEL_SYNCS",
+    "MASTER_WAIT_TIMEOUT_S",
+];
+/// Variables only `rzk-watcher` reads.
+pub const WATCHER_VARS: &[&str] = &["RECONCILE_INTERVAL_S"];
+
+/// Every variable `binary` (`rzk-redis`, `rzk-sentinel`, `rzk-watcher`)
+/// reads, so that deployment files can be checked against it.
+pub fn vars_read_by(binary: &str) -> Vec<&'static str> {
+    let own: &[&[&str]] = match binary {
+        "rzk-redis" => &[LISTEN_VARS, REDIS_VARS],
+        "rzk-sentinel" => &[LISTEN_VARS, SENTINEL_VARS],
+        "rzk-watcher" => &[WATCHER_VARS],
+        _ => &[],
+    };
+    COMMON_VARS
+        .iter()
+        .chain(own.iter().flat_map(|v| v.iter()))
+        .copied()
+        .collect()
+}
+
 /// Raw variables as envy collects them: everything optional, everything a
 /// string, so that the parsing and its messages stay in one place.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct Raw {
     zk_hosts: Option<String>,
     zk_root: Option<String>,
@@ -679,6 +725,26 @@ mod tests {
         );
         let e = WatcherConfig::from_vars(&[("RECONCILE_INTERVAL_S".into(), "0".into())]).unwrap_err();
         assert_eq!(e.var, "RECONCILE_INTERVAL_S");
+    }
+
+    #[test]
+    fn published_variable_lists_match_what_is_parsed() {
+        let all: Vec<&str> = ["rzk-redis", "rzk-sentinel", "rzk-watcher"]
+            .iter()
+            .flat_map(|b| vars_read_by(b))
+            .collect();
+        for var in all.iter().filter(|v| **v != "RUST_LOG") {
+            let r = raw(&[(var.to_string(), "x".to_string())]);
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json[var.to_lowercase()], "x", "{var} is listed but not parsed");
+        }
+        let json = serde_json::to_value(Raw::default()).unwrap();
+        for field in json.as_object().unwrap().keys() {
+            assert!(
+                all.contains(&field.to_uppercase().as_str()),
+                "{field} is parsed but not listed"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,17 @@ pub enum RecordView {
     Names(Endpoint),
 }
 
+impl RecordView {
+    /// The decision's view of a record read from ZooKeeper.
+    pub fn of(record: &crate::zk::Record) -> RecordView {
+        match record {
+            crate::zk::Record::Missing => RecordView::Missing,
+            crate::zk::Record::Unusable { .. } => RecordView::Unusable,
+            crate::zk::Record::Valid { master, .. } => RecordView::Names(master.clone()),
+        }
+    }
+}
+
 /// One master candidate and what the probes found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {

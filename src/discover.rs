@@ -78,11 +78,7 @@ pub async fn observe(
         .await
         .map_err(|e| format!("reading {}: {e}", zk.master_path()))?;
     let sentinel_views = sentinel_views(zk, probe, master_name).await?;
-    let record_view = match &record {
-        Record::Missing => RecordView::Missing,
-        Record::Unusable { .. } => RecordView::Unusable,
-        Record::Valid { master, .. } => RecordView::Names(master.clone()),
-    };
+    let record_view = RecordView::of(&record);
     let record_live = match record.master() {
         Some(m) if m != me => probe.is_master(m).await,
         _ => false,

@@ -19,7 +19,7 @@ use crate::probe::{Probe, Role};
 use crate::session::Keeper;
 use crate::supervise::{self, Signals};
 use crate::task::{self, Ready, interrupted};
-use crate::zk::{Record, Zk};
+use crate::zk::Zk;
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// While the record names a master that does not answer, re-check this often
@@ -120,12 +120,7 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
                 continue;
             }
         };
-        let view = match &record {
-            Record::Valid { master, .. } => RecordView::Names(master.clone()),
-            Record::Unusable { .. } => RecordView::Unusable,
-            Record::Missing => RecordView::Missing,
-        };
-        if let Some(m) = sentinels_choice(&views, &view, None) {
+        if let Some(m) = sentinels_choice(&views, &RecordView::of(&record), None) {
             info!(master = %m, "the registered sentinels name a live master");
             return Ok(m);
         }

@@ -65,6 +65,46 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
     code
 }
 
+/// `rzk-watcher --check`: a health check for Docker and Marathon. Exits 0
+/// when the record names the master the Sentinels confirm (or when there is
+/// nothing to compare yet: no Sentinel, or none with a live master), 1 when
+/// the record is wrong or ZooKeeper cannot be read. It writes nothing.
+pub async fn check(cfg: WatcherConfig) -> i32 {
+    let zk = match Zk::connect(&cfg.common.zk).await {
+        Ok(zk) => zk,
+        Err(e) => {
+            error!(error = %e, "check: ZooKeeper unreachable");
+            return 1;
+        }
+    };
+    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let record = match zk.read_master().await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, path = %zk.master_path(), "check: cannot read the record");
+            return 1;
+        }
+    };
+    let views = sentinel_views(&zk, &probe, &cfg.common.master_name)
+        .await
+        .unwrap_or_default();
+    let view = RecordView::of(&record);
+    match sentinels_choice(&views, &view, None) {
+        Some(m) if record.master() != Some(&m) => {
+            error!(path = %zk.master_path(), record = ?view, master = %m, "check: the record differs from the sentinels");
+            1
+        }
+        Some(m) => {
+            info!(path = %zk.master_path(), master = %m, "check: the record matches the sentinels");
+            0
+        }
+        None => {
+            info!(path = %zk.master_path(), record = ?view, "check: no confirmed master from the sentinels to compare");
+            0
+        }
+    }
+}
+
 struct Watcher {
     cfg: WatcherConfig,
     probe: Probe,
@@ -225,12 +265,7 @@ impl Watcher {
                 return;
             }
         };
-        let view = match &record {
-            Record::Valid { master, .. } => RecordView::Names(master.clone()),
-            Record::Unusable { .. } => RecordView::Unusable,
-            Record::Missing => RecordView::Missing,
-        };
-        match sentinels_choice(&views, &view, None) {
+        match sentinels_choice(&views, &RecordView::of(&record), None) {
             Some(m) if record.master() != Some(&m) => self.ensure_record(zk, &m).await,
             Some(_) => debug!("record matches the sentinels"),
             None => debug!(views = ?views, "no confirmed master from the sentinels; record left alone"),

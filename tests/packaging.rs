@@ -1,0 +1,347 @@
+//! The deployment files: Marathon app and group definitions validated against
+//! Marathon's own JSON Schema (`../shared/marathon-schema/`), our own
+//! invariants on them, and the Dockerfile's entrypoints and users.
+//!
+//! Each check is a function over the file's text, so the tests can also show
+//! that a broken file is rejected (a test that cannot fail proves nothing).
+
+use std::path::{Path, PathBuf};
+
+use redis_zk::config::vars_read_by;
+use serde_json::Value;
+
+const GROUP_SCHEMA_ID: &str =
+    "https://raw.githubusercontent.com/mesosphere/marathon/master/docs/docs/rest-api/public/api/v2/schema/";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn schema_dir() -> PathBuf {
+    let dir = repo().join("../shared/marathon-schema");
+    assert!(
+        dir.join("AppDefinition.json").is_file(),
+        "Marathon's schema is expected at {}",
+        dir.display()
+    );
+    dir
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Serves `./AppDefinition.json` (referred to by Group.json) from disk: the
+/// validator must never go to the network.
+struct LocalSchemas(Value);
+
+impl jsonschema::Retrieve for LocalSchemas {
+    fn retrieve(&self, uri: &jsonschema::Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        if uri.as_str().ends_with("/AppDefinition.json") {
+            Ok(self.0.clone())
+        } else {
+            Err(format!("no local copy of {uri}").into())
+        }
+    }
+}
+
+/// Validates `doc` against `AppDefinition.json` or `Group.json`; returns the
+/// schema errors, one line each.
+fn schema_errors(schema_file: &str, doc: &Value) -> Vec<String> {
+    let dir = schema_dir();
+    let app = read_json(&dir.join("AppDefinition.json"));
+    let schema = read_json(&dir.join(schema_file));
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft4)
+        .with_base_uri(format!("{GROUP_SCHEMA_ID}{schema_file}"))
+        .with_retriever(LocalSchemas(app))
+        .build(&schema)
+        .unwrap_or_else(|e| panic!("{schema_file} does not compile: {e}"));
+    validator
+        .iter_errors(doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// Our own rules for one app definition, beyond the schema.
+fn invariant_errors(app: &Value) -> Vec<String> {
+    let mut errs = vec![];
+    let id = app["id"].as_str().unwrap_or("?").to_string();
+    let component = id.rsplit('/').next().unwrap_or("");
+    let binary = format!("rzk-{component}");
+    if !repo().join("bins").join(format!("{binary}.rs")).is_file() {
+        errs.push(format!("{id}: no binary {binary} for this app"));
+    }
+    if app.get("cmd").is_some() {
+        errs.push(format!(
+            "{id}: uses cmd, which bypasses the image's entrypoint; use args"
+        ));
+    }
+    if app["networks"] != serde_json::json!([{ "mode": "host" }]) {
+        errs.push(format!("{id}: networks must be [{{\"mode\":\"host\"}}]"));
+    }
+    if app.get("portDefinitions").is_none() {
+        errs.push(format!("{id}: host networking needs portDefinitions"));
+    }
+    let unique = serde_json::json!(["hostname", "UNIQUE"]);
+    let has_unique = app["constraints"].as_array().is_some_and(|c| c.contains(&unique));
+    if component != "watcher" && !has_unique {
+        errs.push(format!("{id}: needs the constraint [\"hostname\",\"UNIQUE\"]"));
+    }
+    let checks = app["healthChecks"].as_array().cloned().unwrap_or_default();
+    let mesos_level = |h: &Value| matches!(h["protocol"].as_str(), Some("MESOS_TCP" | "MESOS_HTTP" | "COMMAND"));
+    if checks.len() != 1 || !mesos_level(&checks[0]) {
+        errs.push(format!(
+            "{id}: needs exactly one Mesos-level health check (MESOS_TCP or COMMAND)"
+        ));
+    }
+    let kill_grace = app["taskKillGracePeriodSeconds"].as_u64();
+    match kill_grace {
+        None => errs.push(format!("{id}: needs an explicit taskKillGracePeriodSeconds")),
+        Some(g) if component == "redis" => {
+            let hand_over: u64 = app["env"]["SHUTDOWN_FAILOVER_TIMEOUT_S"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20);
+            if g <= hand_over {
+                errs.push(format!(
+                    "{id}: taskKillGracePeriodSeconds {g} must exceed SHUTDOWN_FAILOVER_TIMEOUT_S {hand_over}"
+                ));
+            }
+        }
+        Some(_) => {}
+    }
+    let allowed = vars_read_by(&binary);
+    for key in app["env"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        if !allowed.contains(&key.as_str()) {
+            errs.push(format!("{id}: env {key} is not read by {binary}"));
+        }
+    }
+    let instances = app["instances"].as_u64().unwrap_or(0);
+    if component == "watcher" && instances != 1 {
+        errs.push(format!("{id}: the watcher is a single-instance app"));
+    }
+    // An upgrade may take down at most a minority at once.
+    let min_health = app["upgradeStrategy"]["minimumHealthCapacity"].as_f64().unwrap_or(1.0);
+    let max_down = instances as f64 * (1.0 - min_health);
+    if component != "watcher" && max_down.floor() as u64 >= instances.div_ceil(2) {
+        errs.push(format!(
+            "{id}: minimumHealthCapacity {min_health} lets an upgrade take down a majority"
+        ));
+    }
+    errs
+}
+
+fn app_files() -> Vec<PathBuf> {
+    ["redis", "sentinel", "watcher"]
+        .iter()
+        .map(|n| repo().join(format!("marathon/{n}.json")))
+        .collect()
+}
+
+#[test]
+fn app_definitions_pass_marathons_schema_and_our_invariants() {
+    for f in app_files() {
+        let app = read_json(&f);
+        let errs = schema_errors("AppDefinition.json", &app);
+        assert!(errs.is_empty(), "{}: schema errors:\n{}", f.display(), errs.join("\n"));
+        let errs = invariant_errors(&app);
+        assert!(errs.is_empty(), "{}:\n{}", f.display(), errs.join("\n"));
+    }
+}
+
+#[test]
+fn group_passes_the_schema_and_matches_the_app_files() {
+    let group = read_json(&repo().join("marathon/group.json"));
+    let errs = schema_errors("Group.json", &group);
+    assert!(errs.is_empty(), "group.json schema errors:\n{}", errs.join("\n"));
+    assert_eq!(group["id"], "/redis");
+    let apps = group["apps"].as_array().expect("group.json has apps");
+    assert_eq!(apps.len(), 3);
+    for (app, file) in apps.iter().zip(app_files()) {
+        let errs = invariant_errors(app);
+        assert!(errs.is_empty(), "group.json:\n{}", errs.join("\n"));
+        let mut without_deps = app.clone();
+        without_deps.as_object_mut().unwrap().remove("dependencies");
+        assert_eq!(
+            without_deps,
+            read_json(&file),
+            "group.json's app differs from {}",
+            file.display()
+        );
+    }
+    assert_eq!(
+        apps[1]["dependencies"],
+        serde_json::json!(["/redis/redis"]),
+        "sentinel depends on redis"
+    );
+    assert_eq!(
+        apps[2]["dependencies"],
+        serde_json::json!(["/redis/sentinel"]),
+        "watcher depends on sentinel"
+    );
+}
+
+#[test]
+fn broken_definitions_are_caught() {
+    let good = read_json(&repo().join("marathon/redis.json"));
+    let mut with_cmd = good.clone();
+    with_cmd["cmd"] = "rzk-redis".into();
+    assert!(
+        invariant_errors(&with_cmd).iter().any(|e| e.contains("cmd")),
+        "cmd must be rejected"
+    );
+    let mut bad_schema = good.clone();
+    bad_schema["instances"] = "three".into();
+    assert!(
+        !schema_errors("AppDefinition.json", &bad_schema).is_empty(),
+        "the schema must reject a string instance count"
+    );
+    let mut bad_key = good.clone();
+    bad_key["healthcheck"] = Value::Bool(true);
+    assert!(
+        !schema_errors("AppDefinition.json", &bad_key).is_empty(),
+        "the schema must reject unknown keys"
+    );
+    let mut bridge = good.clone();
+    bridge["networks"] = serde_json::json!([{ "mode": "container/bridge" }]);
+    assert!(
+        !invariant_errors(&bridge).is_empty(),
+        "bridge networking must be rejected"
+    );
+    let mut stray_env = good.clone();
+    stray_env["env"]["RECONCILE_INTERVAL_S"] = "5".into();
+    assert!(
+        invariant_errors(&stray_env)
+            .iter()
+            .any(|e| e.contains("RECONCILE_INTERVAL_S"))
+    );
+    let mut short_kill = good.clone();
+    short_kill["taskKillGracePeriodSeconds"] = 5.into();
+    assert!(
+        !invariant_errors(&short_kill).is_empty(),
+        "a kill grace below the hand-over timeout must be rejected"
+    );
+    let mut majority = good;
+    majority["upgradeStrategy"]["minimumHealthCapacity"] = 0.0.into();
+    assert!(
+        !invariant_errors(&majority).is_empty(),
+        "an upgrade that can stop a majority must be rejected"
+    );
+    let mut group = read_json(&repo().join("marathon/group.json"));
+    group["apps"][0]["cmd"] = "x".into();
+    assert!(!invariant_errors(&group["apps"][0]).is_empty());
+    group["apps"][0]["instances"] = "x".into();
+    assert!(
+        !schema_errors("Group.json", &group).is_empty(),
+        "Group.json must check its apps against AppDefinition.json"
+    );
+}
+
+/// A Dockerfile's final stages: (name, ENTRYPOINT, USER, WORKDIR, HEALTHCHECK?).
+#[derive(Debug, Default, Clone)]
+struct Stage {
+    name: String,
+    entrypoint: Option<String>,
+    user: Option<String>,
+    workdir: Option<String>,
+    healthcheck: bool,
+}
+
+/// Parses the instructions of a Dockerfile (continuations joined); USER and
+/// WORKDIR are inherited from a `FROM <earlier stage>`.
+fn stages(text: &str) -> Vec<Stage> {
+    let joined = text.replace("\\\n", " ");
+    let mut out: Vec<Stage> = vec![];
+    for line in joined
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (inst, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let rest = rest.trim();
+        match inst.to_ascii_uppercase().as_str() {
+            "FROM" => {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let base = words[0];
+                let name = if words.len() == 3 && words[1].eq_ignore_ascii_case("AS") {
+                    words[2]
+                } else {
+                    ""
+                };
+                let inherited = out.iter().find(|s| s.name == base).cloned().unwrap_or_default();
+                out.push(Stage {
+                    name: name.to_string(),
+                    entrypoint: None,
+                    healthcheck: false,
+                    ..inherited
+                });
+            }
+            "ENTRYPOINT" => out.last_mut().unwrap().entrypoint = Some(rest.to_string()),
+            "USER" => out.last_mut().unwrap().user = Some(rest.to_string()),
+            "WORKDIR" => out.last_mut().unwrap().workdir = Some(rest.to_string()),
+            "HEALTHCHECK" => out.last_mut().unwrap().healthcheck = true,
+            _ => {}
+        }
+    }
+    out
+}
+
+fn dockerfile_errors(text: &str) -> Vec<String> {
+    let mut errs = vec![];
+    let all = stages(text);
+    for target in ["redis", "sentinel", "watcher"] {
+        let Some(s) = all.iter().find(|s| s.name == target) else {
+            errs.push(format!("no stage {target}"));
+            continue;
+        };
+        let entry: Option<Vec<String>> = s.entrypoint.as_deref().and_then(|e| serde_json::from_str(e).ok());
+        match entry {
+            None => errs.push(format!(
+                "{target}: ENTRYPOINT must be exec form (a JSON array), got {:?}",
+                s.entrypoint
+            )),
+            Some(argv) => {
+                let bin = argv.last().and_then(|p| p.rsplit('/').next()).unwrap_or("");
+                if bin != format!("rzk-{target}") || !repo().join("bins").join(format!("{bin}.rs")).is_file() {
+                    errs.push(format!(
+                        "{target}: ENTRYPOINT {argv:?} must end with rzk-{target} from bins/"
+                    ));
+                }
+            }
+        }
+        match s.user.as_deref() {
+            None | Some("root" | "0" | "0:0") => errs.push(format!("{target}: must run as a non-root USER")),
+            Some(_) => {}
+        }
+        if s.workdir.as_deref() != Some("/data") {
+            errs.push(format!("{target}: WORKDIR must be /data"));
+        }
+        if !s.healthcheck {
+            errs.push(format!("{target}: needs a HEALTHCHECK"));
+        }
+    }
+    errs
+}
+
+#[test]
+fn dockerfile_has_exec_entrypoints_and_non_root_users() {
+    let text = std::fs::read_to_string(repo().join("docker/Dockerfile")).unwrap();
+    let errs = dockerfile_errors(&text);
+    assert!(errs.is_empty(), "docker/Dockerfile:\n{}", errs.join("\n"));
+    // And the checks bite.
+    let shell_form = text.replace(
+        r#"ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/rzk-watcher"]"#,
+        "ENTRYPOINT /usr/local/bin/rzk-watcher",
+    );
+    assert!(dockerfile_errors(&shell_form).iter().any(|e| e.contains("exec form")));
+    let as_root = text.replacen("USER redis", "USER root", 1);
+    assert!(dockerfile_errors(&as_root).iter().any(|e| e.contains("non-root")));
+    let renamed = text.replace("/usr/local/bin/rzk-sentinel\"]", "/usr/local/bin/rzk-sentinelle\"]");
+    assert!(dockerfile_errors(&renamed).iter().any(|e| e.contains("sentinel")));
+}
