@@ -1,7 +1,7 @@
 //! `rzk-redis`: entrypoint of a Redis task. See SPEC "rzk-redis (bootstrap)".
 //! Arguments are passed through to `redis-server` unchanged.
 
-use redis_zk::config::{ConfigError, RedisConfig, process_env};
+use redis_zk::config::{RedisConfig, prepare_data_dir, process_env};
 use redis_zk::endpoint;
 
 fn main() {
@@ -10,13 +10,7 @@ fn main() {
         || {
             let cfg = RedisConfig::from_vars(&process_env(), std::env::args().skip(1).collect())?;
             let id = endpoint::resolve(&cfg.listen)?;
-            std::fs::create_dir_all(&cfg.common.data_dir).map_err(|e| {
-                ConfigError::new(
-                    "DATA_DIR",
-                    cfg.common.data_dir.display().to_string(),
-                    format!("a writable directory ({e})"),
-                )
-            })?;
+            prepare_data_dir(&cfg.common.data_dir)?;
             let format = cfg.common.log_format;
             Ok(((cfg, id), format))
         },

@@ -1,6 +1,6 @@
 //! `rzk-sentinel`: entrypoint of a Sentinel task. See SPEC "rzk-sentinel".
 
-use redis_zk::config::{ConfigError, SentinelConfig, process_env};
+use redis_zk::config::{SentinelConfig, prepare_data_dir, process_env};
 use redis_zk::endpoint;
 
 fn main() {
@@ -9,13 +9,7 @@ fn main() {
         || {
             let cfg = SentinelConfig::from_vars(&process_env())?;
             let id = endpoint::resolve(&cfg.listen)?;
-            std::fs::create_dir_all(&cfg.common.data_dir).map_err(|e| {
-                ConfigError::new(
-                    "DATA_DIR",
-                    cfg.common.data_dir.display().to_string(),
-                    format!("a writable directory ({e})"),
-                )
-            })?;
+            prepare_data_dir(&cfg.common.data_dir)?;
             let format = cfg.common.log_format;
             Ok(((cfg, id), format))
         },

@@ -71,6 +71,7 @@ start_redis() { # index
   BIND_IP=127.0.0.1$i PORT0=$((REDIS_PORT_BASE + i)) DATA_DIR=$dir \
     "$RZK_BIN_DIR/rzk-redis" --save "" --repl-diskless-sync-delay 0 >"$GROUP_DIR/redis$i.log" 2>&1 &
   pid[redis$i]=$!
+  echo "${pid[redis$i]}" >"$GROUP_DIR/redis$i.pid"
 }
 start_sentinel() { # index
   local i=$1 dir=$GROUP_DIR/sentinel$1
@@ -78,6 +79,7 @@ start_sentinel() { # index
   BIND_IP=127.0.0.2$i PORT0=$((SENTINEL_PORT_BASE + i)) DATA_DIR=$dir \
     "$RZK_BIN_DIR/rzk-sentinel" >"$GROUP_DIR/sentinel$i.log" 2>&1 &
   pid[sentinel$i]=$!
+  echo "${pid[sentinel$i]}" >"$GROUP_DIR/sentinel$i.pid"
 }
 for i in 1 2 3; do start_redis "$i"; done
 for i in 1 2 3; do start_sentinel "$i"; done

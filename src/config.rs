@@ -346,6 +346,24 @@ fn is_valid_master_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
+/// Creates `DATA_DIR` when missing and checks that it is writable, so a
+/// launcher fails at start (exit 2) rather than after it joined the group:
+/// Redis and Sentinel rewrite their config files through a temporary file in
+/// that directory.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    let fail = |e: std::io::Error| {
+        ConfigError::new(
+            "DATA_DIR",
+            dir.display().to_string(),
+            format!("a directory this user can write ({e})"),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(format!(".rzk-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
+}
+
 /// Resolves a program name the way `execvp` would, so that a missing binary
 /// is a configuration error at start, not a failure after the lock is taken.
 pub fn resolve_program(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
@@ -745,6 +763,22 @@ mod tests {
                 "{field} is parsed but not listed"
             );
         }
+    }
+
+    #[test]
+    fn data_dir_is_created_and_checked() {
+        let base = std::env::temp_dir().join(format!("rzk-datadir-{}", std::process::id()));
+        let dir = base.join("a/b");
+        prepare_data_dir(&dir).unwrap();
+        assert!(dir.is_dir());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+        // root can write anyway; only check the refusal where it applies.
+        if std::fs::write(dir.join("x"), b"").is_err() {
+            assert_eq!(prepare_data_dir(&dir).unwrap_err().var, "DATA_DIR");
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]

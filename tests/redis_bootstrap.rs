@@ -368,6 +368,7 @@ async fn bad_config_exits_2_before_touching_zookeeper() {
         ("ANNOUNCE_PORT", "0"),
         ("LOG_FORMAT", "yaml"),
         ("REDIS_SERVER_BIN", "/no/such/redis-server"),
+        ("DATA_DIR", "/proc/rzk-cannot-create"),
     ];
     let c = zk_client().await;
     for (var, value) in cases {

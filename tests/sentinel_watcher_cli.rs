@@ -21,6 +21,7 @@ async fn bad_config_of_sentinel_and_watcher_exits_2_before_touching_zookeeper() 
         (RZK_SENTINEL, "ZK_ROOT", "redis"),
         (RZK_SENTINEL, "BIND_IP", "1.2.3"),
         (RZK_SENTINEL, "REDIS_SENTINEL_BIN", "/no/such/redis-sentinel"),
+        (RZK_SENTINEL, "DATA_DIR", "/proc/rzk-cannot-create"),
         (RZK_WATCHER, "RECONCILE_INTERVAL_S", "0"),
         (RZK_WATCHER, "ZK_HOSTS", ""),
         (RZK_WATCHER, "ZK_ROOT", "/trailing/"),
