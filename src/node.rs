@@ -17,6 +17,7 @@ use crate::config::RedisConfig;
 use crate::decide::{Decision, decide};
 use crate::discover::observe;
 use crate::endpoint::{Endpoint, Identity};
+use crate::handover::HandOver;
 use crate::probe::{Probe, Role};
 use crate::session::Keeper;
 use crate::supervise::{self, Child, Signals};
@@ -83,8 +84,26 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         me: me.clone(),
         name: &cfg.common.master_name,
     };
+    let hand_over = HandOver {
+        probe: &probe,
+        local: id.local(),
+        me: me.clone(),
+        name: &cfg.common.master_name,
+        budget: cfg.shutdown_failover_timeout,
+    };
+    let mut handed_over = false;
+    let before_forward = |sig: i32| {
+        let first_term = sig == libc::SIGTERM && !handed_over;
+        handed_over |= first_term;
+        let (zk, hand_over) = (keeper.zk(), &hand_over);
+        async move {
+            if first_term {
+                hand_over.run(&zk).await;
+            }
+        }
+    };
     let code = tokio::select! {
-        code = supervise::supervise(&mut child, &mut signals) => code,
+        code = supervise::supervise_with(&mut child, &mut signals, before_forward) => code,
         never = guard.run(keeper.subscribe()) => match never {},
     };
     keeper.shutdown().await;

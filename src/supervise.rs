@@ -152,6 +152,17 @@ impl Signals {
 /// Supervises `child` until it exits, forwarding every signal, and returns
 /// the launcher's exit code.
 pub async fn supervise(child: &mut Child, signals: &mut Signals) -> i32 {
+    supervise_with(child, signals, |_| std::future::ready(())).await
+}
+
+/// Like [`supervise`], but runs `before_forward(sig)` before each signal is
+/// forwarded (the master's planned hand-over on SIGTERM). If the child exits
+/// meanwhile, its status wins; the hook bounds its own duration.
+pub async fn supervise_with<F, Fut>(child: &mut Child, signals: &mut Signals, mut before_forward: F) -> i32
+where
+    F: FnMut(i32) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     loop {
         tokio::select! {
             status = child.wait() => {
@@ -160,6 +171,14 @@ pub async fn supervise(child: &mut Child, signals: &mut Signals) -> i32 {
                 return code;
             },
             sig = signals.recv() => {
+                tokio::select! {
+                    _ = before_forward(sig) => {},
+                    status = child.wait() => {
+                        let code = exit_code(status);
+                        info!(pid = child.pid(), code, "child exited");
+                        return code;
+                    },
+                }
                 info!(pid = child.pid(), sig, "forwarding signal to child");
                 child.signal(sig);
             },

@@ -111,7 +111,11 @@ impl Group {
     /// Starts `r` redis tasks (waiting for the first to be master), then `s`
     /// sentinels and `w` watchers, and waits until the group is healthy.
     pub async fn start(tag: &str, r: usize, s: usize, w: usize) -> Group {
-        let mut g = Group::new(tag);
+        Group::start_with(Group::new(tag), r, s, w).await
+    }
+
+    /// [`Group::start`] for a group already given its `extra` settings.
+    pub async fn start_with(mut g: Group, r: usize, s: usize, w: usize) -> Group {
         g.start_redis();
         wait_for("first master", Duration::from_secs(30), || async {
             g.record().await.ok_or_else(|| "no record yet".to_string())
@@ -310,4 +314,120 @@ pub async fn sentinel_master_field(sentinel: &str, field: &str) -> Result<String
         .find(|kv| text(&kv[0]) == field)
         .map(|kv| text(&kv[1]))
         .ok_or_else(|| format!("{sentinel}: no field {field}"))
+}
+
+/// What a [`Writer`] saw.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Keys whose write was acknowledged (OK, and WAIT met when asked for).
+    pub acked: Vec<String>,
+    /// Writes that failed or were not acknowledged by enough replicas.
+    pub failed: usize,
+    /// The longest time between two acknowledged writes.
+    pub longest_gap: Duration,
+}
+
+/// A client writing keys continuously to whatever the Sentinels (or, failing
+/// them, the record) call the master, keeping a ledger of acknowledged writes.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<Ledger>,
+}
+
+impl Writer {
+    /// Stops writing and returns the ledger.
+    pub async fn finish(self) -> Ledger {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.handle.await.expect("writer task")
+    }
+}
+
+impl Group {
+    /// Starts a writer. With `wait_replicas` > 0 a write counts as
+    /// acknowledged only when `WAIT <n> 1000` confirms it.
+    pub fn start_writer(&self, tag: &str, password: Option<String>, wait_replicas: usize) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sentinels: Vec<String> = self.sentinels.iter().map(Member::addr).collect();
+        let root = self.root.clone();
+        let (tag, flag) = (tag.to_string(), stop.clone());
+        let handle = tokio::spawn(async move {
+            let mut ledger = Ledger::default();
+            let mut master: Option<String> = None;
+            let mut last_ok = Instant::now();
+            let mut i = 0u64;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                let Some(m) = master.clone() else {
+                    master = find_master(&sentinels, &root, password.as_deref()).await;
+                    if master.is_none() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    continue;
+                };
+                i += 1;
+                let key = format!("{tag}:{i}");
+                let pw = password.as_deref();
+                let ok = match redis_cmd(&m, pw, &["SET", &key, &i.to_string()]).await {
+                    Ok(Value::Okay) if wait_replicas == 0 => true,
+                    Ok(Value::Okay) => matches!(
+                        redis_cmd(&m, pw, &["WAIT", &wait_replicas.to_string(), "1000"]).await,
+                        Ok(Value::Int(n)) if n >= wait_replicas as i64
+                    ),
+                    _ => false,
+                };
+                if ok {
+                    ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                    ledger.acked.push(key);
+                } else {
+                    ledger.failed += 1;
+                    master = None;
+                }
+            }
+            ledger
+        });
+        Writer { stop, handle }
+    }
+}
+
+/// The master as the Sentinels name it (confirmed by ROLE), else the record.
+async fn find_master(sentinels: &[String], root: &str, password: Option<&str>) -> Option<String> {
+    for s in sentinels {
+        if let Ok(m) = sentinel_master_pw(s, password).await
+            && redis_cmd(&m, password, &["ROLE"])
+                .await
+                .is_ok_and(|v| matches!(&v, Value::Array(a) if a.first().map(text).as_deref() == Some("master")))
+        {
+            return Some(m);
+        }
+    }
+    let c = zk_client().await;
+    zk_get(&c, &format!("{root}/master"))
+        .await
+        .map(|(d, _)| String::from_utf8_lossy(&d).into_owned())
+}
+
+/// `get-master-addr-by-name` with an optional password.
+pub async fn sentinel_master_pw(sentinel: &str, password: Option<&str>) -> Result<String, String> {
+    match redis_cmd(sentinel, password, &["SENTINEL", "get-master-addr-by-name", "mymaster"]).await? {
+        Value::Array(v) if v.len() == 2 => Ok(format!("{} {}", text(&v[0]), text(&v[1]))),
+        other => Err(format!("{sentinel}: get-master-addr-by-name gave {other:?}")),
+    }
+}
+
+/// The keys of `keys` that `master` does not have.
+pub async fn missing_keys(master: &str, password: Option<&str>, keys: &[String]) -> Vec<String> {
+    let mut missing = vec![];
+    for chunk in keys.chunks(500) {
+        let mut args = vec!["EXISTS"];
+        args.extend(chunk.iter().map(String::as_str));
+        if redis_cmd(master, password, &args).await == Ok(Value::Int(chunk.len() as i64)) {
+            continue;
+        }
+        for k in chunk {
+            if redis_cmd(master, password, &["EXISTS", k]).await != Ok(Value::Int(1)) {
+                missing.push(k.clone());
+            }
+        }
+    }
+    missing
 }
