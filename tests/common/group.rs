@@ -35,6 +35,8 @@ pub struct Group {
     pub watchers: Vec<Member>,
     /// Extra variables for every task started from now on.
     pub extra: Vec<(&'static str, String)>,
+    /// `REDIS_PASSWORD` of the group, used by every check.
+    pub password: Option<String>,
 }
 
 impl Group {
@@ -45,6 +47,7 @@ impl Group {
             sentinels: vec![],
             watchers: vec![],
             extra: vec![],
+            password: None,
         }
     }
 
@@ -64,6 +67,9 @@ impl Group {
             env.push(("BIND_IP", t.ip.clone()));
             env.push(("PORT0", t.port.to_string()));
             env.push(("DATA_DIR", t.dir.display().to_string()));
+        }
+        if let Some(p) = &self.password {
+            env.push(("REDIS_PASSWORD", p.clone()));
         }
         for (k, v) in &self.extra {
             env.retain(|(e, _)| e != k);
@@ -159,6 +165,10 @@ impl Group {
         out
     }
 
+    fn pw(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
     pub fn live_redis(&self) -> impl Iterator<Item = &Member> {
         self.redis.iter().filter(|m| m.proc.is_running())
     }
@@ -170,7 +180,7 @@ impl Group {
     /// The index of the redis member that is master now.
     pub async fn master_index(&self) -> Option<usize> {
         for (i, m) in self.redis.iter().enumerate() {
-            if m.proc.is_running() && role(&m.addr()).await.as_deref() == Ok("master") {
+            if m.proc.is_running() && role_pw(&m.addr(), self.pw()).await.as_deref() == Ok("master") {
                 return Some(i);
             }
         }
@@ -183,7 +193,7 @@ impl Group {
     pub async fn health(&self) -> Result<String, String> {
         let mut masters = vec![];
         for m in self.live_redis() {
-            if role(&m.addr()).await.as_deref() == Ok("master") {
+            if role_pw(&m.addr(), self.pw()).await.as_deref() == Ok("master") {
                 masters.push(m.addr());
             }
         }
@@ -191,9 +201,9 @@ impl Group {
             return Err(format!("masters among live servers: {masters:?}"));
         };
         for m in self.live_redis().filter(|m| m.addr() != *master) {
-            let link = info_field(&m.addr(), "replication", "master_link_status").await?;
-            let host = info_field(&m.addr(), "replication", "master_host").await?;
-            let port = info_field(&m.addr(), "replication", "master_port").await?;
+            let link = info_field_pw(&m.addr(), self.pw(), "replication", "master_link_status").await?;
+            let host = info_field_pw(&m.addr(), self.pw(), "replication", "master_host").await?;
+            let port = info_field_pw(&m.addr(), self.pw(), "replication", "master_port").await?;
             if link != "up" || format!("{host} {port}") != *master {
                 return Err(format!(
                     "{}: link {link} to {host} {port}, master is {master}",
@@ -207,13 +217,13 @@ impl Group {
         }
         let live_sentinels = self.live_sentinels().count();
         for s in self.live_sentinels() {
-            let says = sentinel_master(&s.addr()).await?;
+            let says = sentinel_master_pw(&s.addr(), self.pw()).await?;
             if says != *master {
                 return Err(format!("sentinel {} says {says}, master is {master}", s.addr()));
             }
             // Until the Sentinels have met (hello messages every 2 s) they
             // cannot agree that a master is down.
-            let peers: usize = sentinel_master_field(&s.addr(), "num-other-sentinels")
+            let peers: usize = sentinel_master_field_pw(&s.addr(), self.pw(), "num-other-sentinels")
                 .await?
                 .parse()
                 .unwrap_or(0);
@@ -226,7 +236,7 @@ impl Group {
             }
             // Sentinel learns replicas from the master's INFO, every 10 s; it
             // can only promote a replica it knows.
-            let known = sentinel_replicas(&s.addr()).await?;
+            let known = sentinel_replicas_pw(&s.addr(), self.pw()).await?;
             for r in self.live_redis().map(Member::addr).filter(|a| a != master) {
                 if !known.contains(&r) {
                     return Err(format!(
@@ -278,7 +288,12 @@ fn text(x: &Value) -> String {
 
 /// The replicas a Sentinel knows, as `"ip port"`.
 pub async fn sentinel_replicas(sentinel: &str) -> Result<Vec<String>, String> {
-    let v = redis_cmd(sentinel, None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
+    sentinel_replicas_pw(sentinel, None).await
+}
+
+/// [`sentinel_replicas`] with a password.
+pub async fn sentinel_replicas_pw(sentinel: &str, password: Option<&str>) -> Result<Vec<String>, String> {
+    let v = redis_cmd(sentinel, password, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
     let Value::Array(replicas) = v else {
         return Err(format!("{sentinel}: SENTINEL REPLICAS gave {v:?}"));
     };
@@ -300,7 +315,12 @@ pub async fn sentinel_replicas(sentinel: &str) -> Result<Vec<String>, String> {
 
 /// A `SENTINEL MASTER mymaster` field.
 pub async fn sentinel_master_field(sentinel: &str, field: &str) -> Result<String, String> {
-    let v = redis_cmd(sentinel, None, &["SENTINEL", "MASTER", "mymaster"]).await?;
+    sentinel_master_field_pw(sentinel, None, field).await
+}
+
+/// [`sentinel_master_field`] with a password.
+pub async fn sentinel_master_field_pw(sentinel: &str, password: Option<&str>, field: &str) -> Result<String, String> {
+    let v = redis_cmd(sentinel, password, &["SENTINEL", "MASTER", "mymaster"]).await?;
     let Value::Array(items) = v else {
         return Err(format!("{sentinel}: SENTINEL MASTER gave {v:?}"));
     };

@@ -528,7 +528,12 @@ pub async fn redis_cmd(addr: &str, password: Option<&str>, args: &[&str]) -> Res
 
 /// First element of `ROLE`: "master", "slave" or "sentinel".
 pub async fn role(addr: &str) -> Result<String, String> {
-    match redis_cmd(addr, None, &["ROLE"]).await? {
+    role_pw(addr, None).await
+}
+
+/// [`role`] with a password.
+pub async fn role_pw(addr: &str, password: Option<&str>) -> Result<String, String> {
+    match redis_cmd(addr, password, &["ROLE"]).await? {
         Value::Array(items) => items
             .first()
             .and_then(value_text)
@@ -539,7 +544,12 @@ pub async fn role(addr: &str) -> Result<String, String> {
 
 /// Value of `field` in the `INFO section` reply (lines of `field:value`).
 pub async fn info_field(addr: &str, section: &str, field: &str) -> Result<String, String> {
-    let reply = redis_cmd(addr, None, &["INFO", section]).await?;
+    info_field_pw(addr, None, section, field).await
+}
+
+/// [`info_field`] with a password.
+pub async fn info_field_pw(addr: &str, password: Option<&str>, section: &str, field: &str) -> Result<String, String> {
+    let reply = redis_cmd(addr, password, &["INFO", section]).await?;
     let text = value_text(&reply).ok_or_else(|| format!("{addr}: odd INFO reply {reply:?}"))?;
     text.lines()
         .find_map(|l| l.trim_end().strip_prefix(field)?.strip_prefix(':').map(str::to_string))

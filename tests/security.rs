@@ -1,0 +1,154 @@
+//! Secrets: `ZK_DIGEST` ACLs keep unauthenticated ZooKeeper clients to
+//! reading, and `REDIS_PASSWORD` keeps unauthenticated Redis clients out,
+//! while the group and its failovers keep working; neither secret shows up
+//! on a command line or in a log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::group::*;
+use common::*;
+use zookeeper_client::{Client, Error as ZkError};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Every log file the group's tasks wrote (launchers, and the servers and
+/// Sentinels, whose output goes to the same files).
+fn all_logs(g: &Group) -> String {
+    let mut text = String::new();
+    for m in g.redis.iter().chain(&g.sentinels).chain(&g.watchers) {
+        text += &m.proc.log();
+    }
+    text
+}
+
+/// Every process's command line on this machine.
+fn ps_output() -> String {
+    let out = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zk_digest_lets_everyone_read_and_only_us_write() {
+    let _serial = SERIAL.lock().await;
+    let secret = "zk-Secr3t-digest";
+    let mut g = Group::new("digest");
+    g.extra.push(("ZK_DIGEST", format!("rzk:{secret}")));
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    let g = Group::start_with(g, 1, 1, 1).await;
+    let master = g.record().await.expect("record readable without credentials");
+    assert_eq!(master, g.redis[0].addr());
+
+    let anon = zk_client().await;
+    let record = format!("{}/master", g.root);
+    let (_, stat) = anon.get_data(&record).await.unwrap();
+    assert_eq!(anon.set_data(&record, b"6.6.6.6 666", None).await, Err(ZkError::NoAuth));
+    assert_eq!(anon.delete(&record, None).await, Err(ZkError::NoAuth));
+    for (dir, _) in [("nodes", ()), ("sentinels", ())] {
+        let path = format!("{}/{dir}", g.root);
+        for child in zk_children(&anon, &path).await {
+            let r = anon.delete(&format!("{path}/{child}"), None).await;
+            assert_eq!(r, Err(ZkError::NoAuth), "unauthenticated delete of {path}/{child}");
+        }
+    }
+    let opts = zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    assert_eq!(
+        anon.create(&format!("{}/intruder", g.root), b"", &opts)
+            .await
+            .map(|_| ()),
+        Err(ZkError::NoAuth)
+    );
+    assert_eq!(
+        g.record().await.as_deref(),
+        Some(master.as_str()),
+        "the record must be unchanged"
+    );
+
+    // The same writes with the digest succeed: the refusals above were the ACL.
+    let owner = Client::connector()
+        .with_auth("digest", format!("rzk:{secret}").as_bytes())
+        .with_session_timeout(Duration::from_secs(10))
+        .connect(&zk().connect_string())
+        .await
+        .unwrap();
+    owner
+        .set_data(&record, master.as_bytes(), Some(stat.version))
+        .await
+        .expect("owner may write");
+
+    assert!(!all_logs(&g).contains(secret), "the ZK digest leaked into a log");
+    assert!(!ps_output().contains(secret), "the ZK digest is on a command line");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_password_keeps_strangers_out_and_the_group_working() {
+    let _serial = SERIAL.lock().await;
+    let password = "Redis-pw-31337";
+    let mut g = Group::new("password");
+    g.password = Some(password.to_string());
+    let g = Group::start_with(g, 3, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+
+    for addr in [master.clone(), g.sentinels[0].addr()] {
+        let r = redis_cmd(&addr, None, &["PING"]).await;
+        assert!(
+            matches!(&r, Err(e) if e.contains("NOAUTH")),
+            "{addr} without password: {r:?}"
+        );
+    }
+    let r = redis_cmd(&g.sentinels[1].addr(), None, &["SENTINEL", "FAILOVER", "mymaster"]).await;
+    assert!(
+        matches!(&r, Err(e) if e.contains("NOAUTH")),
+        "SENTINEL FAILOVER without password: {r:?}"
+    );
+    assert_eq!(
+        redis_cmd(&master, Some(password), &["SET", "k", "v"]).await,
+        Ok(redis::Value::Okay)
+    );
+
+    // A failover still works and reaches the record.
+    let mi = g.master_index().await.unwrap();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let new = wait_for("the record to follow a failover", Duration::from_secs(10), || async {
+        match g.record().await {
+            Some(r) if r != master && role_pw(&r, Some(password)).await.as_deref() == Ok("master") => Ok(r),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        redis_cmd(&new, Some(password), &["GET", "k"]).await,
+        Ok(redis::Value::BulkString(b"v".to_vec()))
+    );
+
+    // Secrets reach the children only through private files.
+    use std::os::unix::fs::PermissionsExt;
+    for m in g.redis.iter().chain(&g.sentinels) {
+        for f in ["redis.conf", "sentinel.conf"] {
+            let p = m.task.dir.join(f);
+            if let Ok(meta) = std::fs::metadata(&p) {
+                assert_eq!(
+                    meta.permissions().mode() & 0o077,
+                    0,
+                    "{} is readable by others",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(
+        !ps_output().contains(password),
+        "the password is on a command line:\n{}",
+        ps_output()
+    );
+    let logs = all_logs(&g);
+    assert!(!logs.contains(password), "the password leaked into a log");
+    assert!(
+        logs.contains("record follows the sentinels"),
+        "the watcher never followed the failover"
+    );
+}
