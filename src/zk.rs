@@ -106,7 +106,7 @@ impl Zk {
                 Err(_) => format!("no session within {per_try:?}"),
             };
             if let Some(d) = deadline
-                && Instant::now() + backoff >= d
+                && Instant::now() >= d
             {
                 return Err(format!(
                     "could not reach ZooKeeper at {} within ZK_CONNECT_TIMEOUT_S={}s ({attempt} attempts; last error: {err}); check ZK_HOSTS and that the ensemble is up",
@@ -115,7 +115,7 @@ impl Zk {
                 ));
             }
             warn!(hosts = %cfg.hosts, attempt, error = %err, retry_in_ms = backoff.as_millis() as u64, "ZooKeeper not reachable yet");
-            sleep(backoff).await;
+            sleep(deadline.map_or(backoff, |d| backoff.min(d.saturating_duration_since(Instant::now())))).await;
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }

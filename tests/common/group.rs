@@ -169,6 +169,19 @@ impl Group {
         self.password.as_deref()
     }
 
+    /// `(data, ephemeral owner)` of every registration under `<root>/<dir>`.
+    pub async fn registration_owners(&self, dir: &str) -> Vec<(String, i64)> {
+        let c = zk_client().await;
+        let path = format!("{}/{dir}", self.root);
+        let mut out = vec![];
+        for child in zk_children(&c, &path).await {
+            if let Some((d, stat)) = zk_get(&c, &format!("{path}/{child}")).await {
+                out.push((String::from_utf8_lossy(&d).into_owned(), stat.ephemeral_owner));
+            }
+        }
+        out
+    }
+
     pub fn live_redis(&self) -> impl Iterator<Item = &Member> {
         self.redis.iter().filter(|m| m.proc.is_running())
     }
