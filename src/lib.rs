@@ -13,6 +13,7 @@ pub mod decide;
 pub mod discover;
 pub mod endpoint;
 pub mod events;
+pub mod guard;
 pub mod handover;
 pub mod logging;
 pub mod node;

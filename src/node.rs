@@ -17,6 +17,7 @@ use crate::config::RedisConfig;
 use crate::decide::{Decision, decide};
 use crate::discover::observe;
 use crate::endpoint::{Endpoint, Identity};
+use crate::guard::RoleGuard;
 use crate::handover::HandOver;
 use crate::probe::{Probe, Role};
 use crate::session::Keeper;
@@ -78,7 +79,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     let keeper = Keeper::spawn(zk);
     let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
     keeper.register(&node_path, &me.to_record()).await;
-    let guard = ReplicaGuard {
+    let guard = RoleGuard {
         probe: &probe,
         local: id.local(),
         me: me.clone(),
@@ -167,65 +168,6 @@ async fn bootstrap(
         }
     }
     Ok((child, replica_of))
-}
-
-/// How often a replica checks that it still follows a live master.
-const GUARD_INTERVAL: Duration = Duration::from_secs(2);
-/// How long a replica must be stranded before the guard re-points it; gives
-/// Sentinel, which normally does it, the first chance.
-const GUARD_SETTLE: Duration = Duration::from_secs(5);
-
-/// Rescues a stranded replica: one whose master died and which Sentinel did
-/// not reconfigure, because the failover happened before Sentinel had
-/// learned of it (Sentinel discovers replicas from the master's INFO, every
-/// 10 s). Such a replica would otherwise follow a dead address for ever.
-/// It acts only on a replica whose link is down, whose master no longer
-/// answers as master, and only after [`GUARD_SETTLE`]; it never touches a
-/// master.
-struct ReplicaGuard<'a> {
-    probe: &'a Probe,
-    local: Endpoint,
-    me: Endpoint,
-    name: &'a str,
-}
-
-impl ReplicaGuard<'_> {
-    async fn run(&self, sessions: tokio::sync::watch::Receiver<Zk>) -> std::convert::Infallible {
-        let mut stranded_since: Option<Instant> = None;
-        loop {
-            tokio::time::sleep(GUARD_INTERVAL).await;
-            let Ok(Role::Replica { master, state }) = self.probe.role(&self.local).await else {
-                stranded_since = None;
-                continue;
-            };
-            if state == "connected" || self.probe.is_master(&master).await {
-                stranded_since = None;
-                continue;
-            }
-            let since = *stranded_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < GUARD_SETTLE {
-                continue;
-            }
-            let zk = sessions.borrow().clone();
-            let Ok((obs, _)) = observe(&zk, self.probe, &self.me, self.name, false).await else {
-                continue;
-            };
-            let Decision::Replicate { master: live, .. } = decide(&obs) else {
-                continue;
-            };
-            if live == master {
-                continue;
-            }
-            let port = live.port.to_string();
-            match self.probe.cmd(&self.local, &["REPLICAOF", &live.host, &port]).await {
-                Ok(_) => {
-                    warn!(addr = %self.me, old = %master, master = %live, "replica was stranded on a dead master; re-pointed it");
-                    stranded_since = None;
-                }
-                Err(e) => warn!(addr = %self.me, error = %e, "could not re-point a stranded replica"),
-            }
-        }
-    }
 }
 
 /// Observes and decides until the decision is final, waiting out the

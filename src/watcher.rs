@@ -301,8 +301,10 @@ impl Watcher {
     }
 
     /// Sends `SENTINEL RESET` to one Sentinel that counts more peers than
-    /// are registered, unless a failover is running anywhere or a reset
-    /// happened less than [`RESET_SPACING`] ago.
+    /// are registered, unless a failover is running anywhere, a reset
+    /// happened less than [`RESET_SPACING`] ago, or some Sentinel has not yet
+    /// relearned its peers and the replicas (which also keeps several
+    /// watchers from resetting two Sentinels at once).
     async fn clean_ghosts(&mut self, zk: &Zk) {
         if self
             .last_reset
@@ -314,6 +316,11 @@ impl Watcher {
             return;
         };
         let expected_peers = registered.len().saturating_sub(1);
+        let live_replicas = zk
+            .registered(&zk.nodes_dir())
+            .await
+            .map(|n| n.len().saturating_sub(1))
+            .unwrap_or(0);
         let name = &self.cfg.common.master_name;
         let mut target = None;
         for (_, s) in &registered {
@@ -322,11 +329,19 @@ impl Watcher {
             };
             let f = fields(&reply);
             let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            let num = |k: &str| get(k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
             if get("flags").is_some_and(|fl| fl.contains("failover")) {
                 debug!(sentinel = %s, "failover in progress; no reset now");
                 return;
             }
-            let known: usize = get("num-other-sentinels").and_then(|n| n.parse().ok()).unwrap_or(0);
+            // A Sentinel that does not yet know its peers or the replicas
+            // was probably just reset (by us or by another watcher): resetting
+            // a second one now could leave no Sentinel able to fail over.
+            if num("num-other-sentinels") < expected_peers.min(1) || num("num-slaves") < live_replicas {
+                debug!(sentinel = %s, "a sentinel is still relearning the group; no reset now");
+                return;
+            }
+            let known = num("num-other-sentinels");
             if known > expected_peers && target.is_none() {
                 target = Some((s.clone(), known));
             }

@@ -379,6 +379,13 @@ impl Group {
     /// Starts a writer. With `wait_replicas` > 0 a write counts as
     /// acknowledged only when `WAIT <n> 1000` confirms it.
     pub fn start_writer(&self, tag: &str, password: Option<String>, wait_replicas: usize) -> Writer {
+        self.start_writer_with(tag, password, wait_replicas, false)
+    }
+
+    /// A writer that, with `sticky`, keeps writing to the first master it
+    /// found even after errors: a client with a stale view of the group,
+    /// the kind that loses writes to a master that comes back from a hang.
+    pub fn start_writer_with(&self, tag: &str, password: Option<String>, wait_replicas: usize, sticky: bool) -> Writer {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sentinels: Vec<String> = self.sentinels.iter().map(Member::addr).collect();
         let root = self.root.clone();
@@ -399,13 +406,17 @@ impl Group {
                 i += 1;
                 let key = format!("{tag}:{i}");
                 let pw = password.as_deref();
-                let ok = match redis_cmd(&m, pw, &["SET", &key, &i.to_string()]).await {
-                    Ok(Value::Okay) if wait_replicas == 0 => true,
-                    Ok(Value::Okay) => matches!(
-                        redis_cmd(&m, pw, &["WAIT", &wait_replicas.to_string(), "1000"]).await,
-                        Ok(Value::Int(n)) if n >= wait_replicas as i64
-                    ),
-                    _ => false,
+                let value = i.to_string();
+                let ok = if wait_replicas == 0 {
+                    matches!(redis_cmd(&m, pw, &["SET", &key, &value]).await, Ok(Value::Okay))
+                } else {
+                    let n = wait_replicas.to_string();
+                    let set: &[&str] = &["SET", &key, &value];
+                    let wait: &[&str] = &["WAIT", &n, "1000"];
+                    match redis_pipe(&m, pw, &[set, wait]).await.as_deref() {
+                        Ok([Value::Okay, Value::Int(acks)]) => *acks >= wait_replicas as i64,
+                        _ => false,
+                    }
                 };
                 if ok {
                     ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
@@ -413,7 +424,11 @@ impl Group {
                     ledger.acked.push(key);
                 } else {
                     ledger.failed += 1;
-                    master = None;
+                    if sticky {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    } else {
+                        master = None;
+                    }
                 }
             }
             ledger

@@ -9,7 +9,7 @@
 
 pub mod group;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::future::Future;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -303,7 +303,7 @@ pub fn task() -> Task {
 /// own binary (or otherwise serialised).
 pub struct Zk {
     port: u16,
-    pid: i32,
+    pid: std::sync::atomic::AtomicI32,
     dir: PathBuf,
 }
 
@@ -317,19 +317,38 @@ impl Zk {
     }
 
     pub fn pid(&self) -> i32 {
-        self.pid
+        self.pid.load(Ordering::SeqCst)
     }
 
     /// Freezes the server (SIGSTOP): clients see it hang, not disconnect.
     pub fn pause(&self) {
         // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.pid, libc::SIGSTOP) };
+        unsafe { libc::kill(self.pid(), libc::SIGSTOP) };
     }
 
     /// Undoes [`Zk::pause`].
     pub fn resume(&self) {
         // SAFETY: plain kill(2) on our child.
-        unsafe { libc::kill(self.pid, libc::SIGCONT) };
+        unsafe { libc::kill(self.pid(), libc::SIGCONT) };
+    }
+
+    /// Kills the server (SIGKILL), waits `down` and starts it again on the
+    /// same port with the same data: a ZooKeeper restart. Sessions survive
+    /// if it is back within their timeout.
+    pub fn restart(&self, down: Duration) {
+        let old = self.pid();
+        // SAFETY: plain kill(2) on our child.
+        unsafe { libc::kill(old, libc::SIGKILL) };
+        wait_for_sync("old zookeeper to die", Duration::from_secs(10), || {
+            if pid_alive(old) {
+                Err(format!("pid {old} alive"))
+            } else {
+                Ok(())
+            }
+        });
+        std::thread::sleep(down);
+        self.pid.store(launch_zk(&self.dir), Ordering::SeqCst);
+        wait_zk_ready(self);
     }
 
     pub fn dir(&self) -> &Path {
@@ -351,10 +370,8 @@ pub fn zk() -> &'static Zk {
 fn start_zk() -> Zk {
     let dir = fresh_dir("zk-");
     let port = free_port(&["127.0.0.1"]);
-    let cfg = dir.join("zoo.cfg");
-    let log_path = dir.join("zookeeper.log");
     fs::write(
-        &cfg,
+        dir.join("zoo.cfg"),
         format!(
             "tickTime=500\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
              dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
@@ -363,37 +380,48 @@ fn start_zk() -> Zk {
         ),
     )
     .expect("write zoo.cfg");
+    let zk = Zk {
+        port,
+        pid: std::sync::atomic::AtomicI32::new(launch_zk(&dir)),
+        dir,
+    };
+    wait_zk_ready(&zk);
+    zk
+}
 
+/// Starts the server of `dir/zoo.cfg`, appending to `dir/zookeeper.log`.
+fn launch_zk(dir: &Path) -> i32 {
     // Debian's zookeeper.jar ships no SLF4J binding, so the server logs nothing;
     // add slf4j-simple (logs to stderr → our file) when it is installed.
     let mut classpath = String::from("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar");
     if Path::new("/usr/share/java/slf4j-simple.jar").exists() {
         classpath.push_str(":/usr/share/java/slf4j-simple.jar");
     }
-    let log = File::create(&log_path).expect("create zookeeper.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("zookeeper.log"))
+        .expect("open zookeeper.log");
     let mut cmd = Command::new("java");
     cmd.arg("-Xmx256m")
         .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
         .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
         .args(["-cp", &classpath, "org.apache.zookeeper.server.quorum.QuorumPeerMain"])
-        .arg(&cfg)
+        .arg(dir.join("zoo.cfg"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("clone log fd"))
         .stderr(log);
     let child = spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn java for zookeeper: {e}"));
-    let zk = Zk {
-        port,
-        pid: child.id() as i32,
-        dir,
-    };
     // The child is never reaped: it runs until the test binary exits (PDEATHSIG).
-    drop(child);
+    child.id() as i32
+}
 
+fn wait_zk_ready(zk: &Zk) {
     let deadline = Instant::now() + ZK_START_TIMEOUT;
     loop {
-        match ruok(port) {
-            Ok(()) => return zk,
-            Err(e) if !pid_alive(zk.pid) => {
+        match ruok(zk.port) {
+            Ok(()) => return,
+            Err(e) if !pid_alive(zk.pid()) => {
                 panic!("zookeeper exited during startup ({e}); log tail:\n{}", zk.log_tail())
             }
             Err(e) if Instant::now() >= deadline => panic!(
@@ -524,6 +552,39 @@ pub async fn redis_cmd(addr: &str, password: Option<&str>, args: &[&str]) -> Res
         Ok(Ok(Value::ServerError(e))) => Err(format!("{addr}: {args:?}: {e:?}")),
         Ok(Ok(v)) => Ok(v),
     }
+}
+
+/// Runs several commands in order on one connection (so that `WAIT` counts
+/// the `SET` before it) and returns their replies; a server error in any of
+/// them is an `Err`.
+pub async fn redis_pipe(addr: &str, password: Option<&str>, cmds: &[&[&str]]) -> Result<Vec<Value>, String> {
+    let (ip, port) = split_addr(addr)?;
+    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+    if let Some(p) = password {
+        settings = settings.set_password(p);
+    }
+    let info = ConnectionAddr::Tcp(ip, port)
+        .into_connection_info()
+        .map_err(|e| e.to_string())?
+        .set_redis_settings(settings);
+    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+    let mut conn = tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| format!("{addr}: connect timed out"))?
+        .map_err(|e| format!("{addr}: connect: {e}"))?;
+    let mut out = Vec::with_capacity(cmds.len());
+    for args in cmds {
+        let (name, rest) = args.split_first().ok_or("empty command")?;
+        let mut cmd = redis::cmd(name);
+        cmd.arg(rest);
+        match tokio::time::timeout(REDIS_TIMEOUT * 2, cmd.query_async::<Value>(&mut conn)).await {
+            Err(_) => return Err(format!("{addr}: {args:?} timed out")),
+            Ok(Err(e)) => return Err(format!("{addr}: {args:?}: {e}")),
+            Ok(Ok(Value::ServerError(e))) => return Err(format!("{addr}: {args:?}: {e:?}")),
+            Ok(Ok(v)) => out.push(v),
+        }
+    }
+    Ok(out)
 }
 
 /// First element of `ROLE`: "master", "slave" or "sentinel".
