@@ -390,6 +390,9 @@ fn start_zk() -> Zk {
 }
 
 /// Starts the server of `dir/zoo.cfg`, appending to `dir/zookeeper.log`.
+/// The child is never reaped: it runs until the test binary exits
+/// (PDEATHSIG), and a killed one is recognised as a zombie by `pid_alive`.
+#[allow(clippy::zombie_processes)]
 fn launch_zk(dir: &Path) -> i32 {
     // Debian's zookeeper.jar ships no SLF4J binding, so the server logs nothing;
     // add slf4j-simple (logs to stderr → our file) when it is installed.
@@ -412,7 +415,6 @@ fn launch_zk(dir: &Path) -> i32 {
         .stdout(log.try_clone().expect("clone log fd"))
         .stderr(log);
     let child = spawn_with_pdeathsig(cmd).unwrap_or_else(|e| panic!("spawn java for zookeeper: {e}"));
-    // The child is never reaped: it runs until the test binary exits (PDEATHSIG).
     child.id() as i32
 }
 
