@@ -32,15 +32,8 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
-    let mut signals = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot install signal handlers");
-            return 1;
-        }
-    };
-    let zk = match task::connect(&cfg.common.zk, &mut signals).await {
-        Ok(zk) => zk,
+    let (mut signals, zk) = match task::start(&cfg.common.zk).await {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);

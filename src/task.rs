@@ -19,6 +19,18 @@ pub fn interrupted(sig: i32) -> i32 {
     128 + sig
 }
 
+/// The start every launcher shares: install the signal handlers (so a
+/// signal that arrives before the child runs is seen), then connect to
+/// ZooKeeper. Returns the exit code to leave with when either fails.
+pub async fn start(cfg: &ZkConfig) -> Result<(Signals, Zk), i32> {
+    let mut signals = Signals::new().map_err(|e| {
+        error!(error = %e, "cannot install signal handlers");
+        1
+    })?;
+    let zk = connect(cfg, &mut signals).await?;
+    Ok((signals, zk))
+}
+
 /// Connects to ZooKeeper within `ZK_CONNECT_TIMEOUT_S`; returns the exit
 /// code (1, or 128+signal) when that fails or a signal comes first.
 pub async fn connect(cfg: &ZkConfig, signals: &mut Signals) -> Result<Zk, i32> {

@@ -21,7 +21,6 @@ use crate::endpoint::Endpoint;
 use crate::events::parse_switch_master;
 use crate::probe::{Probe, fields};
 use crate::session::Keeper;
-use crate::supervise::Signals;
 use crate::task;
 use crate::zk::{Record, Zk};
 
@@ -37,15 +36,8 @@ const CHANNEL: &str = "+switch-master";
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
 pub async fn run(cfg: WatcherConfig) -> i32 {
-    let mut signals = match Signals::new() {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot install signal handlers");
-            return 1;
-        }
-    };
-    let zk = match task::connect(&cfg.common.zk, &mut signals).await {
-        Ok(zk) => zk,
+    let (mut signals, zk) = match task::start(&cfg.common.zk).await {
+        Ok(started) => started,
         Err(code) => return code,
     };
     let keeper = Keeper::spawn(zk);

@@ -530,30 +530,8 @@ fn value_text(v: &Value) -> Option<String> {
 /// Runs one command against `addr` ("ip port") on a fresh connection (1 s
 /// connect, 1 s reply timeout). Server error replies come back as `Err`.
 pub async fn redis_cmd(addr: &str, password: Option<&str>, args: &[&str]) -> Result<Value, String> {
-    let (ip, port) = split_addr(addr)?;
-    let (name, rest) = args.split_first().ok_or("empty command")?;
-    // No CLIENT SETINFO: sentinel and older servers reject it.
-    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-    if let Some(p) = password {
-        settings = settings.set_password(p);
-    }
-    let info = ConnectionAddr::Tcp(ip, port)
-        .into_connection_info()
-        .map_err(|e| e.to_string())?
-        .set_redis_settings(settings);
-    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-    let mut conn = tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| format!("{addr}: connect timed out"))?
-        .map_err(|e| format!("{addr}: connect: {e}"))?;
-    let mut cmd = redis::cmd(name);
-    cmd.arg(rest);
-    match tokio::time::timeout(REDIS_TIMEOUT, cmd.query_async::<Value>(&mut conn)).await {
-        Err(_) => Err(format!("{addr}: {args:?} timed out")),
-        Ok(Err(e)) => Err(format!("{addr}: {args:?}: {e}")),
-        Ok(Ok(Value::ServerError(e))) => Err(format!("{addr}: {args:?}: {e:?}")),
-        Ok(Ok(v)) => Ok(v),
-    }
+    let mut replies = redis_pipe(addr, password, &[args]).await?;
+    Ok(replies.remove(0))
 }
 
 /// Runs several commands in order on one connection (so that `WAIT` counts
@@ -561,6 +539,7 @@ pub async fn redis_cmd(addr: &str, password: Option<&str>, args: &[&str]) -> Res
 /// them is an `Err`.
 pub async fn redis_pipe(addr: &str, password: Option<&str>, cmds: &[&[&str]]) -> Result<Vec<Value>, String> {
     let (ip, port) = split_addr(addr)?;
+    // No CLIENT SETINFO: sentinel and older servers reject it.
     let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
     if let Some(p) = password {
         settings = settings.set_password(p);
@@ -579,7 +558,13 @@ pub async fn redis_pipe(addr: &str, password: Option<&str>, cmds: &[&[&str]]) ->
         let (name, rest) = args.split_first().ok_or("empty command")?;
         let mut cmd = redis::cmd(name);
         cmd.arg(rest);
-        match tokio::time::timeout(REDIS_TIMEOUT * 2, cmd.query_async::<Value>(&mut conn)).await {
+        // WAIT blocks up to its own timeout (1 s in the tests) by design.
+        let limit = if name.eq_ignore_ascii_case("WAIT") {
+            REDIS_TIMEOUT * 2
+        } else {
+            REDIS_TIMEOUT
+        };
+        match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut conn)).await {
             Err(_) => return Err(format!("{addr}: {args:?} timed out")),
             Ok(Err(e)) => return Err(format!("{addr}: {args:?}: {e}")),
             Ok(Ok(Value::ServerError(e))) => return Err(format!("{addr}: {args:?}: {e:?}")),
