@@ -466,3 +466,47 @@ async fn sigterm_before_the_server_runs_exits_143_and_releases_the_lock() {
     .await;
     assert!(role(&l.task.addr()).await.is_err(), "no server may have started");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chroot_loopback_and_pass_through_arguments() {
+    // A ZK_HOSTS chroot that does not exist yet is created.
+    let chroot = unique_root("chroot");
+    let root = "/redis";
+    let t = task();
+    let mut env = launcher_env(&t, root, &[("ZK_HOSTS", format!("{}{chroot}", zk().connect_string()))]);
+    env.retain(|(k, _)| *k != "ZK_ROOT");
+    let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let p = Proc::spawn(
+        RZK_REDIS,
+        &["--save", "", "--maxmemory", "12mb"],
+        &env,
+        t.dir.join("launcher.log"),
+    );
+    let c = zk_client().await;
+    let path = format!("{chroot}{root}/master");
+    wait_for("the record inside the chroot", Duration::from_secs(30), || async {
+        match zk_get(&c, &path).await {
+            Some((d, _)) if d == t.addr().as_bytes() => Ok(()),
+            other => Err(format!("{other:?}; log:\n{}", p.log())),
+        }
+    })
+    .await;
+    // Arguments after the binary reach redis-server unchanged.
+    let v = redis_cmd(&t.addr(), None, &["CONFIG", "GET", "maxmemory"])
+        .await
+        .unwrap();
+    assert!(
+        format!("{v:?}").contains("12582912"),
+        "maxmemory not passed through: {v:?}"
+    );
+    // The server also listens on 127.0.0.1, for Mesos health checks.
+    let local = format!("127.0.0.1 {}", t.port);
+    assert_eq!(role(&local).await.as_deref(), Ok("master"), "not listening on {local}");
+    // A master with no Sentinel registered just forwards SIGTERM.
+    let t0 = Instant::now();
+    p.signal(libc::SIGTERM);
+    let status = p.wait_exit(Duration::from_secs(5)).expect("launcher exit");
+    assert_eq!(status.code(), Some(0), "{}", p.log());
+    assert!(p.log().contains("no sentinel registered"), "{}", p.log());
+    eprintln!("MEASURE lone master stopped on SIGTERM in {:?}", t0.elapsed());
+}
