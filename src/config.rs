@@ -119,7 +119,7 @@ pub struct Listen {
     pub bind_ip: Option<Ipv4Addr>,
     /// `PORT0`.
     pub port: u16,
-    /// `ANNOUNCE_IP`: IPv4 literal or hostname.
+    /// `ANNOUNCE_IP`: an IPv4 literal.
     pub announce_ip: Option<String>,
     /// `ANNOUNCE_PORT`.
     pub announce_port: Option<u16>,
@@ -491,13 +491,11 @@ fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
     };
     let announce_ip = match &r.announce_ip {
         None => None,
-        Some(s) if is_valid_host(s) => Some(s.clone()),
+        // An IPv4 literal only: Sentinel answers with IP addresses, so a
+        // hostname here would make the same task appear under two names.
+        Some(s) if s.parse::<Ipv4Addr>().is_ok() => Some(s.clone()),
         Some(s) => {
-            return Err(ConfigError::new(
-                "ANNOUNCE_IP",
-                s.clone(),
-                "an IPv4 address or a hostname",
-            ));
+            return Err(ConfigError::new("ANNOUNCE_IP", s.clone(), "an IPv4 address literal"));
         }
     };
     Ok(Listen {
@@ -680,6 +678,7 @@ mod tests {
             ("BIND_IP", "10.0.0.300"),
             ("BIND_IP", "myhost"),
             ("ANNOUNCE_IP", "bad host!"),
+            ("ANNOUNCE_IP", "redis.example.com"),
             ("ANNOUNCE_PORT", "65536"),
             ("LOG_FORMAT", "xml"),
             ("TAKEOVER_GRACE_S", "soon"),

@@ -245,11 +245,11 @@ mod tests {
         let id = resolve(&l).unwrap();
         assert_eq!(id.announce, Endpoint::new("127.0.0.9", 7000));
         let l2 = Listen {
-            announce_ip: Some("public.example".into()),
+            announce_ip: Some("203.0.113.9".into()),
             announce_port: Some(31000),
             ..l.clone()
         };
-        assert_eq!(resolve(&l2).unwrap().announce, Endpoint::new("public.example", 31000));
+        assert_eq!(resolve(&l2).unwrap().announce, Endpoint::new("203.0.113.9", 31000));
         let l3 = Listen { bind_ip: None, ..l };
         let e = resolve(&l3).unwrap_err();
         assert_eq!(e.var, "NET_IFACE");

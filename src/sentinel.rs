@@ -256,6 +256,13 @@ impl Follower<'_> {
             args.push(k);
             args.push(v);
         }
-        self.probe.cmd(&self.own, &args).await.map(drop)
+        if let Err(e) = self.probe.cmd(&self.own, &args).await {
+            // Without its settings (auth-pass, down-after) the Sentinel would
+            // monitor with defaults; remove it so the next check re-points
+            // it from scratch.
+            let _ = self.probe.cmd(&self.own, &["SENTINEL", "REMOVE", name]).await;
+            return Err(e);
+        }
+        Ok(())
     }
 }

@@ -36,7 +36,13 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
     let parent = std::process::id() as libc::pid_t;
     std::thread::Builder::new().name("child-keeper".into()).spawn(move || {
         let mut cmd = Command::new(&program);
-        cmd.args(&args).current_dir(&cwd).stdin(Stdio::null());
+        // The children get their secrets from their config files; they need
+        // not inherit them in their environment (/proc/<pid>/environ).
+        cmd.args(&args)
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .env_remove("REDIS_PASSWORD")
+            .env_remove("ZK_DIGEST");
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
