@@ -35,6 +35,10 @@ pub struct Candidate {
     pub addr: Endpoint,
     /// How many Sentinels named it (0 for the record or a registered node).
     pub votes: usize,
+    /// The newest Sentinel configuration epoch naming it. After a failover
+    /// the promoted master has a higher epoch than the old one, even while
+    /// some Sentinels have not heard of the switch yet.
+    pub epoch: u64,
     /// It answered `ROLE` with `master`.
     pub live_master: bool,
 }
@@ -80,18 +84,20 @@ pub enum Decision {
     Wait,
 }
 
-/// The live master the Sentinels name: most votes first; on a tie the one
-/// the record names, then the lowest address, so every launcher and Sentinel
-/// that sees the same answers picks the same master. `exclude` (this task)
-/// is never chosen.
+/// The live master the Sentinels name: the newest configuration epoch
+/// first (so a Sentinel that has not yet heard of a failover cannot win with
+/// a stale answer), then most votes, then the one the record names, then the
+/// lowest address, so every launcher and watcher that sees the same answers
+/// picks the same master. `exclude` (this task) is never chosen.
 pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Option<&Endpoint>) -> Option<Endpoint> {
     views
         .iter()
         .filter(|c| c.live_master && Some(&c.addr) != exclude)
         .max_by(|a, b| {
             let rec = |c: &Candidate| matches!(record, RecordView::Names(r) if *r == c.addr);
-            a.votes
-                .cmp(&b.votes)
+            a.epoch
+                .cmp(&b.epoch)
+                .then(a.votes.cmp(&b.votes))
                 .then(rec(a).cmp(&rec(b)))
                 .then(b.addr.cmp(&a.addr))
         })
@@ -155,6 +161,7 @@ mod tests {
             addr: ep(n),
             votes,
             live_master: live,
+            epoch: 0,
         }
     }
 
@@ -245,6 +252,33 @@ mod tests {
             Decision::Replicate {
                 master: ep(3),
                 fix_record: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_newer_epoch_beats_more_stale_votes() {
+        // Right after a failover: the leader names 2 (epoch 5), two Sentinels
+        // still name 1 (epoch 4), and 1 still answers as master for a moment.
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            sentinel_views: vec![
+                Candidate {
+                    epoch: 4,
+                    ..cand(1, 2, true)
+                },
+                Candidate {
+                    epoch: 5,
+                    ..cand(2, 1, true)
+                },
+            ],
+            ..world()
+        };
+        assert_eq!(
+            decide(&o),
+            Decision::Replicate {
+                master: ep(2),
+                fix_record: true
             }
         );
     }

@@ -15,8 +15,8 @@ use crate::probe::Probe;
 use crate::zk::{Record, Zk};
 
 /// What the Sentinels registered under `<root>/sentinels` say the master is:
-/// each distinct answer with its number of votes and whether it answers ROLE
-/// as master. Unreachable Sentinels and malformed answers are logged and
+/// each distinct answer with its number of votes, the newest configuration
+/// epoch behind it, and whether it answers ROLE as master. Unreachable Sentinels and malformed answers are logged and
 /// left out.
 pub async fn sentinel_views(zk: &Zk, probe: &Probe, master_name: &str) -> Result<Vec<Candidate>, String> {
     let sentinels = zk
@@ -26,23 +26,29 @@ pub async fn sentinel_views(zk: &Zk, probe: &Probe, master_name: &str) -> Result
     let mut asks = JoinSet::new();
     for (_, s) in sentinels {
         let (probe, name) = (probe.clone(), master_name.to_string());
-        asks.spawn(async move { (probe.sentinel_master(&s, &name).await, s) });
+        asks.spawn(async move { (probe.sentinel_view(&s, &name).await, s) });
     }
-    let mut votes: BTreeMap<Endpoint, usize> = BTreeMap::new();
+    // Per address: (votes, highest configuration epoch among its voters).
+    let mut views: BTreeMap<Endpoint, (usize, u64)> = BTreeMap::new();
     while let Some(Ok((answer, sentinel))) = asks.join_next().await {
         match answer {
-            Ok(Some(m)) => *votes.entry(m).or_default() += 1,
+            Ok(Some((m, epoch))) => {
+                let v = views.entry(m).or_default();
+                v.0 += 1;
+                v.1 = v.1.max(epoch);
+            }
             Ok(None) => debug!(sentinel = %sentinel, "sentinel does not know the master name"),
             Err(e) => warn!(sentinel = %sentinel, error = %e, "sentinel did not answer"),
         }
     }
-    let live = confirm_masters(probe, votes.keys().cloned().collect()).await;
-    Ok(votes
+    let live = confirm_masters(probe, views.keys().cloned().collect()).await;
+    Ok(views
         .into_iter()
-        .map(|(addr, votes)| Candidate {
+        .map(|(addr, (votes, epoch))| Candidate {
             live_master: live.contains(&addr),
             addr,
             votes,
+            epoch,
         })
         .collect())
 }

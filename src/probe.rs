@@ -136,6 +136,26 @@ impl Probe {
         parse_master_addr(&v).map_err(|e| format!("{sentinel}: {e}"))
     }
 
+    /// `SENTINEL MASTER <name>` on a Sentinel: the master's address and the
+    /// configuration epoch of that view; `None` when it does not know the
+    /// name. The epoch tells a fresh view (after a failover) from a stale one.
+    pub async fn sentinel_view(&self, sentinel: &Endpoint, name: &str) -> Result<Option<(Endpoint, u64)>, String> {
+        let v = match self.cmd(sentinel, &["SENTINEL", "MASTER", name]).await {
+            Ok(v) => v,
+            Err(e) if e.contains("No such master") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let f = fields(&v);
+        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        let (Some(ip), Some(port)) = (get("ip"), get("port")) else {
+            return Err(format!("{sentinel}: SENTINEL MASTER without ip/port"));
+        };
+        let master =
+            Endpoint::parse(&format!("{ip} {port}")).map_err(|e| format!("{sentinel}: SENTINEL MASTER: {e}"))?;
+        let epoch = get("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+        Ok(Some((master, epoch)))
+    }
+
     /// An `INFO <section>` reply as `field:value` pairs.
     pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, String> {
         let v = self.cmd(ep, &["INFO", section]).await?;
