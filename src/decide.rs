@@ -58,6 +58,9 @@ pub struct Observation {
     pub registered_masters: Vec<Endpoint>,
     /// How many redis nodes are registered at all.
     pub registered_nodes: usize,
+    /// Registered nodes that answer as replicas, with their replication
+    /// offset: after a lost master, the data lives there.
+    pub live_replicas: Vec<(Endpoint, i64)>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
 }
@@ -78,6 +81,13 @@ pub enum Decision {
     BecomeMaster {
         /// A takeover of a lost group rather than a fresh start.
         takeover: bool,
+    },
+    /// The group lost its master and no Sentinel replaced it, but a live
+    /// replica holds the data: promote it (the one with the highest
+    /// replication offset) and replicate from it.
+    Promote {
+        /// The replica to promote.
+        replica: Endpoint,
     },
     /// A group exists but shows no live master: re-check until the grace
     /// period ends, so that a failover in progress can finish.
@@ -130,7 +140,20 @@ pub fn decide(o: &Observation) -> Decision {
     if !group_exists {
         Decision::BecomeMaster { takeover: false }
     } else if o.grace_elapsed {
-        Decision::BecomeMaster { takeover: true }
+        // Never take over with this node's own (likely empty) data while a
+        // replica of the lost master still holds it: promote the most
+        // up-to-date one instead, or the others would resync from nothing.
+        match o
+            .live_replicas
+            .iter()
+            .filter(|(e, _)| not_me(e))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        {
+            Some((replica, _)) => Decision::Promote {
+                replica: replica.clone(),
+            },
+            None => Decision::BecomeMaster { takeover: true },
+        }
     } else {
         Decision::Wait
     }
@@ -153,6 +176,7 @@ mod tests {
             registered_masters: vec![],
             registered_nodes: 0,
             grace_elapsed: false,
+            live_replicas: vec![],
         }
     }
 
@@ -295,6 +319,23 @@ mod tests {
             ..o
         };
         assert_eq!(decide(&o), Decision::BecomeMaster { takeover: true });
+    }
+
+    #[test]
+    fn takeover_promotes_the_most_up_to_date_live_replica() {
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            registered_nodes: 2,
+            live_replicas: vec![(ep(2), 100), (ep(3), 250), (ep(9), 999)],
+            grace_elapsed: true,
+            ..world()
+        };
+        assert_eq!(decide(&o), Decision::Promote { replica: ep(3) });
+        let o = Observation {
+            grace_elapsed: false,
+            ..o
+        };
+        assert_eq!(decide(&o), Decision::Wait);
     }
 
     #[test]

@@ -70,6 +70,31 @@ pub async fn confirm_masters(probe: &Probe, candidates: Vec<Endpoint>) -> Vec<En
     live
 }
 
+/// The nodes among `candidates` that answer as replicas, with their
+/// replication offset (`INFO replication`), probed concurrently.
+async fn replica_offsets(probe: &Probe, candidates: impl Iterator<Item = Endpoint>) -> Vec<(Endpoint, i64)> {
+    let mut checks = JoinSet::new();
+    for c in candidates {
+        let probe = probe.clone();
+        checks.spawn(async move {
+            let info = probe.info(&c, "replication").await.ok()?;
+            let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if get("role").as_deref() != Some("slave") {
+                return None;
+            }
+            Some((c, get("slave_repl_offset")?.parse().ok()?))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = checks.join_next().await {
+        if let Ok(Some(x)) = r {
+            out.push(x);
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Observes everything [`crate::decide::decide`] needs. Returns the raw
 /// record too, whose version the caller uses for its CAS write.
 pub async fn observe(
@@ -94,8 +119,9 @@ pub async fn observe(
         .await
         .map_err(|e| format!("listing nodes: {e}"))?;
     let registered_nodes = nodes.len();
-    let registered_masters =
-        confirm_masters(probe, nodes.into_iter().map(|(_, e)| e).filter(|e| e != me).collect()).await;
+    let others: Vec<Endpoint> = nodes.into_iter().map(|(_, e)| e).filter(|e| e != me).collect();
+    let registered_masters = confirm_masters(probe, others.clone()).await;
+    let live_replicas = replica_offsets(probe, others.into_iter().filter(|e| !registered_masters.contains(e))).await;
     let o = Observation {
         me: me.clone(),
         record: record_view,
@@ -104,6 +130,7 @@ pub async fn observe(
         registered_masters,
         registered_nodes,
         grace_elapsed,
+        live_replicas,
     };
     Ok((o, record))
 }

@@ -233,6 +233,17 @@ async fn decide_under_lock(
                 }
                 return Ok((d, record));
             }
+            Decision::Promote { replica } => {
+                warn!(addr = %me, replica = %replica, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
+                    "TAKEOVER: the group lost its master and no Sentinel replaced it; promoting the most up-to-date live replica");
+                if let Err(e) = promote(probe, &replica).await {
+                    warn!(replica = %replica, error = %e, "promotion failed; deciding again");
+                    pause(signals, RECHECK).await?;
+                    continue;
+                }
+                // The record is then corrected by the Replicate branch (CAS).
+                continue;
+            }
             d @ Decision::BecomeMaster { takeover } => {
                 if takeover {
                     warn!(addr = %me, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
@@ -244,6 +255,19 @@ async fn decide_under_lock(
             }
         }
     }
+}
+
+/// Turns `replica` into a master (`REPLICAOF NO ONE`) and waits until it
+/// answers as one.
+async fn promote(probe: &Probe, replica: &Endpoint) -> Result<(), String> {
+    probe.cmd(replica, &["REPLICAOF", "NO", "ONE"]).await?;
+    for _ in 0..50 {
+        if probe.is_master(replica).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!("{replica} does not answer as master after REPLICAOF NO ONE"))
 }
 
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the

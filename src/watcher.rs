@@ -45,6 +45,7 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
         probe: Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT),
         cfg,
         last_reset: None,
+        suspect: None,
     };
     let code = tokio::select! {
         never = watcher.run(keeper.subscribe()) => match never {},
@@ -101,6 +102,8 @@ struct Watcher {
     cfg: WatcherConfig,
     probe: Probe,
     last_reset: Option<Instant>,
+    /// The Sentinel that looked like it remembers ghosts at the last check.
+    suspect: Option<Endpoint>,
 }
 
 impl Watcher {
@@ -293,10 +296,11 @@ impl Watcher {
     }
 
     /// Sends `SENTINEL RESET` to one Sentinel that counts more peers than
-    /// are registered, unless a failover is running anywhere, a reset
-    /// happened less than [`RESET_SPACING`] ago, or some Sentinel has not yet
-    /// relearned its peers and the replicas (which also keeps several
-    /// watchers from resetting two Sentinels at once).
+    /// are registered, on two checks in a row, unless the master is seen
+    /// down or a failover is running anywhere, a reset happened less than
+    /// [`RESET_SPACING`] ago, or some Sentinel has not yet relearned all its
+    /// peers and the replicas (which also keeps several watchers from
+    /// resetting two Sentinels at once).
     async fn clean_ghosts(&mut self, zk: &Zk) {
         if self
             .last_reset
@@ -322,14 +326,15 @@ impl Watcher {
             let f = fields(&reply);
             let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
             let num = |k: &str| get(k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
-            if get("flags").is_some_and(|fl| fl.contains("failover")) {
-                debug!(sentinel = %s, "failover in progress; no reset now");
+            if get("flags").is_some_and(|fl| fl.contains("failover") || fl.contains("s_down") || fl.contains("o_down"))
+            {
+                debug!(sentinel = %s, "master down or failover in progress; no reset now");
                 return;
             }
             // A Sentinel that does not yet know its peers or the replicas
             // was probably just reset (by us or by another watcher): resetting
             // a second one now could leave no Sentinel able to fail over.
-            if num("num-other-sentinels") < expected_peers.min(1) || num("num-slaves") < live_replicas {
+            if num("num-other-sentinels") < expected_peers || num("num-slaves") < live_replicas {
                 debug!(sentinel = %s, "a sentinel is still relearning the group; no reset now");
                 return;
             }
@@ -338,7 +343,15 @@ impl Watcher {
                 target = Some((s.clone(), known));
             }
         }
+        // Registrations lag after a ZooKeeper session expiry; a count that is
+        // too high must be seen on two reconciliations in a row.
+        let confirmed = matches!((&target, &self.suspect), (Some((t, _)), Some(prev)) if t == prev);
+        self.suspect = target.as_ref().map(|(s, _)| s.clone());
+        if !confirmed {
+            return;
+        }
         if let Some((s, known)) = target {
+            self.suspect = None;
             match self.probe.cmd(&s, &["SENTINEL", "RESET", name]).await {
                 Ok(_) => {
                     info!(sentinel = %s, known, registered = registered.len(), "reset a sentinel that remembers dead peers")

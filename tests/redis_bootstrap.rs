@@ -510,3 +510,65 @@ async fn chroot_loopback_and_pass_through_arguments() {
     assert!(p.log().contains("no sentinel registered"), "{}", p.log());
     eprintln!("MEASURE lone master stopped on SIGTERM in {:?}", t0.elapsed());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_promotes_a_live_replica_instead_of_starting_empty() {
+    let root = unique_root("promote");
+    let first = start(&root, &[]);
+    let second = start(&root, &[]);
+    let master = wait_for("two-node group", Duration::from_secs(30), || async {
+        converged(&root, &[&first, &second]).await
+    })
+    .await;
+    let (a, b) = if master == first.task.addr() {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    let mut keys = vec![];
+    for i in 0..200 {
+        let k = format!("precious:{i}");
+        let set: &[&str] = &["SET", &k, "x"];
+        let wait: &[&str] = &["WAIT", "1", "1000"];
+        let r = redis_pipe(&master, None, &[set, wait]).await.unwrap();
+        assert_eq!(r[1], redis::Value::Int(1), "write {k} not replicated");
+        keys.push(k);
+    }
+    // The master's task dies, and there is no Sentinel to promote B.
+    a.proc.signal(libc::SIGKILL);
+    let c = start(&root, &[("TAKEOVER_GRACE_S", "3".into())]);
+    let (b_addr, c_addr) = (b.task.addr(), c.task.addr());
+    wait_for("B promoted, C replicating from it", Duration::from_secs(30), || async {
+        let rec = record(&root).await;
+        let role_b = role(&b_addr).await;
+        let link = info_field(&c_addr, "replication", "master_link_status").await;
+        let host = info_field(&c_addr, "replication", "master_host").await;
+        if rec.as_deref() == Some(b_addr.as_str())
+            && role_b.as_deref() == Ok("master")
+            && link.as_deref() == Ok("up")
+            && host.as_deref() == Ok(b.task.ip.as_str())
+        {
+            Ok(())
+        } else {
+            Err(format!("record {rec:?}, B {role_b:?}, C link {link:?} to {host:?}"))
+        }
+    })
+    .await;
+    assert!(
+        c.proc.log().contains("promoting the most up-to-date live replica"),
+        "{}",
+        c.proc.log()
+    );
+    for k in &keys {
+        assert_eq!(
+            redis_cmd(&b_addr, None, &["EXISTS", k]).await,
+            Ok(redis::Value::Int(1)),
+            "{k} lost in the takeover"
+        );
+        assert_eq!(
+            redis_cmd(&c_addr, None, &["EXISTS", k]).await,
+            Ok(redis::Value::Int(1)),
+            "{k} missing on C"
+        );
+    }
+}
