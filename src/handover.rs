@@ -69,7 +69,8 @@ impl HandOver<'_> {
             .await?;
         info!(addr = %self.me, pause_ms = pause_ms as u64, "writes paused for the hand-over");
         // 2. Let a replica reach the master's offset.
-        let caught_up = self.wait_for_replica_offset().await?;
+        let patience = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
+        let caught_up = self.wait_for_replica_offset(patience).await?;
         info!(addr = %self.me, replica = %caught_up, "a replica has every write");
         // 3. Ask a Sentinel to fail over.
         let mut asked = None;
@@ -101,8 +102,11 @@ impl HandOver<'_> {
         }
     }
 
-    /// Waits until an online replica acknowledged the master's offset.
-    async fn wait_for_replica_offset(&self) -> Result<Endpoint, String> {
+    /// Waits until every online replica has the master's offset, so that
+    /// whichever one Sentinel promotes has every acknowledged write. A
+    /// replica that lags past `patience` is left behind if another one is
+    /// complete (Sentinel prefers the replica with the higher offset).
+    async fn wait_for_replica_offset(&self, patience: Instant) -> Result<Endpoint, String> {
         loop {
             let info = self.probe.info(&self.local, "replication").await?;
             let master_offset: i64 = info
@@ -110,16 +114,26 @@ impl HandOver<'_> {
                 .find(|(k, _)| k == "master_repl_offset")
                 .and_then(|(_, v)| v.parse().ok())
                 .ok_or("INFO replication without master_repl_offset")?;
-            let best = info
+            let online: Vec<ReplicaLine> = info
                 .iter()
                 .filter(|(k, _)| k.starts_with("slave"))
                 .filter_map(|(_, v)| replica_line(v))
                 .filter(|r| r.online)
-                .max_by_key(|r| r.offset);
+                .collect();
+            let complete = online.iter().filter(|r| r.offset >= master_offset).count();
+            let best = online.iter().max_by_key(|r| r.offset).map(|r| r.addr.clone());
             match best {
-                Some(r) if r.offset >= master_offset => return Ok(r.addr),
-                Some(_) => {}
                 None => return Err("no online replica".into()),
+                Some(b) if complete == online.len() => return Ok(b),
+                Some(b) if complete > 0 && Instant::now() >= patience => {
+                    warn!(
+                        complete,
+                        online = online.len(),
+                        "a replica still lags; handing over to a complete one"
+                    );
+                    return Ok(b);
+                }
+                Some(_) => {}
             }
             sleep(Duration::from_millis(20)).await;
         }

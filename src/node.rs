@@ -71,7 +71,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
 
     let keeper = Keeper::spawn(zk);
     let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
-    keeper.register(&node_path, &me.to_record()).await;
+    keeper.register(&node_path, &me.to_record());
     let guard = RoleGuard {
         probe: &probe,
         local: id.local(),

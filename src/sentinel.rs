@@ -79,7 +79,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
     }
     let keeper = Keeper::spawn(zk);
     let path = format!("{}/{}", keeper.zk().sentinels_dir(), uuid::Uuid::new_v4());
-    keeper.register(&path, &id.announce.to_record()).await;
+    keeper.register(&path, &id.announce.to_record());
     let follower = Follower {
         cfg: &cfg,
         probe: &probe,

@@ -27,6 +27,7 @@ pub struct Keeper {
     current: watch::Receiver<Zk>,
     ephemerals: Registrations,
     task: JoinHandle<()>,
+    creators: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Keeper {
@@ -39,6 +40,7 @@ impl Keeper {
             current: rx,
             ephemerals,
             task,
+            creators: Mutex::new(Vec::new()),
         }
     }
 
@@ -53,14 +55,19 @@ impl Keeper {
         self.current.clone()
     }
 
-    /// Creates the ephemeral node `path` now (retrying transient errors)
-    /// and again after every session expiry.
-    pub async fn register(&self, path: &str, data: &[u8]) {
+    /// Creates the ephemeral node `path` (in the background, retrying
+    /// transient errors, so the caller can go on supervising its child
+    /// while ZooKeeper is away) and again after every session expiry.
+    pub fn register(&self, path: &str, data: &[u8]) {
         self.ephemerals
             .lock()
             .expect("poisoned")
             .push((path.to_string(), data.to_vec()));
-        create_retrying(&self.zk(), path, data).await;
+        let (zk, path, data) = (self.zk(), path.to_string(), data.to_vec());
+        self.creators
+            .lock()
+            .expect("poisoned")
+            .push(tokio::spawn(async move { create_retrying(&zk, &path, &data).await }));
     }
 
     /// Stops the keeper and deletes the registrations (bounded by the
@@ -68,6 +75,9 @@ impl Keeper {
     /// after the session times out.
     pub async fn shutdown(self) {
         self.task.abort();
+        for creator in self.creators.lock().expect("poisoned").drain(..) {
+            creator.abort();
+        }
         let zk = self.zk();
         let paths: Vec<String> = self
             .ephemerals
@@ -141,5 +151,8 @@ async fn keep(tx: watch::Sender<Zk>, ephemerals: Registrations) {
 impl Drop for Keeper {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(mut creators) = self.creators.lock() {
+            creators.drain(..).for_each(|c| c.abort());
+        }
     }
 }

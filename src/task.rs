@@ -51,6 +51,12 @@ pub async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
     }
 }
 
+/// How long a new child may take to answer in its role. A server loading a
+/// large dataset is slow, but the bootstrap lock is held meanwhile: a child
+/// that never becomes ready (say a pass-through `--port` that moved it) must
+/// not block every other launcher for ever.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// How waiting for a new child ended.
 pub enum Ready {
     /// It answers PING and its ROLE is the intended one.
@@ -81,6 +87,18 @@ pub async fn wait_ready(
         if last_log.elapsed() >= Duration::from_secs(10) {
             last_log = Instant::now();
             warn!(addr = %local, waited_s = started.elapsed().as_secs(), "child not ready yet");
+        }
+        if started.elapsed() >= STARTUP_TIMEOUT {
+            error!(addr = %local, timeout_s = STARTUP_TIMEOUT.as_secs(), "child never answered in its intended role; stopping it");
+            child.signal(libc::SIGTERM);
+            if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+            {
+                child.signal(libc::SIGKILL);
+                child.wait().await;
+            }
+            return Ready::ChildExited(1);
         }
         tokio::select! {
             _ = sleep(Duration::from_millis(50)) => {},

@@ -176,6 +176,10 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (a, b) = (writer.finish().await, sticky.finish().await);
+    // The scenario's own outcome, before any replacement starts: exactly one
+    // master, the record equal to every Sentinel's answer, every live
+    // replica linked.
+    g.wait_healthy(Duration::from_secs(30)).await;
     if s == Scenario::HangMasterWithMinReplicas {
         config_set_all(g, &[("min-replicas-to-write", "0")]).await;
     }

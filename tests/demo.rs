@@ -49,14 +49,30 @@ fn three_free_ports_after() -> u16 {
     panic!("no three consecutive free ports");
 }
 
+/// Top-level entries of the temporary directory (where a careless script
+/// would leave state), less this suite's own scratch area.
+fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "rzk-tests")
+        .collect()
+}
+
+/// Runs the demo and the Ctrl-C test one at a time: each brings up a group.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn local_group_demo_fails_over_and_cleans_up() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
     let dir = task().dir.join("group");
     let dir_s = dir.display().to_string();
     let redis_base = three_free_ports_after();
     let sentinel_base = three_free_ports_after();
     let zk_port = task().port;
+    let tmp_before = tmp_entries();
     let t0 = Instant::now();
     let out = Command::new("bash")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
@@ -86,13 +102,76 @@ fn local_group_demo_fails_over_and_cleans_up() {
         "processes left running after the demo:\n{}",
         left.join("\n")
     );
-    let outside: Vec<_> = std::fs::read_dir(&dir)
+    let written: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
         .collect();
     assert!(
-        !outside.is_empty(),
-        "the demo should have written its state into GROUP_DIR"
+        written.len() >= 8,
+        "the demo should keep its state and logs in GROUP_DIR: {written:?}"
+    );
+    let tmp_after = tmp_entries();
+    let new: Vec<_> = tmp_after.difference(&tmp_before).collect();
+    assert!(new.is_empty(), "the demo left state outside its directory: {new:?}");
+}
+
+#[test]
+fn ctrl_c_stops_every_process_of_the_local_group() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
+    let dir = task().dir.join("group");
+    let dir_s = dir.display().to_string();
+    let (redis_base, sentinel_base, zk_port) = (three_free_ports_after(), three_free_ports_after(), task().port);
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
+        .env("RZK_BIN_DIR", bin_dir)
+        .env("GROUP_DIR", &dir)
+        .env("ZK_PORT", zk_port.to_string())
+        .env("REDIS_PORT_BASE", redis_base.to_string())
+        .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
+        .stdout(std::process::Stdio::piped());
+    // Its own process group, like a shell job: Ctrl-C reaches all of it.
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("run scripts/local-group.sh");
+    let pgid = child.id() as i32;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let t0 = Instant::now();
+    let mut seen = vec![];
+    loop {
+        let line = lines.next().expect("the script ended early").unwrap();
+        seen.push(line.clone());
+        if line.contains("=master") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(90),
+            "no status line with a master:\n{}",
+            seen.join("\n")
+        );
+    }
+    // SAFETY: plain kill(2) on the group we created.
+    unsafe { libc::kill(-pgid, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(
+        rest.iter().any(|l| l.contains("stopped")),
+        "no clean stop:\n{}",
+        rest.join("\n")
+    );
+    assert_eq!(status.code(), Some(130), "exit status after Ctrl-C");
+    let left = processes_using(&dir_s);
+    assert!(
+        left.is_empty(),
+        "processes left running after Ctrl-C:\n{}",
+        left.join("\n")
     );
 }

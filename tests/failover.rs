@@ -127,7 +127,7 @@ async fn record_follows_after_the_subscribed_sentinel_dies() {
     let t0 = Instant::now();
     wait_for(
         "the watcher to move to another sentinel",
-        Duration::from_secs(2),
+        Duration::from_secs(1),
         || async {
             match subscribed_sentinel(watcher) {
                 Some(s) if s != sub => Ok(s),

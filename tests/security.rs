@@ -127,18 +127,25 @@ async fn redis_password_keeps_strangers_out_and_the_group_working() {
 
     // Secrets reach the children only through private files.
     use std::os::unix::fs::PermissionsExt;
-    for m in g.redis.iter().chain(&g.sentinels) {
-        for f in ["redis.conf", "sentinel.conf"] {
-            let p = m.task.dir.join(f);
-            if let Ok(meta) = std::fs::metadata(&p) {
-                assert_eq!(
-                    meta.permissions().mode() & 0o077,
-                    0,
-                    "{} is readable by others",
-                    p.display()
-                );
-            }
-        }
+    let confs = g
+        .redis
+        .iter()
+        .map(|m| (m, "redis.conf"))
+        .chain(g.sentinels.iter().map(|m| (m, "sentinel.conf")));
+    for (m, f) in confs {
+        let p = m.task.dir.join(f);
+        let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert_eq!(
+            meta.permissions().mode() & 0o077,
+            0,
+            "{} is readable by others",
+            p.display()
+        );
+        assert!(
+            std::fs::read_to_string(&p).unwrap().contains(password),
+            "{} should carry the password",
+            p.display()
+        );
     }
     assert!(
         !ps_output().contains(password),
