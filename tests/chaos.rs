@@ -179,7 +179,7 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
     // The scenario's own outcome, before any replacement starts: exactly one
     // master, the record equal to every Sentinel's answer, every live
     // replica linked.
-    g.wait_healthy(Duration::from_secs(30)).await;
+    g.wait_healthy(Duration::from_secs(60)).await;
     if s == Scenario::HangMasterWithMinReplicas {
         config_set_all(g, &[("min-replicas-to-write", "0")]).await;
     }

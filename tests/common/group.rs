@@ -240,9 +240,11 @@ impl Group {
                 .await?
                 .parse()
                 .unwrap_or(0);
-            if peers + 1 < live_sentinels {
+            // Exactly: a dead peer a Sentinel still counts (a ghost) raises
+            // the majority a failover needs, and can block it.
+            if peers + 1 != live_sentinels {
                 return Err(format!(
-                    "sentinel {} knows {peers} peers of {}",
+                    "sentinel {} counts {peers} peers, {} live",
                     s.addr(),
                     live_sentinels - 1
                 ));
