@@ -275,10 +275,12 @@ fn stages(text: &str) -> Vec<Stage> {
                     ""
                 };
                 let inherited = out.iter().find(|s| s.name == base).cloned().unwrap_or_default();
+                // ENTRYPOINT is reset per stage here on purpose (each target
+                // must name its own binary); USER, WORKDIR and HEALTHCHECK
+                // are inherited from a parent stage, as Docker does.
                 out.push(Stage {
                     name: name.to_string(),
                     entrypoint: None,
-                    healthcheck: false,
                     ..inherited
                 });
             }
