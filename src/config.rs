@@ -266,10 +266,11 @@ pub fn process_env() -> Vec<(String, String)> {
 }
 
 fn raw(vars: &[(String, String)]) -> Raw {
-    // Like a real environment, a later duplicate wins (envy would reject it).
+    // envy matches names case-insensitively and rejects duplicates; keep one
+    // value per name (the later wins, as in a real environment).
     let mut seen = std::collections::BTreeMap::new();
     for (k, v) in vars {
-        seen.insert(k.clone(), v.clone());
+        seen.insert(k.to_ascii_uppercase(), v.clone());
     }
     // envy cannot fail otherwise: every field is an optional string.
     envy::from_iter(seen).expect("optional string fields always deserialize")
@@ -762,6 +763,16 @@ mod tests {
                 "{field} is parsed but not listed"
             );
         }
+    }
+
+    #[test]
+    fn odd_environments_do_not_panic() {
+        let vars = vec![
+            ("zk_hosts".to_string(), "a".to_string()),
+            ("ZK_HOSTS".to_string(), "b".to_string()),
+        ];
+        let r = raw(&vars);
+        assert_eq!(r.zk_hosts.as_deref(), Some("b"));
     }
 
     #[test]
