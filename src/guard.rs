@@ -2,10 +2,14 @@
 //! server's role still fits the group, and corrects the two cases Sentinel
 //! leaves open or closes slowly.
 //!
-//! - **A stranded replica**: its master died and Sentinel did not reconfigure
-//!   it, because the failover happened before Sentinel had learned of it
-//!   (Sentinel discovers replicas from the master's INFO, every 10 s). It
-//!   would follow a dead address for ever. After [`STRANDED_SETTLE`] it is
+//! - **A stranded replica**: the server it follows is no longer a master,
+//!   and Sentinel did not reconfigure it, because the failover happened
+//!   before Sentinel had learned of it (Sentinel discovers replicas from the
+//!   master's INFO, every 10 s). If that server died, the replica would
+//!   follow a dead address for ever. If it was demoted, the replica stays
+//!   linked to it, a chain Sentinel never sees (the new master's INFO lists
+//!   only its own replicas), so Sentinel could never promote it and it is
+//!   lost when the middle server goes. After [`STRANDED_SETTLE`] it is
 //!   pointed at the master the bootstrap decision finds.
 //! - **A stale master**: a master that hung (or was cut off) long enough to
 //!   be failed over, and came back still believing it is master. Clients
@@ -57,9 +61,11 @@ impl RoleGuard<'_> {
             sleep(INTERVAL).await;
             let zk = sessions.borrow().clone();
             match self.probe.role(&self.local).await {
-                Ok(Role::Replica { master, state }) => {
+                Ok(Role::Replica { master, .. }) => {
                     outvoted_once = false;
-                    if state == "connected" || self.probe.is_master(&master).await {
+                    // Not the link state: a replica can be linked and in
+                    // sync with a server that is itself a replica now.
+                    if self.probe.is_master(&master).await {
                         stranded_since = None;
                         continue;
                     }
@@ -87,7 +93,8 @@ impl RoleGuard<'_> {
         }
     }
 
-    /// Points a stranded replica at the live master; true when done.
+    /// Points a stranded replica (following `dead`, which no longer answers
+    /// as master) at the live master; true when done.
     async fn rescue_replica(&self, zk: &Zk, dead: &Endpoint) -> bool {
         let Ok((obs, _)) = observe(zk, self.probe, &self.me, self.name, false).await else {
             return false;
@@ -101,7 +108,7 @@ impl RoleGuard<'_> {
         let port = live.port.to_string();
         match self.probe.cmd(&self.local, &["REPLICAOF", &live.host, &port]).await {
             Ok(_) => {
-                warn!(addr = %self.me, old = %dead, master = %live, "replica was stranded on a dead master; re-pointed it");
+                warn!(addr = %self.me, old = %dead, master = %live, "replica followed a server that is no longer a master; re-pointed it");
                 true
             }
             Err(e) => {

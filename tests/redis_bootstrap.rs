@@ -572,3 +572,51 @@ async fn takeover_promotes_a_live_replica_instead_of_starting_empty() {
         );
     }
 }
+
+/// A replica linked to a server that has itself become a replica (left so
+/// when a failover demotes a master before Sentinel learned of all its
+/// replicas) is invisible to Sentinel. Its launcher re-points it at the
+/// master, and leaves the correctly linked replica alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_chained_behind_another_replica_is_re_pointed_to_the_master() {
+    let root = unique_root("chain");
+    let ls = [start(&root, &[]), start(&root, &[]), start(&root, &[])];
+    let master = wait_for("three-node group", Duration::from_secs(30), || async {
+        converged(&root, &[&ls[0], &ls[1], &ls[2]]).await
+    })
+    .await;
+    let mut replicas = ls.iter().filter(|l| l.task.addr() != master);
+    let (middle, chained) = (replicas.next().unwrap(), replicas.next().unwrap());
+    let (ip, port) = (middle.task.ip.clone(), middle.task.port.to_string());
+    redis_cmd(&chained.task.addr(), None, &["REPLICAOF", &ip, &port])
+        .await
+        .unwrap();
+    wait_for("the chain to form", Duration::from_secs(10), || async {
+        let host = info_field(&chained.task.addr(), "replication", "master_host").await?;
+        let link = info_field(&chained.task.addr(), "replication", "master_link_status").await?;
+        if host == ip && link == "up" {
+            Ok(())
+        } else {
+            Err(format!("{host} link {link}"))
+        }
+    })
+    .await;
+    let t0 = Instant::now();
+    wait_for(
+        "the chained replica to follow the master again",
+        Duration::from_secs(20),
+        || async { converged(&root, &[&ls[0], &ls[1], &ls[2]]).await },
+    )
+    .await;
+    eprintln!("MEASURE chained replica re-pointed after {:?}", t0.elapsed());
+    assert!(
+        chained.proc.log().contains("re-pointed it"),
+        "the launcher must have re-pointed it:\n{}",
+        chained.proc.log()
+    );
+    assert!(
+        !middle.proc.log().contains("re-pointed it"),
+        "the correctly linked replica must be left alone:\n{}",
+        middle.proc.log()
+    );
+}
