@@ -274,8 +274,49 @@ impl Group {
         Ok(master.clone())
     }
 
+    /// Waits for [`Group::health`]. On timeout the panic carries, besides
+    /// the last finding, each task's role and the notable lines of its log
+    /// (Sentinel events, launcher warnings), so that a failure in CI, where
+    /// the scratch directories are gone, can still be explained.
     pub async fn wait_healthy(&self, timeout: Duration) -> String {
-        wait_for("a healthy group", timeout, || self.health()).await
+        match try_wait_for(timeout, || self.health()).await {
+            Ok(master) => master,
+            Err(last) => panic!(
+                "timed out after {timeout:?} waiting for a healthy group; last seen: {last}\n{}",
+                self.diagnose().await
+            ),
+        }
+    }
+
+    /// Every task's state and the notable lines of its log.
+    pub async fn diagnose(&self) -> String {
+        let mut out = format!("record: {:?}\n", self.record_with_version().await);
+        let kinds = [
+            ("redis", &self.redis),
+            ("sentinel", &self.sentinels),
+            ("watcher", &self.watchers),
+        ];
+        for (kind, members) in kinds {
+            for m in members {
+                let state = if !m.proc.is_running() {
+                    "launcher gone".to_string()
+                } else if kind == "redis" {
+                    let role = role_pw(&m.addr(), self.pw()).await;
+                    let host = info_field_pw(&m.addr(), self.pw(), "replication", "master_host").await;
+                    format!("ROLE {role:?}, master_host {host:?}")
+                } else {
+                    "running".to_string()
+                };
+                out.push_str(&format!("--- {kind} {} ({state})\n", m.addr()));
+                let log = m.proc.log();
+                let notable: Vec<&str> = log.lines().filter(|l| notable(l)).collect();
+                for line in &notable[notable.len().saturating_sub(25)..] {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
     }
 }
 
@@ -480,4 +521,27 @@ pub async fn missing_keys(master: &str, password: Option<&str>, keys: &[String])
         }
     }
     missing
+}
+
+/// A log line worth showing when a test fails: a launcher's warning or
+/// error, a decision, or a Redis/Sentinel event logged at warning level
+/// (`#`), which is where Sentinel logs `+sdown`, `+switch-master` and the
+/// failover steps.
+fn notable(line: &str) -> bool {
+    const NOISE: [&str; 5] = [
+        "oO0OoO0O",
+        "Redis version=",
+        "Configuration loaded",
+        "Server initialized",
+        "overcommit",
+    ];
+    if NOISE.iter().any(|n| line.contains(n)) {
+        return false;
+    }
+    line.contains(" WARN ")
+        || line.contains(" ERROR ")
+        || line.contains(" # ")
+        || line.contains("promot")
+        || line.contains("master=")
+        || line.contains("REPLICAOF")
 }

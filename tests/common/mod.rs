@@ -468,7 +468,20 @@ pub fn unique_root(tag: &str) -> String {
 /// Polls `f` every 50 ms until it returns `Ok`, panicking after `timeout` with the
 /// last error so a failing test says what it was actually seeing. An attempt that
 /// is still pending at the deadline is abandoned.
-pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    match try_wait_for(timeout, f).await {
+        Ok(v) => v,
+        Err(last) => panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}"),
+    }
+}
+
+/// [`wait_for`] that returns the last error instead of panicking, for
+/// callers that add their own diagnostics to the failure.
+pub async fn try_wait_for<T, F, Fut>(timeout: Duration, mut f: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, String>>,
@@ -478,12 +491,12 @@ where
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, f()).await {
-            Ok(Ok(v)) => return v,
+            Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => last_err = e,
             Err(_) => last_err = format!("attempt still pending at deadline (before that: {last_err})"),
         }
         if Instant::now() >= deadline {
-            panic!("timed out after {timeout:?} waiting for {what}; last seen: {last_err}");
+            return Err(last_err);
         }
         tokio::time::sleep(POLL).await;
     }
