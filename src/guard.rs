@@ -93,22 +93,22 @@ impl RoleGuard<'_> {
         }
     }
 
-    /// Points a stranded replica (following `dead`, which no longer answers
-    /// as master) at the live master; true when done.
-    async fn rescue_replica(&self, zk: &Zk, dead: &Endpoint) -> bool {
+    /// Points a stranded replica (following `old`, which no longer answers
+    /// as master, dead or demoted) at the live master; true when done.
+    async fn rescue_replica(&self, zk: &Zk, old: &Endpoint) -> bool {
         let Ok((obs, _)) = observe(zk, self.probe, &self.me, self.name, false).await else {
             return false;
         };
         let Decision::Replicate { master: live, .. } = decide(&obs) else {
             return false;
         };
-        if live == *dead {
+        if live == *old {
             return false;
         }
         let port = live.port.to_string();
         match self.probe.cmd(&self.local, &["REPLICAOF", &live.host, &port]).await {
             Ok(_) => {
-                warn!(addr = %self.me, old = %dead, master = %live, "replica followed a server that is no longer a master; re-pointed it");
+                warn!(addr = %self.me, old = %old, master = %live, "replica followed a server that is no longer a master; re-pointed it");
                 true
             }
             Err(e) => {
