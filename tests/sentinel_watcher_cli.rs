@@ -133,3 +133,25 @@ async fn sentinel_waits_by_watch_and_starts_when_a_master_appears() {
     })
     .await;
 }
+
+/// A down-after below 2000 ms is accepted (SPEC allows it) but warned about:
+/// Sentinel can then fail a just-promoted master over a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_warns_about_a_down_after_that_causes_needless_failovers() {
+    for (down_after, warned) in [("1000", true), ("2000", false)] {
+        let mut g = Group::new("downafter");
+        g.extra.push(("MASTER_WAIT_TIMEOUT_S", "1".into()));
+        g.extra.push(("SENTINEL_DOWN_AFTER_MS", down_after.into()));
+        let i = g.start_sentinel();
+        let s = &g.sentinels[i];
+        s.proc
+            .wait_exit(Duration::from_secs(10))
+            .expect("rzk-sentinel kept waiting");
+        let log = s.proc.log();
+        assert_eq!(
+            log.contains("SENTINEL_DOWN_AFTER_MS is below 2000"),
+            warned,
+            "SENTINEL_DOWN_AFTER_MS={down_after}: {log}"
+        );
+    }
+}

@@ -10,8 +10,11 @@ pub const RZK_REDIS: &str = env!("CARGO_BIN_EXE_rzk-redis");
 pub const RZK_SENTINEL: &str = env!("CARGO_BIN_EXE_rzk-sentinel");
 pub const RZK_WATCHER: &str = env!("CARGO_BIN_EXE_rzk-watcher");
 
-/// Sentinel timing used by the group tests.
-pub const DOWN_AFTER_MS: u64 = 1000;
+/// Sentinel timing used by the group tests. Not lower: at 1000 ms Sentinel
+/// now and then failed a just-promoted master over a second time (seen
+/// twice in CI-like runs; upstream redis/redis#8607), which made the tests
+/// see a master change nobody caused.
+pub const DOWN_AFTER_MS: u64 = 2000;
 pub const FAILOVER_TIMEOUT_MS: u64 = 5000;
 pub const RECONCILE_S: u64 = 2;
 
