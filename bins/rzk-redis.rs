@@ -1,4 +1,4 @@
-//! `rzk-redis`: entrypoint of a Redis task. See SPEC "rzk-redis (bootstrap)".
+//! `rzk-redis`: entrypoint of a Redis task. See `docs/contract.md`, "rzk-redis".
 //! Arguments are passed through to `redis-server` unchanged.
 
 use redis_zk::config::{RedisConfig, prepare_data_dir, process_env};

@@ -1,4 +1,4 @@
-//! `rzk-sentinel`: entrypoint of a Sentinel task. See SPEC "rzk-sentinel".
+//! `rzk-sentinel`: entrypoint of a Sentinel task. See `docs/contract.md`, "rzk-sentinel".
 
 use redis_zk::config::{SentinelConfig, prepare_data_dir, process_env};
 use redis_zk::endpoint;

@@ -1,5 +1,5 @@
 //! `rzk-watcher`: keeps `<root>/master` equal to the Sentinels' view. See
-//! SPEC "rzk-watcher". `rzk-watcher --check` is its health check: exit 0
+//! `docs/contract.md`, "rzk-watcher". `rzk-watcher --check` is its health check: exit 0
 //! when the record matches the master the Sentinels confirm.
 
 use redis_zk::config::{ConfigError, WatcherConfig, process_env};

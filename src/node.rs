@@ -1,7 +1,7 @@
 //! `rzk-redis`: bootstrap a Redis task under the ZooKeeper lock, then
 //! supervise it.
 //!
-//! The steps follow SPEC "rzk-redis (bootstrap)": connect, lock, observe and
+//! The steps follow the contract (`docs/contract.md`), rzk-redis bootstrap: connect, lock, observe and
 //! decide until there is a decision, start the server in that role, publish
 //! the record if it is the master, release the lock only once the server
 //! answers in its role, register, supervise.

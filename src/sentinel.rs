@@ -1,7 +1,7 @@
 //! `rzk-sentinel`: wait for a master, run `redis-sentinel` on it, register
 //! it, supervise it, and re-point it after a takeover.
 //!
-//! Follows SPEC "rzk-sentinel". The waiting uses a ZooKeeper watch on the
+//! Follows the contract (`docs/contract.md`), "rzk-sentinel". The waiting uses a ZooKeeper watch on the
 //! record, not a poll; the supervision is the same as `rzk-redis`'s.
 
 use std::time::Duration;
@@ -157,7 +157,7 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
     }
 }
 
-/// Re-points this Sentinel after a takeover (SPEC rzk-sentinel step 6).
+/// Re-points this Sentinel after a takeover (the contract, rzk-sentinel: following a takeover).
 struct Follower<'a> {
     cfg: &'a SentinelConfig,
     probe: &'a Probe,

@@ -1,5 +1,5 @@
 //! The deployment files: Marathon app and group definitions validated against
-//! Marathon's own JSON Schema (`../shared/marathon-schema/`), our own
+//! Marathon's own JSON Schema (vendored in `marathon/schema/`), our own
 //! invariants on them, and the Dockerfile's entrypoints and users.
 //!
 //! Each check is a function over the file's text, so the tests can also show
@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 }
 
 fn schema_dir() -> PathBuf {
-    let dir = repo().join("../shared/marathon-schema");
+    let dir = repo().join("marathon/schema");
     assert!(
         dir.join("AppDefinition.json").is_file(),
         "Marathon's schema is expected at {}",
