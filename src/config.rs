@@ -265,14 +265,27 @@ pub fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// Whether `name` (already ASCII upper-cased) is a variable some binary reads.
+fn is_known_var(name: &str) -> bool {
+    [COMMON_VARS, LISTEN_VARS, REDIS_VARS, SENTINEL_VARS, WATCHER_VARS]
+        .iter()
+        .any(|list| list.contains(&name))
+}
+
 fn raw(vars: &[(String, String)]) -> Raw {
-    // envy matches names case-insensitively and rejects duplicates; keep one
-    // value per name (the later wins, as in a real environment).
+    // envy lower-cases names with Unicode rules and panics on a duplicate
+    // field, so `ZK_HOSTS` beside `Z\u{212A}_HOSTS` (a Kelvin sign, which
+    // folds to `k`) would crash the launcher. Only our own names reach it:
+    // matched ASCII-case-insensitively, one value per name (the later wins,
+    // as in a real environment); every other variable is ignored.
     let mut seen = std::collections::BTreeMap::new();
     for (k, v) in vars {
-        seen.insert(k.to_ascii_uppercase(), v.clone());
+        let name = k.to_ascii_uppercase();
+        if is_known_var(&name) {
+            seen.insert(name, v.clone());
+        }
     }
-    // envy cannot fail otherwise: every field is an optional string.
+    // Cannot fail: every field is an optional string and every name is unique.
     envy::from_iter(seen).expect("optional string fields always deserialize")
 }
 
@@ -425,7 +438,7 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
         "MASTER_NAME",
         &r.master_name,
         "mymaster".to_string(),
-        "a name of letters, digits, '.', '_' or '-'",
+        "1 to 128 letters, digits, '.', '_' or '-'",
         |s| is_valid_master_name(s).then(|| s.to_string()),
     )?;
     let password = match &r.redis_password {
@@ -773,6 +786,50 @@ mod tests {
         ];
         let r = raw(&vars);
         assert_eq!(r.zk_hosts.as_deref(), Some("b"));
+        // The Kelvin sign folds to `k` under Unicode lower-casing: the name
+        // is not ours, so it is ignored instead of colliding with ZK_HOSTS.
+        let vars = vec![
+            ("ZK_HOSTS".to_string(), "b".to_string()),
+            ("Z\u{212A}_HOSTS".to_string(), "c".to_string()),
+            ("\u{212A}".to_string(), "d".to_string()),
+        ];
+        assert_eq!(raw(&vars).zk_hosts.as_deref(), Some("b"));
+    }
+
+    /// Names close to ours: case variants, Unicode look-alikes that fold to
+    /// ASCII (Kelvin sign, long s, dotted capital I), and arbitrary text.
+    fn odd_name() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let ours: Vec<&'static str> = [COMMON_VARS, LISTEN_VARS, REDIS_VARS, SENTINEL_VARS, WATCHER_VARS].concat();
+        let mangled = (proptest::sample::select(ours), any::<u64>()).prop_map(|(name, bits)| {
+            name.chars()
+                .enumerate()
+                .map(|(i, c)| match (bits >> (i % 64)) & 3 {
+                    0 => c.to_ascii_lowercase().to_string(),
+                    1 if c == 'K' => "\u{212A}".to_string(),
+                    1 if c == 'S' => "\u{17F}".to_string(),
+                    1 if c == 'I' => "\u{130}".to_string(),
+                    _ => c.to_string(),
+                })
+                .collect::<String>()
+        });
+        prop_oneof![mangled, any::<String>(), "[A-Za-z_\u{212A}\u{17F}\u{130}]{1,24}"]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// No extra variable, however named, makes reading the configuration
+        /// panic: it either parses or returns a `ConfigError` (exit 2).
+        #[test]
+        fn random_extra_variables_never_panic(
+            extra in proptest::collection::vec((odd_name(), ".{0,12}"), 0..8),
+        ) {
+            let mut vars = env(&[("ZK_HOSTS", "zk1:2181"), ("REDIS_SENTINEL_BIN", "/bin/sh")]);
+            vars.extend(extra);
+            let _ = RedisConfig::from_vars(&vars, vec![]);
+            let _ = SentinelConfig::from_vars(&vars);
+            let _ = WatcherConfig::from_vars(&vars);
+        }
     }
 
     #[test]
@@ -781,14 +838,51 @@ mod tests {
         let dir = base.join("a/b");
         prepare_data_dir(&dir).unwrap();
         assert!(dir.is_dir());
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
-        // root can write anyway; only check the refusal where it applies.
-        if std::fs::write(dir.join("x"), b"").is_err() {
-            assert_eq!(prepare_data_dir(&dir).unwrap_err().var, "DATA_DIR");
-        }
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// The refusal of a directory this user cannot write. Root can write
+    /// anywhere, and root is how CI runs, so the check runs in a copy of this
+    /// test binary started as `nobody` (uid 65534) on a root-owned,
+    /// read-only directory; as another user it runs in place.
+    #[test]
+    fn data_dir_that_this_user_cannot_write_is_refused() {
+        const CHILD: &str = "RZK_TEST_READONLY_DATA_DIR";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let e = prepare_data_dir(Path::new(&dir)).expect_err("a read-only DATA_DIR was accepted");
+            assert_eq!(e.var, "DATA_DIR");
+            assert!(e.expected.contains("Permission denied"), "{e}");
+            println!("refused: {e}");
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        use std::os::unix::process::CommandExt;
+        let base = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = base.path().join("ro");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            "--exact",
+            "config::tests::data_dir_that_this_user_cannot_write_is_refused",
+            "--nocapture",
+        ])
+        .env(CHILD, &dir);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            cmd.uid(65534).gid(65534);
+        }
+        let out = cmd.output().expect("run this test binary again");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && text.contains("refused: invalid DATA_DIR"),
+            "{text}"
+        );
     }
 
     #[test]

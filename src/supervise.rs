@@ -37,12 +37,16 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
     std::thread::Builder::new().name("child-keeper".into()).spawn(move || {
         let mut cmd = Command::new(&program);
         // The children get their secrets from their config files; they need
-        // not inherit them in their environment (/proc/<pid>/environ).
-        cmd.args(&args)
-            .current_dir(&cwd)
-            .stdin(Stdio::null())
-            .env_remove("REDIS_PASSWORD")
-            .env_remove("ZK_DIGEST");
+        // not inherit them in their environment (/proc/<pid>/environ). The
+        // configuration matches names ASCII-case-insensitively, so every
+        // spelling it could have read is removed.
+        cmd.args(&args).current_dir(&cwd).stdin(Stdio::null());
+        for (name, _) in std::env::vars_os() {
+            let upper = name.to_string_lossy().to_ascii_uppercase();
+            if upper == "REDIS_PASSWORD" || upper == "ZK_DIGEST" {
+                cmd.env_remove(&name);
+            }
+        }
         // SAFETY: only async-signal-safe libc calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {

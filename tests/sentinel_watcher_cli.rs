@@ -102,6 +102,8 @@ async fn sentinel_without_a_master_gives_up_after_the_wait_timeout() {
 async fn sentinel_waits_by_watch_and_starts_when_a_master_appears() {
     let mut g = Group::new("latemaster");
     let i = g.start_sentinel();
+    // Shows that something does not happen: with no master, the Sentinel
+    // task keeps waiting (it neither exits nor starts redis-sentinel).
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(g.sentinels[i].proc.is_running(), "{}", g.sentinels[i].proc.log());
     let t0 = Instant::now();
@@ -134,7 +136,7 @@ async fn sentinel_waits_by_watch_and_starts_when_a_master_appears() {
     .await;
 }
 
-/// A down-after below 2000 ms is accepted (SPEC allows it) but warned about:
+/// A down-after below 2000 ms is accepted (the contract allows it) but warned about:
 /// Sentinel can then fail a just-promoted master over a second time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_warns_about_a_down_after_that_causes_needless_failovers() {
@@ -153,5 +155,35 @@ async fn sentinel_warns_about_a_down_after_that_causes_needless_failovers() {
             warned,
             "SENTINEL_DOWN_AFTER_MS={down_after}: {log}"
         );
+    }
+}
+
+/// envy lower-cases variable names with Unicode rules, so `Z\u{212A}_HOSTS`
+/// (a Kelvin sign) used to collide with `ZK_HOSTS` and panic (exit 101).
+/// Such a name is not ours and is ignored: the binaries reach their own
+/// checks and exit 2 on the bad value given beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unicode_case_folding_twin_of_a_variable_does_not_panic() {
+    let cases: &[(&str, &str, &str)] = &[
+        (RZK_REDIS, "PORT0", "abc"),
+        (RZK_SENTINEL, "PORT0", "abc"),
+        (RZK_WATCHER, "RECONCILE_INTERVAL_S", "0"),
+    ];
+    for (bin, var, value) in cases {
+        let mut g = Group::new("kelvin");
+        g.extra.push(("Z\u{212A}_HOSTS", "elsewhere:2181".into()));
+        g.extra.push((var, value.to_string()));
+        let t = task();
+        let env = g.env(Some(&t));
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        assert!(env.iter().any(|(k, _)| *k == "ZK_HOSTS"), "both spellings must be set");
+        let p = Proc::spawn(bin, &[], &env, t.dir.join("out.log"));
+        let name = bin.rsplit('/').next().unwrap();
+        let status = p
+            .wait_exit(Duration::from_secs(2))
+            .unwrap_or_else(|| panic!("{name}: still running after 2 s"));
+        let log = p.log();
+        assert_eq!(status.code(), Some(2), "{name}: {status:?}\n{log}");
+        assert!(log.contains(var) && !log.contains("panicked"), "{name}: {log}");
     }
 }
