@@ -1,6 +1,6 @@
 //! `rzk-watcher`: keeps `<root>/master` equal to the Sentinels' view.
 //!
-//! Follows SPEC "rzk-watcher": subscribe to `+switch-master` on one live
+//! Follows the contract (`docs/contract.md`), "rzk-watcher": subscribe to `+switch-master` on one live
 //! Sentinel picked at random, reconcile on every (re)connect and on a timer
 //! (pub/sub loses messages), write only with CAS and only when the record
 //! differs from a master confirmed by `ROLE`, and clear dead Sentinels from
@@ -179,6 +179,8 @@ impl Watcher {
             _ => return "subscribe failed",
         }
         self.reconcile(zk).await;
+        // Tests and operators read this line as "this watcher is working".
+        info!(sentinel = %sentinel, "reconciled after subscribing");
         let (_sink, mut events) = pubsub.split();
         let mut tick = interval(self.cfg.reconcile_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

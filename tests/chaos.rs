@@ -4,8 +4,9 @@
 //! group must have exactly one master, a record equal to the Sentinels'
 //! view and every live replica linked; the lost-write count is measured.
 //!
-//! CI runs one round. For a longer run:
+//! CI runs one round. For a longer run, or only some scenarios:
 //!   CHAOS_ROUNDS=3 cargo test --test chaos -- --nocapture
+//!   CHAOS_SCENARIOS=HangMaster,KillSentinel cargo test --test chaos
 //! This binary has its own ZooKeeper (two scenarios pause or restart it).
 
 mod common;
@@ -16,6 +17,10 @@ use common::group::*;
 use common::*;
 
 const SESSION_MS: u64 = 2000;
+
+/// Writes a hung master with `min-replicas-to-write` may lose: those in
+/// flight when it froze, one per writer (two writers).
+const MIN_REPLICAS_IN_FLIGHT: usize = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scenario {
@@ -48,16 +53,6 @@ impl Scenario {
             Scenario::KillMaster | Scenario::KillWatcherDuringFailover => 1,
             _ => 0,
         }
-    }
-
-    /// Whether losing an acknowledged write is a failure here. After a hang,
-    /// the old master wakes up believing it is master and a client with a
-    /// stale view can write to it until it is demoted: with asynchronous
-    /// replication that is measured, not forbidden (min-replicas-to-write
-    /// narrows it to the instant before the old master notices its replicas
-    /// are gone).
-    fn must_not_lose(self) -> bool {
-        !matches!(self, Scenario::HangMaster | Scenario::HangMasterWithMinReplicas)
     }
 }
 
@@ -113,6 +108,7 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
     let writer = g.start_writer(&tag, None, s.wait_replicas());
     // A client with a stale view: it keeps using the master it first found.
     let sticky = g.start_writer_with(&format!("{tag}-sticky"), None, s.wait_replicas(), true);
+    // Writes before the fault too, so that the ledger spans it.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let budget = Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 2000);
     let t0 = Instant::now();
@@ -131,6 +127,8 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
             // SAFETY: plain kill(2) on a test process.
             unsafe { libc::kill(pid, libc::SIGSTOP) };
             wait_record_moves(g, &old, budget).await;
+            // The scenario's own timing: the old master stays frozen a moment
+            // after the failover, as a long GC-like hang would.
             tokio::time::sleep(Duration::from_secs(1)).await;
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGCONT) };
@@ -156,12 +154,50 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
         }
         Scenario::KillSentinel => {
             let i = g.sentinels.iter().position(|m| m.proc.is_running()).unwrap();
+            let addr = g.sentinels[i].addr();
+            let child: i32 = info_field(&addr, "server", "process_id")
+                .await
+                .unwrap()
+                .parse()
+                .unwrap();
             g.sentinels[i].proc.signal(libc::SIGKILL);
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            g.sentinels[i]
+                .proc
+                .wait_exit(Duration::from_secs(5))
+                .expect("the killed sentinel launcher to exit");
+            // Its redis-sentinel dies with it (PDEATHSIG), and its ephemeral
+            // registration goes when the ZooKeeper session expires.
+            wait_for(
+                "the killed launcher's redis-sentinel to die",
+                Duration::from_secs(5),
+                || async {
+                    if pid_alive(child) {
+                        Err(format!("redis-sentinel pid {child} still alive"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .await;
+            wait_for(
+                "the killed sentinel's registration to disappear",
+                Duration::from_millis(3 * SESSION_MS),
+                || async {
+                    let reg = g.registered("sentinels").await;
+                    if reg.iter().any(|(_, a)| *a == addr) {
+                        Err(format!("still registered: {reg:?}"))
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .await;
         }
         Scenario::KillWatcherDuringFailover => {
             let (i, old) = master(g).await;
             g.redis[i].proc.signal(libc::SIGKILL);
+            // The scenario's own timing: kill the watcher when the Sentinels
+            // are about to declare the master down, i.e. mid-failover.
             tokio::time::sleep(Duration::from_millis(DOWN_AFTER_MS)).await;
             let w = g.watchers.iter().position(|m| m.proc.is_running()).unwrap();
             g.watchers[w].proc.signal(libc::SIGKILL);
@@ -169,11 +205,14 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
         }
         Scenario::ZkPause => {
             zk().pause();
+            // The scenario's own timing: an outage of three session timeouts.
             tokio::time::sleep(Duration::from_millis(3 * SESSION_MS)).await;
             zk().resume();
         }
         Scenario::ZkRestart => zk().restart(Duration::from_millis(500)),
     }
+    // The writers keep writing a moment after the fault, so that writes to
+    // the recovered group are in the ledger too.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (a, b) = (writer.finish().await, sticky.finish().await);
     // The scenario's own outcome, before any replacement starts: exactly one
@@ -208,9 +247,18 @@ async fn chaos_suite() {
     g.extra.push(("ZK_SESSION_TIMEOUT_MS", SESSION_MS.to_string()));
     g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "10".into()));
     let mut g = Group::start_with(g, 3, 3, 2).await;
+    // CHAOS_SCENARIOS=HangMaster,KillSentinel runs only those (by name).
+    let only: Option<Vec<String>> = std::env::var("CHAOS_SCENARIOS")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let scenarios: Vec<Scenario> = Scenario::ALL
+        .into_iter()
+        .filter(|s| only.as_ref().is_none_or(|o| o.contains(&format!("{s:?}"))))
+        .collect();
+    assert!(!scenarios.is_empty(), "CHAOS_SCENARIOS={only:?} names no scenario");
     let mut outcomes = vec![];
     for round in 1..=rounds {
-        for s in Scenario::ALL {
+        for &s in &scenarios {
             let o = run(&mut g, s, round).await;
             eprintln!(
                 "MEASURE chaos round {round} {:?}: {} acknowledged, {} lost, {} failed, longest pause {:?}, healthy again after {:?}",
@@ -232,21 +280,27 @@ async fn chaos_suite() {
             o.recovered_in.as_secs_f64()
         );
     }
-    for pair in outcomes.windows(2) {
-        let ((r, a), (_, b)) = (&pair[0], &pair[1]);
-        if a.scenario == Scenario::HangMaster && b.scenario == Scenario::HangMasterWithMinReplicas {
-            assert!(
-                b.lost <= a.lost,
-                "round {r}: min-replicas-to-write lost more ({}) than without ({})",
-                b.lost,
-                a.lost
-            );
-        }
-    }
     for (round, o) in &outcomes {
         assert!(o.acked > 0, "round {round} {:?}: nothing was acknowledged", o.scenario);
-        if o.scenario.must_not_lose() {
-            assert_eq!(o.lost, 0, "round {round} {:?}: acknowledged writes lost", o.scenario);
+        match o.scenario {
+            // The hazard the min-replicas variant exists for: without it the
+            // woken old master acknowledges the sticky client's writes until
+            // it is demoted, and they are lost. None lost would mean the
+            // scenario never reached the old master, and proved nothing.
+            Scenario::HangMaster => assert!(
+                o.lost > 0,
+                "round {round} HangMaster: no write lost, so the sticky client never wrote to the woken old master"
+            ),
+            // min-replicas-to-write makes the woken master refuse writes at
+            // once. What is left is the write in flight at the SIGSTOP, which
+            // asynchronous replication can always lose (measured: 0, now and
+            // then 1).
+            Scenario::HangMasterWithMinReplicas => assert!(
+                o.lost <= MIN_REPLICAS_IN_FLIGHT,
+                "round {round}: with min-replicas-to-write {} acknowledged writes were lost (at most {MIN_REPLICAS_IN_FLIGHT} allowed)",
+                o.lost
+            ),
+            _ => assert_eq!(o.lost, 0, "round {round} {:?}: acknowledged writes lost", o.scenario),
         }
     }
 }

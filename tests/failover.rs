@@ -190,9 +190,20 @@ async fn a_restarted_watcher_corrects_a_stale_record() {
 async fn two_watchers_bump_the_version_once_per_failover() {
     let _serial = SERIAL.lock().await;
     let mut g = Group::start("twowatch", 3, 3, 1).await;
-    g.start_watcher();
-    // Let the second watcher subscribe and reconcile once.
-    tokio::time::sleep(Duration::from_secs(RECONCILE_S + 1)).await;
+    let w = g.start_watcher();
+    wait_for(
+        "the second watcher to subscribe and reconcile once",
+        Duration::from_secs(15),
+        || async {
+            let log = g.watchers[w].proc.log();
+            if log.contains("reconciled after subscribing") {
+                Ok(())
+            } else {
+                Err(format!("its log so far:\n{log}"))
+            }
+        },
+    )
+    .await;
     let (_, v0) = g.record_with_version().await.unwrap();
     let (new, _) = kill_master_and_wait(&g).await;
     // Watch for flapping over several reconcile intervals.
@@ -294,8 +305,34 @@ async fn total_loss_is_taken_over_and_sentinels_follow() {
 async fn a_replica_the_sentinels_never_saw_is_re_pointed_after_a_failover() {
     let _serial = SERIAL.lock().await;
     let mut g = Group::start("stranded", 2, 3, 1).await;
-    // A new replica joins; the Sentinels learn of it only at their next INFO
-    // of the master (every 10 s). Fail over before that.
+    // Sentinels learn of replicas only from their INFO of the master, each
+    // every 10 s. Start the late replica right after the last poll, when no
+    // Sentinel will poll again for at least 3 s (three Sentinels on a 10 s
+    // period always leave such a gap), and fail over before any of them
+    // does: then no Sentinel ever knows the replica and only its launcher
+    // can re-point it.
+    let sentinels: Vec<String> = g.live_sentinels().map(Member::addr).collect();
+    wait_for(
+        "a moment when no Sentinel will poll the master's INFO for 3 s",
+        Duration::from_secs(30),
+        || async {
+            let mut next = vec![];
+            for s in &sentinels {
+                let refresh: u64 = sentinel_master_field(s, "info-refresh")
+                    .await?
+                    .parse()
+                    .map_err(|e| format!("info-refresh of {s}: {e}"))?;
+                next.push(10_000u64.saturating_sub(refresh));
+            }
+            if next.iter().all(|ms| *ms >= 3000) {
+                Ok(())
+            } else {
+                Err(format!("ms until each Sentinel's next INFO: {next:?}"))
+            }
+        },
+    )
+    .await;
+    let t0 = Instant::now();
     let i = g.start_redis();
     let late = g.redis[i].addr();
     wait_for("the late replica to link", Duration::from_secs(20), || async {
@@ -305,13 +342,17 @@ async fn a_replica_the_sentinels_never_saw_is_re_pointed_after_a_failover() {
         }
     })
     .await;
-    let unknown = {
-        let mut all_unknown = true;
-        for s in g.live_sentinels() {
-            all_unknown &= !sentinel_replicas(&s.addr()).await.unwrap().contains(&late);
+    let linked_after = t0.elapsed();
+    let mut knew = vec![];
+    for s in &sentinels {
+        if sentinel_replicas(s).await.unwrap().contains(&late) {
+            knew.push(s.clone());
         }
-        all_unknown
-    };
+    }
+    assert!(
+        knew.is_empty(),
+        "set-up failed: Sentinels {knew:?} learned of the late replica {late}, which linked {linked_after:?} after it was started"
+    );
     let (new, _) = kill_master_and_wait(&g).await;
     wait_for(
         "the late replica to follow the new master",
@@ -328,17 +369,12 @@ async fn a_replica_the_sentinels_never_saw_is_re_pointed_after_a_failover() {
         },
     )
     .await;
-    if unknown {
-        assert!(
-            g.redis[i].proc.log().contains("re-pointed it"),
-            "the sentinels did not know the replica, so the launcher must have re-pointed it:\n{}",
-            g.redis[i].proc.log()
-        );
-    }
-    eprintln!(
-        "MEASURE stranded replica: sentinels knew it before the failover: {}",
-        !unknown
+    assert!(
+        g.redis[i].proc.log().contains("re-pointed it"),
+        "the sentinels did not know the replica, so the launcher must have re-pointed it:\n{}",
+        g.redis[i].proc.log()
     );
+    eprintln!("MEASURE stranded replica: linked {linked_after:?} after its start; re-pointed by its launcher");
     g.wait_healthy(Duration::from_secs(60)).await;
 }
 

@@ -159,3 +159,103 @@ async fn redis_password_keeps_strangers_out_and_the_group_working() {
         "the watcher never followed the failover"
     );
 }
+
+/// The NUL-separated contents of `/proc/<pid>/<file>` as one string.
+fn proc_file(pid: i32, file: &str) -> String {
+    let bytes = std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_else(|e| panic!("/proc/{pid}/{file}: {e}"));
+    String::from_utf8_lossy(&bytes).replace('\0', "\n")
+}
+
+/// A stand-in for `program` that records the environment and arguments it
+/// was started with, then execs the real program (same pid). Redis rewrites
+/// the memory behind `/proc/<pid>/environ` and `cmdline` with its process
+/// title, so only a record made at exec time shows what the child got.
+fn recording_wrapper(dir: &std::path::Path, program: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let real = which(program);
+    let path = dir.join(format!("{program}-wrapper"));
+    let d = dir.display();
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\n/usr/bin/env > {d}/env-$$\nprintf '%s\\n' \"$@\" > {d}/args-$$\nexec {real} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn which(program: &str) -> String {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} not on PATH"))
+        .display()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_child_has_a_secret_in_its_environment_or_argv() {
+    let _serial = SERIAL.lock().await;
+    let password = "Env-pw-4242";
+    let digest_secret = "Env-zk-4343";
+    let rec = tempfile::tempdir().unwrap();
+    let mut g = Group::new("childenv");
+    g.password = Some(password.to_string());
+    g.extra.push(("ZK_DIGEST", format!("rzk:{digest_secret}")));
+    // A lower-case spelling is read too (names match ASCII-case-insensitively),
+    // so it must not reach the children either.
+    g.extra.push(("redis_password", password.to_string()));
+    g.extra
+        .push(("REDIS_SERVER_BIN", recording_wrapper(rec.path(), "redis-server")));
+    g.extra
+        .push(("REDIS_SENTINEL_BIN", recording_wrapper(rec.path(), "redis-sentinel")));
+    let g = Group::start_with(g, 2, 1, 0).await;
+    let mut checked = vec![];
+    for m in g.redis.iter().chain(&g.sentinels) {
+        let addr = m.addr();
+        let pid: i32 = info_field_pw(&addr, Some(password), "server", "process_id")
+            .await
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_ne!(pid, m.proc.pid(), "{addr}: the child must not be the launcher itself");
+        // The launcher does hold them: the checks below look at the right thing.
+        assert!(proc_file(m.proc.pid(), "environ").contains(password));
+        let read = |f: &str| {
+            std::fs::read_to_string(rec.path().join(format!("{f}-{pid}")))
+                .unwrap_or_else(|e| panic!("{addr}: no {f} record for pid {pid}: {e}"))
+        };
+        let (environ, args) = (read("env"), read("args"));
+        assert!(
+            args.contains(".conf"),
+            "{addr}: the record is not of this child: {args}"
+        );
+        for (what, text) in [
+            ("environment at exec", environ.as_str()),
+            ("argv at exec", args.as_str()),
+            ("/proc environ", &proc_file(pid, "environ")),
+            ("/proc cmdline", &proc_file(pid, "cmdline")),
+        ] {
+            for secret in [password, digest_secret] {
+                assert!(
+                    !text.contains(secret),
+                    "{addr} (pid {pid}) has a secret in its {what}:\n{text}"
+                );
+            }
+        }
+        let names: Vec<&str> = environ
+            .lines()
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        for name in &names {
+            let upper = name.to_ascii_uppercase();
+            assert!(
+                upper != "REDIS_PASSWORD" && upper != "ZK_DIGEST",
+                "{addr} (pid {pid}) inherited {name}"
+            );
+        }
+        checked.push(format!("{addr} pid {pid} ({} variables)", names.len()));
+    }
+    assert_eq!(checked.len(), 3, "{checked:?}");
+    eprintln!("MEASURE children checked for secrets: {checked:?}");
+}
