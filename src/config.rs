@@ -138,8 +138,45 @@ pub struct RedisConfig {
     pub takeover_grace: Duration,
     /// `SHUTDOWN_FAILOVER_TIMEOUT_S`.
     pub shutdown_failover_timeout: Duration,
-    /// Arguments passed through to `redis-server` unchanged.
+    /// Arguments passed through to `redis-server` unchanged, except
+    /// `--replica-priority`, which the launcher owns (see `replica_priority`).
     pub extra_args: Vec<String>,
+    /// The failover priority this server gets once it holds the data: the
+    /// value of a pass-through `--replica-priority` (or its old name
+    /// `--slave-priority`), else Redis' default 100. Until its first full
+    /// sync has finished, a replica runs with priority 0 so that Sentinel
+    /// can never promote it with an empty or partial dataset.
+    pub replica_priority: u32,
+}
+
+/// Redis' own default `replica-priority`.
+pub const DEFAULT_REPLICA_PRIORITY: u32 = 100;
+
+/// Takes `--replica-priority N` (or `--slave-priority N`, any case) out of
+/// the pass-through arguments and returns its value, so that the launcher
+/// alone decides when the server may be promoted. Redis reads a later
+/// argument over the config file, so leaving it in would undo the
+/// "not promotable before the first sync" rule.
+pub fn take_replica_priority(args: &mut Vec<String>) -> Result<u32, ConfigError> {
+    let mut priority = DEFAULT_REPLICA_PRIORITY;
+    let mut i = 0;
+    while i < args.len() {
+        let name = args[i].to_ascii_lowercase();
+        if name == "--replica-priority" || name == "--slave-priority" {
+            let value = args.get(i + 1).cloned().unwrap_or_default();
+            priority = value.trim().parse::<u32>().map_err(|_| {
+                ConfigError::new(
+                    "args",
+                    format!("{} {value}", args[i]),
+                    "--replica-priority followed by a whole number from 0 (never promote) up",
+                )
+            })?;
+            args.drain(i..(i + 2).min(args.len()));
+        } else {
+            i += 1;
+        }
+    }
+    Ok(priority)
 }
 
 /// Configuration of `rzk-sentinel`.
@@ -528,8 +565,9 @@ fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
 impl RedisConfig {
     /// Reads and validates the configuration of `rzk-redis` from `vars`
     /// (normally [`process_env`]) and the pass-through arguments.
-    pub fn from_vars(vars: &[(String, String)], args: Vec<String>) -> Result<Self, ConfigError> {
+    pub fn from_vars(vars: &[(String, String)], mut args: Vec<String>) -> Result<Self, ConfigError> {
         let r = raw(vars);
+        let replica_priority = take_replica_priority(&mut args)?;
         let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
         let bin = r.redis_server_bin.clone().unwrap_or_else(|| "redis-server".into());
         let server_bin = resolve_program(&bin, path).ok_or_else(|| {
@@ -546,6 +584,7 @@ impl RedisConfig {
             takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
             shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
             extra_args: args,
+            replica_priority,
         })
     }
 }
@@ -653,6 +692,29 @@ mod tests {
         assert_eq!(c.shutdown_failover_timeout, Duration::from_secs(20));
         assert_eq!(c.extra_args, ["--maxmemory", "1gb"]);
         assert_eq!(c.common.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn replica_priority_is_taken_out_of_the_pass_through_args() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = RedisConfig::from_vars(&env(&[]), args(&["--maxmemory", "1gb"])).unwrap();
+        assert_eq!((c.replica_priority, c.extra_args), (100, args(&["--maxmemory", "1gb"])));
+        let c = RedisConfig::from_vars(
+            &env(&[]),
+            args(&["--replica-priority", "7", "--maxmemory", "1gb", "--SLAVE-PRIORITY", "9"]),
+        )
+        .unwrap();
+        assert_eq!((c.replica_priority, c.extra_args), (9, args(&["--maxmemory", "1gb"])));
+        let c = RedisConfig::from_vars(&env(&[]), args(&["--replica-priority", "0"])).unwrap();
+        assert_eq!((c.replica_priority, c.extra_args.len()), (0, 0));
+        for bad in [
+            &["--replica-priority"][..],
+            &["--replica-priority", "high"],
+            &["--replica-priority", "-1"],
+        ] {
+            let e = RedisConfig::from_vars(&env(&[]), args(bad)).unwrap_err();
+            assert_eq!(e.var, "args", "{bad:?}: {e}");
+        }
     }
 
     #[test]

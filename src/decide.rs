@@ -5,6 +5,7 @@
 //! servers, and the launcher's loop reads as observe, decide, act.
 
 use crate::endpoint::Endpoint;
+use crate::promotion::{LiveReplica, takeover_candidate};
 
 /// The record as the decision sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,8 +60,8 @@ pub struct Observation {
     /// How many redis nodes are registered at all.
     pub registered_nodes: usize,
     /// Registered nodes that answer as replicas, with their replication
-    /// offset: after a lost master, the data lives there.
-    pub live_replicas: Vec<(Endpoint, i64)>,
+    /// offset and priority: after a lost master, the data lives there.
+    pub live_replicas: Vec<LiveReplica>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
 }
@@ -143,14 +144,11 @@ pub fn decide(o: &Observation) -> Decision {
         // Never take over with this node's own (likely empty) data while a
         // replica of the lost master still holds it: promote the most
         // up-to-date one instead, or the others would resync from nothing.
-        match o
-            .live_replicas
-            .iter()
-            .filter(|(e, _)| not_me(e))
-            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
-        {
-            Some((replica, _)) => Decision::Promote {
-                replica: replica.clone(),
+        // A replica still in its first full sync holds nothing and is
+        // skipped, as Sentinel skips it.
+        match takeover_candidate(&o.live_replicas, &o.me) {
+            Some(r) => Decision::Promote {
+                replica: r.addr.clone(),
             },
             None => Decision::BecomeMaster { takeover: true },
         }
@@ -165,6 +163,14 @@ mod tests {
 
     fn ep(n: u16) -> Endpoint {
         Endpoint::new(format!("10.0.0.{n}"), 6379)
+    }
+
+    fn live(n: u16, offset: i64, priority: u32) -> LiveReplica {
+        LiveReplica {
+            addr: ep(n),
+            offset,
+            priority,
+        }
     }
 
     fn world() -> Observation {
@@ -326,11 +332,23 @@ mod tests {
         let o = Observation {
             record: RecordView::Names(ep(1)),
             registered_nodes: 2,
-            live_replicas: vec![(ep(2), 100), (ep(3), 250), (ep(9), 999)],
+            live_replicas: vec![live(2, 100, 100), live(3, 250, 100), live(9, 999, 100)],
             grace_elapsed: true,
             ..world()
         };
         assert_eq!(decide(&o), Decision::Promote { replica: ep(3) });
+        // A replica in its first full sync (priority 0) is never promoted,
+        // however far its offset got; with no other, this task takes over.
+        let unsynced = Observation {
+            live_replicas: vec![live(2, 100, 100), live(3, 250, 0)],
+            ..o.clone()
+        };
+        assert_eq!(decide(&unsynced), Decision::Promote { replica: ep(2) });
+        let only_unsynced = Observation {
+            live_replicas: vec![live(3, 250, 0)],
+            ..o.clone()
+        };
+        assert_eq!(decide(&only_unsynced), Decision::BecomeMaster { takeover: true });
         let o = Observation {
             grace_elapsed: false,
             ..o

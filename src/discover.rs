@@ -12,6 +12,7 @@ use tracing::{debug, warn};
 use crate::decide::{Candidate, Observation, RecordView};
 use crate::endpoint::Endpoint;
 use crate::probe::Probe;
+use crate::promotion::LiveReplica;
 use crate::zk::{Record, Zk};
 
 /// What the Sentinels registered under `<root>/sentinels` say the master is:
@@ -71,8 +72,8 @@ pub async fn confirm_masters(probe: &Probe, candidates: Vec<Endpoint>) -> Vec<En
 }
 
 /// The nodes among `candidates` that answer as replicas, with their
-/// replication offset (`INFO replication`), probed concurrently.
-async fn replica_offsets(probe: &Probe, candidates: impl Iterator<Item = Endpoint>) -> Vec<(Endpoint, i64)> {
+/// replication offset and priority (`INFO replication`), probed concurrently.
+async fn replica_offsets(probe: &Probe, candidates: impl Iterator<Item = Endpoint>) -> Vec<LiveReplica> {
     let mut checks = JoinSet::new();
     for c in candidates {
         let probe = probe.clone();
@@ -82,7 +83,11 @@ async fn replica_offsets(probe: &Probe, candidates: impl Iterator<Item = Endpoin
             if get("role").as_deref() != Some("slave") {
                 return None;
             }
-            Some((c, get("slave_repl_offset")?.parse().ok()?))
+            Some(LiveReplica {
+                offset: get("slave_repl_offset")?.parse().ok()?,
+                priority: get("slave_priority")?.parse().ok()?,
+                addr: c,
+            })
         });
     }
     let mut out = Vec::new();
@@ -91,7 +96,7 @@ async fn replica_offsets(probe: &Probe, candidates: impl Iterator<Item = Endpoin
             out.push(x);
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.addr.cmp(&b.addr));
     out
 }
 

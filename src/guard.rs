@@ -19,6 +19,11 @@
 //!   the registered Sentinels name another live master (and none names this
 //!   one) on two checks in a row.
 //!
+//! - **A replica's first full sync**: a replica starts with
+//!   `replica-priority 0`, so that nothing promotes it while it holds no
+//!   data. Once its first full sync is done (link up, no sync in progress),
+//!   the guard restores the configured priority, once.
+//!
 //! The guard never promotes anything, and it only ever does what Sentinel
 //! itself would do.
 
@@ -26,16 +31,22 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::decide::{Decision, decide};
 use crate::discover::{observe, sentinel_views};
 use crate::endpoint::Endpoint;
 use crate::probe::{Probe, Role};
+use crate::promotion::{SyncState, priority_to_restore};
 use crate::zk::Zk;
 
 /// How often the role is checked.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How often a replica in its first full sync is checked. Short, because
+/// Sentinel polls a replica whose link is down every second but one whose
+/// link is up only every 10 s: a priority restored within a moment of the
+/// link coming up is seen by the Sentinels' next poll, not 10 s later.
+const SYNC_CHECK: Duration = Duration::from_millis(100);
 /// How long a replica must be stranded before the guard re-points it; gives
 /// Sentinel, which normally does it, the first chance.
 const STRANDED_SETTLE: Duration = Duration::from_secs(5);
@@ -50,11 +61,28 @@ pub struct RoleGuard<'a> {
     pub me: Endpoint,
     /// `MASTER_NAME`.
     pub name: &'a str,
+    /// The configured `replica-priority`, restored after the first sync.
+    pub priority: u32,
+    /// Whether the server has held the data since it started (a master
+    /// from the start has); until then its priority stays 0.
+    pub synced: bool,
 }
 
 impl RoleGuard<'_> {
     /// Runs for ever; `sessions` follows the current ZooKeeper session.
     pub async fn run(&self, sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+        let gate = async {
+            let started = Instant::now();
+            while !self.synced && !self.restore_priority_after_sync(started).await {
+                sleep(SYNC_CHECK).await;
+            }
+        };
+        let ((), never) = tokio::join!(gate, self.watch_roles(sessions));
+        never
+    }
+
+    /// The role checks, every [`INTERVAL`], for ever.
+    async fn watch_roles(&self, sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
         let mut stranded_since: Option<Instant> = None;
         let mut outvoted_once = false;
         loop {
@@ -130,6 +158,36 @@ impl RoleGuard<'_> {
             .into_iter()
             .find(|c| c.live_master && c.addr != self.me && 2 * c.votes > registered)
             .map(|c| c.addr)
+    }
+
+    /// Restores the configured priority once the server holds the data;
+    /// true when done (then it is never checked again).
+    async fn restore_priority_after_sync(&self, started: Instant) -> bool {
+        let Ok(info) = self.probe.info(&self.local, "replication").await else {
+            return false;
+        };
+        let Some(now) = SyncState::from_info(&info) else {
+            return false;
+        };
+        let Some(priority) = priority_to_restore(false, now, self.priority) else {
+            return false;
+        };
+        let value = priority.to_string();
+        match self
+            .probe
+            .cmd(&self.local, &["CONFIG", "SET", "replica-priority", &value])
+            .await
+        {
+            Ok(_) => {
+                info!(addr = %self.me, priority, sync_s = started.elapsed().as_secs_f32(),
+                    "first full sync done; replica-priority restored, this server may now be promoted");
+                true
+            }
+            Err(e) => {
+                warn!(addr = %self.me, error = %e, "could not restore replica-priority; retrying");
+                false
+            }
+        }
     }
 
     async fn demote(&self, master: &Endpoint) {

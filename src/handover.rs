@@ -2,8 +2,14 @@
 //! Marathon restart, scale-down or upgrade), give the role to a replica
 //! before stopping, so no acknowledged write is lost.
 //!
-//! Order matters: writes are paused first, so the replicas can catch up to a
-//! fixed offset; only then is a Sentinel asked to fail over, and the server
+//! Order matters. First, with writes still flowing, it waits for a replica
+//! that may be promoted: one that finished its full sync and whose restored
+//! priority the Sentinels have seen (see [`crate::promotion`]). In a rolling
+//! restart that moved on before the replacements synced, handing over to an
+//! unsynced replica would leave the group an empty master; if none finishes
+//! in time the server stops without a failover, and Sentinel, which can't
+//! promote a replica with priority 0, can't make that mistake either. Then
+//! writes are paused, so the replicas can catch up to a fixed offset; only then is a Sentinel asked to fail over, and the server
 //! is stopped once the Sentinels name another master. The pause outlasts the
 //! demotion, so a write can never be acknowledged by the old master after the
 //! promotion. Everything is bounded by `SHUTDOWN_FAILOVER_TIMEOUT_S`: the
@@ -12,11 +18,21 @@
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout_at};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::endpoint::Endpoint;
 use crate::probe::{Probe, Role};
+use crate::promotion::{HandOverStep, ReplicaLine, SentinelReplica, handover_step};
 use crate::zk::Zk;
+
+/// How often the replicas are looked at while waiting for one to finish
+/// its sync (writes still flow meanwhile).
+const SYNC_POLL: Duration = Duration::from_millis(200);
+/// How often offsets are compared while writes are paused.
+const CATCH_UP_POLL: Duration = Duration::from_millis(20);
+/// The most of the budget kept for the steps after a synced replica was
+/// found: pause, catch up, failover, the Sentinels naming the new master.
+const RESERVE: Duration = Duration::from_secs(2);
 
 /// What the hand-over needs to know.
 pub struct HandOver<'a> {
@@ -32,6 +48,21 @@ pub struct HandOver<'a> {
     pub budget: Duration,
 }
 
+/// Why no hand-over happened.
+enum NoHandOver {
+    /// Nothing to hand over (a replica, or no Sentinels): routine.
+    Skip(String),
+    /// A hand-over was needed but could not be done safely; the operator
+    /// must hear about it.
+    Unsafe(String),
+}
+
+impl From<String> for NoHandOver {
+    fn from(e: String) -> Self {
+        NoHandOver::Unsafe(e)
+    }
+}
+
 impl HandOver<'_> {
     /// Runs the hand-over if this server is a master and Sentinels are
     /// registered; returns at the latest when the budget is spent.
@@ -41,15 +72,17 @@ impl HandOver<'_> {
         match timeout_at(deadline, self.steps(zk, deadline)).await {
             Ok(Ok(new)) => info!(addr = %self.me, master = %new, ms = started.elapsed().as_millis() as u64,
                 "hand-over done; stopping the old master"),
-            Ok(Err(why)) => info!(addr = %self.me, reason = why, "no hand-over; stopping the server"),
+            Ok(Err(NoHandOver::Skip(why))) => info!(addr = %self.me, reason = why, "no hand-over; stopping the server"),
+            Ok(Err(NoHandOver::Unsafe(why))) => error!(addr = %self.me, reason = why,
+                "no safe hand-over; stopping the server WITHOUT a failover"),
             Err(_) => warn!(addr = %self.me, budget_s = self.budget.as_secs(),
                 "hand-over did not finish within SHUTDOWN_FAILOVER_TIMEOUT_S; stopping the server anyway"),
         }
     }
 
-    async fn steps(&self, zk: &Zk, deadline: Instant) -> Result<Endpoint, String> {
+    async fn steps(&self, zk: &Zk, deadline: Instant) -> Result<Endpoint, NoHandOver> {
         if !matches!(self.probe.role(&self.local).await, Ok(Role::Master)) {
-            return Err("not a master".into());
+            return Err(NoHandOver::Skip("not a master".into()));
         }
         let sentinels: Vec<Endpoint> = zk
             .registered(&zk.sentinels_dir())
@@ -59,33 +92,102 @@ impl HandOver<'_> {
             .map(|(_, e)| e)
             .collect();
         if sentinels.is_empty() {
-            return Err("no sentinel registered".into());
+            return Err(NoHandOver::Skip("no sentinel registered".into()));
         }
-        // 1. Pause writes until the deadline (plus a margin: the server is
+        // 1. With writes still flowing, wait for a replica the Sentinels may
+        //    promote: one that finished its sync, whose restored priority
+        //    the Sentinels have seen. Handing over to any other would give
+        //    the group an empty master. Each Sentinel caches a replica's
+        //    priority from its own INFO poll (every 10 s, at its own phase),
+        //    so the first Sentinel that has seen the restored priority is
+        //    the one asked to fail over.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ready_by = deadline - RESERVE.min(left / 2);
+        let mut last_log: Option<Instant> = None;
+        let sentinel = loop {
+            let (lines, offset) = self.replica_lines().await?;
+            let mut ready = None;
+            let mut why = vec![];
+            for s in &sentinels {
+                let seen = self.sentinel_view(s).await;
+                match handover_step(&lines, &seen, offset, true) {
+                    HandOverStep::WaitForSyncedReplica(w) => why = w,
+                    _ => {
+                        ready = Some(s.clone());
+                        break;
+                    }
+                }
+            }
+            match ready {
+                Some(s) => break s,
+                None => {
+                    let why: Vec<String> = why.iter().map(|(r, w)| format!("{r}: {}", w.as_str())).collect();
+                    let why = if why.is_empty() {
+                        "no replica".to_string()
+                    } else {
+                        why.join("; ")
+                    };
+                    if Instant::now() >= ready_by {
+                        return Err(NoHandOver::Unsafe(format!(
+                            "no replica finished its sync within SHUTDOWN_FAILOVER_TIMEOUT_S ({why}); \
+                             a failover now would promote a replica without the data"
+                        )));
+                    }
+                    if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
+                        last_log = Some(Instant::now());
+                        info!(addr = %self.me, reasons = %why, "hand-over waits for a replica to finish its sync");
+                    }
+                    sleep(SYNC_POLL).await;
+                }
+            }
+        };
+        // 2. Pause writes until the deadline (plus a margin: the server is
         //    stopped before the pause could lapse).
         let pause_ms = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)).as_millis();
         self.probe
             .cmd(&self.local, &["CLIENT", "PAUSE", &pause_ms.to_string(), "WRITE"])
             .await?;
         info!(addr = %self.me, pause_ms = pause_ms as u64, "writes paused for the hand-over");
-        // 2. Let a replica reach the master's offset.
+        // 3. Let the candidates reach the master's offset. One that lags
+        //    past `patience` is left behind if another is complete
+        //    (Sentinel prefers the replica with the higher offset).
         let patience = Instant::now() + deadline.saturating_duration_since(Instant::now()) / 2;
-        let caught_up = self.wait_for_replica_offset(patience).await?;
-        info!(addr = %self.me, replica = %caught_up, "a replica has every write");
-        // 3. Ask a Sentinel to fail over.
-        let mut asked = None;
-        for s in &sentinels {
-            match self.probe.cmd(s, &["SENTINEL", "FAILOVER", self.name]).await {
-                Ok(_) => {
-                    asked = Some(s.clone());
-                    break;
-                }
-                Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL FAILOVER refused"),
+        let caught_up = loop {
+            let (lines, offset) = self.replica_lines().await?;
+            let seen = self.sentinel_view(&sentinel).await;
+            if let HandOverStep::Failover(r) = handover_step(&lines, &seen, offset, Instant::now() >= patience) {
+                break r;
             }
-        }
-        let asked = asked.ok_or("no sentinel accepted SENTINEL FAILOVER")?;
+            sleep(CATCH_UP_POLL).await;
+        };
+        info!(addr = %self.me, replica = %caught_up, "a promotable replica has every write");
+        // 4. Ask that Sentinel (then the others) to fail over. A refusal
+        //    (another failover still running, a view a moment old) is
+        //    retried until the deadline.
+        let order: Vec<&Endpoint> = std::iter::once(&sentinel)
+            .chain(sentinels.iter().filter(|s| **s != sentinel))
+            .collect();
+        let asked = loop {
+            let mut asked = None;
+            for s in &order {
+                match self.probe.cmd(s, &["SENTINEL", "FAILOVER", self.name]).await {
+                    Ok(_) => {
+                        asked = Some((*s).clone());
+                        break;
+                    }
+                    Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL FAILOVER refused"),
+                }
+            }
+            match asked {
+                Some(s) => break s,
+                None if Instant::now() >= deadline => {
+                    return Err("no sentinel accepted SENTINEL FAILOVER".to_string().into());
+                }
+                None => sleep(SYNC_POLL).await,
+            }
+        };
         info!(sentinel = %asked, "failover requested");
-        // 4. Wait until the Sentinels name another live master.
+        // 5. Wait until the Sentinels name another live master.
         loop {
             for s in &sentinels {
                 if let Ok(Some(m)) = self.probe.sentinel_master(s, self.name).await
@@ -96,87 +198,37 @@ impl HandOver<'_> {
                 }
             }
             if Instant::now() >= deadline {
-                return Err("the sentinels did not name another master in time".into());
+                return Err("the sentinels did not name another master in time".to_string().into());
             }
             sleep(Duration::from_millis(100)).await;
         }
     }
 
-    /// Waits until every online replica has the master's offset, so that
-    /// whichever one Sentinel promotes has every acknowledged write. A
-    /// replica that lags past `patience` is left behind if another one is
-    /// complete (Sentinel prefers the replica with the higher offset).
-    async fn wait_for_replica_offset(&self, patience: Instant) -> Result<Endpoint, String> {
-        loop {
-            let info = self.probe.info(&self.local, "replication").await?;
-            let master_offset: i64 = info
-                .iter()
-                .find(|(k, _)| k == "master_repl_offset")
-                .and_then(|(_, v)| v.parse().ok())
-                .ok_or("INFO replication without master_repl_offset")?;
-            let online: Vec<ReplicaLine> = info
-                .iter()
-                .filter(|(k, _)| k.starts_with("slave"))
-                .filter_map(|(_, v)| replica_line(v))
-                .filter(|r| r.online)
-                .collect();
-            let complete = online.iter().filter(|r| r.offset >= master_offset).count();
-            let best = online.iter().max_by_key(|r| r.offset).map(|r| r.addr.clone());
-            match best {
-                None => return Err("no online replica".into()),
-                Some(b) if complete == online.len() => return Ok(b),
-                Some(b) if complete > 0 && Instant::now() >= patience => {
-                    warn!(
-                        complete,
-                        online = online.len(),
-                        "a replica still lags; handing over to a complete one"
-                    );
-                    return Ok(b);
-                }
-                Some(_) => {}
-            }
-            sleep(Duration::from_millis(20)).await;
-        }
+    /// The master's `slaveN` lines and its own offset.
+    async fn replica_lines(&self) -> Result<(Vec<ReplicaLine>, i64), String> {
+        let info = self.probe.info(&self.local, "replication").await?;
+        let offset: i64 = info
+            .iter()
+            .find(|(k, _)| k == "master_repl_offset")
+            .and_then(|(_, v)| v.parse().ok())
+            .ok_or("INFO replication without master_repl_offset")?;
+        let lines = info
+            .iter()
+            .filter(|(k, _)| k.starts_with("slave"))
+            .filter_map(|(_, v)| ReplicaLine::parse(v))
+            .collect();
+        Ok((lines, offset))
     }
-}
 
-/// One `slaveN:ip=…,port=…,state=online,offset=…,lag=…` value.
-#[derive(Debug, PartialEq, Eq)]
-struct ReplicaLine {
-    addr: Endpoint,
-    online: bool,
-    offset: i64,
-}
-
-fn replica_line(v: &str) -> Option<ReplicaLine> {
-    let field = |k: &str| v.split(',').find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='));
-    let addr = Endpoint::parse(&format!("{} {}", field("ip")?, field("port")?)).ok()?;
-    Some(ReplicaLine {
-        addr,
-        online: field("state")? == "online",
-        offset: field("offset")?.parse().ok()?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_replica_lines() {
-        assert_eq!(
-            replica_line("ip=10.0.0.2,port=6380,state=online,offset=1234,lag=0"),
-            Some(ReplicaLine {
-                addr: Endpoint::new("10.0.0.2", 6380),
-                online: true,
-                offset: 1234
+    /// The replicas as `sentinel` sees them; empty when it does not answer
+    /// (then nothing counts as promotable through it).
+    async fn sentinel_view(&self, sentinel: &Endpoint) -> Vec<SentinelReplica> {
+        self.probe
+            .sentinel_replicas(sentinel, self.name)
+            .await
+            .unwrap_or_else(|e| {
+                warn!(sentinel = %sentinel, error = %e, "cannot ask for the replicas");
+                vec![]
             })
-        );
-        assert_eq!(
-            replica_line("ip=10.0.0.2,port=6380,state=wait_bgsave,offset=0,lag=0").map(|r| r.online),
-            Some(false)
-        );
-        assert_eq!(replica_line("garbage"), None);
-        assert_eq!(replica_line("ip=x y,port=1,state=online,offset=1"), None);
     }
 }

@@ -3,8 +3,9 @@
 //! ports.
 //!
 //! The modules read in the data's own order: [`config`] → [`endpoint`] →
-//! [`zk`] (and [`session`]) → [`discover`] / [`decide`] → [`supervise`], with
-//! [`node`] tying them together for `rzk-redis`.
+//! [`zk`] (and [`session`]) → [`discover`] / [`decide`] and [`promotion`]
+//! (pure rules) → [`supervise`], with [`node`] tying them together for
+//! `rzk-redis`.
 
 pub mod cli;
 pub mod conf;
@@ -18,6 +19,7 @@ pub mod handover;
 pub mod logging;
 pub mod node;
 pub mod probe;
+pub mod promotion;
 pub mod sentinel;
 pub mod session;
 pub mod supervise;

@@ -77,6 +77,8 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         local: id.local(),
         me: me.clone(),
         name: &cfg.common.master_name,
+        priority: cfg.replica_priority,
+        synced: replica_of.is_none(),
     };
     let hand_over = HandOver {
         probe: &probe,
@@ -276,9 +278,12 @@ async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endp
     let dir = &cfg.common.data_dir;
     let dir = std::fs::canonicalize(dir)?;
     let conf_path = dir.join("redis.conf");
+    // A new replica holds nothing until its first full sync is done: it
+    // starts unpromotable, and the role guard restores the priority then.
+    let priority = if replica_of.is_some() { 0 } else { cfg.replica_priority };
     write_private(
         &conf_path,
-        &redis_conf(id, &dir, cfg.common.password.as_ref(), replica_of),
+        &redis_conf(id, &dir, cfg.common.password.as_ref(), replica_of, priority),
     )?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];
     args.extend(cfg.extra_args.iter().cloned());

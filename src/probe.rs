@@ -156,6 +156,24 @@ impl Probe {
         Ok(Some((master, epoch)))
     }
 
+    /// `SENTINEL REPLICAS <name>`: the replicas as this Sentinel last saw
+    /// them (the view it would pick a replica from). Malformed entries are
+    /// left out.
+    pub async fn sentinel_replicas(
+        &self,
+        sentinel: &Endpoint,
+        name: &str,
+    ) -> Result<Vec<crate::promotion::SentinelReplica>, String> {
+        let v = self.cmd(sentinel, &["SENTINEL", "REPLICAS", name]).await?;
+        let Value::Array(items) = v else {
+            return Err(format!("{sentinel}: SENTINEL REPLICAS reply is not an array"));
+        };
+        Ok(items
+            .iter()
+            .filter_map(|i| crate::promotion::SentinelReplica::from_fields(&fields(i)))
+            .collect())
+    }
+
     /// An `INFO <section>` reply as `field:value` pairs.
     pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, String> {
         let v = self.cmd(ep, &["INFO", section]).await?;
