@@ -40,6 +40,8 @@ pub struct Group {
     pub extra: Vec<(&'static str, String)>,
     /// `REDIS_PASSWORD` of the group, used by every check.
     pub password: Option<String>,
+    /// Extra pass-through arguments for every rzk-redis started from now on.
+    pub redis_args: Vec<String>,
 }
 
 impl Group {
@@ -51,6 +53,7 @@ impl Group {
             watchers: vec![],
             extra: vec![],
             password: None,
+            redis_args: vec![],
         }
     }
 
@@ -91,12 +94,9 @@ impl Group {
     pub fn start_redis(&mut self) -> usize {
         let t = task();
         // No snapshots, and no 5 s wait before a replica's first sync.
-        let p = self.spawn(
-            RZK_REDIS,
-            &["--save", "", "--repl-diskless-sync-delay", "0"],
-            Some(&t),
-            t.dir.join("launcher.log"),
-        );
+        let mut args = vec!["--save", "", "--repl-diskless-sync-delay", "0"];
+        args.extend(self.redis_args.iter().map(String::as_str));
+        let p = self.spawn(RZK_REDIS, &args, Some(&t), t.dir.join("launcher.log"));
         self.redis.push(Member { task: t, proc: p });
         self.redis.len() - 1
     }

@@ -1,0 +1,366 @@
+//! A replica that has not finished its first full sync is never promoted:
+//! not by Sentinel after the master dies, not by a hand-over that could not
+//! wait, not by a takeover. Safe even when the orchestrator moves on as soon
+//! as a replacement answers PING, as a TCP health check does.
+//!
+//! The scenarios run one at a time (a shared lock): each runs a group whose
+//! servers hold hundreds of megabytes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::*;
+use redis::Value;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Preloads `n` keys `pre:<i>` of `len` bytes each, 1000 per MSET.
+async fn preload(addr: &str, n: usize, len: usize) {
+    let value = "x".repeat(len);
+    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
+    for chunk in keys.chunks(1000) {
+        let mut args = vec!["MSET"];
+        for k in chunk {
+            args.push(k);
+            args.push(&value);
+        }
+        redis_cmd(addr, None, &args).await.expect("preload MSET");
+    }
+}
+
+/// How many of the `n` preloaded keys `addr` holds.
+async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
+    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
+    let mut present = 0;
+    for chunk in keys.chunks(1000) {
+        let mut args = vec!["EXISTS"];
+        args.extend(chunk.iter().map(String::as_str));
+        match redis_cmd(addr, None, &args).await? {
+            Value::Int(k) => present += k as usize,
+            other => return Err(format!("EXISTS gave {other:?}")),
+        }
+    }
+    Ok(present)
+}
+
+async fn dbsize(addr: &str) -> Result<i64, String> {
+    match redis_cmd(addr, None, &["DBSIZE"]).await? {
+        Value::Int(n) => Ok(n),
+        other => Err(format!("DBSIZE gave {other:?}")),
+    }
+}
+
+async fn replica_priority(addr: &str) -> Result<String, String> {
+    match redis_cmd(addr, None, &["CONFIG", "GET", "replica-priority"]).await? {
+        Value::Array(v) if v.len() == 2 => match &v[1] {
+            Value::BulkString(b) => Ok(String::from_utf8_lossy(b).into_owned()),
+            other => Err(format!("{other:?}")),
+        },
+        Value::Map(m) if m.len() == 1 => Ok(format!("{:?}", m[0].1)),
+        other => Err(format!("CONFIG GET replica-priority gave {other:?}")),
+    }
+}
+
+/// The `slave-priority` every live Sentinel has cached for `replica`.
+async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    for s in g.live_sentinels() {
+        let v = redis_cmd(&s.addr(), None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
+        let Value::Array(items) = v else {
+            return Err(format!("SENTINEL REPLICAS gave {v:?}"));
+        };
+        let mut found = None;
+        for item in &items {
+            let f = redis_zk::probe::fields(item);
+            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
+                found = get("slave-priority");
+            }
+        }
+        out.push(found.unwrap_or_else(|| "unknown".into()));
+    }
+    Ok(out)
+}
+
+/// One Marathon-like rolling restart in which the orchestrator waits only
+/// until each replacement answers PING (a TCP health check), over the
+/// given order of task indexes. Returns how long each step took.
+async fn rolling_restart_ping_gated(g: &mut Group, order: &[usize], kill_grace: Duration) -> Vec<Duration> {
+    let mut steps = vec![];
+    for &i in order {
+        let t0 = Instant::now();
+        g.redis[i].proc.signal(libc::SIGTERM);
+        if g.redis[i].proc.wait_exit(kill_grace).is_none() {
+            // Marathon's taskKillGracePeriodSeconds ran out.
+            g.redis[i].proc.signal(libc::SIGKILL);
+            g.redis[i]
+                .proc
+                .wait_exit(Duration::from_secs(5))
+                .expect("SIGKILLed launcher");
+        }
+        let j = g.start_redis();
+        let addr = g.redis[j].addr();
+        wait_for("the replacement to answer PING", Duration::from_secs(30), || async {
+            redis_cmd(&addr, None, &["PING"]).await.map(|_| ())
+        })
+        .await;
+        steps.push(t0.elapsed());
+    }
+    steps
+}
+
+/// The rolling restart that lost every key before: 3 redis tasks with a
+/// dataset whose full sync takes seconds, restarted one after the other in
+/// an order that puts the master in the middle, moving on as soon as the
+/// replacement answers PING. The replacements are still syncing when the
+/// next task is killed; a hand-over or a Sentinel failover to one of them
+/// would make an empty server the master. Three runs in a row, each with a
+/// writer whose writes count only when `WAIT 1` confirms them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_gated_rolling_restart_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    const KEYS: usize = 20_000;
+    const VALUE: usize = 10_000;
+    let runs: usize = std::env::var("ROLLING_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for run in 1..=runs {
+        let mut g = Group::new("rolling");
+        // The Marathon values: 20 s for the hand-over, 30 s kill grace.
+        g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
+        // 200 MB sync in about a second here. A delay per key in the
+        // master's RDB stream (a Redis debug setting) stretches that to a
+        // few seconds, so that the next task is always killed while the
+        // replacement before it still syncs, as on a slow network.
+        g.redis_args = vec!["--rdb-key-save-delay".into(), "100".into()];
+        let mut g = Group::start_with(g, 3, 3, 1).await;
+        let master = g.wait_healthy(Duration::from_secs(60)).await;
+        let t = Instant::now();
+        preload(&master, KEYS, VALUE).await;
+        let preload_took = t.elapsed();
+        let mi = g.master_index().await.unwrap();
+        // Let the replicas receive the preload before the first kill.
+        let synced = wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
+            let mut sizes = vec![];
+            for m in g.live_redis() {
+                sizes.push(dbsize(&m.addr()).await?);
+            }
+            if sizes.iter().all(|n| *n >= KEYS as i64) {
+                Ok(sizes)
+            } else {
+                Err(format!("DBSIZE {sizes:?}"))
+            }
+        })
+        .await;
+        let replicas: Vec<usize> = (0..3).filter(|i| *i != mi).collect();
+        let order = [replicas[0], mi, replicas[1]];
+        let writer = g.start_writer(&format!("roll{run}"), None, 1);
+        // Writes before the first kill, so the ledger spans the restart.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, v0) = g.record_with_version().await.unwrap();
+        let steps = rolling_restart_ping_gated(&mut g, &order, Duration::from_secs(30)).await;
+        let master = g.wait_healthy(Duration::from_secs(120)).await;
+        let ledger = writer.finish().await;
+        let (_, v1) = g.record_with_version().await.unwrap();
+        let present = preloaded_present(&master, KEYS).await.unwrap();
+        let lost = missing_keys(&master, None, &ledger.acked).await;
+        let logs: String = g.redis.iter().map(|m| m.proc.log()).collect();
+        eprintln!(
+            "MEASURE rolling restart (PING gate) run {run}: preload {KEYS} keys x {VALUE} B in {preload_took:?} (replica sizes {synced:?}); \
+             steps {steps:?}; record version {v0} -> {v1}; {} of {KEYS} preloaded keys present; {} acknowledged, {} lost, {} failed, longest pause {:?}; \
+             hand-overs that waited for a sync: {}",
+            present,
+            ledger.acked.len(),
+            lost.len(),
+            ledger.failed,
+            ledger.longest_gap,
+            logs.matches("hand-over waits for a replica to finish its sync").count()
+        );
+        assert_eq!(present, KEYS, "run {run}: preloaded keys lost (master {master})");
+        assert!(
+            ledger.acked.len() > 50,
+            "run {run}: the writer barely wrote: {ledger:?}"
+        );
+        assert!(
+            lost.is_empty(),
+            "run {run}: {} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        assert!(
+            !logs.contains("no safe hand-over"),
+            "run {run}: a hand-over gave up:\n{}",
+            logs.lines()
+                .filter(|l| l.contains("hand-over"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
+
+/// The master dies (SIGKILL) while its only replica is in its first full
+/// sync. Sentinel must not promote that replica: it holds none of the data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_in_its_first_sync_is_not_promoted_when_the_master_dies() {
+    let _serial = SERIAL.lock().await;
+    const KEYS: usize = 50_000;
+    let g = Group::start("nogood", 1, 3, 1).await;
+    let mut g = g;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    preload(&master, KEYS, 1000).await;
+    // A full sync of this preload takes well under a second here, while the
+    // Sentinels learn of a new replica only at their next INFO of the master
+    // (every 10 s). Stretch the sync so they know the replica, and could
+    // pick it, while it is still syncing.
+    redis_cmd(&master, None, &["CONFIG", "SET", "rdb-key-save-delay", "400"])
+        .await
+        .unwrap();
+    let i = g.start_redis();
+    let replica = g.redis[i].addr();
+    wait_for(
+        "every Sentinel to know the syncing replica",
+        Duration::from_secs(20),
+        || async {
+            let p = sentinel_priorities(&g, &replica).await?;
+            let syncing = info_field(&replica, "replication", "master_sync_in_progress").await?;
+            if syncing != "1" {
+                return Err(format!(
+                    "the replica is not syncing (master_sync_in_progress {syncing})"
+                ));
+            }
+            if p.iter().all(|p| p != "unknown") {
+                Ok(p)
+            } else {
+                Err(format!("sentinels' view of it: {p:?}"))
+            }
+        },
+    )
+    .await;
+    let before = dbsize(&replica).await.unwrap();
+    assert_eq!(
+        replica_priority(&replica).await.unwrap(),
+        "0",
+        "a syncing replica must be unpromotable"
+    );
+    let mi = g.master_index().await.unwrap();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let t0 = Instant::now();
+    // Watch the replica through down-after, the vote and a failover
+    // attempt: it must never become master.
+    let mut samples = 0;
+    let abort = loop {
+        samples += 1;
+        let r = role(&replica).await;
+        assert_ne!(
+            r.as_deref(),
+            Ok("master"),
+            "a replica with {before} of {KEYS} keys was promoted after {:?}",
+            t0.elapsed()
+        );
+        let logs: String = g.live_sentinels().map(|s| s.proc.log()).collect();
+        if let Some(line) = logs.lines().find(|l| l.contains("-failover-abort-no-good-slave")) {
+            break line.to_string();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_millis(DOWN_AFTER_MS + 20_000),
+            "no Sentinel reported -failover-abort-no-good-slave within {:?}",
+            t0.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // A little longer: the Sentinels retry, and a late promotion would be
+    // just as wrong. The scenario's own timing.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_ne!(role(&replica).await.as_deref(), Ok("master"), "promoted late");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "MEASURE unsynced replica ({before} of {KEYS} keys at the kill) not promoted; {samples} role samples; Sentinel after {:?}: {}",
+        t0.elapsed(),
+        abort.trim()
+    );
+}
+
+/// A replica restores its configured priority within 2 s of finishing its
+/// first sync, the Sentinels see it, and an ordinary SIGKILL failover then
+/// promotes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restores_its_priority_after_its_first_sync_and_a_failover_works() {
+    let _serial = SERIAL.lock().await;
+    const KEYS: usize = 20_000;
+    let mut g = Group::new("priority");
+    // The configured priority comes from the pass-through arguments.
+    g.redis_args = vec!["--replica-priority".into(), "42".into()];
+    let mut g = Group::start_with(g, 1, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    assert_eq!(
+        replica_priority(&master).await.unwrap(),
+        "42",
+        "a master runs with the configured priority"
+    );
+    preload(&master, KEYS, 1000).await;
+    // About 2 s of sync, long enough to see the replica unpromotable.
+    redis_cmd(&master, None, &["CONFIG", "SET", "rdb-key-save-delay", "100"])
+        .await
+        .unwrap();
+    let i = g.start_redis();
+    let replica = g.redis[i].addr();
+    let mut seen_zero_while_syncing = 0;
+    let synced_at = loop {
+        let link = info_field(&replica, "replication", "master_link_status").await;
+        let prio = replica_priority(&replica).await;
+        match (link.as_deref(), prio.as_deref()) {
+            (Ok("up"), _) => break Instant::now(),
+            (_, Ok("0")) => seen_zero_while_syncing += 1,
+            (_, Ok(p)) => panic!("priority {p} before the first sync finished"),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(seen_zero_while_syncing > 0, "never saw the syncing replica");
+    let restored = wait_for("the priority to be restored", Duration::from_secs(2), || async {
+        match replica_priority(&replica).await {
+            Ok(p) if p == "42" => Ok(synced_at.elapsed()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    redis_cmd(&master, None, &["CONFIG", "SET", "rdb-key-save-delay", "0"])
+        .await
+        .unwrap();
+    // Sentinel refreshes a replica's INFO every 10 s.
+    wait_for(
+        "every Sentinel to see the restored priority",
+        Duration::from_secs(25),
+        || async {
+            let p = sentinel_priorities(&g, &replica).await?;
+            if p.iter().all(|p| p == "42") {
+                Ok(())
+            } else {
+                Err(format!("{p:?}"))
+            }
+        },
+    )
+    .await;
+    let mi = g.master_index().await.unwrap();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    wait_for(
+        "the record to name the synced replica",
+        Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 5000),
+        || async {
+            match g.record().await {
+                Some(r) if r == replica && role(&r).await.as_deref() == Ok("master") => Ok(()),
+                other => Err(format!("record {other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(preloaded_present(&replica, KEYS).await.unwrap(), KEYS);
+    eprintln!(
+        "MEASURE replica-priority: 0 in {seen_zero_while_syncing} samples while syncing; restored {restored:?} after the link came up; failover to it worked"
+    );
+}
