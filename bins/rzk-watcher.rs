@@ -19,9 +19,9 @@ fn main() {
         },
         |(cfg, check)| async move {
             if check {
-                redis_zk::watcher::check(cfg).await
+                redis_zk::launch::watcher::check(cfg).await
             } else {
-                redis_zk::watcher::run(cfg).await
+                redis_zk::launch::watcher::run(cfg).await
             }
         },
     )

@@ -12,12 +12,14 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::endpoint::is_valid_host;
+pub use crate::model::Secret;
+pub use crate::zk::settings::ZkConfig;
+use crate::zk::settings::{is_valid_zk_path, parse_zk_hosts};
 
 /// A bad configuration value. Displayed as the one line the launcher prints
 /// before it exits with status 2.
@@ -49,41 +51,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-/// A secret (a password or a digest credential). Its `Debug` output is
-/// redacted so that no `{:?}` of a config struct can leak it into a log.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself; call sites that need it are few and easy to audit.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-/// How ZooKeeper is reached, shared by all three binaries.
-#[derive(Debug, Clone)]
-pub struct ZkConfig {
-    /// `host:port,host:port`, every host with an explicit port.
-    pub hosts: String,
-    /// The `/chroot` suffix of `ZK_HOSTS`, created when missing.
-    pub chroot: Option<String>,
-    /// `ZK_ROOT`: the group's root, relative to the chroot.
-    pub root: String,
-    /// `ZK_SESSION_TIMEOUT_MS`.
-    pub session_timeout: Duration,
-    /// `ZK_CONNECT_TIMEOUT_S`: how long to try before giving up at start.
-    pub connect_timeout: Duration,
-    /// `ZK_DIGEST` as `user:password`.
-    pub digest: Option<Secret>,
-}
 
 /// Log output format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +99,7 @@ pub struct RedisConfig {
     pub common: Common,
     /// Address settings.
     pub listen: Listen,
-    /// `REDIS_SERVER_BIN`, resolved against `PATH`.
+    /// `REDIS_SERVER_BIN` as given; start-up resolves it against `PATH`.
     pub server_bin: PathBuf,
     /// `TAKEOVER_GRACE_S`.
     pub takeover_grace: Duration,
@@ -186,7 +153,7 @@ pub struct SentinelConfig {
     pub common: Common,
     /// Address settings (`PORT0` defaults to 26379).
     pub listen: Listen,
-    /// `REDIS_SENTINEL_BIN`, resolved against `PATH`.
+    /// `REDIS_SENTINEL_BIN` as given; start-up resolves it against `PATH`.
     pub sentinel_bin: PathBuf,
     /// The Sentinel settings for the monitored master.
     pub monitor: MonitorSettings,
@@ -354,83 +321,8 @@ fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -
     var(name, value, default, &expected, int_in(lo, 86_400)).map(Duration::from_secs)
 }
 
-/// A ZooKeeper path: absolute, no trailing slash, no empty or `.`/`..` parts.
-fn is_valid_zk_path(p: &str) -> bool {
-    p.len() > 1
-        && p.starts_with('/')
-        && p[1..]
-            .split('/')
-            .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'))
-}
-
-/// Parses `ZK_HOSTS`: `host[:port],…[/chroot]`. Returns the connect string,
-/// with the default port 2181 filled in, and the chroot.
-pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
-    let s = s.trim();
-    let (list, chroot) = match s.find('/') {
-        Some(i) => (&s[..i], Some(&s[i..])),
-        None => (s, None),
-    };
-    if let Some(c) = chroot
-        && c != "/"
-        && !is_valid_zk_path(c)
-    {
-        return None;
-    }
-    let mut hosts = Vec::new();
-    for entry in list.split(',') {
-        let entry = entry.trim();
-        let (host, port) = match entry.rsplit_once(':') {
-            Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
-            None => (entry, 2181),
-        };
-        if !is_valid_host(host) {
-            return None;
-        }
-        hosts.push(format!("{host}:{port}"));
-    }
-    let chroot = chroot.filter(|c| *c != "/").map(str::to_owned);
-    Some((hosts.join(","), chroot))
-}
-
 fn is_valid_master_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-/// Creates `DATA_DIR` when missing and checks that it is writable, so a
-/// launcher fails at start (exit 2) rather than after it joined the group:
-/// Redis and Sentinel rewrite their config files through a temporary file in
-/// that directory.
-pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
-    let fail = |e: std::io::Error| {
-        ConfigError::new(
-            "DATA_DIR",
-            dir.display().to_string(),
-            format!("a directory this user can write ({e})"),
-        )
-    };
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let probe = dir.join(format!(".rzk-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(fail)?;
-    std::fs::remove_file(&probe).map_err(fail)
-}
-
-/// Resolves a program name the way `execvp` would, so that a missing binary
-/// is a configuration error at start, not a failure after the lock is taken.
-pub fn resolve_program(name: &str, path_var: Option<&str>) -> Option<PathBuf> {
-    let is_exec = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
-    if name.contains('/') {
-        let p = PathBuf::from(name);
-        return is_exec(&p).then_some(p);
-    }
-    std::env::split_paths(path_var?)
-        .map(|dir| dir.join(name))
-        .find(|p| is_exec(p))
 }
 
 fn common(r: &Raw) -> Result<Common, ConfigError> {
@@ -461,7 +353,7 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
     let digest = match &r.zk_digest {
         None => None,
         Some(d) => match d.split_once(':') {
-            Some((u, p)) if !u.is_empty() && !p.is_empty() => Some(Secret(d.clone())),
+            Some((u, p)) if !u.is_empty() && !p.is_empty() => Some(Secret::new(d.clone())),
             _ => {
                 return Err(ConfigError::new(
                     "ZK_DIGEST",
@@ -487,7 +379,7 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
                 "a non-empty password on one line, or leave it unset",
             ));
         }
-        Some(p) => Some(Secret(p.clone())),
+        Some(p) => Some(Secret::new(p.clone())),
     };
     let data_dir = PathBuf::from(r.data_dir.clone().unwrap_or_else(|| ".".into()));
     if data_dir.as_os_str().is_empty() || (data_dir.exists() && !data_dir.is_dir()) {
@@ -568,42 +460,16 @@ impl RedisConfig {
     pub fn from_vars(vars: &[(String, String)], mut args: Vec<String>) -> Result<Self, ConfigError> {
         let r = raw(vars);
         let replica_priority = take_replica_priority(&mut args)?;
-        let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-        let bin = r.redis_server_bin.clone().unwrap_or_else(|| "redis-server".into());
-        let server_bin = resolve_program(&bin, path).ok_or_else(|| {
-            ConfigError::new(
-                "REDIS_SERVER_BIN",
-                bin.clone(),
-                "an executable redis-server, by path or on PATH",
-            )
-        })?;
         Ok(RedisConfig {
             common: common(&r)?,
             listen: listen(&r, 6379)?,
-            server_bin,
+            server_bin: PathBuf::from(r.redis_server_bin.as_deref().unwrap_or("redis-server")),
             takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
             shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
             extra_args: args,
             replica_priority,
         })
     }
-}
-
-fn program_var(
-    vars: &[(String, String)],
-    name: &'static str,
-    value: &Option<String>,
-    default: &str,
-) -> Result<PathBuf, ConfigError> {
-    let path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str());
-    let bin = value.clone().unwrap_or_else(|| default.into());
-    resolve_program(&bin, path).ok_or_else(|| {
-        ConfigError::new(
-            name,
-            bin.clone(),
-            format!("an executable {default}, by path or on PATH"),
-        )
-    })
 }
 
 impl SentinelConfig {
@@ -613,7 +479,7 @@ impl SentinelConfig {
         Ok(SentinelConfig {
             common: common(&r)?,
             listen: listen(&r, 26379)?,
-            sentinel_bin: program_var(vars, "REDIS_SENTINEL_BIN", &r.redis_sentinel_bin, "redis-sentinel")?,
+            sentinel_bin: PathBuf::from(r.redis_sentinel_bin.as_deref().unwrap_or("redis-sentinel")),
             monitor: MonitorSettings {
                 quorum: var(
                     "SENTINEL_QUORUM",
@@ -718,24 +584,6 @@ mod tests {
     }
 
     #[test]
-    fn zk_hosts_forms() {
-        assert_eq!(parse_zk_hosts("a"), Some(("a:2181".into(), None)));
-        assert_eq!(
-            parse_zk_hosts("a:1,b:2/x/y"),
-            Some(("a:1,b:2".into(), Some("/x/y".into())))
-        );
-        assert_eq!(
-            parse_zk_hosts("10.0.0.1,10.0.0.2:2182/"),
-            Some(("10.0.0.1:2181,10.0.0.2:2182".into(), None))
-        );
-        for bad in [
-            "", ",", "a:", "a:0", "a:70000", "a:x", "a,,b", "a/x/", "a//x", "a b", "/x",
-        ] {
-            assert_eq!(parse_zk_hosts(bad), None, "{bad:?} should be rejected");
-        }
-    }
-
-    #[test]
     fn every_bad_value_names_its_variable() {
         let cases: &[(&str, &str)] = &[
             ("PORT0", "abc"),
@@ -759,7 +607,6 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("TAKEOVER_GRACE_S", "soon"),
             ("SHUTDOWN_FAILOVER_TIMEOUT_S", "0"),
-            ("REDIS_SERVER_BIN", "/nonexistent/redis-server"),
         ];
         for (k, v) in cases {
             let e = err(&[(k, v)]);
@@ -805,7 +652,6 @@ mod tests {
             ("SENTINEL_PARALLEL_SYNCS", "0"),
             ("MASTER_WAIT_TIMEOUT_S", "0"),
             ("PORT0", "abc"),
-            ("REDIS_SENTINEL_BIN", "/nope"),
         ] {
             let e = SentinelConfig::from_vars(&[path.clone(), sbin.clone(), (k.into(), v.into())]).unwrap_err();
             assert_eq!(e.var, k, "{e}");
@@ -892,59 +738,6 @@ mod tests {
             let _ = SentinelConfig::from_vars(&vars);
             let _ = WatcherConfig::from_vars(&vars);
         }
-    }
-
-    #[test]
-    fn data_dir_is_created_and_checked() {
-        let base = std::env::temp_dir().join(format!("rzk-datadir-{}", std::process::id()));
-        let dir = base.join("a/b");
-        prepare_data_dir(&dir).unwrap();
-        assert!(dir.is_dir());
-        std::fs::remove_dir_all(&base).unwrap();
-    }
-
-    /// The refusal of a directory this user cannot write. Root can write
-    /// anywhere, and root is how CI runs, so the check runs in a copy of this
-    /// test binary started as `nobody` (uid 65534) on a root-owned,
-    /// read-only directory; as another user it runs in place.
-    #[test]
-    fn data_dir_that_this_user_cannot_write_is_refused() {
-        const CHILD: &str = "RZK_TEST_READONLY_DATA_DIR";
-        if let Some(dir) = std::env::var_os(CHILD) {
-            let e = prepare_data_dir(Path::new(&dir)).expect_err("a read-only DATA_DIR was accepted");
-            assert_eq!(e.var, "DATA_DIR");
-            assert!(e.expected.contains("Permission denied"), "{e}");
-            println!("refused: {e}");
-            return;
-        }
-        use std::os::unix::fs::PermissionsExt;
-        use std::os::unix::process::CommandExt;
-        let base = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dir = base.path().join("ro");
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            "--exact",
-            "config::tests::data_dir_that_this_user_cannot_write_is_refused",
-            "--nocapture",
-        ])
-        .env(CHILD, &dir);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            cmd.uid(65534).gid(65534);
-        }
-        let out = cmd.output().expect("run this test binary again");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && text.contains("refused: invalid DATA_DIR"),
-            "{text}"
-        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Sentinel pub/sub events. The payload comes from the network and is
 //! untrusted: the parser is strict, total and never panics.
 
-use crate::endpoint::Endpoint;
+use crate::model::Endpoint;
 
 /// A `+switch-master` event: Sentinel promoted `new` in place of `old`.
 #[derive(Debug, Clone, PartialEq, Eq)]

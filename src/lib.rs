@@ -2,27 +2,39 @@
 //! ZooKeeper is the meeting point for tasks that land on unknown hosts and
 //! ports.
 //!
-//! The modules read in the data's own order: [`config`] → [`endpoint`] →
-//! [`zk`] (and [`session`]) → [`discover`] / [`decide`] and [`promotion`]
-//! (pure rules) → [`supervise`], with [`node`] tying them together for
-//! `rzk-redis`.
+//! The modules read in the data's own order. Each one uses only modules
+//! listed before it (`tests/layering.rs` checks this):
+//!
+//! 1. [`model`]: the shared types (addresses, roles, the record); no
+//!    dependencies.
+//! 2. [`zk::settings`]: how ZooKeeper is reached and the `ZK_HOSTS`
+//!    grammar (the rest of [`zk`] comes after [`config`]).
+//! 3. [`config`]: environment variables, parsed and validated; no side
+//!    effects.
+//! 4. Access to the outside: [`zk`] (the coordination store, one small
+//!    interface), [`probe`] (Redis and Sentinel), [`render`] (the generated
+//!    config files), [`events`] (Sentinel's pub/sub payloads).
+//! 5. [`observe`]: one look at the group, an immutable [`observe::Snapshot`].
+//! 6. [`policy`]: pure functions from a snapshot to actions.
+//! 7. [`act`]: the one place that performs actions, fenced by the session
+//!    that observed.
+//! 8. The process side: [`logging`], [`supervise`] (the child), [`session`]
+//!    (keeping a ZooKeeper session and its registrations), [`startup`] (the
+//!    machine checks before a launcher starts).
+//! 9. [`launch`]: the three launchers, and [`cli`], the binaries' `main`.
 
+pub mod act;
 pub mod cli;
-pub mod conf;
 pub mod config;
-pub mod decide;
-pub mod discover;
-pub mod endpoint;
 pub mod events;
-pub mod guard;
-pub mod handover;
+pub mod launch;
 pub mod logging;
-pub mod node;
+pub mod model;
+pub mod observe;
+pub mod policy;
 pub mod probe;
-pub mod promotion;
-pub mod sentinel;
+pub mod render;
 pub mod session;
+pub mod startup;
 pub mod supervise;
-pub mod task;
-pub mod watcher;
 pub mod zk;

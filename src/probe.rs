@@ -12,25 +12,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use tokio::time::timeout;
 
-use crate::config::Secret;
-use crate::endpoint::Endpoint;
-
-/// What `ROLE` says about a server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Role {
-    /// A master.
-    Master,
-    /// A replica, with the master it follows and its link state
-    /// (`connect`, `connecting`, `sync`, `connected`).
-    Replica {
-        /// The master it replicates from.
-        master: Endpoint,
-        /// Replication link state.
-        state: String,
-    },
-    /// A Sentinel.
-    Sentinel,
-}
+use crate::model::Secret;
+use crate::model::{Endpoint, Role};
 
 /// Probe settings: the password (`REDIS_PASSWORD`) and a per-call timeout.
 #[derive(Debug, Clone)]
@@ -163,14 +146,14 @@ impl Probe {
         &self,
         sentinel: &Endpoint,
         name: &str,
-    ) -> Result<Vec<crate::promotion::SentinelReplica>, String> {
+    ) -> Result<Vec<crate::policy::promotion::SentinelReplica>, String> {
         let v = self.cmd(sentinel, &["SENTINEL", "REPLICAS", name]).await?;
         let Value::Array(items) = v else {
             return Err(format!("{sentinel}: SENTINEL REPLICAS reply is not an array"));
         };
         Ok(items
             .iter()
-            .filter_map(|i| crate::promotion::SentinelReplica::from_fields(&fields(i)))
+            .filter_map(|i| crate::policy::promotion::SentinelReplica::from_fields(&fields(i)))
             .collect())
     }
 

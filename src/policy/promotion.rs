@@ -12,7 +12,7 @@
 //! priority once the first full sync is done. The other rules here read
 //! that same mark, so Sentinel, the hand-over and the takeover agree.
 
-use crate::endpoint::Endpoint;
+use crate::model::Endpoint;
 
 /// What a server's own `INFO replication` says about its sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

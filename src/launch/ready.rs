@@ -1,55 +1,13 @@
-//! What every launcher does the same way: connect to ZooKeeper unless a
-//! signal says stop, pause interruptibly, and wait for a freshly started
-//! child to answer in its intended role.
+//! Waiting for a freshly started child to answer in its intended role.
 
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 use tracing::{error, info, warn};
 
-use crate::config::ZkConfig;
-use crate::endpoint::Endpoint;
-use crate::probe::{Probe, Role};
+use crate::model::{Endpoint, Role};
+use crate::probe::Probe;
 use crate::supervise::{Child, Signals, exit_code};
-use crate::zk::Zk;
-
-/// Exit code for a signal that stopped the launcher before its child ran.
-pub fn interrupted(sig: i32) -> i32 {
-    info!(sig, "signal before the child started; leaving");
-    128 + sig
-}
-
-/// The start every launcher shares: install the signal handlers (so a
-/// signal that arrives before the child runs is seen), then connect to
-/// ZooKeeper. Returns the exit code to leave with when either fails.
-pub async fn start(cfg: &ZkConfig) -> Result<(Signals, Zk), i32> {
-    let mut signals = Signals::new().map_err(|e| {
-        error!(error = %e, "cannot install signal handlers");
-        1
-    })?;
-    let zk = connect(cfg, &mut signals).await?;
-    Ok((signals, zk))
-}
-
-/// Connects to ZooKeeper within `ZK_CONNECT_TIMEOUT_S`; returns the exit
-/// code (1, or 128+signal) when that fails or a signal comes first.
-pub async fn connect(cfg: &ZkConfig, signals: &mut Signals) -> Result<Zk, i32> {
-    tokio::select! {
-        r = Zk::connect(cfg) => r.map_err(|e| {
-            error!(error = %e, "giving up");
-            1
-        }),
-        sig = signals.recv() => Err(interrupted(sig)),
-    }
-}
-
-/// Sleeps, unless a signal arrives first (then the launcher leaves).
-pub async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
-    tokio::select! {
-        _ = sleep(d) => Ok(()),
-        sig = signals.recv() => Err(interrupted(sig)),
-    }
-}
 
 /// How long a new child may take to answer in its role. A server loading a
 /// large dataset is slow, but the bootstrap lock is held meanwhile: a child

@@ -16,38 +16,11 @@ use zookeeper_client::{
     Permission, Stat,
 };
 
-use crate::config::ZkConfig;
-use crate::endpoint::Endpoint;
+use crate::model::{Endpoint, Record};
 
-/// What `<root>/master` holds, as far as a decision is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    /// No node: a fresh group.
-    Missing,
-    /// A node whose data is not a valid endpoint. Treated as "no usable
-    /// record"; the version lets a writer replace it with a CAS.
-    Unusable {
-        /// znode data version.
-        version: i32,
-    },
-    /// A well-formed record.
-    Valid {
-        /// The master it names.
-        master: Endpoint,
-        /// znode data version, for CAS writes.
-        version: i32,
-    },
-}
+pub mod settings;
 
-impl Record {
-    /// The master named by a valid record.
-    pub fn master(&self) -> Option<&Endpoint> {
-        match self {
-            Record::Valid { master, .. } => Some(master),
-            _ => None,
-        }
-    }
-}
+pub use settings::ZkConfig;
 
 /// A connected ZooKeeper session rooted at `ZK_ROOT` (inside the chroot).
 /// Cheap to clone: clones share the session.
@@ -322,6 +295,16 @@ impl Zk {
             }
         }
         drop(lock);
+    }
+
+    /// Whether this session still owns the lock node `path` (the fence of
+    /// actions decided under the lock).
+    pub async fn holds(&self, path: &str) -> bool {
+        let me = self.client.session_id().0;
+        matches!(
+            bounded(self.op_timeout(), self.client.get_data(path)).await,
+            Ok((_, stat)) if stat.ephemeral_owner == me
+        )
     }
 
     /// Deletes every lock contender node owned by this session: used when a

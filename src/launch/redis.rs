@@ -12,18 +12,22 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 use zookeeper_client::{Error as ZkErr, LockClient};
 
-use crate::conf::{redis_conf, write_private};
+use crate::act::{ActError, Action, Executor};
 use crate::config::RedisConfig;
-use crate::decide::{Decision, decide};
-use crate::discover::observe;
-use crate::endpoint::{Endpoint, Identity};
-use crate::guard::RoleGuard;
-use crate::handover::HandOver;
-use crate::probe::{Probe, Role};
+use crate::launch::guard::RoleGuard;
+use crate::launch::handover::HandOver;
+use crate::launch::{self as task, Ready, interrupted, pause};
+use crate::model::Record;
+use crate::model::Role;
+use crate::model::{Endpoint, Identity};
+use crate::observe::{Scope, observe};
+use crate::policy::bootstrap::{Decision, Observation, decide};
+use crate::policy::reconcile::record_write;
+use crate::probe::Probe;
+use crate::render::{redis_conf, write_private};
 use crate::session::Keeper;
 use crate::supervise::{self, Child, Signals};
-use crate::task::{self, Ready, interrupted, pause};
-use crate::zk::{Record, Zk};
+use crate::zk::Zk;
 
 /// How long one probe of a peer may take during bootstrap.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -178,10 +182,19 @@ async fn decide_under_lock(
 ) -> Result<(Decision, Record), i32> {
     let mut lost_since: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
+    let executor = Executor {
+        probe,
+        name: &cfg.common.master_name,
+        monitor: None,
+    };
+    let scope = Scope {
+        nodes: true,
+        ..Scope::default()
+    };
     loop {
         let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| t.elapsed() >= cfg.takeover_grace);
-        let (obs, record) = match observe(zk, probe, me, &cfg.common.master_name, grace_elapsed).await {
-            Ok(o) => o,
+        let snap = match observe(zk, probe, &cfg.common.master_name, scope).await {
+            Ok(s) => s,
             Err(e) if zk.client().state().is_terminated() => {
                 error!(error = %e, "ZooKeeper session lost during bootstrap");
                 return Err(1);
@@ -192,6 +205,8 @@ async fn decide_under_lock(
                 continue;
             }
         };
+        let obs = Observation::from_snapshot(&snap, me, grace_elapsed);
+        let record = snap.record.clone();
         match decide(&obs) {
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);
@@ -207,12 +222,14 @@ async fn decide_under_lock(
                 master,
                 fix_record: true,
             } => {
-                let expected = match &record {
-                    Record::Missing => None,
-                    Record::Unusable { version } | Record::Valid { version, .. } => Some(*version),
-                };
                 info!(master = %master, path = %zk.master_path(), "record is stale; correcting it");
-                match zk.write_master(Some(lock), &master, expected).await {
+                let Some(write) = record_write(&record, &master) else {
+                    continue;
+                };
+                match executor
+                    .execute(zk, Some(lock), snap.session, &Action::WriteRecord(write))
+                    .await
+                {
                     Ok(()) => {
                         return Ok((
                             Decision::Replicate {
@@ -222,7 +239,7 @@ async fn decide_under_lock(
                             record,
                         ));
                     }
-                    Err(ZkErr::BadVersion | ZkErr::NodeExists) => continue,
+                    Err(ActError::Zk(ZkErr::BadVersion | ZkErr::NodeExists)) => continue,
                     Err(e) => {
                         error!(error = %e, "could not correct the record");
                         return Err(1);
@@ -238,7 +255,10 @@ async fn decide_under_lock(
             Decision::Promote { replica } => {
                 warn!(addr = %me, replica = %replica, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
                     "TAKEOVER: the group lost its master and no Sentinel replaced it; promoting the most up-to-date live replica");
-                if let Err(e) = promote(probe, &replica).await {
+                let action = Action::Promote {
+                    replica: replica.clone(),
+                };
+                if let Err(e) = executor.execute(zk, Some(lock), snap.session, &action).await {
                     warn!(replica = %replica, error = %e, "promotion failed; deciding again");
                     pause(signals, RECHECK).await?;
                     continue;
@@ -257,19 +277,6 @@ async fn decide_under_lock(
             }
         }
     }
-}
-
-/// Turns `replica` into a master (`REPLICAOF NO ONE`) and waits until it
-/// answers as one.
-async fn promote(probe: &Probe, replica: &Endpoint) -> Result<(), String> {
-    probe.cmd(replica, &["REPLICAOF", "NO", "ONE"]).await?;
-    for _ in 0..50 {
-        if probe.is_master(replica).await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{replica} does not answer as master after REPLICAOF NO ONE"))
 }
 
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the

@@ -4,45 +4,9 @@
 //! (takeover, garbage records, disagreeing Sentinels), is unit-tested without
 //! servers, and the launcher's loop reads as observe, decide, act.
 
-use crate::endpoint::Endpoint;
-use crate::promotion::{LiveReplica, takeover_candidate};
-
-/// The record as the decision sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordView {
-    /// No `<root>/master` node.
-    Missing,
-    /// A node with garbage in it (already logged by whoever read it).
-    Unusable,
-    /// A well-formed record naming this master.
-    Names(Endpoint),
-}
-
-impl RecordView {
-    /// The decision's view of a record read from ZooKeeper.
-    pub fn of(record: &crate::zk::Record) -> RecordView {
-        match record {
-            crate::zk::Record::Missing => RecordView::Missing,
-            crate::zk::Record::Unusable { .. } => RecordView::Unusable,
-            crate::zk::Record::Valid { master, .. } => RecordView::Names(master.clone()),
-        }
-    }
-}
-
-/// One master candidate and what the probes found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Candidate {
-    /// The address.
-    pub addr: Endpoint,
-    /// How many Sentinels named it (0 for the record or a registered node).
-    pub votes: usize,
-    /// The newest Sentinel configuration epoch naming it. After a failover
-    /// the promoted master has a higher epoch than the old one, even while
-    /// some Sentinels have not heard of the switch yet.
-    pub epoch: u64,
-    /// It answered `ROLE` with `master`.
-    pub live_master: bool,
-}
+use crate::model::{Candidate, Endpoint, RecordView};
+use crate::observe::Snapshot;
+use crate::policy::promotion::{LiveReplica, takeover_candidate};
 
 /// Everything one look at the world found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +28,38 @@ pub struct Observation {
     pub live_replicas: Vec<LiveReplica>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
+}
+
+impl Observation {
+    /// What the decision needs from `snap`, seen from task `me`.
+    pub fn from_snapshot(snap: &Snapshot, me: &Endpoint, grace_elapsed: bool) -> Observation {
+        let others: Vec<&Endpoint> = snap.nodes.iter().filter(|e| *e != me).collect();
+        let registered_masters: Vec<Endpoint> = others
+            .iter()
+            .filter(|e| snap.is_live_master(e))
+            .map(|e| (*e).clone())
+            .collect();
+        let live_replicas = others
+            .iter()
+            .filter_map(|e| snap.server(e))
+            .filter(|s| !s.is_master())
+            .map(|s| LiveReplica {
+                addr: s.addr.clone(),
+                offset: s.offset,
+                priority: s.priority,
+            })
+            .collect();
+        Observation {
+            me: me.clone(),
+            record: RecordView::of(&snap.record),
+            record_live: snap.record.master().is_some_and(|m| m != me && snap.is_live_master(m)),
+            sentinel_views: snap.sentinel_views(),
+            registered_masters,
+            registered_nodes: snap.nodes.len(),
+            live_replicas,
+            grace_elapsed,
+        }
+    }
 }
 
 /// What to do next.

@@ -8,8 +8,9 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use crate::config::{MonitorSettings, Secret};
-use crate::endpoint::{Endpoint, Identity};
+use crate::config::MonitorSettings;
+use crate::model::Secret;
+use crate::model::{Endpoint, Identity};
 
 /// Quotes a value for a Redis config file: double quotes, with `\\`, `\"`
 /// and any non-printable byte as `\xHH`, which Redis' own parser

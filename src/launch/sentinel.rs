@@ -10,15 +10,18 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{error, info, warn};
 
-use crate::conf::{existing_myid, monitor_settings, sentinel_conf, write_private};
+use crate::act::{Action, Executor};
 use crate::config::SentinelConfig;
-use crate::decide::{RecordView, sentinels_choice};
-use crate::discover::sentinel_views;
-use crate::endpoint::{Endpoint, Identity};
-use crate::probe::{Probe, Role};
+use crate::launch::{self as task, Ready, interrupted};
+use crate::model::Role;
+use crate::model::{Endpoint, Identity};
+use crate::observe::{Scope, observe};
+use crate::policy::follow::{Follow, follow};
+use crate::policy::reconcile::confirmed_master;
+use crate::probe::Probe;
+use crate::render::{existing_myid, sentinel_conf, write_private};
 use crate::session::Keeper;
 use crate::supervise::{self, Signals};
-use crate::task::{self, Ready, interrupted};
 use crate::zk::Zk;
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
@@ -110,13 +113,8 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
     let deadline = Instant::now() + cfg.master_wait_timeout;
     let mut logged = false;
     loop {
-        let views = sentinel_views(zk, probe, &cfg.common.master_name)
-            .await
-            .unwrap_or_else(|e| {
-                warn!(error = %e, "could not ask the registered sentinels");
-                vec![]
-            });
-        let (record, watcher) = match zk.watch_master().await {
+        // The watch first, then the look: a change after the look fires it.
+        let (_, watcher) = match zk.watch_master().await {
             Ok(x) => x,
             Err(e) => {
                 warn!(error = %e, path = %zk.master_path(), "cannot read the master record; retrying");
@@ -124,12 +122,21 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
                 continue;
             }
         };
-        if let Some(m) = sentinels_choice(&views, &RecordView::of(&record), None) {
+        let snap = match observe(zk, probe, &cfg.common.master_name, Scope::default()).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot look at the group; retrying");
+                task::pause(signals, Duration::from_secs(1)).await?;
+                continue;
+            }
+        };
+        if let Some(m) = confirmed_master(&snap) {
             info!(master = %m, "the registered sentinels name a live master");
             return Ok(m);
         }
+        let record = &snap.record;
         if let Some(m) = record.master()
-            && probe.is_master(m).await
+            && snap.is_live_master(m)
         {
             info!(master = %m, path = %zk.master_path(), "the record names a live master");
             return Ok(m.clone());
@@ -157,7 +164,7 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
     }
 }
 
-/// Re-points this Sentinel after a takeover (the contract, rzk-sentinel: following a takeover).
+/// Re-points this Sentinel after a takeover ([`crate::policy::follow`]).
 struct Follower<'a> {
     cfg: &'a SentinelConfig,
     probe: &'a Probe,
@@ -166,12 +173,20 @@ struct Follower<'a> {
 }
 
 impl Follower<'_> {
-    /// Watches the record for ever, across session renewals.
+    /// Watches the record for ever, across session renewals: on every
+    /// change (and while the question is open, every so often) it looks,
+    /// decides and, if the policy says so, re-points the Sentinel.
     async fn run(&self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+        let name = &self.cfg.common.master_name;
+        let executor = Executor {
+            probe: self.probe,
+            name,
+            monitor: Some((&self.cfg.monitor, self.cfg.common.password.as_ref())),
+        };
         let mut mismatch_since: Option<Instant> = None;
         loop {
             let zk = sessions.borrow_and_update().clone();
-            let (record, watcher) = match zk.watch_master().await {
+            let (_, watcher) = match zk.watch_master().await {
                 Ok(x) => x,
                 Err(e) => {
                     warn!(error = %e, path = %zk.master_path(), "cannot watch the master record; retrying");
@@ -182,9 +197,36 @@ impl Follower<'_> {
                     continue;
                 }
             };
-            let recheck = match record.master() {
-                Some(m) => self.check(m, &mut mismatch_since).await,
-                None => None,
+            let scope = Scope {
+                local_sentinel: Some(&self.own),
+                ..Scope::default()
+            };
+            let recheck = match observe(&zk, self.probe, name, scope).await {
+                Err(e) => {
+                    warn!(error = %e, "cannot look at the group; retrying");
+                    Some(Duration::from_secs(1))
+                }
+                Ok(snap) => match follow(&snap, &self.own, &mut mismatch_since, Instant::now(), FOLLOW_SETTLE) {
+                    Follow::Idle => None,
+                    Follow::Recheck(d) => Some(d),
+                    Follow::Repoint(to) => {
+                        let old = snap.answer_of(&self.own).map(|a| a.master.clone());
+                        let action = Action::RepointSentinel {
+                            sentinel: self.own.clone(),
+                            to: to.clone(),
+                        };
+                        match executor.execute(&zk, None, snap.session, &action).await {
+                            Ok(()) => {
+                                warn!(sentinel = %self.own, old = ?old, master = %to, "re-pointed this sentinel after a takeover");
+                                None
+                            }
+                            Err(e) => {
+                                error!(error = %e, sentinel = %self.own, master = %to, "re-pointing failed; retrying");
+                                Some(Duration::from_secs(1))
+                            }
+                        }
+                    }
+                },
             };
             tokio::select! {
                 _ = watcher.changed() => {},
@@ -192,88 +234,5 @@ impl Follower<'_> {
                 _ = sleep(recheck.unwrap_or(Duration::from_secs(3600))) => {},
             }
         }
-    }
-
-    /// Compares the record with this Sentinel's own master. Re-points only
-    /// when the record names a live master, this Sentinel's master is down,
-    /// no failover is running, and that has lasted [`FOLLOW_SETTLE`].
-    /// Returns when to look again, if the question is still open.
-    async fn check(&self, recorded: &Endpoint, mismatch_since: &mut Option<Instant>) -> Option<Duration> {
-        let name = &self.cfg.common.master_name;
-        let own_master = match self.probe.sentinel_master(&self.own, name).await {
-            Ok(m) => m,
-            Err(e) => {
-                warn!(error = %e, sentinel = %self.own, "cannot ask our own sentinel");
-                return Some(Duration::from_secs(1));
-            }
-        };
-        if own_master.as_ref() == Some(recorded) || !self.probe.is_master(recorded).await {
-            *mismatch_since = None;
-            return None;
-        }
-        if let Some(own) = &own_master
-            && self.probe.is_master(own).await
-        {
-            // Our live view wins over the record; the watcher corrects it.
-            info!(own = %own, record = %recorded, "record differs but our master is alive; not re-pointing");
-            *mismatch_since = None;
-            return None;
-        }
-        if self.failover_in_progress().await {
-            return Some(Duration::from_secs(1));
-        }
-        let since = *mismatch_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < FOLLOW_SETTLE {
-            return Some(Duration::from_millis(500));
-        }
-        *mismatch_since = None;
-        match self.repoint(recorded).await {
-            Ok(()) => {
-                warn!(sentinel = %self.own, old = ?own_master, master = %recorded, "re-pointed this sentinel after a takeover");
-                None
-            }
-            Err(e) => {
-                error!(error = %e, sentinel = %self.own, master = %recorded, "re-pointing failed; retrying");
-                Some(Duration::from_secs(1))
-            }
-        }
-    }
-
-    async fn failover_in_progress(&self) -> bool {
-        match self
-            .probe
-            .cmd(&self.own, &["SENTINEL", "MASTER", &self.cfg.common.master_name])
-            .await
-        {
-            Ok(v) => crate::probe::fields(&v)
-                .iter()
-                .any(|(k, v)| k == "flags" && v.contains("failover")),
-            Err(_) => false,
-        }
-    }
-
-    /// `SENTINEL REMOVE`, `MONITOR`, `SET` with the configured settings.
-    async fn repoint(&self, master: &Endpoint) -> Result<(), String> {
-        let name = &self.cfg.common.master_name;
-        let _ = self.probe.cmd(&self.own, &["SENTINEL", "REMOVE", name]).await;
-        let port = master.port.to_string();
-        let quorum = self.cfg.monitor.quorum.to_string();
-        self.probe
-            .cmd(&self.own, &["SENTINEL", "MONITOR", name, &master.host, &port, &quorum])
-            .await?;
-        let settings = monitor_settings(&self.cfg.monitor, self.cfg.common.password.as_ref());
-        let mut args: Vec<&str> = vec!["SENTINEL", "SET", name];
-        for (k, v) in &settings {
-            args.push(k);
-            args.push(v);
-        }
-        if let Err(e) = self.probe.cmd(&self.own, &args).await {
-            // Without its settings (auth-pass, down-after) the Sentinel would
-            // monitor with defaults; remove it so the next check re-points
-            // it from scratch.
-            let _ = self.probe.cmd(&self.own, &["SENTINEL", "REMOVE", name]).await;
-            return Err(e);
-        }
-        Ok(())
     }
 }

@@ -1,4 +1,8 @@
-//! Addresses: the `"<ip> <port>"` wire format and this task's own identity.
+//! The shared types every layer speaks: addresses in the `"<ip> <port>"`
+//! wire format, this task's identity, a server's role and the master record.
+//! No dependencies, so that configuration, ZooKeeper and Redis access,
+//! observation and policies can all use them without depending on each
+//! other.
 //!
 //! Everything peers learn about a task (the master record, `/nodes`,
 //! `/sentinels`, what Redis and Sentinel announce) is one [`Endpoint`], so that
@@ -7,8 +11,6 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-
-use crate::config::{ConfigError, Listen};
 
 /// A host and a port, written as `"<host> <port>"`: ASCII, one space, no
 /// newline. Clients parse `/redis/master` in this format, so it never changes.
@@ -132,45 +134,111 @@ impl Identity {
     }
 }
 
-/// Resolves the task address: `BIND_IP`, else the IPv4 address of
-/// `NET_IFACE`; then the announced address. A missing interface is a
-/// configuration error (exit 2) that lists the interfaces that do exist.
-pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
-    let bind = match listen.bind_ip {
-        Some(ip) => ip,
-        None => {
-            let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-            let found = ifaces.iter().find_map(|i| match (i.name == listen.iface, i.ip()) {
-                (true, std::net::IpAddr::V4(v4)) => Some(v4),
-                _ => None,
-            });
-            match found {
-                Some(ip) => ip,
-                None => {
-                    let mut names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-                    names.sort_unstable();
-                    names.dedup();
-                    return Err(ConfigError::new(
-                        "NET_IFACE",
-                        listen.iface.clone(),
-                        format!(
-                            "an interface with an IPv4 address (found: {}), or set BIND_IP",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-            }
+/// What `ROLE` says about a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    /// A master.
+    Master,
+    /// A replica, with the master it follows and its link state
+    /// (`connect`, `connecting`, `sync`, `connected`).
+    Replica {
+        /// The master it replicates from.
+        master: Endpoint,
+        /// Replication link state.
+        state: String,
+    },
+    /// A Sentinel.
+    Sentinel,
+}
+
+/// What `<root>/master` holds, as far as a decision is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// No node: a fresh group.
+    Missing,
+    /// A node whose data is not a valid endpoint. Treated as "no usable
+    /// record"; the version lets a writer replace it with a CAS.
+    Unusable {
+        /// znode data version.
+        version: i32,
+    },
+    /// A well-formed record.
+    Valid {
+        /// The master it names.
+        master: Endpoint,
+        /// znode data version, for CAS writes.
+        version: i32,
+    },
+}
+
+impl Record {
+    /// The master named by a valid record.
+    pub fn master(&self) -> Option<&Endpoint> {
+        match self {
+            Record::Valid { master, .. } => Some(master),
+            _ => None,
         }
-    };
-    let announce = Endpoint::new(
-        listen.announce_ip.clone().unwrap_or_else(|| bind.to_string()),
-        listen.announce_port.unwrap_or(listen.port),
-    );
-    Ok(Identity {
-        bind,
-        port: listen.port,
-        announce,
-    })
+    }
+}
+
+/// The record as the decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordView {
+    /// No `<root>/master` node.
+    Missing,
+    /// A node with garbage in it (already logged by whoever read it).
+    Unusable,
+    /// A well-formed record naming this master.
+    Names(Endpoint),
+}
+
+impl RecordView {
+    /// The decision's view of a record read from ZooKeeper.
+    pub fn of(record: &Record) -> RecordView {
+        match record {
+            Record::Missing => RecordView::Missing,
+            Record::Unusable { .. } => RecordView::Unusable,
+            Record::Valid { master, .. } => RecordView::Names(master.clone()),
+        }
+    }
+}
+
+/// One master candidate and what the probes found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The address.
+    pub addr: Endpoint,
+    /// How many Sentinels named it (0 for the record or a registered node).
+    pub votes: usize,
+    /// The newest Sentinel configuration epoch naming it. After a failover
+    /// the promoted master has a higher epoch than the old one, even while
+    /// some Sentinels have not heard of the switch yet.
+    pub epoch: u64,
+    /// It answered `ROLE` with `master`.
+    pub live_master: bool,
+}
+
+/// A secret (a password or a digest credential). Its `Debug` output is
+/// redacted so that no `{:?}` of a config struct can leak it into a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret read from the environment.
+    pub fn new(s: String) -> Secret {
+        Secret(s)
+    }
+
+    /// The secret itself; call sites that need it are few and easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 #[cfg(test)]
@@ -231,40 +299,5 @@ mod tests {
             }
             let _ = Endpoint::parse_bytes(&buf);
         }
-    }
-
-    #[test]
-    fn resolve_prefers_bind_ip_and_announce() {
-        let l = Listen {
-            iface: "does-not-exist0".into(),
-            bind_ip: Some("127.0.0.9".parse().unwrap()),
-            port: 7000,
-            announce_ip: None,
-            announce_port: None,
-        };
-        let id = resolve(&l).unwrap();
-        assert_eq!(id.announce, Endpoint::new("127.0.0.9", 7000));
-        let l2 = Listen {
-            announce_ip: Some("203.0.113.9".into()),
-            announce_port: Some(31000),
-            ..l.clone()
-        };
-        assert_eq!(resolve(&l2).unwrap().announce, Endpoint::new("203.0.113.9", 31000));
-        let l3 = Listen { bind_ip: None, ..l };
-        let e = resolve(&l3).unwrap_err();
-        assert_eq!(e.var, "NET_IFACE");
-        assert!(e.expected.contains("lo"), "{e}");
-    }
-
-    #[test]
-    fn resolve_reads_interface() {
-        let l = Listen {
-            iface: "lo".into(),
-            bind_ip: None,
-            port: 1,
-            announce_ip: None,
-            announce_port: None,
-        };
-        assert_eq!(resolve(&l).unwrap().bind, Ipv4Addr::LOCALHOST);
     }
 }

@@ -14,15 +14,18 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
 
+use crate::act::{ActError, Action, Executor};
 use crate::config::WatcherConfig;
-use crate::decide::{RecordView, sentinels_choice};
-use crate::discover::sentinel_views;
-use crate::endpoint::Endpoint;
 use crate::events::parse_switch_master;
-use crate::probe::{Probe, fields};
+use crate::launch as task;
+use crate::model::Endpoint;
+use crate::model::RecordView;
+use crate::observe::{Scope, SessionMark, observe};
+use crate::policy::ghosts::{GhostMemory, ghost_reset};
+use crate::policy::reconcile::{confirmed_master, reconcile, record_write};
+use crate::probe::Probe;
 use crate::session::Keeper;
-use crate::task;
-use crate::zk::{Record, Zk};
+use crate::zk::Zk;
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How often the subscribed Sentinel is pinged: a hung Sentinel is left
@@ -44,8 +47,7 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
     let mut watcher = Watcher {
         probe: Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT),
         cfg,
-        last_reset: None,
-        suspect: None,
+        ghosts: GhostMemory::default(),
     };
     let code = tokio::select! {
         never = watcher.run(keeper.subscribe()) => match never {},
@@ -71,19 +73,16 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
         }
     };
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
-    let record = match zk.read_master().await {
-        Ok(r) => r,
+    let snap = match observe(&zk, &probe, &cfg.common.master_name, Scope::default()).await {
+        Ok(s) => s,
         Err(e) => {
             error!(error = %e, path = %zk.master_path(), "check: cannot read the record");
             return 1;
         }
     };
-    let views = sentinel_views(&zk, &probe, &cfg.common.master_name)
-        .await
-        .unwrap_or_default();
-    let view = RecordView::of(&record);
-    match sentinels_choice(&views, &view, None) {
-        Some(m) if record.master() != Some(&m) => {
+    let view = RecordView::of(&snap.record);
+    match confirmed_master(&snap) {
+        Some(m) if snap.record.master() != Some(&m) => {
             error!(path = %zk.master_path(), record = ?view, master = %m, "check: the record differs from the sentinels");
             1
         }
@@ -101,9 +100,8 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
 struct Watcher {
     cfg: WatcherConfig,
     probe: Probe,
-    last_reset: Option<Instant>,
-    /// The Sentinel that looked like it remembers ghosts at the last check.
-    suspect: Option<Endpoint>,
+    /// What the ghost-reset gate remembers.
+    ghosts: GhostMemory,
 }
 
 impl Watcher {
@@ -245,27 +243,40 @@ impl Watcher {
         warn!(new = %event.new, "promoted server does not answer as master; leaving it to reconciliation");
     }
 
+    fn executor(&self) -> Executor<'_> {
+        Executor {
+            probe: &self.probe,
+            name: &self.cfg.common.master_name,
+            monitor: None,
+        }
+    }
+
     /// Asks every registered Sentinel, confirms with ROLE, and corrects the
-    /// record when it differs from the Sentinels' live master.
+    /// record when it differs from the Sentinels' live master
+    /// ([`crate::policy::reconcile`]).
     async fn reconcile(&self, zk: &Zk) {
-        let views = match sentinel_views(zk, &self.probe, &self.cfg.common.master_name).await {
-            Ok(v) => v,
+        let snap = match observe(zk, &self.probe, &self.cfg.common.master_name, Scope::default()).await {
+            Ok(s) => s,
             Err(e) => {
-                warn!(error = %e, "reconcile: cannot ask the sentinels");
+                warn!(error = %e, "reconcile: cannot look at the group");
                 return;
             }
         };
-        let record = match zk.read_master().await {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %e, path = %zk.master_path(), "reconcile: cannot read the record");
-                return;
+        match reconcile(&snap) {
+            Some(w) => {
+                let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
+                match self
+                    .executor()
+                    .execute(zk, None, snap.session, &Action::WriteRecord(w.clone()))
+                    .await
+                {
+                    Ok(()) => {
+                        info!(path = %zk.master_path(), old = %old, master = %w.master, "record follows the sentinels")
+                    }
+                    Err(e) => warn!(error = %e, master = %w.master, "reconcile: record not written"),
+                }
             }
-        };
-        match sentinels_choice(&views, &RecordView::of(&record), None) {
-            Some(m) if record.master() != Some(&m) => self.ensure_record(zk, &m).await,
-            Some(_) => debug!("record matches the sentinels"),
-            None => debug!(views = ?views, "no confirmed master from the sentinels; record left alone"),
+            None => debug!(views = ?snap.sentinel_views(), "record matches the sentinels, or none confirmed"),
         }
     }
 
@@ -280,87 +291,48 @@ impl Watcher {
                     return;
                 }
             };
-            let expected = match &record {
-                Record::Valid { master: m, .. } if m == master => return,
-                Record::Missing => None,
-                Record::Valid { version, .. } | Record::Unusable { version } => Some(*version),
-            };
-            match zk.write_master(None, master, expected).await {
+            let Some(w) = record_write(&record, master) else { return };
+            match self
+                .executor()
+                .execute(zk, None, SessionMark::of(zk), &Action::WriteRecord(w))
+                .await
+            {
                 Ok(()) => {
                     let old = record.master().map(ToString::to_string).unwrap_or_default();
                     info!(path = %zk.master_path(), old = %old, master = %master, "record follows the sentinels");
                     return;
                 }
-                Err(ZkErr::BadVersion | ZkErr::NodeExists) => continue,
+                Err(ActError::Zk(ZkErr::BadVersion | ZkErr::NodeExists)) => continue,
                 Err(_) => return,
             }
         }
     }
 
-    /// Sends `SENTINEL RESET` to one Sentinel that counts more peers than
-    /// are registered, on two checks in a row, unless the master is seen
-    /// down or a failover is running anywhere, a reset happened less than
-    /// [`RESET_SPACING`] ago, or some Sentinel has not yet relearned all its
-    /// peers and the replicas (which also keeps several watchers from
-    /// resetting two Sentinels at once).
+    /// Sends `SENTINEL RESET` to one Sentinel that remembers dead peers,
+    /// when the gate ([`crate::policy::ghosts`]) allows it.
     async fn clean_ghosts(&mut self, zk: &Zk) {
-        if self
-            .last_reset
-            .is_some_and(|t| t.elapsed() < RESET_SPACING.max(self.cfg.reconcile_interval))
-        {
+        let spacing = RESET_SPACING.max(self.cfg.reconcile_interval);
+        if self.ghosts.last_reset.is_some_and(|t| t.elapsed() < spacing) {
             return;
         }
-        let Ok(registered) = zk.registered(&zk.sentinels_dir()).await else {
+        let scope = Scope {
+            nodes: true,
+            ..Scope::default()
+        };
+        let Ok(snap) = observe(zk, &self.probe, &self.cfg.common.master_name, scope).await else {
             return;
         };
-        let expected_peers = registered.len().saturating_sub(1);
-        let live_replicas = zk
-            .registered(&zk.nodes_dir())
-            .await
-            .map(|n| n.len().saturating_sub(1))
-            .unwrap_or(0);
-        let name = &self.cfg.common.master_name;
-        let mut target = None;
-        for (_, s) in &registered {
-            let Ok(reply) = self.probe.cmd(s, &["SENTINEL", "MASTER", name]).await else {
-                continue;
-            };
-            let f = fields(&reply);
-            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-            let num = |k: &str| get(k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
-            if get("flags").is_some_and(|fl| fl.contains("failover") || fl.contains("s_down") || fl.contains("o_down"))
-            {
-                debug!(sentinel = %s, "master down or failover in progress; no reset now");
-                return;
-            }
-            // A Sentinel that does not yet know its peers or the replicas
-            // was probably just reset (by us or by another watcher): resetting
-            // a second one now could leave no Sentinel able to fail over.
-            if num("num-other-sentinels") < expected_peers || num("num-slaves") < live_replicas {
-                debug!(sentinel = %s, "a sentinel is still relearning the group; no reset now");
-                return;
-            }
-            let known = num("num-other-sentinels");
-            if known > expected_peers && target.is_none() {
-                target = Some((s.clone(), known));
-            }
-        }
-        // Registrations lag after a ZooKeeper session expiry; a count that is
-        // too high must be seen on two reconciliations in a row.
-        let confirmed = matches!((&target, &self.suspect), (Some((t, _)), Some(prev)) if t == prev);
-        self.suspect = target.as_ref().map(|(s, _)| s.clone());
-        if !confirmed {
+        let Some(s) = ghost_reset(&snap, &mut self.ghosts, Instant::now(), spacing) else {
             return;
-        }
-        if let Some((s, known)) = target {
-            self.suspect = None;
-            match self.probe.cmd(&s, &["SENTINEL", "RESET", name]).await {
-                Ok(_) => {
-                    info!(sentinel = %s, known, registered = registered.len(), "reset a sentinel that remembers dead peers")
-                }
-                Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),
+        };
+        let known = snap.answer_of(&s).map(|a| a.peers).unwrap_or(0);
+        let action = Action::SentinelReset { sentinel: s.clone() };
+        match self.executor().execute(zk, None, snap.session, &action).await {
+            Ok(()) => {
+                info!(sentinel = %s, known, registered = snap.sentinels.len(), "reset a sentinel that remembers dead peers")
             }
-            self.last_reset = Some(Instant::now());
+            Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),
         }
+        self.ghosts.last_reset = Some(Instant::now());
     }
 }

@@ -20,9 +20,10 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{error, info, warn};
 
-use crate::endpoint::Endpoint;
-use crate::probe::{Probe, Role};
-use crate::promotion::{HandOverStep, ReplicaLine, SentinelReplica, handover_step};
+use crate::model::Endpoint;
+use crate::model::Role;
+use crate::policy::promotion::{HandOverStep, ReplicaLine, SentinelReplica, handover_step};
+use crate::probe::Probe;
 use crate::zk::Zk;
 
 /// How often the replicas are looked at while waiting for one to finish

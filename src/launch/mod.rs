@@ -1,0 +1,60 @@
+//! The three launchers, and what they do the same way before their child
+//! runs: connect to ZooKeeper unless a signal says stop, and pause
+//! interruptibly. Waiting for a new child to answer in its role is in
+//! [`ready`].
+
+pub mod guard;
+pub mod handover;
+pub mod ready;
+pub mod redis;
+pub mod sentinel;
+pub mod watcher;
+
+pub use ready::{Ready, STARTUP_TIMEOUT, wait_ready};
+
+use std::time::Duration;
+
+use tokio::time::sleep;
+use tracing::{error, info};
+
+use crate::supervise::Signals;
+use crate::zk::Zk;
+use crate::zk::ZkConfig;
+
+/// Exit code for a signal that stopped the launcher before its child ran.
+pub fn interrupted(sig: i32) -> i32 {
+    info!(sig, "signal before the child started; leaving");
+    128 + sig
+}
+
+/// The start every launcher shares: install the signal handlers (so a
+/// signal that arrives before the child runs is seen), then connect to
+/// ZooKeeper. Returns the exit code to leave with when either fails.
+pub async fn start(cfg: &ZkConfig) -> Result<(Signals, Zk), i32> {
+    let mut signals = Signals::new().map_err(|e| {
+        error!(error = %e, "cannot install signal handlers");
+        1
+    })?;
+    let zk = connect(cfg, &mut signals).await?;
+    Ok((signals, zk))
+}
+
+/// Connects to ZooKeeper within `ZK_CONNECT_TIMEOUT_S`; returns the exit
+/// code (1, or 128+signal) when that fails or a signal comes first.
+pub async fn connect(cfg: &ZkConfig, signals: &mut Signals) -> Result<Zk, i32> {
+    tokio::select! {
+        r = Zk::connect(cfg) => r.map_err(|e| {
+            error!(error = %e, "giving up");
+            1
+        }),
+        sig = signals.recv() => Err(interrupted(sig)),
+    }
+}
+
+/// Sleeps, unless a signal arrives first (then the launcher leaves).
+pub async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
+    tokio::select! {
+        _ = sleep(d) => Ok(()),
+        sig = signals.recv() => Err(interrupted(sig)),
+    }
+}

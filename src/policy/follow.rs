@@ -1,0 +1,169 @@
+//! Following a takeover: when may a Sentinel be re-pointed at the master
+//! the record names?
+//!
+//! After a total loss, a launcher takes over and writes the record; the
+//! Sentinels still monitor the dead master and would never learn the new
+//! one. But after an ordinary failover the record and a Sentinel disagree
+//! for a moment too, until the watcher writes the record or the gossip
+//! reaches that Sentinel; re-pointing then would fight Sentinel itself. So
+//! a Sentinel is re-pointed only when the record names a live master, its
+//! own master is not live, no failover is running, and all that has lasted
+//! `settle`. A Sentinel whose own master is alive is never re-pointed: its
+//! live view wins over the record (the watcher corrects the record).
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::model::Endpoint;
+use crate::observe::Snapshot;
+
+/// What the follower does after one look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Follow {
+    /// Nothing to do until the record changes.
+    Idle,
+    /// Look again after this long: the question is still open.
+    Recheck(Duration),
+    /// Re-point the Sentinel at this master.
+    Repoint(Endpoint),
+}
+
+/// One look of the follower of Sentinel `own` at `snap`. `mismatch_since`
+/// is its memory.
+pub fn follow(
+    snap: &Snapshot,
+    own: &Endpoint,
+    mismatch_since: &mut Option<Instant>,
+    now: Instant,
+    settle: Duration,
+) -> Follow {
+    let Some(recorded) = snap.record.master() else {
+        *mismatch_since = None;
+        return Follow::Idle;
+    };
+    let Some(answer) = snap.answer_of(own) else {
+        // Our own Sentinel did not answer: ask again soon.
+        return Follow::Recheck(Duration::from_secs(1));
+    };
+    if answer.master == *recorded || !snap.is_live_master(recorded) || snap.is_live_master(&answer.master) {
+        *mismatch_since = None;
+        return Follow::Idle;
+    }
+    if answer.failover {
+        return Follow::Recheck(Duration::from_secs(1));
+    }
+    let since = *mismatch_since.get_or_insert(now);
+    if now.duration_since(since) < settle {
+        return Follow::Recheck(Duration::from_millis(500));
+    }
+    *mismatch_since = None;
+    Follow::Repoint(recorded.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Record;
+    use crate::policy::fixtures::*;
+
+    const SETTLE: Duration = Duration::from_secs(3);
+
+    /// Total loss: every server of the old group (1, 2, 3) is gone; a
+    /// takeover made 4 master and recorded it. Sentinel 21 still monitors 1.
+    fn taken_over() -> Snapshot {
+        let mut s = healthy(0);
+        s.servers = vec![master(4)];
+        s.nodes = vec![ep(4)];
+        s.record = Record::Valid {
+            master: ep(4),
+            version: 9,
+        };
+        s
+    }
+
+    fn run(looks: &[Snapshot], step: Duration) -> Vec<Follow> {
+        let t0 = Instant::now();
+        let mut since = None;
+        looks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| follow(s, &sentinel(21), &mut since, t0 + step * i as u32, SETTLE))
+            .collect()
+    }
+
+    #[test]
+    fn after_a_takeover_the_sentinel_follows_once_the_disagreement_lasted() {
+        let acts = run(&vec![taken_over(); 8], Duration::from_millis(500));
+        assert_eq!(acts[0], Follow::Recheck(Duration::from_millis(500)));
+        assert!(acts[1..6].iter().all(|a| matches!(a, Follow::Recheck(_))), "{acts:?}");
+        assert_eq!(acts[6], Follow::Repoint(ep(4)));
+    }
+
+    #[test]
+    fn a_sentinel_that_agrees_with_the_record_is_idle() {
+        assert_eq!(run(&[healthy(0)], Duration::ZERO), vec![Follow::Idle]);
+    }
+
+    #[test]
+    fn a_sentinel_whose_master_is_alive_is_never_re_pointed() {
+        // The record is stale (names 4, a live master of another view);
+        // our Sentinel's master 1 is alive: its live view wins.
+        let mut s = taken_over();
+        s.servers = vec![master(1), master(4)];
+        assert!(
+            run(&vec![s; 10], Duration::from_secs(1))
+                .iter()
+                .all(|a| *a == Follow::Idle)
+        );
+    }
+
+    #[test]
+    fn a_record_naming_a_dead_master_is_not_followed() {
+        let mut s = taken_over();
+        s.servers = vec![];
+        assert!(
+            run(&vec![s; 10], Duration::from_secs(1))
+                .iter()
+                .all(|a| *a == Follow::Idle)
+        );
+    }
+
+    #[test]
+    fn no_re_point_while_a_failover_runs() {
+        let mut s = taken_over();
+        s.answers[0].failover = true;
+        let acts = run(&vec![s; 10], Duration::from_secs(1));
+        assert!(
+            acts.iter().all(|a| *a == Follow::Recheck(Duration::from_secs(1))),
+            "{acts:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_garbage_record_is_never_followed() {
+        let mut s = taken_over();
+        s.record = Record::Unusable { version: 2 };
+        assert_eq!(run(&[s.clone()], Duration::ZERO), vec![Follow::Idle]);
+        s.record = Record::Missing;
+        assert_eq!(run(&[s], Duration::ZERO), vec![Follow::Idle]);
+    }
+
+    #[test]
+    fn our_own_sentinel_not_answering_means_look_again() {
+        let mut s = taken_over();
+        s.answers.retain(|a| a.sentinel != sentinel(21));
+        assert_eq!(run(&[s], Duration::ZERO), vec![Follow::Recheck(Duration::from_secs(1))]);
+    }
+
+    #[test]
+    fn agreement_in_between_restarts_the_settle_time() {
+        // Three looks of disagreement, one of agreement, three again: never
+        // three seconds in a row.
+        let mut looks = vec![taken_over(); 3];
+        looks.push(healthy(0));
+        looks.extend(vec![taken_over(); 3]);
+        let acts = run(&looks, Duration::from_secs(1));
+        assert!(!acts.iter().any(|a| matches!(a, Follow::Repoint(_))), "{acts:?}");
+    }
+}

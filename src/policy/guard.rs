@@ -1,0 +1,353 @@
+//! The role guard of a supervised server: does its role still fit the group?
+//!
+//! - **A stranded replica**: the server it follows no longer answers as a
+//!   master, and Sentinel did not reconfigure it, because the failover
+//!   happened before Sentinel had learned of it (Sentinel discovers
+//!   replicas from the master's INFO, every 10 s). If that server died, the
+//!   replica would follow a dead address for ever. If it was demoted, the
+//!   replica stays linked to it: a chain Sentinel never sees (the new
+//!   master's INFO lists only its own replicas), so Sentinel could never
+//!   promote it, and it is lost when the middle server goes. After
+//!   `settle` (Sentinel gets the first chance) it is re-pointed at the
+//!   master the bootstrap decision finds. Linked or not: the link state
+//!   says nothing about whether the other end is still a master.
+//! - **A stale master**: a master that hung (or was cut off) long enough to
+//!   be failed over, and came back still believing it is master. Clients
+//!   with a stale view keep writing to it, and those writes are lost when
+//!   it is demoted. Sentinel demotes it once it notices; the guard demotes
+//!   it as soon as a majority of the registered Sentinels name another live
+//!   master (and none names this one) on two looks in a row.
+//!
+//! The guard never promotes anything, and it only ever does what Sentinel
+//! itself would do.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::model::{Endpoint, Role};
+use crate::observe::Snapshot;
+use crate::policy::bootstrap::{Decision, Observation, decide};
+
+/// What the guard remembers between two looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuardMemory {
+    /// Since when the local replica's master has not answered as a master.
+    pub stranded_since: Option<Instant>,
+    /// The previous look already found this master outvoted.
+    pub outvoted_once: bool,
+}
+
+/// What the guard asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GuardAction {
+    /// Point the local replica at `to` (`REPLICAOF`), away from `from`.
+    Repoint {
+        /// The server it follows now, no longer a master.
+        from: Endpoint,
+        /// The live master.
+        to: Endpoint,
+    },
+    /// Turn the local master into a replica of `to`.
+    Demote {
+        /// The master the Sentinels' majority names.
+        to: Endpoint,
+    },
+}
+
+/// What the quick look (the local server, and for a replica the server it
+/// follows) says about the need for a look at the whole group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quick {
+    /// The role fits: nothing to look at.
+    Fine,
+    /// Look at the group and run [`guard`]: a master (is it outvoted?), or
+    /// a replica stranded for at least `settle`.
+    LookAtTheGroup,
+}
+
+/// The quick look, run every second without ZooKeeper: `local` is the
+/// local server's state, `master_live` whether the server a replica
+/// follows answers as a master. Keeps the guard's steady-state cost to
+/// two INFOs on loopback for a replica.
+pub fn quick(local: Option<&Role>, master_live: bool, mem: &mut GuardMemory, now: Instant, settle: Duration) -> Quick {
+    match local {
+        Some(Role::Replica { .. }) if master_live => {
+            *mem = GuardMemory::default();
+            Quick::Fine
+        }
+        Some(Role::Replica { .. }) => {
+            mem.outvoted_once = false;
+            let since = *mem.stranded_since.get_or_insert(now);
+            if now.duration_since(since) < settle {
+                Quick::Fine
+            } else {
+                Quick::LookAtTheGroup
+            }
+        }
+        Some(Role::Master) => Quick::LookAtTheGroup,
+        _ => {
+            *mem = GuardMemory::default();
+            Quick::Fine
+        }
+    }
+}
+
+/// One look of the guard of task `me` at `snap` (whose `local` is its
+/// server). `mem` is updated; the caller clears `stranded_since` once a
+/// re-point succeeded.
+pub fn guard(
+    snap: &Snapshot,
+    me: &Endpoint,
+    mem: &mut GuardMemory,
+    now: Instant,
+    settle: Duration,
+) -> Option<GuardAction> {
+    match snap.local.as_ref().map(|l| &l.role) {
+        Some(Role::Replica { master, .. }) => {
+            mem.outvoted_once = false;
+            if snap.is_live_master(master) {
+                mem.stranded_since = None;
+                return None;
+            }
+            let since = *mem.stranded_since.get_or_insert(now);
+            if now.duration_since(since) < settle {
+                return None;
+            }
+            match decide(&Observation::from_snapshot(snap, me, false)) {
+                Decision::Replicate { master: live, .. } if live != *master => Some(GuardAction::Repoint {
+                    from: master.clone(),
+                    to: live,
+                }),
+                _ => None,
+            }
+        }
+        Some(Role::Master) => {
+            mem.stranded_since = None;
+            match majority_master(snap, me) {
+                Some(other) if mem.outvoted_once => {
+                    mem.outvoted_once = false;
+                    Some(GuardAction::Demote { to: other })
+                }
+                Some(_) => {
+                    mem.outvoted_once = true;
+                    None
+                }
+                None => {
+                    mem.outvoted_once = false;
+                    None
+                }
+            }
+        }
+        _ => {
+            *mem = GuardMemory::default();
+            None
+        }
+    }
+}
+
+/// Another live master that a majority of the registered Sentinels name,
+/// provided none of them names `me`.
+pub fn majority_master(snap: &Snapshot, me: &Endpoint) -> Option<Endpoint> {
+    let views = snap.sentinel_views();
+    if views.iter().any(|c| c.addr == *me) {
+        return None;
+    }
+    let registered = snap.sentinels.len();
+    views
+        .into_iter()
+        .find(|c| c.live_master && c.addr != *me && 2 * c.votes > registered)
+        .map(|c| c.addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Record;
+    use crate::policy::fixtures::*;
+
+    const SETTLE: Duration = Duration::from_secs(5);
+
+    /// Runs the guard of server `me` over `looks` snapshots, one second
+    /// apart, and returns what each look asked for.
+    fn run(me: u16, looks: &[Snapshot]) -> Vec<Option<GuardAction>> {
+        let t0 = Instant::now();
+        let mut mem = GuardMemory::default();
+        looks
+            .iter()
+            .enumerate()
+            .map(|(i, s)| guard(s, &ep(me), &mut mem, t0 + Duration::from_secs(i as u64), SETTLE))
+            .collect()
+    }
+
+    fn repeat(s: Snapshot, n: usize) -> Vec<Snapshot> {
+        vec![s; n]
+    }
+
+    #[test]
+    fn a_healthy_group_is_left_alone() {
+        assert!(run(2, &repeat(healthy(2), 8)).iter().all(Option::is_none));
+        assert!(run(1, &repeat(healthy(1), 8)).iter().all(Option::is_none));
+    }
+
+    /// Master 1 died; the Sentinels promoted 3, but replica 2 joined too
+    /// late for them to know it, so it still follows 1.
+    fn stranded() -> Snapshot {
+        let mut s = healthy(2);
+        s.servers = vec![replica(2, 1), master(3)];
+        s.local = Some(replica(2, 1));
+        s.nodes = vec![ep(2), ep(3)];
+        s.answers = vec![says(21, 3, 2), says(22, 3, 2), says(23, 3, 2)];
+        s.record = Record::Valid {
+            master: ep(3),
+            version: 4,
+        };
+        s
+    }
+
+    #[test]
+    fn a_stranded_replica_is_re_pointed_after_the_settle_time() {
+        let acts = run(2, &repeat(stranded(), 7));
+        assert!(
+            acts[..5].iter().all(Option::is_none),
+            "Sentinel gets the first 5 s: {acts:?}"
+        );
+        assert_eq!(acts[5], Some(GuardAction::Repoint { from: ep(1), to: ep(3) }));
+    }
+
+    #[test]
+    fn a_replica_chained_behind_a_demoted_master_is_re_pointed() {
+        // 1 was demoted and follows 3; replica 2 is still linked to 1: a
+        // chain. The link is up, and that must not fool the guard.
+        let mut s = stranded();
+        s.servers = vec![replica(1, 3), replica(2, 1), master(3)];
+        s.nodes = vec![ep(1), ep(2), ep(3)];
+        let acts = run(2, &repeat(s, 6));
+        assert_eq!(acts[5], Some(GuardAction::Repoint { from: ep(1), to: ep(3) }));
+    }
+
+    #[test]
+    fn a_master_that_comes_back_resets_the_stranded_clock() {
+        let mut looks = repeat(stranded(), 4);
+        looks.push(healthy(2));
+        looks.extend(repeat(stranded(), 5));
+        let acts = run(2, &looks);
+        assert!(acts.iter().all(Option::is_none), "{acts:?}");
+    }
+
+    #[test]
+    fn a_stranded_replica_with_no_live_master_anywhere_waits() {
+        let mut s = stranded();
+        s.servers = vec![replica(2, 1)];
+        s.nodes = vec![ep(2)];
+        assert!(run(2, &repeat(s, 10)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_stranded_replica_never_follows_itself() {
+        // The record and a stale Sentinel name this task.
+        let mut s = stranded();
+        s.servers = vec![replica(2, 1)];
+        s.answers = vec![says(21, 2, 5)];
+        s.record = Record::Valid {
+            master: ep(2),
+            version: 4,
+        };
+        assert!(run(2, &repeat(s, 10)).iter().all(Option::is_none));
+    }
+
+    /// Master 1 hung and was failed over to 3; it woke up still a master.
+    fn outvoted(votes_for_3: usize) -> Snapshot {
+        let mut s = healthy(1);
+        s.servers = vec![master(1), replica(2, 3), master(3)];
+        s.answers = (0..3)
+            .map(|i| {
+                if i < votes_for_3 {
+                    says(21 + i as u16, 3, 2)
+                } else {
+                    says(21 + i as u16, 4, 1)
+                }
+            })
+            .collect();
+        s
+    }
+
+    #[test]
+    fn a_stale_master_outvoted_by_a_majority_is_demoted_on_the_second_look() {
+        let acts = run(1, &repeat(outvoted(2), 3));
+        assert_eq!(acts[0], None, "one look is not enough");
+        assert_eq!(acts[1], Some(GuardAction::Demote { to: ep(3) }));
+    }
+
+    #[test]
+    fn a_minority_does_not_demote() {
+        assert!(run(1, &repeat(outvoted(1), 5)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_master_any_sentinel_still_names_is_not_demoted() {
+        let mut s = outvoted(2);
+        s.answers[2] = says(23, 1, 1);
+        assert!(run(1, &repeat(s, 5)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_named_master_must_be_live() {
+        let mut s = outvoted(3);
+        s.servers = vec![master(1), replica(3, 1)];
+        assert!(run(1, &repeat(s, 5)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn a_ghost_raises_the_majority() {
+        // Two of four registered Sentinels is not a majority.
+        let mut s = outvoted(2);
+        s.sentinels.push(sentinel(24));
+        assert!(run(1, &repeat(s, 5)).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn outvoted_looks_must_be_in_a_row() {
+        let looks = vec![outvoted(2), healthy(1), outvoted(2), healthy(1), outvoted(2)];
+        assert!(run(1, &looks).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn the_quick_look_asks_for_the_group_only_when_needed() {
+        let t0 = Instant::now();
+        let rep = Role::Replica {
+            master: ep(1),
+            state: "up".into(),
+        };
+        let mut mem = GuardMemory::default();
+        assert_eq!(quick(Some(&rep), true, &mut mem, t0, SETTLE), Quick::Fine);
+        assert_eq!(quick(Some(&rep), false, &mut mem, t0, SETTLE), Quick::Fine);
+        let later = t0 + SETTLE;
+        assert_eq!(quick(Some(&rep), false, &mut mem, later, SETTLE), Quick::LookAtTheGroup);
+        assert_eq!(quick(Some(&rep), true, &mut mem, later, SETTLE), Quick::Fine);
+        assert_eq!(mem.stranded_since, None, "a live master resets the clock");
+        assert_eq!(
+            quick(Some(&Role::Master), false, &mut mem, later, SETTLE),
+            Quick::LookAtTheGroup
+        );
+        assert_eq!(quick(None, false, &mut mem, later, SETTLE), Quick::Fine);
+        // The quick look and the full one share the clock: a replica found
+        // stranded by quick looks is re-pointed by the first full one.
+        let mut mem = GuardMemory::default();
+        quick(Some(&rep), false, &mut mem, t0, SETTLE);
+        assert_eq!(
+            guard(&stranded(), &ep(2), &mut mem, t0 + SETTLE, SETTLE),
+            Some(GuardAction::Repoint { from: ep(1), to: ep(3) })
+        );
+    }
+
+    #[test]
+    fn no_local_server_clears_the_memory() {
+        let mut mem = GuardMemory {
+            stranded_since: Some(Instant::now()),
+            outvoted_once: true,
+        };
+        assert_eq!(guard(&world(), &ep(1), &mut mem, Instant::now(), SETTLE), None);
+        assert_eq!(mem, GuardMemory::default());
+    }
+}

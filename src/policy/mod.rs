@@ -1,0 +1,99 @@
+//! Pure policies: each is a function from what was observed (plus the
+//! little memory it needs, such as "stranded since") to what to do. No I/O,
+//! so every case, including the ones the chaos and failover suites found,
+//! is a table-driven unit test.
+
+pub mod bootstrap;
+pub mod follow;
+pub mod ghosts;
+pub mod guard;
+pub mod promotion;
+pub mod reconcile;
+
+/// Snapshots for the policies' table tests: a group of `10.0.0.N:6379`
+/// servers and `10.0.0.N:26379` Sentinels, built up case by case.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use crate::model::{Endpoint, Record, Role};
+    use crate::observe::{SentinelAnswer, ServerState, SessionMark, Snapshot, ZkSession};
+
+    pub fn ep(n: u16) -> Endpoint {
+        Endpoint::new(format!("10.0.0.{n}"), 6379)
+    }
+
+    pub fn sentinel(n: u16) -> Endpoint {
+        Endpoint::new(format!("10.0.0.{n}"), 26379)
+    }
+
+    /// A master `n`.
+    pub fn master(n: u16) -> ServerState {
+        ServerState {
+            addr: ep(n),
+            role: Role::Master,
+            link_up: false,
+            sync_in_progress: false,
+            offset: 1000,
+            priority: 100,
+        }
+    }
+
+    /// A synced replica `n` of `of`.
+    pub fn replica(n: u16, of: u16) -> ServerState {
+        ServerState {
+            addr: ep(n),
+            role: Role::Replica {
+                master: ep(of),
+                state: "up".into(),
+            },
+            link_up: true,
+            sync_in_progress: false,
+            offset: 1000,
+            priority: 100,
+        }
+    }
+
+    /// Sentinel `s`'s calm answer naming master `m` at `epoch`.
+    pub fn says(s: u16, m: u16, epoch: u64) -> SentinelAnswer {
+        SentinelAnswer {
+            sentinel: sentinel(s),
+            master: ep(m),
+            epoch,
+            peers: 2,
+            replicas: 2,
+            failover: false,
+            master_down: false,
+        }
+    }
+
+    /// An empty world seen by session 1.
+    pub fn world() -> Snapshot {
+        Snapshot {
+            session: SessionMark(1),
+            zk: ZkSession::Connected,
+            record: Record::Missing,
+            nodes: vec![],
+            sentinels: vec![],
+            answers: vec![],
+            servers: vec![],
+            local: None,
+        }
+    }
+
+    /// A healthy group: master 1 (recorded, version 3), replicas 2 and 3,
+    /// Sentinels 21..23 all naming 1 at epoch 1; `local` is server `me`.
+    pub fn healthy(me: u16) -> Snapshot {
+        let servers = vec![master(1), replica(2, 1), replica(3, 1)];
+        Snapshot {
+            record: Record::Valid {
+                master: ep(1),
+                version: 3,
+            },
+            nodes: vec![ep(1), ep(2), ep(3)],
+            sentinels: vec![sentinel(21), sentinel(22), sentinel(23)],
+            answers: vec![says(21, 1, 1), says(22, 1, 1), says(23, 1, 1)],
+            local: servers.iter().find(|s| s.addr == ep(me)).cloned(),
+            servers,
+            ..world()
+        }
+    }
+}
