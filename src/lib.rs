@@ -23,18 +23,18 @@
 //!    machine checks before a launcher starts).
 //! 9. [`launch`]: the three launchers, and [`cli`], the binaries' `main`.
 
-pub mod act;
-pub mod cli;
-pub mod config;
-pub mod events;
-pub mod launch;
-pub mod logging;
 pub mod model;
-pub mod observe;
-pub mod policy;
+pub mod config;
+pub mod zk;
 pub mod probe;
 pub mod render;
+pub mod events;
+pub mod observe;
+pub mod policy;
+pub mod act;
+pub mod logging;
+pub mod supervise;
 pub mod session;
 pub mod startup;
-pub mod supervise;
-pub mod zk;
+pub mod launch;
+pub mod cli;

@@ -146,14 +146,14 @@ impl Probe {
         &self,
         sentinel: &Endpoint,
         name: &str,
-    ) -> Result<Vec<crate::policy::promotion::SentinelReplica>, String> {
+    ) -> Result<Vec<crate::model::SentinelReplica>, String> {
         let v = self.cmd(sentinel, &["SENTINEL", "REPLICAS", name]).await?;
         let Value::Array(items) = v else {
             return Err(format!("{sentinel}: SENTINEL REPLICAS reply is not an array"));
         };
         Ok(items
             .iter()
-            .filter_map(|i| crate::policy::promotion::SentinelReplica::from_fields(&fields(i)))
+            .filter_map(|i| crate::model::SentinelReplica::from_fields(&fields(i)))
             .collect())
     }
 

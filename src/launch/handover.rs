@@ -22,7 +22,8 @@ use tracing::{error, info, warn};
 
 use crate::model::Endpoint;
 use crate::model::Role;
-use crate::policy::promotion::{HandOverStep, ReplicaLine, SentinelReplica, handover_step};
+use crate::model::SentinelReplica;
+use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step};
 use crate::probe::Probe;
 use crate::zk::Zk;
 

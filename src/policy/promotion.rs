@@ -12,7 +12,7 @@
 //! priority once the first full sync is done. The other rules here read
 //! that same mark, so Sentinel, the hand-over and the takeover agree.
 
-use crate::model::Endpoint;
+use crate::model::{Endpoint, SentinelReplica};
 
 /// What a server's own `INFO replication` says about its sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,38 +127,6 @@ impl ReplicaLine {
             addr,
             online: field("state")? == "online",
             offset: field("offset")?.parse().ok()?,
-        })
-    }
-}
-
-/// A replica as a Sentinel sees it (`SENTINEL REPLICAS <name>`). Sentinel
-/// picks from its own cached view, refreshed by INFO every 10 s, so a
-/// replica whose priority was just restored is not promotable until the
-/// Sentinel has seen that.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelReplica {
-    /// Its address.
-    pub addr: Endpoint,
-    /// `slave-priority` as the Sentinel last read it.
-    pub priority: u32,
-    /// `master-link-status:ok`, and no `s_down`, `o_down` or `disconnected`
-    /// flag.
-    pub healthy: bool,
-}
-
-impl SentinelReplica {
-    /// Reads one entry of a `SENTINEL REPLICAS` reply (field/value pairs).
-    pub fn from_fields(f: &[(String, String)]) -> Option<SentinelReplica> {
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let addr = Endpoint::parse(&format!("{} {}", get("ip")?, get("port")?)).ok()?;
-        let flags = get("flags").unwrap_or("");
-        let down = flags
-            .split(',')
-            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
-        Some(SentinelReplica {
-            addr,
-            priority: get("slave-priority")?.parse().ok()?,
-            healthy: !down && get("master-link-status") == Some("ok"),
         })
     }
 }

@@ -1,0 +1,159 @@
+//! The executor's fence: an action decided on a snapshot is dropped when
+//! the ZooKeeper session that observed it is gone by the time it would act,
+//! even though a new session (as the session keeper opens after an expiry)
+//! could perform it. A real ZooKeeper and a real redis-server; the session
+//! is ended the way ZooKeeper ends it for everyone, by closing it from a
+//! second client that joined it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use redis_zk::act::{ActError, Action, Executor};
+use redis_zk::config::WatcherConfig;
+use redis_zk::model::{Endpoint, Record};
+use redis_zk::observe::{Scope, SessionMark, observe};
+use redis_zk::policy::reconcile::RecordWrite;
+use redis_zk::probe::Probe;
+use redis_zk::zk::Zk;
+
+fn zk_settings(root: &str) -> redis_zk::zk::ZkConfig {
+    let vars = [
+        ("ZK_HOSTS".to_string(), zk().connect_string()),
+        ("ZK_ROOT".to_string(), root.to_string()),
+        ("ZK_SESSION_TIMEOUT_MS".to_string(), "4000".to_string()),
+    ];
+    WatcherConfig::from_vars(&vars).unwrap().common.zk
+}
+
+/// Ends `zk`'s session: a second client joins it and closes it.
+async fn expire(zk: &Zk) {
+    let hosts = zk.config().hosts.clone();
+    let joined = zookeeper_client::Client::connector()
+        .with_session(zk.client().session().clone())
+        .connect(&hosts)
+        .await
+        .expect("join the session");
+    drop(joined);
+    wait_for("the session to end", Duration::from_secs(10), || async {
+        let s = zk.client().state();
+        if s.is_terminated() {
+            Ok(())
+        } else {
+            Err(format!("state {s}"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_observed_by_an_expired_session_are_dropped() {
+    let root = unique_root("fence");
+    let cfg = zk_settings(&root);
+    let t = task();
+    let port = t.port.to_string();
+    let _server = Proc::spawn(
+        "redis-server",
+        &[
+            "--port",
+            &port,
+            "--bind",
+            &t.ip,
+            "--save",
+            "",
+            "--dir",
+            t.dir.to_str().unwrap(),
+        ],
+        &[],
+        t.dir.join("redis.log"),
+    );
+    let addr = t.addr();
+    wait_for("redis-server", Duration::from_secs(10), || role(&addr)).await;
+    let server = Endpoint::parse(&addr).unwrap();
+    let probe = Probe::new(None, Duration::from_secs(1));
+    let executor = Executor {
+        probe: &probe,
+        name: "mymaster",
+        monitor: None,
+    };
+
+    // Observe with the first session.
+    let first = Zk::connect(&cfg).await.unwrap();
+    let scope = Scope {
+        local_server: Some(&server),
+        ..Scope::default()
+    };
+    let snap = observe(&first, &probe, "mymaster", scope).await.unwrap();
+    assert_eq!(snap.session, SessionMark::of(&first));
+    assert!(snap.local.as_ref().is_some_and(|l| l.is_master()), "{snap:?}");
+
+    // The session ends between observing and acting; a new one takes over.
+    expire(&first).await;
+    let second = Zk::connect(&cfg).await.unwrap();
+    assert_ne!(SessionMark::of(&second), snap.session);
+
+    let demote = Action::Demote {
+        server: server.clone(),
+        to: Endpoint::new("127.0.0.1", 1),
+    };
+    let write = Action::WriteRecord(RecordWrite {
+        master: Endpoint::new("127.0.0.1", 2),
+        expected: None,
+    });
+    for action in [&demote, &write] {
+        let r = executor.execute(&second, None, snap.session, action).await;
+        assert!(
+            matches!(r, Err(ActError::Fenced(_))),
+            "{action:?} was not fenced: {r:?}"
+        );
+    }
+    assert_eq!(role(&addr).await.as_deref(), Ok("master"), "the server was touched");
+    assert_eq!(
+        second.read_master().await.unwrap(),
+        Record::Missing,
+        "the record was written"
+    );
+
+    // The same actions from a snapshot of the live session go through, so
+    // the fence, not a broken executor, is what stopped them.
+    let fresh = observe(&second, &probe, "mymaster", scope).await.unwrap();
+    executor.execute(&second, None, fresh.session, &write).await.unwrap();
+    assert_eq!(
+        second.read_master().await.unwrap().master(),
+        Some(&Endpoint::new("127.0.0.1", 2))
+    );
+    let to_itself = Action::Demote {
+        server: server.clone(),
+        to: Endpoint::new("127.0.0.1", 1),
+    };
+    executor
+        .execute(&second, None, fresh.session, &to_itself)
+        .await
+        .unwrap();
+    assert_eq!(role(&addr).await.as_deref(), Ok("slave"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_is_no_longer_held_fences_the_action() {
+    let root = unique_root("fencelock");
+    let cfg = zk_settings(&root);
+    let probe = Probe::new(None, Duration::from_secs(1));
+    let executor = Executor {
+        probe: &probe,
+        name: "mymaster",
+        monitor: None,
+    };
+    let zk = Zk::connect(&cfg).await.unwrap();
+    let lock = zk.lock(b"me").await.unwrap();
+    let mark = SessionMark::of(&zk);
+    let write = Action::WriteRecord(RecordWrite {
+        master: Endpoint::new("127.0.0.1", 3),
+        expected: None,
+    });
+    // Someone removed our lock node (an operator, or a recipe bug).
+    zk.delete(lock.lock_path()).await.unwrap();
+    let r = executor.execute(&zk, Some(&lock), mark, &write).await;
+    assert!(matches!(r, Err(ActError::Fenced(_))), "{r:?}");
+    assert_eq!(zk.read_master().await.unwrap(), Record::Missing);
+}
