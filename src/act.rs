@@ -17,7 +17,7 @@ use crate::model::Endpoint;
 use crate::model::Secret;
 use crate::observe::{SessionMark, ZkSession};
 use crate::policy::reconcile::RecordWrite;
-use crate::probe::Probe;
+use crate::probe::{Probe, ProbeError};
 use crate::render::monitor_settings;
 use crate::zk::Zk;
 
@@ -72,7 +72,10 @@ pub enum ActError {
     Zk(#[from] ZkError),
     /// A Redis or Sentinel command failed.
     #[error("{0}")]
-    Redis(String),
+    Redis(#[from] ProbeError),
+    /// The server did not end up in the role asked for.
+    #[error("{0}")]
+    NotDone(String),
 }
 
 /// Performs actions. `monitor` is needed only for [`Action::RepointSentinel`].
@@ -116,7 +119,7 @@ impl Executor<'_> {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 if !answered {
-                    return Err(ActError::Redis(format!(
+                    return Err(ActError::NotDone(format!(
                         "{replica} does not answer as master after REPLICAOF NO ONE"
                     )));
                 }
@@ -130,12 +133,12 @@ impl Executor<'_> {
     }
 
     async fn redis(&self, server: &Endpoint, args: &[&str]) -> Result<(), ActError> {
-        self.probe.cmd(server, args).await.map(|_| ()).map_err(ActError::Redis)
+        self.probe.cmd(server, args).await.map(|_| ()).map_err(ActError::from)
     }
 
     async fn repoint_sentinel(&self, sentinel: &Endpoint, to: &Endpoint) -> Result<(), ActError> {
         let Some((monitor, password)) = self.monitor else {
-            return Err(ActError::Redis("no Sentinel settings to re-point with".into()));
+            return Err(ActError::NotDone("no Sentinel settings to re-point with".into()));
         };
         let name = self.name;
         let _ = self.probe.cmd(sentinel, &["SENTINEL", "REMOVE", name]).await;

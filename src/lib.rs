@@ -5,8 +5,8 @@
 //! The modules read in the data's own order. Each one uses only modules
 //! listed before it (`tests/layering.rs` checks this):
 //!
-//! 1. [`model`]: the shared types (addresses, roles, the record); no
-//!    dependencies.
+//! 1. [`model`]: the shared types (addresses, roles, the record), and
+//!    [`backoff`], the one retry pace; no dependencies.
 //! 2. [`zk::settings`]: how ZooKeeper is reached and the `ZK_HOSTS`
 //!    grammar (the rest of [`zk`] comes after [`config`]).
 //! 3. [`config`]: environment variables, parsed and validated; no side
@@ -24,6 +24,7 @@
 //! 9. [`launch`]: the three launchers, and [`cli`], the binaries' `main`.
 
 pub mod model;
+pub mod backoff;
 pub mod config;
 pub mod zk;
 pub mod probe;

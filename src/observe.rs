@@ -293,7 +293,7 @@ async fn ask_sentinels(probe: &Probe, name: &str, sentinels: Vec<Endpoint>) -> V
                 Some(a) => out.push(a),
                 None => warn!(sentinel = %s, "malformed SENTINEL MASTER answer"),
             },
-            Err(e) if e.contains("No such master") => debug!(sentinel = %s, "sentinel does not know the master name"),
+            Err(e) if e.is_unknown_master() => debug!(sentinel = %s, "sentinel does not know the master name"),
             Err(e) => warn!(sentinel = %s, error = %e, "sentinel did not answer"),
         }
     }

@@ -15,6 +15,62 @@ use tokio::time::timeout;
 use crate::model::Secret;
 use crate::model::{Endpoint, Role};
 
+/// Why a probe failed. Every message names the server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection (refused, unreachable, AUTH failed) or none in time.
+    #[error("{addr}: {why}")]
+    Connect {
+        /// The server.
+        addr: Endpoint,
+        /// What happened.
+        why: String,
+    },
+    /// The server answered the command with an error.
+    #[error("{addr}: {command} failed: {why}")]
+    Refused {
+        /// The server.
+        addr: Endpoint,
+        /// The command's name.
+        command: String,
+        /// The error reply.
+        why: String,
+    },
+    /// No reply within the probe timeout.
+    #[error("{addr}: no reply to {command} within {timeout:?}")]
+    Timeout {
+        /// The server.
+        addr: Endpoint,
+        /// The command's name.
+        command: String,
+        /// The probe timeout.
+        timeout: Duration,
+    },
+    /// A reply of a shape the parser does not accept.
+    #[error("{addr}: {why}")]
+    Reply {
+        /// The server.
+        addr: Endpoint,
+        /// What was wrong with it.
+        why: String,
+    },
+}
+
+impl ProbeError {
+    /// A Sentinel's answer that it monitors no master of that name: not a
+    /// failure of the Sentinel, just no opinion.
+    pub fn is_unknown_master(&self) -> bool {
+        matches!(self, ProbeError::Refused { why, .. } if why.contains("No such master"))
+    }
+}
+
+/// Lets callers that report errors as text use `?` on probes.
+impl From<ProbeError> for String {
+    fn from(e: ProbeError) -> String {
+        e.to_string()
+    }
+}
+
 /// Probe settings: the password (`REDIS_PASSWORD`) and a per-call timeout.
 #[derive(Debug, Clone)]
 pub struct Probe {
@@ -28,56 +84,51 @@ impl Probe {
         Probe { password, timeout }
     }
 
-    /// The same probe with another timeout.
-    pub fn with_timeout(&self, timeout: Duration) -> Self {
-        Probe {
-            password: self.password.clone(),
-            timeout,
-        }
-    }
-
-    fn client(&self, ep: &Endpoint) -> Result<redis::Client, String> {
+    fn client(&self, ep: &Endpoint) -> Result<redis::Client, ProbeError> {
+        let connect = |why: String| ProbeError::Connect { addr: ep.clone(), why };
         let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(p) = &self.password {
             settings = settings.set_password(p.expose());
         }
         let info = ConnectionAddr::Tcp(ep.host.clone(), ep.port)
             .into_connection_info()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| connect(e.to_string()))?
             .set_redis_settings(settings);
-        redis::Client::open(info).map_err(|e| e.to_string())
+        redis::Client::open(info).map_err(|e| connect(e.to_string()))
     }
 
     /// Opens a pub/sub connection (AUTH included), for following events.
-    pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, String> {
+    pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, ProbeError> {
         let client = self.client(ep)?;
-        match timeout(self.timeout, client.get_async_pubsub()).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(format!("{ep}: {e}")),
-            Err(_) => Err(format!("{ep}: no pub/sub connection within {:?}", self.timeout)),
-        }
+        let why = match timeout(self.timeout, client.get_async_pubsub()).await {
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no pub/sub connection within {:?}", self.timeout),
+        };
+        Err(ProbeError::Connect { addr: ep.clone(), why })
     }
 
     /// Opens a connection (AUTH included when a password is set).
-    pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, String> {
+    pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, ProbeError> {
         let client = self.client(ep)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        match timeout(
+        let why = match timeout(
             self.timeout,
             client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
         {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(e)) => Err(format!("{ep}: {e}")),
-            Err(_) => Err(format!("{ep}: no connection within {:?}", self.timeout)),
-        }
+            Ok(Ok(c)) => return Ok(c),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no connection within {:?}", self.timeout),
+        };
+        Err(ProbeError::Connect { addr: ep.clone(), why })
     }
 
     /// Runs one command on a fresh connection.
-    pub async fn cmd(&self, ep: &Endpoint, args: &[&str]) -> Result<Value, String> {
+    pub async fn cmd(&self, ep: &Endpoint, args: &[&str]) -> Result<Value, ProbeError> {
         let mut conn = self.connect(ep).await?;
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
@@ -85,23 +136,38 @@ impl Probe {
         }
         match timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{ep}: {} failed: {e}", args[0])),
-            Err(_) => Err(format!("{ep}: no reply to {} within {:?}", args[0], self.timeout)),
+            Ok(Err(e)) => Err(ProbeError::Refused {
+                addr: ep.clone(),
+                command: args[0].to_string(),
+                why: e.to_string(),
+            }),
+            Err(_) => Err(ProbeError::Timeout {
+                addr: ep.clone(),
+                command: args[0].to_string(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+
+    fn reply(ep: &Endpoint, why: impl Into<String>) -> ProbeError {
+        ProbeError::Reply {
+            addr: ep.clone(),
+            why: why.into(),
         }
     }
 
     /// PING; `Ok` only for PONG.
-    pub async fn ping(&self, ep: &Endpoint) -> Result<(), String> {
+    pub async fn ping(&self, ep: &Endpoint) -> Result<(), ProbeError> {
         match self.cmd(ep, &["PING"]).await? {
             Value::SimpleString(s) if s == "PONG" => Ok(()),
-            other => Err(format!("{ep}: unexpected PING reply {other:?}")),
+            other => Err(Self::reply(ep, format!("unexpected PING reply {other:?}"))),
         }
     }
 
     /// ROLE, parsed.
-    pub async fn role(&self, ep: &Endpoint) -> Result<Role, String> {
+    pub async fn role(&self, ep: &Endpoint) -> Result<Role, ProbeError> {
         let v = self.cmd(ep, &["ROLE"]).await?;
-        parse_role(&v).map_err(|e| format!("{ep}: {e}"))
+        parse_role(&v).map_err(|e| Self::reply(ep, e))
     }
 
     /// True only when `ep` answers ROLE as a master: the one test of
@@ -112,31 +178,11 @@ impl Probe {
 
     /// `SENTINEL get-master-addr-by-name <name>` on a Sentinel: `None` when it
     /// does not know the name.
-    pub async fn sentinel_master(&self, sentinel: &Endpoint, name: &str) -> Result<Option<Endpoint>, String> {
+    pub async fn sentinel_master(&self, sentinel: &Endpoint, name: &str) -> Result<Option<Endpoint>, ProbeError> {
         let v = self
             .cmd(sentinel, &["SENTINEL", "get-master-addr-by-name", name])
             .await?;
-        parse_master_addr(&v).map_err(|e| format!("{sentinel}: {e}"))
-    }
-
-    /// `SENTINEL MASTER <name>` on a Sentinel: the master's address and the
-    /// configuration epoch of that view; `None` when it does not know the
-    /// name. The epoch tells a fresh view (after a failover) from a stale one.
-    pub async fn sentinel_view(&self, sentinel: &Endpoint, name: &str) -> Result<Option<(Endpoint, u64)>, String> {
-        let v = match self.cmd(sentinel, &["SENTINEL", "MASTER", name]).await {
-            Ok(v) => v,
-            Err(e) if e.contains("No such master") => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let f = fields(&v);
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let (Some(ip), Some(port)) = (get("ip"), get("port")) else {
-            return Err(format!("{sentinel}: SENTINEL MASTER without ip/port"));
-        };
-        let master =
-            Endpoint::parse(&format!("{ip} {port}")).map_err(|e| format!("{sentinel}: SENTINEL MASTER: {e}"))?;
-        let epoch = get("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
-        Ok(Some((master, epoch)))
+        parse_master_addr(&v).map_err(|e| Self::reply(sentinel, e))
     }
 
     /// `SENTINEL REPLICAS <name>`: the replicas as this Sentinel last saw
@@ -146,10 +192,10 @@ impl Probe {
         &self,
         sentinel: &Endpoint,
         name: &str,
-    ) -> Result<Vec<crate::model::SentinelReplica>, String> {
+    ) -> Result<Vec<crate::model::SentinelReplica>, ProbeError> {
         let v = self.cmd(sentinel, &["SENTINEL", "REPLICAS", name]).await?;
         let Value::Array(items) = v else {
-            return Err(format!("{sentinel}: SENTINEL REPLICAS reply is not an array"));
+            return Err(Self::reply(sentinel, "SENTINEL REPLICAS reply is not an array"));
         };
         Ok(items
             .iter()
@@ -158,9 +204,9 @@ impl Probe {
     }
 
     /// An `INFO <section>` reply as `field:value` pairs.
-    pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, String> {
+    pub async fn info(&self, ep: &Endpoint, section: &str) -> Result<Vec<(String, String)>, ProbeError> {
         let v = self.cmd(ep, &["INFO", section]).await?;
-        let text = value_text(&v).ok_or_else(|| format!("{ep}: INFO reply is not text"))?;
+        let text = value_text(&v).ok_or_else(|| Self::reply(ep, "INFO reply is not text"))?;
         Ok(parse_info(&text))
     }
 }

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 use zookeeper_client::SessionState;
 
+use crate::backoff::Backoff;
 use crate::zk::Zk;
 
 /// Ephemeral nodes to keep: (path, data).
@@ -98,7 +99,7 @@ impl Keeper {
 }
 
 async fn create_retrying(zk: &Zk, path: &str, data: &[u8]) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         match zk.create_ephemeral(path, data).await {
             Ok(()) => {
@@ -112,8 +113,7 @@ async fn create_retrying(zk: &Zk, path: &str, data: &[u8]) {
             }
             Err(e) => {
                 warn!(path = %path, error = %e, "registration failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_pause()).await;
             }
         }
     }

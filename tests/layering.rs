@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 /// is a layer of its own; other submodules belong to their parent's layer.
 const LAYERS: &[&str] = &[
     "model",
+    "backoff",
     "zk::settings",
     "config",
     "zk",
@@ -142,7 +143,7 @@ fn the_scanner_sees_paths_and_lists() {
         ["model::Endpoint", "config"]
     );
     assert_eq!(crate_paths("let x = crate::probe::fields(&v);"), ["probe::fields"]);
-    assert_eq!(layer_of("zk::settings::ZkConfig"), Some(1));
-    assert_eq!(layer_of("zk::Zk"), Some(3));
+    assert_eq!(layer_of("zk::settings::ZkConfig"), Some(2));
+    assert_eq!(layer_of("zk::Zk"), Some(4));
     assert_eq!(layer_of("launch::redis"), layer_of("launch"));
 }

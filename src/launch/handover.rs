@@ -24,7 +24,7 @@ use crate::model::Endpoint;
 use crate::model::Role;
 use crate::model::SentinelReplica;
 use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step};
-use crate::probe::Probe;
+use crate::probe::{Probe, ProbeError};
 use crate::zk::Zk;
 
 /// How often the replicas are looked at while waiting for one to finish
@@ -62,6 +62,12 @@ enum NoHandOver {
 impl From<String> for NoHandOver {
     fn from(e: String) -> Self {
         NoHandOver::Unsafe(e)
+    }
+}
+
+impl From<ProbeError> for NoHandOver {
+    fn from(e: ProbeError) -> Self {
+        NoHandOver::Unsafe(e.to_string())
     }
 }
 

@@ -15,6 +15,7 @@ use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
 
 use crate::act::{ActError, Action, Executor};
+use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
 use crate::events::parse_switch_master;
 use crate::launch as task;
@@ -107,7 +108,7 @@ struct Watcher {
 impl Watcher {
     /// Picks a Sentinel, follows it until it goes, picks another; for ever.
     async fn run(&mut self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut avoid: Option<Endpoint> = None;
         loop {
             let zk = sessions.borrow_and_update().clone();
@@ -124,16 +125,16 @@ impl Watcher {
                 }
             };
             if list.is_empty() {
-                info!(path = %dir, retry_ms = backoff.as_millis() as u64, "no sentinel registered; waiting");
+                let pause = backoff.next_pause();
+                info!(path = %dir, retry_ms = pause.as_millis() as u64, "no sentinel registered; waiting");
                 tokio::select! {
                     _ = children.changed() => {},
                     _ = sessions.changed() => {},
-                    _ = sleep(backoff) => {},
+                    _ = sleep(pause) => {},
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
-            backoff = Duration::from_millis(200);
+            backoff.reset();
             let choices: Vec<&Endpoint> = list
                 .iter()
                 .map(|(_, e)| e)

@@ -16,6 +16,7 @@ use zookeeper_client::{
     Permission, Stat,
 };
 
+use crate::backoff::Backoff;
 use crate::model::{Endpoint, Record};
 
 pub mod settings;
@@ -64,7 +65,7 @@ impl Zk {
     }
 
     async fn connect_until(cfg: &ZkConfig, deadline: Option<Instant>) -> Result<Zk, String> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -87,9 +88,9 @@ impl Zk {
                     cfg.connect_timeout.as_secs()
                 ));
             }
-            warn!(hosts = %cfg.hosts, attempt, error = %err, retry_in_ms = backoff.as_millis() as u64, "ZooKeeper not reachable yet");
-            sleep(deadline.map_or(backoff, |d| backoff.min(d.saturating_duration_since(Instant::now())))).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            let pause = backoff.next_pause();
+            warn!(hosts = %cfg.hosts, attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "ZooKeeper not reachable yet");
+            sleep(deadline.map_or(pause, |d| pause.min(d.saturating_duration_since(Instant::now())))).await;
         }
     }
 
