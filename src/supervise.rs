@@ -2,25 +2,36 @@
 //! child's exit status passed on, and the child never outliving us.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not
-//! when the process does. So each child is spawned from a dedicated thread that
-//! then blocks in `wait()` for it: the thread lives exactly as long as the
-//! child, and if the whole launcher is killed, the kernel kills the child too.
+//! when the process does. Children are spawned with `tokio::process` on the
+//! launcher's `current_thread` runtime, whose one thread is the main thread:
+//! it lives exactly as long as the launcher, so if the launcher is killed,
+//! the kernel kills the child too. [`spawn`] refuses any other runtime.
+//!
+//! The child is reaped and signalled from that same thread, and only while
+//! `try_wait` says it has not been reaped yet: an unreaped child keeps its
+//! pid (a zombie at worst), so a signal can never reach a process that
+//! reused the pid.
 
 use std::io;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
 
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 /// A running child.
 #[derive(Debug)]
 pub struct Child {
+    inner: tokio::process::Child,
     pid: i32,
-    exit: oneshot::Receiver<io::Result<ExitStatus>>,
     status: Option<ExitStatus>,
+}
+
+/// A failure to wait for the child, reported as status 1.
+fn failed() -> ExitStatus {
+    ExitStatus::from_raw(1 << 8)
 }
 
 /// Starts `program` with `args` in `cwd`, under `umask 077` (Redis and
@@ -28,55 +39,47 @@ pub struct Child {
 /// `PR_SET_PDEATHSIG(SIGKILL)`. No shell is involved: arguments reach the
 /// program exactly as given.
 pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Child> {
-    let (pid_tx, pid_rx) = oneshot::channel::<io::Result<i32>>();
-    let (exit_tx, exit_rx) = oneshot::channel();
-    let program: PathBuf = program.to_path_buf();
-    let args = args.to_vec();
-    let cwd = cwd.to_path_buf();
+    if Handle::current().runtime_flavor() != RuntimeFlavor::CurrentThread {
+        return Err(io::Error::other(
+            "children must be spawned on a current_thread runtime: PR_SET_PDEATHSIG follows the spawning thread",
+        ));
+    }
     let parent = std::process::id() as libc::pid_t;
-    std::thread::Builder::new().name("child-keeper".into()).spawn(move || {
-        let mut cmd = Command::new(&program);
-        // The children get their secrets from their config files; they need
-        // not inherit them in their environment (/proc/<pid>/environ). The
-        // configuration matches names ASCII-case-insensitively, so every
-        // spelling it could have read is removed.
-        cmd.args(&args).current_dir(&cwd).stdin(Stdio::null());
-        for (name, _) in std::env::vars_os() {
-            let upper = name.to_string_lossy().to_ascii_uppercase();
-            if upper == "REDIS_PASSWORD" || upper == "ZK_DIGEST" {
-                cmd.env_remove(&name);
-            }
+    let mut cmd = tokio::process::Command::new(program);
+    // The children get their secrets from their config files; they need
+    // not inherit them in their environment (/proc/<pid>/environ). The
+    // configuration matches names ASCII-case-insensitively, so every
+    // spelling it could have read is removed.
+    cmd.args(args).current_dir(cwd).stdin(Stdio::null()).kill_on_drop(false);
+    for (name, _) in std::env::vars_os() {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if upper == "REDIS_PASSWORD" || upper == "ZK_DIGEST" {
+            cmd.env_remove(&name);
         }
-        // SAFETY: only async-signal-safe libc calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::umask(0o077);
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The launcher may have died before prctl took effect.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-                Ok(())
-            });
-        }
-        match cmd.spawn() {
-            Ok(mut child) => {
-                let _ = pid_tx.send(Ok(child.id() as i32));
-                let _ = exit_tx.send(child.wait());
+    }
+    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(0o077);
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
             }
-            Err(e) => {
-                let _ = pid_tx.send(Err(io::Error::new(e.kind(), format!("{}: {e}", program.display()))));
+            // The launcher may have died before prctl took effect.
+            if libc::getppid() != parent {
+                libc::_exit(1);
             }
-        }
-    })?;
-    let pid = pid_rx
-        .await
-        .map_err(|_| io::Error::other("child-keeper thread died"))??;
+            Ok(())
+        });
+    }
+    let inner = cmd
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", program.display())))?;
+    let pid = inner
+        .id()
+        .ok_or_else(|| io::Error::other("child exited before its pid was read"))? as i32;
     Ok(Child {
+        inner,
         pid,
-        exit: exit_rx,
         status: None,
     })
 }
@@ -93,20 +96,19 @@ impl Child {
         if self.try_status().is_some() {
             return;
         }
-        // SAFETY: plain syscall.
+        // SAFETY: plain syscall; the child is not reaped (see the module doc).
         if unsafe { libc::kill(self.pid, sig) } != 0 {
             warn!(pid = self.pid, sig, error = %io::Error::last_os_error(), "could not signal child");
         }
     }
 
-    /// The exit status, if the child has exited.
+    /// The exit status, if the child has exited (reaping it then).
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            match self.exit.try_recv() {
-                Ok(r) => self.status = Some(r.unwrap_or_else(|_| ExitStatus::from_raw(1 << 8))),
-                Err(oneshot::error::TryRecvError::Empty) => {}
-                Err(oneshot::error::TryRecvError::Closed) => self.status = Some(ExitStatus::from_raw(1 << 8)),
-            }
+            self.status = match self.inner.try_wait() {
+                Ok(s) => s,
+                Err(_) => Some(failed()),
+            };
         }
         self.status
     }
@@ -116,11 +118,7 @@ impl Child {
         if let Some(s) = self.status {
             return s;
         }
-        let status = match (&mut self.exit).await {
-            Ok(Ok(s)) => s,
-            // wait() failed or the keeper thread vanished: report a failure.
-            _ => ExitStatus::from_raw(1 << 8),
-        };
+        let status = self.inner.wait().await.unwrap_or_else(|_| failed());
         self.status = Some(status);
         status
     }
