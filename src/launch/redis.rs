@@ -115,7 +115,7 @@ enum Early {
     /// Leave with this exit code.
     Exit(i32),
     /// A signal was forwarded to the starting child: supervise it to its end.
-    Supervise(Child),
+    Supervise(Box<Child>),
 }
 
 /// Everything done under the lock: decide, start the server, wait until it
@@ -149,7 +149,7 @@ async fn bootstrap(
     match task::wait_ready(probe, &id.local(), intended, &mut child, signals).await {
         Ready::Yes => {}
         Ready::ChildExited(code) => return Err(Early::Exit(code)),
-        Ready::Signalled => return Err(Early::Supervise(child)),
+        Ready::Signalled => return Err(Early::Supervise(Box::new(child))),
     }
     if replica_of.is_none() {
         let expected = match record {
