@@ -71,6 +71,10 @@ impl From<ProbeError> for String {
     }
 }
 
+/// How long one probe (connect plus reply) may take: every launcher uses
+/// this one timeout, so a dead peer costs the same second everywhere.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
 /// Probe settings: the password (`REDIS_PASSWORD`) and a per-call timeout.
 #[derive(Debug, Clone)]
 pub struct Probe {

@@ -23,14 +23,12 @@ use crate::model::{Endpoint, Identity};
 use crate::observe::{Scope, observe};
 use crate::policy::bootstrap::{Decision, Observation, decide};
 use crate::policy::reconcile::record_write;
-use crate::probe::Probe;
+use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{redis_conf, write_private};
 use crate::session::Keeper;
 use crate::supervise::{self, Child, Signals};
 use crate::zk::Zk;
 
-/// How long one probe of a peer may take during bootstrap.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Pause between observations while waiting out the takeover grace.
 const RECHECK: Duration = Duration::from_secs(1);
 

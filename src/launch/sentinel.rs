@@ -18,13 +18,12 @@ use crate::model::{Endpoint, Identity};
 use crate::observe::{Scope, observe};
 use crate::policy::follow::{Follow, follow};
 use crate::policy::reconcile::confirmed_master;
-use crate::probe::Probe;
+use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{existing_myid, sentinel_conf, write_private};
 use crate::session::Keeper;
 use crate::supervise::{self, Signals};
 use crate::zk::Zk;
 
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// While the record names a master that does not answer, re-check this often
 /// (a master being restarted); a missing record is waited for by watch alone.
 const DEAD_RECORD_RECHECK: Duration = Duration::from_secs(2);

@@ -24,11 +24,10 @@ use crate::model::RecordView;
 use crate::observe::{Scope, SessionMark, observe};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{confirmed_master, reconcile, record_write};
-use crate::probe::Probe;
+use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::session::Keeper;
 use crate::zk::Zk;
 
-const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How often the subscribed Sentinel is pinged: a hung Sentinel is left
 /// within about a second.
 const LIVENESS: Duration = Duration::from_millis(1000);
