@@ -59,6 +59,29 @@ pub enum Action {
         /// The master to monitor.
         to: Endpoint,
     },
+    /// `SENTINEL FAILOVER <name>` on `sentinel` (the planned hand-over).
+    RequestFailover {
+        /// The Sentinel.
+        sentinel: Endpoint,
+    },
+}
+
+/// Something to do to the launcher's own server only. It touches no other
+/// server and no shared state, so it needs no fence: it must work even
+/// while ZooKeeper is away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalAction {
+    /// `CLIENT PAUSE <ms> WRITE`: clients block instead of writing to a
+    /// master that is about to hand over.
+    PauseWrites {
+        /// How long.
+        ms: u128,
+    },
+    /// `CONFIG SET replica-priority <priority>`.
+    SetPriority {
+        /// The priority.
+        priority: u32,
+    },
 }
 
 /// Why an action was not done.
@@ -128,8 +151,22 @@ impl Executor<'_> {
                 self.redis(sentinel, &["SENTINEL", "RESET", self.name]).await?;
             }
             Action::RepointSentinel { sentinel, to } => self.repoint_sentinel(sentinel, to).await?,
+            Action::RequestFailover { sentinel } => {
+                self.redis(sentinel, &["SENTINEL", "FAILOVER", self.name]).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Performs `action` on the launcher's own server at `local`.
+    pub async fn local(&self, local: &Endpoint, action: &LocalAction) -> Result<(), ActError> {
+        match action {
+            LocalAction::PauseWrites { ms } => self.redis(local, &["CLIENT", "PAUSE", &ms.to_string(), "WRITE"]).await,
+            LocalAction::SetPriority { priority } => {
+                self.redis(local, &["CONFIG", "SET", "replica-priority", &priority.to_string()])
+                    .await
+            }
+        }
     }
 
     async fn redis(&self, server: &Endpoint, args: &[&str]) -> Result<(), ActError> {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
-use crate::act::{Action, Executor};
+use crate::act::{Action, Executor, LocalAction};
 use crate::model::{Endpoint, Role};
 use crate::observe::{Scope, observe};
 use crate::policy::guard::{GuardAction, GuardMemory, Quick, guard, quick};
@@ -129,10 +129,13 @@ impl RoleGuard<'_> {
         let Some(priority) = priority_to_restore(false, now, self.priority) else {
             return false;
         };
-        let value = priority.to_string();
-        match self
-            .probe
-            .cmd(&self.local, &["CONFIG", "SET", "replica-priority", &value])
+        let executor = Executor {
+            probe: self.probe,
+            name: self.name,
+            monitor: None,
+        };
+        match executor
+            .local(&self.local, &LocalAction::SetPriority { priority })
             .await
         {
             Ok(_) => {

@@ -20,9 +20,11 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{error, info, warn};
 
+use crate::act::{Action, Executor, LocalAction};
 use crate::model::Endpoint;
 use crate::model::Role;
 use crate::model::SentinelReplica;
+use crate::observe::SessionMark;
 use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step};
 use crate::probe::{Probe, ProbeError};
 use crate::zk::Zk;
@@ -102,6 +104,9 @@ impl HandOver<'_> {
         if sentinels.is_empty() {
             return Err(NoHandOver::Skip("no sentinel registered".into()));
         }
+        // The session that saw the Sentinels; the failover request is
+        // fenced by it.
+        let mark = SessionMark::of(zk);
         // 1. With writes still flowing, wait for a replica the Sentinels may
         //    promote: one that finished its sync, whose restored priority
         //    the Sentinels have seen. Handing over to any other would give
@@ -152,9 +157,15 @@ impl HandOver<'_> {
         // 2. Pause writes until the deadline (plus a margin: the server is
         //    stopped before the pause could lapse).
         let pause_ms = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)).as_millis();
-        self.probe
-            .cmd(&self.local, &["CLIENT", "PAUSE", &pause_ms.to_string(), "WRITE"])
-            .await?;
+        let executor = Executor {
+            probe: self.probe,
+            name: self.name,
+            monitor: None,
+        };
+        executor
+            .local(&self.local, &LocalAction::PauseWrites { ms: pause_ms })
+            .await
+            .map_err(|e| e.to_string())?;
         info!(addr = %self.me, pause_ms = pause_ms as u64, "writes paused for the hand-over");
         // 3. Let the candidates reach the master's offset. One that lags
         //    past `patience` is left behind if another is complete
@@ -178,7 +189,8 @@ impl HandOver<'_> {
         let asked = loop {
             let mut asked = None;
             for s in &order {
-                match self.probe.cmd(s, &["SENTINEL", "FAILOVER", self.name]).await {
+                let request = Action::RequestFailover { sentinel: (*s).clone() };
+                match executor.execute(zk, None, mark, &request).await {
                     Ok(_) => {
                         asked = Some((*s).clone());
                         break;
