@@ -23,7 +23,21 @@ pub fn main<C, F>(
 where
     F: Future<Output = i32>,
 {
-    let cfg = match parse().and_then(|(c, f)| crate::logging::init(f).map(|_| c)) {
+    main_with(name, "info", parse, run)
+}
+
+/// [`main`] with another default log level (`rzkctl`: `warn`, because its
+/// output is its table).
+pub fn main_with<C, F>(
+    name: &str,
+    default_level: &str,
+    parse: impl FnOnce() -> Result<(C, LogFormat), ConfigError>,
+    run: impl FnOnce(C) -> F,
+) -> !
+where
+    F: Future<Output = i32>,
+{
+    let cfg = match parse().and_then(|(c, f)| crate::logging::init_with(f, default_level).map(|_| c)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{name}: {e}");

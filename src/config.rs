@@ -175,6 +175,22 @@ pub struct MonitorSettings {
     pub parallel_syncs: u32,
 }
 
+/// Configuration of `rzkctl`: the shared variables only.
+#[derive(Debug, Clone)]
+pub struct CtlConfig {
+    /// Shared settings.
+    pub common: Common,
+}
+
+impl CtlConfig {
+    /// Reads and validates the configuration of `rzkctl`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        Ok(CtlConfig {
+            common: common(&raw(vars))?,
+        })
+    }
+}
+
 /// Configuration of `rzk-watcher`. It binds nothing, so it ignores
 /// `NET_IFACE`, `BIND_IP`, `PORT0` and `ANNOUNCE_*`.
 #[derive(Debug, Clone)]

@@ -21,7 +21,8 @@
 //! 8. The process side: [`logging`], [`supervise`] (the child), [`session`]
 //!    (keeping a ZooKeeper session and its registrations), [`startup`] (the
 //!    machine checks before a launcher starts).
-//! 9. [`launch`]: the three launchers, and [`cli`], the binaries' `main`.
+//! 9. [`launch`]: the three launchers; [`ctl`], the operator's `rzkctl`;
+//!    and [`cli`], the binaries' `main`.
 
 pub mod model;
 pub mod backoff;
@@ -38,4 +39,5 @@ pub mod supervise;
 pub mod session;
 pub mod startup;
 pub mod launch;
+pub mod ctl;
 pub mod cli;

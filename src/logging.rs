@@ -8,8 +8,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{ConfigError, LogFormat};
 
-/// Installs the global subscriber. A bad `RUST_LOG` is a configuration error.
+/// Installs the global subscriber for a launcher (default level `info`). A
+/// bad `RUST_LOG` is a configuration error.
 pub fn init(format: LogFormat) -> Result<(), ConfigError> {
+    init_with(format, "info")
+}
+
+/// [`init`] with another default level (`rzkctl` logs only warnings unless
+/// asked: its output is its table).
+pub fn init_with(format: LogFormat, default: &str) -> Result<(), ConfigError> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) => EnvFilter::try_new(&v).map_err(|e| {
             ConfigError::new(
@@ -18,7 +25,7 @@ pub fn init(format: LogFormat) -> Result<(), ConfigError> {
                 format!("a tracing filter such as info or redis_zk=debug ({e})"),
             )
         })?,
-        Err(_) => EnvFilter::new("info,zookeeper_client=warn"),
+        Err(_) => EnvFilter::new(format!("{default},zookeeper_client=warn")),
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

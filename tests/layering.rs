@@ -25,6 +25,7 @@ const LAYERS: &[&str] = &[
     "session",
     "startup",
     "launch",
+    "ctl",
     "cli",
 ];
 

@@ -1,0 +1,341 @@
+//! The group's status as an operator reads it (`rzkctl status`): every
+//! node, every Sentinel, and a verdict with its reasons. Built from the
+//! same [`Snapshot`] the launchers decide on.
+
+use serde::Serialize;
+
+use crate::model::{Endpoint, Role};
+use crate::observe::Snapshot;
+use crate::policy::promotion::NotPromotable;
+
+/// One registered redis node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeStatus {
+    /// Its address.
+    pub addr: String,
+    /// `master`, `replica`, or `unreachable`.
+    pub role: String,
+    /// The master it follows (replicas).
+    pub master: Option<String>,
+    /// `master_link_status:up` (replicas).
+    pub link_up: Option<bool>,
+    /// Its replication offset.
+    pub offset: Option<i64>,
+    /// Bytes behind the recorded master (replicas of it).
+    pub lag_bytes: Option<i64>,
+    /// Whether Sentinel or a takeover may promote it (replicas).
+    pub promotable: Option<bool>,
+    /// Why not, when not.
+    pub not_promotable: Option<String>,
+}
+
+/// One registered Sentinel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SentinelStatus {
+    /// Its address.
+    pub addr: String,
+    /// The master it names, if it answered.
+    pub master: Option<String>,
+    /// Its configuration epoch.
+    pub epoch: Option<u64>,
+    /// The peers it counts.
+    pub peers: Option<usize>,
+    /// Peers it counts beyond the registered ones: dead Sentinels it
+    /// remembers.
+    pub ghosts: Option<usize>,
+}
+
+/// The whole table and its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupStatus {
+    /// The master the record names (`null` when missing or unusable).
+    pub record: Option<String>,
+    /// The record's znode version.
+    pub record_version: Option<i32>,
+    /// The registered nodes.
+    pub nodes: Vec<NodeStatus>,
+    /// The registered Sentinels.
+    pub sentinels: Vec<SentinelStatus>,
+    /// Healthy: the record names a live master, every node is it or a
+    /// linked replica of it, every Sentinel names it, no ghosts.
+    pub healthy: bool,
+    /// Why not healthy, one line each.
+    pub reasons: Vec<String>,
+}
+
+/// Why a replica could not be promoted now, if it could not.
+pub fn replica_not_promotable(link_up: bool, sync_in_progress: bool, priority: u32) -> Option<NotPromotable> {
+    if priority == 0 {
+        Some(NotPromotable::PriorityZero)
+    } else if !link_up || sync_in_progress {
+        Some(NotPromotable::NotOnline)
+    } else {
+        None
+    }
+}
+
+/// The status of the group in `snap` (observed with its nodes).
+pub fn status(snap: &Snapshot) -> GroupStatus {
+    let mut reasons = vec![];
+    let (record, version) = match &snap.record {
+        crate::model::Record::Valid { master, version } => (Some(master.clone()), Some(*version)),
+        crate::model::Record::Unusable { version } => (None, Some(*version)),
+        crate::model::Record::Missing => (None, None),
+    };
+    match &record {
+        None => reasons.push("the record names no usable master".to_string()),
+        Some(m) if !snap.is_live_master(m) => {
+            reasons.push(format!("the recorded master {m} does not answer as master"))
+        }
+        Some(_) => {}
+    }
+    let master_offset = record.as_ref().and_then(|m| snap.server(m)).map(|s| s.offset);
+    let mut nodes = vec![];
+    for n in &snap.nodes {
+        let Some(s) = snap.server(n) else {
+            reasons.push(format!("node {n} does not answer"));
+            nodes.push(NodeStatus {
+                addr: n.to_string(),
+                role: "unreachable".into(),
+                master: None,
+                link_up: None,
+                offset: None,
+                lag_bytes: None,
+                promotable: None,
+                not_promotable: None,
+            });
+            continue;
+        };
+        let node = match &s.role {
+            Role::Master => {
+                if record.as_ref() != Some(n) {
+                    reasons.push(format!("node {n} is a master but the record names {}", show(&record)));
+                }
+                NodeStatus {
+                    addr: n.to_string(),
+                    role: "master".into(),
+                    master: None,
+                    link_up: None,
+                    offset: Some(s.offset),
+                    lag_bytes: None,
+                    promotable: None,
+                    not_promotable: None,
+                }
+            }
+            Role::Replica { master, .. } => {
+                if record.as_ref() != Some(master) {
+                    reasons.push(format!(
+                        "replica {n} follows {master}, not the recorded master {}",
+                        show(&record)
+                    ));
+                } else if !s.link_up {
+                    reasons.push(format!("replica {n} has its link to {master} down"));
+                }
+                let why_not = replica_not_promotable(s.link_up, s.sync_in_progress, s.priority);
+                NodeStatus {
+                    addr: n.to_string(),
+                    role: "replica".into(),
+                    master: Some(master.to_string()),
+                    link_up: Some(s.link_up),
+                    offset: Some(s.offset),
+                    lag_bytes: master_offset
+                        .filter(|_| record.as_ref() == Some(master))
+                        .map(|m| (m - s.offset).max(0)),
+                    promotable: Some(why_not.is_none()),
+                    not_promotable: why_not.map(|w| w.as_str().to_string()),
+                }
+            }
+            Role::Sentinel => continue,
+        };
+        nodes.push(node);
+    }
+    let expected_peers = snap.sentinels.len().saturating_sub(1);
+    let mut sentinels = vec![];
+    for s in &snap.sentinels {
+        let Some(a) = snap.answer_of(s) else {
+            reasons.push(format!("sentinel {s} does not answer"));
+            sentinels.push(SentinelStatus {
+                addr: s.to_string(),
+                master: None,
+                epoch: None,
+                peers: None,
+                ghosts: None,
+            });
+            continue;
+        };
+        if record.as_ref() != Some(&a.master) {
+            reasons.push(format!("sentinel {s} names {}, the record {}", a.master, show(&record)));
+        }
+        let ghosts = a.peers.saturating_sub(expected_peers);
+        if ghosts > 0 {
+            reasons.push(format!("sentinel {s} counts {ghosts} dead peer(s)"));
+        }
+        sentinels.push(SentinelStatus {
+            addr: s.to_string(),
+            master: Some(a.master.to_string()),
+            epoch: Some(a.epoch),
+            peers: Some(a.peers),
+            ghosts: Some(ghosts),
+        });
+    }
+    if snap.sentinels.is_empty() {
+        reasons.push("no sentinel is registered".to_string());
+    }
+    GroupStatus {
+        record: record.as_ref().map(ToString::to_string),
+        record_version: version,
+        nodes,
+        sentinels,
+        healthy: reasons.is_empty(),
+        reasons,
+    }
+}
+
+fn show(e: &Option<Endpoint>) -> String {
+    e.as_ref().map_or_else(|| "nothing".to_string(), ToString::to_string)
+}
+
+/// The status as a table for a terminal.
+pub fn table(s: &GroupStatus) -> String {
+    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let num = |o: Option<i64>| o.map_or_else(|| "-".into(), |n| n.to_string());
+    let mut out = format!(
+        "record: {} (version {})\n\n",
+        opt(&s.record),
+        s.record_version.map_or_else(|| "-".into(), |v| v.to_string())
+    );
+    out += &format!(
+        "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
+        "NODE", "ROLE", "MASTER", "LINK", "OFFSET", "LAG", "PROMOTABLE"
+    );
+    for n in &s.nodes {
+        let link = n.link_up.map_or("-", |u| if u { "up" } else { "down" });
+        let promotable = match (&n.promotable, &n.not_promotable) {
+            (Some(true), _) => "yes".to_string(),
+            (Some(false), Some(why)) => format!("no: {why}"),
+            _ => "-".to_string(),
+        };
+        out += &format!(
+            "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
+            n.addr,
+            n.role,
+            opt(&n.master),
+            link,
+            num(n.offset),
+            num(n.lag_bytes),
+            promotable
+        );
+    }
+    out += &format!(
+        "\n{:<22} {:<22} {:>6} {:>6} {:>7}\n",
+        "SENTINEL", "MASTER", "EPOCH", "PEERS", "GHOSTS"
+    );
+    for x in &s.sentinels {
+        let n = |o: Option<usize>| o.map_or_else(|| "-".into(), |v| v.to_string());
+        out += &format!(
+            "{:<22} {:<22} {:>6} {:>6} {:>7}\n",
+            x.addr,
+            opt(&x.master),
+            x.epoch.map_or_else(|| "-".into(), |e| e.to_string()),
+            n(x.peers),
+            n(x.ghosts)
+        );
+    }
+    out += "\n";
+    if s.healthy {
+        out += "verdict: healthy\n";
+    } else {
+        out += "verdict: degraded\n";
+        for r in &s.reasons {
+            out += &format!("  - {r}\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::fixtures::*;
+
+    #[test]
+    fn a_healthy_group_is_healthy() {
+        let s = status(&healthy(0));
+        assert!(s.healthy, "{:?}", s.reasons);
+        assert_eq!(s.nodes.len(), 3);
+        assert_eq!(s.sentinels.len(), 3);
+        assert!(
+            s.nodes
+                .iter()
+                .filter(|n| n.role == "replica")
+                .all(|n| n.promotable == Some(true))
+        );
+        assert!(table(&s).contains("verdict: healthy"));
+    }
+
+    #[test]
+    fn a_ghost_degrades_the_group() {
+        let mut snap = healthy(0);
+        snap.answers[1].peers = 3;
+        let s = status(&snap);
+        assert!(!s.healthy);
+        assert!(s.reasons.iter().any(|r| r.contains("1 dead peer")), "{:?}", s.reasons);
+        assert_eq!(s.sentinels[1].ghosts, Some(1));
+    }
+
+    #[test]
+    fn a_replica_with_its_link_down_degrades_the_group_and_is_not_promotable() {
+        let mut snap = healthy(0);
+        snap.servers[2].link_up = false;
+        snap.servers[2].sync_in_progress = true;
+        snap.servers[2].priority = 0;
+        let s = status(&snap);
+        assert!(!s.healthy);
+        assert!(s.reasons.iter().any(|r| r.contains("link")), "{:?}", s.reasons);
+        let n = &s.nodes[2];
+        assert_eq!(n.promotable, Some(false));
+        assert!(n.not_promotable.as_deref().unwrap().contains("priority 0"), "{n:?}");
+        assert!(table(&s).contains("no: replica-priority 0"));
+    }
+
+    #[test]
+    fn disagreements_are_named() {
+        let mut snap = healthy(0);
+        snap.answers[0].master = ep(2);
+        snap.servers.retain(|s| s.addr != ep(3));
+        let s = status(&snap);
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r.contains("sentinel 10.0.0.21 26379 names 10.0.0.2 6379")),
+            "{:?}",
+            s.reasons
+        );
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r.contains("node 10.0.0.3 6379 does not answer")),
+            "{:?}",
+            s.reasons
+        );
+        let mut dead = healthy(0);
+        dead.servers.retain(|s| s.addr != ep(1));
+        assert!(
+            status(&dead)
+                .reasons
+                .iter()
+                .any(|r| r.contains("does not answer as master"))
+        );
+    }
+
+    #[test]
+    fn the_promotability_rule() {
+        assert_eq!(replica_not_promotable(true, false, 100), None);
+        assert_eq!(
+            replica_not_promotable(true, false, 0),
+            Some(NotPromotable::PriorityZero)
+        );
+        assert_eq!(replica_not_promotable(false, true, 100), Some(NotPromotable::NotOnline));
+        assert_eq!(replica_not_promotable(true, true, 100), Some(NotPromotable::NotOnline));
+    }
+}

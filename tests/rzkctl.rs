@@ -1,0 +1,139 @@
+//! `rzkctl status` against a real group: healthy is exit 0, a Sentinel's
+//! ghost or a replica's link down is exit 1 with the reason, `--json` holds
+//! every node and Sentinel, bad usage is exit 2.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::group::*;
+use common::*;
+
+const RZKCTL: &str = env!("CARGO_BIN_EXE_rzkctl");
+
+/// Runs `rzkctl` with the group's environment; returns (code, stdout, stderr).
+fn rzkctl(g: &Group, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(RZKCTL)
+        .args(args)
+        .env_clear()
+        .env("ZK_HOSTS", zk().connect_string())
+        .env("ZK_ROOT", &g.root)
+        .output()
+        .expect("run rzkctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_tells_healthy_from_degraded() {
+    // No watcher: nothing resets the ghost of a killed Sentinel.
+    let g = Group::start("ctl", 3, 3, 0).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+
+    let (code, table, err) = rzkctl(&g, &["status"]);
+    assert_eq!(code, 0, "healthy group:\n{table}{err}");
+    assert!(
+        table.contains("verdict: healthy") && table.contains(&format!("record: {master}")),
+        "{table}"
+    );
+
+    let (code, json, err) = rzkctl(&g, &["status", "--json"]);
+    assert_eq!(code, 0, "{json}{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("--json is JSON");
+    assert_eq!(v["record"], master.as_str());
+    let nodes = v["nodes"].as_array().unwrap();
+    let sentinels = v["sentinels"].as_array().unwrap();
+    let mut want_nodes: Vec<String> = g.live_redis().map(Member::addr).collect();
+    let mut got_nodes: Vec<String> = nodes.iter().map(|n| n["addr"].as_str().unwrap().to_string()).collect();
+    want_nodes.sort();
+    got_nodes.sort();
+    assert_eq!(got_nodes, want_nodes);
+    assert_eq!(sentinels.len(), 3, "{json}");
+    for n in nodes.iter().filter(|n| n["role"] == "replica") {
+        assert_eq!(n["master"], master.as_str(), "{n}");
+        assert_eq!(n["link_up"], true, "{n}");
+        assert_eq!(n["promotable"], true, "{n}");
+        assert!(n["lag_bytes"].as_i64().is_some(), "{n}");
+    }
+    for s in sentinels {
+        assert_eq!(s["master"], master.as_str(), "{s}");
+        assert_eq!(s["ghosts"], 0, "{s}");
+    }
+
+    // A replica's link down: it sends a password the master does not
+    // expect, and is cut off so that it must reconnect.
+    let mi = g.master_index().await.unwrap();
+    let replica = g.redis[(mi + 1) % 3].addr();
+    redis_cmd(&replica, None, &["CONFIG", "SET", "masterauth", "wrong"])
+        .await
+        .unwrap();
+    redis_cmd(&replica, None, &["CLIENT", "KILL", "TYPE", "master"])
+        .await
+        .unwrap();
+    wait_for("the replica's link to be down", Duration::from_secs(10), || async {
+        match info_field(&replica, "replication", "master_link_status").await? {
+            s if s == "down" => Ok(()),
+            s => Err(s),
+        }
+    })
+    .await;
+    let (code, table, _) = rzkctl(&g, &["status"]);
+    assert_eq!(code, 1, "link down must be degraded:\n{table}");
+    assert!(
+        table.contains(&format!("replica {replica} has its link to {master} down")),
+        "{table}"
+    );
+    redis_cmd(&replica, None, &["CONFIG", "SET", "masterauth", ""])
+        .await
+        .unwrap();
+    g.wait_healthy(Duration::from_secs(60)).await;
+    let (code, table, _) = rzkctl(&g, &["status"]);
+    assert_eq!(code, 0, "healthy again:\n{table}");
+
+    // A killed Sentinel: its registration goes with its session, but the
+    // live Sentinels still count it.
+    let dead = g.sentinels[0].addr();
+    g.sentinels[0].proc.signal(libc::SIGKILL);
+    g.sentinels[0]
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("sentinel launcher killed");
+    let table = wait_for("rzkctl to report the ghost", Duration::from_secs(30), || async {
+        let (code, table, _) = rzkctl(&g, &["status"]);
+        if code == 1 && table.contains("dead peer") {
+            Ok(table)
+        } else {
+            Err(format!("exit {code}:\n{table}"))
+        }
+    })
+    .await;
+    assert!(
+        !table.contains(&dead),
+        "the dead Sentinel is no longer registered:\n{table}"
+    );
+    eprintln!("MEASURE rzkctl status with a ghost:\n{table}");
+}
+
+#[test]
+fn bad_usage_and_configuration_exit_2() {
+    for (args, env) in [
+        (vec!["frobnicate"], vec![]),
+        (vec!["status", "--yaml"], vec![]),
+        (vec![], vec![]),
+        (vec!["status"], vec![("ZK_ROOT", "relative")]),
+    ] {
+        let out = Command::new(RZKCTL)
+            .args(&args)
+            .env_clear()
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
+        assert!(err.starts_with("rzkctl: invalid "), "{err}");
+    }
+}
