@@ -3,8 +3,8 @@
 //! Policies return actions as values; the executor performs them, but only
 //! while the world they were decided on can still be trusted: the ZooKeeper
 //! session that observed the snapshot must still be the live, connected
-//! one, and for actions decided under the bootstrap lock, the lock must
-//! still be held. After a session expiry a new session (and a new snapshot)
+//! one (a handle of an expired session reports itself expired), and for
+//! actions decided under the bootstrap lock, the lock must still be held. After a session expiry a new session (and a new snapshot)
 //! may see a different world: an action decided on the old one is dropped,
 //! and the caller observes again.
 
@@ -58,11 +58,6 @@ pub enum Action {
         sentinel: Endpoint,
         /// The master to monitor.
         to: Endpoint,
-    },
-    /// `SENTINEL FAILOVER <name>` on `sentinel` (the planned hand-over).
-    RequestFailover {
-        /// The Sentinel.
-        sentinel: Endpoint,
     },
 }
 
@@ -151,11 +146,15 @@ impl Executor<'_> {
                 self.redis(sentinel, &["SENTINEL", "RESET", self.name]).await?;
             }
             Action::RepointSentinel { sentinel, to } => self.repoint_sentinel(sentinel, to).await?,
-            Action::RequestFailover { sentinel } => {
-                self.redis(sentinel, &["SENTINEL", "FAILOVER", self.name]).await?;
-            }
         }
         Ok(())
+    }
+
+    /// `SENTINEL FAILOVER <name>` on `sentinel`, for the planned hand-over.
+    /// Not fenced by ZooKeeper: the Sentinels decide on their own view, and
+    /// a master stopping during a ZooKeeper outage must still hand over.
+    pub async fn request_failover(&self, sentinel: &Endpoint) -> Result<(), ActError> {
+        self.redis(sentinel, &["SENTINEL", "FAILOVER", self.name]).await
     }
 
     /// Performs `action` on the launcher's own server at `local`.
@@ -191,8 +190,8 @@ impl Executor<'_> {
         }
         if let Err(e) = self.redis(sentinel, &args).await {
             // Without its settings (auth-pass, down-after) the Sentinel would
-            // monitor with defaults; remove it so that the next look
-            // re-points it from scratch.
+            // monitor with defaults; remove it: the follower then sees a
+            // Sentinel that monitors nothing and re-points it from scratch.
             let _ = self.probe.cmd(sentinel, &["SENTINEL", "REMOVE", name]).await;
             return Err(e);
         }

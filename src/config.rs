@@ -424,6 +424,7 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
             session_timeout,
             connect_timeout,
             digest,
+            create: true,
         },
         master_name,
         password,

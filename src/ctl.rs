@@ -12,7 +12,7 @@ use crate::zk::Zk;
 /// `rzkctl status [--json]`: prints the table (or JSON) and returns the exit
 /// code: 0 healthy, 1 degraded or unreadable.
 pub async fn status(cfg: CtlConfig, json: bool) -> i32 {
-    let zk = match Zk::connect(&cfg.common.zk).await {
+    let zk = match Zk::connect_read_only(&cfg.common.zk).await {
         Ok(zk) => zk,
         Err(e) => {
             error!(error = %e, "cannot read the group");

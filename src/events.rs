@@ -14,24 +14,32 @@ pub struct SwitchMaster {
     pub new: Endpoint,
 }
 
+/// A payload that is not a well-formed `+switch-master` event; the text
+/// says what is wrong, for the log line that drops it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadEvent(String);
+
 /// Parses `<name> <old-ip> <old-port> <new-ip> <new-port>`: ASCII, exactly
 /// five fields separated by single spaces.
-pub fn parse_switch_master(payload: &[u8]) -> Result<SwitchMaster, String> {
+pub fn parse_switch_master(payload: &[u8]) -> Result<SwitchMaster, BadEvent> {
     let text = std::str::from_utf8(payload)
         .ok()
         .filter(|t| t.is_ascii() && t.len() <= 600)
-        .ok_or_else(|| format!("not short ASCII text ({} bytes)", payload.len()))?;
+        .ok_or_else(|| BadEvent(format!("not short ASCII text ({} bytes)", payload.len())))?;
     let fields: Vec<&str> = text.split(' ').collect();
     let [name, old_ip, old_port, new_ip, new_port] = fields.as_slice() else {
-        return Err(format!(
+        return Err(BadEvent(format!(
             "expected 5 space-separated fields, got {}: {text:?}",
             fields.len()
-        ));
+        )));
     };
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("bad master name in {text:?}"));
+        return Err(BadEvent(format!("bad master name in {text:?}")));
     }
-    let ep = |ip: &str, port: &str| Endpoint::parse(&format!("{ip} {port}")).map_err(|e| format!("{e} in {text:?}"));
+    let ep = |ip: &str, port: &str| {
+        Endpoint::parse(&format!("{ip} {port}")).map_err(|e| BadEvent(format!("{e} in {text:?}")))
+    };
     Ok(SwitchMaster {
         name: name.to_string(),
         old: ep(old_ip, old_port)?,

@@ -159,6 +159,9 @@ pub struct Snapshot {
     pub sentinels: Vec<Endpoint>,
     /// The answers of the Sentinels that answered.
     pub answers: Vec<SentinelAnswer>,
+    /// Sentinels that answered that they monitor no master of that name
+    /// (e.g. after a `SENTINEL REMOVE`).
+    pub unknown_name: Vec<Endpoint>,
     /// The servers that answered: registered nodes, the masters the
     /// Sentinels and the record name, and the local server.
     pub servers: Vec<ServerState>,
@@ -185,7 +188,8 @@ impl Snapshot {
         self.servers.iter().find(|s| s.addr == *addr)
     }
 
-    /// Whether `addr` answered as a master: the one test of "a live master".
+    /// Whether `addr` answered as a master (`INFO replication` says
+    /// `role:master`, as `ROLE` would).
     pub fn is_live_master(&self, addr: &Endpoint) -> bool {
         self.server(addr).is_some_and(ServerState::is_master)
     }
@@ -218,25 +222,32 @@ impl Snapshot {
     }
 }
 
+/// Why a look at the group failed: a ZooKeeper read (the Sentinels and
+/// servers that do not answer are no failure, only absent from the
+/// snapshot).
+#[derive(Debug, thiserror::Error)]
+#[error("reading {path}: {source}")]
+pub struct ObserveError {
+    /// The znode or directory that could not be read.
+    pub path: String,
+    /// ZooKeeper's error.
+    #[source]
+    pub source: zookeeper_client::Error,
+}
+
 /// Takes one [`Snapshot`]: ZooKeeper first (record, registrations), then all
 /// Sentinels at once, then all servers of interest at once.
-pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Result<Snapshot, String> {
+pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Result<Snapshot, ObserveError> {
+    let failed = |path: String| move |source| ObserveError { path, source };
     let session = SessionMark::of(zk);
-    let record = zk
-        .read_master()
-        .await
-        .map_err(|e| format!("reading {}: {e}", zk.master_path()))?;
+    let record = zk.read_master().await.map_err(failed(zk.master_path()))?;
     let sentinels = endpoints(
         zk.registered(&zk.sentinels_dir())
             .await
-            .map_err(|e| format!("listing sentinels: {e}"))?,
+            .map_err(failed(zk.sentinels_dir()))?,
     );
     let nodes = if scope.nodes {
-        endpoints(
-            zk.registered(&zk.nodes_dir())
-                .await
-                .map_err(|e| format!("listing nodes: {e}"))?,
-        )
+        endpoints(zk.registered(&zk.nodes_dir()).await.map_err(failed(zk.nodes_dir()))?)
     } else {
         vec![]
     };
@@ -246,7 +257,7 @@ pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Re
     {
         ask.push(own.clone());
     }
-    let answers = ask_sentinels(probe, name, ask).await;
+    let (answers, unknown_name) = ask_sentinels(probe, name, ask).await;
     let mut targets: BTreeSet<Endpoint> = answers.iter().map(|a| a.master.clone()).collect();
     targets.extend(record.master().cloned());
     if scope.nodes {
@@ -264,6 +275,7 @@ pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Re
         nodes,
         sentinels,
         answers,
+        unknown_name,
         servers,
         local,
     })
@@ -275,9 +287,10 @@ fn endpoints(registered: Vec<(String, Endpoint)>) -> Vec<Endpoint> {
     v
 }
 
-/// `SENTINEL MASTER <name>` on every Sentinel at once. One that does not
-/// answer, or does not know the name, is logged and left out.
-async fn ask_sentinels(probe: &Probe, name: &str, sentinels: Vec<Endpoint>) -> Vec<SentinelAnswer> {
+/// `SENTINEL MASTER <name>` on every Sentinel at once: the answers, and the
+/// Sentinels that do not know the name. One that does not answer is logged
+/// and left out.
+async fn ask_sentinels(probe: &Probe, name: &str, sentinels: Vec<Endpoint>) -> (Vec<SentinelAnswer>, Vec<Endpoint>) {
     let mut asks = JoinSet::new();
     for s in sentinels {
         let (probe, name) = (probe.clone(), name.to_string());
@@ -287,18 +300,23 @@ async fn ask_sentinels(probe: &Probe, name: &str, sentinels: Vec<Endpoint>) -> V
         });
     }
     let mut out = vec![];
+    let mut unknown = vec![];
     while let Some(Ok((reply, s))) = asks.join_next().await {
         match reply {
             Ok(v) => match SentinelAnswer::from_fields(&s, &fields(&v)) {
                 Some(a) => out.push(a),
                 None => warn!(sentinel = %s, "malformed SENTINEL MASTER answer"),
             },
-            Err(e) if e.is_unknown_master() => debug!(sentinel = %s, "sentinel does not know the master name"),
+            Err(e) if e.is_unknown_master() => {
+                debug!(sentinel = %s, "sentinel does not know the master name");
+                unknown.push(s);
+            }
             Err(e) => warn!(sentinel = %s, error = %e, "sentinel did not answer"),
         }
     }
     out.sort_by(|a, b| a.sentinel.cmp(&b.sentinel));
-    out
+    unknown.sort();
+    (out, unknown)
 }
 
 /// `INFO replication` on every server at once; those that do not answer as

@@ -174,8 +174,8 @@ impl Probe {
         parse_role(&v).map_err(|e| Self::reply(ep, e))
     }
 
-    /// True only when `ep` answers ROLE as a master: the one test of
-    /// "a live master" used everywhere.
+    /// True only when `ep` answers `ROLE` as a master (the quick look; a
+    /// snapshot reads the same from `INFO replication`).
     pub async fn is_master(&self, ep: &Endpoint) -> bool {
         matches!(self.role(ep).await, Ok(Role::Master))
     }

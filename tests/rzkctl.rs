@@ -118,6 +118,23 @@ async fn status_tells_healthy_from_degraded() {
     eprintln!("MEASURE rzkctl status with a ghost:\n{table}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_group_is_reported_and_not_created() {
+    let root = unique_root("nogroup");
+    let out = Command::new(RZKCTL)
+        .arg("status")
+        .env_clear()
+        .env("ZK_HOSTS", zk().connect_string())
+        .env("ZK_ROOT", &root)
+        .env("ZK_CONNECT_TIMEOUT_S", "5")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("no group at {root}")), "{err}");
+    assert!(zk_get(&zk_client().await, &root).await.is_none(), "rzkctl created {root}");
+}
+
 #[test]
 fn bad_usage_and_configuration_exit_2() {
     for (args, env) in [

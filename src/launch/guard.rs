@@ -58,9 +58,9 @@ impl RoleGuard<'_> {
         never
     }
 
-    /// The role checks, every [`INTERVAL`], for ever: a quick look at the
-    /// local server (and the server it follows), and a look at the group
-    /// only when the quick one asks for it.
+    /// The role checks, every [`INTERVAL`], for ever: a quick look (`ROLE` of
+    /// the local server and of the server it follows), and a look at the
+    /// group only when the quick one asks for it.
     async fn watch_roles(&self, sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
         let mut mem = GuardMemory::default();
         let executor = Executor {
@@ -85,6 +85,8 @@ impl RoleGuard<'_> {
                 nodes: matches!(role, Some(Role::Replica { .. })),
             };
             let Ok(mut snap) = observe(&zk, self.probe, self.name, scope).await else {
+                // A failed look breaks "outvoted on two looks in a row".
+                mem.outvoted_once = false;
                 continue;
             };
             // The local server is probed on its bind address; peers know

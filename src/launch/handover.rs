@@ -20,11 +20,10 @@ use std::time::Duration;
 use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{error, info, warn};
 
-use crate::act::{Action, Executor, LocalAction};
+use crate::act::{Executor, LocalAction};
 use crate::model::Endpoint;
 use crate::model::Role;
 use crate::model::SentinelReplica;
-use crate::observe::SessionMark;
 use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step};
 use crate::probe::{Probe, ProbeError};
 use crate::zk::Zk;
@@ -104,9 +103,6 @@ impl HandOver<'_> {
         if sentinels.is_empty() {
             return Err(NoHandOver::Skip("no sentinel registered".into()));
         }
-        // The session that saw the Sentinels; the failover request is
-        // fenced by it.
-        let mark = SessionMark::of(zk);
         // 1. With writes still flowing, wait for a replica the Sentinels may
         //    promote: one that finished its sync, whose restored priority
         //    the Sentinels have seen. Handing over to any other would give
@@ -189,8 +185,7 @@ impl HandOver<'_> {
         let asked = loop {
             let mut asked = None;
             for s in &order {
-                let request = Action::RequestFailover { sentinel: (*s).clone() };
-                match executor.execute(zk, None, mark, &request).await {
+                match executor.request_failover(s).await {
                     Ok(_) => {
                         asked = Some((*s).clone());
                         break;

@@ -42,16 +42,22 @@ pub fn follow(
         *mismatch_since = None;
         return Follow::Idle;
     };
-    let Some(answer) = snap.answer_of(own) else {
-        // Our own Sentinel did not answer: ask again soon.
-        return Follow::Recheck(Duration::from_secs(1));
-    };
-    if answer.master == *recorded || !snap.is_live_master(recorded) || snap.is_live_master(&answer.master) {
+    if !snap.is_live_master(recorded) {
         *mismatch_since = None;
         return Follow::Idle;
     }
-    if answer.failover {
-        return Follow::Recheck(Duration::from_secs(1));
+    match snap.answer_of(own) {
+        // Our Sentinel monitors nothing of that name (a re-point that
+        // failed half-way, an operator's REMOVE): its master is not live.
+        None if snap.unknown_name.contains(own) => {}
+        // Our own Sentinel did not answer: ask again soon.
+        None => return Follow::Recheck(Duration::from_secs(1)),
+        Some(a) if a.master == *recorded || snap.is_live_master(&a.master) => {
+            *mismatch_since = None;
+            return Follow::Idle;
+        }
+        Some(a) if a.failover => return Follow::Recheck(Duration::from_secs(1)),
+        Some(_) => {}
     }
     let since = *mismatch_since.get_or_insert(now);
     if now.duration_since(since) < settle {
@@ -154,6 +160,18 @@ mod tests {
         let mut s = taken_over();
         s.answers.retain(|a| a.sentinel != sentinel(21));
         assert_eq!(run(&[s], Duration::ZERO), vec![Follow::Recheck(Duration::from_secs(1))]);
+    }
+
+    #[test]
+    fn a_sentinel_that_monitors_nothing_follows_the_record() {
+        let mut s = taken_over();
+        s.answers.retain(|a| a.sentinel != sentinel(21));
+        s.unknown_name.push(sentinel(21));
+        let acts = run(&vec![s.clone(); 8], Duration::from_millis(500));
+        assert_eq!(acts[6], Follow::Repoint(ep(4)), "{acts:?}");
+        // ...but not towards a record whose master is dead.
+        s.servers.clear();
+        assert_eq!(run(&[s], Duration::ZERO), vec![Follow::Idle]);
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub enum Quick {
 /// The quick look, run every second without ZooKeeper: `local` is the
 /// local server's state, `master_live` whether the server a replica
 /// follows answers as a master. Keeps the guard's steady-state cost to
-/// two INFOs on loopback for a replica.
+/// two `ROLE`s for a replica, and no ZooKeeper read.
 pub fn quick(local: Option<&Role>, master_live: bool, mem: &mut GuardMemory, now: Instant, settle: Duration) -> Quick {
     match local {
         Some(Role::Replica { .. }) if master_live => {

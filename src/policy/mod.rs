@@ -75,6 +75,7 @@ pub(crate) mod fixtures {
             nodes: vec![],
             sentinels: vec![],
             answers: vec![],
+            unknown_name: vec![],
             servers: vec![],
             local: None,
         }

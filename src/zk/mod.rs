@@ -41,6 +41,22 @@ impl std::fmt::Debug for Zk {
     }
 }
 
+/// Why no ZooKeeper session could be had within `ZK_CONNECT_TIMEOUT_S`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "could not reach ZooKeeper at {hosts} within ZK_CONNECT_TIMEOUT_S={timeout_s}s ({attempts} attempts; last error: {last}); check ZK_HOSTS and that the ensemble is up"
+)]
+pub struct ConnectError {
+    /// The connect string.
+    pub hosts: String,
+    /// `ZK_CONNECT_TIMEOUT_S`.
+    pub timeout_s: u64,
+    /// How many attempts were made.
+    pub attempts: u32,
+    /// What the last attempt ran into.
+    pub last: String,
+}
+
 /// Bounds one ZooKeeper operation; a frozen server yields [`Error::Timeout`].
 async fn bounded<T>(limit: Duration, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     timeout(limit, fut).await.unwrap_or(Err(Error::Timeout))
@@ -51,8 +67,34 @@ impl Zk {
     /// ensures the chroot and the root exist. At start a launcher must give
     /// up (exit 1) rather than wait forever; see [`Zk::connect_forever`] for
     /// reconnects while a child is running.
-    pub async fn connect(cfg: &ZkConfig) -> Result<Zk, String> {
+    pub async fn connect(cfg: &ZkConfig) -> Result<Zk, ConnectError> {
         Self::connect_until(cfg, Some(Instant::now() + cfg.connect_timeout)).await
+    }
+
+    /// Connects to read only: creates nothing, and fails when the group's
+    /// root does not exist (`rzkctl`: a mistyped `ZK_ROOT` must not create
+    /// an empty group, and a reader may lack the right to create).
+    pub async fn connect_read_only(cfg: &ZkConfig) -> Result<Zk, ConnectError> {
+        let read_only = ZkConfig {
+            create: false,
+            ..cfg.clone()
+        };
+        let zk = Self::connect(&read_only).await?;
+        match bounded(zk.op_timeout(), zk.client.check_stat(&zk.cfg.root)).await {
+            Ok(Some(_)) => Ok(zk),
+            Ok(None) => Err(ConnectError {
+                hosts: cfg.hosts.clone(),
+                timeout_s: cfg.connect_timeout.as_secs(),
+                attempts: 1,
+                last: format!("no group at {}: check ZK_ROOT (and the chroot in ZK_HOSTS)", cfg.root),
+            }),
+            Err(e) => Err(ConnectError {
+                hosts: cfg.hosts.clone(),
+                timeout_s: cfg.connect_timeout.as_secs(),
+                attempts: 1,
+                last: format!("reading {}: {e}", cfg.root),
+            }),
+        }
     }
 
     /// Connects with no deadline. Used after a session expiry, when the
@@ -64,7 +106,7 @@ impl Zk {
         }
     }
 
-    async fn connect_until(cfg: &ZkConfig, deadline: Option<Instant>) -> Result<Zk, String> {
+    async fn connect_until(cfg: &ZkConfig, deadline: Option<Instant>) -> Result<Zk, ConnectError> {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut attempt = 0u32;
         loop {
@@ -82,11 +124,12 @@ impl Zk {
             if let Some(d) = deadline
                 && Instant::now() >= d
             {
-                return Err(format!(
-                    "could not reach ZooKeeper at {} within ZK_CONNECT_TIMEOUT_S={}s ({attempt} attempts; last error: {err}); check ZK_HOSTS and that the ensemble is up",
-                    cfg.hosts,
-                    cfg.connect_timeout.as_secs()
-                ));
+                return Err(ConnectError {
+                    hosts: cfg.hosts.clone(),
+                    timeout_s: cfg.connect_timeout.as_secs(),
+                    attempts: attempt,
+                    last: err,
+                });
             }
             let pause = backoff.next_pause();
             warn!(hosts = %cfg.hosts, attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "ZooKeeper not reachable yet");
@@ -119,9 +162,11 @@ impl Zk {
         let limit = cfg.session_timeout;
         if let Some(chroot) = &cfg.chroot {
             let opts = zk.dir_options();
-            bounded(limit, zk.client.mkdir(chroot, &opts))
-                .await
-                .map_err(|e| format!("creating chroot {chroot}: {e}"))?;
+            if cfg.create {
+                bounded(limit, zk.client.mkdir(chroot, &opts))
+                    .await
+                    .map_err(|e| format!("creating chroot {chroot}: {e}"))?;
+            }
             let client = zk
                 .client
                 .clone()
@@ -129,7 +174,12 @@ impl Zk {
                 .map_err(|_| format!("bad chroot {chroot}"))?;
             zk.client = client;
         }
-        for dir in [zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir()] {
+        let dirs = if cfg.create {
+            vec![zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir()]
+        } else {
+            vec![]
+        };
+        for dir in dirs {
             let opts = zk.dir_options();
             bounded(limit, zk.client.mkdir(&dir, &opts))
                 .await

@@ -22,6 +22,9 @@ pub struct ZkConfig {
     pub connect_timeout: Duration,
     /// `ZK_DIGEST` as `user:password`.
     pub digest: Option<Secret>,
+    /// Create the chroot, the root and its directories on connect (the
+    /// launchers); a reader (`rzkctl`) creates nothing.
+    pub create: bool,
 }
 
 /// A ZooKeeper path: absolute, no trailing slash, no empty or `.`/`..` parts.
