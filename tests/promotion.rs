@@ -364,3 +364,27 @@ async fn a_replica_restores_its_priority_after_its_first_sync_and_a_failover_wor
         "MEASURE replica-priority: 0 in {seen_zero_while_syncing} samples while syncing; restored {restored:?} after the link came up; failover to it worked"
     );
 }
+
+/// A master with Sentinels but no replica at all (nothing connected and
+/// nothing registered that could connect) stops at once on SIGTERM: the
+/// wait for a synced replica is only for replicas that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_master_with_sentinels_stops_at_once() {
+    let _serial = SERIAL.lock().await;
+    let g = Group::start("lone", 1, 1, 0).await;
+    let t0 = Instant::now();
+    g.redis[0].proc.signal(libc::SIGTERM);
+    let status = g.redis[0]
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("the lone master's launcher to exit");
+    let took = t0.elapsed();
+    let log = g.redis[0].proc.log();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("no replica to hand over to"), "{log}");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}, the hand-over waited for nobody"
+    );
+    eprintln!("MEASURE lone master with a Sentinel: exit 0 after {took:?}");
+}

@@ -132,7 +132,10 @@ async fn a_missing_group_is_reported_and_not_created() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("no group at {root}")), "{err}");
-    assert!(zk_get(&zk_client().await, &root).await.is_none(), "rzkctl created {root}");
+    assert!(
+        zk_get(&zk_client().await, &root).await.is_none(),
+        "rzkctl created {root}"
+    );
 }
 
 #[test]

@@ -115,6 +115,12 @@ impl HandOver<'_> {
         let mut last_log: Option<Instant> = None;
         let sentinel = loop {
             let (lines, offset) = self.replica_lines().await?;
+            // Nothing connected and nothing registered that could connect:
+            // a lone master, or a whole group being stopped. There is no
+            // one to wait for.
+            if lines.is_empty() && !self.other_nodes_registered(zk).await {
+                return Err(NoHandOver::Skip("no replica to hand over to".into()));
+            }
             let mut ready = None;
             let mut why = vec![];
             for s in &sentinels {
@@ -216,6 +222,16 @@ impl HandOver<'_> {
                 return Err("the sentinels did not name another master in time".to_string().into());
             }
             sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether a redis node other than this one is registered (a replica
+    /// that may connect in a moment). A failed read counts as yes: waiting
+    /// is the safe side.
+    async fn other_nodes_registered(&self, zk: &Zk) -> bool {
+        match zk.registered(&zk.nodes_dir()).await {
+            Ok(nodes) => nodes.iter().any(|(_, e)| *e != self.me),
+            Err(_) => true,
         }
     }
 
