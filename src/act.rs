@@ -106,7 +106,16 @@ pub struct Executor<'a> {
     pub monitor: Option<(&'a MonitorSettings, Option<&'a Secret>)>,
 }
 
-impl Executor<'_> {
+impl<'a> Executor<'a> {
+    /// An executor for the launchers that never re-point a Sentinel.
+    pub fn new(probe: &'a Probe, name: &'a str) -> Self {
+        Executor {
+            probe,
+            name,
+            monitor: None,
+        }
+    }
+
     /// Performs `action`, decided on a snapshot `observed` by that session,
     /// through `zk` (the current session), after checking that it is still
     /// the same, connected session and, with `lock`, that the lock is held.

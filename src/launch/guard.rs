@@ -63,11 +63,7 @@ impl RoleGuard<'_> {
     /// group only when the quick one asks for it.
     async fn watch_roles(&self, sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
         let mut mem = GuardMemory::default();
-        let executor = Executor {
-            probe: self.probe,
-            name: self.name,
-            monitor: None,
-        };
+        let executor = Executor::new(self.probe, self.name);
         loop {
             sleep(INTERVAL).await;
             let role = self.probe.role(&self.local).await.ok();
@@ -131,11 +127,7 @@ impl RoleGuard<'_> {
         let Some(priority) = priority_to_restore(false, now, self.priority) else {
             return false;
         };
-        let executor = Executor {
-            probe: self.probe,
-            name: self.name,
-            monitor: None,
-        };
+        let executor = Executor::new(self.probe, self.name);
         match executor
             .local(&self.local, &LocalAction::SetPriority { priority })
             .await

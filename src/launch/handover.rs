@@ -159,11 +159,7 @@ impl HandOver<'_> {
         // 2. Pause writes until the deadline (plus a margin: the server is
         //    stopped before the pause could lapse).
         let pause_ms = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)).as_millis();
-        let executor = Executor {
-            probe: self.probe,
-            name: self.name,
-            monitor: None,
-        };
+        let executor = Executor::new(self.probe, self.name);
         executor
             .local(&self.local, &LocalAction::PauseWrites { ms: pause_ms })
             .await

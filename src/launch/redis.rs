@@ -180,11 +180,7 @@ async fn decide_under_lock(
 ) -> Result<(Decision, Record), i32> {
     let mut lost_since: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
-    let executor = Executor {
-        probe,
-        name: &cfg.common.master_name,
-        monitor: None,
-    };
+    let executor = Executor::new(probe, &cfg.common.master_name);
     let scope = Scope {
         nodes: true,
         ..Scope::default()

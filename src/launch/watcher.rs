@@ -244,11 +244,7 @@ impl Watcher {
     }
 
     fn executor(&self) -> Executor<'_> {
-        Executor {
-            probe: &self.probe,
-            name: &self.cfg.common.master_name,
-            monitor: None,
-        }
+        Executor::new(&self.probe, &self.cfg.common.master_name)
     }
 
     /// Asks every registered Sentinel, confirms with ROLE, and corrects the
