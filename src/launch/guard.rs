@@ -10,11 +10,11 @@ use tokio::time::{Instant, sleep};
 use tracing::{info, warn};
 
 use crate::act::{Action, Executor, LocalAction};
-use crate::model::{Endpoint, Role};
+use crate::launch::OwnServer;
+use crate::model::Role;
 use crate::observe::{Scope, observe};
 use crate::policy::guard::{GuardAction, GuardMemory, Quick, guard, quick};
 use crate::policy::promotion::{SyncState, priority_to_restore};
-use crate::probe::Probe;
 use crate::zk::Zk;
 
 /// How often the role is checked.
@@ -30,14 +30,8 @@ const STRANDED_SETTLE: Duration = Duration::from_secs(5);
 
 /// The guard of one supervised server.
 pub struct RoleGuard<'a> {
-    /// Probes with the group's password.
-    pub probe: &'a Probe,
-    /// The local server.
-    pub local: Endpoint,
-    /// This task's announced address.
-    pub me: Endpoint,
-    /// `MASTER_NAME`.
-    pub name: &'a str,
+    /// The server it looks after.
+    pub own: OwnServer<'a>,
     /// The configured `replica-priority`, restored after the first sync.
     pub priority: u32,
     /// Whether the server has held the data since it started (a master
@@ -63,12 +57,12 @@ impl RoleGuard<'_> {
     /// group only when the quick one asks for it.
     async fn watch_roles(&self, sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
         let mut mem = GuardMemory::default();
-        let executor = Executor::new(self.probe, self.name);
+        let executor = Executor::new(self.own.probe, self.own.name);
         loop {
             sleep(INTERVAL).await;
-            let role = self.probe.role(&self.local).await.ok();
+            let role = self.own.probe.role(&self.own.local).await.ok();
             let master_live = match &role {
-                Some(Role::Replica { master, .. }) => self.probe.is_master(master).await,
+                Some(Role::Replica { master, .. }) => self.own.probe.is_master(master).await,
                 _ => false,
             };
             if quick(role.as_ref(), master_live, &mut mem, Instant::now(), STRANDED_SETTLE) == Quick::Fine {
@@ -76,11 +70,11 @@ impl RoleGuard<'_> {
             }
             let zk = sessions.borrow().clone();
             let scope = Scope {
-                local_server: Some(&self.local),
+                local_server: Some(&self.own.local),
                 local_sentinel: None,
                 nodes: matches!(role, Some(Role::Replica { .. })),
             };
-            let Ok(mut snap) = observe(&zk, self.probe, self.name, scope).await else {
+            let Ok(mut snap) = observe(&zk, self.own.probe, self.own.name, scope).await else {
                 // A failed look breaks "outvoted on two looks in a row".
                 mem.outvoted_once = false;
                 continue;
@@ -88,29 +82,29 @@ impl RoleGuard<'_> {
             // The local server is probed on its bind address; peers know
             // it by its announced one.
             if let Some(l) = snap.local.as_mut() {
-                l.addr = self.me.clone();
+                l.addr = self.own.me.clone();
             }
-            let Some(decided) = guard(&snap, &self.me, &mut mem, Instant::now(), STRANDED_SETTLE) else {
+            let Some(decided) = guard(&snap, &self.own.me, &mut mem, Instant::now(), STRANDED_SETTLE) else {
                 continue;
             };
             let action = match &decided {
                 GuardAction::Repoint { to, .. } => Action::Repoint {
-                    server: self.local.clone(),
+                    server: self.own.local.clone(),
                     to: to.clone(),
                 },
                 GuardAction::Demote { to } => Action::Demote {
-                    server: self.local.clone(),
+                    server: self.own.local.clone(),
                     to: to.clone(),
                 },
             };
             match (executor.execute(&zk, None, snap.session, &action).await, &decided) {
                 (Ok(()), GuardAction::Repoint { from, to }) => {
                     mem.stranded_since = None;
-                    warn!(addr = %self.me, old = %from, master = %to, "replica followed a server that is no longer a master; re-pointed it");
+                    warn!(addr = %self.own.me, old = %from, master = %to, "replica followed a server that is no longer a master; re-pointed it");
                 }
-                (Ok(()), GuardAction::Demote { to }) => warn!(addr = %self.me, master = %to,
+                (Ok(()), GuardAction::Demote { to }) => warn!(addr = %self.own.me, master = %to,
                     "this server still acted as master although the Sentinels named another; demoted it to stop split-brain writes"),
-                (Err(e), _) => warn!(addr = %self.me, action = ?decided, error = %e, "guard action not done"),
+                (Err(e), _) => warn!(addr = %self.own.me, action = ?decided, error = %e, "guard action not done"),
             }
         }
     }
@@ -118,7 +112,7 @@ impl RoleGuard<'_> {
     /// Restores the configured priority once the server holds the data;
     /// true when done (then it is never checked again).
     async fn restore_priority_after_sync(&self, started: Instant) -> bool {
-        let Ok(info) = self.probe.info(&self.local, "replication").await else {
+        let Ok(info) = self.own.probe.info(&self.own.local, "replication").await else {
             return false;
         };
         let Some(now) = SyncState::from_info(&info) else {
@@ -127,18 +121,18 @@ impl RoleGuard<'_> {
         let Some(priority) = priority_to_restore(false, now, self.priority) else {
             return false;
         };
-        let executor = Executor::new(self.probe, self.name);
+        let executor = Executor::new(self.own.probe, self.own.name);
         match executor
-            .local(&self.local, &LocalAction::SetPriority { priority })
+            .local(&self.own.local, &LocalAction::SetPriority { priority })
             .await
         {
             Ok(_) => {
-                info!(addr = %self.me, priority, sync_s = started.elapsed().as_secs_f32(),
+                info!(addr = %self.own.me, priority, sync_s = started.elapsed().as_secs_f32(),
                     "first full sync done; replica-priority restored, this server may now be promoted");
                 true
             }
             Err(e) => {
-                warn!(addr = %self.me, error = %e, "could not restore replica-priority; retrying");
+                warn!(addr = %self.own.me, error = %e, "could not restore replica-priority; retrying");
                 false
             }
         }

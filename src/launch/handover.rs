@@ -21,11 +21,12 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{error, info, warn};
 
 use crate::act::{Executor, LocalAction};
+use crate::launch::OwnServer;
 use crate::model::Endpoint;
 use crate::model::Role;
 use crate::model::SentinelReplica;
 use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step};
-use crate::probe::{Probe, ProbeError};
+use crate::probe::ProbeError;
 use crate::zk::Zk;
 
 /// How often the replicas are looked at while waiting for one to finish
@@ -39,14 +40,8 @@ const RESERVE: Duration = Duration::from_secs(2);
 
 /// What the hand-over needs to know.
 pub struct HandOver<'a> {
-    /// Probes with the group's password.
-    pub probe: &'a Probe,
-    /// The local server.
-    pub local: Endpoint,
-    /// This task's announced address (what the Sentinels call it).
-    pub me: Endpoint,
-    /// `MASTER_NAME`.
-    pub name: &'a str,
+    /// The server it looks after.
+    pub own: OwnServer<'a>,
     /// `SHUTDOWN_FAILOVER_TIMEOUT_S`.
     pub budget: Duration,
 }
@@ -79,18 +74,20 @@ impl HandOver<'_> {
         let started = Instant::now();
         let deadline = started + self.budget;
         match timeout_at(deadline, self.steps(zk, deadline)).await {
-            Ok(Ok(new)) => info!(addr = %self.me, master = %new, ms = started.elapsed().as_millis() as u64,
+            Ok(Ok(new)) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
                 "hand-over done; stopping the old master"),
-            Ok(Err(NoHandOver::Skip(why))) => info!(addr = %self.me, reason = why, "no hand-over; stopping the server"),
-            Ok(Err(NoHandOver::Unsafe(why))) => error!(addr = %self.me, reason = why,
+            Ok(Err(NoHandOver::Skip(why))) => {
+                info!(addr = %self.own.me, reason = why, "no hand-over; stopping the server")
+            }
+            Ok(Err(NoHandOver::Unsafe(why))) => error!(addr = %self.own.me, reason = why,
                 "no safe hand-over; stopping the server WITHOUT a failover"),
-            Err(_) => warn!(addr = %self.me, budget_s = self.budget.as_secs(),
+            Err(_) => warn!(addr = %self.own.me, budget_s = self.budget.as_secs(),
                 "hand-over did not finish within SHUTDOWN_FAILOVER_TIMEOUT_S; stopping the server anyway"),
         }
     }
 
     async fn steps(&self, zk: &Zk, deadline: Instant) -> Result<Endpoint, NoHandOver> {
-        if !matches!(self.probe.role(&self.local).await, Ok(Role::Master)) {
+        if !matches!(self.own.probe.role(&self.own.local).await, Ok(Role::Master)) {
             return Err(NoHandOver::Skip("not a master".into()));
         }
         let sentinels: Vec<Endpoint> = zk
@@ -150,7 +147,7 @@ impl HandOver<'_> {
                     }
                     if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(2)) {
                         last_log = Some(Instant::now());
-                        info!(addr = %self.me, reasons = %why, "hand-over waits for a replica to finish its sync");
+                        info!(addr = %self.own.me, reasons = %why, "hand-over waits for a replica to finish its sync");
                     }
                     sleep(SYNC_POLL).await;
                 }
@@ -159,12 +156,12 @@ impl HandOver<'_> {
         // 2. Pause writes until the deadline (plus a margin: the server is
         //    stopped before the pause could lapse).
         let pause_ms = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)).as_millis();
-        let executor = Executor::new(self.probe, self.name);
+        let executor = Executor::new(self.own.probe, self.own.name);
         executor
-            .local(&self.local, &LocalAction::PauseWrites { ms: pause_ms })
+            .local(&self.own.local, &LocalAction::PauseWrites { ms: pause_ms })
             .await
             .map_err(|e| e.to_string())?;
-        info!(addr = %self.me, pause_ms = pause_ms as u64, "writes paused for the hand-over");
+        info!(addr = %self.own.me, pause_ms = pause_ms as u64, "writes paused for the hand-over");
         // 3. Let the candidates reach the master's offset. One that lags
         //    past `patience` is left behind if another is complete
         //    (Sentinel prefers the replica with the higher offset).
@@ -177,7 +174,7 @@ impl HandOver<'_> {
             }
             sleep(CATCH_UP_POLL).await;
         };
-        info!(addr = %self.me, replica = %caught_up, "a promotable replica has every write");
+        info!(addr = %self.own.me, replica = %caught_up, "a promotable replica has every write");
         // 4. Ask that Sentinel (then the others) to fail over. A refusal
         //    (another failover still running, a view a moment old) is
         //    retried until the deadline.
@@ -207,9 +204,9 @@ impl HandOver<'_> {
         // 5. Wait until the Sentinels name another live master.
         loop {
             for s in &sentinels {
-                if let Ok(Some(m)) = self.probe.sentinel_master(s, self.name).await
-                    && m != self.me
-                    && self.probe.is_master(&m).await
+                if let Ok(Some(m)) = self.own.probe.sentinel_master(s, self.own.name).await
+                    && m != self.own.me
+                    && self.own.probe.is_master(&m).await
                 {
                     return Ok(m);
                 }
@@ -226,14 +223,14 @@ impl HandOver<'_> {
     /// is the safe side.
     async fn other_nodes_registered(&self, zk: &Zk) -> bool {
         match zk.registered(&zk.nodes_dir()).await {
-            Ok(nodes) => nodes.iter().any(|(_, e)| *e != self.me),
+            Ok(nodes) => nodes.iter().any(|(_, e)| *e != self.own.me),
             Err(_) => true,
         }
     }
 
     /// The master's `slaveN` lines and its own offset.
     async fn replica_lines(&self) -> Result<(Vec<ReplicaLine>, i64), String> {
-        let info = self.probe.info(&self.local, "replication").await?;
+        let info = self.own.probe.info(&self.own.local, "replication").await?;
         let offset: i64 = info
             .iter()
             .find(|(k, _)| k == "master_repl_offset")
@@ -250,8 +247,9 @@ impl HandOver<'_> {
     /// The replicas as `sentinel` sees them; empty when it does not answer
     /// (then nothing counts as promotable through it).
     async fn sentinel_view(&self, sentinel: &Endpoint) -> Vec<SentinelReplica> {
-        self.probe
-            .sentinel_replicas(sentinel, self.name)
+        self.own
+            .probe
+            .sentinel_replicas(sentinel, self.own.name)
             .await
             .unwrap_or_else(|e| {
                 warn!(sentinel = %sentinel, error = %e, "cannot ask for the replicas");

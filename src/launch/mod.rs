@@ -12,11 +12,26 @@ pub mod watcher;
 
 pub use ready::{Ready, STARTUP_TIMEOUT, wait_ready};
 
+/// The launcher's own server as its guard and its hand-over see it.
+#[derive(Debug, Clone)]
+pub struct OwnServer<'a> {
+    /// Probes with the group's password.
+    pub probe: &'a Probe,
+    /// The local server (its bind address, for the launcher's own probes).
+    pub local: Endpoint,
+    /// This task's announced address (what peers and Sentinels call it).
+    pub me: Endpoint,
+    /// `MASTER_NAME`.
+    pub name: &'a str,
+}
+
 use std::time::Duration;
 
 use tokio::time::sleep;
 use tracing::{error, info};
 
+use crate::model::Endpoint;
+use crate::probe::Probe;
 use crate::supervise::Signals;
 use crate::zk::Zk;
 use crate::zk::ZkConfig;

@@ -16,7 +16,7 @@ use crate::act::{ActError, Action, Executor};
 use crate::config::RedisConfig;
 use crate::launch::guard::RoleGuard;
 use crate::launch::handover::HandOver;
-use crate::launch::{self as task, Ready, interrupted, pause};
+use crate::launch::{self as task, OwnServer, Ready, interrupted, pause};
 use crate::model::Record;
 use crate::model::Role;
 use crate::model::{Endpoint, Identity};
@@ -74,19 +74,19 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     let keeper = Keeper::spawn(zk);
     let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
     keeper.register(&node_path, &me.to_record());
-    let guard = RoleGuard {
+    let own = OwnServer {
         probe: &probe,
         local: id.local(),
         me: me.clone(),
         name: &cfg.common.master_name,
+    };
+    let guard = RoleGuard {
+        own: own.clone(),
         priority: cfg.replica_priority,
         synced: replica_of.is_none(),
     };
     let hand_over = HandOver {
-        probe: &probe,
-        local: id.local(),
-        me: me.clone(),
-        name: &cfg.common.master_name,
+        own,
         budget: cfg.shutdown_failover_timeout,
     };
     let mut handed_over = false;
