@@ -2,8 +2,7 @@
 //! the ZooKeeper session that observed it is gone by the time it would act,
 //! even though a new session (as the session keeper opens after an expiry)
 //! could perform it. A real ZooKeeper and a real redis-server; the session
-//! is ended the way ZooKeeper ends it for everyone, by closing it from a
-//! second client that joined it.
+//! is closed and its end confirmed by ZooKeeper removing its ephemeral node.
 
 mod common;
 
@@ -27,23 +26,26 @@ fn zk_settings(root: &str) -> redis_zk::zk::ZkConfig {
     WatcherConfig::from_vars(&vars).unwrap().common.zk
 }
 
-/// Ends `zk`'s session: a second client joins it and closes it.
-async fn expire(zk: &Zk) {
-    let hosts = zk.config().hosts.clone();
-    let joined = zookeeper_client::Client::connector()
-        .with_session(zk.client().session().clone())
-        .connect(&hosts)
+/// Ends `zk`'s session by dropping its last handle (the client then closes
+/// it), and waits until ZooKeeper has removed an ephemeral node the session
+/// owned: only then is the session certainly gone.
+async fn end_session(zk: Zk, root: &str) {
+    let witness = format!("{root}/witness");
+    zk.create_ephemeral(&witness, b"x")
         .await
-        .expect("join the session");
-    drop(joined);
-    wait_for("the session to end", Duration::from_secs(10), || async {
-        let s = zk.client().state();
-        if s.is_terminated() {
-            Ok(())
-        } else {
-            Err(format!("state {s}"))
-        }
-    })
+        .expect("create the witness node");
+    drop(zk);
+    let c = zk_client().await;
+    wait_for(
+        "the session's ephemeral node to go",
+        Duration::from_secs(15),
+        || async {
+            match zk_get(&c, &witness).await {
+                None => Ok(()),
+                Some(_) => Err("still there".to_string()),
+            }
+        },
+    )
     .await;
 }
 
@@ -89,7 +91,7 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
     assert!(snap.local.as_ref().is_some_and(|l| l.is_master()), "{snap:?}");
 
     // The session ends between observing and acting; a new one takes over.
-    expire(&first).await;
+    end_session(first, &root).await;
     let second = Zk::connect(&cfg).await.unwrap();
     assert_ne!(SessionMark::of(&second), snap.session);
 
