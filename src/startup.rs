@@ -130,7 +130,12 @@ mod tests {
         let dir = base.path().join("ro");
         std::fs::create_dir(&dir).unwrap();
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
-        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        // A copy of this test binary where `nobody` can run it, wherever
+        // the checkout lives (a home directory may be closed to others).
+        let exe = base.path().join("startup-test");
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = std::process::Command::new(&exe);
         cmd.args([
             "--exact",
             "startup::tests::data_dir_that_this_user_cannot_write_is_refused",
