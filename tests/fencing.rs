@@ -54,22 +54,7 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
     let root = unique_root("fence");
     let cfg = zk_settings(&root);
     let t = task();
-    let port = t.port.to_string();
-    let _server = Proc::spawn(
-        "redis-server",
-        &[
-            "--port",
-            &port,
-            "--bind",
-            &t.ip,
-            "--save",
-            "",
-            "--dir",
-            t.dir.to_str().unwrap(),
-        ],
-        &[],
-        t.dir.join("redis.log"),
-    );
+    let _server = plain_redis_server(&t);
     let addr = t.addr();
     wait_for("redis-server", Duration::from_secs(10), || role(&addr)).await;
     let server = Endpoint::parse(&addr).unwrap();

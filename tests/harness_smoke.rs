@@ -29,24 +29,7 @@ async fn zookeeper_starts_and_serves_reads_and_writes() {
 async fn redis_server_runs_under_a_proc_guard() {
     let t = task();
     let port = t.port.to_string();
-    let dir = t.dir.to_str().unwrap();
-    let redis = Proc::spawn(
-        "redis-server",
-        &[
-            "--port",
-            &port,
-            "--bind",
-            &t.ip,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            dir,
-        ],
-        &[],
-        t.dir.join("redis.log"),
-    );
+    let redis = plain_redis_server(&t);
     let addr = t.addr();
     let role = wait_for("redis to report master", Duration::from_secs(10), || role(&addr)).await;
     assert_eq!(role, "master", "log:\n{}", redis.log());

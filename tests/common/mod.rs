@@ -283,6 +283,29 @@ impl Task {
 
 /// Allocates a new [`Task`]. IPs cycle through 127.0.0.2..=127.0.0.254; the
 /// (ip, port) pair stays unique within the binary because ports never repeat.
+/// A bare `redis-server` (no launcher) as task `t`: on its address and
+/// port, in its directory, with no persistence; logs to `t.dir/redis.log`.
+pub fn plain_redis_server(t: &Task) -> Proc {
+    let port = t.port.to_string();
+    Proc::spawn(
+        "redis-server",
+        &[
+            "--port",
+            &port,
+            "--bind",
+            &t.ip,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            t.dir.to_str().unwrap(),
+        ],
+        &[],
+        t.dir.join("redis.log"),
+    )
+}
+
 pub fn task() -> Task {
     static NEXT_IP: AtomicU32 = AtomicU32::new(0);
     let ip = format!("127.0.0.{}", 2 + NEXT_IP.fetch_add(1, Ordering::Relaxed) % 253);
