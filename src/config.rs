@@ -74,6 +74,9 @@ pub struct Common {
     pub data_dir: PathBuf,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `ADMIN_PORT`: where the admin HTTP API listens; unset opens no port.
+    /// Marathon gives it as the second port (`PORT1`).
+    pub admin_port: Option<u16>,
 }
 
 /// Where a launcher's child listens and how peers reach it. The watcher
@@ -114,6 +117,9 @@ pub struct RedisConfig {
     /// sync has finished, a replica runs with priority 0 so that Sentinel
     /// can never promote it with an empty or partial dataset.
     pub replica_priority: u32,
+    /// `READY_MAX_LAG_S`: the most seconds since a replica last heard from
+    /// its master (`master_last_io_seconds_ago`) for `/ready` to be 200.
+    pub ready_max_lag: Duration,
 }
 
 /// Redis' own default `replica-priority`.
@@ -213,11 +219,17 @@ pub const COMMON_VARS: &[&str] = &[
     "DATA_DIR",
     "LOG_FORMAT",
     "RUST_LOG",
+    "ADMIN_PORT",
 ];
 /// Variables only the two launchers read (the watcher binds nothing).
 pub const LISTEN_VARS: &[&str] = &["NET_IFACE", "BIND_IP", "PORT0", "ANNOUNCE_IP", "ANNOUNCE_PORT"];
 /// Variables only `rzk-redis` reads.
-pub const REDIS_VARS: &[&str] = &["REDIS_SERVER_BIN", "TAKEOVER_GRACE_S", "SHUTDOWN_FAILOVER_TIMEOUT_S"];
+pub const REDIS_VARS: &[&str] = &[
+    "REDIS_SERVER_BIN",
+    "TAKEOVER_GRACE_S",
+    "SHUTDOWN_FAILOVER_TIMEOUT_S",
+    "READY_MAX_LAG_S",
+];
 /// Variables only `rzk-sentinel` reads.
 pub const SENTINEL_VARS: &[&str] = &[
     "REDIS_SENTINEL_BIN",
@@ -275,6 +287,8 @@ struct Raw {
     sentinel_parallel_syncs: Option<String>,
     master_wait_timeout_s: Option<String>,
     reconcile_interval_s: Option<String>,
+    admin_port: Option<String>,
+    ready_max_lag_s: Option<String>,
 }
 
 /// The environment as (name, value) pairs. Variables that are not valid
@@ -430,6 +444,11 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
         password,
         data_dir,
         log_format,
+        admin_port: r
+            .admin_port
+            .as_ref()
+            .map(|_| port_var("ADMIN_PORT", &r.admin_port, 0))
+            .transpose()?,
     })
 }
 
@@ -485,6 +504,7 @@ impl RedisConfig {
             shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
             extra_args: args,
             replica_priority,
+            ready_max_lag: secs_var("READY_MAX_LAG_S", &r.ready_max_lag_s, 10, 1)?,
         })
     }
 }
@@ -575,6 +595,8 @@ mod tests {
         assert_eq!(c.shutdown_failover_timeout, Duration::from_secs(20));
         assert_eq!(c.extra_args, ["--maxmemory", "1gb"]);
         assert_eq!(c.common.log_format, LogFormat::Text);
+        assert_eq!(c.common.admin_port, None);
+        assert_eq!(c.ready_max_lag, Duration::from_secs(10));
     }
 
     #[test]
@@ -624,6 +646,9 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("TAKEOVER_GRACE_S", "soon"),
             ("SHUTDOWN_FAILOVER_TIMEOUT_S", "0"),
+            ("ADMIN_PORT", "0"),
+            ("ADMIN_PORT", "http"),
+            ("READY_MAX_LAG_S", "0"),
         ];
         for (k, v) in cases {
             let e = err(&[(k, v)]);

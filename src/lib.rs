@@ -6,7 +6,8 @@
 //! listed before it (`tests/layering.rs` checks this):
 //!
 //! 1. [`model`]: the shared types (addresses, roles, the record), and
-//!    [`backoff`], the one retry pace; no dependencies.
+//!    [`backoff`], the one retry pace, and [`metrics`], the process's
+//!    counters and gauges; no dependencies.
 //! 2. [`zk::settings`]: how ZooKeeper is reached and the `ZK_HOSTS`
 //!    grammar (the rest of [`zk`] comes after [`config`]).
 //! 3. [`config`]: environment variables, parsed and validated; no side
@@ -20,12 +21,14 @@
 //!    that observed.
 //! 8. The process side: [`logging`], [`supervise`] (the child), [`session`]
 //!    (keeping a ZooKeeper session and its registrations), [`startup`] (the
-//!    machine checks before a launcher starts).
+//!    machine checks before a launcher starts), [`admin`] (the admin HTTP
+//!    API, serving what the launchers publish).
 //! 9. [`launch`]: the three launchers; [`ctl`], the operator's `rzkctl`;
 //!    and [`cli`], the binaries' `main`.
 
 pub mod model;
 pub mod backoff;
+pub mod metrics;
 pub mod config;
 pub mod zk;
 pub mod probe;
@@ -38,6 +41,7 @@ pub mod logging;
 pub mod supervise;
 pub mod session;
 pub mod startup;
+pub mod admin;
 pub mod launch;
 pub mod ctl;
 pub mod cli;

@@ -43,6 +43,15 @@ pub enum ZkSession {
 }
 
 impl ZkSession {
+    /// The name the admin JSON and the metrics use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZkSession::Connected => "connected",
+            ZkSession::Suspended => "suspended",
+            ZkSession::Expired => "expired",
+        }
+    }
+
     /// The state of `zk`'s session now.
     pub fn of(zk: &Zk) -> ZkSession {
         match zk.client().state() {
@@ -106,6 +115,8 @@ pub struct ServerState {
     pub offset: i64,
     /// Replica: `slave_priority` (0 until its first full sync is done).
     pub priority: u32,
+    /// Replica: `master_last_io_seconds_ago` (absent while the link is down).
+    pub last_io_s: Option<u64>,
 }
 
 impl ServerState {
@@ -132,6 +143,7 @@ impl ServerState {
             sync_in_progress: get("master_sync_in_progress") == Some("1"),
             offset: get(offset_key).and_then(|o| o.parse().ok()).unwrap_or(0),
             priority: get("slave_priority").and_then(|p| p.parse().ok()).unwrap_or(0),
+            last_io_s: get("master_last_io_seconds_ago").and_then(|s| s.parse().ok()),
             role,
         })
     }

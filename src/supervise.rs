@@ -57,6 +57,7 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
             cmd.env_remove(&name);
         }
     }
+    crate::metrics::metrics().child_starts.inc();
     // SAFETY: only async-signal-safe libc calls between fork and exec.
     unsafe {
         cmd.pre_exec(move || {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "model",
     "backoff",
+    "metrics",
     "zk::settings",
     "config",
     "zk",
@@ -24,6 +25,7 @@ const LAYERS: &[&str] = &[
     "supervise",
     "session",
     "startup",
+    "admin",
     "launch",
     "ctl",
     "cli",

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::act::{Action, Executor, LocalAction};
 use crate::launch::OwnServer;
+use crate::metrics::metrics;
 use crate::model::Role;
 use crate::observe::{Scope, observe};
 use crate::policy::guard::{GuardAction, GuardMemory, Quick, guard, quick};
@@ -100,10 +101,14 @@ impl RoleGuard<'_> {
             match (executor.execute(&zk, None, snap.session, &action).await, &decided) {
                 (Ok(()), GuardAction::Repoint { from, to }) => {
                     mem.stranded_since = None;
+                    metrics().guard_actions.with_label_values(&["repoint"]).inc();
                     warn!(addr = %self.own.me, old = %from, master = %to, "replica followed a server that is no longer a master; re-pointed it");
                 }
-                (Ok(()), GuardAction::Demote { to }) => warn!(addr = %self.own.me, master = %to,
-                    "this server still acted as master although the Sentinels named another; demoted it to stop split-brain writes"),
+                (Ok(()), GuardAction::Demote { to }) => {
+                    metrics().guard_actions.with_label_values(&["demote"]).inc();
+                    warn!(addr = %self.own.me, master = %to,
+                    "this server still acted as master although the Sentinels named another; demoted it to stop split-brain writes")
+                }
                 (Err(e), _) => warn!(addr = %self.own.me, action = ?decided, error = %e, "guard action not done"),
             }
         }

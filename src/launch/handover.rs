@@ -73,16 +73,31 @@ impl HandOver<'_> {
     pub async fn run(&self, zk: &Zk) {
         let started = Instant::now();
         let deadline = started + self.budget;
-        match timeout_at(deadline, self.steps(zk, deadline)).await {
-            Ok(Ok(new)) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
-                "hand-over done; stopping the old master"),
-            Ok(Err(NoHandOver::Skip(why))) => {
-                info!(addr = %self.own.me, reason = why, "no hand-over; stopping the server")
+        let outcome = match timeout_at(deadline, self.steps(zk, deadline)).await {
+            Ok(Ok(new)) => {
+                info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
+                "hand-over done; stopping the old master");
+                "done"
             }
-            Ok(Err(NoHandOver::Unsafe(why))) => error!(addr = %self.own.me, reason = why,
-                "no safe hand-over; stopping the server WITHOUT a failover"),
-            Err(_) => warn!(addr = %self.own.me, budget_s = self.budget.as_secs(),
-                "hand-over did not finish within SHUTDOWN_FAILOVER_TIMEOUT_S; stopping the server anyway"),
+            Ok(Err(NoHandOver::Skip(why))) => {
+                info!(addr = %self.own.me, reason = why, "no hand-over; stopping the server");
+                "skipped"
+            }
+            Ok(Err(NoHandOver::Unsafe(why))) => {
+                error!(addr = %self.own.me, reason = why,
+                "no safe hand-over; stopping the server WITHOUT a failover");
+                "unsafe"
+            }
+            Err(_) => {
+                warn!(addr = %self.own.me, budget_s = self.budget.as_secs(),
+                "hand-over did not finish within SHUTDOWN_FAILOVER_TIMEOUT_S; stopping the server anyway");
+                "timeout"
+            }
+        };
+        let m = crate::metrics::metrics();
+        m.handovers.with_label_values(&[outcome]).inc();
+        if outcome != "skipped" {
+            m.handover_seconds.observe(started.elapsed().as_secs_f64());
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod guard;
 pub mod handover;
+pub mod monitor;
 pub mod ready;
 pub mod redis;
 pub mod sentinel;

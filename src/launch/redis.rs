@@ -13,10 +13,13 @@ use tracing::{error, info, warn};
 use zookeeper_client::{Error as ZkErr, LockClient};
 
 use crate::act::{ActError, Action, Executor};
+use crate::admin::listen_addrs;
 use crate::config::RedisConfig;
 use crate::launch::guard::RoleGuard;
 use crate::launch::handover::HandOver;
+use crate::launch::monitor;
 use crate::launch::{self as task, OwnServer, Ready, interrupted, pause};
+use crate::metrics::metrics;
 use crate::model::Record;
 use crate::model::Role;
 use crate::model::{Endpoint, Identity};
@@ -34,6 +37,16 @@ const RECHECK: Duration = Duration::from_secs(1);
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
+    let admin = match monitor::start(
+        cfg.common.admin_port,
+        |p| listen_addrs(Some(id.bind), p),
+        monitor::REDIS_PATHS,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let (mut signals, zk) = match task::start(&cfg.common.zk).await {
         Ok(started) => started,
         Err(code) => return code,
@@ -80,6 +93,13 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         me: me.clone(),
         name: &cfg.common.master_name,
     };
+    let view_own = own.clone();
+    let view = async {
+        match admin {
+            Some(p) => monitor::redis(p, keeper.subscribe(), view_own, cfg.ready_max_lag).await,
+            None => std::future::pending().await,
+        }
+    };
     let guard = RoleGuard {
         own: own.clone(),
         priority: cfg.replica_priority,
@@ -103,6 +123,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     let code = tokio::select! {
         code = supervise::supervise_with(&mut child, &mut signals, before_forward) => code,
         never = guard.run(keeper.subscribe()) => match never {},
+        never = view => match never {},
     };
     keeper.shutdown().await;
     code
@@ -257,11 +278,13 @@ async fn decide_under_lock(
                     pause(signals, RECHECK).await?;
                     continue;
                 }
+                metrics().takeovers.inc();
                 // The record is then corrected by the Replicate branch (CAS).
                 continue;
             }
             d @ Decision::BecomeMaster { takeover } => {
                 if takeover {
+                    metrics().takeovers.inc();
                     warn!(addr = %me, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
                         "TAKEOVER: the group lost its master and no Sentinel replaced it; becoming master with this node's data. Writes the old master had may be lost");
                 } else {

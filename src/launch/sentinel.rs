@@ -11,7 +11,9 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{error, info, warn};
 
 use crate::act::{Action, Executor};
+use crate::admin::listen_addrs;
 use crate::config::SentinelConfig;
+use crate::launch::monitor;
 use crate::launch::{self as task, Ready, interrupted};
 use crate::model::Role;
 use crate::model::{Endpoint, Identity};
@@ -39,6 +41,16 @@ const SAFE_DOWN_AFTER_MS: u64 = 2000;
 
 /// Runs `rzk-sentinel` to completion and returns the process exit code.
 pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
+    let admin = match monitor::start(
+        cfg.common.admin_port,
+        |p| listen_addrs(Some(id.bind), p),
+        monitor::SENTINEL_PATHS,
+    )
+    .await
+    {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let (mut signals, zk) = match task::start(&cfg.common.zk).await {
         Ok(started) => started,
         Err(code) => return code,
@@ -98,9 +110,26 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         probe: &probe,
         own: id.local(),
     };
+    let view = async {
+        match admin {
+            Some(p) => {
+                monitor::sentinel(
+                    p,
+                    keeper.subscribe(),
+                    &probe,
+                    id.local(),
+                    id.announce.clone(),
+                    &cfg.common.master_name,
+                )
+                .await
+            }
+            None => std::future::pending().await,
+        }
+    };
     let code = tokio::select! {
         code = supervise::supervise(&mut child, &mut signals) => code,
         never = follower.run(keeper.subscribe()) => match never {},
+        never = view => match never {},
     };
     keeper.shutdown().await;
     code

@@ -15,10 +15,12 @@ use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
 
 use crate::act::{ActError, Action, Executor};
+use crate::admin::listen_addrs;
 use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
 use crate::events::parse_switch_master;
 use crate::launch as task;
+use crate::launch::monitor;
 use crate::model::Endpoint;
 use crate::model::RecordView;
 use crate::observe::{Scope, SessionMark, observe};
@@ -39,18 +41,33 @@ const CHANNEL: &str = "+switch-master";
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
 pub async fn run(cfg: WatcherConfig) -> i32 {
+    let admin = match monitor::start(cfg.common.admin_port, |p| listen_addrs(None, p), monitor::WATCHER_PATHS).await {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
     let (mut signals, zk) = match task::start(&cfg.common.zk).await {
         Ok(started) => started,
         Err(code) => return code,
     };
     let keeper = Keeper::spawn(zk);
+    let (subscribed, following) = watch::channel(None);
+    let view_probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let name = cfg.common.master_name.clone();
     let mut watcher = Watcher {
         probe: Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT),
         cfg,
         ghosts: GhostMemory::default(),
+        subscribed,
+    };
+    let view = async {
+        match admin {
+            Some(p) => monitor::watcher(p, keeper.subscribe(), following, &view_probe, &name).await,
+            None => std::future::pending().await,
+        }
     };
     let code = tokio::select! {
         never = watcher.run(keeper.subscribe()) => match never {},
+        never = view => match never {},
         sig = signals.recv() => {
             info!(sig, "stopping");
             0
@@ -102,6 +119,8 @@ struct Watcher {
     probe: Probe,
     /// What the ghost-reset gate remembers.
     ghosts: GhostMemory,
+    /// The Sentinel it is subscribed to, for the admin view.
+    subscribed: watch::Sender<Option<Endpoint>>,
 }
 
 impl Watcher {
@@ -147,6 +166,7 @@ impl Watcher {
             let sentinel = choices[(uuid::Uuid::new_v4().as_u128() % choices.len() as u128) as usize].clone();
             let started = Instant::now();
             let reason = self.follow(&zk, &sentinel, children, &mut sessions).await;
+            self.subscribed.send_replace(None);
             info!(sentinel = %sentinel, reason, "leaving this sentinel");
             avoid = Some(sentinel);
             if started.elapsed() < Duration::from_millis(100) {
@@ -173,7 +193,10 @@ impl Watcher {
             }
         };
         match tokio::time::timeout(PROBE_TIMEOUT, pubsub.subscribe(CHANNEL)).await {
-            Ok(Ok(())) => info!(sentinel = %sentinel, channel = CHANNEL, "subscribed"),
+            Ok(Ok(())) => {
+                info!(sentinel = %sentinel, channel = CHANNEL, "subscribed");
+                self.subscribed.send_replace(Some(sentinel.clone()));
+            }
             _ => return "subscribe failed",
         }
         self.reconcile(zk).await;
@@ -325,6 +348,7 @@ impl Watcher {
         let action = Action::SentinelReset { sentinel: s.clone() };
         match self.executor().execute(zk, None, snap.session, &action).await {
             Ok(()) => {
+                crate::metrics::metrics().ghost_resets.inc();
                 info!(sentinel = %s, known, registered = snap.sentinels.len(), "reset a sentinel that remembers dead peers")
             }
             Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod follow;
 pub mod ghosts;
 pub mod guard;
+pub mod health;
 pub mod promotion;
 pub mod reconcile;
 pub mod status;
@@ -35,6 +36,7 @@ pub(crate) mod fixtures {
             sync_in_progress: false,
             offset: 1000,
             priority: 100,
+            last_io_s: None,
         }
     }
 
@@ -50,6 +52,7 @@ pub(crate) mod fixtures {
             sync_in_progress: false,
             offset: 1000,
             priority: 100,
+            last_io_s: Some(0),
         }
     }
 

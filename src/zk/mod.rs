@@ -285,7 +285,14 @@ impl Zk {
                 .map(drop),
         };
         match &result {
-            Ok(()) => info!(path = %path, master = %master, "master record written"),
+            Ok(()) => {
+                crate::metrics::metrics().record_writes.inc();
+                info!(path = %path, master = %master, "master record written")
+            }
+            Err(e @ (Error::BadVersion | Error::NodeExists)) => {
+                crate::metrics::metrics().cas_conflicts.inc();
+                warn!(path = %path, master = %master, error = %e, "master record not written: it changed since it was read")
+            }
             Err(e) => {
                 warn!(path = %path, master = %master, error = %e, "master record not written")
             }

@@ -22,11 +22,19 @@ pub const RECONCILE_S: u64 = 2;
 pub struct Member {
     pub task: Task,
     pub proc: Proc,
+    /// Its `ADMIN_PORT`, when the group serves the admin API.
+    pub admin: Option<u16>,
 }
 
 impl Member {
     pub fn addr(&self) -> String {
         self.task.addr()
+    }
+
+    /// `GET path` on its admin port over loopback: (status, body).
+    pub async fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
+        let port = self.admin.ok_or("this member has no ADMIN_PORT")?;
+        http_get("127.0.0.1", port, path).await
     }
 }
 
@@ -42,6 +50,8 @@ pub struct Group {
     pub password: Option<String>,
     /// Extra pass-through arguments for every rzk-redis started from now on.
     pub redis_args: Vec<String>,
+    /// Give every task started from now on an `ADMIN_PORT`.
+    pub admin: bool,
 }
 
 impl Group {
@@ -54,6 +64,7 @@ impl Group {
             extra: vec![],
             password: None,
             redis_args: vec![],
+            admin: false,
         }
     }
 
@@ -84,10 +95,15 @@ impl Group {
         env
     }
 
-    fn spawn(&self, bin: &str, args: &[&str], task: Option<&Task>, log: PathBuf) -> Proc {
+    fn spawn(&self, bin: &str, args: &[&str], task: Option<&Task>, log: PathBuf) -> (Proc, Option<u16>) {
         let env = self.env(task);
-        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
-        Proc::spawn(bin, args, &env, log)
+        let mut env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        // Free on every address: the watcher's admin API listens on all.
+        let admin = self.admin.then(|| free_port(&["0.0.0.0"]));
+        if let Some(p) = admin {
+            env.push(("ADMIN_PORT", p.to_string()));
+        }
+        (Proc::spawn(bin, args, &env, log), admin)
     }
 
     /// Starts an rzk-redis task; returns its index in `redis`.
@@ -96,24 +112,36 @@ impl Group {
         // No snapshots, and no 5 s wait before a replica's first sync.
         let mut args = vec!["--save", "", "--repl-diskless-sync-delay", "0"];
         args.extend(self.redis_args.iter().map(String::as_str));
-        let p = self.spawn(RZK_REDIS, &args, Some(&t), t.dir.join("launcher.log"));
-        self.redis.push(Member { task: t, proc: p });
+        let (p, admin) = self.spawn(RZK_REDIS, &args, Some(&t), t.dir.join("launcher.log"));
+        self.redis.push(Member {
+            task: t,
+            proc: p,
+            admin,
+        });
         self.redis.len() - 1
     }
 
     /// Starts an rzk-sentinel task; returns its index in `sentinels`.
     pub fn start_sentinel(&mut self) -> usize {
         let t = task();
-        let p = self.spawn(RZK_SENTINEL, &[], Some(&t), t.dir.join("launcher.log"));
-        self.sentinels.push(Member { task: t, proc: p });
+        let (p, admin) = self.spawn(RZK_SENTINEL, &[], Some(&t), t.dir.join("launcher.log"));
+        self.sentinels.push(Member {
+            task: t,
+            proc: p,
+            admin,
+        });
         self.sentinels.len() - 1
     }
 
     /// Starts an rzk-watcher; returns its index in `watchers`.
     pub fn start_watcher(&mut self) -> usize {
         let t = task(); // only for its log directory
-        let p = self.spawn(RZK_WATCHER, &[], None, t.dir.join("watcher.log"));
-        self.watchers.push(Member { task: t, proc: p });
+        let (p, admin) = self.spawn(RZK_WATCHER, &[], None, t.dir.join("watcher.log"));
+        self.watchers.push(Member {
+            task: t,
+            proc: p,
+            admin,
+        });
         self.watchers.len() - 1
     }
 

@@ -253,7 +253,7 @@ impl Drop for Proc {
 /// Next port that binds on every address in `ips`. Ports come from a counter in
 /// 20000..32000 (below Linux's ephemeral port range) whose start is derived from the pid, so concurrently running
 /// test binaries rarely probe the same ports.
-fn free_port(ips: &[&str]) -> u16 {
+pub fn free_port(ips: &[&str]) -> u16 {
     static NEXT: OnceLock<AtomicU32> = OnceLock::new();
     let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % 12000));
     for _ in 0..12000 {
@@ -697,4 +697,32 @@ pub async fn zk_set_raw(c: &Client, path: &str, data: &[u8]) {
         }
         Err(e) => panic!("zk create {path}: {e}"),
     }
+}
+
+/// A plain HTTP/1.1 `GET` (the admin API): (status, body). Bounded by 5 s.
+pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(u16, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map_err(|e| format!("connect {ip}:{port}: {e}"))?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("not an HTTP answer: {text:?}"))?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Ok((status, body))
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("GET {path} on {ip}:{port} timed out")))
 }

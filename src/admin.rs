@@ -1,0 +1,175 @@
+//! The admin HTTP API (`ADMIN_PORT`): health, readiness, role endpoints
+//! and metrics, served by hyper on the launcher's own runtime.
+//!
+//! The server never computes anything: each launcher publishes its
+//! [`Pages`] about once a second ([`Publisher`]), and a request only looks
+//! its path up, so no request, however malformed or slow, can reach
+//! ZooKeeper, Redis or the supervision. What keeps a hostile or broken
+//! client from costing more than a little memory:
+//! - at most [`MAX_CONNECTIONS`] connections at once; more are closed at
+//!   once, unanswered (and counted in `rzk_admin_rejected_total`);
+//! - a connection lives at most [`CONNECTION_TIMEOUT`], headers included,
+//!   and serves one request (no keep-alive);
+//! - only `GET` and `HEAD` are answered; request bodies are never read.
+//!
+//! Pages older than [`STALE_AFTER`] answer 503: a launcher whose look at
+//! the world hangs is not healthy, whatever it last saw.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::metrics::metrics;
+use crate::policy::health::Pages;
+
+/// Connections served at once; more are closed unanswered.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The longest one connection lives, reading its request included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pages this old answer 503.
+pub const STALE_AFTER: Duration = Duration::from_secs(5);
+
+/// The latest pages and when they were made.
+#[derive(Debug, Clone)]
+struct Published {
+    pages: Pages,
+    at: Instant,
+}
+
+/// Where a launcher publishes its pages.
+#[derive(Debug, Clone)]
+pub struct Publisher(Arc<watch::Sender<Published>>);
+
+impl Publisher {
+    /// Replaces the pages.
+    pub fn publish(&self, pages: Pages) {
+        self.0.send_replace(Published {
+            pages,
+            at: Instant::now(),
+        });
+    }
+}
+
+/// The addresses to listen on: the task's address, and `127.0.0.1`
+/// (Mesos HTTP checks connect over loopback); both the same when the task
+/// address is loopback. `None` (the watcher, which has no task address):
+/// every address.
+pub fn listen_addrs(task: Option<Ipv4Addr>, port: u16) -> Vec<SocketAddr> {
+    match task {
+        None => vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)],
+        Some(ip) if ip == Ipv4Addr::LOCALHOST || ip.is_unspecified() => {
+            vec![SocketAddr::new(IpAddr::V4(ip), port)]
+        }
+        Some(ip) => vec![
+            SocketAddr::new(IpAddr::V4(ip), port),
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        ],
+    }
+}
+
+/// Binds `addrs` and serves until the process ends. Returns the publisher
+/// for the launcher's pages; an address that cannot be bound is an error
+/// (the launcher exits 1 before it starts its child: a task whose checks
+/// can never pass would only be killed later).
+/// `paths` are the binary's paths besides `/metrics`; any other is 404.
+pub async fn start(addrs: &[SocketAddr], paths: &'static [&'static str]) -> std::io::Result<Publisher> {
+    let (tx, rx) = watch::channel(Published {
+        pages: Pages::default(),
+        at: Instant::now(),
+    });
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    for addr in addrs {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} for ADMIN_PORT: {e}")))?;
+        info!(addr = %addr, "admin API listening");
+        tokio::spawn(accept(listener, rx.clone(), limit.clone(), paths));
+    }
+    Ok(Publisher(Arc::new(tx)))
+}
+
+async fn accept(
+    listener: TcpListener,
+    pages: watch::Receiver<Published>,
+    limit: Arc<Semaphore>,
+    paths: &'static [&'static str],
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of
+                // spinning on the error.
+                warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics().admin_rejected.inc();
+            debug!(peer = %peer, "admin connection refused: too many at once");
+            drop(stream);
+            continue;
+        };
+        let pages = pages.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let pages = pages.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &pages.borrow(), paths)) }
+            });
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new())
+                .header_read_timeout(CONNECTION_TIMEOUT)
+                .keep_alive(false)
+                .max_buf_size(8192);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await.unwrap_or(Ok(())) {
+                debug!(peer = %peer, error = %e, "admin connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn respond(status: u16, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const JSON: &str = "application/json";
+
+fn answer(req: &Request<Incoming>, published: &Published, paths: &[&str]) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return respond(405, JSON, r#"{"error":"only GET and HEAD"}"#.into());
+    }
+    let path = req.uri().path();
+    if path == "/metrics" {
+        return respond(200, "text/plain; version=0.0.4; charset=utf-8", metrics().render());
+    }
+    if !paths.contains(&path) {
+        return respond(404, JSON, r#"{"error":"no such path"}"#.into());
+    }
+    match published.pages.get(path) {
+        Some(_) if published.at.elapsed() > STALE_AFTER => {
+            let age = published.at.elapsed().as_secs();
+            respond(503, JSON, format!(r#"{{"error":"view is {age} s old"}}"#))
+        }
+        Some(p) => respond(p.status, JSON, p.body.clone()),
+        // Before the first look (the child is still starting).
+        None => respond(503, JSON, r#"{"error":"starting"}"#.into()),
+    }
+}

@@ -1,0 +1,207 @@
+//! The process's metrics, served on `/metrics` in Prometheus' text format
+//! 0.0.4.
+//!
+//! One registry per process, reached through [`metrics()`], so that the
+//! place where something happens (a record write in [`crate::zk`], a guard
+//! action in the launcher) counts it without carrying a handle through
+//! every layer. The gauges are set from the same snapshot the admin pages
+//! show; the counters only ever go up. Every name carries the `rzk_`
+//! prefix. A process that serves no `ADMIN_PORT` still counts; nobody
+//! reads it, and a counter costs an atomic add.
+
+use std::sync::LazyLock;
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    /// `rzk_role{role}`: 1 for the role the supervised server answers
+    /// (`master`, `replica`), 0 for the other; both 0 when it does not answer.
+    pub role: IntGaugeVec,
+    /// `rzk_zk_session{state}`: 1 for the current ZooKeeper session state
+    /// (`connected`, `suspended`, `expired`).
+    pub zk_session: IntGaugeVec,
+    /// `rzk_record_matches`: 1 when `<root>/master` agrees with what this
+    /// process serves or sees (see the admin API).
+    pub record_matches: IntGauge,
+    /// `rzk_ready`: 1 when `/ready` answers 200.
+    pub ready: IntGauge,
+    /// `rzk_repl_offset_bytes`: the server's replication offset.
+    pub repl_offset: IntGauge,
+    /// `rzk_repl_lag_bytes`: how far a replica is behind its master.
+    pub repl_lag: IntGauge,
+    /// `rzk_promotable`: 1 when the server may be promoted by Sentinel (a
+    /// replica that finished its first sync, with priority above 0).
+    pub promotable: IntGauge,
+    /// `rzk_record_writes_total`: successful writes of `<root>/master`.
+    pub record_writes: IntCounter,
+    /// `rzk_record_cas_conflicts_total`: record writes that lost the
+    /// compare-and-set race (and were decided again).
+    pub cas_conflicts: IntCounter,
+    /// `rzk_takeovers_total`: takeovers after total loss.
+    pub takeovers: IntCounter,
+    /// `rzk_guard_actions_total{action}`: `repoint` and `demote`.
+    pub guard_actions: IntCounterVec,
+    /// `rzk_ghost_resets_total`: `SENTINEL RESET`s sent to clear dead peers.
+    pub ghost_resets: IntCounter,
+    /// `rzk_handovers_total{outcome}`: `done`, `skipped`, `unsafe`, `timeout`.
+    pub handovers: IntCounterVec,
+    /// `rzk_handover_duration_seconds`: how long each hand-over took.
+    pub handover_seconds: Histogram,
+    /// `rzk_child_starts_total`: child processes started. The launchers
+    /// never restart a child (its exit ends the task, and Marathon starts
+    /// a new one), so this is 1 in a healthy task.
+    pub child_starts: IntCounter,
+    /// `rzk_admin_rejected_total`: admin connections closed unanswered
+    /// because the concurrency bound was reached.
+    pub admin_rejected: IntCounter,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+    &METRICS
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::with_opts(Opts::new(name, help).namespace("rzk")).expect("valid metric name");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help).namespace("rzk"), &[label]).expect("valid metric name");
+    r.register(Box::new(g.clone())).expect("metric registered once");
+    g
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::with_opts(Opts::new(name, help).namespace("rzk")).expect("valid metric name");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help).namespace("rzk"), &[label]).expect("valid metric name");
+    r.register(Box::new(c.clone())).expect("metric registered once");
+    // Every series exists from the start, at 0: a rate over a series that
+    // appears only on its first event misses that event.
+    for v in values {
+        c.with_label_values(&[v]);
+    }
+    c
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        let handover_seconds = Histogram::with_opts(
+            HistogramOpts::new("handover_duration_seconds", "How long each SIGTERM hand-over took")
+                .namespace("rzk")
+                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0]),
+        )
+        .expect("valid histogram");
+        r.register(Box::new(handover_seconds.clone()))
+            .expect("metric registered once");
+        let m = Metrics {
+            role: gauge_vec(&r, "role", "1 for the role the supervised server answers", "role"),
+            zk_session: gauge_vec(&r, "zk_session", "1 for the ZooKeeper session's state", "state"),
+            record_matches: gauge(
+                &r,
+                "record_matches",
+                "1 when <root>/master agrees with this process's view",
+            ),
+            ready: gauge(&r, "ready", "1 when /ready answers 200"),
+            repl_offset: gauge(&r, "repl_offset_bytes", "Replication offset of the supervised server"),
+            repl_lag: gauge(&r, "repl_lag_bytes", "Bytes a replica is behind its master"),
+            promotable: gauge(&r, "promotable", "1 when Sentinel may promote this replica"),
+            record_writes: counter(&r, "record_writes_total", "Successful writes of <root>/master"),
+            cas_conflicts: counter(
+                &r,
+                "record_cas_conflicts_total",
+                "Record writes that lost the compare-and-set",
+            ),
+            takeovers: counter(&r, "takeovers_total", "Takeovers after the loss of every master"),
+            guard_actions: counter_vec(
+                &r,
+                "guard_actions_total",
+                "Role guard actions",
+                "action",
+                &["repoint", "demote"],
+            ),
+            ghost_resets: counter(&r, "ghost_resets_total", "SENTINEL RESETs sent to forget dead peers"),
+            handovers: counter_vec(
+                &r,
+                "handovers_total",
+                "SIGTERM hand-overs by outcome",
+                "outcome",
+                &["done", "skipped", "unsafe", "timeout"],
+            ),
+            handover_seconds,
+            child_starts: counter(&r, "child_starts_total", "Child processes started"),
+            admin_rejected: counter(
+                &r,
+                "admin_rejected_total",
+                "Admin connections refused at the concurrency bound",
+            ),
+            registry: r,
+        };
+        for role in ["master", "replica"] {
+            m.role.with_label_values(&[role]);
+        }
+        for state in ["connected", "suspended", "expired"] {
+            m.zk_session.with_label_values(&[state]);
+        }
+        m
+    }
+
+    /// Sets `rzk_role`: `role` is `"master"`, `"replica"` or `None`.
+    pub fn set_role(&self, role: Option<&str>) {
+        for r in ["master", "replica"] {
+            self.role.with_label_values(&[r]).set(i64::from(role == Some(r)));
+        }
+    }
+
+    /// Sets `rzk_zk_session` to `state` (`connected`, `suspended`, `expired`).
+    pub fn set_zk_session(&self, state: &str) {
+        for s in ["connected", "suspended", "expired"] {
+            self.zk_session.with_label_values(&[s]).set(i64::from(state == s));
+        }
+    }
+
+    /// The whole registry in Prometheus' text format 0.0.4.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut out = Vec::with_capacity(4096);
+        // Encoding our own well-formed metrics into memory cannot fail.
+        let _ = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_is_there_from_the_start_and_prefixed() {
+        let m = metrics();
+        m.set_role(Some("replica"));
+        m.set_zk_session("connected");
+        let text = m.render();
+        for line in [
+            "rzk_role{role=\"master\"} 0",
+            "rzk_role{role=\"replica\"} 1",
+            "rzk_zk_session{state=\"connected\"} 1",
+            "rzk_handovers_total{outcome=\"unsafe\"} 0",
+            "rzk_guard_actions_total{action=\"demote\"} 0",
+            "# TYPE rzk_handover_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("rzk_"), "unprefixed: {line}");
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The admin HTTP API against a real group: every row of the table on
+//! every binary, the 503 rows by breaking what they check, 404 for unknown
+//! paths, no port without `ADMIN_PORT`, a flood of garbage and idle
+//! connections during a failover, and a real Prometheus scraping it all.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::*;
+use serde_json::Value;
+
+const PATHS_REDIS: &[&str] = &["/health", "/ready", "/master", "/replica"];
+
+async fn admin_group(tag: &str, r: usize, s: usize, w: usize) -> Group {
+    let mut g = Group::new(tag);
+    g.admin = true;
+    Group::start_with(g, r, s, w).await
+}
+
+/// Waits until `m`'s `path` answers `want`; returns the body.
+async fn wait_code(m: &Member, path: &str, want: u16, timeout: Duration) -> Value {
+    let what = format!("{path} of {} answering {want}", m.addr());
+    let body = wait_for(&what, timeout, || async {
+        match m.admin_get(path).await {
+            Ok((code, body)) if code == want => Ok(body),
+            Ok((code, body)) => Err(format!("{code} {body}")),
+            Err(e) => Err(e),
+        }
+    })
+    .await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} of {} is not JSON ({e}): {body}", m.addr()))
+}
+
+/// The inodes of the listening TCP sockets of this network namespace.
+fn listening_inodes() -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for line in std::fs::read_to_string(f).unwrap_or_default().lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.get(3) == Some(&"0A") {
+                out.insert(cols[9].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The listening sockets process `pid` holds.
+fn listening_sockets_of(pid: i32) -> Vec<String> {
+    let listening = listening_inodes();
+    let mut out = vec![];
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        let t = target.to_string_lossy();
+        if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
+            && listening.contains(inode)
+        {
+            out.push(inode.to_string());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_on_every_binary_matches_the_table() {
+    let g = admin_group("admin-table", 2, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let mi = g.master_index().await.unwrap();
+    let (m, r) = (&g.redis[mi], &g.redis[1 - mi]);
+    let t = Duration::from_secs(15);
+
+    // rzk-redis, master row.
+    for (path, code) in [("/health", 200), ("/ready", 200), ("/master", 200), ("/replica", 503)] {
+        let body = wait_code(m, path, code, t).await;
+        for k in [
+            "role",
+            "addr",
+            "record",
+            "master",
+            "link_up",
+            "sync_in_progress",
+            "offset",
+            "lag_bytes",
+            "zk_session",
+        ] {
+            assert!(body.get(k).is_some(), "{path}: {k} missing in {body}");
+        }
+        assert_eq!(body["role"], "master", "{body}");
+        assert_eq!(body["addr"], master.as_str(), "{body}");
+        assert_eq!(body["record"], master.as_str(), "{body}");
+        assert_eq!(body["zk_session"], "connected", "{body}");
+    }
+    // rzk-redis, replica row.
+    for (path, code) in [("/health", 200), ("/ready", 200), ("/master", 503), ("/replica", 200)] {
+        let body = wait_code(r, path, code, t).await;
+        assert_eq!(body["role"], "replica", "{body}");
+        assert_eq!(body["master"], master.as_str(), "{body}");
+        assert_eq!(body["link_up"], true, "{body}");
+        assert_eq!(body["sync_in_progress"], false, "{body}");
+        assert_eq!(body["promotable"], true, "{body}");
+        assert!(body["lag_bytes"].as_i64().is_some_and(|l| l >= 0), "{body}");
+    }
+    // rzk-sentinel.
+    for s in &g.sentinels {
+        for path in ["/health", "/ready"] {
+            let body = wait_code(s, path, 200, t).await;
+            assert_eq!(body["master"], master.as_str(), "{body}");
+        }
+    }
+    // rzk-watcher.
+    let w = &g.watchers[0];
+    wait_code(w, "/health", 200, t).await;
+    wait_code(w, "/ready", 200, t).await;
+    let (rec, version) = g.record_with_version().await.unwrap();
+    let body = wait_code(w, "/master", 200, t).await;
+    assert_eq!(body, serde_json::json!({"addr": rec, "version": version}));
+    let body = wait_code(w, "/sentinels", 200, t).await;
+    let got: BTreeSet<String> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["addr"].as_str().unwrap().to_string())
+        .collect();
+    let want: BTreeSet<String> = g.sentinels.iter().map(Member::addr).collect();
+    assert_eq!(got, want);
+
+    // Every binary: /metrics, and 404 for anything else.
+    for member in g.redis.iter().chain(&g.sentinels).chain(&g.watchers) {
+        let (code, text) = member.admin_get("/metrics").await.unwrap();
+        assert_eq!(code, 200, "{text}");
+        assert!(text.contains("rzk_zk_session{state=\"connected\"} 1"), "{text}");
+        for path in ["/nope", "/", "/health/x", "/metrics2"] {
+            let (code, body) = member.admin_get(path).await.unwrap();
+            assert_eq!(code, 404, "{path} on {}: {body}", member.addr());
+        }
+    }
+    let (_, text) = m.admin_get("/metrics").await.unwrap();
+    assert!(text.contains("rzk_role{role=\"master\"} 1"), "{text}");
+    let (_, text) = r.admin_get("/metrics").await.unwrap();
+    assert!(
+        text.contains("rzk_role{role=\"replica\"} 1") && text.contains("rzk_promotable 1"),
+        "{text}"
+    );
+
+    // The 503 rows. A replica whose server does not answer is not healthy.
+    let child = child_pid_of(r.proc.pid());
+    unsafe { libc::kill(child, libc::SIGSTOP) };
+    let body = wait_code(r, "/health", 503, t).await;
+    unsafe { libc::kill(child, libc::SIGCONT) };
+    assert_eq!(body["role"], Value::Null, "{body}");
+    wait_code(r, "/ready", 200, t).await;
+    // A Sentinel without a quorum of usable peers is not ready.
+    for s in &g.sentinels[1..] {
+        s.proc.signal(libc::SIGKILL);
+    }
+    let body = wait_code(&g.sentinels[0], "/ready", 503, Duration::from_secs(30)).await;
+    assert_ne!(body["ckquorum"], "OK", "{body}");
+    wait_code(&g.sentinels[0], "/health", 200, t).await;
+    // A watcher with no Sentinel to follow is not ready.
+    g.sentinels[0].proc.signal(libc::SIGKILL);
+    wait_code(w, "/ready", 503, t).await;
+    wait_code(w, "/health", 200, t).await;
+    // The master, with no Sentinel to outvote it, is still the master.
+    wait_code(m, "/master", 200, t).await;
+}
+
+/// The child process (redis-server) of launcher `pid`.
+fn child_pid_of(pid: i32) -> i32 {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("launcher {pid} has no child"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_port_opens_no_port() {
+    let g = Group::start("admin-none", 1, 1, 1).await;
+    g.wait_healthy(Duration::from_secs(60)).await;
+    for member in g.redis.iter().chain(&g.sentinels).chain(&g.watchers) {
+        let held = listening_sockets_of(member.proc.pid());
+        assert!(
+            held.is_empty(),
+            "launcher {} listens on {held:?} without ADMIN_PORT",
+            member.proc.pid()
+        );
+    }
+    // The same check sees the admin listeners when the port is set, so it
+    // can fail.
+    let g = admin_group("admin-some", 1, 0, 0).await;
+    let pid = g.redis[0].proc.pid();
+    wait_for("the admin listeners", Duration::from_secs(10), || async {
+        let n = listening_sockets_of(pid).len();
+        // The task address and 127.0.0.1.
+        if n == 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} listening sockets"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_connections_disturbs_neither_supervision_nor_failover() {
+    let g = admin_group("admin-flood", 3, 3, 1).await;
+    let old = g.wait_healthy(Duration::from_secs(60)).await;
+    let mi = g.master_index().await.unwrap();
+    let targets: Vec<u16> = g
+        .redis
+        .iter()
+        .chain(&g.sentinels)
+        .chain(&g.watchers)
+        .filter_map(|m| m.admin)
+        .collect();
+
+    // 200 connections at a time against each admin port, half sending
+    // garbage, half nothing, renewed as they close, for the whole failover.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flooders = vec![];
+    for i in 0..200 * targets.len() {
+        let port = targets[i % targets.len()];
+        let stop = stop.clone();
+        flooders.push(tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut opened = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                opened += 1;
+                if i % 2 == 0 {
+                    let _ = s
+                        .write_all(b"\x16\x03\x01 garbage \xff\xfe\r\n\r\nGET / HTTP/9\r\n\r\n")
+                        .await;
+                }
+                let mut buf = [0u8; 512];
+                let _ = tokio::time::timeout(Duration::from_secs(8), s.read(&mut buf)).await;
+            }
+            opened
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t0 = Instant::now();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let new = wait_for(
+        "the record to move during the flood",
+        Duration::from_secs(60),
+        || async {
+            match g.record().await {
+                Some(r) if r != old && role_pw(&r, None).await.as_deref() == Ok("master") => Ok(r),
+                other => Err(format!("record {other:?}")),
+            }
+        },
+    )
+    .await;
+    let failover = t0.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut opened = 0;
+    for f in flooders {
+        opened += f.await.unwrap();
+    }
+    // Every launcher still runs, and answers again once the flood is over.
+    for m in g.redis.iter().enumerate().filter(|(i, _)| *i != mi).map(|(_, m)| m) {
+        assert!(m.proc.is_running(), "{} died in the flood", m.addr());
+    }
+    let nm = g.redis.iter().find(|m| m.addr() == new).unwrap();
+    wait_code(nm, "/master", 200, Duration::from_secs(15)).await;
+    for m in g.sentinels.iter().chain(&g.watchers) {
+        assert!(m.proc.is_running());
+        wait_code(m, "/health", 200, Duration::from_secs(15)).await;
+    }
+    let (_, metrics) = nm.admin_get("/metrics").await.unwrap();
+    let rejected: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rzk_admin_rejected_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "flood: {opened} connections opened, failover to {new} in {:.1} s; the new master refused {rejected} at its bound",
+        failover.as_secs_f32()
+    );
+    assert!(
+        opened >= 200 * targets.len() as u32,
+        "the flood opened only {opened} connections"
+    );
+    // The bound was reached, so it is what kept the launcher safe.
+    assert!(
+        rejected > 0,
+        "200 connections never reached the bound of the new master's admin server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_every_task() {
+    let g = admin_group("admin-prom", 3, 3, 1).await;
+    g.wait_healthy(Duration::from_secs(60)).await;
+    let members: Vec<&Member> = g.redis.iter().chain(&g.sentinels).chain(&g.watchers).collect();
+
+    // promtool accepts every /metrics page.
+    for m in &members {
+        let (_, text) = m.admin_get("/metrics").await.unwrap();
+        let mut p = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus) must be installed");
+        use std::io::Write;
+        p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool check metrics on {}: {}{}",
+            m.addr(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let targets: Vec<String> = members
+        .iter()
+        .map(|m| format!("'127.0.0.1:{}'", m.admin.unwrap()))
+        .collect();
+    let cfg = format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: rzk\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
+    );
+    std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+    let port = free_port(&["127.0.0.1"]);
+    let prom = Proc::spawn(
+        "prometheus",
+        &[
+            &format!("--config.file={}", dir.path().join("prometheus.yml").display()),
+            &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            &format!("--web.listen-address=127.0.0.1:{port}"),
+        ],
+        &[],
+        dir.path().join("prometheus.log"),
+    );
+    let query = |q: &'static str| async move {
+        let path = format!("/api/v1/query?query={}", encode(q));
+        let (code, body) = http_get("127.0.0.1", port, &path).await?;
+        if code != 200 {
+            return Err(format!("{code} {body}"));
+        }
+        let v: Value = serde_json::from_str(&body).map_err(|e| e.to_string())?;
+        Ok::<Vec<(String, String)>, String>(
+            v["data"]["result"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|r| {
+                    (
+                        r["metric"]["instance"].as_str().unwrap_or("").to_string(),
+                        r["value"][1].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect(),
+        )
+    };
+    let n = members.len();
+    wait_for("every target up in Prometheus", Duration::from_secs(60), || async {
+        let up = query("up").await?;
+        let ok = up.iter().filter(|(_, v)| v == "1").count();
+        if ok == n { Ok(()) } else { Err(format!("up: {up:?}")) }
+    })
+    .await;
+    wait_for("rzk_role to agree with ROLE", Duration::from_secs(30), || async {
+        let masters = query("rzk_role{role=\"master\"} == 1").await?;
+        let replicas = query("rzk_role{role=\"replica\"} == 1").await?;
+        let mut wrong = vec![];
+        for m in &g.redis {
+            let inst = format!("127.0.0.1:{}", m.admin.unwrap());
+            let role = role_pw(&m.addr(), None).await?;
+            let says_master = masters.iter().any(|(i, _)| *i == inst);
+            let says_replica = replicas.iter().any(|(i, _)| *i == inst);
+            if (role == "master") != says_master || (role == "slave") != says_replica {
+                wrong.push(format!(
+                    "{}: ROLE {role}, prometheus master={says_master} replica={says_replica}",
+                    m.addr()
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            Ok(())
+        } else {
+            Err(wrong.join("; "))
+        }
+    })
+    .await;
+    drop(prom);
+}
+
+fn encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn redis_paths_are_the_contracts() {
+    // The table in the README and docs/contract.md lists these.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
+    for p in PATHS_REDIS {
+        assert!(
+            doc.contains(&format!("`{p}`")),
+            "docs/contract.md does not document {p}"
+        );
+    }
+}
