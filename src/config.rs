@@ -192,7 +192,7 @@ impl CtlConfig {
     /// Reads and validates the configuration of `rzkctl`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         Ok(CtlConfig {
-            common: common(&raw(vars))?,
+            common: common(&raw(vars), vars)?,
         })
     }
 }
@@ -355,7 +355,27 @@ fn is_valid_master_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-fn common(r: &Raw) -> Result<Common, ConfigError> {
+/// `ADMIN_PORT`: a port, or `$PORT0` … `$PORT9`, the port Marathon gave
+/// that index (Marathon sets `env` values literally, without expanding
+/// variables, so the admin port can only be named this way).
+fn admin_port(value: &Option<String>, vars: &[(String, String)]) -> Result<Option<u16>, ConfigError> {
+    let Some(v) = value else { return Ok(None) };
+    let expected = "a TCP port from 1 to 65535, or $PORT0 to $PORT9 naming a port Marathon assigned";
+    let bad = || ConfigError::new("ADMIN_PORT", v.clone(), expected);
+    let literal = match v.strip_prefix('$') {
+        None => v.clone(),
+        Some(name) if name.len() == 5 && name.starts_with("PORT") && name.as_bytes()[4].is_ascii_digit() => vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, val)| val.clone())
+            .ok_or_else(|| ConfigError::new("ADMIN_PORT", v.clone(), format!("{expected}; {name} is not set")))?,
+        Some(_) => return Err(bad()),
+    };
+    int_in(1u16, 65535)(&literal).map(Some).ok_or_else(bad)
+}
+
+fn common(r: &Raw, vars: &[(String, String)]) -> Result<Common, ConfigError> {
     let hosts_raw = r.zk_hosts.clone().unwrap_or_else(|| "localhost:2181".into());
     let (hosts, chroot) = parse_zk_hosts(&hosts_raw).ok_or_else(|| {
         ConfigError::new(
@@ -444,11 +464,7 @@ fn common(r: &Raw) -> Result<Common, ConfigError> {
         password,
         data_dir,
         log_format,
-        admin_port: r
-            .admin_port
-            .as_ref()
-            .map(|_| port_var("ADMIN_PORT", &r.admin_port, 0))
-            .transpose()?,
+        admin_port: admin_port(&r.admin_port, vars)?,
     })
 }
 
@@ -497,7 +513,7 @@ impl RedisConfig {
         let r = raw(vars);
         let replica_priority = take_replica_priority(&mut args)?;
         Ok(RedisConfig {
-            common: common(&r)?,
+            common: common(&r, vars)?,
             listen: listen(&r, 6379)?,
             server_bin: PathBuf::from(r.redis_server_bin.as_deref().unwrap_or("redis-server")),
             takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
@@ -514,7 +530,7 @@ impl SentinelConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let r = raw(vars);
         Ok(SentinelConfig {
-            common: common(&r)?,
+            common: common(&r, vars)?,
             listen: listen(&r, 26379)?,
             sentinel_bin: PathBuf::from(r.redis_sentinel_bin.as_deref().unwrap_or("redis-sentinel")),
             monitor: MonitorSettings {
@@ -557,7 +573,7 @@ impl WatcherConfig {
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
         let r = raw(vars);
         Ok(WatcherConfig {
-            common: common(&r)?,
+            common: common(&r, vars)?,
             reconcile_interval: secs_var("RECONCILE_INTERVAL_S", &r.reconcile_interval_s, 5, 1)?,
         })
     }
@@ -597,6 +613,18 @@ mod tests {
         assert_eq!(c.common.log_format, LogFormat::Text);
         assert_eq!(c.common.admin_port, None);
         assert_eq!(c.ready_max_lag, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn admin_port_may_name_a_marathon_port() {
+        let c = RedisConfig::from_vars(&env(&[("ADMIN_PORT", "$PORT1"), ("PORT1", "31002")]), vec![]).unwrap();
+        assert_eq!(c.common.admin_port, Some(31002));
+        let c = RedisConfig::from_vars(&env(&[("ADMIN_PORT", "8080")]), vec![]).unwrap();
+        assert_eq!(c.common.admin_port, Some(8080));
+        let e = err(&[("ADMIN_PORT", "$PORT1"), ("PORT1", "x")]);
+        assert_eq!((e.var, e.value.as_str()), ("ADMIN_PORT", "$PORT1"));
+        let e = err(&[("ADMIN_PORT", "$PORT1")]);
+        assert!(e.to_string().contains("PORT1 is not set"), "{e}");
     }
 
     #[test]
@@ -648,6 +676,9 @@ mod tests {
             ("SHUTDOWN_FAILOVER_TIMEOUT_S", "0"),
             ("ADMIN_PORT", "0"),
             ("ADMIN_PORT", "http"),
+            ("ADMIN_PORT", "$PORT1"),
+            ("ADMIN_PORT", "$HOME"),
+            ("ADMIN_PORT", "$PORT12"),
             ("READY_MAX_LAG_S", "0"),
         ];
         for (k, v) in cases {

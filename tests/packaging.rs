@@ -89,12 +89,38 @@ fn invariant_errors(app: &Value) -> Vec<String> {
     if component != "watcher" && !has_unique {
         errs.push(format!("{id}: needs the constraint [\"hostname\",\"UNIQUE\"]"));
     }
-    let checks = app["healthChecks"].as_array().cloned().unwrap_or_default();
-    let mesos_level = |h: &Value| matches!(h["protocol"].as_str(), Some("MESOS_TCP" | "MESOS_HTTP" | "COMMAND"));
-    if checks.len() != 1 || !mesos_level(&checks[0]) {
-        errs.push(format!(
-            "{id}: needs exactly one Mesos-level health check (MESOS_TCP or COMMAND)"
-        ));
+    // The admin API: a port named "admin", ADMIN_PORT naming its index,
+    // a MESOS_HTTP health check on /health and a readiness check on /ready
+    // (a deployment waits for each new task's sync before the next).
+    let ports = app["portDefinitions"].as_array().cloned().unwrap_or_default();
+    match ports.iter().position(|p| p["name"] == "admin") {
+        None => errs.push(format!("{id}: needs a port named admin")),
+        Some(i) => {
+            if app["env"]["ADMIN_PORT"] != format!("$PORT{i}").as_str() {
+                errs.push(format!("{id}: env ADMIN_PORT must be \"$PORT{i}\", the admin port"));
+            }
+            let checks = app["healthChecks"].as_array().cloned().unwrap_or_default();
+            let http_health = |h: &Value| {
+                h["protocol"] == "MESOS_HTTP" && h["path"] == "/health" && h["portIndex"].as_u64() == Some(i as u64)
+            };
+            if checks.len() != 1 || !http_health(&checks[0]) {
+                errs.push(format!(
+                    "{id}: needs exactly one health check, MESOS_HTTP on /health of port {i}"
+                ));
+            }
+            let ready = app["readinessChecks"].as_array().cloned().unwrap_or_default();
+            let ready_ok = |r: &Value| {
+                r["protocol"] == "HTTP"
+                    && r["path"] == "/ready"
+                    && r["portName"] == "admin"
+                    && r["timeoutSeconds"].as_u64() < r["intervalSeconds"].as_u64()
+            };
+            if ready.len() != 1 || !ready_ok(&ready[0]) {
+                errs.push(format!(
+                    "{id}: needs one readiness check, HTTP on /ready of the admin port, timeout below interval"
+                ));
+            }
+        }
     }
     let kill_grace = app["taskKillGracePeriodSeconds"].as_u64();
     match kill_grace {
@@ -227,6 +253,18 @@ fn broken_definitions_are_caught() {
         !invariant_errors(&short_kill).is_empty(),
         "a kill grace below the hand-over timeout must be rejected"
     );
+    let mut tcp_check = good.clone();
+    tcp_check["healthChecks"][0] = serde_json::json!({"protocol": "MESOS_TCP", "portIndex": 0});
+    assert!(
+        invariant_errors(&tcp_check).iter().any(|e| e.contains("MESOS_HTTP")),
+        "a TCP health check must be rejected: it is green before the sync"
+    );
+    let mut no_ready = good.clone();
+    no_ready.as_object_mut().unwrap().remove("readinessChecks");
+    assert!(invariant_errors(&no_ready).iter().any(|e| e.contains("readiness")));
+    let mut wrong_admin = good.clone();
+    wrong_admin["env"]["ADMIN_PORT"] = "$PORT0".into();
+    assert!(invariant_errors(&wrong_admin).iter().any(|e| e.contains("ADMIN_PORT")));
     let mut majority = good;
     majority["upgradeStrategy"]["minimumHealthCapacity"] = 0.0.into();
     assert!(
