@@ -77,6 +77,15 @@ pub enum LocalAction {
         /// The priority.
         priority: u32,
     },
+    /// `CLIENT UNPAUSE`: ends a pause (a switchover whose old master has
+    /// been made a replica, or that gave up before asking for a failover).
+    Unpause,
+    /// `REPLICAOF <to>`: the old master of a switchover follows the new one
+    /// at once, as Sentinel would a few seconds later.
+    Follow {
+        /// The new master.
+        to: Endpoint,
+    },
 }
 
 /// Why an action was not done.
@@ -174,6 +183,8 @@ impl<'a> Executor<'a> {
                 self.redis(local, &["CONFIG", "SET", "replica-priority", &priority.to_string()])
                     .await
             }
+            LocalAction::Unpause => self.redis(local, &["CLIENT", "UNPAUSE"]).await,
+            LocalAction::Follow { to } => self.redis(local, &["REPLICAOF", &to.host, &to.port.to_string()]).await,
         }
     }
 

@@ -197,6 +197,70 @@ impl CtlConfig {
     }
 }
 
+/// What `rzkctl` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CtlCommand {
+    /// `status [--json]`.
+    Status {
+        /// `--json`.
+        json: bool,
+    },
+    /// `switchover [--to IP:PORT] [--timeout S]`.
+    Switchover {
+        /// `--to`: the replica that must become master.
+        to: Option<crate::model::Endpoint>,
+        /// `--timeout` (default 30 s).
+        timeout: Duration,
+    },
+}
+
+/// The usage line of `rzkctl`.
+pub const CTL_USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS]";
+
+/// Parses `rzkctl`'s arguments.
+pub fn parse_ctl_args(args: &[String]) -> Result<CtlCommand, ConfigError> {
+    let usage = || ConfigError::new("args", args.join(" "), CTL_USAGE);
+    let mut it = args.iter().map(String::as_str);
+    match it.next() {
+        Some("status") => match it.collect::<Vec<_>>().as_slice() {
+            [] => Ok(CtlCommand::Status { json: false }),
+            ["--json"] => Ok(CtlCommand::Status { json: true }),
+            _ => Err(usage()),
+        },
+        Some("switchover") => {
+            let (mut to, mut timeout) = (None, Duration::from_secs(30));
+            while let Some(flag) = it.next() {
+                let value = it.next().ok_or_else(usage)?;
+                match flag {
+                    "--to" => {
+                        let ep = value
+                            .rsplit_once(':')
+                            .and_then(|(h, p)| {
+                                Some(crate::model::Endpoint::new(
+                                    h,
+                                    p.parse::<u16>().ok().filter(|p| *p > 0)?,
+                                ))
+                            })
+                            .filter(|e| value.parse::<std::net::SocketAddrV4>().is_ok() && e.port > 0)
+                            .ok_or_else(|| {
+                                ConfigError::new("--to", value, "IPv4:PORT of a replica, e.g. 10.0.3.7:31457")
+                            })?;
+                        to = Some(ep);
+                    }
+                    "--timeout" => {
+                        timeout = int_in(1u64, 3600)(value)
+                            .map(Duration::from_secs)
+                            .ok_or_else(|| ConfigError::new("--timeout", value, "whole seconds from 1 to 3600"))?;
+                    }
+                    _ => return Err(usage()),
+                }
+            }
+            Ok(CtlCommand::Switchover { to, timeout })
+        }
+        _ => Err(usage()),
+    }
+}
+
 /// Configuration of `rzk-watcher`. It binds nothing, so it ignores
 /// `NET_IFACE`, `BIND_IP`, `PORT0` and `ANNOUNCE_*`.
 #[derive(Debug, Clone)]
@@ -613,6 +677,39 @@ mod tests {
         assert_eq!(c.common.log_format, LogFormat::Text);
         assert_eq!(c.common.admin_port, None);
         assert_eq!(c.ready_max_lag, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn rzkctl_arguments() {
+        let a = |v: &[&str]| parse_ctl_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(a(&["status"]), Ok(CtlCommand::Status { json: false }));
+        assert_eq!(a(&["status", "--json"]), Ok(CtlCommand::Status { json: true }));
+        assert_eq!(
+            a(&["switchover", "--to", "10.0.0.2:6379", "--timeout", "9"]),
+            Ok(CtlCommand::Switchover {
+                to: Some(crate::model::Endpoint::new("10.0.0.2", 6379)),
+                timeout: Duration::from_secs(9)
+            })
+        );
+        assert_eq!(
+            a(&["switchover"]),
+            Ok(CtlCommand::Switchover {
+                to: None,
+                timeout: Duration::from_secs(30)
+            })
+        );
+        for bad in [
+            &["switchover", "--to", "host:1"][..],
+            &["switchover", "--to", "10.0.0.2"],
+            &["switchover", "--to", "10.0.0.2:0"],
+            &["switchover", "--timeout", "0"],
+            &["switchover", "--to"],
+            &["status", "--xml"],
+            &["promote"],
+            &[],
+        ] {
+            assert!(a(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

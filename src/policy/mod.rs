@@ -11,6 +11,7 @@ pub mod health;
 pub mod promotion;
 pub mod reconcile;
 pub mod status;
+pub mod switchover;
 
 /// Snapshots for the policies' table tests: a group of `10.0.0.N:6379`
 /// servers and `10.0.0.N:26379` Sentinels, built up case by case.
