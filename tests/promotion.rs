@@ -84,10 +84,30 @@ async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, St
     Ok(out)
 }
 
-/// One Marathon-like rolling restart in which the orchestrator waits only
-/// until each replacement answers PING (a TCP health check), over the
-/// given order of task indexes. Returns how long each step took.
-async fn rolling_restart_ping_gated(g: &mut Group, order: &[usize], kill_grace: Duration) -> Vec<Duration> {
+/// What the orchestrator waits for before it kills the next task.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Gate {
+    /// The replacement answers PING (a TCP health check).
+    Ping,
+    /// The replacement's `/ready` answers 200 (Marathon's readinessChecks).
+    Ready,
+}
+
+/// One step of a rolling restart as the orchestrator saw it.
+#[derive(Debug)]
+struct Step {
+    /// SIGTERM of the old task to the gate passing.
+    took: Duration,
+    /// The replacement's start to the gate passing.
+    replacement_ready: Duration,
+    /// `/ready` answered 503 at least once (Ready gate only).
+    saw_503: bool,
+}
+
+/// One Marathon-like rolling restart (`maximumOverCapacity 0`, hostname
+/// UNIQUE): kill one old task (SIGTERM, then SIGKILL after the kill
+/// grace), start its replacement, wait for `gate`, go on to the next.
+async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, gate: Gate) -> Vec<Step> {
     let mut steps = vec![];
     for &i in order {
         let t0 = Instant::now();
@@ -101,12 +121,37 @@ async fn rolling_restart_ping_gated(g: &mut Group, order: &[usize], kill_grace: 
                 .expect("SIGKILLed launcher");
         }
         let j = g.start_redis();
+        let started = Instant::now();
         let addr = g.redis[j].addr();
-        wait_for("the replacement to answer PING", Duration::from_secs(30), || async {
-            redis_cmd(&addr, None, &["PING"]).await.map(|_| ())
-        })
-        .await;
-        steps.push(t0.elapsed());
+        let mut saw_503 = false;
+        match gate {
+            Gate::Ping => {
+                wait_for("the replacement to answer PING", Duration::from_secs(30), || async {
+                    redis_cmd(&addr, None, &["PING"]).await.map(|_| ())
+                })
+                .await
+            }
+            Gate::Ready => {
+                // Sampled every 100 ms, as a readiness check would be
+                // (Marathon's every 2 s in the JSON).
+                let member = &g.redis[j];
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    match member.admin_get("/ready").await {
+                        Ok((200, _)) => break,
+                        Ok((503, _)) => saw_503 = true,
+                        _ => {}
+                    }
+                    assert!(Instant::now() < deadline, "{addr}: /ready never became 200");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        steps.push(Step {
+            took: t0.elapsed(),
+            replacement_ready: started.elapsed(),
+            saw_503,
+        });
     }
     steps
 }
@@ -161,7 +206,7 @@ async fn ping_gated_rolling_restart_loses_nothing() {
         // Writes before the first kill, so the ledger spans the restart.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let (_, v0) = g.record_with_version().await.unwrap();
-        let steps = rolling_restart_ping_gated(&mut g, &order, Duration::from_secs(30)).await;
+        let steps = rolling_restart(&mut g, &order, Duration::from_secs(30), Gate::Ping).await;
         let master = g.wait_healthy(Duration::from_secs(120)).await;
         let ledger = writer.finish().await;
         let (_, v1) = g.record_with_version().await.unwrap();
@@ -199,6 +244,81 @@ async fn ping_gated_rolling_restart_loses_nothing() {
                 .join("\n")
         );
     }
+}
+
+/// The rolling restart Marathon does with the readiness checks of the app
+/// definition: each replacement must answer 200 on `/ready` (its full sync
+/// done) before the next task is killed. At most one failover (the master's
+/// hand-over), nothing lost, and `/ready` seen 503 on every replacement
+/// while it synced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_gated_rolling_restart_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    const KEYS: usize = 20_000;
+    const VALUE: usize = 10_000;
+    let mut g = Group::new("rolling-ready");
+    g.admin = true;
+    g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
+    g.redis_args = vec!["--rdb-key-save-delay".into(), "100".into()];
+    let mut g = Group::start_with(g, 3, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    preload(&master, KEYS, VALUE).await;
+    let mi = g.master_index().await.unwrap();
+    wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
+        let mut sizes = vec![];
+        for m in g.live_redis() {
+            sizes.push(dbsize(&m.addr()).await?);
+        }
+        if sizes.iter().all(|n| *n >= KEYS as i64) {
+            Ok(())
+        } else {
+            Err(format!("DBSIZE {sizes:?}"))
+        }
+    })
+    .await;
+    let replicas: Vec<usize> = (0..3).filter(|i| *i != mi).collect();
+    let order = [replicas[0], mi, replicas[1]];
+    let writer = g.start_writer("ready", None, 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, v0) = g.record_with_version().await.unwrap();
+    let steps = rolling_restart(&mut g, &order, Duration::from_secs(30), Gate::Ready).await;
+    let master = g.wait_healthy(Duration::from_secs(120)).await;
+    let ledger = writer.finish().await;
+    let (_, v1) = g.record_with_version().await.unwrap();
+    let present = preloaded_present(&master, KEYS).await.unwrap();
+    let lost = missing_keys(&master, None, &ledger.acked).await;
+    eprintln!(
+        "MEASURE rolling restart (/ready gate): preload {KEYS} keys x {VALUE} B; steps {steps:?}; record version {v0} -> {v1}; \
+         {present} of {KEYS} preloaded keys present; {} acknowledged, {} lost, {} failed, longest pause {:?}",
+        ledger.acked.len(),
+        lost.len(),
+        ledger.failed,
+        ledger.longest_gap
+    );
+    for (k, s) in steps.iter().enumerate() {
+        assert!(
+            s.saw_503,
+            "step {k}: /ready was never 503 while the replacement synced: {s:?}"
+        );
+        assert!(
+            s.replacement_ready >= Duration::from_secs(1),
+            "step {k}: the replacement was ready in {:?}, too fast for a real full sync",
+            s.replacement_ready
+        );
+    }
+    assert_eq!(present, KEYS, "preloaded keys lost (master {master})");
+    assert!(ledger.acked.len() > 50, "the writer barely wrote: {ledger:?}");
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert!(
+        v1 - v0 <= 1,
+        "{} failovers (record version {v0} -> {v1}); at most 1 expected",
+        v1 - v0
+    );
 }
 
 /// The master dies (SIGKILL) while its only replica is in its first full

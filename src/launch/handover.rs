@@ -25,7 +25,7 @@ use crate::launch::OwnServer;
 use crate::model::Endpoint;
 use crate::model::Role;
 use crate::model::SentinelReplica;
-use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step};
+use crate::policy::promotion::{HandOverStep, ReplicaLine, handover_step, preferred_successor};
 use crate::probe::ProbeError;
 use crate::zk::Zk;
 
@@ -73,7 +73,16 @@ impl HandOver<'_> {
     pub async fn run(&self, zk: &Zk) {
         let started = Instant::now();
         let deadline = started + self.budget;
-        let outcome = match timeout_at(deadline, self.steps(zk, deadline)).await {
+        let mut preferred = None;
+        let result = timeout_at(deadline, self.steps(zk, deadline, &mut preferred)).await;
+        // Whatever happened, the preferred replica gets its priority back.
+        if let Some((r, priority)) = preferred {
+            let executor = Executor::new(self.own.probe, self.own.name);
+            if let Err(e) = executor.local(&r, &LocalAction::SetPriority { priority }).await {
+                warn!(replica = %r, priority, error = %e, "could not restore the preferred replica's priority");
+            }
+        }
+        let outcome = match result {
             Ok(Ok(new)) => {
                 info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
                 "hand-over done; stopping the old master");
@@ -101,7 +110,12 @@ impl HandOver<'_> {
         }
     }
 
-    async fn steps(&self, zk: &Zk, deadline: Instant) -> Result<Endpoint, NoHandOver> {
+    async fn steps(
+        &self,
+        zk: &Zk,
+        deadline: Instant,
+        preferred: &mut Option<(Endpoint, u32)>,
+    ) -> Result<Endpoint, NoHandOver> {
         if !matches!(self.own.probe.role(&self.own.local).await, Ok(Role::Master)) {
             return Err(NoHandOver::Skip("not a master".into()));
         }
@@ -168,6 +182,12 @@ impl HandOver<'_> {
                 }
             }
         };
+        // 1b. Several replicas may take over: prefer the youngest (see
+        //     `preferred_successor`), by making it Sentinel's first choice
+        //     (the lowest non-zero priority wins) and waiting, writes still
+        //     flowing, for a Sentinel to have seen that. Left at 1 by a
+        //     killed hand-over, it is only ever preferred, never excluded.
+        let sentinel = self.prefer_youngest(&sentinels, sentinel, ready_by, preferred).await;
         // 2. Pause writes until the deadline (plus a margin: the server is
         //    stopped before the pause could lapse).
         let pause_ms = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)).as_millis();
@@ -231,6 +251,71 @@ impl HandOver<'_> {
             }
             sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Step 1b; returns the Sentinel to ask (one that has seen the
+    /// preference, else `sentinel`) and records the changed priority.
+    async fn prefer_youngest(
+        &self,
+        sentinels: &[Endpoint],
+        sentinel: Endpoint,
+        ready_by: Instant,
+        preferred: &mut Option<(Endpoint, u32)>,
+    ) -> Endpoint {
+        let Ok((lines, _)) = self.replica_lines().await else {
+            return sentinel;
+        };
+        // Every replica that finished its sync, known to the Sentinels or
+        // not yet: the youngest is typically the replacement a rolling
+        // restart just started, whose restored priority no Sentinel has
+        // polled yet.
+        let mut uptimes = vec![];
+        for l in lines.iter().filter(|l| l.online) {
+            if let Ok(info) = self.own.probe.info(&l.addr, "server").await
+                && let Some(up) = info
+                    .iter()
+                    .find(|(k, _)| k == "uptime_in_seconds")
+                    .and_then(|(_, v)| v.parse::<u64>().ok())
+            {
+                uptimes.push((l.addr.clone(), up));
+            }
+        }
+        let Some(young) = preferred_successor(&uptimes).cloned() else {
+            return sentinel;
+        };
+        // Its own priority: 0 means never promote it (the operator's
+        // choice, or a sync not yet done), and is respected.
+        let old = match self.own.probe.cmd(&young, &["CONFIG", "GET", "replica-priority"]).await {
+            Ok(v) => crate::probe::fields(&v)
+                .first()
+                .and_then(|(_, p)| p.parse::<u32>().ok())
+                .unwrap_or(0),
+            Err(_) => 0,
+        };
+        if old <= 1 {
+            return sentinel;
+        }
+        let executor = Executor::new(self.own.probe, self.own.name);
+        if executor
+            .local(&young, &LocalAction::SetPriority { priority: 1 })
+            .await
+            .is_err()
+        {
+            return sentinel;
+        }
+        *preferred = Some((young.clone(), old));
+        info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
+        while Instant::now() < ready_by {
+            for s in sentinels {
+                let seen = self.sentinel_view(s).await;
+                if seen.iter().any(|r| r.addr == young && r.priority == 1 && r.healthy) {
+                    return s.clone();
+                }
+            }
+            sleep(SYNC_POLL).await;
+        }
+        info!(addr = %self.own.me, replica = %young, "no Sentinel saw the preference in time; Sentinel picks");
+        sentinel
     }
 
     /// Whether a redis node other than this one is registered (a replica

@@ -195,9 +195,31 @@ pub fn handover_step(
     }
 }
 
+/// The replica a hand-over should give the role to when several may take
+/// it: the one that started last (`uptimes`: address and seconds up). In a
+/// rolling restart the others are old tasks the orchestrator is about to
+/// stop, and handing over to one of them means a second failover a moment
+/// later. `None` when there is no choice to make.
+pub fn preferred_successor(uptimes: &[(Endpoint, u64)]) -> Option<&Endpoint> {
+    if uptimes.len() < 2 {
+        return None;
+    }
+    uptimes
+        .iter()
+        .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(e, _)| e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_youngest_replica_is_preferred() {
+        assert_eq!(preferred_successor(&[(ep(2), 5)]), None);
+        assert_eq!(preferred_successor(&[(ep(2), 500), (ep(3), 7)]), Some(&ep(3)));
+        assert_eq!(preferred_successor(&[(ep(3), 7), (ep(2), 7)]), Some(&ep(2)));
+    }
 
     fn ep(n: u16) -> Endpoint {
         Endpoint::new(format!("10.0.0.{n}"), 6379)
