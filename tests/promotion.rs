@@ -102,6 +102,8 @@ struct Step {
     replacement_ready: Duration,
     /// `/ready` answered 503 at least once (Ready gate only).
     saw_503: bool,
+    /// Meanwhile its JSON said it may not be promoted, and why.
+    saw_unpromotable: Option<String>,
 }
 
 /// One Marathon-like rolling restart (`maximumOverCapacity 0`, hostname
@@ -124,6 +126,7 @@ async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, g
         let started = Instant::now();
         let addr = g.redis[j].addr();
         let mut saw_503 = false;
+        let mut saw_unpromotable = None;
         match gate {
             Gate::Ping => {
                 wait_for("the replacement to answer PING", Duration::from_secs(30), || async {
@@ -139,7 +142,13 @@ async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, g
                 loop {
                     match member.admin_get("/ready").await {
                         Ok((200, _)) => break,
-                        Ok((503, _)) => saw_503 = true,
+                        Ok((503, body)) => {
+                            saw_503 = true;
+                            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                            if v["promotable"] == false {
+                                saw_unpromotable = v["not_promotable"].as_str().map(String::from);
+                            }
+                        }
                         _ => {}
                     }
                     assert!(Instant::now() < deadline, "{addr}: /ready never became 200");
@@ -151,6 +160,7 @@ async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, g
             took: t0.elapsed(),
             replacement_ready: started.elapsed(),
             saw_503,
+            saw_unpromotable,
         });
     }
     steps
@@ -299,6 +309,12 @@ async fn ready_gated_rolling_restart_loses_nothing() {
         assert!(
             s.saw_503,
             "step {k}: /ready was never 503 while the replacement synced: {s:?}"
+        );
+        assert!(
+            s.saw_unpromotable
+                .as_deref()
+                .is_some_and(|w| w.contains("replica-priority 0")),
+            "step {k}: the admin JSON never said the syncing replacement was unpromotable: {s:?}"
         );
         assert!(
             s.replacement_ready >= Duration::from_secs(1),
