@@ -37,6 +37,10 @@ const CATCH_UP_POLL: Duration = Duration::from_millis(20);
 /// The most of the budget kept for the steps after a synced replica was
 /// found: pause, catch up, failover, the Sentinels naming the new master.
 const RESERVE: Duration = Duration::from_secs(2);
+/// The least of the budget left after waiting for a Sentinel to see the
+/// preferred replica: pause, catch-up, failover and promotion took up to
+/// 3.6 s here, so the preference never costs the hand-over itself.
+const AFTER_PREFERENCE: Duration = Duration::from_secs(8);
 
 /// What the hand-over needs to know.
 pub struct HandOver<'a> {
@@ -187,7 +191,14 @@ impl HandOver<'_> {
         //     (the lowest non-zero priority wins) and waiting, writes still
         //     flowing, for a Sentinel to have seen that. Left at 1 by a
         //     killed hand-over, it is only ever preferred, never excluded.
-        let sentinel = self.prefer_youngest(&sentinels, sentinel, ready_by, preferred).await;
+        let sentinel = self
+            .prefer_youngest(
+                &sentinels,
+                sentinel,
+                deadline.checked_sub(AFTER_PREFERENCE).unwrap_or(deadline),
+                preferred,
+            )
+            .await;
         // 2. Pause writes until the deadline (plus a margin: the server is
         //    stopped before the pause could lapse).
         let pause_ms = (deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5)).as_millis();
@@ -259,9 +270,12 @@ impl HandOver<'_> {
         &self,
         sentinels: &[Endpoint],
         sentinel: Endpoint,
-        ready_by: Instant,
+        prefer_by: Instant,
         preferred: &mut Option<(Endpoint, u32)>,
     ) -> Endpoint {
+        if Instant::now() >= prefer_by {
+            return sentinel;
+        }
         let Ok((lines, _)) = self.replica_lines().await else {
             return sentinel;
         };
@@ -305,7 +319,7 @@ impl HandOver<'_> {
         }
         *preferred = Some((young.clone(), old));
         info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
-        while Instant::now() < ready_by {
+        while Instant::now() < prefer_by {
             for s in sentinels {
                 let seen = self.sentinel_view(s).await;
                 if seen.iter().any(|r| r.addr == young && r.priority == 1 && r.healthy) {
