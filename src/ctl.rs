@@ -17,27 +17,30 @@ use crate::policy::status::{status as group_status, table};
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::zk::Zk;
 
-/// `rzkctl status [--json]`: prints the table (or JSON) and returns the exit
-/// code: 0 healthy, 1 degraded or unreadable.
-pub async fn status(cfg: CtlConfig, json: bool) -> i32 {
-    let zk = match Zk::connect_read_only(&cfg.common.zk).await {
-        Ok(zk) => zk,
-        Err(e) => {
-            error!(error = %e, "cannot read the group");
-            return 1;
-        }
-    };
+/// Connects read-only and takes one look at the whole group, nodes
+/// included; `None` (logged) when the group cannot be read.
+async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, crate::observe::Snapshot)> {
+    let zk = Zk::connect_read_only(&cfg.common.zk)
+        .await
+        .map_err(|e| error!(error = %e, "cannot read the group"))
+        .ok()?;
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let scope = Scope {
         nodes: true,
         ..Scope::default()
     };
-    let snap = match observe(&zk, &probe, &cfg.common.master_name, scope).await {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot read the group");
-            return 1;
-        }
+    let snap = observe(&zk, &probe, &cfg.common.master_name, scope)
+        .await
+        .map_err(|e| error!(error = %e, "cannot read the group"))
+        .ok()?;
+    Some((zk, probe, snap))
+}
+
+/// `rzkctl status [--json]`: prints the table (or JSON) and returns the exit
+/// code: 0 healthy, 1 degraded or unreadable.
+pub async fn status(cfg: CtlConfig, json: bool) -> i32 {
+    let Some((_zk, _probe, snap)) = look(&cfg).await else {
+        return 1;
     };
     let s = group_status(&snap);
     if json {
@@ -72,26 +75,10 @@ const POLL: Duration = Duration::from_millis(50);
 pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration) -> i32 {
     let started = Instant::now();
     let deadline = started + timeout;
-    let zk = match Zk::connect_read_only(&cfg.common.zk).await {
-        Ok(zk) => zk,
-        Err(e) => {
-            error!(error = %e, "cannot read the group");
-            return 1;
-        }
+    let Some((zk, probe, snap)) = look(&cfg).await else {
+        return 1;
     };
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let name = cfg.common.master_name.as_str();
-    let scope = Scope {
-        nodes: true,
-        ..Scope::default()
-    };
-    let snap = match observe(&zk, &probe, name, scope).await {
-        Ok(s) => s,
-        Err(e) => {
-            error!(error = %e, "cannot read the group");
-            return 1;
-        }
-    };
     let p = match plan(&snap, to.as_ref()) {
         Ok(p) => p,
         Err(why) => {
