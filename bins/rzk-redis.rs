@@ -9,6 +9,7 @@ fn main() {
         "rzk-redis",
         || {
             let mut cfg = RedisConfig::from_vars(&process_env(), std::env::args().skip(1).collect())?;
+            startup::drop_root(Some(&cfg.common.data_dir))?;
             cfg.server_bin = startup::program("REDIS_SERVER_BIN", &cfg.server_bin, "redis-server")?;
             let id = startup::resolve(&cfg.listen)?;
             startup::prepare_data_dir(&cfg.common.data_dir)?;

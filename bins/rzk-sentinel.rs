@@ -8,6 +8,7 @@ fn main() {
         "rzk-sentinel",
         || {
             let mut cfg = SentinelConfig::from_vars(&process_env())?;
+            startup::drop_root(Some(&cfg.common.data_dir))?;
             cfg.sentinel_bin = startup::program("REDIS_SENTINEL_BIN", &cfg.sentinel_bin, "redis-sentinel")?;
             let id = startup::resolve(&cfg.listen)?;
             startup::prepare_data_dir(&cfg.common.data_dir)?;

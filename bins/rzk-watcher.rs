@@ -14,6 +14,7 @@ fn main() {
                 Some(other) => return Err(ConfigError::new("args", other, "no arguments, or --check")),
             };
             let cfg = WatcherConfig::from_vars(&process_env())?;
+            redis_zk::startup::drop_root(None)?;
             let format = cfg.common.log_format;
             Ok(((cfg, check), format))
         },

@@ -83,8 +83,11 @@ pub struct Common {
 /// binds nothing and never reads these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
-    /// `NET_IFACE`: used when `BIND_IP` is unset.
-    pub iface: String,
+    /// `NET_IFACE`: used when `BIND_IP` is unset. `None` means the
+    /// interface of the default IPv4 route: an agent's interface may be
+    /// `ens5` or `bond0`, and the default route's is the one other hosts
+    /// reach it on.
+    pub iface: Option<String>,
     /// `BIND_IP`: an explicit IPv4 literal.
     pub bind_ip: Option<Ipv4Addr>,
     /// `PORT0`.
@@ -120,6 +123,21 @@ pub struct RedisConfig {
     /// `READY_MAX_LAG_S`: the most seconds since a replica last heard from
     /// its master (`master_last_io_seconds_ago`) for `/ready` to be 200.
     pub ready_max_lag: Duration,
+    /// `PERSISTENCE`.
+    pub persistence: Persistence,
+}
+
+/// `PERSISTENCE`: what a Redis server keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing: no RDB snapshots, no AOF, and replicas load their full sync
+    /// straight into memory. Marathon's sandbox is thrown away with the
+    /// task, so writes there only cost I/O; the replicas are the redundancy.
+    None,
+    /// An append-only file fsynced every second in `DATA_DIR`, which must
+    /// then be a persistent volume, so that a group that lost every task
+    /// comes back with its data.
+    Aof,
 }
 
 /// Redis' own default `replica-priority`.
@@ -280,6 +298,8 @@ pub const COMMON_VARS: &[&str] = &[
     "ZK_DIGEST",
     "MASTER_NAME",
     "REDIS_PASSWORD",
+    "REDIS_PASSWORD_FILE",
+    "ZK_DIGEST_FILE",
     "DATA_DIR",
     "LOG_FORMAT",
     "RUST_LOG",
@@ -293,6 +313,7 @@ pub const REDIS_VARS: &[&str] = &[
     "TAKEOVER_GRACE_S",
     "SHUTDOWN_FAILOVER_TIMEOUT_S",
     "READY_MAX_LAG_S",
+    "PERSISTENCE",
 ];
 /// Variables only `rzk-sentinel` reads.
 pub const SENTINEL_VARS: &[&str] = &[
@@ -332,8 +353,10 @@ struct Raw {
     zk_session_timeout_ms: Option<String>,
     zk_connect_timeout_s: Option<String>,
     zk_digest: Option<String>,
+    zk_digest_file: Option<String>,
     master_name: Option<String>,
     redis_password: Option<String>,
+    redis_password_file: Option<String>,
     net_iface: Option<String>,
     bind_ip: Option<String>,
     announce_ip: Option<String>,
@@ -353,6 +376,7 @@ struct Raw {
     reconcile_interval_s: Option<String>,
     admin_port: Option<String>,
     ready_max_lag_s: Option<String>,
+    persistence: Option<String>,
 }
 
 /// The environment as (name, value) pairs. Variables that are not valid
@@ -415,6 +439,44 @@ fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -
     var(name, value, default, &expected, int_in(lo, 86_400)).map(Duration::from_secs)
 }
 
+/// A secret given either as `name` or as a file named by `file_name` (the
+/// `*_FILE` convention of the official database images, which lets Docker
+/// and DC/OS secrets arrive as files instead of environment variables).
+/// Returns the secret and the variable it came from, so that a later
+/// complaint about its content names the variable the operator set. One
+/// trailing newline is stripped: `echo secret > file` is the usual way to
+/// make one. Both forms at once is an error rather than a silent choice.
+fn secret_var(
+    name: &'static str,
+    file_name: &'static str,
+    value: &Option<String>,
+    file: &Option<String>,
+) -> Result<Option<(String, &'static str)>, ConfigError> {
+    match (value, file) {
+        (None, None) => Ok(None),
+        (Some(_), Some(path)) => Err(ConfigError::new(
+            file_name,
+            path.clone(),
+            format!("{name} or {file_name}, not both; unset one of them"),
+        )),
+        (Some(v), None) => Ok(Some((v.clone(), name))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    file_name,
+                    path.clone(),
+                    format!("a file this user can read, holding {name} in UTF-8 ({e})"),
+                )
+            })?;
+            let text = text
+                .strip_suffix("\r\n")
+                .or_else(|| text.strip_suffix('\n'))
+                .unwrap_or(&text);
+            Ok(Some((text.to_string(), file_name)))
+        }
+    }
+}
+
 fn is_valid_master_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
@@ -464,13 +526,15 @@ fn common(r: &Raw, vars: &[(String, String)]) -> Result<Common, ConfigError> {
     )
     .map(Duration::from_millis)?;
     let connect_timeout = secs_var("ZK_CONNECT_TIMEOUT_S", &r.zk_connect_timeout_s, 30, 1)?;
-    let digest = match &r.zk_digest {
+    let digest = match secret_var("ZK_DIGEST", "ZK_DIGEST_FILE", &r.zk_digest, &r.zk_digest_file)? {
         None => None,
-        Some(d) => match d.split_once(':') {
-            Some((u, p)) if !u.is_empty() && !p.is_empty() => Some(Secret::new(d.clone())),
+        Some((d, from)) => match d.split_once(':') {
+            Some((u, p)) if !u.is_empty() && !p.is_empty() && !d.contains(['\n', '\r', '\0']) => {
+                Some(Secret::new(d.clone()))
+            }
             _ => {
                 return Err(ConfigError::new(
-                    "ZK_DIGEST",
+                    from,
                     "<redacted>",
                     "user:password with a non-empty user and password",
                 ));
@@ -484,16 +548,21 @@ fn common(r: &Raw, vars: &[(String, String)]) -> Result<Common, ConfigError> {
         "1 to 128 letters, digits, '.', '_' or '-'",
         |s| is_valid_master_name(s).then(|| s.to_string()),
     )?;
-    let password = match &r.redis_password {
+    let password = match secret_var(
+        "REDIS_PASSWORD",
+        "REDIS_PASSWORD_FILE",
+        &r.redis_password,
+        &r.redis_password_file,
+    )? {
         None => None,
-        Some(p) if p.is_empty() || p.contains(['\n', '\r', '\0']) => {
+        Some((p, from)) if p.is_empty() || p.contains(['\n', '\r', '\0']) => {
             return Err(ConfigError::new(
-                "REDIS_PASSWORD",
+                from,
                 "<redacted>",
                 "a non-empty password on one line, or leave it unset",
             ));
         }
-        Some(p) => Some(Secret::new(p.clone())),
+        Some((p, _)) => Some(Secret::new(p)),
     };
     let data_dir = PathBuf::from(r.data_dir.clone().unwrap_or_else(|| ".".into()));
     if data_dir.as_os_str().is_empty() || (data_dir.exists() && !data_dir.is_dir()) {
@@ -533,12 +602,15 @@ fn common(r: &Raw, vars: &[(String, String)]) -> Result<Common, ConfigError> {
 }
 
 fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
-    let iface = r.net_iface.clone().unwrap_or_else(|| "eth0".into());
-    if iface.is_empty() {
+    let iface = r.net_iface.clone();
+    if iface
+        .as_deref()
+        .is_some_and(|i| i.is_empty() || i.len() > 15 || i.contains(['/', ' ']))
+    {
         return Err(ConfigError::new(
             "NET_IFACE",
-            iface,
-            "a network interface name such as eth0",
+            iface.unwrap_or_default(),
+            "a network interface name such as eth0 (or unset, for the default route's interface)",
         ));
     }
     let bind_ip = match &r.bind_ip {
@@ -585,6 +657,17 @@ impl RedisConfig {
             extra_args: args,
             replica_priority,
             ready_max_lag: secs_var("READY_MAX_LAG_S", &r.ready_max_lag_s, 10, 1)?,
+            persistence: var(
+                "PERSISTENCE",
+                &r.persistence,
+                Persistence::None,
+                "none or aof",
+                |s| match s {
+                    "none" => Some(Persistence::None),
+                    "aof" => Some(Persistence::Aof),
+                    _ => None,
+                },
+            )?,
         })
     }
 }
@@ -670,13 +753,66 @@ mod tests {
         assert_eq!(c.common.zk.connect_timeout, Duration::from_secs(30));
         assert_eq!(c.common.master_name, "mymaster");
         assert_eq!(c.listen.port, 6379);
-        assert_eq!(c.listen.iface, "eth0");
+        assert_eq!(c.listen.iface, None, "the default route's interface");
         assert_eq!(c.takeover_grace, Duration::from_secs(30));
         assert_eq!(c.shutdown_failover_timeout, Duration::from_secs(20));
         assert_eq!(c.extra_args, ["--maxmemory", "1gb"]);
         assert_eq!(c.common.log_format, LogFormat::Text);
         assert_eq!(c.common.admin_port, None);
         assert_eq!(c.ready_max_lag, Duration::from_secs(10));
+        assert_eq!(c.persistence, Persistence::None);
+        assert!(c.common.password.is_none());
+    }
+
+    #[test]
+    fn persistence_values() {
+        let c = RedisConfig::from_vars(&env(&[("PERSISTENCE", "aof")]), vec![]).unwrap();
+        assert_eq!(c.persistence, Persistence::Aof);
+        let e = err(&[("PERSISTENCE", "rdb")]);
+        assert_eq!((e.var, e.value.as_str()), ("PERSISTENCE", "rdb"));
+        assert!(e.expected.contains("none or aof"), "{e}");
+    }
+
+    #[test]
+    fn secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        let digest = dir.path().join("digest");
+        std::fs::write(&pw, "s3cret\n").unwrap();
+        std::fs::write(&digest, "rzk:d1gest").unwrap();
+        let pw_s = pw.display().to_string();
+        let digest_s = digest.display().to_string();
+        let c = RedisConfig::from_vars(
+            &env(&[("REDIS_PASSWORD_FILE", &pw_s), ("ZK_DIGEST_FILE", &digest_s)]),
+            vec![],
+        )
+        .unwrap();
+        // One trailing newline is stripped, nothing else.
+        assert_eq!(c.common.password.as_ref().map(|p| p.expose()), Some("s3cret"));
+        assert_eq!(c.common.zk.digest.as_ref().map(|p| p.expose()), Some("rzk:d1gest"));
+
+        // Both forms at once, a missing file, a file that is a directory.
+        let e = err(&[("REDIS_PASSWORD", "x"), ("REDIS_PASSWORD_FILE", &pw_s)]);
+        assert_eq!(e.var, "REDIS_PASSWORD_FILE");
+        assert!(e.expected.contains("not both"), "{e}");
+        let e = err(&[("ZK_DIGEST", "a:b"), ("ZK_DIGEST_FILE", &digest_s)]);
+        assert_eq!(e.var, "ZK_DIGEST_FILE");
+        let e = err(&[("REDIS_PASSWORD_FILE", "/nonexistent/pw")]);
+        assert_eq!((e.var, e.value.as_str()), ("REDIS_PASSWORD_FILE", "/nonexistent/pw"));
+        assert!(e.expected.contains("can read"), "{e}");
+        let dir_s = dir.path().display().to_string();
+        assert_eq!(err(&[("ZK_DIGEST_FILE", &dir_s)]).var, "ZK_DIGEST_FILE");
+
+        // A bad content is blamed on the file variable, and not echoed.
+        std::fs::write(&pw, "two\nlines\n").unwrap();
+        let e = err(&[("REDIS_PASSWORD_FILE", &pw_s)]);
+        assert_eq!((e.var, e.value.as_str()), ("REDIS_PASSWORD_FILE", "<redacted>"));
+        std::fs::write(&digest, "no-colon-s3cret\n").unwrap();
+        let e = err(&[("ZK_DIGEST_FILE", &digest_s)]);
+        assert_eq!(e.var, "ZK_DIGEST_FILE");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        std::fs::write(&pw, "\n").unwrap();
+        assert_eq!(err(&[("REDIS_PASSWORD_FILE", &pw_s)]).var, "REDIS_PASSWORD_FILE");
     }
 
     #[test]

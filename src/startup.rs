@@ -9,15 +9,48 @@ use std::path::{Path, PathBuf};
 use crate::config::{ConfigError, Listen};
 use crate::model::{Endpoint, Identity};
 
+/// The interface of the default IPv4 route, from the text of
+/// `/proc/net/route`: destination and mask 0, route up; the lowest metric
+/// wins when there are several, as it does for the kernel.
+pub fn default_route_iface(route: &str) -> Option<String> {
+    route
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (iface, dest, flags, metric, mask) = (f.first()?, f.get(1)?, f.get(3)?, f.get(6)?, f.get(7)?);
+            let up = u32::from_str_radix(flags, 16).ok()? & 1 == 1;
+            (*dest == "00000000" && *mask == "00000000" && up)
+                .then(|| (metric.parse::<u64>().unwrap_or(u64::MAX), iface.to_string()))
+        })
+        .min()
+        .map(|(_, iface)| iface)
+}
+
 /// Resolves the task address: `BIND_IP`, else the IPv4 address of
-/// `NET_IFACE`; then the announced address. A missing interface is a
-/// configuration error (exit 2) that lists the interfaces that do exist.
+/// `NET_IFACE`, else that of the default route's interface; then the
+/// announced address. A missing interface is a configuration error (exit
+/// 2) that lists the interfaces that do exist.
 pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
     let bind = match listen.bind_ip {
         Some(ip) => ip,
         None => {
+            let wanted = match &listen.iface {
+                Some(name) => name.clone(),
+                None => std::fs::read_to_string("/proc/net/route")
+                    .ok()
+                    .as_deref()
+                    .and_then(default_route_iface)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "NET_IFACE",
+                            "",
+                            "an interface name: it is unset and this host has no default IPv4 route to take it from; set NET_IFACE or BIND_IP",
+                        )
+                    })?,
+            };
             let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-            let found = ifaces.iter().find_map(|i| match (i.name == listen.iface, i.ip()) {
+            let found = ifaces.iter().find_map(|i| match (i.name == wanted, i.ip()) {
                 (true, std::net::IpAddr::V4(v4)) => Some(v4),
                 _ => None,
             });
@@ -29,7 +62,7 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
                     names.dedup();
                     return Err(ConfigError::new(
                         "NET_IFACE",
-                        listen.iface.clone(),
+                        wanted,
                         format!(
                             "an interface with an IPv4 address (found: {}), or set BIND_IP",
                             names.join(", ")
@@ -66,6 +99,99 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
     let probe = dir.join(format!(".rzk-write-test-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// The user a launcher started as root runs as: Debian's `redis-server`
+/// package creates it, and the images are built from those packages.
+pub const RUN_AS: &str = "redis";
+
+/// When started as root: makes `data_dir` (when given) and everything in it
+/// owned by [`RUN_AS`], then drops to that user, its group and no other
+/// groups, so that neither the launcher nor its child runs as root.
+/// Marathon creates persistent volumes owned by root; this is what lets an
+/// image start as root for them, as the official image's `gosu` entrypoint
+/// does. Called before any thread, socket or ZooKeeper session exists.
+/// Returns the uid it dropped to, `None` when it was not root.
+pub fn drop_root(data_dir: Option<&Path>) -> Result<Option<u32>, ConfigError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(None);
+    }
+    let Some((uid, gid)) = lookup_user(RUN_AS) else {
+        return Err(ConfigError::new(
+            "USER",
+            "root",
+            format!(
+                "a user named {RUN_AS} to run as (a launcher started as root drops to it): create it, or start the launcher as another user"
+            ),
+        ));
+    };
+    if let Some(dir) = data_dir {
+        let fail = |e: std::io::Error| {
+            ConfigError::new(
+                "DATA_DIR",
+                dir.display().to_string(),
+                format!("a directory root can create and hand to the {RUN_AS} user ({e})"),
+            )
+        };
+        std::fs::create_dir_all(dir).map_err(fail)?;
+        chown_tree(dir, uid, gid).map_err(fail)?;
+    }
+    let fail = |what: &str| {
+        ConfigError::new(
+            "USER",
+            "root",
+            format!(
+                "to switch to the {RUN_AS} user ({what}: {})",
+                std::io::Error::last_os_error()
+            ),
+        )
+    };
+    // SAFETY: plain system calls on a process that has no other thread yet.
+    // The group list goes first and the uid last: after setuid, root's
+    // right to change groups is gone.
+    unsafe {
+        if libc::setgroups(1, &gid) != 0 {
+            return Err(fail("setgroups"));
+        }
+        if libc::setgid(gid) != 0 {
+            return Err(fail("setgid"));
+        }
+        if libc::setuid(uid) != 0 {
+            return Err(fail("setuid"));
+        }
+    }
+    Ok(Some(uid))
+}
+
+/// The uid and gid of `name` from the password database.
+fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the strings it points
+    // into live in `buf`, which we do not read.
+    let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+}
+
+/// Hands `dir` and everything under it to `uid:gid`, without following
+/// symbolic links (a link in a volume must not give away a file elsewhere).
+/// Files already owned by the user are left alone, so a large volume
+/// costs a walk, not a write per file.
+fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.uid() != uid || meta.gid() != gid {
+        std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(dir)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
 }
 
 /// Resolves a program name the way `execvp` would, so that a missing binary
@@ -161,7 +287,7 @@ mod tests {
     #[test]
     fn resolve_prefers_bind_ip_and_announce() {
         let l = Listen {
-            iface: "does-not-exist0".into(),
+            iface: Some("does-not-exist0".into()),
             bind_ip: Some("127.0.0.9".parse().unwrap()),
             port: 7000,
             announce_ip: None,
@@ -182,9 +308,24 @@ mod tests {
     }
 
     #[test]
+    fn default_route_interface() {
+        let route = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            ens5\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            wlan0\t00000000\t0101A8C0\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+            ens5\t00000000\t0100A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+            down0\t00000000\t0100A8C0\t0002\t0\t0\t1\t00000000\t0\t0\t0\n";
+        assert_eq!(default_route_iface(route).as_deref(), Some("ens5"));
+        let no_default = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n\
+            lo\t0000007F\t00000000\t0001\t0\t0\t0\t000000FF\n";
+        assert_eq!(default_route_iface(no_default), None);
+        assert_eq!(default_route_iface(""), None);
+        assert_eq!(default_route_iface("garbage\n\t\t\n00000000"), None);
+    }
+
+    #[test]
     fn resolve_reads_interface() {
         let l = Listen {
-            iface: "lo".into(),
+            iface: Some("lo".into()),
             bind_ip: None,
             port: 1,
             announce_ip: None,

@@ -53,7 +53,7 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
     cmd.args(args).current_dir(cwd).stdin(Stdio::null()).kill_on_drop(false);
     for (name, _) in std::env::vars_os() {
         let upper = name.to_string_lossy().to_ascii_uppercase();
-        if upper == "REDIS_PASSWORD" || upper == "ZK_DIGEST" {
+        if ["REDIS_PASSWORD", "ZK_DIGEST", "REDIS_PASSWORD_FILE", "ZK_DIGEST_FILE"].contains(&upper.as_str()) {
             cmd.env_remove(&name);
         }
     }

@@ -10,8 +10,6 @@ use std::time::Duration;
 use common::group::*;
 use common::*;
 
-const RZKCTL: &str = env!("CARGO_BIN_EXE_rzkctl");
-
 /// Runs `rzkctl` with the group's environment; returns (code, stdout, stderr).
 fn rzkctl(g: &Group, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(RZKCTL)

@@ -198,7 +198,7 @@ async fn no_child_has_a_secret_in_its_environment_or_argv() {
     let _serial = SERIAL.lock().await;
     let password = "Env-pw-4242";
     let digest_secret = "Env-zk-4343";
-    let rec = tempfile::tempdir().unwrap();
+    let rec = open_tempdir();
     let mut g = Group::new("childenv");
     g.password = Some(password.to_string());
     g.extra.push(("ZK_DIGEST", format!("rzk:{digest_secret}")));
@@ -258,4 +258,249 @@ async fn no_child_has_a_secret_in_its_environment_or_argv() {
     }
     assert_eq!(checked.len(), 3, "{checked:?}");
     eprintln!("MEASURE children checked for secrets: {checked:?}");
+}
+
+/// A scratch directory every user may write: launchers started as root
+/// run as `redis`, and their children's wrappers record into it.
+fn open_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    d
+}
+
+/// `Uid:` (real, effective, saved, fs) of a process.
+fn uids(pid: i32) -> Vec<u32> {
+    proc_file(pid, "status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .map(|l| l.split_whitespace().filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn redis_uid() -> u32 {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find_map(|l| l.strip_prefix("redis:"))
+        .and_then(|l| l.split(':').nth(1))
+        .and_then(|n| n.parse().ok())
+        .expect("a redis user in /etc/passwd (Debian's redis-server package makes it)")
+}
+
+/// `REDIS_PASSWORD_FILE` and `ZK_DIGEST_FILE` end to end: files only root
+/// can read (as Docker and DC/OS secrets are), read by launchers started as
+/// root before they drop to `redis`. The group works with them, strangers
+/// are kept out of Redis and ZooKeeper, and the secrets appear in no log,
+/// command line or environment. Launchers and children run as `redis`, and
+/// a root-owned `DATA_DIR` (a Marathon persistent volume) is handed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_from_files_work_and_launchers_drop_root() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let _serial = SERIAL.lock().await;
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let password = "File-pw-7171";
+    let digest_secret = "File-zk-7272";
+    let secrets = tempfile::tempdir().unwrap();
+    let pw_file = secrets.path().join("redis-password");
+    let digest_file = secrets.path().join("zk-digest");
+    std::fs::write(&pw_file, format!("{password}\n")).unwrap();
+    std::fs::write(&digest_file, format!("rzk:{digest_secret}\n")).unwrap();
+    for f in [&pw_file, &digest_file] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o400)).unwrap();
+    }
+    let rec = open_tempdir();
+    let mut g = Group::new("secretfiles");
+    g.password = Some(password.to_string());
+    g.password_file = Some(pw_file.clone());
+    g.extra.push(("ZK_DIGEST_FILE", digest_file.display().to_string()));
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    g.extra
+        .push(("REDIS_SERVER_BIN", recording_wrapper(rec.path(), "redis-server")));
+    g.extra
+        .push(("REDIS_SENTINEL_BIN", recording_wrapper(rec.path(), "redis-sentinel")));
+    let g = Group::start_with(g, 2, 1, 1).await;
+    let master = g.record().await.expect("record");
+
+    // The password from the file is the group's: strangers are refused,
+    // the replica is linked with it (wait_healthy checked), writes work.
+    let r = redis_cmd(&master, None, &["PING"]).await;
+    assert!(
+        matches!(&r, Err(e) if e.contains("NOAUTH")),
+        "{master} without password: {r:?}"
+    );
+    assert_eq!(
+        redis_cmd(&master, Some(password), &["SET", "k", "v"]).await,
+        Ok(redis::Value::Okay)
+    );
+    // The digest from the file guards the znodes.
+    let anon = zk_client().await;
+    assert_eq!(
+        anon.set_data(&format!("{}/master", g.root), b"6.6.6.6 666", None).await,
+        Err(ZkError::NoAuth),
+        "the record must be writable only with the digest from ZK_DIGEST_FILE"
+    );
+
+    let redis_uid = redis_uid();
+    let mut checked = vec![];
+    for m in g.redis.iter().chain(&g.sentinels).chain(&g.watchers) {
+        let launcher = m.proc.pid();
+        let env = proc_file(launcher, "environ");
+        assert!(env.contains("REDIS_PASSWORD_FILE="), "launcher {launcher}: {env}");
+        let mut pids = vec![launcher];
+        if !g.watchers.iter().any(|w| w.proc.pid() == launcher) {
+            let child: i32 = info_field_pw(&m.addr(), Some(password), "server", "process_id")
+                .await
+                .unwrap()
+                .parse()
+                .unwrap();
+            let at_exec = std::fs::read_to_string(rec.path().join(format!("env-{child}")))
+                .unwrap_or_else(|e| panic!("no env record of child {child}: {e}"));
+            for secret in [password, digest_secret] {
+                assert!(
+                    !at_exec.contains(secret),
+                    "child {child} got a secret at exec:\n{at_exec}"
+                );
+            }
+            pids.push(child);
+        }
+        for pid in &pids {
+            for f in ["environ", "cmdline"] {
+                let text = proc_file(*pid, f);
+                for secret in [password, digest_secret] {
+                    assert!(!text.contains(secret), "pid {pid} has a secret in /proc/{pid}/{f}");
+                }
+            }
+            if as_root {
+                assert_eq!(
+                    uids(*pid),
+                    vec![redis_uid; 4],
+                    "pid {pid} must run as redis (uid {redis_uid}), not root"
+                );
+            }
+        }
+        if as_root && !g.watchers.iter().any(|w| w.proc.pid() == launcher) {
+            let owner = std::fs::metadata(&m.task.dir).unwrap().uid();
+            assert_eq!(
+                owner,
+                redis_uid,
+                "{}: DATA_DIR not handed to redis",
+                m.task.dir.display()
+            );
+        }
+        checked.extend(pids);
+    }
+    let logs = all_logs(&g);
+    for secret in [password, digest_secret] {
+        assert!(!logs.contains(secret), "a secret leaked into a log");
+        assert!(!ps_output().contains(secret), "a secret is on a command line");
+    }
+    assert!(
+        !logs.contains("REDIS_PASSWORD is not set"),
+        "a group with a password file must not be warned about"
+    );
+    eprintln!(
+        "MEASURE processes checked for secrets and uid: {} (as root: {as_root})",
+        checked.len()
+    );
+}
+
+/// A launcher started with no password warns exactly once that the group
+/// is open; with one it says nothing of the kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_group_is_warned_about_once_per_launcher() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("nopass");
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    let g = Group::start_with(g, 1, 1, 1).await;
+    for m in g.redis.iter().chain(&g.sentinels).chain(&g.watchers) {
+        let log = m.proc.log();
+        let n = log.matches("REDIS_PASSWORD is not set").count();
+        assert_eq!(n, 1, "{}: {n} warnings:\n{log}", m.proc.log_path().display());
+    }
+}
+
+/// Bad secret files stop every binary with exit 2 and one line naming the
+/// variable, before ZooKeeper is touched: a missing file, a directory, a
+/// file this user cannot read, and both forms set at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_secret_files_exit_2_before_touching_zookeeper() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let dir = open_tempdir();
+    let unreadable = dir.path().join("root-only");
+    std::fs::write(&unreadable, "s3cret-unreadable\n").unwrap();
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o400)).unwrap();
+    let good = dir.path().join("good");
+    std::fs::write(&good, "rzk:pw\n").unwrap();
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let as_root = unsafe { libc::geteuid() } == 0;
+    let dir_s = dir.path().display().to_string();
+    let good_s = good.display().to_string();
+    /// (variables, the one the message must name, run as `nobody`)
+    type Case<'a> = (Vec<(&'a str, String)>, &'a str, bool);
+    let mut cases: Vec<Case> = vec![
+        (
+            vec![("REDIS_PASSWORD_FILE", "/nonexistent/pw".into())],
+            "REDIS_PASSWORD_FILE",
+            false,
+        ),
+        (vec![("ZK_DIGEST_FILE", dir_s.clone())], "ZK_DIGEST_FILE", false),
+        (
+            vec![("REDIS_PASSWORD", "pw".into()), ("REDIS_PASSWORD_FILE", good_s.clone())],
+            "REDIS_PASSWORD_FILE",
+            false,
+        ),
+        (
+            vec![("ZK_DIGEST", "rzk:pw".into()), ("ZK_DIGEST_FILE", good_s)],
+            "ZK_DIGEST_FILE",
+            false,
+        ),
+    ];
+    if as_root {
+        // Root reads any file; an unreadable one is tried as `nobody`.
+        cases.push((
+            vec![("REDIS_PASSWORD_FILE", unreadable.display().to_string())],
+            "REDIS_PASSWORD_FILE",
+            true,
+        ));
+    }
+    let c = zk_client().await;
+    let bins = [
+        (RZK_REDIS, vec![]),
+        (RZK_SENTINEL, vec![]),
+        (RZK_WATCHER, vec![]),
+        (RZKCTL, vec!["status"]),
+    ];
+    let mut n = 0;
+    for (vars, var, as_nobody) in &cases {
+        for (bin, args) in &bins {
+            let g = Group::new("badsecret");
+            let t = task();
+            std::fs::set_permissions(&t.dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let mut env = g.env(Some(&t));
+            env.extend(vars.iter().cloned());
+            let mut cmd = std::process::Command::new(bin);
+            cmd.args(args).env_clear().env("PATH", std::env::var("PATH").unwrap());
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            if *as_nobody {
+                cmd.uid(65534).gid(65534);
+            }
+            let out = cmd.output().expect("run");
+            let name = bin.rsplit('/').next().unwrap();
+            let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+            assert_eq!(out.status.code(), Some(2), "{name} {vars:?}: {:?}\n{text}", out.status);
+            assert_eq!(text.lines().count(), 1, "{name} {vars:?}: one line expected:\n{text}");
+            assert!(
+                text.contains(var) && text.contains("expected"),
+                "{name} {vars:?}: {text}"
+            );
+            assert!(!text.contains("s3cret"), "{name}: a secret in the message: {text}");
+            assert!(zk_get(&c, &g.root).await.is_none(), "{name} {vars:?} touched ZooKeeper");
+            n += 1;
+        }
+    }
+    eprintln!("MEASURE bad secret-file cases refused with exit 2: {n}");
 }

@@ -29,8 +29,9 @@ pub struct OwnServer<'a> {
 use std::time::Duration;
 
 use tokio::time::sleep;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
+use crate::config::Common;
 use crate::model::Endpoint;
 use crate::probe::Probe;
 use crate::supervise::Signals;
@@ -43,10 +44,20 @@ pub fn interrupted(sig: i32) -> i32 {
     128 + sig
 }
 
-/// The start every launcher shares: install the signal handlers (so a
-/// signal that arrives before the child runs is seen), then connect to
-/// ZooKeeper. Returns the exit code to leave with when either fails.
-pub async fn start(cfg: &ZkConfig) -> Result<(Signals, Zk), i32> {
+/// The start every launcher shares: warn once when the group has no
+/// password, install the signal handlers (so a signal that arrives before
+/// the child runs is seen), then connect to ZooKeeper. Returns the exit
+/// code to leave with when either fails.
+pub async fn start(common: &Common) -> Result<(Signals, Zk), i32> {
+    if common.password.is_none() {
+        // Not an error: a private network may be the operator's choice. But
+        // anyone who reaches a port can then read every key, and anyone
+        // who reaches a Sentinel can move the master.
+        warn!(
+            "REDIS_PASSWORD is not set: this group is open to anyone who can reach it (any client can read and write every key, and SENTINEL FAILOVER needs no password); set REDIS_PASSWORD or REDIS_PASSWORD_FILE on every app of the group"
+        );
+    }
+    let cfg = &common.zk;
     let mut signals = Signals::new().map_err(|e| {
         error!(error = %e, "cannot install signal handlers");
         1

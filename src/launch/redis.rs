@@ -47,7 +47,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let (mut signals, zk) = match task::start(&cfg.common.zk).await {
+    let (mut signals, zk) = match task::start(&cfg.common).await {
         Ok(started) => started,
         Err(code) => return code,
     };
@@ -307,7 +307,14 @@ async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endp
     let priority = if replica_of.is_some() { 0 } else { cfg.replica_priority };
     write_private(
         &conf_path,
-        &redis_conf(id, &dir, cfg.common.password.as_ref(), replica_of, priority),
+        &redis_conf(
+            id,
+            &dir,
+            cfg.common.password.as_ref(),
+            replica_of,
+            priority,
+            cfg.persistence,
+        ),
     )?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];
     args.extend(cfg.extra_args.iter().cloned());

@@ -9,6 +9,7 @@ use super::*;
 pub const RZK_REDIS: &str = env!("CARGO_BIN_EXE_rzk-redis");
 pub const RZK_SENTINEL: &str = env!("CARGO_BIN_EXE_rzk-sentinel");
 pub const RZK_WATCHER: &str = env!("CARGO_BIN_EXE_rzk-watcher");
+pub const RZKCTL: &str = env!("CARGO_BIN_EXE_rzkctl");
 
 /// Sentinel timing used by the group tests. Not lower: at 1000 ms Sentinel
 /// now and then failed a just-promoted master over a second time (seen
@@ -48,6 +49,9 @@ pub struct Group {
     pub extra: Vec<(&'static str, String)>,
     /// `REDIS_PASSWORD` of the group, used by every check.
     pub password: Option<String>,
+    /// Give the tasks `REDIS_PASSWORD_FILE` (this file) instead of
+    /// `REDIS_PASSWORD`; `password` must then hold its content.
+    pub password_file: Option<PathBuf>,
     /// Extra pass-through arguments for every rzk-redis started from now on.
     pub redis_args: Vec<String>,
     /// Give every task started from now on an `ADMIN_PORT`.
@@ -63,6 +67,7 @@ impl Group {
             watchers: vec![],
             extra: vec![],
             password: None,
+            password_file: None,
             redis_args: vec![],
             admin: false,
         }
@@ -85,8 +90,10 @@ impl Group {
             env.push(("PORT0", t.port.to_string()));
             env.push(("DATA_DIR", t.dir.display().to_string()));
         }
-        if let Some(p) = &self.password {
-            env.push(("REDIS_PASSWORD", p.clone()));
+        match (&self.password_file, &self.password) {
+            (Some(f), _) => env.push(("REDIS_PASSWORD_FILE", f.display().to_string())),
+            (None, Some(p)) => env.push(("REDIS_PASSWORD", p.clone())),
+            (None, None) => {}
         }
         for (k, v) in &self.extra {
             env.retain(|(e, _)| e != k);
