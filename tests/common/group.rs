@@ -115,9 +115,15 @@ impl Group {
 
     /// Starts an rzk-redis task; returns its index in `redis`.
     pub fn start_redis(&mut self) -> usize {
-        let t = task();
-        // No snapshots, and no 5 s wait before a replica's first sync.
-        let mut args = vec!["--save", "", "--repl-diskless-sync-delay", "0"];
+        self.start_redis_as(task())
+    }
+
+    /// Starts an rzk-redis task as `t` (e.g. a new port on an old task's
+    /// `DATA_DIR`, as Marathon restarts a task on a persistent volume).
+    pub fn start_redis_as(&mut self, t: Task) -> usize {
+        // No 5 s wait before a replica's first sync. (No `--save ""`: the
+        // launcher's PERSISTENCE default already writes no snapshots.)
+        let mut args = vec!["--repl-diskless-sync-delay", "0"];
         args.extend(self.redis_args.iter().map(String::as_str));
         let (p, admin) = self.spawn(RZK_REDIS, &args, Some(&t), t.dir.join("launcher.log"));
         self.redis.push(Member {

@@ -1,0 +1,183 @@
+//! `PERSISTENCE`: with `none` a task writes nothing to its disk but its
+//! generated config; with `aof` a group that lost every Redis task at once
+//! comes back from its volumes with every write acknowledged more than a
+//! second before the loss.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::*;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Files directly under `dir`, except the test's own launcher log.
+fn files_in(dir: &std::path::Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "launcher.log")
+        .collect()
+}
+
+/// `PERSISTENCE=none` (the default): after a bootstrap, writes, a replica
+/// that joins a master holding data (a full sync), and a clean stop of the
+/// master, every task's `DATA_DIR` holds `redis.conf` and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistence_none_writes_nothing_but_the_config() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("pnone", 2, 0, 0).await;
+    let master = g.record().await.unwrap();
+    for i in 0..2000 {
+        let k = format!("k{i}");
+        redis_cmd(&master, None, &["SET", &k, "some value to sync"])
+            .await
+            .unwrap();
+    }
+    // A replica joining now gets the data by a full sync.
+    g.start_redis();
+    g.wait_healthy(Duration::from_secs(30)).await;
+    let joined = g.redis[2].addr();
+    let n = info_field(&joined, "keyspace", "db0").await.unwrap_or_default();
+    assert!(n.starts_with("keys=2000"), "{joined} synced {n:?}");
+    // A master stopped cleanly would save on shutdown if snapshots were on.
+    let mi = g.master_index().await.unwrap();
+    g.redis[mi].proc.signal(libc::SIGTERM);
+    assert!(
+        g.redis[mi].proc.wait_exit(Duration::from_secs(30)).is_some(),
+        "the master did not stop"
+    );
+    let mut seen = vec![];
+    for m in &g.redis {
+        let files = files_in(&m.task.dir);
+        assert_eq!(
+            files,
+            BTreeSet::from(["redis.conf".to_string()]),
+            "{}: PERSISTENCE=none wrote to {}",
+            m.addr(),
+            m.task.dir.display()
+        );
+        seen.push(files.len());
+    }
+    eprintln!("MEASURE files per DATA_DIR with PERSISTENCE=none: {seen:?}");
+}
+
+/// `PERSISTENCE=aof`: keys are acknowledged, then every Redis task is
+/// SIGKILLed at once and restarted on its `DATA_DIR` with a new port. The
+/// master that takes over has every key acknowledged more than 1 s before
+/// the loss, the others replicate it, and the record and the Sentinel name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistence_aof_survives_losing_every_task() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("paof");
+    g.extra.push(("PERSISTENCE", "aof".into()));
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    let mut g = Group::start_with(g, 3, 1, 0).await;
+    let master = g.record().await.unwrap();
+
+    // Preload, then keep writing up to the loss, noting when each write
+    // was acknowledged.
+    let mut acked: Vec<(String, Instant)> = vec![];
+    for i in 0..3000 {
+        let k = format!("pre{i}");
+        redis_cmd(&master, None, &["SET", &k, "v"]).await.unwrap();
+        acked.push((k, Instant::now()));
+    }
+    let preload_done = Instant::now();
+    let mut i = 0;
+    while preload_done.elapsed() < Duration::from_millis(2500) {
+        let k = format!("late{i}");
+        if redis_cmd(&master, None, &["SET", &k, "v"]).await.is_ok() {
+            acked.push((k, Instant::now()));
+        }
+        i += 1;
+    }
+    let old: Vec<Task> = g.redis.iter().map(|m| m.task.clone()).collect();
+    for m in &g.redis {
+        m.proc.signal(libc::SIGKILL);
+    }
+    let loss = Instant::now();
+    for m in &g.redis {
+        assert!(
+            m.proc.wait_exit(Duration::from_secs(5)).is_some(),
+            "a launcher outlived SIGKILL"
+        );
+    }
+    wait_for(
+        "every server gone with its launcher",
+        Duration::from_secs(10),
+        || async {
+            let mut up = vec![];
+            for t in &old {
+                if redis_cmd(&t.addr(), None, &["PING"]).await.is_ok() {
+                    up.push(t.addr());
+                }
+            }
+            if up.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still answering: {up:?}"))
+            }
+        },
+    )
+    .await;
+    let must_have: Vec<String> = acked
+        .iter()
+        .filter(|(_, at)| loss.duration_since(*at) > Duration::from_secs(1))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(must_have.len() >= 3000, "only {} keys old enough", must_have.len());
+
+    // Marathon restarts the tasks on their volumes, on new ports.
+    for t in &old {
+        let new = Task {
+            dir: t.dir.clone(),
+            ..task()
+        };
+        g.start_redis_as(new);
+    }
+    let restarted = Instant::now();
+    let new_master = g.wait_healthy(Duration::from_secs(60)).await;
+    let took = restarted.elapsed();
+    assert!(
+        !old.iter().any(|t| t.addr() == new_master),
+        "the record names an old address: {new_master}"
+    );
+    let missing = missing_keys(&new_master, None, &must_have).await;
+    assert!(
+        missing.is_empty(),
+        "{} of {} keys acknowledged more than 1 s before the loss are gone from {new_master}, e.g. {:?}",
+        missing.len(),
+        must_have.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let size = |addr: String| async move { redis_cmd(&addr, None, &["DBSIZE"]).await };
+    let want = size(new_master.clone()).await.unwrap();
+    for m in g.live_redis() {
+        let addr = m.addr();
+        wait_for(
+            &format!("{addr} to hold the master's keys"),
+            Duration::from_secs(20),
+            || {
+                let (addr, want) = (addr.clone(), want.clone());
+                async move {
+                    let got = size(addr).await?;
+                    if got == want {
+                        Ok(())
+                    } else {
+                        Err(format!("DBSIZE {got:?}, master {want:?}"))
+                    }
+                }
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "MEASURE aof total loss: {} keys acknowledged, {} older than 1 s all kept; group healthy {:.1} s after the restart",
+        acked.len(),
+        must_have.len(),
+        took.as_secs_f64()
+    );
+}
