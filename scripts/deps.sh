@@ -17,6 +17,7 @@ if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
   command -v buildah >/dev/null || need+=(buildah)
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
   command -v strip >/dev/null || need+=(binutils)
+  command -v jq >/dev/null || need+=(jq)
   command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
 fi
 if ((${#need[@]})); then

@@ -10,7 +10,7 @@
 # Missing Debian packages are installed (as root) or the command to install
 # them is printed. Everything it writes lives in $GROUP_DIR.
 #
-# Settings (environment): GROUP_DIR (target/local-group), ZK_PORT (22181),
+# Settings (environment): GROUP_DIR (/tmp/rzk-local-group), ZK_PORT (22181),
 # REDIS_PORT_BASE (7000: ports 7001-7003), SENTINEL_PORT_BASE (26000),
 # RZK_BIN_DIR (default: build the release binaries into target/release).
 set -euo pipefail
@@ -24,7 +24,9 @@ if [ -z "${RZK_BIN_DIR:-}" ]; then
   cargo build --release --locked -q
   RZK_BIN_DIR=$PWD/target/release
 fi
-GROUP_DIR=${GROUP_DIR:-$PWD/target/local-group}
+# Under /tmp, not the checkout: launchers started as root run as `redis`,
+# which must reach their DATA_DIRs (a home directory is often closed).
+GROUP_DIR=${GROUP_DIR:-${TMPDIR:-/tmp}/rzk-local-group}
 ZK_PORT=${ZK_PORT:-22181}
 REDIS_PORT_BASE=${REDIS_PORT_BASE:-7000}
 SENTINEL_PORT_BASE=${SENTINEL_PORT_BASE:-26000}

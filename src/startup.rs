@@ -88,11 +88,13 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
 /// Redis and Sentinel rewrite their config files through a temporary file in
 /// that directory.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
     let fail = |e: std::io::Error| {
         ConfigError::new(
             "DATA_DIR",
             dir.display().to_string(),
-            format!("a directory this user can write ({e})"),
+            format!("a directory this user (uid {uid}) can write, with every parent directory open to it ({e})"),
         )
     };
     std::fs::create_dir_all(dir).map_err(fail)?;

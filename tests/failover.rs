@@ -7,6 +7,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::group::*;
@@ -93,55 +94,140 @@ async fn failover_reaches_the_record_and_keeps_acknowledged_writes() {
     );
 }
 
-/// The Sentinel the watcher subscribed to last, from its log.
-fn subscribed_sentinel(watcher: &Member) -> Option<String> {
+/// The Sentinels the watcher has subscribed to so far, from its log.
+fn subscribed_sentinels(watcher: &Member) -> BTreeSet<String> {
     watcher
         .proc
         .log()
         .lines()
-        .rev()
-        .find(|l| l.contains("subscribed"))
-        .and_then(|l| {
+        .filter(|l| l.contains(" subscribed"))
+        .filter_map(|l| {
             let i = l.find("sentinel=")? + "sentinel=".len();
-            let rest = &l[i..];
-            let mut parts = rest.split(' ');
+            let mut parts = l[i..].split(' ');
             Some(format!("{} {}", parts.next()?, parts.next()?))
         })
+        .collect()
 }
 
+/// The watcher listens to every Sentinel; when one dies, its subscription
+/// ends and is retried, the others carry the next failover to the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn record_follows_after_the_subscribed_sentinel_dies() {
+async fn record_follows_after_a_subscribed_sentinel_dies() {
     let _serial = SERIAL.lock().await;
     let g = Group::start("subdeath", 3, 3, 1).await;
     let watcher = &g.watchers[0];
-    let sub = wait_for("the watcher to subscribe", Duration::from_secs(10), || async {
-        subscribed_sentinel(watcher).ok_or_else(|| watcher.proc.log())
-    })
+    let all: BTreeSet<String> = g.sentinels.iter().map(|s| s.addr()).collect();
+    wait_for(
+        "the watcher to subscribe to every sentinel",
+        Duration::from_secs(10),
+        || async {
+            let subs = subscribed_sentinels(watcher);
+            if subs == all {
+                Ok(())
+            } else {
+                Err(format!("subscribed to {subs:?} of {all:?}"))
+            }
+        },
+    )
     .await;
-    let victim = g
-        .sentinels
-        .iter()
-        .find(|s| s.addr() == sub)
-        .expect("subscribed to a sentinel of the group");
+    let victim = &g.sentinels[0];
     victim.proc.signal(libc::SIGKILL);
     let t0 = Instant::now();
+    let gone = victim.addr();
     wait_for(
-        "the watcher to move to another sentinel",
-        Duration::from_secs(1),
+        "the watcher to notice the dead sentinel",
+        Duration::from_secs(3),
         || async {
-            match subscribed_sentinel(watcher) {
-                Some(s) if s != sub => Ok(s),
-                other => Err(format!("still {other:?}")),
+            let log = watcher.proc.log();
+            if log
+                .lines()
+                .any(|l| l.contains("subscription ended") && l.contains(&gone))
+            {
+                Ok(())
+            } else {
+                Err("no 'subscription ended' line for it yet".to_string())
             }
         },
     )
     .await;
     eprintln!(
-        "MEASURE watcher moved to another sentinel {:?} after SIGKILL",
+        "MEASURE watcher noticed a dead sentinel {:?} after SIGKILL",
         t0.elapsed()
     );
     let (new, took) = kill_master_and_wait(&g).await;
     eprintln!("MEASURE failover with a dead sentinel: record {new} after {took:?}");
+}
+
+/// Two watchers, as shipped: SIGKILL one just before SIGKILLing the master.
+/// The other moves the record to the new master within 2 s of the first
+/// `+switch-master` any Sentinel publishes, with exactly one version bump.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_survives_losing_a_watcher() {
+    let _serial = SERIAL.lock().await;
+    let g = Group::start("losewatch", 3, 3, 2).await;
+    for w in &g.watchers {
+        wait_for("both watchers to reconcile", Duration::from_secs(15), || async {
+            if w.proc.log().contains("reconciled after subscribing") {
+                Ok(())
+            } else {
+                Err(w.proc.log())
+            }
+        })
+        .await;
+    }
+    // The test's own ears on every Sentinel, to time the first event.
+    let (tx, mut first) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut listeners = vec![];
+    for s in &g.sentinels {
+        let (addr, tx) = (s.addr(), tx.clone());
+        let (ip, port) = addr.split_once(' ').unwrap();
+        let client = redis::Client::open(format!("redis://{ip}:{port}")).unwrap();
+        let mut ps = client.get_async_pubsub().await.unwrap();
+        ps.subscribe("+switch-master").await.unwrap();
+        listeners.push(tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut stream = ps.into_on_message();
+            if stream.next().await.is_some() {
+                let _ = tx.send((addr, Instant::now()));
+            }
+        }));
+    }
+    let (old, v0) = g.record_with_version().await.unwrap();
+    g.watchers[0].proc.signal(libc::SIGKILL);
+    let mi = g.master_index().await.unwrap();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let (by, at) = tokio::time::timeout(failover_budget(), first.recv())
+        .await
+        .expect("no +switch-master within the failover budget")
+        .unwrap();
+    let (new, v, seen) = wait_for(
+        "the surviving watcher to move the record",
+        Duration::from_secs(5),
+        || async {
+            match g.record_with_version().await {
+                Some((r, v)) if r != old => Ok((r, v, Instant::now())),
+                other => Err(format!("record {other:?}")),
+            }
+        },
+    )
+    .await;
+    let lag = seen.saturating_duration_since(at);
+    assert!(
+        lag <= Duration::from_secs(2),
+        "the record moved {lag:?} after the first +switch-master (from {by})"
+    );
+    assert_eq!(role(&new).await.as_deref(), Ok("master"), "{new}");
+    assert_eq!(v, v0 + 1, "one failover, one version bump");
+    // And it stays: no second write over a few reconcile intervals.
+    let until = Instant::now() + Duration::from_secs(2 * RECONCILE_S + 1);
+    while Instant::now() < until {
+        assert_eq!(g.record_with_version().await, Some((new.clone(), v0 + 1)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for l in listeners {
+        l.abort();
+    }
+    eprintln!("MEASURE record moved {lag:?} after the first +switch-master (by {by}), with one watcher SIGKILLed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

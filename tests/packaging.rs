@@ -86,7 +86,7 @@ fn invariant_errors(app: &Value) -> Vec<String> {
     }
     let unique = serde_json::json!(["hostname", "UNIQUE"]);
     let has_unique = app["constraints"].as_array().is_some_and(|c| c.contains(&unique));
-    if component != "watcher" && !has_unique {
+    if !has_unique {
         errs.push(format!("{id}: needs the constraint [\"hostname\",\"UNIQUE\"]"));
     }
     // The admin API: a port named "admin", ADMIN_PORT naming its index,
@@ -149,8 +149,44 @@ fn invariant_errors(app: &Value) -> Vec<String> {
         }
     }
     let instances = app["instances"].as_u64().unwrap_or(0);
-    if component == "watcher" && instances != 1 {
-        errs.push(format!("{id}: the watcher is a single-instance app"));
+    // Two watchers: the record must not wait for Marathon to replace the
+    // only one when its agent dies.
+    if component == "watcher" && instances < 2 {
+        errs.push(format!("{id}: ship at least 2 watchers, on different hosts"));
+    }
+    // Both secrets come from the DC/OS secret store, never as literals.
+    let secrets = app["secrets"].as_object().cloned().unwrap_or_default();
+    for var in ["REDIS_PASSWORD", "ZK_DIGEST"] {
+        let named = app["env"][var]["secret"].as_str();
+        if !named.is_some_and(|k| secrets.get(k).is_some_and(|s| s["source"].is_string())) {
+            errs.push(format!("{id}: env {var} must name a secret declared in \"secrets\""));
+        }
+    }
+    if component == "redis" {
+        // Redis needs a core of its own, and room beyond maxmemory for the
+        // fork's copy-on-write pages and replica output buffers.
+        if app["cpus"].as_f64().unwrap_or(0.0) < 1.0 {
+            errs.push(format!("{id}: needs at least 1 cpu"));
+        }
+        let mem_mib = app["mem"].as_f64().unwrap_or(0.0);
+        let args: Vec<&str> = app["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let maxmemory = args
+            .iter()
+            .position(|a| *a == "--maxmemory")
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| bytes(v));
+        match maxmemory {
+            None => errs.push(format!("{id}: needs --maxmemory in its args")),
+            Some(b) if b as f64 > 0.6 * mem_mib * 1024.0 * 1024.0 => errs.push(format!(
+                "{id}: --maxmemory {b} bytes is more than 60% of mem {mem_mib} MiB"
+            )),
+            Some(_) => {}
+        }
     }
     // An upgrade may take down at most a minority at once.
     let min_health = app["upgradeStrategy"]["minimumHealthCapacity"].as_f64().unwrap_or(1.0);
@@ -161,6 +197,25 @@ fn invariant_errors(app: &Value) -> Vec<String> {
         ));
     }
     errs
+}
+
+/// A Redis memory size (`600mb`, `1gb`, `1048576`) in bytes, as Redis reads
+/// it: `k`/`m`/`g` are powers of 1000, `kb`/`mb`/`gb` of 1024.
+fn bytes(v: &str) -> Option<u64> {
+    let v = v.to_ascii_lowercase();
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits.parse().ok()?;
+    let mult = match &v[digits.len()..] {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1_000_000,
+        "mb" => 1024 * 1024,
+        "g" => 1_000_000_000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    Some(n * mult)
 }
 
 fn app_files() -> Vec<PathBuf> {
@@ -265,6 +320,24 @@ fn broken_definitions_are_caught() {
     let mut wrong_admin = good.clone();
     wrong_admin["env"]["ADMIN_PORT"] = "$PORT0".into();
     assert!(invariant_errors(&wrong_admin).iter().any(|e| e.contains("ADMIN_PORT")));
+    let mut one_cpu = good.clone();
+    one_cpu["cpus"] = 0.5.into();
+    assert!(invariant_errors(&one_cpu).iter().any(|e| e.contains("cpu")));
+    let mut no_headroom = good.clone();
+    let i = no_headroom["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|a| a == "--maxmemory")
+        .unwrap();
+    no_headroom["args"][i + 1] = "900mb".into();
+    assert!(invariant_errors(&no_headroom).iter().any(|e| e.contains("60%")));
+    let mut literal = good.clone();
+    literal["env"]["REDIS_PASSWORD"] = "hunter2".into();
+    assert!(invariant_errors(&literal).iter().any(|e| e.contains("REDIS_PASSWORD")));
+    let mut one_watcher = read_json(&repo().join("marathon/watcher.json"));
+    one_watcher["instances"] = 1.into();
+    assert!(invariant_errors(&one_watcher).iter().any(|e| e.contains("2 watchers")));
     let mut majority = good;
     majority["upgradeStrategy"]["minimumHealthCapacity"] = 0.0.into();
     assert!(
@@ -384,4 +457,161 @@ fn dockerfile_has_exec_entrypoints_and_non_root_users() {
     assert!(dockerfile_errors(&as_root).iter().any(|e| e.contains("non-root")));
     let renamed = text.replace("/usr/local/bin/rzk-sentinel\"]", "/usr/local/bin/rzk-sentinelle\"]");
     assert!(dockerfile_errors(&renamed).iter().any(|e| e.contains("sentinel")));
+}
+
+#[test]
+fn memory_sizes_read_as_redis_reads_them() {
+    assert_eq!(bytes("600mb"), Some(600 * 1024 * 1024));
+    assert_eq!(bytes("1GB"), Some(1 << 30));
+    assert_eq!(bytes("5m"), Some(5_000_000));
+    assert_eq!(bytes("1234"), Some(1234));
+    assert_eq!(bytes("lots"), None);
+    assert_eq!(bytes("12tb"), None);
+}
+
+/// Errors of the persistent variant beyond the app invariants: AOF, a
+/// local persistent volume that is DATA_DIR, residency, no over-capacity
+/// (a resident task can't be placed twice), and a start as root so the
+/// launcher can hand the root-owned volume to `redis`.
+fn persistent_errors(app: &Value) -> Vec<String> {
+    let mut errs = vec![];
+    if app["env"]["PERSISTENCE"] != "aof" {
+        errs.push("env PERSISTENCE must be aof".to_string());
+    }
+    let volumes = app["container"]["volumes"].as_array().cloned().unwrap_or_default();
+    let data_dir = app["env"]["DATA_DIR"].as_str().unwrap_or("");
+    let mounted = volumes.iter().any(|v| {
+        let path = v["containerPath"].as_str().unwrap_or("");
+        v["persistent"]["size"].as_u64().is_some_and(|s| s > 0)
+            && v["mode"] == "RW"
+            && !path.starts_with('/')
+            && data_dir == format!("/mnt/mesos/sandbox/{path}")
+    });
+    if !mounted {
+        errs.push(format!(
+            "DATA_DIR {data_dir:?} must be a RW local persistent volume (sandbox-relative containerPath)"
+        ));
+    }
+    if !app["residency"].is_object() {
+        errs.push("needs residency".to_string());
+    }
+    if app["upgradeStrategy"]["maximumOverCapacity"].as_f64() != Some(0.0) {
+        errs.push("a resident app needs maximumOverCapacity 0".to_string());
+    }
+    let as_root = serde_json::json!({"key": "user", "value": "0"});
+    if !app["container"]["docker"]["parameters"]
+        .as_array()
+        .is_some_and(|p| p.contains(&as_root))
+    {
+        errs.push("must start as root (docker parameter user=0) to hand the volume to redis".to_string());
+    }
+    errs
+}
+
+#[test]
+fn the_persistent_redis_app_passes_the_schema_and_keeps_its_data() {
+    let app = read_json(&repo().join("marathon/redis-persistent.json"));
+    let errs = schema_errors("AppDefinition.json", &app);
+    assert!(
+        errs.is_empty(),
+        "redis-persistent.json schema errors:\n{}",
+        errs.join("\n")
+    );
+    let mut errs = invariant_errors(&app);
+    errs.extend(persistent_errors(&app));
+    assert!(errs.is_empty(), "redis-persistent.json:\n{}", errs.join("\n"));
+    // It is the plain app plus persistence, nothing else drifts.
+    let plain = read_json(&repo().join("marathon/redis.json"));
+    for key in [
+        "args",
+        "healthChecks",
+        "readinessChecks",
+        "portDefinitions",
+        "constraints",
+        "secrets",
+    ] {
+        assert_eq!(
+            app[key], plain[key],
+            "redis-persistent.json's {key} differs from redis.json"
+        );
+    }
+    // And the checks bite.
+    let mut no_residency = app.clone();
+    no_residency.as_object_mut().unwrap().remove("residency");
+    assert!(persistent_errors(&no_residency).iter().any(|e| e.contains("residency")));
+    let mut elsewhere = app.clone();
+    elsewhere["env"]["DATA_DIR"] = "/data".into();
+    assert!(persistent_errors(&elsewhere).iter().any(|e| e.contains("DATA_DIR")));
+    let mut rdb = app;
+    rdb["env"]["PERSISTENCE"] = "none".into();
+    assert!(!persistent_errors(&rdb).is_empty());
+}
+
+/// `scripts/render-group.sh` makes a second group from the one file: it
+/// passes the schema and the invariants, and shares no app id, ZooKeeper
+/// root or secret with the shipped group.
+#[test]
+fn a_second_group_rendered_from_the_script_collides_with_nothing() {
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("scripts/render-group.sh"))
+        .args([
+            "/cache",
+            "/redis-cache",
+            "registry.example.org/",
+            "9.9.9",
+            "zk-a:2181,zk-b:2181",
+        ])
+        .output()
+        .expect("run scripts/render-group.sh (needs jq)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let second: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let errs = schema_errors("Group.json", &second);
+    assert!(errs.is_empty(), "rendered group schema errors:\n{}", errs.join("\n"));
+    let first = read_json(&repo().join("marathon/group.json"));
+    let ids = |g: &Value| -> Vec<String> {
+        let mut v = vec![g["id"].as_str().unwrap().to_string()];
+        v.extend(
+            g["apps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["id"].as_str().unwrap().to_string()),
+        );
+        v
+    };
+    let (a, b) = (ids(&first), ids(&second));
+    assert_eq!(b, ["/cache", "/cache/redis", "/cache/sentinel", "/cache/watcher"]);
+    for id in &b {
+        assert!(!a.contains(id), "{id} is in both groups");
+    }
+    for app in second["apps"].as_array().unwrap() {
+        let errs = invariant_errors(app);
+        assert!(errs.is_empty(), "rendered {}:\n{}", app["id"], errs.join("\n"));
+        assert_eq!(app["env"]["ZK_ROOT"], "/redis-cache");
+        assert_eq!(app["env"]["ZK_HOSTS"], "zk-a:2181,zk-b:2181");
+        let c = app["id"].as_str().unwrap().rsplit('/').next().unwrap();
+        assert_eq!(
+            app["container"]["docker"]["image"],
+            format!("registry.example.org/redis-zk-{c}:9.9.9")
+        );
+        for dep in app["dependencies"].as_array().into_iter().flatten() {
+            assert!(
+                b.contains(&dep.as_str().unwrap().to_string()),
+                "{c} depends on {dep} outside its group"
+            );
+        }
+        for (_, secret) in app["secrets"].as_object().unwrap() {
+            assert!(secret["source"].as_str().unwrap().starts_with("cache/"), "{secret}");
+        }
+    }
+    assert_ne!(first["apps"][0]["env"]["ZK_ROOT"], second["apps"][0]["env"]["ZK_ROOT"]);
+    // Bad ids are refused, with exit 2.
+    for bad in [["cache", "/x"], ["/cache", "x"], ["/Cache", "/x"], ["/cache/", "/x"]] {
+        let st = std::process::Command::new("bash")
+            .arg(repo().join("scripts/render-group.sh"))
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(st.status.code(), Some(2), "{bad:?} accepted");
+    }
 }

@@ -162,11 +162,11 @@ pub async fn sentinel(
 }
 
 /// `rzk-watcher`'s view, for ever: the group as its reconciliation sees
-/// it, and the Sentinel it is subscribed to.
+/// it, and the Sentinels it is subscribed to.
 pub async fn watcher(
     publisher: Publisher,
     sessions: watch::Receiver<Zk>,
-    subscribed: watch::Receiver<Option<Endpoint>>,
+    subscribed: watch::Receiver<Vec<Endpoint>>,
     probe: &Probe,
     name: &str,
 ) -> std::convert::Infallible {
@@ -190,7 +190,7 @@ pub async fn watcher(
             },
         };
         let sub = subscribed.borrow().clone();
-        let (pages, ready) = watcher_pages(&snap, sub.as_ref());
+        let (pages, ready) = watcher_pages(&snap, &sub);
         let m = metrics();
         set_session(snap.zk);
         m.ready.set(i64::from(ready));

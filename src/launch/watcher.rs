@@ -1,15 +1,17 @@
 //! `rzk-watcher`: keeps `<root>/master` equal to the Sentinels' view.
 //!
-//! Follows the contract (`docs/contract.md`), "rzk-watcher": subscribe to `+switch-master` on one live
-//! Sentinel picked at random, reconcile on every (re)connect and on a timer
+//! Follows the contract (`docs/contract.md`), "rzk-watcher": subscribe to `+switch-master` on every
+//! registered Sentinel and act on the first event, reconcile on every (re)connect and on a timer
 //! (pub/sub loses messages), write only with CAS and only when the record
 //! differs from a master confirmed by `ROLE`, and clear dead Sentinels from
 //! the live ones' memory one at a time, never during a failover.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
@@ -50,7 +52,7 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
         Err(code) => return code,
     };
     let keeper = Keeper::spawn(zk);
-    let (subscribed, following) = watch::channel(None);
+    let (subscribed, following) = watch::channel(vec![]);
     let view_probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let name = cfg.common.master_name.clone();
     let mut watcher = Watcher {
@@ -119,15 +121,15 @@ struct Watcher {
     probe: Probe,
     /// What the ghost-reset gate remembers.
     ghosts: GhostMemory,
-    /// The Sentinel it is subscribed to, for the admin view.
-    subscribed: watch::Sender<Option<Endpoint>>,
+    /// The Sentinels it is subscribed to, for the admin view.
+    subscribed: watch::Sender<Vec<Endpoint>>,
 }
 
 impl Watcher {
-    /// Picks a Sentinel, follows it until it goes, picks another; for ever.
+    /// Lists the registered Sentinels and follows all of them, until the
+    /// session changes or the list can't be read; for ever.
     async fn run(&mut self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        let mut avoid: Option<Endpoint> = None;
         loop {
             let zk = sessions.borrow_and_update().clone();
             let dir = zk.sentinels_dir();
@@ -153,85 +155,95 @@ impl Watcher {
                 continue;
             }
             backoff.reset();
-            let choices: Vec<&Endpoint> = list
-                .iter()
-                .map(|(_, e)| e)
-                .filter(|e| Some(*e) != avoid.as_ref())
-                .collect();
-            let choices = if choices.is_empty() {
-                list.iter().map(|(_, e)| e).collect()
-            } else {
-                choices
-            };
-            let sentinel = choices[(uuid::Uuid::new_v4().as_u128() % choices.len() as u128) as usize].clone();
-            let started = Instant::now();
-            let reason = self.follow(&zk, &sentinel, children, &mut sessions).await;
-            self.subscribed.send_replace(None);
-            info!(sentinel = %sentinel, reason, "leaving this sentinel");
-            avoid = Some(sentinel);
-            if started.elapsed() < Duration::from_millis(100) {
-                // Failed at once (e.g. refused): do not spin.
-                sleep(Duration::from_millis(100)).await;
-            }
+            let list: Vec<Endpoint> = list.into_iter().map(|(_, e)| e).collect();
+            let reason = self.follow(&zk, list, children, &mut sessions).await;
+            self.subscribed.send_replace(vec![]);
+            info!(reason, "reading the sentinels again");
         }
     }
 
-    /// Follows one Sentinel: events, reconciliation, liveness, ghost
-    /// cleanup. Returns why it stopped.
+    /// Follows every registered Sentinel at once: only the failover leader
+    /// publishes `+switch-master` at once, the others up to ~2 s later
+    /// (hello messages), so listening to one would often wait for a
+    /// follower. Each subscription is its own task; the first event wins
+    /// and the later copies find the record already right. Reconciles on
+    /// start and on a timer, and cleans ghosts. Returns why it stopped.
     async fn follow(
         &mut self,
         zk: &Zk,
-        sentinel: &Endpoint,
+        list: Vec<Endpoint>,
         children: zookeeper_client::OneshotWatcher,
         sessions: &mut watch::Receiver<Zk>,
     ) -> &'static str {
-        let mut pubsub = match self.probe.pubsub(sentinel).await {
-            Ok(p) => p,
-            Err(e) => {
-                warn!(sentinel = %sentinel, error = %e, "cannot connect");
-                return "connect failed";
-            }
-        };
-        match tokio::time::timeout(PROBE_TIMEOUT, pubsub.subscribe(CHANNEL)).await {
-            Ok(Ok(())) => {
-                info!(sentinel = %sentinel, channel = CHANNEL, "subscribed");
-                self.subscribed.send_replace(Some(sentinel.clone()));
-            }
-            _ => return "subscribe failed",
+        let (events_tx, mut events) = mpsc::channel::<(Endpoint, Vec<u8>)>(64);
+        let (up_tx, mut up) = mpsc::channel::<Endpoint>(16);
+        // Dropping the set aborts every subscription.
+        let mut subs: JoinSet<(Endpoint, &'static str)> = JoinSet::new();
+        let mut running: BTreeMap<Endpoint, AbortHandle> = BTreeMap::new();
+        let mut subscribed: Vec<Endpoint> = vec![];
+        let mut registered = list;
+        for s in &registered {
+            let sub = subscription(
+                self.probe.clone(),
+                s.clone(),
+                events_tx.clone(),
+                up_tx.clone(),
+                Duration::ZERO,
+            );
+            running.insert(s.clone(), subs.spawn(sub));
         }
         self.reconcile(zk).await;
         // Tests and operators read this line as "this watcher is working".
-        info!(sentinel = %sentinel, "reconciled after subscribing");
-        let (_sink, mut events) = pubsub.split();
+        info!(sentinels = registered.len(), "reconciled after subscribing");
         let mut tick = interval(self.cfg.reconcile_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
-        let mut alive = interval(LIVENESS);
-        alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        alive.tick().await;
         let dir = zk.sentinels_dir();
         let mut children = Box::pin(children.changed());
         loop {
             tokio::select! {
-                msg = events.next() => match msg {
-                    None => return "connection closed",
-                    Some(m) => self.on_event(zk, sentinel, m.get_payload_bytes()).await,
+                Some((sentinel, payload)) = events.recv() => self.on_event(zk, &sentinel, &payload).await,
+                Some(sentinel) = up.recv() => {
+                    if running.contains_key(&sentinel) && !subscribed.contains(&sentinel) {
+                        subscribed.push(sentinel);
+                        subscribed.sort();
+                        self.subscribed.send_replace(subscribed.clone());
+                    }
+                },
+                Some(done) = subs.join_next() => {
+                    let Ok((sentinel, reason)) = done else { continue };
+                    subscribed.retain(|s| *s != sentinel);
+                    self.subscribed.send_replace(subscribed.clone());
+                    running.remove(&sentinel);
+                    if registered.contains(&sentinel) {
+                        // Still registered: try again after a pause (it may be
+                        // restarting), so a dead one costs a connect a second.
+                        info!(sentinel = %sentinel, reason, "subscription ended; retrying");
+                        let sub = subscription(self.probe.clone(), sentinel.clone(), events_tx.clone(), up_tx.clone(), Duration::from_secs(1));
+                        running.insert(sentinel, subs.spawn(sub));
+                    } else {
+                        info!(sentinel = %sentinel, reason, "subscription ended");
+                    }
                 },
                 _ = tick.tick() => {
                     self.reconcile(zk).await;
                     self.clean_ghosts(zk).await;
                 },
-                _ = alive.tick() => {
-                    if let Err(e) = self.probe.ping(sentinel).await {
-                        warn!(sentinel = %sentinel, error = %e, "subscribed sentinel stopped answering");
-                        return "not answering";
-                    }
-                },
                 _ = &mut children => match zk.watch_registered(&dir).await {
                     Ok((list, w)) => {
-                        if !list.iter().any(|(_, e)| e == sentinel) {
-                            return "unregistered";
+                        registered = list.into_iter().map(|(_, e)| e).collect();
+                        for gone in running.keys().filter(|s| !registered.contains(s)).cloned().collect::<Vec<_>>() {
+                            info!(sentinel = %gone, "unregistered; unsubscribing");
+                            if let Some(h) = running.remove(&gone) {
+                                h.abort();
+                            }
+                            subscribed.retain(|s| *s != gone);
                         }
+                        for new in registered.iter().filter(|s| !running.contains_key(s)).cloned().collect::<Vec<_>>() {
+                            let sub = subscription(self.probe.clone(), new.clone(), events_tx.clone(), up_tx.clone(), Duration::ZERO);
+                            running.insert(new, subs.spawn(sub));
+                        }
+                        self.subscribed.send_replace(subscribed.clone());
                         children = Box::pin(w.changed());
                     },
                     Err(_) => return "cannot list sentinels",
@@ -354,5 +366,54 @@ impl Watcher {
             Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),
         }
         self.ghosts.last_reset = Some(Instant::now());
+    }
+}
+
+/// One Sentinel's `+switch-master` channel, forwarded to `events`, until
+/// the connection closes or the Sentinel stops answering its ping (a hung
+/// Sentinel is left within about a second). Returns the Sentinel and why.
+async fn subscription(
+    probe: Probe,
+    sentinel: Endpoint,
+    events: mpsc::Sender<(Endpoint, Vec<u8>)>,
+    up: mpsc::Sender<Endpoint>,
+    delay: Duration,
+) -> (Endpoint, &'static str) {
+    sleep(delay).await;
+    let mut pubsub = match probe.pubsub(&sentinel).await {
+        Ok(p) => p,
+        Err(e) => {
+            debug!(sentinel = %sentinel, error = %e, "cannot connect");
+            return (sentinel, "connect failed");
+        }
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, pubsub.subscribe(CHANNEL)).await {
+        Ok(Ok(())) => {
+            info!(sentinel = %sentinel, channel = CHANNEL, "subscribed");
+            let _ = up.send(sentinel.clone()).await;
+        }
+        _ => return (sentinel, "subscribe failed"),
+    }
+    let (_sink, mut stream) = pubsub.split();
+    let mut alive = interval(LIVENESS);
+    alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    alive.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                None => return (sentinel, "connection closed"),
+                Some(m) => {
+                    if events.send((sentinel.clone(), m.get_payload_bytes().to_vec())).await.is_err() {
+                        return (sentinel, "watcher gone");
+                    }
+                }
+            },
+            _ = alive.tick() => {
+                if let Err(e) = probe.ping(&sentinel).await {
+                    warn!(sentinel = %sentinel, error = %e, "subscribed sentinel stopped answering");
+                    return (sentinel, "not answering");
+                }
+            },
+        }
     }
 }

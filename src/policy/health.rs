@@ -234,16 +234,16 @@ pub fn sentinel_pages(look: &SentinelLook) -> (Pages, bool) {
 }
 
 /// The pages of `rzk-watcher` from its look at the group (`snap`, with
-/// the Sentinels' answers) and the Sentinel it is subscribed to; and
-/// whether it is ready.
-pub fn watcher_pages(snap: &Snapshot, subscribed: Option<&Endpoint>) -> (Pages, bool) {
+/// the Sentinels' answers) and the Sentinels it is subscribed to; and
+/// whether it is ready (subscribed to at least one).
+pub fn watcher_pages(snap: &Snapshot, subscribed: &[Endpoint]) -> (Pages, bool) {
     let (record, version) = record_parts(&snap.record);
     let confirmed = confirmed_master(snap);
     let healthy = snap.zk != ZkSession::Expired;
-    let ready = subscribed.is_some() && confirmed.is_some() && confirmed.as_ref() == record;
+    let ready = !subscribed.is_empty() && confirmed.is_some() && confirmed.as_ref() == record;
     let body = json!({
         "role": "watcher",
-        "subscribed": subscribed.map(ToString::to_string),
+        "subscribed": subscribed.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "record": record.map(ToString::to_string),
         "record_version": version,
         "confirmed_master": confirmed.as_ref().map(ToString::to_string),
@@ -405,7 +405,7 @@ mod tests {
     #[test]
     fn watcher_pages() {
         let s = healthy(9);
-        let (p, ready) = super::watcher_pages(&s, Some(&sentinel(21)));
+        let (p, ready) = super::watcher_pages(&s, &[sentinel(21)]);
         assert!(ready);
         assert_eq!(
             codes(&p),
@@ -417,14 +417,14 @@ mod tests {
         );
         let sentinels: Value = serde_json::from_str(&p.get("/sentinels").unwrap().body).unwrap();
         assert_eq!(sentinels.as_array().unwrap().len(), 3);
-        assert!(!super::watcher_pages(&s, None).1, "not subscribed");
-        let (p, _) = super::watcher_pages(&world(), None);
+        assert!(!super::watcher_pages(&s, &[]).1, "not subscribed");
+        let (p, _) = super::watcher_pages(&world(), &[]);
         assert_eq!(p.get("/master").unwrap().body, r#"{"addr":null}"#);
         let mut wrong = healthy(9);
         wrong.record = Record::Valid {
             master: ep(2),
             version: 4,
         };
-        assert!(!super::watcher_pages(&wrong, Some(&sentinel(21))).1);
+        assert!(!super::watcher_pages(&wrong, &[sentinel(21)]).1);
     }
 }
