@@ -86,6 +86,13 @@ pub enum LocalAction {
         /// The new master.
         to: Endpoint,
     },
+    /// `CONFIG SET min-replicas-to-write <n>`: the fence raises it above
+    /// any possible count of replicas, so every write gets `-NOREPLICAS`,
+    /// and lifting the fence puts the configured value back.
+    MinReplicasToWrite {
+        /// The value.
+        n: String,
+    },
 }
 
 /// Why an action was not done.
@@ -185,6 +192,9 @@ impl<'a> Executor<'a> {
             }
             LocalAction::Unpause => self.redis(local, &["CLIENT", "UNPAUSE"]).await,
             LocalAction::Follow { to } => self.redis(local, &["REPLICAOF", &to.host, &to.port.to_string()]).await,
+            LocalAction::MinReplicasToWrite { n } => {
+                self.redis(local, &["CONFIG", "SET", "min-replicas-to-write", n]).await
+            }
         }
     }
 

@@ -125,6 +125,10 @@ pub struct RedisConfig {
     pub ready_max_lag: Duration,
     /// `PERSISTENCE`.
     pub persistence: Persistence,
+    /// `FENCE_AFTER_MS`: how long a master may go without a witness
+    /// (ZooKeeper or a Sentinel majority) confirming it before it refuses
+    /// writes ([`crate::policy::fence`]); `None` (0) never fences.
+    pub fence_after: Option<Duration>,
 }
 
 /// `PERSISTENCE`: what a Redis server keeps on disk.
@@ -139,6 +143,15 @@ pub enum Persistence {
     /// comes back with its data.
     Aof,
 }
+
+/// `FENCE_AFTER_MS`'s default. A fence must come before the Sentinels
+/// promote another server, or the old master acknowledges writes after the
+/// new one took over, and those are lost. The Sentinels promote no sooner
+/// than `SENTINEL_DOWN_AFTER_MS` (5000 in the Marathon files) after the
+/// master's last answer, plus the vote; the fence comes at most this plus
+/// one check (1 s) plus the witnesses' timeouts (1 s) after the last
+/// confirmation. 3000 keeps that below 5000.
+pub const DEFAULT_FENCE_AFTER: Duration = Duration::from_millis(3000);
 
 /// Redis' own default `replica-priority`.
 pub const DEFAULT_REPLICA_PRIORITY: u32 = 100;
@@ -314,6 +327,7 @@ pub const REDIS_VARS: &[&str] = &[
     "SHUTDOWN_FAILOVER_TIMEOUT_S",
     "READY_MAX_LAG_S",
     "PERSISTENCE",
+    "FENCE_AFTER_MS",
 ];
 /// Variables only `rzk-sentinel` reads.
 pub const SENTINEL_VARS: &[&str] = &[
@@ -377,6 +391,7 @@ struct Raw {
     admin_port: Option<String>,
     ready_max_lag_s: Option<String>,
     persistence: Option<String>,
+    fence_after_ms: Option<String>,
 }
 
 /// The environment as (name, value) pairs. Variables that are not valid
@@ -657,6 +672,17 @@ impl RedisConfig {
             extra_args: args,
             replica_priority,
             ready_max_lag: secs_var("READY_MAX_LAG_S", &r.ready_max_lag_s, 10, 1)?,
+            fence_after: var(
+                "FENCE_AFTER_MS",
+                &r.fence_after_ms,
+                Some(DEFAULT_FENCE_AFTER),
+                "0 (never fence) or milliseconds from 500 to 600000",
+                |s| match s.trim().parse::<u64>().ok()? {
+                    0 => Some(None),
+                    ms @ 500..=600_000 => Some(Some(Duration::from_millis(ms))),
+                    _ => None,
+                },
+            )?,
             persistence: var(
                 "PERSISTENCE",
                 &r.persistence,
@@ -761,7 +787,21 @@ mod tests {
         assert_eq!(c.common.admin_port, None);
         assert_eq!(c.ready_max_lag, Duration::from_secs(10));
         assert_eq!(c.persistence, Persistence::None);
+        assert_eq!(c.fence_after, Some(Duration::from_millis(3000)));
         assert!(c.common.password.is_none());
+    }
+
+    #[test]
+    fn fence_after_values() {
+        let c = RedisConfig::from_vars(&env(&[("FENCE_AFTER_MS", "0")]), vec![]).unwrap();
+        assert_eq!(c.fence_after, None, "0 disables");
+        let c = RedisConfig::from_vars(&env(&[("FENCE_AFTER_MS", "1500")]), vec![]).unwrap();
+        assert_eq!(c.fence_after, Some(Duration::from_millis(1500)));
+        for bad in ["100", "600001", "-1", "fast", ""] {
+            let e = err(&[("FENCE_AFTER_MS", bad)]);
+            assert_eq!((e.var, e.value.as_str()), ("FENCE_AFTER_MS", bad));
+            assert!(e.expected.contains("never fence"), "{e}");
+        }
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub struct Metrics {
     /// `rzk_admin_rejected_total`: admin connections closed unanswered
     /// because the concurrency bound was reached.
     pub admin_rejected: IntCounter,
+    /// `rzk_fenced`: 1 while the master refuses writes because no witness
+    /// confirmed it for `FENCE_AFTER_MS`.
+    pub fenced: IntGauge,
+    /// `rzk_fences_total`: times the master was fenced.
+    pub fences: IntCounter,
 }
 
 /// The process's metrics.
@@ -145,6 +150,12 @@ impl Metrics {
                 "admin_rejected_total",
                 "Admin connections refused at the concurrency bound",
             ),
+            fenced: gauge(
+                &r,
+                "fenced",
+                "1 while this master refuses writes: no witness confirmed it",
+            ),
+            fences: counter(&r, "fences_total", "Times this master was fenced"),
             registry: r,
         };
         for role in ["master", "replica"] {

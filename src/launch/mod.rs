@@ -3,6 +3,7 @@
 //! interruptibly. Waiting for a new child to answer in its role is in
 //! [`ready`].
 
+pub mod fence;
 pub mod guard;
 pub mod handover;
 pub mod monitor;

@@ -85,7 +85,7 @@ pub async fn redis(
         if let Some(l) = snap.local.as_mut() {
             l.addr = own.me.clone();
         }
-        let view = redis_view(&snap, &own.me, max_lag.as_secs());
+        let view = redis_view(&snap, &own.me, max_lag.as_secs()).with_fence(metrics().fenced.get() == 1);
         let m = metrics();
         m.set_role(view.role);
         set_session(snap.zk);

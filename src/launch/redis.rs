@@ -15,6 +15,7 @@ use zookeeper_client::{Error as ZkErr, LockClient};
 use crate::act::{ActError, Action, Executor};
 use crate::admin::listen_addrs;
 use crate::config::RedisConfig;
+use crate::launch::fence::Fence;
 use crate::launch::guard::RoleGuard;
 use crate::launch::handover::HandOver;
 use crate::launch::monitor;
@@ -105,6 +106,10 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority: cfg.replica_priority,
         synced: replica_of.is_none(),
     };
+    let fence = Fence {
+        own: own.clone(),
+        after: cfg.fence_after,
+    };
     let hand_over = HandOver {
         own,
         budget: cfg.shutdown_failover_timeout,
@@ -123,6 +128,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     let code = tokio::select! {
         code = supervise::supervise_with(&mut child, &mut signals, before_forward) => code,
         never = guard.run(keeper.subscribe()) => match never {},
+        never = fence.run(keeper.subscribe()) => match never {},
         never = view => match never {},
     };
     keeper.shutdown().await;

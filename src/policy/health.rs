@@ -100,6 +100,22 @@ pub struct RedisView {
     /// Whether the record agrees with this task: it names this task exactly
     /// when this task is the master.
     pub record_matches: bool,
+    /// A master that refuses writes because no witness confirmed it for
+    /// `FENCE_AFTER_MS` ([`crate::policy::fence`]).
+    pub fenced: bool,
+}
+
+impl RedisView {
+    /// The view of a fenced master: not ready and not `/master`, so that
+    /// Marathon and a router send no writes to it.
+    pub fn with_fence(mut self, fenced: bool) -> RedisView {
+        self.fenced = fenced;
+        if fenced && self.role == Some("master") {
+            self.ready = false;
+            self.is_master = false;
+        }
+        self
+    }
 }
 
 /// The master a majority of the Sentinels that answered names, when that is
@@ -140,6 +156,7 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64) -> RedisView {
         is_master: false,
         is_replica: false,
         record_matches: false,
+        fenced: false,
     };
     let Some(l) = local else {
         v.record_matches = record != Some(me);
@@ -357,6 +374,17 @@ mod tests {
         // One Sentinel of three is no majority.
         s.answers = vec![says(21, 2, 2), says(22, 1, 1), says(23, 1, 1)];
         assert!(redis_view(&s, &ep(1), 10).is_master);
+        // Fenced: neither ready nor /master, and the JSON says why.
+        let f = redis_view(&s, &ep(1), 10).with_fence(true);
+        assert!(f.fenced && !f.ready && !f.is_master);
+        assert_eq!(codes(&redis_pages(&f))[2], ("/master", 503));
+        assert!(
+            redis_pages(&f)
+                .get("/health")
+                .unwrap()
+                .body
+                .contains(r#""fenced":true"#)
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! is a table-driven unit test.
 
 pub mod bootstrap;
+pub mod fence;
 pub mod follow;
 pub mod ghosts;
 pub mod guard;
