@@ -74,21 +74,19 @@ pub fn redis_conf(
 }
 
 /// What the server writes to `DATA_DIR`. RDB snapshots are off in both
-/// modes: with `none` nothing should touch a disk Marathon throws away, and
-/// with `aof` the append-only file is the persistence (Redis 7 starts it
-/// with an RDB preamble anyway).
+/// modes: with `none` nothing should stay on a disk Marathon throws away,
+/// and with `aof` the append-only file is the persistence (Redis 7 starts
+/// it with an RDB preamble anyway).
 ///
-/// With `none`, a replica also loads its full sync straight into memory
-/// when it holds nothing yet (`on-empty-db`: no dataset to lose if the
-/// transfer breaks), and any sync file Redis did have to write is deleted
-/// once loaded (`rdb-del-sync-files`), so the task's disk stays empty. A
-/// replica that already holds data still loads through a file, so a broken
-/// transfer leaves its old copy intact.
+/// With `none`, the file a replica receives in a full sync is deleted once
+/// loaded (`rdb-del-sync-files`), so the task's disk ends up empty. The
+/// replica still loads through that file rather than straight from the
+/// socket (`repl-diskless-load`): while a diskless load waits for a slow
+/// master it answers nothing, not even `PING`, and the task's health check
+/// would get it killed in the middle of its first sync.
 pub fn persistence_lines(p: Persistence) -> String {
     match p {
-        Persistence::None => {
-            "save \"\"\nappendonly no\nrepl-diskless-load on-empty-db\nrdb-del-sync-files yes\n".into()
-        }
+        Persistence::None => "save \"\"\nappendonly no\nrdb-del-sync-files yes\n".into(),
         Persistence::Aof => "save \"\"\nappendonly yes\nappendfsync everysec\n".into(),
     }
 }
@@ -197,6 +195,10 @@ mod tests {
         let m = redis_conf(&id(), Path::new("/data"), None, None, 100, Persistence::None);
         assert!(m.contains("save \"\"\nappendonly no\n"), "{m}");
         assert!(m.contains("rdb-del-sync-files yes\n"), "{m}");
+        assert!(
+            !m.contains("repl-diskless-load"),
+            "a diskless load leaves a syncing replica deaf: {m}"
+        );
         assert!(m.contains("bind 10.0.0.5 127.0.0.1\n"));
         assert!(m.contains("replica-priority 100\n"));
         assert!(m.contains("replica-announce-ip 10.0.0.5\nreplica-announce-port 31000\n"));

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use tokio::sync::watch;
-use tokio::time::{Instant, sleep, timeout};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tracing::{info, warn};
 
 use crate::act::{Executor, LocalAction};
@@ -63,8 +63,18 @@ impl Fence<'_> {
             }
             let master = matches!(self.own.probe.role(&self.own.local).await, Ok(Role::Master));
             let zk = sessions.borrow().clone();
+            // A witness cut off by a partition answers only at its timeout:
+            // the deadline does not wait for it (a late confirmation lifts
+            // the fence at the next look).
+            let deadline = match (mem.confirmed_at, self.after) {
+                (Some(t), Some(a)) if master && !mem.fenced => t + a,
+                _ => Instant::now() + Duration::from_secs(3600),
+            };
             let witnesses = if master {
-                self.ask(&zk, &mut sentinels, &mut listed).await
+                tokio::select! {
+                    w = self.ask(&zk, &mut sentinels, &mut listed) => w,
+                    _ = sleep_until(deadline) => Witnesses { zk: None, registered: sentinels.len(), sentinels: vec![] },
+                }
             } else {
                 Witnesses::default()
             };

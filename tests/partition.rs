@@ -1,0 +1,619 @@
+//! Network partitions, Jepsen-style: every task on a host of its own (a
+//! network namespace with its own `eth0` on a bridge), cut off with
+//! `iptables` inside the namespaces, with the Marathon files' Redis
+//! arguments (`--min-replicas-to-write 1 --min-replicas-max-lag 10`),
+//! `SENTINEL_DOWN_AFTER_MS=5000` and the default `FENCE_AFTER_MS` (3000).
+//!
+//! The test process sits on the bridge with three addresses: `.1` for a
+//! plain client that stays on the old master's side of every cut, `.2` for
+//! ZooKeeper (a forwarder to the test's ZooKeeper on loopback, so a host
+//! cut off from `.2` is cut off from ZooKeeper), and `.3` for a client on
+//! the majority's side, which follows `<root>/master` and counts a write
+//! only when `WAIT 1` confirms it.
+//!
+//! Needs root (`ip netns`, `iptables`), as CI runs. Everything is removed
+//! after each test, even when it fails.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const FENCE_AFTER_MS: u64 = 3000;
+const DOWN_AFTER_MS: u64 = 5000;
+const CUT: Duration = Duration::from_secs(20);
+const REDIS_PORT: u16 = 6379;
+const SENTINEL_PORT: u16 = 26379;
+const ADMIN_PORT: u16 = 8080;
+
+fn run(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The bridge, its namespaces, and the ZooKeeper forwarder.
+struct Net {
+    bridge: String,
+    /// `10.214.N`
+    prefix: String,
+    tag: String,
+    namespaces: Vec<String>,
+}
+
+impl Net {
+    fn new() -> Net {
+        static NEXT: AtomicU8 = AtomicU8::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let tag = format!("{}{n}", std::process::id() % 10_000);
+        let net = Net {
+            bridge: format!("rzkb{tag}"),
+            prefix: format!("10.214.{}", 10 + (std::process::id() % 200) as u8 / 4 * 4 + n % 4),
+            tag,
+            namespaces: vec![],
+        };
+        let _ = Command::new("ip").args(["link", "del", &net.bridge]).output();
+        run("ip", &["link", "add", &net.bridge, "type", "bridge"]);
+        for host in 1..=3 {
+            run(
+                "ip",
+                &["addr", "add", &format!("{}.{host}/24", net.prefix), "dev", &net.bridge],
+            );
+        }
+        run("ip", &["link", "set", &net.bridge, "up"]);
+        net
+    }
+
+    fn ip(&self, host: u8) -> String {
+        format!("{}.{host}", self.prefix)
+    }
+
+    /// A host `10 + i` of its own: a namespace whose `eth0` is on the bridge.
+    fn host(&mut self, i: u8) -> (String, String) {
+        let ns = format!("rzk{}-{i}", self.tag);
+        let outside = format!("rzkv{}-{i}", self.tag);
+        let ip = self.ip(10 + i);
+        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        run("ip", &["netns", "add", &ns]);
+        self.namespaces.push(ns.clone());
+        run(
+            "ip",
+            &[
+                "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ],
+        );
+        run("ip", &["link", "set", &outside, "master", &self.bridge]);
+        run("ip", &["link", "set", &outside, "up"]);
+        run("ip", &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
+        run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
+        run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
+        (ns, ip)
+    }
+
+    /// Cuts every namespace in `side` off from `others` (addresses), both
+    /// ways, by dropping packets inside those namespaces.
+    fn cut(&self, side: &[&str], others: &[String]) {
+        for ns in side {
+            for ip in others {
+                run(
+                    "ip",
+                    &["netns", "exec", ns, "iptables", "-I", "INPUT", "-s", ip, "-j", "DROP"],
+                );
+                run(
+                    "ip",
+                    &["netns", "exec", ns, "iptables", "-I", "OUTPUT", "-d", ip, "-j", "DROP"],
+                );
+            }
+        }
+    }
+
+    fn heal(&self) {
+        for ns in &self.namespaces {
+            run("ip", &["netns", "exec", ns, "iptables", "-F", "INPUT"]);
+            run("ip", &["netns", "exec", ns, "iptables", "-F", "OUTPUT"]);
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.namespaces {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+    }
+}
+
+/// Forwards `ip:port` to the test's ZooKeeper on loopback.
+async fn forward_zk(ip: &str) -> u16 {
+    let l = TcpListener::bind((ip, 0)).await.expect("bind the ZooKeeper forwarder");
+    let port = l.local_addr().unwrap().port();
+    let zk_port = zk().port();
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = l.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut out) = TcpStream::connect(("127.0.0.1", zk_port)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The group: redis on hosts 1–3, Sentinels on 4–6, watchers on 7–8.
+struct Cluster {
+    net: Net,
+    g: Group,
+    /// The namespace of each member: redis, then sentinels, then watchers.
+    ns: Vec<String>,
+}
+
+impl Cluster {
+    async fn start(tag: &str) -> Cluster {
+        let mut net = Net::new();
+        let zk_port = forward_zk(&net.ip(2)).await;
+        let mut g = Group::new(tag);
+        let mut ns = vec![];
+        let kinds = [
+            ("redis", 1u8),
+            ("redis", 2),
+            ("redis", 3),
+            ("sentinel", 4),
+            ("sentinel", 5),
+            ("sentinel", 6),
+            ("watcher", 7),
+            ("watcher", 8),
+        ];
+        for (kind, i) in kinds {
+            let (name, ip) = net.host(i);
+            let t = Task {
+                ip: ip.clone(),
+                port: if kind == "sentinel" { SENTINEL_PORT } else { REDIS_PORT },
+                dir: task().dir,
+            };
+            let mut env: Vec<(&str, String)> = g.env((kind != "watcher").then_some(&t));
+            env.retain(|(k, _)| !["ZK_HOSTS", "SENTINEL_DOWN_AFTER_MS"].contains(k));
+            env.push(("ZK_HOSTS", format!("{}:{zk_port}", net.ip(2))));
+            env.push(("SENTINEL_DOWN_AFTER_MS", DOWN_AFTER_MS.to_string()));
+            env.push(("ADMIN_PORT", ADMIN_PORT.to_string()));
+            let bin = match kind {
+                "redis" => RZK_REDIS,
+                "sentinel" => RZK_SENTINEL,
+                _ => RZK_WATCHER,
+            };
+            let mut args = vec!["netns", "exec", name.as_str(), bin];
+            if kind == "redis" {
+                args.extend([
+                    "--repl-diskless-sync-delay",
+                    "0",
+                    "--min-replicas-to-write",
+                    "1",
+                    "--min-replicas-max-lag",
+                    "10",
+                ]);
+            }
+            let proc = Proc::spawn("ip", &args, &env, t.dir.join("launcher.log"));
+            let m = Member {
+                task: t,
+                proc,
+                admin: Some(ADMIN_PORT),
+            };
+            match kind {
+                "redis" => g.redis.push(m),
+                "sentinel" => g.sentinels.push(m),
+                _ => g.watchers.push(m),
+            }
+            ns.push(name);
+            if kind == "redis" && i == 1 {
+                wait_for("the first master's record", Duration::from_secs(30), || async {
+                    g.record().await.ok_or_else(|| "no record yet".to_string())
+                })
+                .await;
+            }
+        }
+        g.wait_healthy(Duration::from_secs(60)).await;
+        Cluster { net, g, ns }
+    }
+
+    fn ns_of(&self, addr: &str) -> &str {
+        let mut members = self.g.redis.iter().chain(&self.g.sentinels).chain(&self.g.watchers);
+        let i = members.position(|m| m.addr() == addr).expect("a member");
+        &self.ns[i]
+    }
+
+    /// The addresses of every member except `except`, plus ZooKeeper's and
+    /// the majority client's.
+    fn all_but(&self, except: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .g
+            .redis
+            .iter()
+            .chain(&self.g.sentinels)
+            .chain(&self.g.watchers)
+            .map(|m| m.task.ip.clone())
+            .filter(|ip| !except.iter().any(|e| e.starts_with(&format!("{ip} "))))
+            .collect();
+        v.push(self.net.ip(2));
+        v.push(self.net.ip(3));
+        v
+    }
+}
+
+/// A Redis client on a chosen source address, speaking RESP itself (the
+/// redis crate cannot bind its source), so the test can sit on either side
+/// of a cut.
+async fn resp(from: &str, to: &str, cmds: &[&[&str]]) -> Result<Vec<String>, String> {
+    let (ip, port) = to.split_once(' ').ok_or("bad address")?;
+    let target = format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?;
+    let sock = TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    sock.bind(format!("{from}:0").parse().unwrap())
+        .map_err(|e| e.to_string())?;
+    let mut s = tokio::time::timeout(Duration::from_millis(500), sock.connect(target))
+        .await
+        .map_err(|_| "connect timeout".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for c in cmds {
+        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+        for a in *c {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    let io = async {
+        s.write_all(&out).await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 512];
+        // Every reply here is one line: +OK, :n or -ERR.
+        while buf.iter().filter(|b| **b == b'\n').count() < cmds.len() {
+            let n = s.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("closed".to_string());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        Ok(String::from_utf8_lossy(&buf).lines().map(str::to_string).collect())
+    };
+    tokio::time::timeout(Duration::from_millis(1500), io)
+        .await
+        .map_err(|_| "reply timeout".to_string())?
+}
+
+/// What a writer saw.
+#[derive(Debug, Default)]
+struct Tally {
+    acked: Vec<(String, Instant)>,
+    refused: Vec<(Instant, String)>,
+}
+
+/// A writer from `from`: with `wait` > 0 it follows `<root>/master` (read
+/// again after every failure) and counts a write only when `WAIT <wait>`
+/// confirms it (the majority's client); with 0 it keeps writing plain
+/// `SET`s to `master` (a client on the old master's side).
+fn writer(
+    from: String,
+    root: String,
+    master: String,
+    wait: usize,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Tally> {
+    let follow = wait > 0;
+    tokio::spawn(async move {
+        let mut t = Tally::default();
+        let mut target = master;
+        let c = zk_client().await;
+        let mut i = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            i += 1;
+            let key = format!("w{wait}:{i}");
+            let n = wait.to_string();
+            let r = if follow {
+                resp(&from, &target, &[&["SET", &key, "v"], &["WAIT", &n, "1000"]]).await
+            } else {
+                resp(&from, &target, &[&["SET", &key, "v"]]).await
+            };
+            let ok = match &r {
+                Ok(lines) if follow => {
+                    lines.first().map(String::as_str) == Some("+OK")
+                        && lines
+                            .get(1)
+                            .and_then(|l| l.strip_prefix(':'))
+                            .and_then(|n| n.parse::<usize>().ok())
+                            .unwrap_or(0)
+                            >= wait
+                }
+                Ok(lines) => lines.first().map(String::as_str) == Some("+OK"),
+                Err(_) => false,
+            };
+            if ok {
+                t.acked.push((key, Instant::now()));
+            } else {
+                t.refused.push((Instant::now(), format!("{r:?}")));
+                if follow && let Some((data, _)) = zk_get(&c, &format!("{root}/master")).await {
+                    target = String::from_utf8_lossy(&data).into_owned();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        t
+    })
+}
+
+/// Acknowledged keys missing from `master` (checked from the host).
+async fn lost(master: &str, acked: &[(String, Instant)]) -> Vec<String> {
+    let keys: Vec<String> = acked.iter().map(|(k, _)| k.clone()).collect();
+    missing_keys(master, None, &keys).await
+}
+
+/// The scenario the fence exists for: the master's host and `with` (none,
+/// or one replica's host) cut off from ZooKeeper, the Sentinels, the other
+/// replica(s) and the majority's client, but not from each other, for 20 s.
+async fn master_cut_off(tag: &str, with_replica: bool) {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(tag).await;
+    let g = &c.g;
+    let old = g.record().await.unwrap();
+    let replica = g.redis.iter().map(Member::addr).find(|a| *a != old).unwrap();
+    let mut minority = vec![old.as_str()];
+    if with_replica {
+        minority.push(replica.as_str());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let plain = writer(c.net.ip(1), g.root.clone(), old.clone(), 0, stop.clone());
+    let waiting = writer(c.net.ip(3), g.root.clone(), old.clone(), 1, stop.clone());
+    let all = writer(c.net.ip(3), g.root.clone(), old.clone(), 2, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sides: Vec<&str> = minority.iter().map(|a| c.ns_of(a)).collect();
+    c.net.cut(&sides, &c.all_but(&minority));
+    let cut = Instant::now();
+    // The record moves to a server of the majority while the cut lasts.
+    let new = wait_for("the record to move to the majority's side", CUT, || async {
+        match g.record().await {
+            Some(r) if !minority.contains(&r.as_str()) => Ok(r),
+            other => Err(format!("record {other:?}")),
+        }
+    })
+    .await;
+    let moved_after = cut.elapsed();
+    tokio::time::sleep(CUT.saturating_sub(cut.elapsed())).await;
+    c.net.heal();
+    let healed = Instant::now();
+    // The old master comes back as a replica of the new one.
+    wait_for(
+        "the old master to follow the new one",
+        Duration::from_secs(40),
+        || async {
+            let role = role(&old).await?;
+            let host = info_field(&old, "replication", "master_host").await.unwrap_or_default();
+            let port = info_field(&old, "replication", "master_port").await.unwrap_or_default();
+            let link = info_field(&old, "replication", "master_link_status")
+                .await
+                .unwrap_or_default();
+            if role == "slave" && format!("{host} {port}") == new && link == "up" {
+                Ok(())
+            } else {
+                Err(format!("{old}: {role} of {host} {port} (link {link}), record {new}"))
+            }
+        },
+    )
+    .await;
+    let rejoined_after = healed.elapsed();
+    // The majority's client writes to the new master with WAIT 1 again
+    // (during the cut it may have had no replica to acknowledge).
+    let from = c.net.ip(3);
+    wait_for(
+        "a WAIT 1 write to the new master after healing",
+        Duration::from_secs(20),
+        || async {
+            match resp(&from, &new, &[&["SET", "after-heal", "v"], &["WAIT", "1", "1000"]]).await {
+                Ok(l) if l.first().map(String::as_str) == Some("+OK") && l.get(1).is_some_and(|n| n != ":0") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let (plain, waiting, all) = (plain.await.unwrap(), waiting.await.unwrap(), all.await.unwrap());
+    let master = g.record().await.unwrap();
+    assert_eq!(master, new, "the record moved again after healing");
+
+    // The fence: the old master's first refusal after the cut.
+    let fenced_at = plain
+        .refused
+        .iter()
+        .find(|(at, why)| *at > cut && why.contains("NOREPLICAS"))
+        .map(|(at, _)| at.duration_since(cut));
+    let plain_lost = lost(&master, &plain.acked).await;
+    let wait_lost = lost(&master, &waiting.acked).await;
+    let all_lost = lost(&master, &all.acked).await;
+    let acked_after_cut = plain.acked.iter().filter(|(_, at)| *at > cut).count();
+    let plain_lost_after_cut = plain
+        .acked
+        .iter()
+        .filter(|(k, at)| *at > cut && plain_lost.contains(k))
+        .count();
+    eprintln!(
+        "MEASURE {tag}: fenced {fenced_at:?} after the cut; record moved after {moved_after:?}; old master rejoined {rejoined_after:?} after healing; plain client: {} acknowledged ({acked_after_cut} after the cut), {} lost ({plain_lost_after_cut} acknowledged after the cut); WAIT 1 client: {} acknowledged, {} lost; WAIT 2 client: {} acknowledged, {} lost",
+        plain.acked.len(),
+        plain_lost.len(),
+        waiting.acked.len(),
+        wait_lost.len(),
+        all.acked.len(),
+        all_lost.len()
+    );
+    let fenced_at = fenced_at.unwrap_or_else(|| {
+        panic!("the old master never refused a write after the cut ({acked_after_cut} acknowledged after it)")
+    });
+    assert!(
+        fenced_at <= Duration::from_millis(FENCE_AFTER_MS + 1000),
+        "the old master refused writes only {fenced_at:?} after the cut"
+    );
+    // The majority's WAIT 1 client loses nothing it wrote after the cut;
+    // before it, a write that only the replica cut off with the master had
+    // acknowledged (in flight to the other at the cut) is lost with them.
+    // WAIT for every replica loses nothing.
+    let wait_lost_after_cut: Vec<&String> = waiting
+        .acked
+        .iter()
+        .filter(|(k, at)| *at > cut && wait_lost.contains(k))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        wait_lost_after_cut.is_empty(),
+        "the WAIT 1 client lost writes acknowledged after the cut: {wait_lost_after_cut:?}"
+    );
+    if !with_replica {
+        assert!(
+            wait_lost.is_empty(),
+            "the WAIT 1 client lost {} writes: {:?}",
+            wait_lost.len(),
+            &wait_lost[..wait_lost.len().min(5)]
+        );
+    }
+    assert!(
+        all_lost.is_empty(),
+        "the WAIT 2 client lost {} writes: {:?}",
+        all_lost.len(),
+        &all_lost[..all_lost.len().min(5)]
+    );
+
+    // Everything the old master acknowledged before the record moved away
+    // from it but after the cut is lost; the fence bounds how much.
+    assert!(
+        plain
+            .acked
+            .iter()
+            .filter(|(_, at)| *at > cut + Duration::from_millis(FENCE_AFTER_MS + 1000))
+            .count()
+            == 0,
+        "the old master acknowledged writes after its fence deadline"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_and_one_replica_cut_off() {
+    master_cut_off("cut-master-replica", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_alone_cut_off() {
+    master_cut_off("cut-master", false).await;
+}
+
+/// No fence, no failover, nothing lost, while ZooKeeper is cut off from
+/// every task for 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zookeeper_alone_cut_off() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start("cut-zk").await;
+    let g = &c.g;
+    let master = g.record().await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let plain = writer(c.net.ip(1), g.root.clone(), master.clone(), 0, stop.clone());
+    let waiting = writer(c.net.ip(3), g.root.clone(), master.clone(), 1, stop.clone());
+    let all: Vec<&str> = c.ns.iter().map(String::as_str).collect();
+    c.net.cut(&all, &[c.net.ip(2)]);
+    tokio::time::sleep(CUT).await;
+    c.net.heal();
+    stop.store(true, Ordering::SeqCst);
+    let (plain, waiting) = (plain.await.unwrap(), waiting.await.unwrap());
+    for s in &g.sentinels {
+        assert_eq!(
+            sentinel_master(&s.addr()).await.as_deref(),
+            Ok(master.as_str()),
+            "a Sentinel moved"
+        );
+    }
+    assert_eq!(role(&master).await.as_deref(), Ok("master"));
+    assert!(
+        plain.refused.is_empty(),
+        "writes refused: {:?}",
+        &plain.refused[..plain.refused.len().min(3)]
+    );
+    let (pl, wl) = (lost(&master, &plain.acked).await, lost(&master, &waiting.acked).await);
+    assert!(
+        pl.is_empty() && wl.is_empty(),
+        "lost {} plain, {} WAIT",
+        pl.len(),
+        wl.len()
+    );
+    g.wait_healthy(Duration::from_secs(60)).await;
+    eprintln!(
+        "MEASURE ZooKeeper cut off 20 s: {} plain and {} WAIT writes, none refused or lost, no failover",
+        plain.acked.len(),
+        waiting.acked.len()
+    );
+}
+
+/// One Sentinel's host cut off from everything: the data path does not
+/// notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sentinel_cut_off() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start("cut-sentinel").await;
+    let g = &c.g;
+    let master = g.record().await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let plain = writer(c.net.ip(1), g.root.clone(), master.clone(), 0, stop.clone());
+    let s = g.sentinels[0].addr();
+    c.net.cut(&[c.ns_of(&s)], &c.all_but(&[s.as_str()]));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    c.net.heal();
+    stop.store(true, Ordering::SeqCst);
+    let plain = plain.await.unwrap();
+    assert!(
+        plain.refused.is_empty(),
+        "writes refused: {:?}",
+        &plain.refused[..plain.refused.len().min(3)]
+    );
+    assert_eq!(g.record().await.as_deref(), Some(master.as_str()), "the record moved");
+    assert!(lost(&master, &plain.acked).await.is_empty());
+    g.wait_healthy(Duration::from_secs(60)).await;
+    eprintln!(
+        "MEASURE one Sentinel cut off 10 s: {} writes, none refused or lost",
+        plain.acked.len()
+    );
+}
+
+/// A replica's host cut off for 10 s, then healed: it rejoins and its
+/// `/ready` is 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_rejoins() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start("cut-replica").await;
+    let g = &c.g;
+    let master = g.record().await.unwrap();
+    let r = g.redis.iter().find(|m| m.addr() != master).unwrap();
+    let addr = r.addr();
+    c.net.cut(&[c.ns_of(&addr)], &c.all_but(&[addr.as_str()]));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    c.net.heal();
+    let healed = Instant::now();
+    wait_for("the replica to be ready again", Duration::from_secs(30), || async {
+        match http_get(&r.task.ip, ADMIN_PORT, "/ready").await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let took = healed.elapsed();
+    assert_eq!(g.record().await.as_deref(), Some(master.as_str()), "the record moved");
+    g.wait_healthy(Duration::from_secs(60)).await;
+    eprintln!("MEASURE replica cut off 10 s: ready {took:?} after healing");
+}
