@@ -261,6 +261,20 @@ fn group_passes_the_schema_and_matches_the_app_files() {
         serde_json::json!(["/redis/redis"]),
         "sentinel depends on redis"
     );
+    // The fence must come before the Sentinels can promote another master:
+    // FENCE_AFTER_MS plus a check and the witnesses' timeout (2 s) below
+    // SENTINEL_DOWN_AFTER_MS.
+    let ms = |app: &Value, var: &str, default: u64| -> u64 {
+        app["env"][var]
+            .as_str()
+            .map_or(default, |v| v.parse().expect("a number"))
+    };
+    let fence = ms(&apps[0], "FENCE_AFTER_MS", 3000);
+    let down = ms(&apps[1], "SENTINEL_DOWN_AFTER_MS", 5000);
+    assert!(
+        fence > 0 && fence + 2000 <= down,
+        "FENCE_AFTER_MS {fence} must be at least 2000 below SENTINEL_DOWN_AFTER_MS {down}"
+    );
     assert_eq!(
         apps[2]["dependencies"],
         serde_json::json!(["/redis/sentinel"]),

@@ -591,8 +591,9 @@ async fn one_sentinel_cut_off() {
     );
 }
 
-/// A replica's host cut off for 10 s, then healed: it rejoins and its
-/// `/ready` is 200 again.
+/// A replica's host cut off until its `/ready` turns 503 (it has heard
+/// nothing from its master for more than `READY_MAX_LAG_S`, 10 s), then
+/// healed: it rejoins and its `/ready` is 200 again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_cut_off_rejoins() {
     let _serial = SERIAL.lock().await;
@@ -602,7 +603,20 @@ async fn a_replica_cut_off_rejoins() {
     let r = g.redis.iter().find(|m| m.addr() != master).unwrap();
     let addr = r.addr();
     c.net.cut(&[c.ns_of(&addr)], &c.all_but(&[addr.as_str()]));
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cut = Instant::now();
+    // The test's host address is not cut: it still reads the admin API.
+    wait_for(
+        "the cut-off replica's /ready to turn 503",
+        Duration::from_secs(25),
+        || async {
+            match http_get(&r.task.ip, ADMIN_PORT, "/ready").await {
+                Ok((503, _)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let unready_after = cut.elapsed();
     c.net.heal();
     let healed = Instant::now();
     wait_for("the replica to be ready again", Duration::from_secs(30), || async {
@@ -615,5 +629,5 @@ async fn a_replica_cut_off_rejoins() {
     let took = healed.elapsed();
     assert_eq!(g.record().await.as_deref(), Some(master.as_str()), "the record moved");
     g.wait_healthy(Duration::from_secs(60)).await;
-    eprintln!("MEASURE replica cut off 10 s: ready {took:?} after healing");
+    eprintln!("MEASURE replica cut off: /ready 503 after {unready_after:?}, 200 again {took:?} after healing");
 }
