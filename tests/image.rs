@@ -337,6 +337,10 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         eprintln!("MEASURE build {target}: {:.1} s", tb.elapsed().as_secs_f64());
     }
     let t_built = t0.elapsed();
+    // buildah 1.28 leaves a mounted working container behind for the
+    // Dockerfile's `FROM ${BINARIES} AS binaries` stage; this storage is the
+    // test's own, so every container in it can go.
+    b.ok(&["rm", "--all"]);
 
     // Each image's config: not root, exec-form entrypoint through tini,
     // no secret in its environment.
