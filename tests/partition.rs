@@ -70,6 +70,20 @@ impl Net {
         };
         let _ = Command::new("ip").args(["link", "del", &net.bridge]).output();
         run("ip", &["link", "add", &net.bridge, "type", "bridge"]);
+        // A fixed address: a bridge otherwise takes the lowest MAC of its
+        // ports, so adding a host could change the MAC behind ZooKeeper's
+        // address, and the hosts' stale ARP entries stalled their ZooKeeper
+        // sessions into expiry (seen in runs before this line).
+        run(
+            "ip",
+            &[
+                "link",
+                "set",
+                &net.bridge,
+                "address",
+                &format!("02:52:5a:00:{:02x}:01", n),
+            ],
+        );
         for host in 1..=3 {
             run(
                 "ip",
@@ -140,19 +154,33 @@ impl Drop for Net {
     }
 }
 
-/// Forwards `ip:port` to the test's ZooKeeper on loopback.
-async fn forward_zk(ip: &str) -> u16 {
-    let l = TcpListener::bind((ip, 0)).await.expect("bind the ZooKeeper forwarder");
+/// Forwards `ip:port` to the test's ZooKeeper on loopback, on a thread and
+/// runtime of its own: on the test's runtime, whose workers also run the
+/// clients and the blocking `ip` commands, ZooKeeper pings were seen to
+/// stall past the session's ping deadline. Lives until the test process
+/// ends.
+fn forward_zk(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper forwarder");
     let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
     let zk_port = zk().port();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut out) = TcpStream::connect(("127.0.0.1", zk_port)).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                }
-            });
-        }
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = TcpListener::from_std(l).unwrap();
+            while let Ok((mut inbound, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut out) = TcpStream::connect(("127.0.0.1", zk_port)).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = out.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
     });
     port
 }
@@ -168,7 +196,7 @@ struct Cluster {
 impl Cluster {
     async fn start(tag: &str) -> Cluster {
         let mut net = Net::new();
-        let zk_port = forward_zk(&net.ip(2)).await;
+        let zk_port = forward_zk(&net.ip(2));
         let mut g = Group::new(tag);
         let mut ns = vec![];
         let kinds = [
@@ -228,7 +256,50 @@ impl Cluster {
                 .await;
             }
         }
-        g.wait_healthy(Duration::from_secs(60)).await;
+        let master = g.wait_healthy(Duration::from_secs(60)).await;
+        // Sentinel learns of replicas from the master's INFO, every 10 s: a
+        // cut before every Sentinel knows every replica as promotable could
+        // only end in -failover-abort-no-good-slave (seen once in CI).
+        let replicas: Vec<String> = g.redis.iter().map(Member::addr).filter(|a| *a != master).collect();
+        for s in &g.sentinels {
+            let s = s.addr();
+            wait_for(
+                "every Sentinel to know every replica as promotable",
+                Duration::from_secs(30),
+                || async {
+                    let v = redis_cmd(&s, None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
+                    let redis::Value::Array(items) = v else {
+                        return Err(format!("SENTINEL REPLICAS gave {v:?}"));
+                    };
+                    let mut known = vec![];
+                    let mut seen = vec![];
+                    for item in &items {
+                        let f = redis_zk::probe::fields(item);
+                        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                        let addr = format!("{} {}", get("ip").unwrap_or_default(), get("port").unwrap_or_default());
+                        seen.push(format!(
+                            "{addr}: priority {:?}, link {:?}, flags {:?}",
+                            get("slave-priority"),
+                            get("master-link-status"),
+                            get("flags")
+                        ));
+                        if get("slave-priority").is_some_and(|p| p != "0")
+                            && get("master-link-status").as_deref() == Some("ok")
+                        {
+                            known.push(addr);
+                        }
+                    }
+                    if replicas.iter().all(|r| known.contains(r)) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "{s} knows {known:?} as promotable, replicas are {replicas:?}; it sees {seen:?}"
+                        ))
+                    }
+                },
+            )
+            .await;
+        }
         Cluster { net, g, ns }
     }
 
@@ -355,10 +426,35 @@ fn writer(
     })
 }
 
-/// Acknowledged keys missing from `master` (checked from the host).
+/// Acknowledged keys missing from `master` (checked from the host). One
+/// connection per 500 keys: the writers above open a connection per write,
+/// and a check that did the same ran out of ephemeral ports (TIME_WAIT) and
+/// took its failed connects for missing keys. A check that fails is retried;
+/// only `EXISTS` answering 0 counts as lost.
 async fn lost(master: &str, acked: &[(String, Instant)]) -> Vec<String> {
-    let keys: Vec<String> = acked.iter().map(|(k, _)| k.clone()).collect();
-    missing_keys(master, None, &keys).await
+    let keys: Vec<&str> = acked.iter().map(|(k, _)| k.as_str()).collect();
+    let mut missing = vec![];
+    for chunk in keys.chunks(500) {
+        let cmds: Vec<[&str; 2]> = chunk.iter().map(|k| ["EXISTS", *k]).collect();
+        let cmds: Vec<&[&str]> = cmds.iter().map(|c| &c[..]).collect();
+        let mut attempt = 0;
+        let replies = loop {
+            match redis_pipe(master, None, &cmds).await {
+                Ok(r) if r.len() == chunk.len() => break r,
+                other => {
+                    attempt += 1;
+                    assert!(attempt < 50, "cannot check keys on {master}: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        for (k, r) in chunk.iter().zip(replies) {
+            if r == redis::Value::Int(0) {
+                missing.push(k.to_string());
+            }
+        }
+    }
+    missing
 }
 
 /// The scenario the fence exists for: the master's host and `with` (none,
