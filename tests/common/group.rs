@@ -551,15 +551,27 @@ pub async fn sentinel_master_pw(sentinel: &str, password: Option<&str>) -> Resul
 
 /// The keys of `keys` that `master` does not have.
 pub async fn missing_keys(master: &str, password: Option<&str>, keys: &[String]) -> Vec<String> {
+    // One connection per 500 keys, and only `EXISTS` answering 0 counts as
+    // missing: a check that opened a connection per key, after a writer's
+    // tens of thousands of connections, ran out of ephemeral ports
+    // (TIME_WAIT) and took its failed connects for lost keys.
     let mut missing = vec![];
     for chunk in keys.chunks(500) {
-        let mut args = vec!["EXISTS"];
-        args.extend(chunk.iter().map(String::as_str));
-        if redis_cmd(master, password, &args).await == Ok(Value::Int(chunk.len() as i64)) {
-            continue;
-        }
-        for k in chunk {
-            if redis_cmd(master, password, &["EXISTS", k]).await != Ok(Value::Int(1)) {
+        let cmds: Vec<[&str; 2]> = chunk.iter().map(|k| ["EXISTS", k.as_str()]).collect();
+        let cmds: Vec<&[&str]> = cmds.iter().map(|c| &c[..]).collect();
+        let mut attempt = 0;
+        let replies = loop {
+            match redis_pipe(master, password, &cmds).await {
+                Ok(r) if r.len() == chunk.len() => break r,
+                other => {
+                    attempt += 1;
+                    assert!(attempt < 50, "cannot check keys on {master}: {other:?}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        for (k, r) in chunk.iter().zip(replies) {
+            if r == Value::Int(0) {
                 missing.push(k.clone());
             }
         }
