@@ -50,9 +50,22 @@ impl Fence<'_> {
 
     /// Runs for ever; `sessions` follows the current ZooKeeper session.
     pub async fn run(&self, sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+        let (list_tx, list) = watch::channel(Vec::new());
+        let refresh = self.refresh(&sessions, &list_tx);
+        let checks = self.checks(&sessions, list);
+        tokio::select! {
+            never = refresh => match never {},
+            never = checks => match never {},
+        }
+    }
+
+    /// The checks, for ever, with the Sentinel list `list` keeps current.
+    async fn checks(
+        &self,
+        sessions: &watch::Receiver<Zk>,
+        list: watch::Receiver<Vec<Endpoint>>,
+    ) -> std::convert::Infallible {
         let mut mem = FenceMemory::default();
-        let mut sentinels: Vec<Endpoint> = vec![];
-        let mut listed: Option<Instant> = None;
         // The configured value, put back when the fence is lifted.
         let mut configured = String::from("0");
         let executor = Executor::new(self.own.probe, self.own.name);
@@ -70,9 +83,12 @@ impl Fence<'_> {
                 (Some(t), Some(a)) if master && !mem.fenced => t + a,
                 _ => Instant::now() + Duration::from_secs(3600),
             };
+            let sentinels = list.borrow().clone();
             let witnesses = if master {
                 tokio::select! {
-                    w = self.ask(&zk, &mut sentinels, &mut listed) => w,
+                    // A witness that answered in time wins a tie.
+                    biased;
+                    w = self.ask(&zk, &sentinels) => w,
                     _ = sleep_until(deadline) => Witnesses { zk: None, registered: sentinels.len(), sentinels: vec![] },
                 }
             } else {
@@ -133,19 +149,36 @@ impl Fence<'_> {
         }
     }
 
+    /// Keeps `list` equal to the registered Sentinels, read every
+    /// [`LIST_REFRESH`] (sooner while it is empty). It runs beside the
+    /// checks, so a ZooKeeper that hangs never holds a check up.
+    async fn refresh(
+        &self,
+        sessions: &watch::Receiver<Zk>,
+        list: &watch::Sender<Vec<Endpoint>>,
+    ) -> std::convert::Infallible {
+        loop {
+            let zk = sessions.borrow().clone();
+            if ZkSession::of(&zk) == ZkSession::Connected
+                && let Ok(Ok(found)) = timeout(ASK, zk.registered(&zk.sentinels_dir())).await
+            {
+                let mut v: Vec<Endpoint> = found.into_iter().map(|(_, e)| e).collect();
+                v.sort();
+                list.send_replace(v);
+            }
+            let pause = if list.borrow().is_empty() {
+                self.every()
+            } else {
+                LIST_REFRESH
+            };
+            sleep(pause).await;
+        }
+    }
+
     /// Asks the witnesses: the Sentinels first, ZooKeeper only when they
     /// do not confirm.
-    async fn ask(&self, zk: &Zk, sentinels: &mut Vec<Endpoint>, listed: &mut Option<Instant>) -> Witnesses {
+    async fn ask(&self, zk: &Zk, sentinels: &[Endpoint]) -> Witnesses {
         let connected = ZkSession::of(zk) == ZkSession::Connected;
-        if connected
-            && listed.is_none_or(|t| t.elapsed() >= LIST_REFRESH)
-            && let Ok(Ok(list)) = timeout(ASK, zk.registered(&zk.sentinels_dir())).await
-        {
-            let mut v: Vec<Endpoint> = list.into_iter().map(|(_, e)| e).collect();
-            v.sort();
-            *sentinels = v;
-            *listed = Some(Instant::now());
-        }
         let answers = join_all(sentinels.iter().map(|s| async move {
             timeout(ASK, self.own.probe.sentinel_master(s, self.own.name))
                 .await
