@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::group::*;
 use common::*;
-use tokio::net::{TcpListener, TcpStream};
 
 /// A namespace with one veth link to the host: `10.213.N.1/30` on the host
 /// side, `10.213.N.2/30` on the inside, named `iface`, with the default
@@ -69,26 +68,6 @@ impl Drop for Host {
     }
 }
 
-/// Forwards `listen` to ZooKeeper on loopback, so a namespace reaches the
-/// test's ZooKeeper through its veth link.
-async fn forward_zk(listen: &str) -> u16 {
-    let l = TcpListener::bind((listen, 0))
-        .await
-        .expect("bind the ZooKeeper forwarder");
-    let port = l.local_addr().unwrap().port();
-    let zk_port = zk().port();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = l.accept().await {
-            tokio::spawn(async move {
-                if let Ok(mut out) = TcpStream::connect(("127.0.0.1", zk_port)).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                }
-            });
-        }
-    });
-    port
-}
-
 /// With `NET_IFACE` unset, the task's address is that of the default
 /// route's interface (`ens5` here; there is no `eth0`): it is what the
 /// record names, and the server answers there from the host.
@@ -100,7 +79,7 @@ async fn without_net_iface_the_default_routes_interface_is_used() {
         "network namespaces need root, as CI runs"
     );
     let host = Host::new(0, "ens5");
-    let zk_port = forward_zk(&host.host_ip).await;
+    let zk_port = forward_zk(&host.host_ip);
     let g = Group::new("defroute");
     let t = task();
     let mut env: Vec<(&str, String)> = g

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::group::*;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -152,37 +152,6 @@ impl Drop for Net {
         }
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
     }
-}
-
-/// Forwards `ip:port` to the test's ZooKeeper on loopback, on a thread and
-/// runtime of its own: on the test's runtime, whose workers also run the
-/// clients and the blocking `ip` commands, ZooKeeper pings were seen to
-/// stall past the session's ping deadline. Lives until the test process
-/// ends.
-fn forward_zk(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper forwarder");
-    let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    let zk_port = zk().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = TcpListener::from_std(l).unwrap();
-            while let Ok((mut inbound, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(("127.0.0.1", zk_port)).await {
-                        let _ = inbound.set_nodelay(true);
-                        let _ = out.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        });
-    });
-    port
 }
 
 /// The group: redis on hosts 1–3, Sentinels on 4–6, watchers on 7–8.
@@ -426,35 +395,10 @@ fn writer(
     })
 }
 
-/// Acknowledged keys missing from `master` (checked from the host). One
-/// connection per 500 keys: the writers above open a connection per write,
-/// and a check that did the same ran out of ephemeral ports (TIME_WAIT) and
-/// took its failed connects for missing keys. A check that fails is retried;
-/// only `EXISTS` answering 0 counts as lost.
+/// Acknowledged keys missing from `master` (checked from the host).
 async fn lost(master: &str, acked: &[(String, Instant)]) -> Vec<String> {
-    let keys: Vec<&str> = acked.iter().map(|(k, _)| k.as_str()).collect();
-    let mut missing = vec![];
-    for chunk in keys.chunks(500) {
-        let cmds: Vec<[&str; 2]> = chunk.iter().map(|k| ["EXISTS", *k]).collect();
-        let cmds: Vec<&[&str]> = cmds.iter().map(|c| &c[..]).collect();
-        let mut attempt = 0;
-        let replies = loop {
-            match redis_pipe(master, None, &cmds).await {
-                Ok(r) if r.len() == chunk.len() => break r,
-                other => {
-                    attempt += 1;
-                    assert!(attempt < 50, "cannot check keys on {master}: {other:?}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-            }
-        };
-        for (k, r) in chunk.iter().zip(replies) {
-            if r == redis::Value::Int(0) {
-                missing.push(k.to_string());
-            }
-        }
-    }
-    missing
+    let keys: Vec<String> = acked.iter().map(|(k, _)| k.clone()).collect();
+    missing_keys(master, None, &keys).await
 }
 
 /// The scenario the fence exists for: the master's host and `with` (none,

@@ -726,3 +726,34 @@ pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(u16, String), 
         .await
         .unwrap_or_else(|_| Err(format!("GET {path} on {ip}:{port} timed out")))
 }
+
+/// Forwards `ip:port` to the test's ZooKeeper on loopback, on a thread and
+/// runtime of its own: on the test's runtime, whose workers also run the
+/// clients and the blocking `ip` commands, ZooKeeper pings were seen to
+/// stall past the session's ping deadline. Lives until the test process
+/// ends.
+pub fn forward_zk(ip: &str) -> u16 {
+    let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper forwarder");
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    let zk_port = zk().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::from_std(l).unwrap();
+            while let Ok((mut inbound, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", zk_port)).await {
+                        let _ = inbound.set_nodelay(true);
+                        let _ = out.set_nodelay(true);
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        });
+    });
+    port
+}
