@@ -252,17 +252,19 @@ pub struct ObserveError {
 pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Result<Snapshot, ObserveError> {
     let failed = |path: String| move |source| ObserveError { path, source };
     let session = SessionMark::of(zk);
-    let record = zk.read_master().await.map_err(failed(zk.master_path()))?;
-    let sentinels = endpoints(
-        zk.registered(&zk.sentinels_dir())
-            .await
-            .map_err(failed(zk.sentinels_dir()))?,
-    );
-    let nodes = if scope.nodes {
-        endpoints(zk.registered(&zk.nodes_dir()).await.map_err(failed(zk.nodes_dir()))?)
-    } else {
-        vec![]
-    };
+    // The three reads at once: when they miss the watched copy (at start,
+    // after a change) they cost one round trip, not three.
+    let (sentinels_dir, nodes_dir) = (zk.sentinels_dir(), zk.nodes_dir());
+    let (record, sentinels, nodes) = tokio::join!(zk.read_master(), zk.registered(&sentinels_dir), async {
+        if scope.nodes {
+            zk.registered(&nodes_dir).await
+        } else {
+            Ok(vec![])
+        }
+    });
+    let record = record.map_err(failed(zk.master_path()))?;
+    let sentinels = endpoints(sentinels.map_err(failed(sentinels_dir))?);
+    let nodes = endpoints(nodes.map_err(failed(nodes_dir))?);
     let mut ask: Vec<Endpoint> = sentinels.clone();
     if let Some(own) = scope.local_sentinel
         && !ask.contains(own)

@@ -194,7 +194,7 @@ impl Fence<'_> {
         };
         if !w.confirm(&self.own.me)
             && connected
-            && let Ok(Ok(record)) = timeout(ASK, zk.read_master()).await
+            && let Ok(Ok(record)) = timeout(ASK, zk.read_master_fresh()).await
         {
             w.zk = Some(record.master().cloned());
         }

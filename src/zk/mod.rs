@@ -6,21 +6,25 @@
 //! timeout), so a frozen ensemble can never hang a launcher forever.
 
 use std::future::Future;
+
+use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::{
-    Acl, Acls, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions, LockPrefix, OneshotWatcher,
-    Permission, Stat,
+    Acl, Acls, AddWatchMode, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions, LockPrefix,
+    OneshotWatcher, Permission, Stat,
 };
 
 use crate::backoff::Backoff;
 use crate::model::{Endpoint, Record};
 
+mod mirror;
 pub mod settings;
 
+use mirror::{Mirror, Part};
 pub use settings::ZkConfig;
 
 /// A connected ZooKeeper session rooted at `ZK_ROOT` (inside the chroot).
@@ -30,6 +34,8 @@ pub struct Zk {
     client: Client,
     cfg: Arc<ZkConfig>,
     acls: Arc<Vec<Acl>>,
+    /// The watched copies of the record and the registrations.
+    mirror: Arc<Mirror>,
 }
 
 impl std::fmt::Debug for Zk {
@@ -138,8 +144,14 @@ impl Zk {
     }
 
     async fn connect_once(cfg: &ZkConfig) -> Result<Zk, String> {
+        // The idle connection timeout sets the ping period (3/8 of it). The
+        // client's default, 2/5 of the session, pings every 15 % of the
+        // session; 3/5 (the most the client takes, about Java's 2/3) pings
+        // every 22.5 %, a third fewer pings, and still leaves 2/5 of the
+        // session to reach another server after a silent one is given up.
         let mut connector = Client::connector()
             .with_session_timeout(cfg.session_timeout)
+            .with_connection_timeout(cfg.session_timeout * 3 / 5)
             .with_fail_eagerly();
         let acls = match &cfg.digest {
             Some(d) => {
@@ -154,10 +166,12 @@ impl Zk {
             None => Acls::anyone_all().to_vec(),
         };
         let client = connector.connect(&cfg.hosts).await.map_err(|e| e.to_string())?;
+        let (mirror, stopped) = Mirror::new(&cfg.root);
         let mut zk = Zk {
             client,
             cfg: Arc::new(cfg.clone()),
             acls: Arc::new(acls),
+            mirror,
         };
         let limit = cfg.session_timeout;
         if let Some(chroot) = &cfg.chroot {
@@ -174,16 +188,35 @@ impl Zk {
                 .map_err(|_| format!("bad chroot {chroot}"))?;
             zk.client = client;
         }
+        // The group's directories (the lock's too, so that the lock recipe's
+        // first create succeeds) and the mirror's watch, all sent at once:
+        // ZooKeeper answers them in order and commits the creates together,
+        // where one after the other cost a launcher's start a round trip and
+        // a disk sync each.
         let dirs = if cfg.create {
-            vec![zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir()]
+            vec![zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir(), zk.lock_dir()]
         } else {
             vec![]
         };
-        for dir in dirs {
-            let opts = zk.dir_options();
-            bounded(limit, zk.client.mkdir(&dir, &opts))
-                .await
-                .map_err(|e| format!("creating {dir}: {e}"))?;
+        let opts = zk.dir_options();
+        let (made, watch) = tokio::join!(
+            join_all(dirs.iter().map(|dir| bounded(limit, zk.client.mkdir(dir, &opts)))),
+            // One persistent recursive watch on the root keeps the mirror's
+            // copies fresh; without it (an ensemble older than 3.6) every
+            // read goes to ZooKeeper, as before.
+            bounded(limit, zk.client.watch(&zk.cfg.root, AddWatchMode::PersistentRecursive)),
+        );
+        for (dir, r) in dirs.iter().zip(made) {
+            r.map_err(|e| format!("creating {dir}: {e}"))?;
+        }
+        match watch {
+            Ok(watch) => {
+                let states = zk.client.state_watcher();
+                tokio::spawn(Mirror::follow(Arc::downgrade(&zk.mirror), watch, states, stopped));
+            }
+            Err(e) => {
+                warn!(root = %zk.cfg.root, error = %e, "no persistent watch on the root; every look reads ZooKeeper")
+            }
         }
         Ok(zk)
     }
@@ -232,12 +265,36 @@ impl Zk {
 
     /// Reads the master record. Garbage is logged with its path and reported
     /// as [`Record::Unusable`]; only ZooKeeper failures are errors.
+    /// Served from the watched copy while it is valid (see [`mirror`]).
     pub async fn read_master(&self) -> Result<Record, Error> {
+        if let Some(r) = self.kept(|m| m.master()) {
+            return Ok(r);
+        }
+        self.read_master_fresh().await
+    }
+
+    /// Reads the master record from ZooKeeper itself, never from the copy:
+    /// for the fence, whose question is whether ZooKeeper answers now. (A
+    /// session cut off from its server still says "connected" until the
+    /// client's idle timeout; a copy would vouch for it that long.)
+    pub async fn read_master_fresh(&self) -> Result<Record, Error> {
+        let ticket = self.mirror.ticket(Part::Master);
         let path = self.master_path();
-        match bounded(self.op_timeout(), self.client.get_data(&path)).await {
-            Err(Error::NoNode) => Ok(Record::Missing),
-            Err(e) => Err(e),
-            Ok((data, stat)) => Ok(classify(&path, &data, &stat)),
+        let r = match bounded(self.op_timeout(), self.client.get_data(&path)).await {
+            Err(Error::NoNode) => Record::Missing,
+            Err(e) => return Err(e),
+            Ok((data, stat)) => classify(&path, &data, &stat),
+        };
+        self.mirror.keep_master(ticket, &r);
+        Ok(r)
+    }
+
+    /// A copy from the mirror, only while the session is connected now (the
+    /// mirror learns of a disconnection a moment after the client does).
+    fn kept<T>(&self, get: impl FnOnce(&Mirror) -> Option<T>) -> Option<T> {
+        match self.client.state() {
+            zookeeper_client::SessionState::SyncConnected => get(&self.mirror),
+            _ => None,
         }
     }
 
@@ -284,6 +341,9 @@ impl Zk {
                 .await
                 .map(drop),
         };
+        // Our own write, won or lost, makes the copy stale: the next look
+        // reads ZooKeeper rather than wait for the event.
+        self.mirror.touched(&path);
         match &result {
             Ok(()) => {
                 crate::metrics::metrics().record_writes.inc();
@@ -304,20 +364,42 @@ impl Zk {
     /// follower learns of joins and departures without polling.
     pub async fn watch_registered(&self, dir: &str) -> Result<(Vec<(String, Endpoint)>, OneshotWatcher), Error> {
         let (_, _, watcher) = bounded(self.op_timeout(), self.client.get_and_watch_children(dir)).await?;
-        Ok((self.registered(dir).await?, watcher))
+        Ok((self.read_registered(dir).await?, watcher))
     }
 
     /// Endpoints registered under a directory (`/nodes` or `/sentinels`),
     /// with the child name. Entries with bad data are logged and skipped.
+    /// Served from the watched copy while it is valid (see [`mirror`]).
     pub async fn registered(&self, dir: &str) -> Result<Vec<(String, Endpoint)>, Error> {
+        let part = self.mirror.part_of(dir).filter(|p| *p != Part::Master);
+        if let Some(p) = part
+            && let Some(v) = self.kept(|m| m.registered(p))
+        {
+            return Ok(v);
+        }
+        let ticket = part.map(|p| (p, self.mirror.ticket(p)));
+        let out = self.read_registered(dir).await?;
+        if let Some((p, t)) = ticket {
+            self.mirror.keep_registered(p, t, &out);
+        }
+        Ok(out)
+    }
+
+    async fn read_registered(&self, dir: &str) -> Result<Vec<(String, Endpoint)>, Error> {
         let children = match bounded(self.op_timeout(), self.client.list_children(dir)).await {
             Err(Error::NoNode) => return Ok(vec![]),
             r => r?,
         };
-        let mut out = Vec::with_capacity(children.len());
-        for child in children {
+        // Every child's data at once: one round trip for the lot.
+        let reads = join_all(children.iter().map(|child| async move {
             let path = format!("{dir}/{child}");
-            match bounded(self.op_timeout(), self.client.get_data(&path)).await {
+            let r = bounded(self.op_timeout(), self.client.get_data(&path)).await;
+            (path, r)
+        }))
+        .await;
+        let mut out = Vec::with_capacity(children.len());
+        for (child, (path, r)) in children.into_iter().zip(reads) {
+            match r {
                 Ok((data, _)) => match Endpoint::parse_bytes(&data) {
                     Ok(ep) => out.push((child, ep)),
                     Err(e) => {
@@ -390,6 +472,7 @@ impl Zk {
     pub async fn create_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), Error> {
         let opts = CreateMode::Ephemeral.with_acls(self.acls());
         let limit = self.op_timeout();
+        self.mirror.touched(path);
         loop {
             match bounded(limit, self.client.create(path, data, &opts)).await {
                 Ok(_) => return Ok(()),
@@ -411,6 +494,7 @@ impl Zk {
 
     /// Deletes a node, ignoring one that is already gone.
     pub async fn delete(&self, path: &str) -> Result<(), Error> {
+        self.mirror.touched(path);
         match bounded(self.op_timeout(), self.client.delete(path, None)).await {
             Ok(()) | Err(Error::NoNode) => Ok(()),
             Err(e) => Err(e),

@@ -1,0 +1,334 @@
+//! A watched copy of what every look at the group reads from ZooKeeper:
+//! the master record and the two registration lists.
+//!
+//! Every launcher looks at the group about once a second (the admin view,
+//! the watcher's reconcile, the fence's Sentinel list). Read from ZooKeeper
+//! each time, an idle group of 3+3+1 cost thousands of requests a minute,
+//! and one ensemble could serve few groups. With one persistent recursive
+//! watch on the group's root, an idle group costs ZooKeeper its session
+//! pings, and a change costs each session one read.
+//!
+//! Correctness rests on three rules:
+//! - a copy is served only while the session is connected and the watch is
+//!   known to be registered ("armed"); otherwise reads go to ZooKeeper;
+//! - every event under the root, every reconnect (events during a
+//!   disconnection are lost, ZOOKEEPER-4698) and every write of our own
+//!   forgets the copies it may have made stale;
+//! - a read stores its result only if nothing was forgotten while it was
+//!   in flight (a generation count), so an answer older than an event can
+//!   never be kept after the event.
+//!
+//! A copy can be older than ZooKeeper by the time an event takes to arrive,
+//! as any read is by the time its answer takes; every write of the record
+//! is a compare-and-set, so a decision on a stale copy fails and re-looks.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+use zookeeper_client::{EventType, PersistentWatcher, SessionState, StateWatcher};
+
+use crate::model::{Endpoint, Record};
+
+/// One kept answer, with the generation it belongs to.
+#[derive(Debug)]
+struct Entry<T> {
+    generation: u64,
+    value: Option<T>,
+}
+
+impl<T> Default for Entry<T> {
+    fn default() -> Self {
+        Entry {
+            generation: 0,
+            value: None,
+        }
+    }
+}
+
+impl<T: Clone> Entry<T> {
+    fn forget(&mut self) {
+        self.generation += 1;
+        self.value = None;
+    }
+
+    fn store(&mut self, generation: u64, value: T) {
+        if generation == self.generation {
+            self.value = Some(value);
+        }
+    }
+}
+
+/// What a persistent-watch event or a write touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Part {
+    /// `<root>/master`.
+    Master,
+    /// `<root>/sentinels` and its children.
+    Sentinels,
+    /// `<root>/nodes` and its children.
+    Nodes,
+}
+
+#[derive(Debug, Default)]
+struct Copies {
+    armed: bool,
+    master: Entry<Record>,
+    sentinels: Entry<Vec<(String, Endpoint)>>,
+    nodes: Entry<Vec<(String, Endpoint)>>,
+}
+
+impl Copies {
+    fn forget_all(&mut self) {
+        self.master.forget();
+        self.sentinels.forget();
+        self.nodes.forget();
+    }
+}
+
+/// The copies of one session, shared by the clones of its [`super::Zk`].
+#[derive(Debug)]
+pub(crate) struct Mirror {
+    root: String,
+    copies: Mutex<Copies>,
+    /// Dropped with the mirror: tells the event task to end.
+    _stop: oneshot::Sender<()>,
+}
+
+/// A read's ticket: the generation to store its answer under.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket(u64);
+
+impl Mirror {
+    /// A mirror of `root` that serves nothing until [`Mirror::follow`] arms it.
+    pub(crate) fn new(root: &str) -> (Arc<Mirror>, oneshot::Receiver<()>) {
+        let (stop, stopped) = oneshot::channel();
+        let m = Mirror {
+            root: root.to_string(),
+            copies: Mutex::new(Copies::default()),
+            _stop: stop,
+        };
+        (Arc::new(m), stopped)
+    }
+
+    fn copies(&self) -> MutexGuard<'_, Copies> {
+        self.copies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Which part a path under the root belongs to (`None`: the lock and
+    /// anything else nobody keeps a copy of).
+    pub(crate) fn part_of(&self, path: &str) -> Option<Part> {
+        let rest = path.strip_prefix(&self.root)?;
+        let under = |dir: &str| rest == dir || rest.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
+        if rest == "/master" {
+            Some(Part::Master)
+        } else if under("/sentinels") {
+            Some(Part::Sentinels)
+        } else if under("/nodes") {
+            Some(Part::Nodes)
+        } else {
+            None
+        }
+    }
+
+    /// Forgets what `path` (a changed znode) may have made stale. The root
+    /// itself (deleted, re-created) forgets everything.
+    pub(crate) fn touched(&self, path: &str) {
+        let mut c = self.copies();
+        match self.part_of(path) {
+            Some(Part::Master) => c.master.forget(),
+            Some(Part::Sentinels) => c.sentinels.forget(),
+            Some(Part::Nodes) => c.nodes.forget(),
+            None if path == self.root => c.forget_all(),
+            None => {}
+        }
+    }
+
+    /// The copy of the record, if armed and kept.
+    pub(crate) fn master(&self) -> Option<Record> {
+        let c = self.copies();
+        if c.armed { c.master.value.clone() } else { None }
+    }
+
+    /// The copy of a registration list, if armed and kept.
+    pub(crate) fn registered(&self, part: Part) -> Option<Vec<(String, Endpoint)>> {
+        let c = self.copies();
+        if !c.armed {
+            return None;
+        }
+        match part {
+            Part::Sentinels => c.sentinels.value.clone(),
+            Part::Nodes => c.nodes.value.clone(),
+            Part::Master => None,
+        }
+    }
+
+    /// A ticket to take before reading `part` from ZooKeeper.
+    pub(crate) fn ticket(&self, part: Part) -> Ticket {
+        let c = self.copies();
+        Ticket(match part {
+            Part::Master => c.master.generation,
+            Part::Sentinels => c.sentinels.generation,
+            Part::Nodes => c.nodes.generation,
+        })
+    }
+
+    /// Keeps the record read with `t`, unless something was forgotten since.
+    pub(crate) fn keep_master(&self, t: Ticket, r: &Record) {
+        self.copies().master.store(t.0, r.clone());
+    }
+
+    /// Keeps a registration list read with `t`, unless something was
+    /// forgotten since.
+    pub(crate) fn keep_registered(&self, part: Part, t: Ticket, v: &[(String, Endpoint)]) {
+        let mut c = self.copies();
+        match part {
+            Part::Sentinels => c.sentinels.store(t.0, v.to_vec()),
+            Part::Nodes => c.nodes.store(t.0, v.to_vec()),
+            Part::Master => {}
+        }
+    }
+
+    fn arm(&self, armed: bool) {
+        let mut c = self.copies();
+        c.forget_all();
+        c.armed = armed;
+    }
+
+    /// Follows the session's events until the session ends or the mirror
+    /// is dropped. `watch` is the persistent recursive watch on the root,
+    /// registered before this starts (so the mirror is armed at once).
+    pub(crate) async fn follow(
+        me: Weak<Mirror>,
+        mut watch: PersistentWatcher,
+        mut states: StateWatcher,
+        mut stopped: oneshot::Receiver<()>,
+    ) {
+        if let Some(m) = me.upgrade() {
+            m.arm(states.state() == SessionState::SyncConnected);
+        }
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                event = watch.changed() => {
+                    let Some(m) = me.upgrade() else { return };
+                    match event.event_type {
+                        EventType::Session if event.session_state.is_terminated() => {
+                            m.arm(false);
+                            return;
+                        }
+                        EventType::Session => {}
+                        _ => {
+                            debug!(path = %event.path, kind = ?event.event_type, "znode changed; copy forgotten");
+                            m.touched(&event.path);
+                        }
+                    }
+                }
+                state = states.changed() => {
+                    let Some(m) = me.upgrade() else { return };
+                    match state {
+                        // Events sent while disconnected are lost: start over.
+                        SessionState::SyncConnected => m.arm(true),
+                        s if s.is_terminated() => {
+                            m.arm(false);
+                            return;
+                        }
+                        s => {
+                            if s != SessionState::Disconnected {
+                                warn!(state = ?s, "ZooKeeper session state; reading ZooKeeper directly");
+                            }
+                            m.arm(false)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror() -> Arc<Mirror> {
+        let (m, _) = Mirror::new("/g");
+        m.arm(true);
+        m
+    }
+
+    fn list() -> Vec<(String, Endpoint)> {
+        vec![("a".into(), Endpoint::new("10.0.0.1", 26379))]
+    }
+
+    #[test]
+    fn serves_nothing_until_armed() {
+        let (m, _) = Mirror::new("/g");
+        let t = m.ticket(Part::Master);
+        m.keep_master(t, &Record::Missing);
+        assert_eq!(m.master(), None, "not armed: every read goes to ZooKeeper");
+        m.arm(true);
+        assert_eq!(m.master(), None, "arming forgets");
+        let t = m.ticket(Part::Master);
+        m.keep_master(t, &Record::Missing);
+        assert_eq!(m.master(), Some(Record::Missing));
+        m.arm(false);
+        assert_eq!(m.master(), None, "a disconnected session serves no copy");
+    }
+
+    #[test]
+    fn an_answer_older_than_an_event_is_not_kept() {
+        let m = mirror();
+        let t = m.ticket(Part::Sentinels);
+        // The event arrives while the read is in flight.
+        m.touched("/g/sentinels/a");
+        m.keep_registered(Part::Sentinels, t, &list());
+        assert_eq!(m.registered(Part::Sentinels), None);
+        let t = m.ticket(Part::Sentinels);
+        m.keep_registered(Part::Sentinels, t, &list());
+        assert_eq!(m.registered(Part::Sentinels), Some(list()));
+        // A reconnect forgets too.
+        let t = m.ticket(Part::Sentinels);
+        m.arm(true);
+        m.keep_registered(Part::Sentinels, t, &list());
+        assert_eq!(m.registered(Part::Sentinels), None);
+    }
+
+    #[test]
+    fn events_forget_only_their_part() {
+        let m = mirror();
+        let keep_all = |m: &Mirror| {
+            let t = m.ticket(Part::Master);
+            m.keep_master(t, &Record::Missing);
+            for p in [Part::Sentinels, Part::Nodes] {
+                let t = m.ticket(p);
+                m.keep_registered(p, t, &list());
+            }
+        };
+        let kept = |m: &Mirror| {
+            (
+                m.master().is_some(),
+                m.registered(Part::Sentinels).is_some(),
+                m.registered(Part::Nodes).is_some(),
+            )
+        };
+        keep_all(&m);
+        m.touched("/g/lock/lock-0001");
+        assert_eq!(kept(&m), (true, true, true), "the lock is nobody's copy");
+        m.touched("/g/master");
+        assert_eq!(kept(&m), (false, true, true));
+        keep_all(&m);
+        m.touched("/g/nodes/x");
+        assert_eq!(kept(&m), (true, true, false));
+        keep_all(&m);
+        m.touched("/g/sentinels");
+        assert_eq!(kept(&m), (true, false, true));
+        keep_all(&m);
+        m.touched("/g");
+        assert_eq!(kept(&m), (false, false, false), "the root forgets everything");
+        keep_all(&m);
+        m.touched("/g2/master");
+        m.touched("/g/mastery");
+        m.touched("/g/nodesx/a");
+        assert_eq!(kept(&m), (true, true, true), "other paths are not ours");
+    }
+}
