@@ -302,6 +302,16 @@ async fn decide_under_lock(
     }
 }
 
+/// Bytes of data the server will load at start: its RDB and append-only
+/// files in `dir` (Redis's default names). Unreadable counts as none.
+fn data_on_disk(dir: &std::path::Path) -> u64 {
+    let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
+    let aof: u64 = std::fs::read_dir(dir.join("appendonlydir"))
+        .map(|d| d.flatten().map(|e| size(e.path())).sum())
+        .unwrap_or(0);
+    size(dir.join("dump.rdb")) + aof
+}
+
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
 async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
@@ -320,6 +330,7 @@ async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endp
             replica_of,
             priority,
             cfg.persistence,
+            data_on_disk(&dir),
         ),
     )?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];
