@@ -4,7 +4,9 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{ConfigError, LogFormat};
 
@@ -17,24 +19,32 @@ pub fn init(format: LogFormat) -> Result<(), ConfigError> {
 /// [`init`] with another default level (`rzkctl` logs only warnings unless
 /// asked: its output is its table).
 pub fn init_with(format: LogFormat, default: &str) -> Result<(), ConfigError> {
+    // `Targets` takes `RUST_LOG`'s usual `level` and `target=level` lists.
+    // It is the filter without span and field matching, and without the
+    // regex engine behind them: that engine was a sixth of each binary,
+    // and a binary's pages are most of a launcher's resident memory.
     let filter = match std::env::var("RUST_LOG") {
-        Ok(v) => EnvFilter::try_new(&v).map_err(|e| {
+        Ok(v) => v.parse::<Targets>().map_err(|e| {
             ConfigError::new(
                 "RUST_LOG",
                 v.clone(),
                 format!("a tracing filter such as info or redis_zk=debug ({e})"),
             )
         })?,
-        Err(_) => EnvFilter::new(format!("{default},zookeeper_client=warn")),
+        Err(_) => format!("{default},zookeeper_client=warn")
+            .parse::<Targets>()
+            .expect("the default filter parses"),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => tracing_subscriber::registry().with(fmt).with(filter).try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(fmt.json().flatten_event(true))
+            .with(filter)
+            .try_init(),
     };
     // Only fails if a subscriber is already installed, which is harmless.
     let _ = result;
