@@ -230,45 +230,8 @@ impl Cluster {
         // cut before every Sentinel knows every replica as promotable could
         // only end in -failover-abort-no-good-slave (seen once in CI).
         let replicas: Vec<String> = g.redis.iter().map(Member::addr).filter(|a| *a != master).collect();
-        for s in &g.sentinels {
-            let s = s.addr();
-            wait_for(
-                "every Sentinel to know every replica as promotable",
-                Duration::from_secs(30),
-                || async {
-                    let v = redis_cmd(&s, None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
-                    let redis::Value::Array(items) = v else {
-                        return Err(format!("SENTINEL REPLICAS gave {v:?}"));
-                    };
-                    let mut known = vec![];
-                    let mut seen = vec![];
-                    for item in &items {
-                        let f = redis_zk::probe::fields(item);
-                        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                        let addr = format!("{} {}", get("ip").unwrap_or_default(), get("port").unwrap_or_default());
-                        seen.push(format!(
-                            "{addr}: priority {:?}, link {:?}, flags {:?}",
-                            get("slave-priority"),
-                            get("master-link-status"),
-                            get("flags")
-                        ));
-                        if get("slave-priority").is_some_and(|p| p != "0")
-                            && get("master-link-status").as_deref() == Some("ok")
-                        {
-                            known.push(addr);
-                        }
-                    }
-                    if replicas.iter().all(|r| known.contains(r)) {
-                        Ok(())
-                    } else {
-                        Err(format!(
-                            "{s} knows {known:?} as promotable, replicas are {replicas:?}; it sees {seen:?}"
-                        ))
-                    }
-                },
-            )
-            .await;
-        }
+        let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+        wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
         Cluster { net, g, ns }
     }
 

@@ -56,6 +56,10 @@ pub struct Group {
     pub redis_args: Vec<String>,
     /// Give every task started from now on an `ADMIN_PORT`.
     pub admin: bool,
+    /// Start rzk-redis with the launcher's own defaults, without the
+    /// harness's `--repl-diskless-sync-delay 0` (the benchmark measures the
+    /// product as shipped).
+    pub launcher_defaults: bool,
 }
 
 impl Group {
@@ -70,6 +74,7 @@ impl Group {
             password_file: None,
             redis_args: vec![],
             admin: false,
+            launcher_defaults: false,
         }
     }
 
@@ -123,7 +128,11 @@ impl Group {
     pub fn start_redis_as(&mut self, t: Task) -> usize {
         // No 5 s wait before a replica's first sync. (No `--save ""`: the
         // launcher's PERSISTENCE default already writes no snapshots.)
-        let mut args = vec!["--repl-diskless-sync-delay", "0"];
+        let mut args = if self.launcher_defaults {
+            vec![]
+        } else {
+            vec!["--repl-diskless-sync-delay", "0"]
+        };
         args.extend(self.redis_args.iter().map(String::as_str));
         let (p, admin) = self.spawn(RZK_REDIS, &args, Some(&t), t.dir.join("launcher.log"));
         self.redis.push(Member {
@@ -600,4 +609,49 @@ fn notable(line: &str) -> bool {
         || line.contains("promot")
         || line.contains("master=")
         || line.contains("REPLICAOF")
+}
+
+/// Waits until every Sentinel knows every replica in `replicas` as
+/// promotable (priority above 0, link ok). Sentinel learns of replicas from
+/// the master's INFO every 10 s: killing a master before that can only end
+/// in `-failover-abort-no-good-slave`.
+pub async fn wait_sentinels_know(sentinels: &[String], replicas: &[String], password: Option<&str>, timeout: Duration) {
+    for s in sentinels {
+        wait_for(
+            "every Sentinel to know every replica as promotable",
+            timeout,
+            || async {
+                let v = redis_cmd(s, password, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
+                let redis::Value::Array(items) = v else {
+                    return Err(format!("SENTINEL REPLICAS gave {v:?}"));
+                };
+                let mut known = vec![];
+                let mut seen = vec![];
+                for item in &items {
+                    let f = redis_zk::probe::fields(item);
+                    let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                    let addr = format!("{} {}", get("ip").unwrap_or_default(), get("port").unwrap_or_default());
+                    seen.push(format!(
+                        "{addr}: priority {:?}, link {:?}, flags {:?}",
+                        get("slave-priority"),
+                        get("master-link-status"),
+                        get("flags")
+                    ));
+                    if get("slave-priority").is_some_and(|p| p != "0")
+                        && get("master-link-status").as_deref() == Some("ok")
+                    {
+                        known.push(addr);
+                    }
+                }
+                if replicas.iter().all(|r| known.contains(r)) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{s} knows {known:?} as promotable, replicas are {replicas:?}; it sees {seen:?}"
+                    ))
+                }
+            },
+        )
+        .await;
+    }
 }
