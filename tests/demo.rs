@@ -134,10 +134,14 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
         .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
         .stdout(std::process::Stdio::piped());
     // Its own process group, like a shell job: Ctrl-C reaches all of it.
-    // SAFETY: setsid is async-signal-safe.
+    // SIGINT back to its default, as in a terminal: a test binary started
+    // from a background job inherits it ignored, and bash can't trap a
+    // signal ignored on entry (seen: a rehearsal started with `&` hung here).
+    // SAFETY: setsid and signal are async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
             Ok(())
         });
     }

@@ -7,6 +7,7 @@
 //! so nothing outlives the test binary, even when it panics or is killed.
 #![allow(dead_code)]
 
+pub mod bench;
 pub mod group;
 
 use std::fs::{self, OpenOptions};
@@ -585,10 +586,16 @@ pub async fn redis_pipe(addr: &str, password: Option<&str>, cmds: &[&[&str]]) ->
         .map_err(|e| e.to_string())?
         .set_redis_settings(settings);
     let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-    let mut conn = tokio::time::timeout(REDIS_TIMEOUT, client.get_multiplexed_async_connection())
-        .await
-        .map_err(|_| format!("{addr}: connect timed out"))?
-        .map_err(|e| format!("{addr}: connect: {e}"))?;
+    // No response timeout of the crate's own (500 ms by default): it cut
+    // `WAIT 1 1000` short; every command is bounded below instead.
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut conn = tokio::time::timeout(
+        REDIS_TIMEOUT,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    .map_err(|_| format!("{addr}: connect timed out"))?
+    .map_err(|e| format!("{addr}: connect: {e}"))?;
     let mut out = Vec::with_capacity(cmds.len());
     for args in cmds {
         let (name, rest) = args.split_first().ok_or("empty command")?;
