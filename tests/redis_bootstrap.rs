@@ -473,7 +473,17 @@ async fn chroot_loopback_and_pass_through_arguments() {
     let chroot = unique_root("chroot");
     let root = "/redis";
     let t = task();
-    let mut env = launcher_env(&t, root, &[("ZK_HOSTS", format!("{}{chroot}", zk().connect_string()))]);
+    let admin = free_port(&["127.0.0.1"]);
+    let mut env = launcher_env(
+        &t,
+        root,
+        &[
+            ("ZK_HOSTS", format!("{}{chroot}", zk().connect_string())),
+            ("ADMIN_PORT", admin.to_string()),
+            // The record is changed by hand below: no fence meanwhile.
+            ("FENCE_AFTER_MS", "0".into()),
+        ],
+    );
     env.retain(|(k, _)| *k != "ZK_ROOT");
     let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
     let p = Proc::spawn(
@@ -491,6 +501,27 @@ async fn chroot_loopback_and_pass_through_arguments() {
         }
     })
     .await;
+    // The admin view reads the record through the watched copy: behind a
+    // chroot too, a change made by someone else reaches it, both ways.
+    let view_record = || async {
+        let (_, body) = http_get("127.0.0.1", admin, "/health").await?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+        Ok::<_, String>(v["record"].as_str().unwrap_or("").to_string())
+    };
+    for want in ["127.0.0.99 1", t.addr().as_str()] {
+        zk_set_raw(&c, &path, want.as_bytes()).await;
+        wait_for(
+            "the admin view to show the record as changed",
+            Duration::from_secs(10),
+            || async {
+                match view_record().await? {
+                    r if r == want => Ok(()),
+                    r => Err(format!("the view shows {r:?}, the record is {want:?}")),
+                }
+            },
+        )
+        .await;
+    }
     // Arguments after the binary reach redis-server unchanged.
     let v = redis_cmd(&t.addr(), None, &["CONFIG", "GET", "maxmemory"])
         .await
