@@ -4,10 +4,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "../tests/common/bench.rs"]
+mod bench;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let opts = match common::bench::Opts::from_args(&args) {
+    let opts = match bench::Opts::from_args(&args) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("bench: {e}");
@@ -19,6 +21,6 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let report = rt.block_on(common::bench::run(&opts));
+    let report = rt.block_on(bench::run(&opts));
     println!("{}", report.table());
 }

@@ -3,10 +3,12 @@
 //! `scripts/bench.sh`, not to `cargo test`).
 
 mod common;
+#[path = "common/bench.rs"]
+mod bench;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_measures_every_figure() {
-    let report = common::bench::run(&common::bench::Opts::tiny()).await;
+    let report = bench::run(&bench::Opts::tiny()).await;
     let table = report.table();
     eprintln!("{table}");
     // P1 has no baseline: raw Sentinel has no record to move.

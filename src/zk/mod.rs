@@ -6,11 +6,10 @@
 //! timeout), so a frozen ensemble can never hang a launcher forever.
 
 use std::future::Future;
-
-use futures_util::future::join_all;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::{

@@ -3,20 +3,27 @@
 //! figure measured over repeated rounds and printed next to a baseline taken
 //! in the same run, because absolute times differ between machines.
 //!
-//! It lives in the test harness so that `tests/bench_smoke.rs` can run it
-//! once with tiny round counts (proving it works, asserting no times), and
-//! the bench target can run it in full.
+//! It sits beside the test harness and uses it, but is a module of only
+//! the two crates that run it: `tests/bench_smoke.rs` (once, with tiny
+//! round counts, proving it works and asserting no times) and the bench
+//! target (in full). The other test binaries do not compile it.
+#![allow(dead_code)] // each of the two uses a part (the smoke test `tiny`, the bench `full`)
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use zookeeper_client::{Client, Error as ZkError};
 
-use super::group::*;
-use super::*;
+use crate::common::group::*;
+use crate::common::*;
 
 /// How much to run.
 #[derive(Debug, Clone)]
@@ -558,11 +565,7 @@ impl RawGroup {
 /// `state=online` replicas in the master's `INFO replication`.
 async fn online_replicas(master: &str) -> Result<usize, String> {
     let v = redis_cmd(master, None, &["INFO", "replication"]).await?;
-    let text = match &v {
-        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        redis::Value::VerbatimString { text, .. } => text.clone(),
-        other => return Err(format!("INFO gave {other:?}")),
-    };
+    let text = value_text(&v).ok_or_else(|| format!("INFO gave {v:?}"))?;
     Ok(text
         .lines()
         .filter(|l| l.starts_with("slave") && l.contains("state=online"))
@@ -731,21 +734,6 @@ fn rss_threads(pid: i32) -> (u64, u64) {
     (get("VmRSS:"), get("Threads:"))
 }
 
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = s.rfind(')').map_or("", |i| &s[i + 2..]);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // Fields after the command: state is index 0, utime 11, stime 12.
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-}
-
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
-}
-
 /// The first child of `pid` (the launcher's redis-server or redis-sentinel).
 fn child_of(pid: i32) -> Option<i32> {
     let s = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
@@ -783,7 +771,7 @@ async fn measure_idle(g: Option<&Group>, raw: Option<&RawGroup>, window: Duratio
     if let Some(r) = raw {
         addrs.extend(r.servers.iter().chain(&r.sentinels).map(|(t, _)| t.addr()));
     }
-    let cpu0: Vec<u64> = procs.iter().map(|(_, p)| cpu_ticks(*p)).collect();
+    let cpu0: Vec<Duration> = procs.iter().map(|(_, p)| cpu_time(*p)).collect();
     let mut cmds0 = 0;
     for a in &addrs {
         cmds0 += total_commands(a).await;
@@ -800,7 +788,7 @@ async fn measure_idle(g: Option<&Group>, raw: Option<&RawGroup>, window: Duratio
     let mut cpu: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
     let mut mem: BTreeMap<&'static str, Vec<(u64, u64, u64)>> = BTreeMap::new();
     for ((kind, pid), c0) in procs.iter().zip(cpu0) {
-        let used = (cpu_ticks(*pid) - c0) as f64 / clock_ticks();
+        let used = cpu_time(*pid).saturating_sub(c0).as_secs_f64();
         cpu.entry(kind).or_default().push(100.0 * used / took);
         let (rss, threads) = rss_threads(*pid);
         let child_rss = child_of(*pid).map_or(0, |c| rss_threads(c).0);

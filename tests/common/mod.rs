@@ -7,7 +7,6 @@
 //! so nothing outlives the test binary, even when it panics or is killed.
 #![allow(dead_code)]
 
-pub mod bench;
 pub mod group;
 
 use std::fs::{self, OpenOptions};
@@ -554,7 +553,7 @@ fn split_addr(addr: &str) -> Result<(String, u16), String> {
 }
 
 /// Text of a string-like reply.
-fn value_text(v: &Value) -> Option<String> {
+pub fn value_text(v: &Value) -> Option<String> {
     match v {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
         Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => Some(s.clone()),
@@ -763,4 +762,17 @@ pub fn forward_zk(ip: &str) -> u16 {
         });
     });
     port
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc`.
+pub fn cpu_time(pid: i32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: plain sysconf.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
 }
