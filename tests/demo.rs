@@ -50,13 +50,23 @@ fn three_free_ports_after() -> u16 {
 }
 
 /// Top-level entries of the temporary directory (where a careless script
-/// would leave state), less this suite's own scratch area.
+/// would leave state), less what other processes put there while the demo
+/// runs: this suite's scratch area, the `tempfile` crate's `.tmpXXXXXX`
+/// directories of test binaries running alongside (`scripts/test.sh` runs
+/// them side by side; neither the script nor the launchers use that crate),
+/// and the JVM's per-user `hsperfdata_<user>`, which whichever JVM starts
+/// first creates and every later one shares.
 fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
+    let other = |n: &str| {
+        n == "rzk-tests"
+            || n.starts_with("hsperfdata_")
+            || (n.len() == 10 && n.starts_with(".tmp") && n[4..].bytes().all(|b| b.is_ascii_alphanumeric()))
+    };
     std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
-        .filter(|n| n != "rzk-tests")
+        .filter(|n| !n.to_str().is_some_and(other))
         .collect()
 }
 

@@ -250,14 +250,26 @@ impl Drop for Proc {
 // Loopback addresses, ports, task slots
 // ---------------------------------------------------------------------------
 
-/// Next port that binds on every address in `ips`. Ports come from a counter in
-/// 20000..32000 (below Linux's ephemeral port range) whose start is derived from the pid, so concurrently running
-/// test binaries rarely probe the same ports.
+/// Next port that binds on every address in `ips`. Ports come from
+/// 20000..32000, below Linux's ephemeral port range. `scripts/test.sh` runs
+/// test binaries side by side and gives each its own share of that range
+/// (`RZK_TEST_PORT_SLOT` of `RZK_TEST_PORT_SLOTS`), so that one binary never
+/// takes a port another has probed but not yet bound. Run alone, a binary
+/// starts at an offset derived from its pid.
 pub fn free_port(ips: &[&str]) -> u16 {
-    static NEXT: OnceLock<AtomicU32> = OnceLock::new();
-    let next = NEXT.get_or_init(|| AtomicU32::new(std::process::id().wrapping_mul(7919) % 12000));
-    for _ in 0..12000 {
-        let port = (20000 + next.fetch_add(1, Ordering::Relaxed) % 12000) as u16;
+    static RANGE: OnceLock<(u32, u32, AtomicU32)> = OnceLock::new();
+    let (base, len, next) = RANGE.get_or_init(|| {
+        let var = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+        match (var("RZK_TEST_PORT_SLOT"), var("RZK_TEST_PORT_SLOTS")) {
+            (Some(slot), Some(slots)) if slot < slots && slots <= 60 => {
+                let len = 12000 / slots;
+                (20000 + slot * len, len, AtomicU32::new(0))
+            }
+            _ => (20000, 12000, AtomicU32::new(std::process::id().wrapping_mul(7919) % 12000)),
+        }
+    });
+    for _ in 0..*len {
+        let port = (base + next.fetch_add(1, Ordering::Relaxed) % len) as u16;
         if ips.iter().all(|ip| TcpListener::bind((*ip, port)).is_ok()) {
             return port;
         }
@@ -281,8 +293,6 @@ impl Task {
     }
 }
 
-/// Allocates a new [`Task`]. IPs cycle through 127.0.0.2..=127.0.0.254; the
-/// (ip, port) pair stays unique within the binary because ports never repeat.
 /// A bare `redis-server` (no launcher) as task `t`: on its address and
 /// port, in its directory, with no persistence; logs to `t.dir/redis.log`.
 pub fn plain_redis_server(t: &Task) -> Proc {
@@ -306,6 +316,8 @@ pub fn plain_redis_server(t: &Task) -> Proc {
     )
 }
 
+/// Allocates a new [`Task`]. IPs cycle through 127.0.0.2..=127.0.0.254; the
+/// (ip, port) pair stays unique within the binary because ports never repeat.
 pub fn task() -> Task {
     static NEXT_IP: AtomicU32 = AtomicU32::new(0);
     let ip = format!("127.0.0.{}", 2 + NEXT_IP.fetch_add(1, Ordering::Relaxed) % 253);
