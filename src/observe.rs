@@ -17,6 +17,7 @@ use zookeeper_client::SessionState;
 use crate::model::{Candidate, Endpoint, Record, Role};
 use crate::probe::{Probe, fields};
 use crate::zk::Zk;
+use redis::Value;
 
 /// The ZooKeeper session a snapshot was observed with. Sessions are never
 /// reused, so an action fenced on this mark cannot run on a newer session
@@ -79,6 +80,10 @@ pub struct SentinelAnswer {
     pub failover: bool,
     /// It sees the master down (`s_down` or `o_down`).
     pub master_down: bool,
+    /// How many of its peers it sees down (`SENTINEL SENTINELS`, flag
+    /// `s_down`). Asked only of a Sentinel that counts more peers than are
+    /// registered; `None` when not asked or when it did not answer.
+    pub dead_peers: Option<usize>,
 }
 
 impl SentinelAnswer {
@@ -96,8 +101,24 @@ impl SentinelAnswer {
             replicas: num("num-slaves"),
             failover: flags.contains("failover"),
             master_down: flags.split(',').any(|f| f == "s_down" || f == "o_down"),
+            dead_peers: None,
         })
     }
+}
+
+/// How many peers in a `SENTINEL SENTINELS` reply are flagged `s_down`;
+/// `None` when the reply is not a list of peers with flags.
+pub fn dead_peers(reply: &Value) -> Option<usize> {
+    let Value::Array(peers) = reply else { return None };
+    let mut dead = 0;
+    for p in peers {
+        let f = fields(p);
+        let flags = &f.iter().find(|(k, _)| k == "flags")?.1;
+        if flags.split(',').any(|x| x == "s_down" || x == "o_down") {
+            dead += 1;
+        }
+    }
+    Some(dead)
 }
 
 /// What one server's `INFO replication` said.
@@ -272,6 +293,7 @@ pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Re
         ask.push(own.clone());
     }
     let (answers, unknown_name) = ask_sentinels(probe, name, ask).await;
+    let answers = count_dead_peers(probe, name, answers, sentinels.len().saturating_sub(1)).await;
     let mut targets: BTreeSet<Endpoint> = answers.iter().map(|a| a.master.clone()).collect();
     targets.extend(record.master().cloned());
     if scope.nodes {
@@ -333,6 +355,35 @@ async fn ask_sentinels(probe: &Probe, name: &str, sentinels: Vec<Endpoint>) -> (
     (out, unknown)
 }
 
+/// A Sentinel that counts more peers than are registered either remembers
+/// dead ones (ghosts: a reset makes it forget them) or knows a live Sentinel
+/// that is not registered (a reset would only relearn it, again and again).
+/// `SENTINEL SENTINELS` tells the two apart by the `s_down` flag. Only such
+/// Sentinels are asked, so a calm group pays nothing for it.
+async fn count_dead_peers(
+    probe: &Probe,
+    name: &str,
+    mut answers: Vec<SentinelAnswer>,
+    expected_peers: usize,
+) -> Vec<SentinelAnswer> {
+    let mut asks = JoinSet::new();
+    for (i, a) in answers.iter().enumerate().filter(|(_, a)| a.peers > expected_peers) {
+        let (probe, name, s) = (probe.clone(), name.to_string(), a.sentinel.clone());
+        asks.spawn(async move { (i, probe.cmd(&s, &["SENTINEL", "SENTINELS", &name]).await) });
+    }
+    while let Some(Ok((i, reply))) = asks.join_next().await {
+        let s = &answers[i].sentinel;
+        match reply {
+            Ok(v) => match dead_peers(&v) {
+                Some(n) => answers[i].dead_peers = Some(n),
+                None => warn!(sentinel = %s, "malformed SENTINEL SENTINELS answer"),
+            },
+            Err(e) => warn!(sentinel = %s, error = %e, "sentinel did not list its peers"),
+        }
+    }
+    answers
+}
+
 /// `INFO replication` on every server at once; those that do not answer as
 /// a master or a replica are left out.
 async fn probe_servers(probe: &Probe, targets: BTreeSet<Endpoint>) -> Vec<ServerState> {
@@ -384,6 +435,28 @@ mod tests {
         let calm = SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1"), ("port", "6379"), ("flags", "master")]));
         assert_eq!(calm.map(|a| (a.failover, a.master_down)), Some((false, false)));
         assert_eq!(SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1")])), None);
+    }
+
+    #[test]
+    fn counts_the_peers_a_sentinel_sees_down() {
+        let peer = |flags: &str| {
+            Value::Array(
+                ["name", "abc", "ip", "10.0.0.8", "flags", flags]
+                    .iter()
+                    .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                    .collect(),
+            )
+        };
+        let reply = Value::Array(vec![
+            peer("s_down,sentinel,disconnected"),
+            peer("sentinel"),
+            peer("o_down,sentinel"),
+        ]);
+        assert_eq!(dead_peers(&reply), Some(2));
+        assert_eq!(dead_peers(&Value::Array(vec![])), Some(0));
+        // Garbage is "unknown", never a count.
+        assert_eq!(dead_peers(&Value::Nil), None);
+        assert_eq!(dead_peers(&Value::Array(vec![Value::Int(3)])), None);
     }
 
     #[test]

@@ -342,6 +342,105 @@ async fn replaced_sentinels_are_forgotten_and_failover_still_works() {
     eprintln!("MEASURE failover after sentinel replacements: record {new} after {took:?}");
 }
 
+/// Every registered Sentinel's `num-other-sentinels`.
+async fn peer_counts(sentinels: &[String]) -> Result<Vec<String>, String> {
+    let mut seen = vec![];
+    for s in sentinels {
+        seen.push(sentinel_master_field(s, "num-other-sentinels").await?);
+    }
+    Ok(seen)
+}
+
+/// A live Sentinel that is not registered (an operator's own, say) raises
+/// every Sentinel's peer count just as a ghost does, but a reset would only
+/// make them relearn it: the watcher must leave them alone, and still clean
+/// up the ghost of a registered Sentinel that dies meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_unregistered_sentinel_is_not_reset_over_and_over() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("unregistered", 3, 3, 1).await;
+    let master = g.record().await.expect("a record");
+    let (mip, mport) = master.split_once(' ').unwrap();
+    let t = task();
+    let conf = t.dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {}\nbind {ip}\nsentinel announce-ip {ip}\ndir {}\nsentinel monitor mymaster {mip} {mport} 2\n\
+             sentinel down-after-milliseconds mymaster {DOWN_AFTER_MS}\n",
+            t.port,
+            t.dir.display(),
+            ip = t.ip
+        ),
+    )
+    .unwrap();
+    let _unregistered = Proc::spawn(
+        "redis-sentinel",
+        &[conf.to_str().unwrap()],
+        &[],
+        t.dir.join("sentinel.log"),
+    );
+    let registered: Vec<String> = g.live_sentinels().map(Member::addr).collect();
+    wait_for(
+        "every registered sentinel to count the unregistered one",
+        Duration::from_secs(30),
+        || async {
+            let seen = peer_counts(&registered).await?;
+            if seen.iter().all(|n| n == "3") {
+                Ok(())
+            } else {
+                Err(format!("num-other-sentinels: {seen:?}"))
+            }
+        },
+    )
+    .await;
+    // The watcher looks every RECONCILE_S and resets after two looks agree:
+    // the old gate reset a Sentinel about 2 looks after this point, and again
+    // every 6 s. Three times that long, nothing may be reset.
+    let resets = |g: &Group| g.watchers[0].proc.log().matches("reset a sentinel").count();
+    let window = Duration::from_secs(3 * 2 * RECONCILE_S);
+    let t0 = Instant::now();
+    while t0.elapsed() < window {
+        assert_eq!(
+            resets(&g),
+            0,
+            "the watcher reset a sentinel over a live peer:\n{}",
+            g.watchers[0].proc.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A registered Sentinel dies and is replaced: its ghost is cleaned up
+    // while the unregistered one is still counted.
+    g.sentinels[0].proc.signal(libc::SIGKILL);
+    g.sentinels[0]
+        .proc
+        .wait_exit(Duration::from_secs(5))
+        .expect("sentinel launcher killed");
+    g.start_sentinel();
+    let live: Vec<String> = g.live_sentinels().map(Member::addr).collect();
+    wait_for(
+        "every registered sentinel to count its two live registered peers and the unregistered one, not the dead one",
+        Duration::from_secs(90),
+        || async {
+            let seen = peer_counts(&live).await?;
+            if seen.iter().all(|n| n == "3") && resets(&g) > 0 {
+                Ok(())
+            } else {
+                Err(format!("num-other-sentinels: {seen:?}, {} resets", resets(&g)))
+            }
+        },
+    )
+    .await;
+    let after_cleanup = resets(&g);
+    eprintln!(
+        "MEASURE ghost of a dead sentinel cleaned with {after_cleanup} reset(s) while an unregistered live one runs"
+    );
+    assert!(
+        after_cleanup <= 2,
+        "{after_cleanup} resets to forget one dead sentinel (two sentinels remembered it)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn total_loss_is_taken_over_and_sentinels_follow() {
     let _serial = SERIAL.lock().await;

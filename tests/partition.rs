@@ -491,7 +491,11 @@ async fn master_cut_off(tag: &str, with_replica: bool) {
         "the WAIT 1 client lost {} of {} writes ({} of them acknowledged after the cut): {:?}",
         wait_lost.len(),
         waiting.acked.len(),
-        waiting.acked.iter().filter(|(k, at)| *at > cut && wait_lost.contains(k)).count(),
+        waiting
+            .acked
+            .iter()
+            .filter(|(k, at)| *at > cut && wait_lost.contains(k))
+            .count(),
         &wait_lost[..wait_lost.len().min(5)]
     );
     assert!(

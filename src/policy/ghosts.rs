@@ -8,7 +8,10 @@
 //! never while another Sentinel is still relearning (which also keeps two
 //! watchers from resetting two Sentinels at once). A count that is too high
 //! must be seen on two looks in a row: registrations lag after a ZooKeeper
-//! session expiry.
+//! session expiry. And the Sentinel must see at least one of its peers down:
+//! a live Sentinel that is not registered (an operator's, or one whose
+//! registration is late) also raises the count, and resetting a Sentinel
+//! over it would only make it relearn the same peer, reset after reset.
 
 use std::time::Duration;
 
@@ -43,7 +46,7 @@ pub fn ghost_reset(snap: &Snapshot, mem: &mut GhostMemory, now: Instant, spacing
         if a.peers < expected_peers || a.replicas < live_replicas {
             return None;
         }
-        if a.peers > expected_peers && target.is_none() {
+        if a.peers > expected_peers && a.dead_peers.is_some_and(|d| d > 0) && target.is_none() {
             target = Some(s.clone());
         }
     }
@@ -67,6 +70,7 @@ mod tests {
     fn ghost() -> Snapshot {
         let mut s = healthy(0);
         s.answers[0].peers = 3;
+        s.answers[0].dead_peers = Some(1);
         s
     }
 
@@ -92,6 +96,27 @@ mod tests {
     fn a_ghost_seen_twice_is_reset() {
         let (acts, _) = run(&[ghost(), ghost()], Duration::from_secs(2));
         assert_eq!(acts, vec![None, Some(sentinel(21))]);
+    }
+
+    #[test]
+    fn a_live_unregistered_peer_is_never_reset_away() {
+        let mut live = ghost();
+        live.answers[0].dead_peers = Some(0);
+        assert!(
+            run(&vec![live; 6], Duration::from_secs(2))
+                .0
+                .iter()
+                .all(Option::is_none)
+        );
+        // Not known to be dead (it did not list its peers): no reset either.
+        let mut unknown = ghost();
+        unknown.answers[0].dead_peers = None;
+        assert!(
+            run(&vec![unknown; 6], Duration::from_secs(2))
+                .0
+                .iter()
+                .all(Option::is_none)
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub(crate) mod fixtures {
             replicas: 2,
             failover: false,
             master_down: false,
+            dead_peers: None,
         }
     }
 

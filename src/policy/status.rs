@@ -168,7 +168,13 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
         }
         let ghosts = a.peers.saturating_sub(expected_peers);
         if ghosts > 0 {
-            reasons.push(format!("sentinel {s} counts {ghosts} dead peer(s)"));
+            reasons.push(match a.dead_peers {
+                Some(dead) if dead >= ghosts => format!("sentinel {s} counts {ghosts} dead peer(s)"),
+                Some(dead) => {
+                    format!("sentinel {s} counts {ghosts} peer(s) that are not registered, {dead} of them down")
+                }
+                None => format!("sentinel {s} counts {ghosts} peer(s) that are not registered"),
+            });
         }
         sentinels.push(SentinelStatus {
             addr: s.to_string(),
@@ -277,6 +283,7 @@ mod tests {
     fn a_ghost_degrades_the_group() {
         let mut snap = healthy(0);
         snap.answers[1].peers = 3;
+        snap.answers[1].dead_peers = Some(1);
         let s = status(&snap);
         assert!(!s.healthy);
         assert!(s.reasons.iter().any(|r| r.contains("1 dead peer")), "{:?}", s.reasons);

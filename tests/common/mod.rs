@@ -265,7 +265,11 @@ pub fn free_port(ips: &[&str]) -> u16 {
                 let len = 12000 / slots;
                 (20000 + slot * len, len, AtomicU32::new(0))
             }
-            _ => (20000, 12000, AtomicU32::new(std::process::id().wrapping_mul(7919) % 12000)),
+            _ => (
+                20000,
+                12000,
+                AtomicU32::new(std::process::id().wrapping_mul(7919) % 12000),
+            ),
         }
     });
     for _ in 0..*len {
