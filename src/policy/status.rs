@@ -291,6 +291,23 @@ mod tests {
     }
 
     #[test]
+    fn a_live_unregistered_peer_is_not_called_dead() {
+        let mut snap = healthy(0);
+        snap.answers[1].peers = 3;
+        snap.answers[1].dead_peers = Some(0);
+        let s = status(&snap);
+        assert!(!s.healthy);
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r.contains("1 peer(s) that are not registered, 0 of them down")),
+            "{:?}",
+            s.reasons
+        );
+        assert!(!s.reasons.iter().any(|r| r.contains("dead")), "{:?}", s.reasons);
+    }
+
+    #[test]
     fn a_replica_with_its_link_down_degrades_the_group_and_is_not_promotable() {
         let mut snap = healthy(0);
         snap.servers[2].link_up = false;
