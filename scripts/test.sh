@@ -72,6 +72,7 @@ run_one() {
   } 9>"$work/lock"
   return 0
 }
+: >"$work/results"
 export -f run_one
 export work limit slots
 xargs -P "$jobs" -L 1 bash -c 'run_one "$@"' _ <"$work/queue"

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 
+use redis::Value;
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 use zookeeper_client::SessionState;
@@ -17,7 +18,6 @@ use zookeeper_client::SessionState;
 use crate::model::{Candidate, Endpoint, Record, Role};
 use crate::probe::{Probe, fields};
 use crate::zk::Zk;
-use redis::Value;
 
 /// The ZooKeeper session a snapshot was observed with. Sessions are never
 /// reused, so an action fenced on this mark cannot run on a newer session
