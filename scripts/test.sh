@@ -77,6 +77,19 @@ export -f run_one
 export work limit slots
 xargs -P "$jobs" -L 1 bash -c 'run_one "$@"' _ <"$work/queue"
 
+# A binary killed by the timeout never ran its clean-up: remove the network
+# namespaces, bridges and veths the namespace tests create (all named rzk…).
+if awk '$1 == 124 || $1 == 137 { found = 1 } END { exit !found }' "$work/results"; then
+  for ns in $(ip netns list 2>/dev/null | awk '$1 ~ /^rzk/ { print $1 }'); do
+    echo "removing network namespace $ns left by a killed test binary" >&2
+    ip netns del "$ns" || true
+  done
+  for link in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^rzk/ { sub(/@.*/, "", $2); print $2 }'); do
+    echo "removing link $link left by a killed test binary" >&2
+    ip link del "$link" 2>/dev/null || true
+  done
+fi
+
 # Doc tests are not executables of their own; cargo runs them.
 doc_rc=0
 cargo test --locked --doc -q || doc_rc=$?
