@@ -2,11 +2,12 @@
 //! `docs/contract.md`, "rzk-watcher". `rzk-watcher --check` is its health check: exit 0
 //! when the record matches the master the Sentinels confirm.
 
-use redis_zk::config::{ConfigError, WatcherConfig, process_env};
+use redis_zk::config::{Bin, ConfigError, WatcherConfig, process_env};
+use redis_zk::startup::{self, DataDir};
 
 fn main() {
     redis_zk::cli::main(
-        "rzk-watcher",
+        Bin::Watcher,
         || {
             let check = match std::env::args().nth(1).as_deref() {
                 None => false,
@@ -14,9 +15,9 @@ fn main() {
                 Some(other) => return Err(ConfigError::new("args", other, "no arguments, or --check")),
             };
             let cfg = WatcherConfig::from_vars(&process_env())?;
-            redis_zk::startup::drop_root(None)?;
-            let format = cfg.common.log_format;
-            Ok(((cfg, check), format))
+            startup::run_as_redis(DataDir::NotUsed)?;
+            let common = cfg.common.clone();
+            Ok(((cfg, check), common))
         },
         |(cfg, check)| async move {
             if check {

@@ -6,26 +6,24 @@
 //!   and every Sentinel name the new master, 1 with the reason otherwise.
 //!
 //! Bad configuration or usage exits 2. Configured by the same variables as
-//! the launchers (`ZK_HOSTS`, `ZK_ROOT`, `MASTER_NAME`, `REDIS_PASSWORD`,
-//! `ZK_DIGEST`).
+//! the launchers (`rzkctl --help` lists them).
 
-use redis_zk::config::{ConfigError, CtlCommand, CtlConfig, parse_ctl_args, process_env};
+use redis_zk::config::{Bin, CtlConfig, process_env};
+use redis_zk::ctl::{self, args::Command};
 
 fn main() {
-    redis_zk::cli::main_with(
-        "rzkctl",
-        "warn",
+    redis_zk::cli::main(
+        Bin::Ctl,
         || {
-            let args: Vec<String> = std::env::args().skip(1).collect();
-            let cmd = parse_ctl_args(&args)?;
+            let cmd = ctl::args::parse(std::env::args_os().skip(1))?;
             let cfg = CtlConfig::from_vars(&process_env())?;
-            let format = cfg.common.log_format;
-            Ok::<_, ConfigError>(((cfg, cmd), format))
+            let common = cfg.common.clone();
+            Ok(((cfg, cmd), common))
         },
         |(cfg, cmd)| async move {
             match cmd {
-                CtlCommand::Status { json } => redis_zk::ctl::status(cfg, json).await,
-                CtlCommand::Switchover { to, timeout } => redis_zk::ctl::switchover(cfg, to, timeout).await,
+                Command::Status { json } => ctl::status(cfg, json).await,
+                Command::Switchover { to, timeout } => ctl::switchover(cfg, to, timeout).await,
             }
         },
     )

@@ -1,6 +1,7 @@
 //! Log setup: `tracing` events with fields, as text or one JSON object per
-//! line on stderr (`LOG_FORMAT`), filtered by `RUST_LOG` (default `info`, with the ZooKeeper client's own
-//! chatter at `warn`).
+//! line on stderr (`LOG_FORMAT`), filtered by `RUST_LOG` (parsed with the
+//! rest of the configuration; default `info`, with the ZooKeeper client's
+//! own chatter at `warn`).
 
 use std::io::IsTerminal;
 
@@ -8,33 +9,20 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{ConfigError, LogFormat};
+use crate::config::LogFormat;
 
-/// Installs the global subscriber for a launcher (default level `info`). A
-/// bad `RUST_LOG` is a configuration error.
-pub fn init(format: LogFormat) -> Result<(), ConfigError> {
-    init_with(format, "info")
-}
-
-/// [`init`] with another default level (`rzkctl` logs only warnings unless
-/// asked: its output is its table).
-pub fn init_with(format: LogFormat, default: &str) -> Result<(), ConfigError> {
+/// Installs the global subscriber: `filter` is `RUST_LOG` when it was set,
+/// else `default` (a level) with the ZooKeeper client at `warn`.
+pub fn init(format: LogFormat, filter: Option<Targets>, default: &str) {
     // `Targets` takes `RUST_LOG`'s usual `level` and `target=level` lists.
     // It is the filter without span and field matching, and without the
     // regex engine behind them: that engine was a sixth of each binary,
     // and a binary's pages are most of a launcher's resident memory.
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) => v.parse::<Targets>().map_err(|e| {
-            ConfigError::new(
-                "RUST_LOG",
-                v.clone(),
-                format!("a tracing filter such as info or redis_zk=debug ({e})"),
-            )
-        })?,
-        Err(_) => format!("{default},zookeeper_client=warn")
+    let filter = filter.unwrap_or_else(|| {
+        format!("{default},zookeeper_client=warn")
             .parse::<Targets>()
-            .expect("the default filter parses"),
-    };
+            .expect("the default filter parses")
+    });
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -48,5 +36,4 @@ pub fn init_with(format: LogFormat, default: &str) -> Result<(), ConfigError> {
     };
     // Only fails if a subscriber is already installed, which is harmless.
     let _ = result;
-    Ok(())
 }

@@ -88,8 +88,7 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
 /// Redis and Sentinel rewrite their config files through a temporary file in
 /// that directory.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
-    // SAFETY: geteuid has no preconditions.
-    let uid = unsafe { libc::geteuid() };
+    let uid = nix::unistd::geteuid();
     let fail = |e: std::io::Error| {
         ConfigError::new(
             "DATA_DIR",
@@ -107,28 +106,63 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
 /// package creates it, and the images are built from those packages.
 pub const RUN_AS: &str = "redis";
 
-/// When started as root: makes `data_dir` (when given) and everything in it
-/// owned by [`RUN_AS`], then drops to that user, its group and no other
-/// groups, so that neither the launcher nor its child runs as root.
-/// Marathon creates persistent volumes owned by root; this is what lets an
-/// image start as root for them, as the official image's `gosu` entrypoint
-/// does. Called before any thread, socket or ZooKeeper session exists.
-/// Returns the uid it dropped to, `None` when it was not root.
-pub fn drop_root(data_dir: Option<&Path>) -> Result<Option<u32>, ConfigError> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+/// `DATA_DIR` as a launcher has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDir<'a> {
+    /// The binary keeps no files (`rzk-watcher`).
+    NotUsed,
+    /// `DATA_DIR` is unset: the working directory.
+    Unset,
+    /// `DATA_DIR` as set.
+    Set(&'a Path),
+}
+
+/// When started as root: checks, changing nothing, that `data` may be
+/// handed to [`RUN_AS`] ([`check_own_dir`]); then creates it, hands it over
+/// and drops to that user, its group and no other groups, so that neither
+/// the launcher nor its child runs as root. Marathon creates persistent
+/// volumes owned by root; this is what lets an image start as root for
+/// them, as the official image's `gosu` entrypoint does. Call it after
+/// every other check and before any thread, socket or ZooKeeper session
+/// exists. Returns the uid it dropped to, `None` when it was not root.
+pub fn run_as_redis(data: DataDir) -> Result<Option<u32>, ConfigError> {
+    if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    let Some((uid, gid)) = lookup_user(RUN_AS) else {
-        return Err(ConfigError::new(
+    let user = nix::unistd::User::from_name(RUN_AS).ok().flatten().ok_or_else(|| {
+        ConfigError::new(
             "USER",
             "root",
             format!(
                 "a user named {RUN_AS} to run as (a launcher started as root drops to it): create it, or start the launcher as another user"
             ),
-        ));
+        )
+    })?;
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    let handover = match data {
+        DataDir::NotUsed => None,
+        DataDir::Unset => {
+            return Err(ConfigError::new(
+                "DATA_DIR",
+                "",
+                format!(
+                    "a directory set explicitly: a launcher started as root hands DATA_DIR to the {RUN_AS} user, and never takes the working directory for it; set DATA_DIR to this task's own directory (the images use /data)"
+                ),
+            ));
+        }
+        DataDir::Set(dir) => {
+            let homes = homes_of_others(RUN_AS);
+            let plan = check_own_dir(dir, uid, gid, &homes).map_err(|why| {
+                ConfigError::new(
+                    "DATA_DIR",
+                    dir.display().to_string(),
+                    format!("a directory that is clearly this task's own to hand to the {RUN_AS} user: {why}"),
+                )
+            })?;
+            Some((dir, plan))
+        }
     };
-    if let Some(dir) = data_dir {
+    if let Some((dir, plan)) = handover {
         let fail = |e: std::io::Error| {
             ConfigError::new(
                 "DATA_DIR",
@@ -137,60 +171,188 @@ pub fn drop_root(data_dir: Option<&Path>) -> Result<Option<u32>, ConfigError> {
             )
         };
         std::fs::create_dir_all(dir).map_err(fail)?;
-        chown_tree(dir, uid, gid).map_err(fail)?;
+        if plan.create {
+            std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(fail)?;
+        }
+        for p in &plan.chown {
+            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(fail)?;
+        }
     }
-    let fail = |what: &str| {
-        ConfigError::new(
-            "USER",
-            "root",
-            format!(
-                "to switch to the {RUN_AS} user ({what}: {})",
-                std::io::Error::last_os_error()
-            ),
-        )
+    let fail = |what: &str, e: nix::Error| {
+        ConfigError::new("USER", "root", format!("to switch to the {RUN_AS} user ({what}: {e})"))
     };
-    // SAFETY: plain system calls on a process that has no other thread yet.
     // The group list goes first and the uid last: after setuid, root's
     // right to change groups is gone.
-    unsafe {
-        if libc::setgroups(1, &gid) != 0 {
-            return Err(fail("setgroups"));
-        }
-        if libc::setgid(gid) != 0 {
-            return Err(fail("setgid"));
-        }
-        if libc::setuid(uid) != 0 {
-            return Err(fail("setuid"));
-        }
-    }
+    nix::unistd::setgroups(&[user.gid]).map_err(|e| fail("setgroups", e))?;
+    nix::unistd::setgid(user.gid).map_err(|e| fail("setgid", e))?;
+    nix::unistd::setuid(user.uid).map_err(|e| fail("setuid", e))?;
     Ok(Some(uid))
 }
 
-/// The uid and gid of `name` from the password database.
-fn lookup_user(name: &str) -> Option<(libc::uid_t, libc::gid_t)> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; the strings it points
-    // into live in `buf`, which we do not read.
-    let rc = unsafe { libc::getpwnam_r(cname.as_ptr(), &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    (rc == 0 && !result.is_null()).then_some((pwd.pw_uid, pwd.pw_gid))
+/// What handing `DATA_DIR` over takes, decided before anything changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handover {
+    /// It does not exist yet: create it (its missing parents stay root's).
+    pub create: bool,
+    /// The entries to give to the user: owned by root, on the directory's
+    /// own file system, never a symbolic link.
+    pub chown: Vec<PathBuf>,
 }
 
-/// Hands `dir` and everything under it to `uid:gid`, without following
-/// symbolic links (a link in a volume must not give away a file elsewhere).
-/// Files already owned by the user are left alone, so a large volume
-/// costs a walk, not a write per file.
-fn chown_tree(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(dir)?;
-    if meta.uid() != uid || meta.gid() != gid {
-        std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
+/// The entries a launcher may find in a data directory it made before, or
+/// that its server writes (besides `temp-*`, `.rzk-*`, and `*.log`: a log
+/// the launcher's own output was redirected to by root's shell): anything
+/// else in a directory root owns means the directory is someone else's.
+const OWN_ENTRIES: &[&str] = &[
+    "redis.conf",
+    "sentinel.conf",
+    "dump.rdb",
+    "appendonlydir",
+    "appendonly.aof",
+    "lost+found",
+];
+
+/// Whether `real` (an absolute path with symbolic links resolved) is a
+/// system directory, a home, or above one; `homes` are the home directories
+/// of the users other than [`RUN_AS`].
+pub fn path_refusal(real: &Path, homes: &[PathBuf]) -> Option<String> {
+    const SYSTEM_TREES: &[&str] = &[
+        "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin", "/sys", "/usr",
+    ];
+    const SYSTEM_PARENTS: &[&str] = &[
+        "/home", "/media", "/mnt", "/opt", "/root", "/run", "/srv", "/tmp", "/var",
+    ];
+    if real == Path::new("/") {
+        return Some("it is the root directory".into());
     }
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(dir)? {
-            chown_tree(&entry?.path(), uid, gid)?;
+    if let Some(t) = SYSTEM_TREES.iter().find(|t| real.starts_with(t)) {
+        return Some(format!("it is in the system tree {t}"));
+    }
+    let depth = real.components().count() - 1;
+    if depth == 1 && real != Path::new("/data") {
+        return Some("it is a top-level directory (of those only the image's /data is taken)".into());
+    }
+    if depth == 2
+        && let Some(p) = SYSTEM_PARENTS.iter().find(|p| real.parent() == Some(Path::new(p)))
+    {
+        return Some(format!("it is a system directory (directly in {p})"));
+    }
+    if let Some(h) = homes.iter().find(|h| h.starts_with(real)) {
+        return Some(format!("it is the home directory {}, or above it", h.display()));
+    }
+    None
+}
+
+/// The home directories of the users other than `except` in
+/// `/etc/passwd` (the files a chown of a home would take from its user).
+fn homes_of_others(except: &str) -> Vec<PathBuf> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 7 && f[0] != except && f[5].starts_with('/') && f[5] != "/").then(|| PathBuf::from(f[5]))
+        })
+        .collect()
+}
+
+/// Checks that `dir` is clearly a launcher's own directory to hand to
+/// `uid`/`gid`, without changing anything, and lists what to change:
+/// - its real path is no system directory or home ([`path_refusal`]);
+/// - every directory above it lets `uid` through;
+/// - it is missing, empty, already `uid`'s, or holds only what a launcher
+///   and its server write there ([`OWN_ENTRIES`]);
+/// - nothing in it belongs to a third user.
+///
+/// Symbolic links are never followed nor changed, and the walk does not
+/// enter another file system (a mount inside the directory is left alone).
+pub fn check_own_dir(dir: &Path, uid: u32, gid: u32, homes: &[PathBuf]) -> Result<Handover, String> {
+    use std::os::unix::fs::MetadataExt;
+    let abs = std::path::absolute(dir).map_err(|e| e.to_string())?;
+    // The nearest existing directory, resolved, and what is still missing.
+    let mut existing = abs.clone();
+    let mut missing = vec![];
+    while !existing.exists() {
+        missing.push(
+            existing
+                .file_name()
+                .map(ToOwned::to_owned)
+                .ok_or("no existing parent")?,
+        );
+        existing = existing.parent().ok_or("no existing parent")?.to_path_buf();
+    }
+    let mut real = std::fs::canonicalize(&existing).map_err(|e| format!("{}: {e}", existing.display()))?;
+    let create = !missing.is_empty();
+    for m in missing.iter().rev() {
+        real.push(m);
+    }
+    if let Some(why) = path_refusal(&real, homes) {
+        return Err(format!("{} ({why})", real.display()));
+    }
+    for a in real.ancestors().skip(1) {
+        let Ok(m) = std::fs::metadata(a) else { continue };
+        let mode = m.mode();
+        let through = if m.uid() == uid {
+            mode & 0o100 != 0
+        } else if m.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !through {
+            return Err(format!(
+                "the {RUN_AS} user may not enter {} (mode {:o})",
+                a.display(),
+                mode & 0o7777
+            ));
+        }
+    }
+    if create {
+        return Ok(Handover { create, chown: vec![] });
+    }
+    let top = std::fs::symlink_metadata(&real).map_err(|e| e.to_string())?;
+    if top.uid() != 0 && top.uid() != uid {
+        return Err(format!("{} belongs to uid {}", real.display(), top.uid()));
+    }
+    if top.uid() != uid {
+        let entries = std::fs::read_dir(&real).map_err(|e| e.to_string())?;
+        for e in entries {
+            let name = e.map_err(|e| e.to_string())?.file_name();
+            let name = name.to_string_lossy();
+            let own = OWN_ENTRIES.contains(&name.as_ref())
+                || name.starts_with("temp-")
+                || name.starts_with(".rzk-")
+                || name.ends_with(".log");
+            if !own {
+                return Err(format!(
+                    "{} is root's and holds {name:?}, which no launcher writes",
+                    real.display()
+                ));
+            }
+        }
+    }
+    let mut chown = vec![];
+    walk(&real, top.dev(), uid, gid, &mut chown)?;
+    Ok(Handover { create, chown })
+}
+
+/// Lists the entries under `p` (itself included) to hand over, on file
+/// system `dev`; a third user's entry is a refusal.
+fn walk(p: &Path, dev: u64, uid: u32, gid: u32, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    if m.file_type().is_symlink() || m.dev() != dev {
+        return Ok(());
+    }
+    if m.uid() != 0 && m.uid() != uid {
+        return Err(format!("{} belongs to uid {}", p.display(), m.uid()));
+    }
+    if m.uid() != uid || m.gid() != gid {
+        out.push(p.to_path_buf());
+    }
+    if m.is_dir() {
+        for e in std::fs::read_dir(p).map_err(|e| format!("{}: {e}", p.display()))? {
+            walk(&e.map_err(|e| e.to_string())?.path(), dev, uid, gid, out)?;
         }
     }
     Ok(())
@@ -270,8 +432,7 @@ mod tests {
             "--nocapture",
         ])
         .env(CHILD, &dir);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if nix::unistd::geteuid().is_root() {
             cmd.uid(65534).gid(65534);
         }
         let out = cmd.output().expect("run this test binary again");
@@ -355,5 +516,92 @@ mod tests {
             PathBuf::from("/bin/sh")
         );
         assert!(program("X", Path::new("sh"), "sh").unwrap().is_absolute());
+    }
+
+    #[test]
+    fn system_directories_and_homes_are_never_taken() {
+        let homes = [
+            PathBuf::from("/home/alice"),
+            PathBuf::from("/var/www"),
+            PathBuf::from("/srv/app/home"),
+        ];
+        for refused in [
+            "/",
+            "/tmp",
+            "/home",
+            "/etc",
+            "/var",
+            "/srv",
+            "/mnt",
+            "/etc/redis",
+            "/usr/local/data",
+            "/var/lib",
+            "/var/tmp",
+            "/home/alice",
+            "/root/data",
+            "/tmp/x",
+            "/var/www",
+            "/srv/app",
+            "/proc/1",
+            "/bin/x",
+        ] {
+            assert!(
+                path_refusal(Path::new(refused), &homes).is_some(),
+                "{refused} was accepted"
+            );
+        }
+        for taken in [
+            "/data",
+            "/mnt/mesos/sandbox/data",
+            "/tmp/rzk-local-group/redis1",
+            "/var/lib/redis-zk/a",
+            "/home/alice/rzk",
+            "/srv/rzk/data",
+        ] {
+            assert_eq!(path_refusal(Path::new(taken), &homes), None, "{taken}");
+        }
+    }
+
+    #[test]
+    fn a_directory_is_taken_only_when_clearly_a_launchers_own() {
+        let base = tempfile::Builder::new()
+            .prefix("rzk-own-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let me = nix::unistd::geteuid().as_raw();
+        let gid = nix::unistd::getegid().as_raw();
+        // Missing: created, nothing else to change.
+        let missing = base.path().join("a/b");
+        assert_eq!(
+            check_own_dir(&missing, me, gid, &[]).unwrap(),
+            Handover {
+                create: true,
+                chown: vec![]
+            }
+        );
+        // Launcher files only, and a symbolic link out that is never followed.
+        let own = base.path().join("own");
+        std::fs::create_dir(&own).unwrap();
+        std::fs::write(own.join("redis.conf"), "").unwrap();
+        std::os::unix::fs::symlink("/etc", own.join("appendonlydir")).unwrap();
+        let plan = check_own_dir(&own, me, gid, &[]).unwrap();
+        assert!(plan.chown.iter().all(|p| !p.ends_with("appendonlydir")), "{plan:?}");
+        // Something no launcher writes, in a directory not yet the user's.
+        if me != 0 {
+            return; // the rest needs root-owned entries: tests/ownership.rs
+        }
+        let foreign = base.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::fs::write(foreign.join("notes.txt"), "").unwrap();
+        let e = check_own_dir(&foreign, 999, 999, &[]).unwrap_err();
+        assert!(e.contains("notes.txt"), "{e}");
+        // A third user's file anywhere in it.
+        let shared = base.path().join("shared");
+        std::fs::create_dir_all(shared.join("appendonlydir")).unwrap();
+        let f = shared.join("appendonlydir/x.aof");
+        std::fs::write(&f, "").unwrap();
+        std::os::unix::fs::lchown(&f, Some(4242), None).unwrap();
+        let e = check_own_dir(&shared, 999, 999, &[]).unwrap_err();
+        assert!(e.contains("uid 4242"), "{e}");
     }
 }

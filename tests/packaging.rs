@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redis_zk::config::vars_read_by;
+use redis_zk::config::{Bin, vars::VARS};
 use serde_json::Value;
 
 const GROUP_SCHEMA_ID: &str =
@@ -138,7 +138,12 @@ fn invariant_errors(app: &Value) -> Vec<String> {
         }
         Some(_) => {}
     }
-    let allowed = vars_read_by(&binary);
+    let bin = Bin::ALL.iter().find(|b| b.name() == binary);
+    let allowed: Vec<&str> = VARS
+        .iter()
+        .filter(|v| bin.is_some_and(|b| v.read_by(*b)))
+        .map(|v| v.name)
+        .collect();
     for key in app["env"]
         .as_object()
         .map(|m| m.keys().cloned().collect::<Vec<_>>())

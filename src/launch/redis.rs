@@ -315,7 +315,7 @@ fn data_on_disk(dir: &std::path::Path) -> u64 {
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
 async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
-    let dir = &cfg.common.data_dir;
+    let dir = &cfg.common.data_dir();
     let dir = std::fs::canonicalize(dir)?;
     let conf_path = dir.join("redis.conf");
     // A new replica holds nothing until its first full sync is done: it

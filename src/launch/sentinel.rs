@@ -66,7 +66,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         Ok(m) => m,
         Err(code) => return code,
     };
-    let dir = match std::fs::canonicalize(&cfg.common.data_dir) {
+    let dir = match std::fs::canonicalize(cfg.common.data_dir()) {
         Ok(d) => d,
         Err(e) => {
             error!(error = %e, "DATA_DIR is not usable");

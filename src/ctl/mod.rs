@@ -12,6 +12,8 @@ use crate::model::{Endpoint, Role};
 use crate::policy::switchover::{Plan, plan};
 
 use crate::config::CtlConfig;
+
+pub mod args;
 use crate::observe::{Scope, observe};
 use crate::policy::status::{status as group_status, table};
 use crate::probe::{PROBE_TIMEOUT, Probe};

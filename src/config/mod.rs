@@ -7,19 +7,26 @@
 //! expected, so an operator can fix the Marathon app definition from the log
 //! line alone.
 //!
-//! envy collects the variables into a struct of raw strings; the parsing is ours
-//! so that every message has the same shape.
+//! The variables are declared once, in [`vars::VARS`]: a binary reads a
+//! variable only through that table, so it validates exactly the variables
+//! it reads, with the table's default and the table's words.
 
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use tracing_subscriber::filter::Targets;
 
 pub use crate::model::Secret;
 pub use crate::zk::settings::ZkConfig;
 use crate::zk::settings::{is_valid_zk_path, parse_zk_hosts};
+
+pub mod vars;
+
+pub use vars::Bin;
 
 /// A bad configuration value. Displayed as the one line the launcher prints
 /// before it exits with status 2.
@@ -70,13 +77,26 @@ pub struct Common {
     pub master_name: String,
     /// `REDIS_PASSWORD`.
     pub password: Option<Secret>,
-    /// `DATA_DIR`: working directory of the child and home of generated configs.
-    pub data_dir: PathBuf,
+    /// `DATA_DIR` when it was set (the two task launchers read it): the
+    /// working directory of the child and home of generated configs.
+    /// Unset means the working directory, which a launcher started as
+    /// root refuses (it would hand it to the `redis` user).
+    pub data_dir: Option<PathBuf>,
     /// `LOG_FORMAT`.
     pub log_format: LogFormat,
+    /// `RUST_LOG`, parsed; `None`: the binary's default.
+    pub log_filter: Option<Targets>,
     /// `ADMIN_PORT`: where the admin HTTP API listens; unset opens no port.
     /// Marathon gives it as the second port (`PORT1`).
     pub admin_port: Option<u16>,
+}
+
+impl Common {
+    /// The directory the child runs in: `DATA_DIR`, else the working
+    /// directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
 }
 
 /// Where a launcher's child listens and how peers reach it. The watcher
@@ -135,23 +155,15 @@ pub struct RedisConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persistence {
     /// Nothing: no RDB snapshots, no AOF, and replicas load their full sync
-    /// straight into memory. Marathon's sandbox is thrown away with the
-    /// task, so writes there only cost I/O; the replicas are the redundancy.
+    /// through a file deleted once loaded. Marathon's sandbox is thrown
+    /// away with the task, so writes there only cost I/O; the replicas are
+    /// the redundancy.
     None,
     /// An append-only file fsynced every second in `DATA_DIR`, which must
     /// then be a persistent volume, so that a group that lost every task
     /// comes back with its data.
     Aof,
 }
-
-/// `FENCE_AFTER_MS`'s default. A fence must come before the Sentinels
-/// promote another server, or the old master acknowledges writes after the
-/// new one took over, and those are lost. The Sentinels promote no sooner
-/// than `SENTINEL_DOWN_AFTER_MS` (5000 in the Marathon files) after the
-/// master's last answer, plus the vote; the fence comes at most this plus
-/// one check (1 s) plus the witnesses' timeouts (1 s) after the last
-/// confirmation. 3000 keeps that below 5000.
-pub const DEFAULT_FENCE_AFTER: Duration = Duration::from_millis(3000);
 
 /// Redis' own default `replica-priority`.
 pub const DEFAULT_REPLICA_PRIORITY: u32 = 100;
@@ -212,84 +224,11 @@ pub struct MonitorSettings {
     pub parallel_syncs: u32,
 }
 
-/// Configuration of `rzkctl`: the shared variables only.
+/// Configuration of `rzkctl`: the shared variables it reads.
 #[derive(Debug, Clone)]
 pub struct CtlConfig {
     /// Shared settings.
     pub common: Common,
-}
-
-impl CtlConfig {
-    /// Reads and validates the configuration of `rzkctl`.
-    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        Ok(CtlConfig {
-            common: common(&raw(vars), vars)?,
-        })
-    }
-}
-
-/// What `rzkctl` was asked to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CtlCommand {
-    /// `status [--json]`.
-    Status {
-        /// `--json`.
-        json: bool,
-    },
-    /// `switchover [--to IP:PORT] [--timeout S]`.
-    Switchover {
-        /// `--to`: the replica that must become master.
-        to: Option<crate::model::Endpoint>,
-        /// `--timeout` (default 30 s).
-        timeout: Duration,
-    },
-}
-
-/// The usage line of `rzkctl`.
-pub const CTL_USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS]";
-
-/// Parses `rzkctl`'s arguments.
-pub fn parse_ctl_args(args: &[String]) -> Result<CtlCommand, ConfigError> {
-    let usage = || ConfigError::new("args", args.join(" "), CTL_USAGE);
-    let mut it = args.iter().map(String::as_str);
-    match it.next() {
-        Some("status") => match it.collect::<Vec<_>>().as_slice() {
-            [] => Ok(CtlCommand::Status { json: false }),
-            ["--json"] => Ok(CtlCommand::Status { json: true }),
-            _ => Err(usage()),
-        },
-        Some("switchover") => {
-            let (mut to, mut timeout) = (None, Duration::from_secs(30));
-            while let Some(flag) = it.next() {
-                let value = it.next().ok_or_else(usage)?;
-                match flag {
-                    "--to" => {
-                        let ep = value
-                            .rsplit_once(':')
-                            .and_then(|(h, p)| {
-                                Some(crate::model::Endpoint::new(
-                                    h,
-                                    p.parse::<u16>().ok().filter(|p| *p > 0)?,
-                                ))
-                            })
-                            .filter(|e| value.parse::<std::net::SocketAddrV4>().is_ok() && e.port > 0)
-                            .ok_or_else(|| {
-                                ConfigError::new("--to", value, "IPv4:PORT of a replica, e.g. 10.0.3.7:31457")
-                            })?;
-                        to = Some(ep);
-                    }
-                    "--timeout" => {
-                        timeout = int_in(1u64, 3600)(value)
-                            .map(Duration::from_secs)
-                            .ok_or_else(|| ConfigError::new("--timeout", value, "whole seconds from 1 to 3600"))?;
-                    }
-                    _ => return Err(usage()),
-                }
-            }
-            Ok(CtlCommand::Switchover { to, timeout })
-        }
-        _ => Err(usage()),
-    }
 }
 
 /// Configuration of `rzk-watcher`. It binds nothing, so it ignores
@@ -302,98 +241,6 @@ pub struct WatcherConfig {
     pub reconcile_interval: Duration,
 }
 
-/// Variables all three binaries read.
-pub const COMMON_VARS: &[&str] = &[
-    "ZK_HOSTS",
-    "ZK_ROOT",
-    "ZK_SESSION_TIMEOUT_MS",
-    "ZK_CONNECT_TIMEOUT_S",
-    "ZK_DIGEST",
-    "MASTER_NAME",
-    "REDIS_PASSWORD",
-    "REDIS_PASSWORD_FILE",
-    "ZK_DIGEST_FILE",
-    "DATA_DIR",
-    "LOG_FORMAT",
-    "RUST_LOG",
-    "ADMIN_PORT",
-];
-/// Variables only the two launchers read (the watcher binds nothing).
-pub const LISTEN_VARS: &[&str] = &["NET_IFACE", "BIND_IP", "PORT0", "ANNOUNCE_IP", "ANNOUNCE_PORT"];
-/// Variables only `rzk-redis` reads.
-pub const REDIS_VARS: &[&str] = &[
-    "REDIS_SERVER_BIN",
-    "TAKEOVER_GRACE_S",
-    "SHUTDOWN_FAILOVER_TIMEOUT_S",
-    "READY_MAX_LAG_S",
-    "PERSISTENCE",
-    "FENCE_AFTER_MS",
-];
-/// Variables only `rzk-sentinel` reads.
-pub const SENTINEL_VARS: &[&str] = &[
-    "REDIS_SENTINEL_BIN",
-    "SENTINEL_QUORUM",
-    "SENTINEL_DOWN_AFTER_MS",
-    "SENTINEL_FAILOVER_TIMEOUT_MS",
-    "SENTINEL_PARALLEL_SYNCS",
-    "MASTER_WAIT_TIMEOUT_S",
-];
-/// Variables only `rzk-watcher` reads.
-pub const WATCHER_VARS: &[&str] = &["RECONCILE_INTERVAL_S"];
-
-/// Every variable `binary` (`rzk-redis`, `rzk-sentinel`, `rzk-watcher`)
-/// reads, so that deployment files can be checked against it.
-pub fn vars_read_by(binary: &str) -> Vec<&'static str> {
-    let own: &[&[&str]] = match binary {
-        "rzk-redis" => &[LISTEN_VARS, REDIS_VARS],
-        "rzk-sentinel" => &[LISTEN_VARS, SENTINEL_VARS],
-        "rzk-watcher" => &[WATCHER_VARS],
-        _ => &[],
-    };
-    COMMON_VARS
-        .iter()
-        .chain(own.iter().flat_map(|v| v.iter()))
-        .copied()
-        .collect()
-}
-
-/// Raw variables as envy collects them: everything optional, everything a
-/// string, so that the parsing and its messages stay in one place.
-#[derive(Debug, Default, Deserialize)]
-#[cfg_attr(test, derive(serde::Serialize))]
-struct Raw {
-    zk_hosts: Option<String>,
-    zk_root: Option<String>,
-    zk_session_timeout_ms: Option<String>,
-    zk_connect_timeout_s: Option<String>,
-    zk_digest: Option<String>,
-    zk_digest_file: Option<String>,
-    master_name: Option<String>,
-    redis_password: Option<String>,
-    redis_password_file: Option<String>,
-    net_iface: Option<String>,
-    bind_ip: Option<String>,
-    announce_ip: Option<String>,
-    announce_port: Option<String>,
-    data_dir: Option<String>,
-    log_format: Option<String>,
-    port0: Option<String>,
-    redis_server_bin: Option<String>,
-    takeover_grace_s: Option<String>,
-    shutdown_failover_timeout_s: Option<String>,
-    redis_sentinel_bin: Option<String>,
-    sentinel_quorum: Option<String>,
-    sentinel_down_after_ms: Option<String>,
-    sentinel_failover_timeout_ms: Option<String>,
-    sentinel_parallel_syncs: Option<String>,
-    master_wait_timeout_s: Option<String>,
-    reconcile_interval_s: Option<String>,
-    admin_port: Option<String>,
-    ready_max_lag_s: Option<String>,
-    persistence: Option<String>,
-    fence_after_ms: Option<String>,
-}
-
 /// The environment as (name, value) pairs. Variables that are not valid
 /// UTF-8 are skipped instead of panicking; none of ours can be such.
 pub fn process_env() -> Vec<(String, String)> {
@@ -402,42 +249,73 @@ pub fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Whether `name` (already ASCII upper-cased) is a variable some binary reads.
-fn is_known_var(name: &str) -> bool {
-    [COMMON_VARS, LISTEN_VARS, REDIS_VARS, SENTINEL_VARS, WATCHER_VARS]
-        .iter()
-        .any(|list| list.contains(&name))
+/// The variables one binary reads, as set. Every read goes through the
+/// table ([`vars::var`]), which gives the default and the message.
+struct Env<'a> {
+    bin: Bin,
+    set: BTreeMap<&'static str, String>,
+    /// The whole environment, for `ADMIN_PORT=$PORTn`.
+    all: &'a [(String, String)],
+    /// The names asked for, so a test can check that a binary reads
+    /// exactly the variables the table says.
+    asked: RefCell<BTreeSet<&'static str>>,
 }
 
-fn raw(vars: &[(String, String)]) -> Raw {
-    // envy lower-cases names with Unicode rules and panics on a duplicate
-    // field, so `ZK_HOSTS` beside `Z\u{212A}_HOSTS` (a Kelvin sign, which
-    // folds to `k`) would crash the launcher. Only our own names reach it:
-    // matched ASCII-case-insensitively, one value per name (the later wins,
-    // as in a real environment); every other variable is ignored.
-    let mut seen = std::collections::BTreeMap::new();
-    for (k, v) in vars {
-        let name = k.to_ascii_uppercase();
-        if is_known_var(&name) {
-            seen.insert(name, v.clone());
+impl<'a> Env<'a> {
+    /// Names are matched ASCII-case-insensitively, one value per name (the
+    /// later wins, as in a real environment); variables `bin` does not
+    /// read are ignored, however they are spelled.
+    fn new(bin: Bin, all: &'a [(String, String)]) -> Env<'a> {
+        let mut set = BTreeMap::new();
+        for (k, v) in all {
+            let name = k.to_ascii_uppercase();
+            if let Some(var) = vars::VARS.iter().find(|x| x.name == name && x.read_by(bin)) {
+                set.insert(var.name, v.clone());
+            }
+        }
+        Env {
+            bin,
+            set,
+            all,
+            asked: RefCell::new(BTreeSet::new()),
         }
     }
-    // Cannot fail: every field is an optional string and every name is unique.
-    envy::from_iter(seen).expect("optional string fields always deserialize")
-}
 
-/// Reads one variable with a default, parsing it with `parse`, which returns
-/// `None` for a value outside what `expected` describes.
-fn var<T>(
-    name: &'static str,
-    value: &Option<String>,
-    default: T,
-    expected: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => parse(v).ok_or_else(|| ConfigError::new(name, v.clone(), expected)),
+    /// The value of `name`, when it is set.
+    fn value(&self, name: &'static str) -> Option<&str> {
+        let var = vars::var(name);
+        debug_assert!(var.read_by(self.bin), "{} does not read {name}", self.bin.name());
+        self.asked.borrow_mut().insert(var.name);
+        self.set.get(name).map(String::as_str)
+    }
+
+    /// The error for a bad `value` of `name`, in the table's words.
+    fn bad(&self, name: &'static str, value: &str) -> ConfigError {
+        let var = vars::var(name);
+        let shown = if var.secret { "<redacted>" } else { value };
+        ConfigError::new(var.name, shown, var.expected)
+    }
+
+    /// `name` parsed by `parse`, or its default (parsed the same way);
+    /// `None` when it is unset and has no default value.
+    fn opt<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
+        match self.value(name) {
+            Some(v) => parse(v).map(Some).ok_or_else(|| self.bad(name, v)),
+            None => match vars::var(name).default_for(self.bin) {
+                Some(d) => Ok(Some(parse(d).unwrap_or_else(|| panic!("the default of {name} parses")))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// `name` parsed by `parse`, or its default; for variables that have one.
+    fn get<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<T, ConfigError> {
+        self.opt(name, parse)
+            .map(|v| v.unwrap_or_else(|| panic!("{name} has no default value")))
+    }
+
+    fn secs(&self, name: &'static str, lo: u64) -> Result<Duration, ConfigError> {
+        self.get(name, int_in(lo, 86_400)).map(Duration::from_secs)
     }
 }
 
@@ -445,13 +323,8 @@ fn int_in<T: std::str::FromStr + PartialOrd>(lo: T, hi: T) -> impl Fn(&str) -> O
     move |s| s.trim().parse::<T>().ok().filter(|n| *n >= lo && *n <= hi)
 }
 
-fn port_var(name: &'static str, value: &Option<String>, default: u16) -> Result<u16, ConfigError> {
-    var(name, value, default, "a TCP port from 1 to 65535", int_in(1u16, 65535))
-}
-
-fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -> Result<Duration, ConfigError> {
-    let expected = format!("a whole number of seconds from {lo} to 86400");
-    var(name, value, default, &expected, int_in(lo, 86_400)).map(Duration::from_secs)
+fn port(s: &str) -> Option<u16> {
+    int_in(1u16, 65535)(s)
 }
 
 /// A secret given either as `name` or as a file named by `file_name` (the
@@ -462,27 +335,21 @@ fn secs_var(name: &'static str, value: &Option<String>, default: u64, lo: u64) -
 /// trailing newline is stripped: `echo secret > file` is the usual way to
 /// make one. Both forms at once is an error rather than a silent choice.
 fn secret_var(
+    env: &Env,
     name: &'static str,
     file_name: &'static str,
-    value: &Option<String>,
-    file: &Option<String>,
 ) -> Result<Option<(String, &'static str)>, ConfigError> {
-    match (value, file) {
+    match (env.value(name), env.value(file_name)) {
         (None, None) => Ok(None),
         (Some(_), Some(path)) => Err(ConfigError::new(
             file_name,
-            path.clone(),
+            path,
             format!("{name} or {file_name}, not both; unset one of them"),
         )),
-        (Some(v), None) => Ok(Some((v.clone(), name))),
+        (Some(v), None) => Ok(Some((v.to_string(), name))),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    file_name,
-                    path.clone(),
-                    format!("a file this user can read, holding {name} in UTF-8 ({e})"),
-                )
-            })?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new(file_name, path, format!("{} ({e})", vars::var(file_name).expected)))?;
             let text = text
                 .strip_suffix("\r\n")
                 .or_else(|| text.strip_suffix('\n'))
@@ -499,105 +366,78 @@ fn is_valid_master_name(s: &str) -> bool {
 /// `ADMIN_PORT`: a port, or `$PORT0` … `$PORT9`, the port Marathon gave
 /// that index (Marathon sets `env` values literally, without expanding
 /// variables, so the admin port can only be named this way).
-fn admin_port(value: &Option<String>, vars: &[(String, String)]) -> Result<Option<u16>, ConfigError> {
-    let Some(v) = value else { return Ok(None) };
-    let expected = "a TCP port from 1 to 65535, or $PORT0 to $PORT9 naming a port Marathon assigned";
-    let bad = || ConfigError::new("ADMIN_PORT", v.clone(), expected);
+fn admin_port(env: &Env) -> Result<Option<u16>, ConfigError> {
+    let Some(v) = env.value("ADMIN_PORT") else {
+        return Ok(None);
+    };
     let literal = match v.strip_prefix('$') {
-        None => v.clone(),
-        Some(name) if name.len() == 5 && name.starts_with("PORT") && name.as_bytes()[4].is_ascii_digit() => vars
+        None => v.to_string(),
+        Some(name) if name.len() == 5 && name.starts_with("PORT") && name.as_bytes()[4].is_ascii_digit() => env
+            .all
             .iter()
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, val)| val.clone())
-            .ok_or_else(|| ConfigError::new("ADMIN_PORT", v.clone(), format!("{expected}; {name} is not set")))?,
-        Some(_) => return Err(bad()),
+            .ok_or_else(|| {
+                let e = env.bad("ADMIN_PORT", v);
+                ConfigError::new(e.var, e.value, format!("{}; {name} is not set", e.expected))
+            })?,
+        Some(_) => return Err(env.bad("ADMIN_PORT", v)),
     };
-    int_in(1u16, 65535)(&literal).map(Some).ok_or_else(bad)
+    port(&literal).map(Some).ok_or_else(|| env.bad("ADMIN_PORT", v))
 }
 
-fn common(r: &Raw, vars: &[(String, String)]) -> Result<Common, ConfigError> {
-    let hosts_raw = r.zk_hosts.clone().unwrap_or_else(|| "localhost:2181".into());
-    let (hosts, chroot) = parse_zk_hosts(&hosts_raw).ok_or_else(|| {
-        ConfigError::new(
-            "ZK_HOSTS",
-            hosts_raw.clone(),
-            "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos",
-        )
-    })?;
-    let root = var(
-        "ZK_ROOT",
-        &r.zk_root,
-        "/redis".to_string(),
-        "an absolute ZooKeeper path such as /redis, without a trailing slash",
-        |s| is_valid_zk_path(s).then(|| s.to_string()),
-    )?;
-    let session_timeout = var(
-        "ZK_SESSION_TIMEOUT_MS",
-        &r.zk_session_timeout_ms,
-        10_000,
-        "milliseconds from 1000 to 600000",
-        int_in(1000u64, 600_000),
-    )
-    .map(Duration::from_millis)?;
-    let connect_timeout = secs_var("ZK_CONNECT_TIMEOUT_S", &r.zk_connect_timeout_s, 30, 1)?;
-    let digest = match secret_var("ZK_DIGEST", "ZK_DIGEST_FILE", &r.zk_digest, &r.zk_digest_file)? {
+fn common(env: &Env) -> Result<Common, ConfigError> {
+    let (hosts, chroot) = env.get("ZK_HOSTS", parse_zk_hosts)?;
+    let root = env.get("ZK_ROOT", |s| is_valid_zk_path(s).then(|| s.to_string()))?;
+    let session_timeout = env
+        .get("ZK_SESSION_TIMEOUT_MS", int_in(1000u64, 600_000))
+        .map(Duration::from_millis)?;
+    let connect_timeout = env.secs("ZK_CONNECT_TIMEOUT_S", 1)?;
+    let digest = match secret_var(env, "ZK_DIGEST", "ZK_DIGEST_FILE")? {
         None => None,
         Some((d, from)) => match d.split_once(':') {
-            Some((u, p)) if !u.is_empty() && !p.is_empty() && !d.contains(['\n', '\r', '\0']) => {
-                Some(Secret::new(d.clone()))
-            }
+            Some((u, p)) if !u.is_empty() && !p.is_empty() && !d.contains(['\n', '\r', '\0']) => Some(Secret::new(d)),
             _ => {
-                return Err(ConfigError::new(
-                    from,
-                    "<redacted>",
-                    "user:password with a non-empty user and password",
-                ));
+                let expected = vars::var("ZK_DIGEST").expected;
+                return Err(ConfigError::new(from, "<redacted>", expected));
             }
         },
     };
-    let master_name = var(
-        "MASTER_NAME",
-        &r.master_name,
-        "mymaster".to_string(),
-        "1 to 128 letters, digits, '.', '_' or '-'",
-        |s| is_valid_master_name(s).then(|| s.to_string()),
-    )?;
-    let password = match secret_var(
-        "REDIS_PASSWORD",
-        "REDIS_PASSWORD_FILE",
-        &r.redis_password,
-        &r.redis_password_file,
-    )? {
+    let master_name = env.get("MASTER_NAME", |s| is_valid_master_name(s).then(|| s.to_string()))?;
+    let password = match secret_var(env, "REDIS_PASSWORD", "REDIS_PASSWORD_FILE")? {
         None => None,
         Some((p, from)) if p.is_empty() || p.contains(['\n', '\r', '\0']) => {
-            return Err(ConfigError::new(
-                from,
-                "<redacted>",
-                "a non-empty password on one line, or leave it unset",
-            ));
+            let expected = vars::var("REDIS_PASSWORD").expected;
+            return Err(ConfigError::new(from, "<redacted>", expected));
         }
         Some((p, _)) => Some(Secret::new(p)),
     };
-    let data_dir = PathBuf::from(r.data_dir.clone().unwrap_or_else(|| ".".into()));
-    if data_dir.as_os_str().is_empty() || (data_dir.exists() && !data_dir.is_dir()) {
-        return Err(ConfigError::new(
-            "DATA_DIR",
-            data_dir.display().to_string(),
-            "a directory (it is created when missing)",
-        ));
-    }
-    let log_format = var(
-        "LOG_FORMAT",
-        &r.log_format,
-        LogFormat::Text,
-        "text or json",
-        |s| match s {
-            "text" => Some(LogFormat::Text),
-            "json" => Some(LogFormat::Json),
-            _ => None,
-        },
-    )?;
+    let data_dir = if vars::var("DATA_DIR").read_by(env.bin) {
+        env.opt("DATA_DIR", |s| {
+            let p = PathBuf::from(s);
+            (!s.is_empty() && (!p.exists() || p.is_dir())).then_some(p)
+        })?
+    } else {
+        None
+    };
+    let log_format = env.get("LOG_FORMAT", |s| match s {
+        "text" => Some(LogFormat::Text),
+        "json" => Some(LogFormat::Json),
+        _ => None,
+    })?;
+    let log_filter = match env.value("RUST_LOG") {
+        None => None,
+        Some(v) => Some(v.parse::<Targets>().map_err(|e| {
+            let bad = env.bad("RUST_LOG", v);
+            ConfigError::new(bad.var, bad.value, format!("{} ({e})", bad.expected))
+        })?),
+    };
+    let admin_port = if vars::var("ADMIN_PORT").read_by(env.bin) {
+        admin_port(env)?
+    } else {
+        None
+    };
     Ok(Common {
         zk: ZkConfig {
             hosts,
@@ -606,94 +446,60 @@ fn common(r: &Raw, vars: &[(String, String)]) -> Result<Common, ConfigError> {
             session_timeout,
             connect_timeout,
             digest,
-            create: true,
+            create: env.bin != Bin::Ctl,
         },
         master_name,
         password,
         data_dir,
         log_format,
-        admin_port: admin_port(&r.admin_port, vars)?,
+        log_filter,
+        admin_port,
     })
 }
 
-fn listen(r: &Raw, default_port: u16) -> Result<Listen, ConfigError> {
-    let iface = r.net_iface.clone();
-    if iface
-        .as_deref()
-        .is_some_and(|i| i.is_empty() || i.len() > 15 || i.contains(['/', ' ']))
-    {
-        return Err(ConfigError::new(
-            "NET_IFACE",
-            iface.unwrap_or_default(),
-            "a network interface name such as eth0 (or unset, for the default route's interface)",
-        ));
-    }
-    let bind_ip = match &r.bind_ip {
-        None => None,
-        Some(s) => Some(
-            s.parse::<Ipv4Addr>()
-                .map_err(|_| ConfigError::new("BIND_IP", s.clone(), "an IPv4 address literal such as 10.0.3.7"))?,
-        ),
-    };
-    let announce_ip = match &r.announce_ip {
-        None => None,
-        // An IPv4 literal only: Sentinel answers with IP addresses, so a
-        // hostname here would make the same task appear under two names.
-        Some(s) if s.parse::<Ipv4Addr>().is_ok() => Some(s.clone()),
-        Some(s) => {
-            return Err(ConfigError::new("ANNOUNCE_IP", s.clone(), "an IPv4 address literal"));
-        }
-    };
+fn listen(env: &Env) -> Result<Listen, ConfigError> {
+    let iface = env.opt("NET_IFACE", |i| {
+        (!i.is_empty() && i.len() <= 15 && !i.contains(['/', ' '])).then(|| i.to_string())
+    })?;
     Ok(Listen {
         iface,
-        bind_ip,
-        port: port_var("PORT0", &r.port0, default_port)?,
-        announce_ip,
-        announce_port: r
-            .announce_port
-            .as_ref()
-            .map(|_| port_var("ANNOUNCE_PORT", &r.announce_port, 0))
-            .transpose()?,
+        bind_ip: env.opt("BIND_IP", |s| s.parse::<Ipv4Addr>().ok())?,
+        port: env.get("PORT0", port)?,
+        // An IPv4 literal only: Sentinel answers with IP addresses, so a
+        // hostname here would make the same task appear under two names.
+        announce_ip: env.opt("ANNOUNCE_IP", |s| s.parse::<Ipv4Addr>().is_ok().then(|| s.to_string()))?,
+        announce_port: env.opt("ANNOUNCE_PORT", port)?,
     })
 }
 
 impl RedisConfig {
     /// Reads and validates the configuration of `rzk-redis` from `vars`
     /// (normally [`process_env`]) and the pass-through arguments.
-    pub fn from_vars(vars: &[(String, String)], mut args: Vec<String>) -> Result<Self, ConfigError> {
-        let r = raw(vars);
+    pub fn from_vars(vars: &[(String, String)], args: Vec<String>) -> Result<Self, ConfigError> {
+        Self::read(&Env::new(Bin::Redis, vars), args)
+    }
+
+    fn read(env: &Env, mut args: Vec<String>) -> Result<Self, ConfigError> {
         let replica_priority = take_replica_priority(&mut args)?;
         Ok(RedisConfig {
-            common: common(&r, vars)?,
-            listen: listen(&r, 6379)?,
-            server_bin: PathBuf::from(r.redis_server_bin.as_deref().unwrap_or("redis-server")),
-            takeover_grace: secs_var("TAKEOVER_GRACE_S", &r.takeover_grace_s, 30, 0)?,
-            shutdown_failover_timeout: secs_var("SHUTDOWN_FAILOVER_TIMEOUT_S", &r.shutdown_failover_timeout_s, 20, 1)?,
+            common: common(env)?,
+            listen: listen(env)?,
+            server_bin: env.get("REDIS_SERVER_BIN", |s| Some(PathBuf::from(s)))?,
+            takeover_grace: env.secs("TAKEOVER_GRACE_S", 0)?,
+            shutdown_failover_timeout: env.secs("SHUTDOWN_FAILOVER_TIMEOUT_S", 1)?,
             extra_args: args,
             replica_priority,
-            ready_max_lag: secs_var("READY_MAX_LAG_S", &r.ready_max_lag_s, 10, 1)?,
-            fence_after: var(
-                "FENCE_AFTER_MS",
-                &r.fence_after_ms,
-                Some(DEFAULT_FENCE_AFTER),
-                "0 (never fence) or milliseconds from 500 to 600000",
-                |s| match s.trim().parse::<u64>().ok()? {
-                    0 => Some(None),
-                    ms @ 500..=600_000 => Some(Some(Duration::from_millis(ms))),
-                    _ => None,
-                },
-            )?,
-            persistence: var(
-                "PERSISTENCE",
-                &r.persistence,
-                Persistence::None,
-                "none or aof",
-                |s| match s {
-                    "none" => Some(Persistence::None),
-                    "aof" => Some(Persistence::Aof),
-                    _ => None,
-                },
-            )?,
+            ready_max_lag: env.secs("READY_MAX_LAG_S", 1)?,
+            fence_after: env.get("FENCE_AFTER_MS", |s| match s.trim().parse::<u64>().ok()? {
+                0 => Some(None),
+                ms @ 500..=600_000 => Some(Some(Duration::from_millis(ms))),
+                _ => None,
+            })?,
+            persistence: env.get("PERSISTENCE", |s| match s {
+                "none" => Some(Persistence::None),
+                "aof" => Some(Persistence::Aof),
+                _ => None,
+            })?,
         })
     }
 }
@@ -701,42 +507,21 @@ impl RedisConfig {
 impl SentinelConfig {
     /// Reads and validates the configuration of `rzk-sentinel`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let r = raw(vars);
+        Self::read(&Env::new(Bin::Sentinel, vars))
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(SentinelConfig {
-            common: common(&r, vars)?,
-            listen: listen(&r, 26379)?,
-            sentinel_bin: PathBuf::from(r.redis_sentinel_bin.as_deref().unwrap_or("redis-sentinel")),
+            common: common(env)?,
+            listen: listen(env)?,
+            sentinel_bin: env.get("REDIS_SENTINEL_BIN", |s| Some(PathBuf::from(s)))?,
             monitor: MonitorSettings {
-                quorum: var(
-                    "SENTINEL_QUORUM",
-                    &r.sentinel_quorum,
-                    2,
-                    "a whole number from 1 to 100",
-                    int_in(1u32, 100),
-                )?,
-                down_after_ms: var(
-                    "SENTINEL_DOWN_AFTER_MS",
-                    &r.sentinel_down_after_ms,
-                    5000,
-                    "milliseconds from 100 to 3600000",
-                    int_in(100u64, 3_600_000),
-                )?,
-                failover_timeout_ms: var(
-                    "SENTINEL_FAILOVER_TIMEOUT_MS",
-                    &r.sentinel_failover_timeout_ms,
-                    60_000,
-                    "milliseconds from 1000 to 86400000",
-                    int_in(1000u64, 86_400_000),
-                )?,
-                parallel_syncs: var(
-                    "SENTINEL_PARALLEL_SYNCS",
-                    &r.sentinel_parallel_syncs,
-                    1,
-                    "a whole number from 1 to 100",
-                    int_in(1u32, 100),
-                )?,
+                quorum: env.get("SENTINEL_QUORUM", int_in(1u32, 100))?,
+                down_after_ms: env.get("SENTINEL_DOWN_AFTER_MS", int_in(100u64, 3_600_000))?,
+                failover_timeout_ms: env.get("SENTINEL_FAILOVER_TIMEOUT_MS", int_in(1000u64, 86_400_000))?,
+                parallel_syncs: env.get("SENTINEL_PARALLEL_SYNCS", int_in(1u32, 100))?,
             },
-            master_wait_timeout: secs_var("MASTER_WAIT_TIMEOUT_S", &r.master_wait_timeout_s, 60, 1)?,
+            master_wait_timeout: env.secs("MASTER_WAIT_TIMEOUT_S", 1)?,
         })
     }
 }
@@ -744,11 +529,25 @@ impl SentinelConfig {
 impl WatcherConfig {
     /// Reads and validates the configuration of `rzk-watcher`.
     pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
-        let r = raw(vars);
+        Self::read(&Env::new(Bin::Watcher, vars))
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(WatcherConfig {
-            common: common(&r, vars)?,
-            reconcile_interval: secs_var("RECONCILE_INTERVAL_S", &r.reconcile_interval_s, 5, 1)?,
+            common: common(env)?,
+            reconcile_interval: env.secs("RECONCILE_INTERVAL_S", 1)?,
         })
+    }
+}
+
+impl CtlConfig {
+    /// Reads and validates the configuration of `rzkctl`.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, ConfigError> {
+        Self::read(&Env::new(Bin::Ctl, vars))
+    }
+
+    fn read(env: &Env) -> Result<Self, ConfigError> {
+        Ok(CtlConfig { common: common(env)? })
     }
 }
 
@@ -853,39 +652,6 @@ mod tests {
         assert!(!e.to_string().contains("s3cret"), "{e}");
         std::fs::write(&pw, "\n").unwrap();
         assert_eq!(err(&[("REDIS_PASSWORD_FILE", &pw_s)]).var, "REDIS_PASSWORD_FILE");
-    }
-
-    #[test]
-    fn rzkctl_arguments() {
-        let a = |v: &[&str]| parse_ctl_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        assert_eq!(a(&["status"]), Ok(CtlCommand::Status { json: false }));
-        assert_eq!(a(&["status", "--json"]), Ok(CtlCommand::Status { json: true }));
-        assert_eq!(
-            a(&["switchover", "--to", "10.0.0.2:6379", "--timeout", "9"]),
-            Ok(CtlCommand::Switchover {
-                to: Some(crate::model::Endpoint::new("10.0.0.2", 6379)),
-                timeout: Duration::from_secs(9)
-            })
-        );
-        assert_eq!(
-            a(&["switchover"]),
-            Ok(CtlCommand::Switchover {
-                to: None,
-                timeout: Duration::from_secs(30)
-            })
-        );
-        for bad in [
-            &["switchover", "--to", "host:1"][..],
-            &["switchover", "--to", "10.0.0.2"],
-            &["switchover", "--to", "10.0.0.2:0"],
-            &["switchover", "--timeout", "0"],
-            &["switchover", "--to"],
-            &["status", "--xml"],
-            &["promote"],
-            &[],
-        ] {
-            assert!(a(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]
@@ -1012,24 +778,32 @@ mod tests {
         assert_eq!(e.var, "RECONCILE_INTERVAL_S");
     }
 
+    /// Each binary reads exactly the variables the table says it reads:
+    /// no variable is parsed without an entry, and no entry is forgotten.
     #[test]
-    fn published_variable_lists_match_what_is_parsed() {
-        let all: Vec<&str> = ["rzk-redis", "rzk-sentinel", "rzk-watcher"]
-            .iter()
-            .flat_map(|b| vars_read_by(b))
-            .collect();
-        for var in all.iter().filter(|v| **v != "RUST_LOG") {
-            let r = raw(&[(var.to_string(), "x".to_string())]);
-            let json = serde_json::to_value(&r).unwrap();
-            assert_eq!(json[var.to_lowercase()], "x", "{var} is listed but not parsed");
+    fn each_binary_reads_exactly_its_variables_of_the_table() {
+        let vars = env(&[("REDIS_SENTINEL_BIN", "/bin/sh")]);
+        for bin in Bin::ALL {
+            let e = Env::new(bin, &vars);
+            match bin {
+                Bin::Redis => drop(RedisConfig::read(&e, vec![]).unwrap()),
+                Bin::Sentinel => drop(SentinelConfig::read(&e).unwrap()),
+                Bin::Watcher => drop(WatcherConfig::read(&e).unwrap()),
+                Bin::Ctl => drop(CtlConfig::read(&e).unwrap()),
+            }
+            let asked: Vec<&str> = e.asked.borrow().iter().copied().collect();
+            let mut listed: Vec<&str> = vars::VARS.iter().filter(|v| v.read_by(bin)).map(|v| v.name).collect();
+            listed.sort_unstable();
+            assert_eq!(asked, listed, "{}", bin.name());
         }
-        let json = serde_json::to_value(Raw::default()).unwrap();
-        for field in json.as_object().unwrap().keys() {
-            assert!(
-                all.contains(&field.to_uppercase().as_str()),
-                "{field} is parsed but not listed"
-            );
-        }
+    }
+
+    #[test]
+    fn a_binary_ignores_variables_it_does_not_read() {
+        let w = WatcherConfig::from_vars(&[("PORT0".into(), "abc".into()), ("DATA_DIR".into(), "".into())]).unwrap();
+        assert_eq!(w.common.data_dir, None);
+        let c = CtlConfig::from_vars(&[("ADMIN_PORT".into(), "http".into())]).unwrap();
+        assert_eq!(c.common.admin_port, None);
     }
 
     #[test]
@@ -1038,8 +812,10 @@ mod tests {
             ("zk_hosts".to_string(), "a".to_string()),
             ("ZK_HOSTS".to_string(), "b".to_string()),
         ];
-        let r = raw(&vars);
-        assert_eq!(r.zk_hosts.as_deref(), Some("b"));
+        assert_eq!(
+            Env::new(Bin::Redis, &vars).set.get("ZK_HOSTS").map(String::as_str),
+            Some("b")
+        );
         // The Kelvin sign folds to `k` under Unicode lower-casing: the name
         // is not ours, so it is ignored instead of colliding with ZK_HOSTS.
         let vars = vec![
@@ -1047,14 +823,17 @@ mod tests {
             ("Z\u{212A}_HOSTS".to_string(), "c".to_string()),
             ("\u{212A}".to_string(), "d".to_string()),
         ];
-        assert_eq!(raw(&vars).zk_hosts.as_deref(), Some("b"));
+        assert_eq!(
+            Env::new(Bin::Redis, &vars).set.get("ZK_HOSTS").map(String::as_str),
+            Some("b")
+        );
     }
 
     /// Names close to ours: case variants, Unicode look-alikes that fold to
     /// ASCII (Kelvin sign, long s, dotted capital I), and arbitrary text.
     fn odd_name() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let ours: Vec<&'static str> = [COMMON_VARS, LISTEN_VARS, REDIS_VARS, SENTINEL_VARS, WATCHER_VARS].concat();
+        let ours: Vec<&'static str> = vars::VARS.iter().map(|v| v.name).collect();
         let mangled = (proptest::sample::select(ours), any::<u64>()).prop_map(|(name, bits)| {
             name.chars()
                 .enumerate()

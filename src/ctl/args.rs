@@ -1,0 +1,133 @@
+//! `rzkctl`'s command line: a subcommand and its flags (lexopt).
+
+use std::ffi::OsString;
+use std::time::Duration;
+
+use crate::config::ConfigError;
+use crate::model::Endpoint;
+
+/// What `rzkctl` was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `status [--json]`.
+    Status {
+        /// `--json`.
+        json: bool,
+    },
+    /// `switchover [--to IP:PORT] [--timeout S]`.
+    Switchover {
+        /// `--to`: the replica that must become master.
+        to: Option<Endpoint>,
+        /// `--timeout` (default 30 s).
+        timeout: Duration,
+    },
+}
+
+/// What a bad command line is answered with.
+const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] (or --help)";
+
+/// Parses the arguments after the program name (`--help` and `--version`
+/// are answered before, by [`crate::cli`]).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, ConfigError> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    let shown = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let usage = || ConfigError::new("args", shown.clone(), USAGE);
+    use lexopt::Arg::{Long, Value};
+    let mut p = lexopt::Parser::from_args(args.clone());
+    let sub = match p.next() {
+        Ok(Some(Value(v))) => v.to_string_lossy().into_owned(),
+        _ => return Err(usage()),
+    };
+    let value = |p: &mut lexopt::Parser| -> Result<String, ConfigError> {
+        p.value().ok().and_then(|v| v.into_string().ok()).ok_or_else(usage)
+    };
+    match sub.as_str() {
+        "status" => {
+            let mut json = false;
+            while let Some(arg) = p.next().map_err(|_| usage())? {
+                match arg {
+                    Long("json") => json = true,
+                    _ => return Err(usage()),
+                }
+            }
+            Ok(Command::Status { json })
+        }
+        "switchover" => {
+            let (mut to, mut timeout) = (None, Duration::from_secs(30));
+            while let Some(arg) = p.next().map_err(|_| usage())? {
+                match arg {
+                    Long("to") => {
+                        let v = value(&mut p)?;
+                        let addr = v.parse::<std::net::SocketAddrV4>().ok().filter(|a| a.port() > 0);
+                        let ep = addr.map(|a| Endpoint::new(a.ip().to_string(), a.port()));
+                        to = Some(ep.ok_or_else(|| {
+                            ConfigError::new("--to", v, "IPv4:PORT of a replica, e.g. 10.0.3.7:31457")
+                        })?);
+                    }
+                    Long("timeout") => {
+                        let v = value(&mut p)?;
+                        let secs = v.trim().parse::<u64>().ok().filter(|s| (1..=3600).contains(s));
+                        timeout = Duration::from_secs(
+                            secs.ok_or_else(|| ConfigError::new("--timeout", v, "whole seconds from 1 to 3600"))?,
+                        );
+                    }
+                    _ => return Err(usage()),
+                }
+            }
+            Ok(Command::Switchover { to, timeout })
+        }
+        _ => Err(usage()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(v: &[&str]) -> Result<Command, ConfigError> {
+        parse(v.iter().map(OsString::from))
+    }
+
+    #[test]
+    fn commands_and_flags() {
+        assert_eq!(a(&["status"]), Ok(Command::Status { json: false }));
+        assert_eq!(a(&["status", "--json"]), Ok(Command::Status { json: true }));
+        assert_eq!(
+            a(&["switchover", "--to", "10.0.0.2:6379", "--timeout", "9"]),
+            Ok(Command::Switchover {
+                to: Some(Endpoint::new("10.0.0.2", 6379)),
+                timeout: Duration::from_secs(9)
+            })
+        );
+        assert_eq!(
+            a(&["switchover", "--timeout=9"]),
+            Ok(Command::Switchover {
+                to: None,
+                timeout: Duration::from_secs(9)
+            })
+        );
+    }
+
+    #[test]
+    fn bad_usage_names_what_is_wrong() {
+        for bad in [
+            &["switchover", "--to", "host:1"][..],
+            &["switchover", "--to", "10.0.0.2"],
+            &["switchover", "--to", "10.0.0.2:0"],
+            &["switchover", "--timeout", "0"],
+            &["switchover", "--to"],
+            &["status", "--xml"],
+            &["status", "extra"],
+            &["promote"],
+            &[],
+        ] {
+            assert!(a(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(a(&["switchover", "--to", "x"]).unwrap_err().var, "--to");
+        assert_eq!(a(&["promote"]).unwrap_err().var, "args");
+    }
+}
