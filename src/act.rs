@@ -1,27 +1,35 @@
-//! The one place that acts on other servers and on the record.
+//! The one place that acts: every change a binary makes to the record, to
+//! a server or to a Sentinel goes through [`Executor::execute`].
 //!
-//! Policies return actions as values; the executor performs them, but only
-//! while the world they were decided on can still be trusted: the ZooKeeper
-//! session that observed the snapshot must still be the live, connected
-//! one (a handle of an expired session reports itself expired), and for
-//! actions decided under the bootstrap lock, the lock must still be held. After a session expiry a new session (and a new snapshot)
-//! may see a different world: an action decided on the old one is dropped,
-//! and the caller observes again.
+//! Policies return actions as values; the executor performs them, with the
+//! fence each kind needs ([`Action::fenced`]):
+//! - **Fenced** actions change shared state, or act on what a look at the
+//!   group said: the record, a re-point or demotion, a takeover's
+//!   promotion, a Sentinel's reset or re-point, the switchover intent. They
+//!   run only while the ZooKeeper session that observed the snapshot is
+//!   still the live, connected one and, for actions decided under the
+//!   bootstrap lock, the lock is still held. After a session expiry a new
+//!   session may see a different world: the action is dropped, and the
+//!   caller observes again.
+//! - **Unfenced** actions touch only the launcher's own server (pause,
+//!   priority, follow, the write fence) or ask the Sentinels to decide on
+//!   their own view (`SENTINEL FAILOVER`). They must work while ZooKeeper
+//!   is away: a master handing over, or fencing itself, cannot wait for it.
 
 use std::time::Duration;
 
 use zookeeper_client::{Error as ZkError, LockClient};
 
 use crate::config::MonitorSettings;
-use crate::model::Endpoint;
-use crate::model::Secret;
-use crate::observe::{SessionMark, ZkSession};
+use crate::model::{Endpoint, Secret};
+use crate::observe::{session_mark, zk_state};
 use crate::policy::reconcile::RecordWrite;
 use crate::probe::{Probe, ProbeError};
 use crate::render::monitor_settings;
+use crate::snapshot::{SessionMark, ZkSession};
 use crate::zk::Zk;
 
-/// Something to do to the group.
+/// Something to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Compare-and-set the record.
@@ -59,40 +67,64 @@ pub enum Action {
         /// The master to monitor.
         to: Endpoint,
     },
+    /// Compare-and-set the switchover intent (`expected` `None`: create it).
+    WriteIntent {
+        /// The intent's JSON.
+        data: Vec<u8>,
+        /// The version read before.
+        expected: Option<i32>,
+    },
+    /// Delete the switchover intent if it still has this version.
+    DeleteIntent {
+        /// The version read before.
+        version: i32,
+    },
+    /// `CLIENT PAUSE <ms> WRITE` on the own server: clients block instead
+    /// of writing to a master that is being failed over.
+    PauseWrites(Duration),
+    /// `CLIENT UNPAUSE` on the own server.
+    Unpause,
+    /// `CONFIG SET replica-priority` on the own server.
+    SetPriority(u32),
+    /// `REPLICAOF <to>` on the own server: the old master of a switchover
+    /// follows the new one at once, as Sentinel would a few seconds later.
+    Follow(Endpoint),
+    /// `CONFIG SET min-replicas-to-write` on the own server: the fence
+    /// raises it above any possible count of replicas, so every write gets
+    /// `-NOREPLICAS`; lifting the fence puts the configured value back.
+    MinReplicasToWrite(String),
+    /// `SENTINEL FAILOVER <name>` on a Sentinel.
+    RequestFailover(Endpoint),
+    /// `SENTINEL DEBUG info-period` on the launcher's own Sentinel: how
+    /// often it reads its replicas' `INFO`.
+    SentinelInfoPeriod(Duration),
 }
 
-/// Something to do to the launcher's own server only. It touches no other
-/// server and no shared state, so it needs no fence: it must work even
-/// while ZooKeeper is away.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LocalAction {
-    /// `CLIENT PAUSE <ms> WRITE`: clients block instead of writing to a
-    /// master that is about to hand over.
-    PauseWrites {
-        /// How long.
-        ms: u128,
-    },
-    /// `CONFIG SET replica-priority <priority>`.
-    SetPriority {
-        /// The priority.
-        priority: u32,
-    },
-    /// `CLIENT UNPAUSE`: ends a pause (a switchover whose old master has
-    /// been made a replica, or that gave up before asking for a failover).
-    Unpause,
-    /// `REPLICAOF <to>`: the old master of a switchover follows the new one
-    /// at once, as Sentinel would a few seconds later.
-    Follow {
-        /// The new master.
-        to: Endpoint,
-    },
-    /// `CONFIG SET min-replicas-to-write <n>`: the fence raises it above
-    /// any possible count of replicas, so every write gets `-NOREPLICAS`,
-    /// and lifting the fence puts the configured value back.
-    MinReplicasToWrite {
-        /// The value.
-        n: String,
-    },
+impl Action {
+    /// Whether it needs the session fence (see the module documentation).
+    pub fn fenced(&self) -> bool {
+        !matches!(
+            self,
+            Action::PauseWrites(_)
+                | Action::Unpause
+                | Action::SetPriority(_)
+                | Action::Follow(_)
+                | Action::MinReplicasToWrite(_)
+                | Action::RequestFailover(_)
+                | Action::SentinelInfoPeriod(_)
+        )
+    }
+}
+
+/// The world a fenced action was decided on.
+#[derive(Clone, Copy)]
+pub struct Observed<'a> {
+    /// The current session.
+    pub zk: &'a Zk,
+    /// The session that observed the snapshot.
+    pub session: SessionMark,
+    /// The bootstrap lock the decision was made under, if any.
+    pub lock: Option<&'a LockClient<'a>>,
 }
 
 /// Why an action was not done.
@@ -112,94 +144,107 @@ pub enum ActError {
     NotDone(String),
 }
 
-/// Performs actions. `monitor` is needed only for [`Action::RepointSentinel`].
+/// Performs actions.
 pub struct Executor<'a> {
     /// Probes with the group's password.
     pub probe: &'a Probe,
     /// `MASTER_NAME`.
     pub name: &'a str,
+    /// The launcher's own server (its bind address), for the unfenced
+    /// actions on it.
+    pub local: Option<&'a Endpoint>,
     /// The Sentinel settings and password given to a re-pointed Sentinel.
     pub monitor: Option<(&'a MonitorSettings, Option<&'a Secret>)>,
 }
 
 impl<'a> Executor<'a> {
-    /// An executor for the launchers that never re-point a Sentinel.
+    /// An executor with no own server.
     pub fn new(probe: &'a Probe, name: &'a str) -> Self {
         Executor {
             probe,
             name,
+            local: None,
             monitor: None,
         }
     }
 
-    /// Performs `action`, decided on a snapshot `observed` by that session,
-    /// through `zk` (the current session), after checking that it is still
-    /// the same, connected session and, with `lock`, that the lock is held.
-    pub async fn execute(
-        &self,
-        zk: &Zk,
-        lock: Option<&LockClient<'_>>,
-        observed: SessionMark,
-        action: &Action,
-    ) -> Result<(), ActError> {
-        fence(zk, lock, observed).await?;
+    /// An executor for a launcher whose own server is at `local`.
+    pub fn with_local(probe: &'a Probe, name: &'a str, local: &'a Endpoint) -> Self {
+        Executor {
+            local: Some(local),
+            ..Executor::new(probe, name)
+        }
+    }
+
+    /// Performs `action`. A fenced one needs `observed`, and runs only
+    /// while that world can be trusted.
+    pub async fn execute(&self, action: &Action, observed: Option<Observed<'_>>) -> Result<(), ActError> {
+        if action.fenced() {
+            let o = observed.ok_or(ActError::Fenced("a fenced action decided on no snapshot"))?;
+            fence(o).await?;
+        }
+        let zk = || observed.map(|o| o.zk).ok_or(ActError::Fenced("no ZooKeeper session"));
         match action {
             Action::WriteRecord(w) => {
-                zk.write_master(lock, &w.master, w.expected).await?;
+                let o = observed.ok_or(ActError::Fenced("no ZooKeeper session"))?;
+                o.zk.write_master(o.lock, &w.master, w.expected).await?;
             }
-            Action::Repoint { server, to } | Action::Demote { server, to } => {
-                let port = to.port.to_string();
-                self.redis(server, &["REPLICAOF", &to.host, &port]).await?;
-            }
-            Action::Promote { replica } => {
-                self.redis(replica, &["REPLICAOF", "NO", "ONE"]).await?;
-                let mut answered = false;
-                for _ in 0..50 {
-                    if self.probe.is_master(replica).await {
-                        answered = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                if !answered {
-                    return Err(ActError::NotDone(format!(
-                        "{replica} does not answer as master after REPLICAOF NO ONE"
-                    )));
-                }
-            }
-            Action::SentinelReset { sentinel } => {
-                self.redis(sentinel, &["SENTINEL", "RESET", self.name]).await?;
-            }
+            Action::WriteIntent { data, expected } => zk()?.write_switchover(data, *expected).await?,
+            Action::DeleteIntent { version } => zk()?.delete_switchover(*version).await?,
+            Action::Repoint { server, to } | Action::Demote { server, to } => self.replicaof(server, to).await?,
+            Action::Promote { replica } => self.promote(replica).await?,
+            Action::SentinelReset { sentinel } => self.redis(sentinel, &["SENTINEL", "RESET", self.name]).await?,
             Action::RepointSentinel { sentinel, to } => self.repoint_sentinel(sentinel, to).await?,
+            Action::RequestFailover(s) => self.redis(s, &["SENTINEL", "FAILOVER", self.name]).await?,
+            Action::PauseWrites(d) => {
+                let ms = d.as_millis().to_string();
+                self.redis(self.own()?, &["CLIENT", "PAUSE", &ms, "WRITE"]).await?
+            }
+            Action::Unpause => self.redis(self.own()?, &["CLIENT", "UNPAUSE"]).await?,
+            Action::SetPriority(p) => {
+                let p = p.to_string();
+                self.redis(self.own()?, &["CONFIG", "SET", "replica-priority", &p])
+                    .await?
+            }
+            Action::Follow(to) => self.replicaof(self.own()?, to).await?,
+            Action::MinReplicasToWrite(n) => {
+                self.redis(self.own()?, &["CONFIG", "SET", "min-replicas-to-write", n])
+                    .await?
+            }
+            Action::SentinelInfoPeriod(d) => {
+                let ms = d.as_millis().to_string();
+                self.redis(self.own()?, &["SENTINEL", "DEBUG", "info-period", &ms])
+                    .await?
+            }
         }
         Ok(())
     }
 
-    /// `SENTINEL FAILOVER <name>` on `sentinel`, for the planned hand-over.
-    /// Not fenced by ZooKeeper: the Sentinels decide on their own view, and
-    /// a master stopping during a ZooKeeper outage must still hand over.
-    pub async fn request_failover(&self, sentinel: &Endpoint) -> Result<(), ActError> {
-        self.redis(sentinel, &["SENTINEL", "FAILOVER", self.name]).await
-    }
-
-    /// Performs `action` on the launcher's own server at `local`.
-    pub async fn local(&self, local: &Endpoint, action: &LocalAction) -> Result<(), ActError> {
-        match action {
-            LocalAction::PauseWrites { ms } => self.redis(local, &["CLIENT", "PAUSE", &ms.to_string(), "WRITE"]).await,
-            LocalAction::SetPriority { priority } => {
-                self.redis(local, &["CONFIG", "SET", "replica-priority", &priority.to_string()])
-                    .await
-            }
-            LocalAction::Unpause => self.redis(local, &["CLIENT", "UNPAUSE"]).await,
-            LocalAction::Follow { to } => self.redis(local, &["REPLICAOF", &to.host, &to.port.to_string()]).await,
-            LocalAction::MinReplicasToWrite { n } => {
-                self.redis(local, &["CONFIG", "SET", "min-replicas-to-write", n]).await
-            }
-        }
+    fn own(&self) -> Result<&Endpoint, ActError> {
+        self.local
+            .ok_or_else(|| ActError::NotDone("an action on the own server, but this executor has none".into()))
     }
 
     async fn redis(&self, server: &Endpoint, args: &[&str]) -> Result<(), ActError> {
         self.probe.cmd(server, args).await.map(|_| ()).map_err(ActError::from)
+    }
+
+    async fn replicaof(&self, server: &Endpoint, to: &Endpoint) -> Result<(), ActError> {
+        let port = to.port.to_string();
+        self.redis(server, &["REPLICAOF", &to.host, &port]).await
+    }
+
+    async fn promote(&self, replica: &Endpoint) -> Result<(), ActError> {
+        self.redis(replica, &["REPLICAOF", "NO", "ONE"]).await?;
+        for _ in 0..50 {
+            if self.probe.is_master(replica).await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(ActError::NotDone(format!(
+            "{replica} does not answer as master after REPLICAOF NO ONE"
+        )))
     }
 
     async fn repoint_sentinel(&self, sentinel: &Endpoint, to: &Endpoint) -> Result<(), ActError> {
@@ -230,18 +275,18 @@ impl<'a> Executor<'a> {
 }
 
 /// The fence: the session that observed must be `zk`'s, connected, and
-/// holding `lock` when one is given.
-async fn fence(zk: &Zk, lock: Option<&LockClient<'_>>, observed: SessionMark) -> Result<(), ActError> {
-    if SessionMark::of(zk) != observed {
+/// holding the lock when one is given.
+async fn fence(o: Observed<'_>) -> Result<(), ActError> {
+    if session_mark(o.zk) != o.session {
         return Err(ActError::Fenced(
             "the ZooKeeper session that observed has been replaced",
         ));
     }
-    if ZkSession::of(zk) != ZkSession::Connected {
+    if zk_state(o.zk) != ZkSession::Connected {
         return Err(ActError::Fenced("the ZooKeeper session is not connected"));
     }
-    if let Some(lock) = lock
-        && !zk.holds(lock.lock_path()).await
+    if let Some(lock) = o.lock
+        && !o.zk.holds(lock.lock_path()).await
     {
         return Err(ActError::Fenced("the bootstrap lock is no longer held"));
     }

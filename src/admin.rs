@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::metrics::metrics;
-use crate::policy::health::Pages;
+use crate::view::health::Pages;
 
 /// Connections served at once; more are closed unanswered.
 pub const MAX_CONNECTIONS: usize = 64;

@@ -241,35 +241,74 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A replica as a Sentinel sees it (`SENTINEL REPLICAS <name>`). Sentinel
-/// picks from its own cached view, refreshed by INFO every 10 s, so a
-/// replica whose priority was just restored is not promotable until the
-/// Sentinel has seen that.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelReplica {
-    /// Its address.
-    pub addr: Endpoint,
-    /// `slave-priority` as the Sentinel last read it.
-    pub priority: u32,
-    /// `master-link-status:ok`, and no `s_down`, `o_down` or `disconnected`
-    /// flag.
-    pub healthy: bool,
+/// `<root>/switchover`: a planned change of master that was asked for
+/// (Patroni's `/failover` key), by `rzkctl switchover` or by a master's
+/// launcher handing over on SIGTERM. The master's launcher carries it out
+/// and writes the `result`; every replica's launcher reads it to set its
+/// own server's priority. JSON; untrusted, like everything read from
+/// ZooKeeper.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Intent {
+    /// Tells one request from the next.
+    pub id: String,
+    /// The master it is addressed to: only that master's launcher carries
+    /// it out (the new master must not take it for itself).
+    pub from: Endpoint,
+    /// The replica that should (or, `exclusive`, must) become master.
+    pub to: Option<Endpoint>,
+    /// Only `to` may be promoted: every other replica is held back.
+    pub exclusive: bool,
+    /// Until when, in milliseconds since the Unix epoch. After it the
+    /// intent is dropped, and every held-back priority comes back.
+    pub deadline_ms: u64,
+    /// Who asked (for the log and `rzkctl status`).
+    pub by: String,
+    /// How it ended, written by the master's launcher:
+    /// `done <ip> <port>` or `failed: <why>`.
+    pub result: Option<String>,
 }
 
-impl SentinelReplica {
-    /// Reads one entry of a `SENTINEL REPLICAS` reply (field/value pairs).
-    pub fn from_fields(f: &[(String, String)]) -> Option<SentinelReplica> {
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let addr = Endpoint::parse(&format!("{} {}", get("ip")?, get("port")?)).ok()?;
-        let flags = get("flags").unwrap_or("");
-        let down = flags
-            .split(',')
-            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
-        Some(SentinelReplica {
-            addr,
-            priority: get("slave-priority")?.parse().ok()?,
-            healthy: !down && get("master-link-status") == Some("ok"),
-        })
+impl Intent {
+    /// Largest intent parsed: anything longer is garbage.
+    const MAX: usize = 4096;
+
+    /// Parses the node's data.
+    pub fn parse(data: &[u8]) -> Result<Intent, String> {
+        if data.len() > Self::MAX {
+            return Err(format!("{} bytes", data.len()));
+        }
+        serde_json::from_slice(data).map_err(|e| e.to_string())
+    }
+
+    /// The node's data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Still to be carried out at `now_ms` (Unix milliseconds).
+    pub fn live(&self, now_ms: u64) -> bool {
+        self.result.is_none() && now_ms < self.deadline_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock intents' deadlines use,
+/// since the processes of a group share no other.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl serde::Serialize for Endpoint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Endpoint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Endpoint, D::Error> {
+        let text = String::deserialize(d)?;
+        Endpoint::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -331,5 +370,34 @@ mod tests {
             }
             let _ = Endpoint::parse_bytes(&buf);
         }
+    }
+
+    #[test]
+    fn intents_round_trip_and_garbage_is_refused() {
+        let i = Intent {
+            id: "a1".into(),
+            from: Endpoint::new("10.0.0.1", 6379),
+            to: Some(Endpoint::new("10.0.0.2", 6379)),
+            exclusive: true,
+            deadline_ms: 2000,
+            by: "rzkctl".into(),
+            result: None,
+        };
+        assert_eq!(Intent::parse(&i.to_bytes()), Ok(i.clone()));
+        assert!(
+            String::from_utf8(i.to_bytes())
+                .unwrap()
+                .contains(r#""to":"10.0.0.2 6379""#)
+        );
+        assert!(i.live(1999) && !i.live(2000));
+        let done = Intent {
+            result: Some("done 10.0.0.2 6379".into()),
+            ..i
+        };
+        assert!(!done.live(0));
+        for bad in [&b""[..], b"{}", b"null", br#"{"id":"x","from":"10.0.0.1 1","to":"bad host!","exclusive":false,"deadline_ms":1,"by":"","result":null}"#] {
+            assert!(Intent::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(Intent::parse(&vec![b' '; 5000]).is_err());
     }
 }

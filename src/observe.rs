@@ -1,257 +1,41 @@
-//! One look at the group: everything a decision needs, read once, as one
-//! immutable [`Snapshot`].
+//! Looking at the group: the I/O that fills a [`Snapshot`], and the one
+//! [`Observer`] of each process, which publishes a snapshot after every
+//! look for all its loops (decisions, the fence, the admin pages) to read.
 //!
-//! Like Patroni's `Cluster`, read once per loop and handed to the policies:
-//! the record and its version, the registrations, each Sentinel's answer,
-//! each server's replication state, and the session that saw all this (the
-//! executor refuses to act on a snapshot from a session that is gone).
-//! Probes run concurrently, each bounded by the [`Probe`]'s one timeout, so a
-//! group with dead members is still observed in about one timeout.
+//! A look reads ZooKeeper first (the record, the switchover intent, the
+//! registrations: from the watched copy while it is valid, so an idle
+//! group costs ZooKeeper nothing), then asks every Sentinel at once, then
+//! every server of interest at once. Each question is bounded by the
+//! probe's one timeout, so a group with dead members is still observed in
+//! about one timeout.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
 
-use redis::Value;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, warn};
 use zookeeper_client::SessionState;
 
-use crate::model::{Candidate, Endpoint, Record, Role};
-use crate::probe::{Probe, fields};
+use crate::model::{Endpoint, Intent, Record};
+use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::reply::{SentinelAnswer, SentinelReplica, ServerState, dead_peers, fields, parse_info, value_text};
+use crate::snapshot::{Scope, SessionMark, Snapshot, ZkSession};
 use crate::zk::Zk;
 
-/// The ZooKeeper session a snapshot was observed with. Sessions are never
-/// reused, so an action fenced on this mark cannot run on a newer session
-/// that has not seen what the snapshot saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionMark(pub i64);
-
-impl SessionMark {
-    /// The mark of `zk`'s session.
-    pub fn of(zk: &Zk) -> SessionMark {
-        SessionMark(zk.client().session_id().0)
-    }
+/// The mark of `zk`'s session.
+pub fn session_mark(zk: &Zk) -> SessionMark {
+    SessionMark(zk.client().session_id().0)
 }
 
-/// The ZooKeeper session as the admin view and the metrics name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ZkSession {
-    /// Connected: reads and writes go through.
-    Connected,
-    /// Disconnected, but the session may still come back.
-    Suspended,
-    /// Gone for good; a new session is on its way.
-    Expired,
-}
-
-impl ZkSession {
-    /// The name the admin JSON and the metrics use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ZkSession::Connected => "connected",
-            ZkSession::Suspended => "suspended",
-            ZkSession::Expired => "expired",
-        }
-    }
-
-    /// The state of `zk`'s session now.
-    pub fn of(zk: &Zk) -> ZkSession {
-        match zk.client().state() {
-            SessionState::SyncConnected | SessionState::ConnectedReadOnly => ZkSession::Connected,
-            s if s.is_terminated() => ZkSession::Expired,
-            _ => ZkSession::Suspended,
-        }
-    }
-}
-
-/// One Sentinel's answer to `SENTINEL MASTER <name>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelAnswer {
-    /// The Sentinel asked.
-    pub sentinel: Endpoint,
-    /// The master it names.
-    pub master: Endpoint,
-    /// The configuration epoch of that view.
-    pub epoch: u64,
-    /// `num-other-sentinels`: the peers it counts, ghosts included.
-    pub peers: usize,
-    /// `num-slaves`: the replicas it knows.
-    pub replicas: usize,
-    /// A failover is in progress (`failover_in_progress` and friends).
-    pub failover: bool,
-    /// It sees the master down (`s_down` or `o_down`).
-    pub master_down: bool,
-    /// How many of its peers it sees down (`SENTINEL SENTINELS`, flag
-    /// `s_down`). Asked only of a Sentinel that counts more peers than are
-    /// registered; `None` when not asked or when it did not answer.
-    pub dead_peers: Option<usize>,
-}
-
-impl SentinelAnswer {
-    /// Reads a `SENTINEL MASTER` reply's fields; `None` without ip/port.
-    pub fn from_fields(sentinel: &Endpoint, f: &[(String, String)]) -> Option<SentinelAnswer> {
-        let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let num = |k: &str| get(k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
-        let master = Endpoint::parse(&format!("{} {}", get("ip")?, get("port")?)).ok()?;
-        let flags = get("flags").unwrap_or("");
-        Some(SentinelAnswer {
-            sentinel: sentinel.clone(),
-            master,
-            epoch: get("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
-            peers: num("num-other-sentinels"),
-            replicas: num("num-slaves"),
-            failover: flags.contains("failover"),
-            master_down: flags.split(',').any(|f| f == "s_down" || f == "o_down"),
-            dead_peers: None,
-        })
-    }
-}
-
-/// How many peers in a `SENTINEL SENTINELS` reply are flagged `s_down`;
-/// `None` when the reply is not a list of peers with flags.
-pub fn dead_peers(reply: &Value) -> Option<usize> {
-    let Value::Array(peers) = reply else { return None };
-    let mut dead = 0;
-    for p in peers {
-        let f = fields(p);
-        let flags = &f.iter().find(|(k, _)| k == "flags")?.1;
-        if flags.split(',').any(|x| x == "s_down" || x == "o_down") {
-            dead += 1;
-        }
-    }
-    Some(dead)
-}
-
-/// What one server's `INFO replication` said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerState {
-    /// The server.
-    pub addr: Endpoint,
-    /// Master, or replica of whom.
-    pub role: Role,
-    /// Replica: `master_link_status:up`.
-    pub link_up: bool,
-    /// Replica: `master_sync_in_progress:1`.
-    pub sync_in_progress: bool,
-    /// Master: `master_repl_offset`; replica: `slave_repl_offset`.
-    pub offset: i64,
-    /// Replica: `slave_priority` (0 until its first full sync is done).
-    pub priority: u32,
-    /// Replica: `master_last_io_seconds_ago` (absent while the link is down).
-    pub last_io_s: Option<u64>,
-}
-
-impl ServerState {
-    /// Reads the fields of `INFO replication`; `None` when they are not a
-    /// master's or a replica's.
-    pub fn from_info(addr: &Endpoint, info: &[(String, String)]) -> Option<ServerState> {
-        let get = |k: &str| info.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let role = match get("role")? {
-            "master" => Role::Master,
-            "slave" => Role::Replica {
-                master: Endpoint::parse(&format!("{} {}", get("master_host")?, get("master_port")?)).ok()?,
-                state: get("master_link_status").unwrap_or("").to_string(),
-            },
-            _ => return None,
-        };
-        let offset_key = if role == Role::Master {
-            "master_repl_offset"
-        } else {
-            "slave_repl_offset"
-        };
-        Some(ServerState {
-            addr: addr.clone(),
-            link_up: get("master_link_status") == Some("up"),
-            sync_in_progress: get("master_sync_in_progress") == Some("1"),
-            offset: get(offset_key).and_then(|o| o.parse().ok()).unwrap_or(0),
-            priority: get("slave_priority").and_then(|p| p.parse().ok()).unwrap_or(0),
-            last_io_s: get("master_last_io_seconds_ago").and_then(|s| s.parse().ok()),
-            role,
-        })
-    }
-
-    /// Whether it answers as a master.
-    pub fn is_master(&self) -> bool {
-        self.role == Role::Master
-    }
-}
-
-/// Everything one look at the group found. Immutable: policies read it,
-/// the executor acts on it only while its session lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The session that read it.
-    pub session: SessionMark,
-    /// That session's state at the end of the look.
-    pub zk: ZkSession,
-    /// `<root>/master` and its version.
-    pub record: Record,
-    /// Registered redis servers (`<root>/nodes`); empty unless the scope
-    /// asked for them.
-    pub nodes: Vec<Endpoint>,
-    /// Registered Sentinels (`<root>/sentinels`).
-    pub sentinels: Vec<Endpoint>,
-    /// The answers of the Sentinels that answered.
-    pub answers: Vec<SentinelAnswer>,
-    /// Sentinels that answered that they monitor no master of that name
-    /// (e.g. after a `SENTINEL REMOVE`).
-    pub unknown_name: Vec<Endpoint>,
-    /// The servers that answered: registered nodes, the masters the
-    /// Sentinels and the record name, and the local server.
-    pub servers: Vec<ServerState>,
-    /// The local server (a launcher's own child), when asked for.
-    pub local: Option<ServerState>,
-}
-
-/// What to look at besides the record, the registrations and the
-/// Sentinels' answers.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Scope<'a> {
-    /// The launcher's own server, probed as [`Snapshot::local`].
-    pub local_server: Option<&'a Endpoint>,
-    /// A launcher's own Sentinel, asked even when not registered.
-    pub local_sentinel: Option<&'a Endpoint>,
-    /// List and probe the registered nodes too (the bootstrap decision
-    /// needs them; a master's guard does not).
-    pub nodes: bool,
-}
-
-impl Snapshot {
-    /// The state of `addr`, if it answered.
-    pub fn server(&self, addr: &Endpoint) -> Option<&ServerState> {
-        self.servers.iter().find(|s| s.addr == *addr)
-    }
-
-    /// Whether `addr` answered as a master (`INFO replication` says
-    /// `role:master`, as `ROLE` would).
-    pub fn is_live_master(&self, addr: &Endpoint) -> bool {
-        self.server(addr).is_some_and(ServerState::is_master)
-    }
-
-    /// The answer of Sentinel `s`, if it answered.
-    pub fn answer_of(&self, s: &Endpoint) -> Option<&SentinelAnswer> {
-        self.answers.iter().find(|a| a.sentinel == *s)
-    }
-
-    /// The registered Sentinels' answers grouped by the master they name,
-    /// with votes, the newest epoch behind each, and whether it is live.
-    pub fn sentinel_views(&self) -> Vec<Candidate> {
-        let mut out: Vec<Candidate> = vec![];
-        for a in self.answers.iter().filter(|a| self.sentinels.contains(&a.sentinel)) {
-            match out.iter_mut().find(|c| c.addr == a.master) {
-                Some(c) => {
-                    c.votes += 1;
-                    c.epoch = c.epoch.max(a.epoch);
-                }
-                None => out.push(Candidate {
-                    addr: a.master.clone(),
-                    votes: 1,
-                    epoch: a.epoch,
-                    live_master: self.is_live_master(&a.master),
-                }),
-            }
-        }
-        out.sort_by(|a, b| a.addr.cmp(&b.addr));
-        out
+/// The state of `zk`'s session now.
+pub fn zk_state(zk: &Zk) -> ZkSession {
+    match zk.client().state() {
+        SessionState::SyncConnected | SessionState::ConnectedReadOnly => ZkSession::Connected,
+        s if s.is_terminated() => ZkSession::Expired,
+        _ => ZkSession::Suspended,
     }
 }
 
@@ -268,52 +52,61 @@ pub struct ObserveError {
     pub source: zookeeper_client::Error,
 }
 
-/// Takes one [`Snapshot`]: ZooKeeper first (record, registrations), then all
-/// Sentinels at once, then all servers of interest at once.
-pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: Scope<'_>) -> Result<Snapshot, ObserveError> {
-    let failed = |path: String| move |source| ObserveError { path, source };
-    let session = SessionMark::of(zk);
-    // The three reads at once: when they miss the watched copy (at start,
-    // after a change) they cost one round trip, not three.
+/// What ZooKeeper holds for a look.
+struct Stored {
+    record: Record,
+    intent: Option<Intent>,
+    sentinels: Vec<Endpoint>,
+    nodes: Vec<Endpoint>,
+}
+
+/// Reads the record, the intent and the registrations, all at once, each
+/// bounded by `limit` (a ZooKeeper that hangs must not hold a look up for
+/// a whole session timeout).
+/// A bounded ZooKeeper read's result, with the path it read.
+fn bounded<T>(
+    path: String,
+    r: Result<Result<T, zookeeper_client::Error>, tokio::time::error::Elapsed>,
+) -> Result<T, ObserveError> {
+    match r {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(ObserveError { path, source }),
+        Err(_) => Err(ObserveError {
+            path,
+            source: zookeeper_client::Error::Timeout,
+        }),
+    }
+}
+
+async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, ObserveError> {
     let (sentinels_dir, nodes_dir) = (zk.sentinels_dir(), zk.nodes_dir());
-    let (record, sentinels, nodes) = tokio::join!(zk.read_master(), zk.registered(&sentinels_dir), async {
-        if scope.nodes {
-            zk.registered(&nodes_dir).await
-        } else {
-            Ok(vec![])
-        }
-    });
-    let record = record.map_err(failed(zk.master_path()))?;
-    let sentinels = endpoints(sentinels.map_err(failed(sentinels_dir))?);
-    let nodes = endpoints(nodes.map_err(failed(nodes_dir))?);
-    let mut ask: Vec<Endpoint> = sentinels.clone();
-    if let Some(own) = scope.local_sentinel
-        && !ask.contains(own)
-    {
-        ask.push(own.clone());
-    }
-    let (answers, unknown_name) = ask_sentinels(probe, name, ask).await;
-    let answers = count_dead_peers(probe, name, answers, sentinels.len().saturating_sub(1)).await;
-    let mut targets: BTreeSet<Endpoint> = answers.iter().map(|a| a.master.clone()).collect();
-    targets.extend(record.master().cloned());
-    if scope.nodes {
-        targets.extend(nodes.iter().cloned());
-    }
-    targets.extend(scope.local_server.cloned());
-    let servers = probe_servers(probe, targets).await;
-    let local = scope
-        .local_server
-        .and_then(|l| servers.iter().find(|s| s.addr == *l).cloned());
-    Ok(Snapshot {
-        session,
-        zk: ZkSession::of(zk),
-        record,
-        nodes,
-        sentinels,
-        answers,
-        unknown_name,
-        servers,
-        local,
+    let (record, intent, sentinels, nodes) = tokio::join!(
+        timeout(limit, zk.read_master()),
+        timeout(limit, zk.read_switchover()),
+        timeout(limit, zk.registered(&sentinels_dir)),
+        async {
+            if scope.nodes {
+                timeout(limit, zk.registered(&nodes_dir)).await
+            } else {
+                Ok(Ok(vec![]))
+            }
+        },
+    );
+    let intent = match bounded(zk.switchover_path(), intent)? {
+        None => None,
+        Some((data, _)) => match Intent::parse(&data) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                warn!(path = %zk.switchover_path(), error = %e, "ignoring an unusable switchover intent");
+                None
+            }
+        },
+    };
+    Ok(Stored {
+        record: bounded(zk.master_path(), record)?,
+        intent,
+        sentinels: endpoints(bounded(sentinels_dir, sentinels)?),
+        nodes: endpoints(bounded(nodes_dir, nodes)?),
     })
 }
 
@@ -323,36 +116,166 @@ fn endpoints(registered: Vec<(String, Endpoint)>) -> Vec<Endpoint> {
     v
 }
 
-/// `SENTINEL MASTER <name>` on every Sentinel at once: the answers, and the
-/// Sentinels that do not know the name. One that does not answer is logged
-/// and left out.
-async fn ask_sentinels(probe: &Probe, name: &str, sentinels: Vec<Endpoint>) -> (Vec<SentinelAnswer>, Vec<Endpoint>) {
+/// Takes one [`Snapshot`]; fails only when ZooKeeper cannot be read.
+pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: &Scope) -> Result<Snapshot, ObserveError> {
+    let taken = Instant::now();
+    let s = stored(zk, scope, PROBE_TIMEOUT).await?;
+    Ok(around(zk, probe, name, scope, taken, s).await)
+}
+
+/// How long the observer's looks wait for ZooKeeper before they go on
+/// with what they last read from it: a healthy read (most are served from
+/// the watched copy) takes milliseconds, and the fence's deadline, which
+/// waits for the next look, must not wait for a ZooKeeper that hangs.
+const ZK_LOOK_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A look whose ZooKeeper part comes from `last` when ZooKeeper cannot be
+/// read: the Sentinels and servers are still asked, so a ZooKeeper outage
+/// never blinds a launcher to its own server, nor slows its looks down.
+async fn observe_or_last(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, last: Option<&Snapshot>) -> Snapshot {
+    let taken = Instant::now();
+    let read = if zk_state(zk) == ZkSession::Connected {
+        stored(zk, scope, ZK_LOOK_TIMEOUT).await
+    } else {
+        Err(ObserveError {
+            path: zk.master_path(),
+            source: zookeeper_client::Error::ConnectionLoss,
+        })
+    };
+    let s = match read {
+        Ok(s) => s,
+        Err(e) => {
+            debug!(error = %e, "looking with the last ZooKeeper data seen");
+            Stored {
+                record: last.map_or(Record::Missing, |l| l.record.clone()),
+                intent: last.and_then(|l| l.intent.clone()),
+                sentinels: last.map_or_else(Vec::new, |l| l.sentinels.clone()),
+                nodes: last.map_or_else(Vec::new, |l| l.nodes.clone()),
+            }
+        }
+    };
+    around(zk, probe, name, scope, taken, s).await
+}
+
+/// The Sentinels' and the servers' part of a look.
+async fn around(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, taken: Instant, s: Stored) -> Snapshot {
+    let session = session_mark(zk);
+    let mut ask: Vec<Endpoint> = s.sentinels.clone();
+    if let Some(own) = &scope.local_sentinel
+        && !ask.contains(own)
+    {
+        ask.push(own.clone());
+    }
+    let asked = ask_sentinels(probe, name, ask, scope.sentinel_replicas, scope.local_sentinel.as_ref()).await;
+    let answers = count_dead_peers(probe, name, asked.answers, s.sentinels.len().saturating_sub(1)).await;
+    let me = scope.local_server.as_ref().map(|(_, announced)| announced);
+    let mut targets: BTreeSet<Endpoint> = answers.iter().map(|a| a.master.clone()).collect();
+    targets.extend(s.record.master().cloned());
+    if scope.nodes {
+        targets.extend(s.nodes.iter().cloned());
+    }
+    if let Some(me) = me {
+        targets.remove(me);
+    }
+    let (mut servers, local) = tokio::join!(probe_servers(probe, targets), async {
+        let (at, named) = scope.local_server.as_ref()?;
+        server_state(probe, at, named).await
+    });
+    servers.extend(local.iter().cloned());
+    servers.sort_by(|a, b| a.addr.cmp(&b.addr));
+    Snapshot {
+        taken,
+        session,
+        zk: zk_state(zk),
+        record: s.record,
+        intent: s.intent,
+        nodes: s.nodes,
+        sentinels: s.sentinels,
+        answers,
+        unknown_name: asked.unknown_name,
+        sentinel_replicas: asked.replicas,
+        ckquorum: asked.ckquorum,
+        servers,
+        local,
+    }
+}
+
+/// What the Sentinels said.
+struct Asked {
+    answers: Vec<SentinelAnswer>,
+    unknown_name: Vec<Endpoint>,
+    replicas: Vec<(Endpoint, Vec<SentinelReplica>)>,
+    ckquorum: Option<Result<(), String>>,
+}
+
+/// `SENTINEL MASTER <name>` on every Sentinel at once, on one connection
+/// each with, when asked, `SENTINEL REPLICAS <name>`, and for the
+/// launcher's own Sentinel `SENTINEL CKQUORUM <name>`. One that does not
+/// answer is logged and left out.
+async fn ask_sentinels(
+    probe: &Probe,
+    name: &str,
+    sentinels: Vec<Endpoint>,
+    with_replicas: bool,
+    own: Option<&Endpoint>,
+) -> Asked {
     let mut asks = JoinSet::new();
     for s in sentinels {
         let (probe, name) = (probe.clone(), name.to_string());
+        let is_own = own == Some(&s);
         asks.spawn(async move {
-            let reply = probe.cmd(&s, &["SENTINEL", "MASTER", &name]).await;
-            (reply, s)
+            let master: &[&str] = &["SENTINEL", "MASTER", &name];
+            let replicas: &[&str] = &["SENTINEL", "REPLICAS", &name];
+            let ckquorum: &[&str] = &["SENTINEL", "CKQUORUM", &name];
+            let mut cmds = vec![master];
+            if with_replicas {
+                cmds.push(replicas);
+            }
+            if is_own {
+                cmds.push(ckquorum);
+            }
+            (probe.pipe(&s, &cmds).await, s, is_own)
         });
     }
-    let mut out = vec![];
-    let mut unknown = vec![];
-    while let Some(Ok((reply, s))) = asks.join_next().await {
-        match reply {
-            Ok(v) => match SentinelAnswer::from_fields(&s, &fields(&v)) {
-                Some(a) => out.push(a),
+    let mut out = Asked {
+        answers: vec![],
+        unknown_name: vec![],
+        replicas: vec![],
+        ckquorum: None,
+    };
+    while let Some(Ok((reply, s, is_own))) = asks.join_next().await {
+        let mut replies = match reply {
+            Ok(r) => r.into_iter(),
+            Err(e) => {
+                warn!(sentinel = %s, error = %e, "sentinel did not answer");
+                continue;
+            }
+        };
+        if is_own {
+            out.ckquorum = replies.next_back().map(|r| r.map(drop).map_err(|e| e.to_string()));
+        }
+        match replies.next() {
+            Some(Ok(v)) => match SentinelAnswer::from_fields(&s, &fields(&v)) {
+                Some(a) => out.answers.push(a),
                 None => warn!(sentinel = %s, "malformed SENTINEL MASTER answer"),
             },
-            Err(e) if e.is_unknown_master() => {
+            Some(Err(e)) if e.is_unknown_master() => {
                 debug!(sentinel = %s, "sentinel does not know the master name");
-                unknown.push(s);
+                out.unknown_name.push(s.clone());
             }
-            Err(e) => warn!(sentinel = %s, error = %e, "sentinel did not answer"),
+            Some(Err(e)) => warn!(sentinel = %s, error = %e, "sentinel did not answer"),
+            None => {}
+        }
+        if let Some(Ok(v)) = replies.next()
+            && let Some(list) = SentinelReplica::list(&v)
+        {
+            out.replicas.push((s, list));
         }
     }
-    out.sort_by(|a, b| a.sentinel.cmp(&b.sentinel));
-    unknown.sort();
-    (out, unknown)
+    out.answers.sort_by(|a, b| a.sentinel.cmp(&b.sentinel));
+    out.unknown_name.sort();
+    out.replicas.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// A Sentinel that counts more peers than are registered either remembers
@@ -384,16 +307,19 @@ async fn count_dead_peers(
     answers
 }
 
-/// `INFO replication` on every server at once; those that do not answer as
-/// a master or a replica are left out.
+/// `INFO server replication` of the server at `at`, named `named`; `None`
+/// when it does not answer as a master or a replica.
+async fn server_state(probe: &Probe, at: &Endpoint, named: &Endpoint) -> Option<ServerState> {
+    let v = probe.cmd(at, &["INFO", "server", "replication"]).await.ok()?;
+    ServerState::from_info(named, &parse_info(&value_text(&v)?))
+}
+
+/// [`server_state`] of every target at once.
 async fn probe_servers(probe: &Probe, targets: BTreeSet<Endpoint>) -> Vec<ServerState> {
     let mut checks = JoinSet::new();
     for t in targets {
         let probe = probe.clone();
-        checks.spawn(async move {
-            let info = probe.info(&t, "replication").await.ok()?;
-            ServerState::from_info(&t, &info)
-        });
+        checks.spawn(async move { server_state(&probe, &t, &t).await });
     }
     let mut out = vec![];
     while let Some(r) = checks.join_next().await {
@@ -401,100 +327,75 @@ async fn probe_servers(probe: &Probe, targets: BTreeSet<Endpoint>) -> Vec<Server
             out.push(s);
         }
     }
-    out.sort_by(|a, b| a.addr.cmp(&b.addr));
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The one observer of a process: it looks at the group, publishes the
+/// snapshot, and looks again after the period its caller chooses from the
+/// last snapshot, or at once when a loop asks ([`Observer::fresh`]).
+pub struct Observer {
+    probe: Probe,
+    name: String,
+    scope: Scope,
+    published: watch::Sender<Option<Arc<Snapshot>>>,
+    wake: Notify,
+}
 
-    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+impl Observer {
+    /// An observer that has not looked yet.
+    pub fn new(probe: Probe, name: &str, scope: Scope) -> Observer {
+        Observer {
+            probe,
+            name: name.to_string(),
+            scope,
+            published: watch::channel(None).0,
+            wake: Notify::new(),
+        }
     }
 
-    #[test]
-    fn reads_sentinel_answers() {
-        let s = Endpoint::new("10.0.0.9", 26379);
-        let a = SentinelAnswer::from_fields(
-            &s,
-            &kv(&[
-                ("ip", "10.0.0.1"),
-                ("port", "6379"),
-                ("flags", "master,s_down,failover_in_progress"),
-                ("config-epoch", "7"),
-                ("num-other-sentinels", "4"),
-                ("num-slaves", "2"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            (a.epoch, a.peers, a.replicas, a.failover, a.master_down),
-            (7, 4, 2, true, true)
-        );
-        let calm = SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1"), ("port", "6379"), ("flags", "master")]));
-        assert_eq!(calm.map(|a| (a.failover, a.master_down)), Some((false, false)));
-        assert_eq!(SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1")])), None);
-    }
-
-    #[test]
-    fn counts_the_peers_a_sentinel_sees_down() {
-        let peer = |flags: &str| {
-            Value::Array(
-                ["name", "abc", "ip", "10.0.0.8", "flags", flags]
-                    .iter()
-                    .map(|s| Value::BulkString(s.as_bytes().to_vec()))
-                    .collect(),
-            )
-        };
-        let reply = Value::Array(vec![
-            peer("s_down,sentinel,disconnected"),
-            peer("sentinel"),
-            peer("o_down,sentinel"),
-        ]);
-        assert_eq!(dead_peers(&reply), Some(2));
-        assert_eq!(dead_peers(&Value::Array(vec![])), Some(0));
-        // Garbage is "unknown", never a count.
-        assert_eq!(dead_peers(&Value::Nil), None);
-        assert_eq!(dead_peers(&Value::Array(vec![Value::Int(3)])), None);
-    }
-
-    #[test]
-    fn reads_server_states() {
-        let addr = Endpoint::new("10.0.0.2", 6379);
-        let r = ServerState::from_info(
-            &addr,
-            &kv(&[
-                ("role", "slave"),
-                ("master_host", "10.0.0.1"),
-                ("master_port", "6379"),
-                ("master_link_status", "up"),
-                ("master_sync_in_progress", "0"),
-                ("slave_repl_offset", "1234"),
-                ("slave_priority", "100"),
-            ]),
-        )
-        .unwrap();
-        assert_eq!(
-            r.role,
-            Role::Replica {
-                master: Endpoint::new("10.0.0.1", 6379),
-                state: "up".into()
+    /// Looks for ever with the current session of `sessions`, `period(last
+    /// snapshot)` apart.
+    pub async fn run(
+        &self,
+        sessions: watch::Receiver<Zk>,
+        period: impl Fn(&Snapshot) -> Duration,
+    ) -> std::convert::Infallible {
+        loop {
+            let zk = sessions.borrow().clone();
+            let last = self.latest();
+            let snap = observe_or_last(&zk, &self.probe, &self.name, &self.scope, last.as_deref()).await;
+            let pause = period(&snap);
+            self.published.send_replace(Some(Arc::new(snap)));
+            tokio::select! {
+                _ = sleep(pause) => {},
+                _ = self.wake.notified() => {},
             }
-        );
-        assert_eq!(
-            (r.link_up, r.sync_in_progress, r.offset, r.priority),
-            (true, false, 1234, 100)
-        );
-        let m = ServerState::from_info(&addr, &kv(&[("role", "master"), ("master_repl_offset", "99")])).unwrap();
-        assert!(m.is_master() && m.offset == 99);
-        assert_eq!(ServerState::from_info(&addr, &kv(&[("role", "sentinel")])), None);
-        assert_eq!(
-            ServerState::from_info(
-                &addr,
-                &kv(&[("role", "slave"), ("master_host", "x y"), ("master_port", "1")])
-            ),
-            None
-        );
+        }
+    }
+
+    /// Follows the published snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Snapshot>>> {
+        self.published.subscribe()
+    }
+
+    /// The last snapshot, if there was a look yet.
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.published.borrow().clone()
+    }
+
+    /// A snapshot whose look began after this call (it asks for a look now).
+    pub async fn fresh(&self) -> Arc<Snapshot> {
+        let asked = Instant::now();
+        let mut rx = self.subscribe();
+        self.wake.notify_one();
+        loop {
+            if let Some(s) = rx.borrow_and_update().clone()
+                && s.taken >= asked
+            {
+                return s;
+            }
+            // The sender lives as long as the observer, which outlives this.
+            let _ = rx.changed().await;
+        }
     }
 }

@@ -44,7 +44,7 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
             "children must be spawned on a current_thread runtime: PR_SET_PDEATHSIG follows the spawning thread",
         ));
     }
-    let parent = std::process::id() as libc::pid_t;
+    let parent = nix::unistd::getpid();
     let mut cmd = tokio::process::Command::new(program);
     // The children get their secrets from their config files; they need
     // not inherit them in their environment (/proc/<pid>/environ). The
@@ -58,16 +58,16 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
         }
     }
     crate::metrics::metrics().child_starts.inc();
-    // SAFETY: only async-signal-safe libc calls between fork and exec.
+    // SAFETY: only async-signal-safe system calls between fork and exec
+    // (each of these nix functions is one system call).
     unsafe {
         cmd.pre_exec(move || {
-            libc::umask(0o077);
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // The launcher may have died before prctl took effect.
-            if libc::getppid() != parent {
-                libc::_exit(1);
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)?;
+            // The launcher may have died before prctl took effect: then
+            // the child must not run (the error makes it exit at once).
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::other("the launcher died before its child started"));
             }
             Ok(())
         });
@@ -97,9 +97,12 @@ impl Child {
         if self.try_status().is_some() {
             return;
         }
-        // SAFETY: plain syscall; the child is not reaped (see the module doc).
-        if unsafe { libc::kill(self.pid, sig) } != 0 {
-            warn!(pid = self.pid, sig, error = %io::Error::last_os_error(), "could not signal child");
+        // The child is not reaped, so its pid is still its own (see the
+        // module documentation).
+        let sent = nix::sys::signal::Signal::try_from(sig)
+            .and_then(|s| nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), s));
+        if let Err(e) = sent {
+            warn!(pid = self.pid, sig, error = %e, "could not signal child");
         }
     }
 

@@ -9,12 +9,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use redis_zk::act::{ActError, Action, Executor};
+use redis_zk::act::{ActError, Action, Executor, Observed};
 use redis_zk::config::WatcherConfig;
 use redis_zk::model::{Endpoint, Record};
-use redis_zk::observe::{Scope, SessionMark, observe};
+use redis_zk::observe::{observe, session_mark};
 use redis_zk::policy::reconcile::RecordWrite;
 use redis_zk::probe::Probe;
+use redis_zk::snapshot::Scope;
 use redis_zk::zk::Zk;
 
 fn zk_settings(root: &str) -> redis_zk::zk::ZkConfig {
@@ -59,26 +60,22 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
     wait_for("redis-server", Duration::from_secs(10), || role(&addr)).await;
     let server = Endpoint::parse(&addr).unwrap();
     let probe = Probe::new(None, Duration::from_secs(1));
-    let executor = Executor {
-        probe: &probe,
-        name: "mymaster",
-        monitor: None,
-    };
+    let executor = Executor::new(&probe, "mymaster");
 
     // Observe with the first session.
     let first = Zk::connect(&cfg).await.unwrap();
     let scope = Scope {
-        local_server: Some(&server),
+        local_server: Some((server.clone(), server.clone())),
         ..Scope::default()
     };
-    let snap = observe(&first, &probe, "mymaster", scope).await.unwrap();
-    assert_eq!(snap.session, SessionMark::of(&first));
+    let snap = observe(&first, &probe, "mymaster", &scope).await.unwrap();
+    assert_eq!(snap.session, session_mark(&first));
     assert!(snap.local.as_ref().is_some_and(|l| l.is_master()), "{snap:?}");
 
     // The session ends between observing and acting; a new one takes over.
     end_session(first, &root).await;
     let second = Zk::connect(&cfg).await.unwrap();
-    assert_ne!(SessionMark::of(&second), snap.session);
+    assert_ne!(session_mark(&second), snap.session);
 
     let demote = Action::Demote {
         server: server.clone(),
@@ -89,7 +86,12 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
         expected: None,
     });
     for action in [&demote, &write] {
-        let r = executor.execute(&second, None, snap.session, action).await;
+        let observed = Observed {
+            zk: &second,
+            session: snap.session,
+            lock: None,
+        };
+        let r = executor.execute(action, Some(observed)).await;
         assert!(
             matches!(r, Err(ActError::Fenced(_))),
             "{action:?} was not fenced: {r:?}"
@@ -104,8 +106,13 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
 
     // The same actions from a snapshot of the live session go through, so
     // the fence, not a broken executor, is what stopped them.
-    let fresh = observe(&second, &probe, "mymaster", scope).await.unwrap();
-    executor.execute(&second, None, fresh.session, &write).await.unwrap();
+    let fresh = observe(&second, &probe, "mymaster", &scope).await.unwrap();
+    let observed = Observed {
+        zk: &second,
+        session: fresh.session,
+        lock: None,
+    };
+    executor.execute(&write, Some(observed)).await.unwrap();
     assert_eq!(
         second.read_master().await.unwrap().master(),
         Some(&Endpoint::new("127.0.0.1", 2))
@@ -114,10 +121,7 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
         server: server.clone(),
         to: Endpoint::new("127.0.0.1", 1),
     };
-    executor
-        .execute(&second, None, fresh.session, &to_itself)
-        .await
-        .unwrap();
+    executor.execute(&to_itself, Some(observed)).await.unwrap();
     assert_eq!(role(&addr).await.as_deref(), Ok("slave"));
 }
 
@@ -126,21 +130,22 @@ async fn a_lock_that_is_no_longer_held_fences_the_action() {
     let root = unique_root("fencelock");
     let cfg = zk_settings(&root);
     let probe = Probe::new(None, Duration::from_secs(1));
-    let executor = Executor {
-        probe: &probe,
-        name: "mymaster",
-        monitor: None,
-    };
+    let executor = Executor::new(&probe, "mymaster");
     let zk = Zk::connect(&cfg).await.unwrap();
     let lock = zk.lock(b"me").await.unwrap();
-    let mark = SessionMark::of(&zk);
+    let mark = session_mark(&zk);
     let write = Action::WriteRecord(RecordWrite {
         master: Endpoint::new("127.0.0.1", 3),
         expected: None,
     });
     // Someone removed our lock node (an operator, or a recipe bug).
     zk.delete(lock.lock_path()).await.unwrap();
-    let r = executor.execute(&zk, Some(&lock), mark, &write).await;
+    let observed = Observed {
+        zk: &zk,
+        session: mark,
+        lock: Some(&lock),
+    };
+    let r = executor.execute(&write, Some(observed)).await;
     assert!(matches!(r, Err(ActError::Fenced(_))), "{r:?}");
     assert_eq!(zk.read_master().await.unwrap(), Record::Missing);
 }

@@ -14,12 +14,14 @@ const LAYERS: &[&str] = &[
     "metrics",
     "zk::settings",
     "config",
+    "reply",
+    "snapshot",
     "zk",
     "probe",
     "render",
-    "events",
     "observe",
     "policy",
+    "view",
     "act",
     "logging",
     "supervise",
@@ -151,4 +153,72 @@ fn the_scanner_sees_paths_and_lists() {
     assert_eq!(layer_of("zk::Zk"), index("zk"));
     assert!(index("zk::settings") < index("config") && index("config") < index("zk"));
     assert_eq!(layer_of("launch::redis"), layer_of("launch"));
+}
+
+/// The modules that must stay pure: no I/O module of the library, and no
+/// crate that does I/O. Their every branch is a unit test without servers.
+const PURE: &[&str] = &["model", "backoff", "reply", "snapshot", "policy", "view"];
+/// The library's modules that do I/O.
+const IO: &[&str] = &[
+    "zk",
+    "probe",
+    "observe",
+    "act",
+    "logging",
+    "supervise",
+    "session",
+    "startup",
+    "admin",
+    "launch",
+    "ctl",
+    "cli",
+];
+/// What a pure module must not name, besides those modules.
+const IO_CRATES: &[&str] = &[
+    "tokio::net",
+    "tokio::process",
+    "tokio::fs",
+    "std::fs",
+    "std::net::Tcp",
+    "redis::aio",
+    "zookeeper_client",
+];
+
+#[test]
+fn pure_modules_import_no_io() {
+    let mut files = vec![];
+    rust_files(&src(), &mut files);
+    let mut violations = vec![];
+    let mut pure_files = 0;
+    for f in &files {
+        let module = module_of(f);
+        if !PURE
+            .iter()
+            .any(|p| module == *p || module.starts_with(&format!("{p}::")))
+        {
+            continue;
+        }
+        pure_files += 1;
+        // Unit tests may do what they like.
+        let text = std::fs::read_to_string(f).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (n, line) in code.lines().enumerate() {
+            let line = line.split("//").next().unwrap();
+            for path in crate_paths(line) {
+                if IO.iter().any(|io| path == *io || path.starts_with(&format!("{io}::"))) {
+                    violations.push(format!("{}:{}: pure {module} uses crate::{path}", f.display(), n + 1));
+                }
+            }
+            for c in IO_CRATES {
+                if line.contains(c) {
+                    violations.push(format!("{}:{}: pure {module} uses {c}", f.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        pure_files >= 15,
+        "only {pure_files} pure files found: the scan is broken"
+    );
+    assert!(violations.is_empty(), "I/O in pure modules:\n{}", violations.join("\n"));
 }

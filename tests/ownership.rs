@@ -55,20 +55,25 @@ fn root_owned_dir(tag: &str) -> tempfile::TempDir {
     d
 }
 
-/// Runs `bin` as root in `cwd` with only `vars` (and PATH) set.
-fn run(bin: &str, args: &[&str], cwd: &Path, vars: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(bin);
+/// `program args` in `cwd` with only `vars` and PATH set, and a ZooKeeper
+/// nobody listens on (nothing may reach one).
+fn command(program: &str, args: &[&str], cwd: &Path, vars: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(program);
     c.args(args)
         .current_dir(cwd)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
-        // Nothing may reach ZooKeeper: a port nobody listens on.
         .env("ZK_HOSTS", "127.0.0.1:1")
         .env("ZK_CONNECT_TIMEOUT_S", "1");
     for (k, v) in vars {
         c.env(k, v);
     }
-    c.output().expect("run the binary")
+    c
+}
+
+/// Runs `bin` as root in `cwd` with only `vars` set.
+fn run(bin: &str, args: &[&str], cwd: &Path, vars: &[(&str, &str)]) -> Output {
+    command(bin, args, cwd, vars).output().expect("run the binary")
 }
 
 fn text(o: &Output) -> String {

@@ -5,8 +5,8 @@
 //! cases each, a few seconds in CI.
 
 use proptest::prelude::*;
-use redis_zk::events::parse_switch_master;
 use redis_zk::model::Endpoint;
+use redis_zk::reply::parse_switch_master;
 
 fn host() -> impl Strategy<Value = String> {
     prop_oneof![

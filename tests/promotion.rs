@@ -73,7 +73,7 @@ async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, St
         };
         let mut found = None;
         for item in &items {
-            let f = redis_zk::probe::fields(item);
+            let f = redis_zk::reply::fields(item);
             let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
                 found = get("slave-priority");

@@ -196,258 +196,104 @@ macro_rules! var {
 
 use WhenUnset::{Derived, Nothing as Unset, PerBin, Value};
 
-/// Every variable any binary reads.
+/// Every variable any binary reads: its name, who reads it, its section of
+/// the contract and what unset means; then what it accepts; then what it
+/// does.
+#[rustfmt::skip]
 pub const VARS: &[Var] = &[
-    var!(
-        "ZK_HOSTS",
-        ALL,
-        Shared,
-        Value("localhost:2181"),
+    var!("ZK_HOSTS", ALL, Shared, Value("localhost:2181"),
         "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos",
-        "the ZooKeeper ensemble; a port defaults to 2181; the /chroot is created when missing"
-    ),
-    var!(
-        "ZK_ROOT",
-        ALL,
-        Shared,
-        Value("/redis"),
+        "the ZooKeeper ensemble; a port defaults to 2181; the /chroot is created when missing"),
+    var!("ZK_ROOT", ALL, Shared, Value("/redis"),
         "an absolute ZooKeeper path such as /redis, without a trailing slash",
-        "the group's root, inside the chroot"
-    ),
-    var!(
-        "ZK_SESSION_TIMEOUT_MS",
-        ALL,
-        Shared,
-        Value("10000"),
+        "the group's root, inside the chroot"),
+    var!("ZK_SESSION_TIMEOUT_MS", ALL, Shared, Value("10000"),
         "milliseconds from 1000 to 600000",
-        "ZooKeeper session timeout; also bounds each single ZooKeeper call"
-    ),
-    var!(
-        "ZK_CONNECT_TIMEOUT_S",
-        ALL,
-        Shared,
-        Value("30"),
+        "ZooKeeper session timeout; also bounds each single ZooKeeper call"),
+    var!("ZK_CONNECT_TIMEOUT_S", ALL, Shared, Value("30"),
         "a whole number of seconds from 1 to 86400",
-        "at start, keep trying to connect (backoff 0.1 s doubling to 2 s) this long, then exit 1"
-    ),
-    var!(
-        "ZK_DIGEST",
-        ALL,
-        Shared,
-        Unset,
+        "at start, keep trying to connect (backoff 0.1 s doubling to 2 s) this long, then exit 1"),
+    var!("ZK_DIGEST", ALL, Shared, Unset,
         "user:password with a non-empty user and password",
-        "digest authentication; the znodes then get all rights for this user, read for everyone (section 1)",
-        secret
-    ),
-    var!(
-        "ZK_DIGEST_FILE",
-        ALL,
-        Shared,
-        Unset,
+        "digest authentication; the znodes then get all rights for this user, read for everyone (section 1)", secret),
+    var!("ZK_DIGEST_FILE", ALL, Shared, Unset,
         "a file this user can read, holding ZK_DIGEST in UTF-8",
-        "`ZK_DIGEST` from a file, one trailing newline stripped (section 3)"
-    ),
-    var!(
-        "MASTER_NAME",
-        ALL,
-        Shared,
-        Value("mymaster"),
+        "`ZK_DIGEST` from a file, one trailing newline stripped (section 3)"),
+    var!("MASTER_NAME", ALL, Shared, Value("mymaster"),
         "1 to 128 letters, digits, '.', '_' or '-'",
-        "the Sentinel master name"
-    ),
-    var!(
-        "REDIS_PASSWORD",
-        ALL,
-        Shared,
-        Unset,
+        "the Sentinel master name"),
+    var!("REDIS_PASSWORD", ALL, Shared, Unset,
         "a non-empty password on one line, or leave it unset",
-        "password of Redis and Sentinel (section 3)",
-        secret
-    ),
-    var!(
-        "REDIS_PASSWORD_FILE",
-        ALL,
-        Shared,
-        Unset,
+        "password of Redis and Sentinel (section 3)", secret),
+    var!("REDIS_PASSWORD_FILE", ALL, Shared, Unset,
         "a file this user can read, holding REDIS_PASSWORD in UTF-8",
-        "`REDIS_PASSWORD` from a file, one trailing newline stripped (section 3)"
-    ),
-    var!(
-        "DATA_DIR",
-        TASKS,
-        Shared,
-        Derived("the working directory; **must be set** when started as root"),
+        "`REDIS_PASSWORD` from a file, one trailing newline stripped (section 3)"),
+    var!("DATA_DIR", TASKS, Shared, Derived("the working directory; **must be set** when started as root"),
         "a directory (it is created when missing)",
-        "working directory of the child and home of the generated `redis.conf` / `sentinel.conf`; a launcher started as root hands it to the `redis` user (section 7)"
-    ),
-    var!(
-        "LOG_FORMAT",
-        ALL,
-        Shared,
-        Value("text"),
+        "working directory of the child and home of the generated `redis.conf` / `sentinel.conf`; a launcher started as root hands it to the `redis` user (section 7)"),
+    var!("LOG_FORMAT", ALL, Shared, Value("text"),
         "text or json",
-        "`json`: one JSON object per line on stderr"
-    ),
-    var!(
-        "RUST_LOG",
-        ALL,
-        Shared,
-        Derived("`info` (`rzkctl`: `warn`), the ZooKeeper client's own messages from `warn`"),
+        "`json`: one JSON object per line on stderr"),
+    var!("RUST_LOG", ALL, Shared, Derived("`info` (`rzkctl`: `warn`), the ZooKeeper client's own messages from `warn`"),
         "a tracing filter such as info or redis_zk=debug",
-        "log filter: a level, or `target=level` pairs"
-    ),
-    var!(
-        "ADMIN_PORT",
-        LAUNCHERS,
-        Shared,
-        Unset,
+        "log filter: a level, or `target=level` pairs"),
+    var!("ADMIN_PORT", LAUNCHERS, Shared, Unset,
         "a TCP port from 1 to 65535, or $PORT0 to $PORT9 naming a port Marathon assigned",
-        "serve the admin HTTP API (section 9) on this port; unset opens no port"
-    ),
-    var!(
-        "NET_IFACE",
-        TASKS,
-        Address,
-        Derived("the default route's interface"),
+        "serve the admin HTTP API (section 9) on this port; unset opens no port"),
+    var!("NET_IFACE", TASKS, Address, Derived("the default route's interface"),
         "a network interface name such as eth0 (or unset, for the default route's interface)",
-        "the interface whose IPv4 address is the task's bind address; without a default route, exit 2"
-    ),
-    var!(
-        "BIND_IP",
-        TASKS,
-        Address,
-        Unset,
+        "the interface whose IPv4 address is the task's bind address; without a default route, exit 2"),
+    var!("BIND_IP", TASKS, Address, Unset,
         "an IPv4 address literal such as 10.0.3.7",
-        "explicit bind address; wins over `NET_IFACE`"
-    ),
-    var!(
-        "PORT0",
-        TASKS,
-        Address,
-        PerBin(&[(Bin::Redis, "6379"), (Bin::Sentinel, "26379")]),
+        "explicit bind address; wins over `NET_IFACE`"),
+    var!("PORT0", TASKS, Address, PerBin(&[(Bin::Redis, "6379"), (Bin::Sentinel, "26379")]),
         "a TCP port from 1 to 65535",
-        "the port the child listens on; Marathon sets it"
-    ),
-    var!(
-        "ANNOUNCE_IP",
-        TASKS,
-        Address,
-        Derived("the bind address"),
+        "the port the child listens on; Marathon sets it"),
+    var!("ANNOUNCE_IP", TASKS, Address, Derived("the bind address"),
         "an IPv4 address literal",
-        "the address peers must use (NAT, bridge networking)"
-    ),
-    var!(
-        "ANNOUNCE_PORT",
-        TASKS,
-        Address,
-        Derived("`PORT0`"),
+        "the address peers must use (NAT, bridge networking)"),
+    var!("ANNOUNCE_PORT", TASKS, Address, Derived("`PORT0`"),
         "a TCP port from 1 to 65535",
-        "the port peers must use"
-    ),
-    var!(
-        "REDIS_SERVER_BIN",
-        R,
-        Redis,
-        Value("redis-server"),
+        "the port peers must use"),
+    var!("REDIS_SERVER_BIN", R, Redis, Value("redis-server"),
         "an executable redis-server, by path or on PATH",
-        "the server to run; checked at start"
-    ),
-    var!(
-        "TAKEOVER_GRACE_S",
-        R,
-        Redis,
-        Value("30"),
+        "the server to run; checked at start"),
+    var!("TAKEOVER_GRACE_S", R, Redis, Value("30"),
         "a whole number of seconds from 0 to 86400",
-        "how long a launcher keeps re-checking before it takes over a group whose master is lost and that no Sentinel failed over (6.1)"
-    ),
-    var!(
-        "SHUTDOWN_FAILOVER_TIMEOUT_S",
-        R,
-        Redis,
-        Value("20"),
+        "how long a launcher keeps re-checking before it takes over a group whose master is lost and that no Sentinel failed over (6.1)"),
+    var!("SHUTDOWN_FAILOVER_TIMEOUT_S", R, Redis, Value("20"),
         "a whole number of seconds from 1 to 86400",
-        "on SIGTERM, the most time a master spends handing over before it stops its server anyway; keep it below Marathon's `taskKillGracePeriodSeconds`"
-    ),
-    var!(
-        "READY_MAX_LAG_S",
-        R,
-        Redis,
-        Value("10"),
+        "on SIGTERM, the most time a master spends handing over before it stops its server anyway; keep it below Marathon's `taskKillGracePeriodSeconds`"),
+    var!("READY_MAX_LAG_S", R, Redis, Value("10"),
         "a whole number of seconds from 1 to 86400",
-        "the most seconds since a replica last heard from its master for `/ready` to answer 200"
-    ),
-    var!(
-        "PERSISTENCE",
-        R,
-        Redis,
-        Value("none"),
+        "the most seconds since a replica last heard from its master for `/ready` to answer 200"),
+    var!("PERSISTENCE", R, Redis, Value("none"),
         "none or aof",
-        "what the server keeps on disk (section 7)"
-    ),
-    var!(
-        "FENCE_AFTER_MS",
-        R,
-        Redis,
-        Value("3000"),
+        "what the server keeps on disk (section 7)"),
+    var!("FENCE_AFTER_MS", R, Redis, Value("3000"),
         "0 (never fence) or milliseconds from 500 to 600000",
-        "how long a master may go unconfirmed before it refuses writes (section 8)"
-    ),
-    var!(
-        "REDIS_SENTINEL_BIN",
-        S,
-        Sentinel,
-        Value("redis-sentinel"),
+        "how long a master may go unconfirmed before it refuses writes (section 8)"),
+    var!("REDIS_SENTINEL_BIN", S, Sentinel, Value("redis-sentinel"),
         "an executable redis-sentinel, by path or on PATH",
-        "the Sentinel to run; checked at start"
-    ),
-    var!(
-        "SENTINEL_QUORUM",
-        S,
-        Sentinel,
-        Value("2"),
+        "the Sentinel to run; checked at start"),
+    var!("SENTINEL_QUORUM", S, Sentinel, Value("2"),
         "a whole number from 1 to 100",
-        "`sentinel monitor … <quorum>`"
-    ),
-    var!(
-        "SENTINEL_DOWN_AFTER_MS",
-        S,
-        Sentinel,
-        Value("5000"),
+        "`sentinel monitor … <quorum>`"),
+    var!("SENTINEL_DOWN_AFTER_MS", S, Sentinel, Value("5000"),
         "milliseconds from 100 to 3600000",
-        "`down-after-milliseconds`; below 2000 is accepted with a warning"
-    ),
-    var!(
-        "SENTINEL_FAILOVER_TIMEOUT_MS",
-        S,
-        Sentinel,
-        Value("60000"),
+        "`down-after-milliseconds`; below 2000 is accepted with a warning"),
+    var!("SENTINEL_FAILOVER_TIMEOUT_MS", S, Sentinel, Value("60000"),
         "milliseconds from 1000 to 86400000",
-        "`failover-timeout`"
-    ),
-    var!(
-        "SENTINEL_PARALLEL_SYNCS",
-        S,
-        Sentinel,
-        Value("1"),
+        "`failover-timeout`"),
+    var!("SENTINEL_PARALLEL_SYNCS", S, Sentinel, Value("1"),
         "a whole number from 1 to 100",
-        "`parallel-syncs`"
-    ),
-    var!(
-        "MASTER_WAIT_TIMEOUT_S",
-        S,
-        Sentinel,
-        Value("60"),
+        "`parallel-syncs`"),
+    var!("MASTER_WAIT_TIMEOUT_S", S, Sentinel, Value("60"),
         "a whole number of seconds from 1 to 86400",
-        "how long to wait for a live master at start before exiting 1"
-    ),
-    var!(
-        "RECONCILE_INTERVAL_S",
-        W,
-        Watcher,
-        Value("5"),
+        "how long to wait for a live master at start before exiting 1"),
+    var!("RECONCILE_INTERVAL_S", W, Watcher, Value("5"),
         "a whole number of seconds from 1 to 86400",
-        "how often the record is compared with the Sentinels' view"
-    ),
+        "how often the record is compared with the Sentinels' view"),
 ];
 
 /// The entry of `name`. Every name the parser asks for is in the table

@@ -1,27 +1,29 @@
 //! `rzkctl`, the operator's command: the group's status from the same
-//! snapshot the launchers decide on ([`crate::policy::status`]), and a
-//! planned switchover ([`crate::policy::switchover`]).
+//! snapshot the launchers decide on ([`crate::view::status`]), and a
+//! planned switchover, which `rzkctl` only asks for: it writes an intent
+//! (`<root>/switchover`) that the master's launcher carries out with the
+//! same procedure as its own hand-over ([`crate::policy::switchover`]),
+//! and reports how it went. Killing `rzkctl` changes nothing.
 
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
-use tracing::{error, info, warn};
-
-use crate::act::{Executor, LocalAction};
-use crate::model::{Endpoint, Role};
-use crate::policy::switchover::{Plan, plan};
+use tracing::error;
 
 use crate::config::CtlConfig;
+use crate::model::{Endpoint, Intent, unix_ms};
+use crate::observe::observe;
+use crate::policy::switchover::plan;
+use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::snapshot::{Scope, Snapshot};
+use crate::view::status::{status as group_status, table};
+use crate::zk::Zk;
 
 pub mod args;
-use crate::observe::{Scope, observe};
-use crate::policy::status::{status as group_status, table};
-use crate::probe::{PROBE_TIMEOUT, Probe};
-use crate::zk::Zk;
 
 /// Connects read-only and takes one look at the whole group, nodes
 /// included; `None` (logged) when the group cannot be read.
-async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, crate::observe::Snapshot)> {
+async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, Snapshot)> {
     let zk = Zk::connect_read_only(&cfg.common.zk)
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
@@ -29,9 +31,10 @@ async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, crate::observe::Snapshot)> 
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let scope = Scope {
         nodes: true,
+        sentinel_replicas: true,
         ..Scope::default()
     };
-    let snap = observe(&zk, &probe, &cfg.common.master_name, scope)
+    let snap = observe(&zk, &probe, &cfg.common.master_name, &scope)
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
         .ok()?;
@@ -59,228 +62,145 @@ pub async fn status(cfg: CtlConfig, json: bool) -> i32 {
     if s.healthy { 0 } else { 1 }
 }
 
-/// How often the switchover looks while it waits.
-const POLL: Duration = Duration::from_millis(50);
+/// How often `rzkctl` looks while it waits.
+const POLL: Duration = Duration::from_millis(100);
 
-/// `rzkctl switchover [--to IP:PORT] [--timeout S]`: hands the master role
-/// to a replica with no acknowledged write lost, as the SIGTERM hand-over
-/// does, but nothing stops. Returns 0 once the record and every Sentinel
-/// name the new master; 1 with the reason otherwise.
+/// `rzkctl switchover [--to IP:PORT] [--timeout S]`: asks the master's
+/// launcher to hand the role to a replica with no acknowledged write lost.
+/// Returns 0 once the launcher reports it done and the record and every
+/// Sentinel name the new master; 1 with the reason otherwise.
 ///
-/// The steps: plan from one snapshot (a refusal changes nothing); with
-/// `--to`, make the other replicas unpromotable (`replica-priority 0`) and
-/// wait until a Sentinel has seen that (Sentinel picks from its own cached
-/// view); pause writes on the master; wait until the target has every
-/// write; ask that Sentinel to fail over; as soon as it names the new
-/// master, make the old one its replica and lift the pause; wait for the
-/// record and every Sentinel; restore the priorities, on every path.
+/// The steps: plan from one look (a refusal writes nothing); write the
+/// intent, with `--to` exclusive (every other replica's launcher holds its
+/// replica back while it lives), until `now + timeout`; wait for the
+/// master's launcher to write the result; wait for the record and the
+/// Sentinels; remove the intent. If `rzkctl` dies on the way, the
+/// launcher carries on, and an intent past its deadline is dropped by
+/// every launcher.
 pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration) -> i32 {
     let started = Instant::now();
     let deadline = started + timeout;
-    let Some((zk, probe, snap)) = look(&cfg).await else {
+    let Some((zk, _probe, snap)) = look(&cfg).await else {
         return 1;
     };
-    let name = cfg.common.master_name.as_str();
-    let p = match plan(&snap, to.as_ref()) {
-        Ok(p) => p,
+    let master = match plan(&snap, to.as_ref()) {
+        Ok(m) => m,
         Err(why) => {
             eprintln!("rzkctl: switchover refused, nothing changed: {why}");
             return 1;
         }
     };
-    let executor = Executor::new(&probe, name);
-    let steps = Switchover {
-        probe: &probe,
-        executor: &executor,
-        name,
-        sentinels: snap.sentinels.clone(),
-        plan: &p,
-        deadline,
+    let intent = Intent {
+        id: uuid::Uuid::new_v4().to_string(),
+        from: master.clone(),
+        to: to.clone(),
+        exclusive: to.is_some(),
+        deadline_ms: unix_ms() + timeout.as_millis() as u64,
+        by: format!(
+            "rzkctl on {} (pid {})",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            std::process::id()
+        ),
+        result: None,
     };
-    let result = steps.run(&zk).await;
-    // Every path restores what it held back.
-    for (r, priority) in &p.hold_back {
-        if let Err(e) = executor
-            .local(r, &LocalAction::SetPriority { priority: *priority })
-            .await
-        {
-            warn!(replica = %r, error = %e, "could not restore replica-priority; set it by hand");
+    // A live intent is someone else's switchover under way; a finished or
+    // expired one is replaced.
+    let expected = match zk.read_switchover().await {
+        Ok(None) => None,
+        Ok(Some((data, v))) => match Intent::parse(&data) {
+            Ok(i) if i.live(unix_ms()) => {
+                eprintln!(
+                    "rzkctl: switchover refused, nothing changed: another one is under way ({}, {} s left)",
+                    i.by,
+                    i.deadline_ms.saturating_sub(unix_ms()) / 1000
+                );
+                return 1;
+            }
+            _ => Some(v),
+        },
+        Err(e) => {
+            eprintln!("rzkctl: switchover failed: cannot read {}: {e}", zk.switchover_path());
+            return 1;
         }
+    };
+    if let Err(e) = zk.write_switchover(&intent.to_bytes(), expected).await {
+        eprintln!("rzkctl: switchover failed: cannot write {}: {e}", zk.switchover_path());
+        return 1;
     }
-    match result {
-        Ok((new, pause)) => {
-            println!(
-                "switched over from {} to {new} in {:.1} s (writes paused {} ms)",
-                p.master,
-                started.elapsed().as_secs_f32(),
-                pause.as_millis()
-            );
-            0
-        }
+    let result = wait_for_result(&zk, &intent, deadline).await;
+    let code = match result {
+        Ok((new, paused)) => match wait_for_agreement(&cfg, &zk, &new, deadline).await {
+            Ok(()) => {
+                println!(
+                    "switched over from {master} to {new} in {:.1} s ({paused})",
+                    started.elapsed().as_secs_f32()
+                );
+                0
+            }
+            Err(why) => {
+                eprintln!("rzkctl: switchover to {new} done, but {why}");
+                1
+            }
+        },
         Err(why) => {
             eprintln!("rzkctl: switchover failed: {why}");
             1
         }
+    };
+    if let Ok(Some((data, v))) = zk.read_switchover().await
+        && Intent::parse(&data).is_ok_and(|i| i.id == intent.id)
+    {
+        let _ = zk.delete_switchover(v).await;
+    }
+    code
+}
+
+/// Waits until the master's launcher writes how the switchover ended:
+/// the new master and how long writes were paused, or why it failed.
+async fn wait_for_result(zk: &Zk, intent: &Intent, deadline: Instant) -> Result<(Endpoint, String), String> {
+    loop {
+        if let Ok(Some((data, _))) = zk.read_switchover().await {
+            match Intent::parse(&data) {
+                Ok(i) if i.id == intent.id => {
+                    if let Some(r) = i.result.as_deref() {
+                        return match r.strip_prefix("done ").map(|d| d.split_once("; ").unwrap_or((d, ""))) {
+                            Some((new, paused)) => Endpoint::parse(new)
+                                .map(|e| (e, paused.to_string()))
+                                .map_err(|e| format!("odd result {r:?}: {e}")),
+                            None => Err(r.strip_prefix("failed: ").unwrap_or(r).to_string()),
+                        };
+                    }
+                }
+                _ => return Err("the intent was replaced by someone else".into()),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err("timed out waiting for the master's launcher to carry it out".into());
+        }
+        sleep(POLL).await;
     }
 }
 
-struct Switchover<'a> {
-    probe: &'a Probe,
-    executor: &'a Executor<'a>,
-    name: &'a str,
-    sentinels: Vec<Endpoint>,
-    plan: &'a Plan,
-    deadline: Instant,
-}
-
-impl Switchover<'_> {
-    fn late(&self, what: &str) -> Result<(), String> {
-        if Instant::now() >= self.deadline {
-            Err(format!("timed out {what}"))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Returns the new master and how long writes were paused.
-    async fn run(&self, zk: &Zk) -> Result<(Endpoint, Duration), String> {
-        let master = &self.plan.master;
-        for (r, _) in &self.plan.hold_back {
-            self.executor
-                .local(r, &LocalAction::SetPriority { priority: 0 })
-                .await
-                .map_err(|e| format!("cannot hold {r} back: {e}"))?;
-        }
-        // A Sentinel whose view allows only the target (or, without --to,
-        // any Sentinel): it picks from what its last INFO poll saw.
-        let sentinel = loop {
-            let mut found = None;
-            for s in &self.sentinels {
-                if self.sentinel_sees_plan(s).await {
-                    found = Some(s.clone());
-                    break;
-                }
-            }
-            if let Some(s) = found {
-                break s;
-            }
-            self.late("waiting for a Sentinel to see the held-back replicas (it polls every 10 s)")?;
-            sleep(Duration::from_millis(200)).await;
+/// Waits until the record and every registered Sentinel name `new`.
+async fn wait_for_agreement(cfg: &CtlConfig, zk: &Zk, new: &Endpoint, deadline: Instant) -> Result<(), String> {
+    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    loop {
+        let snap = observe(zk, &probe, &cfg.common.master_name, &Scope::default()).await;
+        let disagree = match &snap {
+            Err(e) => Some(e.to_string()),
+            Ok(s) if s.record.master() != Some(new) => Some(format!("the record names {:?}", s.record.master())),
+            Ok(s) => s
+                .sentinels
+                .iter()
+                .find(|x| s.answer_of(x).is_none_or(|a| a.master != *new))
+                .map(|x| format!("Sentinel {x} does not name it yet")),
         };
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let pause_ms = (left + Duration::from_secs(2)).as_millis();
-        self.executor
-            .local(master, &LocalAction::PauseWrites { ms: pause_ms })
-            .await
-            .map_err(|e| format!("cannot pause writes on {master}: {e}"))?;
-        let paused = Instant::now();
-        info!(master = %master, "writes paused");
-        let result = self.fail_over(&sentinel).await;
-        if let Err(why) = &result {
-            // Before a failover was asked for, the master is still the
-            // master: let it take writes again.
-            if why.starts_with("before failover:") {
-                let _ = self.executor.local(master, &LocalAction::Unpause).await;
-            }
-            return Err(why.clone());
+        let Some(why) = disagree else { return Ok(()) };
+        if Instant::now() >= deadline {
+            return Err(format!("timed out waiting for the record and every Sentinel: {why}"));
         }
-        let new = result?;
-        // The old master follows the new one now, as Sentinel would do a
-        // few seconds later; only then may it take requests again (its
-        // writes now fail with READONLY instead of being lost).
-        if let Err(e) = self
-            .executor
-            .local(master, &LocalAction::Follow { to: new.clone() })
-            .await
-        {
-            warn!(old = %master, error = %e, "could not make the old master a replica; Sentinel will");
-        } else {
-            let _ = self.executor.local(master, &LocalAction::Unpause).await;
-        }
-        let pause = paused.elapsed();
-        info!(new = %new, pause_ms = pause.as_millis() as u64, "new master promoted");
-        // The record (the watcher) and every Sentinel.
-        loop {
-            let record = zk.read_master().await.ok();
-            let mut agree = record.as_ref().and_then(|r| r.master()) == Some(&new);
-            for s in &self.sentinels {
-                agree &= matches!(self.probe.sentinel_master(s, self.name).await, Ok(Some(m)) if m == new);
-            }
-            if agree {
-                return Ok((new, pause));
-            }
-            self.late("waiting for the record and every Sentinel to name the new master")?;
-            sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Whether Sentinel `s` would pick as planned: with a target, the
-    /// target healthy and promotable, every held-back replica at priority 0.
-    async fn sentinel_sees_plan(&self, s: &Endpoint) -> bool {
-        let Some(target) = &self.plan.target else { return true };
-        let Ok(view) = self.probe.sentinel_replicas(s, self.name).await else {
-            return false;
-        };
-        let target_ok = view.iter().any(|r| r.addr == *target && r.healthy && r.priority > 0);
-        let others_held = self
-            .plan
-            .hold_back
-            .iter()
-            .all(|(h, _)| view.iter().all(|r| r.addr != *h || r.priority == 0));
-        target_ok && others_held
-    }
-
-    /// With writes paused: wait for the target(s) to have every write, ask
-    /// `sentinel` to fail over, wait for it to name a live new master.
-    async fn fail_over(&self, sentinel: &Endpoint) -> Result<Endpoint, String> {
-        let master = &self.plan.master;
-        loop {
-            if self.caught_up().await {
-                break;
-            }
-            if Instant::now() >= self.deadline {
-                return Err("before failover: the replica did not catch up in time".into());
-            }
-            sleep(POLL).await;
-        }
-        self.executor
-            .request_failover(sentinel)
-            .await
-            .map_err(|e| format!("before failover: {sentinel} refused SENTINEL FAILOVER: {e}"))?;
-        info!(sentinel = %sentinel, "failover requested");
-        loop {
-            if let Ok(Some(m)) = self.probe.sentinel_master(sentinel, self.name).await
-                && m != *master
-                && matches!(self.probe.role(&m).await, Ok(Role::Master))
-            {
-                if let Some(t) = &self.plan.target
-                    && m != *t
-                {
-                    return Err(format!("Sentinel promoted {m}, not {t}"));
-                }
-                return Ok(m);
-            }
-            self.late("waiting for the Sentinel to promote the replica")?;
-            sleep(POLL).await;
-        }
-    }
-
-    /// Whether the target (any online replica without `--to`) has the
-    /// master's offset.
-    async fn caught_up(&self) -> bool {
-        let Ok(info) = self.probe.info(&self.plan.master, "replication").await else {
-            return false;
-        };
-        let Some(offset) = info
-            .iter()
-            .find(|(k, _)| k == "master_repl_offset")
-            .and_then(|(_, v)| v.parse::<i64>().ok())
-        else {
-            return false;
-        };
-        info.iter()
-            .filter(|(k, _)| k.starts_with("slave"))
-            .filter_map(|(_, v)| crate::policy::promotion::ReplicaLine::parse(v))
-            .any(|l| l.online && l.offset >= offset && self.plan.target.as_ref().is_none_or(|t| l.addr == *t))
+        sleep(POLL).await;
     }
 }

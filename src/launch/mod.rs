@@ -4,19 +4,18 @@
 //! [`ready`].
 
 pub mod fence;
-pub mod guard;
-pub mod handover;
-pub mod monitor;
 pub mod ready;
 pub mod redis;
 pub mod sentinel;
+pub mod switchover;
+pub mod view;
 pub mod watcher;
 
 pub use ready::{Ready, STARTUP_TIMEOUT, wait_ready};
 
-/// The launcher's own server as its guard and its hand-over see it.
+/// A launcher's own server: where it probes it, and how peers name it.
 #[derive(Debug, Clone)]
-pub struct OwnServer<'a> {
+pub struct Own<'a> {
     /// Probes with the group's password.
     pub probe: &'a Probe,
     /// The local server (its bind address, for the launcher's own probes).
@@ -27,11 +26,19 @@ pub struct OwnServer<'a> {
     pub name: &'a str,
 }
 
+impl Own<'_> {
+    /// The executor of this launcher, for actions on its own server too.
+    pub fn executor(&self) -> Executor<'_> {
+        Executor::with_local(self.probe, self.name, &self.local)
+    }
+}
+
 use std::time::Duration;
 
 use tokio::time::sleep;
 use tracing::{error, info, warn};
 
+use crate::act::Executor;
 use crate::config::Common;
 use crate::model::Endpoint;
 use crate::probe::Probe;

@@ -1,47 +1,64 @@
 //! `rzk-redis`: bootstrap a Redis task under the ZooKeeper lock, then
 //! supervise it.
 //!
-//! The steps follow the contract (`docs/contract.md`), rzk-redis bootstrap: connect, lock, observe and
-//! decide until there is a decision, start the server in that role, publish
-//! the record if it is the master, release the lock only once the server
-//! answers in its role, register, supervise.
+//! Bootstrap follows the contract (section 6.1): connect, lock, observe
+//! and decide until there is a decision, start the server in that role,
+//! publish the record if it is the master, release the lock only once the
+//! server answers in its role, register.
+//!
+//! Then, while the server runs, one observer looks at the group and
+//! publishes each snapshot; one duty loop decides from it (its own
+//! replica's priority, a switchover asked for, the role guard), the fence
+//! and the admin view read the same snapshots, and the first SIGTERM to a
+//! master runs the hand-over, the same switchover procedure.
 
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, sleep, timeout_at};
 use tracing::{error, info, warn};
 use zookeeper_client::{Error as ZkErr, LockClient};
 
-use crate::act::{ActError, Action, Executor};
+use crate::act::{ActError, Action, Executor, Observed};
 use crate::admin::listen_addrs;
 use crate::config::RedisConfig;
-use crate::launch::fence::Fence;
-use crate::launch::guard::RoleGuard;
-use crate::launch::handover::HandOver;
-use crate::launch::monitor;
-use crate::launch::{self as task, OwnServer, Ready, interrupted, pause};
+use crate::launch::switchover::carry_out;
+use crate::launch::view::{self, RedisPages};
+use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
 use crate::metrics::metrics;
-use crate::model::Record;
-use crate::model::Role;
-use crate::model::{Endpoint, Identity};
-use crate::observe::{Scope, observe};
+use crate::model::{Endpoint, Identity, Intent, Record, Role, unix_ms};
+use crate::observe::{Observer, observe};
 use crate::policy::bootstrap::{Decision, Observation, decide};
+use crate::policy::guard::{GuardAction, GuardMemory, guard};
+use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::record_write;
+use crate::policy::switchover::{Outcome, Procedure, plan};
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{redis_conf, write_private};
 use crate::session::Keeper;
+use crate::snapshot::{Scope, Snapshot};
 use crate::supervise::{self, Child, Signals};
 use crate::zk::Zk;
 
 /// Pause between observations while waiting out the takeover grace.
 const RECHECK: Duration = Duration::from_secs(1);
+/// How long a replica must be stranded before the guard re-points it; gives
+/// Sentinel, which normally does it, the first chance.
+const STRANDED_SETTLE: Duration = Duration::from_secs(5);
+/// How often a replica in its first full sync is looked at: its priority
+/// is restored within a moment of the sync's end.
+const SYNC_CHECK: Duration = Duration::from_millis(100);
+/// The least of a hand-over's budget left after waiting for a Sentinel to
+/// see the preferred replica: pause, catch-up, failover and promotion took
+/// up to 3.6 s here, so the preference never costs the hand-over itself.
+const AFTER_PREFERENCE: Duration = Duration::from_secs(8);
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
-    let admin = match monitor::start(
+    let admin = match view::start(
         cfg.common.admin_port,
         |p| listen_addrs(Some(id.bind), p),
-        monitor::REDIS_PATHS,
+        view::REDIS_PATHS,
     )
     .await
     {
@@ -82,57 +99,352 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Err(Early::Exit(code)) => return code,
         Err(Early::Supervise(mut child)) => return supervise::supervise(&mut child, &mut signals).await,
     };
-    let role = if replica_of.is_some() { "replica" } else { "master" };
-    info!(addr = %me, role, "server ready; lock released");
+    info!(addr = %me, role = if replica_of.is_some() { "replica" } else { "master" }, "server ready; lock released");
 
     let keeper = Keeper::spawn(zk);
     let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
     keeper.register(&node_path, &me.to_record());
-    let own = OwnServer {
+    let own = Own {
         probe: &probe,
         local: id.local(),
         me: me.clone(),
         name: &cfg.common.master_name,
     };
-    let view_own = own.clone();
-    let view = async {
-        match admin {
-            Some(p) => monitor::redis(p, keeper.subscribe(), view_own, cfg.ready_max_lag).await,
-            None => std::future::pending().await,
-        }
+    let observer = Observer::new(
+        probe.clone(),
+        &cfg.common.master_name,
+        Scope {
+            local_server: Some((id.local(), me.clone())),
+            local_sentinel: None,
+            nodes: true,
+            sentinel_replicas: true,
+        },
+    );
+    let duty = Duty {
+        cfg: &cfg,
+        own: &own,
+        observer: &observer,
+        keeper: &keeper,
+        synced: Cell::new(replica_of.is_none()),
+        priority_set: Cell::new(None),
+        busy: Cell::new(false),
+        finished: RefCell::new(vec![]),
     };
-    let guard = RoleGuard {
-        own: own.clone(),
+    let fence_every = fence::look_every(cfg.fence_after);
+    let period = |s: &Snapshot| match s.local.as_ref() {
+        Some(l) if !l.is_master() && !duty.synced.get() => SYNC_CHECK,
+        Some(l) if l.is_master() => fence_every,
+        _ => view::EVERY,
+    };
+    let pages = RedisPages {
+        me: me.clone(),
+        max_lag_s: cfg.ready_max_lag.as_secs(),
         priority: cfg.replica_priority,
-        synced: replica_of.is_none(),
-    };
-    let fence = Fence {
-        own: own.clone(),
-        after: cfg.fence_after,
-    };
-    let hand_over = HandOver {
-        own,
-        budget: cfg.shutdown_failover_timeout,
     };
     let mut handed_over = false;
     let before_forward = |sig: i32| {
         let first_term = sig == libc::SIGTERM && !handed_over;
         handed_over |= first_term;
-        let (zk, hand_over) = (keeper.zk(), &hand_over);
+        let duty = &duty;
         async move {
             if first_term {
-                hand_over.run(&zk).await;
+                duty.hand_over().await;
             }
         }
     };
     let code = tokio::select! {
         code = supervise::supervise_with(&mut child, &mut signals, before_forward) => code,
-        never = guard.run(keeper.subscribe()) => match never {},
-        never = fence.run(keeper.subscribe()) => match never {},
-        never = view => match never {},
+        never = observer.run(keeper.subscribe(), period) => match never {},
+        never = duty.run() => match never {},
+        never = fence::run(&own, &observer, keeper.subscribe(), cfg.fence_after) => match never {},
+        never = view::redis(admin, &observer, pages) => match never {},
     };
     keeper.shutdown().await;
     code
+}
+
+/// What the supervising launcher decides from each snapshot.
+struct Duty<'a> {
+    cfg: &'a RedisConfig,
+    own: &'a Own<'a>,
+    observer: &'a Observer,
+    keeper: &'a Keeper,
+    /// The server has held the data since it started (a master has).
+    synced: Cell<bool>,
+    /// The priority this launcher last gave its server.
+    priority_set: Cell<Option<u32>>,
+    /// A switchover or the hand-over is being carried out: nothing else
+    /// acts meanwhile.
+    busy: Cell<bool>,
+    /// The intents this launcher has finished (their result may not have
+    /// reached ZooKeeper).
+    finished: RefCell<Vec<String>>,
+}
+
+impl Duty<'_> {
+    /// For ever: with each snapshot, its own replica's priority, a
+    /// switchover asked for (on a master), and the role guard.
+    async fn run(&self) -> std::convert::Infallible {
+        let mut rx = self.observer.subscribe();
+        let mut mem = GuardMemory::default();
+        loop {
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let Some(snap) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            if self.busy.get() {
+                continue;
+            }
+            self.priority(&snap).await;
+            if let Some(intent) = snap.intent.clone()
+                && intent.live(unix_ms())
+                && intent.from == self.own.me
+                && snap.local.as_ref().is_some_and(|l| l.is_master())
+                && !self.finished.borrow().contains(&intent.id)
+            {
+                self.busy.set(true);
+                self.switchover(&snap, intent).await;
+                self.busy.set(false);
+                continue;
+            }
+            self.guard(&snap, &mut mem).await;
+        }
+    }
+
+    /// Gives the own server the priority [`desired_priority`] says. A
+    /// replica's is read from its `INFO`; a master's is not shown there,
+    /// so the last one set is remembered (a replica preferred or held back
+    /// by a switchover may have been promoted meanwhile).
+    async fn priority(&self, snap: &Snapshot) {
+        let Some(l) = snap.local.as_ref() else { return };
+        let first_sync = !self.synced.get() && l.has_the_data();
+        if first_sync {
+            self.synced.set(true);
+        }
+        let want = desired_priority(
+            self.synced.get(),
+            self.cfg.replica_priority,
+            snap.intent.as_ref(),
+            &self.own.me,
+            unix_ms(),
+        );
+        let now = if l.is_master() {
+            self.priority_set.get()
+        } else {
+            Some(l.priority)
+        };
+        if now.is_none_or(|p| p == want) {
+            return;
+        }
+        match self.own.executor().execute(&Action::SetPriority(want), None).await {
+            Ok(()) => {
+                self.priority_set.set(Some(want));
+                if first_sync {
+                    info!(addr = %self.own.me, priority = want,
+                        "first full sync done; replica-priority restored, this server may now be promoted")
+                } else {
+                    info!(addr = %self.own.me, priority = want, was = ?now, "replica-priority set")
+                }
+            }
+            Err(e) => warn!(addr = %self.own.me, error = %e, "could not set replica-priority; retrying"),
+        }
+    }
+
+    /// The role guard's look ([`crate::policy::guard`]).
+    async fn guard(&self, snap: &Snapshot, mem: &mut GuardMemory) {
+        let Some(decided) = guard(snap, &self.own.me, mem, Instant::now(), STRANDED_SETTLE) else {
+            return;
+        };
+        let action = match &decided {
+            GuardAction::Repoint { to, .. } => Action::Repoint {
+                server: self.own.local.clone(),
+                to: to.clone(),
+            },
+            GuardAction::Demote { to } => Action::Demote {
+                server: self.own.local.clone(),
+                to: to.clone(),
+            },
+        };
+        let zk = self.keeper.zk();
+        let observed = Observed {
+            zk: &zk,
+            session: snap.session,
+            lock: None,
+        };
+        match (self.own.executor().execute(&action, Some(observed)).await, &decided) {
+            (Ok(()), GuardAction::Repoint { from, to }) => {
+                mem.stranded_since = None;
+                metrics().guard_actions.with_label_values(&["repoint"]).inc();
+                warn!(addr = %self.own.me, old = %from, master = %to, "replica followed a server that is no longer a master; re-pointed it");
+            }
+            (Ok(()), GuardAction::Demote { to }) => {
+                metrics().guard_actions.with_label_values(&["demote"]).inc();
+                warn!(addr = %self.own.me, master = %to,
+                    "this server still acted as master although the Sentinels named another; demoted it to stop split-brain writes")
+            }
+            (Err(e), _) => warn!(addr = %self.own.me, action = ?decided, error = %e, "guard action not done"),
+        }
+    }
+
+    /// Carries out the switchover `intent` asks of this master, and writes
+    /// how it ended into the intent for `rzkctl`.
+    async fn switchover(&self, snap: &Snapshot, intent: Intent) {
+        info!(addr = %self.own.me, by = %intent.by, to = ?intent.to.as_ref().map(ToString::to_string), "switchover asked for");
+        let (outcome, paused) = match plan(snap, intent.to.as_ref()) {
+            Err(why) => (Outcome::Unsafe(why), None),
+            Ok(_) => {
+                let budget = Duration::from_millis(intent.deadline_ms.saturating_sub(unix_ms()));
+                let p = Procedure::new(
+                    intent.to.clone(),
+                    intent.exclusive,
+                    Instant::now(),
+                    budget,
+                    AFTER_PREFERENCE,
+                );
+                carry_out(self.own, self.observer, p, "switchover").await
+            }
+        };
+        let result = match &outcome {
+            Outcome::Done(new) => format!(
+                "done {new}; writes paused {} ms",
+                paused.unwrap_or_default().as_millis()
+            ),
+            Outcome::Skipped(why) | Outcome::Unsafe(why) | Outcome::TimedOut(why) => format!("failed: {why}"),
+        };
+        info!(addr = %self.own.me, result = %result, "switchover ended");
+        self.finished.borrow_mut().push(intent.id.clone());
+        self.write_result(&intent, result).await;
+    }
+
+    /// Writes `result` into the intent, if it is still the one carried out.
+    async fn write_result(&self, intent: &Intent, result: String) {
+        let zk = self.keeper.zk();
+        let Ok(Some((data, version))) = zk.read_switchover().await else {
+            return;
+        };
+        if Intent::parse(&data).ok().is_none_or(|i| i.id != intent.id) {
+            return;
+        }
+        let done = Intent {
+            result: Some(result),
+            ..intent.clone()
+        };
+        let action = Action::WriteIntent {
+            data: done.to_bytes(),
+            expected: Some(version),
+        };
+        let observed = Observed {
+            zk: &zk,
+            session: crate::observe::session_mark(&zk),
+            lock: None,
+        };
+        if let Err(e) = self.own.executor().execute(&action, Some(observed)).await {
+            warn!(error = %e, "could not write the switchover's result");
+        }
+    }
+
+    /// The planned hand-over of a master whose task is asked to stop: the
+    /// switchover procedure, bounded by `SHUTDOWN_FAILOVER_TIMEOUT_S`,
+    /// preferring the replica that started last.
+    async fn hand_over(&self) {
+        let started = Instant::now();
+        let deadline = started + self.cfg.shutdown_failover_timeout;
+        // A switchover under way finishes first (within the budget).
+        while self.busy.get() && Instant::now() < deadline {
+            sleep(Duration::from_millis(50)).await;
+        }
+        self.busy.set(true);
+        let snap = self.observer.fresh().await;
+        let preferred = self.prefer(&snap, deadline).await;
+        let p = Procedure::new(
+            preferred.as_ref().map(|(to, _)| to.clone()),
+            false,
+            Instant::now(),
+            deadline.saturating_duration_since(Instant::now()),
+            AFTER_PREFERENCE,
+        );
+        let outcome = timeout_at(deadline, carry_out(self.own, self.observer, p, "hand-over"))
+            .await
+            .map_or_else(|_| Outcome::TimedOut("SHUTDOWN_FAILOVER_TIMEOUT_S".into()), |(o, _)| o);
+        if let Some((_, intent)) = preferred {
+            let zk = self.keeper.zk();
+            if let Ok(Some((data, version))) = zk.read_switchover().await
+                && Intent::parse(&data).is_ok_and(|i| i.id == intent.id)
+            {
+                let _ = zk.delete_switchover(version).await;
+            }
+        }
+        match &outcome {
+            Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
+                "hand-over done; stopping the old master"),
+            Outcome::Skipped(why) => info!(addr = %self.own.me, reason = %why, "no hand-over; stopping the server"),
+            Outcome::Unsafe(why) => error!(addr = %self.own.me, reason = %why,
+                "no safe hand-over; stopping the server WITHOUT a failover"),
+            Outcome::TimedOut(why) => {
+                warn!(addr = %self.own.me, budget_s = self.cfg.shutdown_failover_timeout.as_secs(), reason = %why,
+                "hand-over did not finish within SHUTDOWN_FAILOVER_TIMEOUT_S; stopping the server anyway")
+            }
+        }
+        let m = metrics();
+        m.handovers.with_label_values(&[outcome.label()]).inc();
+        if !matches!(outcome, Outcome::Skipped(_)) {
+            m.handover_seconds.observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// When several replicas could take over, prefers the one that started
+    /// last (in a rolling restart the others are old tasks about to be
+    /// stopped): an intent naming it, which its launcher reads and answers
+    /// by making it Sentinel's first choice. Best effort: without
+    /// ZooKeeper, Sentinel picks.
+    async fn prefer(&self, snap: &Snapshot, deadline: Instant) -> Option<(Endpoint, Intent)> {
+        let local = snap.local.as_ref().filter(|l| l.role == Role::Master)?;
+        let uptimes: Vec<(Endpoint, u64)> = local
+            .replicas
+            .iter()
+            .filter(|l| l.online)
+            .filter_map(|l| Some((l.addr.clone(), snap.server(&l.addr)?.uptime_s?)))
+            .collect();
+        let young = preferred_successor(&uptimes)?.clone();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let intent = Intent {
+            id: uuid::Uuid::new_v4().to_string(),
+            from: self.own.me.clone(),
+            to: Some(young.clone()),
+            exclusive: false,
+            deadline_ms: unix_ms() + left.as_millis() as u64,
+            by: format!("hand-over of {}", self.own.me),
+            result: None,
+        };
+        let zk = self.keeper.zk();
+        let expected = match zk.read_switchover().await {
+            Ok(None) => None,
+            // A finished or expired intent is replaced; a live one is not.
+            Ok(Some((data, v))) if Intent::parse(&data).map_or(true, |i| !i.live(unix_ms())) => Some(v),
+            _ => return None,
+        };
+        let action = Action::WriteIntent {
+            data: intent.to_bytes(),
+            expected,
+        };
+        let observed = Observed {
+            zk: &zk,
+            session: snap.session,
+            lock: None,
+        };
+        match self.own.executor().execute(&action, Some(observed)).await {
+            Ok(()) => {
+                info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
+                Some((young, intent))
+            }
+            Err(e) => {
+                warn!(error = %e, "could not record the preferred replica; Sentinel picks");
+                None
+            }
+        }
+    }
 }
 
 /// Why bootstrap ended without a ready server.
@@ -214,7 +526,7 @@ async fn decide_under_lock(
     };
     loop {
         let grace_elapsed = lost_since.map_or(cfg.takeover_grace.is_zero(), |t| t.elapsed() >= cfg.takeover_grace);
-        let snap = match observe(zk, probe, &cfg.common.master_name, scope).await {
+        let snap = match observe(zk, probe, &cfg.common.master_name, &scope).await {
             Ok(s) => s,
             Err(e) if zk.client().state().is_terminated() => {
                 error!(error = %e, "ZooKeeper session lost during bootstrap");
@@ -247,10 +559,12 @@ async fn decide_under_lock(
                 let Some(write) = record_write(&record, &master) else {
                     continue;
                 };
-                match executor
-                    .execute(zk, Some(lock), snap.session, &Action::WriteRecord(write))
-                    .await
-                {
+                let observed = Observed {
+                    zk,
+                    session: snap.session,
+                    lock: Some(lock),
+                };
+                match executor.execute(&Action::WriteRecord(write), Some(observed)).await {
                     Ok(()) => {
                         return Ok((
                             Decision::Replicate {
@@ -279,7 +593,12 @@ async fn decide_under_lock(
                 let action = Action::Promote {
                     replica: replica.clone(),
                 };
-                if let Err(e) = executor.execute(zk, Some(lock), snap.session, &action).await {
+                let observed = Observed {
+                    zk,
+                    session: snap.session,
+                    lock: Some(lock),
+                };
+                if let Err(e) = executor.execute(&action, Some(observed)).await {
                     warn!(replica = %replica, error = %e, "promotion failed; deciding again");
                     pause(signals, RECHECK).await?;
                     continue;

@@ -6,23 +6,23 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{error, info, warn};
 
-use crate::act::{Action, Executor};
+use crate::act::{Action, Executor, Observed};
 use crate::admin::listen_addrs;
 use crate::config::SentinelConfig;
-use crate::launch::monitor;
+use crate::launch::view;
 use crate::launch::{self as task, Ready, interrupted};
 use crate::model::Role;
 use crate::model::{Endpoint, Identity};
-use crate::observe::{Scope, observe};
+use crate::observe::{Observer, observe};
 use crate::policy::follow::{Follow, follow};
 use crate::policy::reconcile::confirmed_master;
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{existing_myid, sentinel_conf, write_private};
 use crate::session::Keeper;
+use crate::snapshot::Scope;
 use crate::supervise::{self, Signals};
 use crate::zk::Zk;
 
@@ -33,6 +33,11 @@ const DEAD_RECORD_RECHECK: Duration = Duration::from_secs(2);
 /// re-pointed: after a normal failover the watcher writes the record at once,
 /// and the other Sentinels learn the new master by gossip within seconds.
 const FOLLOW_SETTLE: Duration = Duration::from_secs(3);
+/// How often this Sentinel reads its replicas' `INFO` (Sentinel's own
+/// default is 10 s): a replica whose launcher restored or changed its
+/// priority is known promotable, or preferred, within about a second,
+/// instead of up to ten (`SENTINEL DEBUG info-period`).
+const INFO_PERIOD: Duration = Duration::from_millis(1000);
 /// Below this `SENTINEL_DOWN_AFTER_MS`, Sentinel now and then declares a
 /// master it has just promoted down (its fresh link has not had a PONG yet)
 /// and fails over a second time. Seen in our tests at 1000 ms; upstream
@@ -41,10 +46,10 @@ const SAFE_DOWN_AFTER_MS: u64 = 2000;
 
 /// Runs `rzk-sentinel` to completion and returns the process exit code.
 pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
-    let admin = match monitor::start(
+    let admin = match view::start(
         cfg.common.admin_port,
         |p| listen_addrs(Some(id.bind), p),
-        monitor::SENTINEL_PATHS,
+        view::SENTINEL_PATHS,
     )
     .await
     {
@@ -102,34 +107,33 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         Ready::ChildExited(code) => return code,
         Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
     }
+    let own = id.local();
+    let executor = Executor::with_local(&probe, &cfg.common.master_name, &own);
+    let period = Action::SentinelInfoPeriod(INFO_PERIOD);
+    if let Err(e) = executor.execute(&period, None).await {
+        warn!(error = %e, "could not shorten this Sentinel's INFO period; replicas' priorities reach it within 10 s");
+    }
     let keeper = Keeper::spawn(zk);
     let path = format!("{}/{}", keeper.zk().sentinels_dir(), uuid::Uuid::new_v4());
     keeper.register(&path, &id.announce.to_record());
+    let observer = Observer::new(
+        probe.clone(),
+        &cfg.common.master_name,
+        Scope {
+            local_sentinel: Some(own.clone()),
+            ..Scope::default()
+        },
+    );
     let follower = Follower {
         cfg: &cfg,
         probe: &probe,
-        own: id.local(),
-    };
-    let view = async {
-        match admin {
-            Some(p) => {
-                monitor::sentinel(
-                    p,
-                    keeper.subscribe(),
-                    &probe,
-                    id.local(),
-                    id.announce.clone(),
-                    &cfg.common.master_name,
-                )
-                .await
-            }
-            None => std::future::pending().await,
-        }
+        own: own.clone(),
     };
     let code = tokio::select! {
         code = supervise::supervise(&mut child, &mut signals) => code,
-        never = follower.run(keeper.subscribe()) => match never {},
-        never = view => match never {},
+        never = observer.run(keeper.subscribe(), |_| view::EVERY) => match never {},
+        never = follower.run(&observer, &keeper) => match never {},
+        never = view::sentinel(admin, &observer, &own, &id.announce) => match never {},
     };
     keeper.shutdown().await;
     code
@@ -150,7 +154,7 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
                 continue;
             }
         };
-        let snap = match observe(zk, probe, &cfg.common.master_name, Scope::default()).await {
+        let snap = match observe(zk, probe, &cfg.common.master_name, &Scope::default()).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(error = %e, "cannot look at the group; retrying");
@@ -201,65 +205,43 @@ struct Follower<'a> {
 }
 
 impl Follower<'_> {
-    /// Watches the record for ever, across session renewals: on every
-    /// change (and while the question is open, every so often) it looks,
-    /// decides and, if the policy says so, re-points the Sentinel.
-    async fn run(&self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+    /// For ever: with each snapshot, decide and, if the policy says so,
+    /// re-point the Sentinel.
+    async fn run(&self, observer: &Observer, keeper: &Keeper) -> std::convert::Infallible {
         let name = &self.cfg.common.master_name;
         let executor = Executor {
-            probe: self.probe,
-            name,
             monitor: Some((&self.cfg.monitor, self.cfg.common.password.as_ref())),
+            ..Executor::new(self.probe, name)
         };
         let mut mismatch_since: Option<Instant> = None;
+        let mut rx = observer.subscribe();
         loop {
-            let zk = sessions.borrow_and_update().clone();
-            let (_, watcher) = match zk.watch_master().await {
-                Ok(x) => x,
-                Err(e) => {
-                    warn!(error = %e, path = %zk.master_path(), "cannot watch the master record; retrying");
-                    tokio::select! {
-                        _ = sleep(Duration::from_secs(1)) => {},
-                        _ = sessions.changed() => {},
-                    }
-                    continue;
+            if rx.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let Some(snap) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let Follow::Repoint(to) = follow(&snap, &self.own, &mut mismatch_since, Instant::now(), FOLLOW_SETTLE)
+            else {
+                continue;
+            };
+            let old = snap.answer_of(&self.own).map(|a| a.master.clone());
+            let action = Action::RepointSentinel {
+                sentinel: self.own.clone(),
+                to: to.clone(),
+            };
+            let zk = keeper.zk();
+            let observed = Observed {
+                zk: &zk,
+                session: snap.session,
+                lock: None,
+            };
+            match executor.execute(&action, Some(observed)).await {
+                Ok(()) => {
+                    warn!(sentinel = %self.own, old = ?old, master = %to, "re-pointed this sentinel after a takeover")
                 }
-            };
-            let scope = Scope {
-                local_sentinel: Some(&self.own),
-                ..Scope::default()
-            };
-            let recheck = match observe(&zk, self.probe, name, scope).await {
-                Err(e) => {
-                    warn!(error = %e, "cannot look at the group; retrying");
-                    Some(Duration::from_secs(1))
-                }
-                Ok(snap) => match follow(&snap, &self.own, &mut mismatch_since, Instant::now(), FOLLOW_SETTLE) {
-                    Follow::Idle => None,
-                    Follow::Recheck(d) => Some(d),
-                    Follow::Repoint(to) => {
-                        let old = snap.answer_of(&self.own).map(|a| a.master.clone());
-                        let action = Action::RepointSentinel {
-                            sentinel: self.own.clone(),
-                            to: to.clone(),
-                        };
-                        match executor.execute(&zk, None, snap.session, &action).await {
-                            Ok(()) => {
-                                warn!(sentinel = %self.own, old = ?old, master = %to, "re-pointed this sentinel after a takeover");
-                                None
-                            }
-                            Err(e) => {
-                                error!(error = %e, sentinel = %self.own, master = %to, "re-pointing failed; retrying");
-                                Some(Duration::from_secs(1))
-                            }
-                        }
-                    }
-                },
-            };
-            tokio::select! {
-                _ = watcher.changed() => {},
-                _ = sessions.changed() => {},
-                _ = sleep(recheck.unwrap_or(Duration::from_secs(3600))) => {},
+                Err(e) => error!(error = %e, sentinel = %self.own, master = %to, "re-pointing failed; retrying"),
             }
         }
     }

@@ -16,20 +16,21 @@ use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
 
-use crate::act::{ActError, Action, Executor};
+use crate::act::{ActError, Action, Executor, Observed};
 use crate::admin::listen_addrs;
 use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
-use crate::events::parse_switch_master;
 use crate::launch as task;
-use crate::launch::monitor;
+use crate::launch::view;
 use crate::model::Endpoint;
 use crate::model::RecordView;
-use crate::observe::{Scope, SessionMark, observe};
+use crate::observe::{Observer, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{confirmed_master, reconcile, record_write};
 use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::reply::parse_switch_master;
 use crate::session::Keeper;
+use crate::snapshot::{Scope, Snapshot};
 use crate::zk::Zk;
 
 /// How often the subscribed Sentinel is pinged: a hung Sentinel is left
@@ -43,7 +44,7 @@ const CHANNEL: &str = "+switch-master";
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
 pub async fn run(cfg: WatcherConfig) -> i32 {
-    let admin = match monitor::start(cfg.common.admin_port, |p| listen_addrs(None, p), monitor::WATCHER_PATHS).await {
+    let admin = match view::start(cfg.common.admin_port, |p| listen_addrs(None, p), view::WATCHER_PATHS).await {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -53,23 +54,30 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
     };
     let keeper = Keeper::spawn(zk);
     let (subscribed, following) = watch::channel(vec![]);
-    let view_probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
-    let name = cfg.common.master_name.clone();
+    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    // The ghost gate needs the registered nodes (how many replicas the
+    // Sentinels should know).
+    let scope = Scope {
+        nodes: true,
+        ..Scope::default()
+    };
+    let observer = Observer::new(probe.clone(), &cfg.common.master_name, scope);
+    // Once a second for the admin pages; else at the reconcile pace.
+    let every = if admin.is_some() {
+        view::EVERY
+    } else {
+        cfg.reconcile_interval
+    };
     let mut watcher = Watcher {
-        probe: Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT),
+        probe,
         cfg,
         ghosts: GhostMemory::default(),
         subscribed,
     };
-    let view = async {
-        match admin {
-            Some(p) => monitor::watcher(p, keeper.subscribe(), following, &view_probe, &name).await,
-            None => std::future::pending().await,
-        }
-    };
     let code = tokio::select! {
-        never = watcher.run(keeper.subscribe()) => match never {},
-        never = view => match never {},
+        never = observer.run(keeper.subscribe(), |_| every) => match never {},
+        never = watcher.run(keeper.subscribe(), &observer) => match never {},
+        never = view::watcher(admin, &observer, following) => match never {},
         sig = signals.recv() => {
             info!(sig, "stopping");
             0
@@ -92,7 +100,7 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
         }
     };
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
-    let snap = match observe(&zk, &probe, &cfg.common.master_name, Scope::default()).await {
+    let snap = match observe(&zk, &probe, &cfg.common.master_name, &Scope::default()).await {
         Ok(s) => s,
         Err(e) => {
             error!(error = %e, path = %zk.master_path(), "check: cannot read the record");
@@ -128,7 +136,7 @@ struct Watcher {
 impl Watcher {
     /// Lists the registered Sentinels and follows all of them, until the
     /// session changes or the list can't be read; for ever.
-    async fn run(&mut self, mut sessions: watch::Receiver<Zk>) -> std::convert::Infallible {
+    async fn run(&mut self, mut sessions: watch::Receiver<Zk>, observer: &Observer) -> std::convert::Infallible {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             let zk = sessions.borrow_and_update().clone();
@@ -156,7 +164,7 @@ impl Watcher {
             }
             backoff.reset();
             let list: Vec<Endpoint> = list.into_iter().map(|(_, e)| e).collect();
-            let reason = self.follow(&zk, list, children, &mut sessions).await;
+            let reason = self.follow(&zk, list, children, &mut sessions, observer).await;
             self.subscribed.send_replace(vec![]);
             info!(reason, "reading the sentinels again");
         }
@@ -174,6 +182,7 @@ impl Watcher {
         list: Vec<Endpoint>,
         children: zookeeper_client::OneshotWatcher,
         sessions: &mut watch::Receiver<Zk>,
+        observer: &Observer,
     ) -> &'static str {
         let (events_tx, mut events) = mpsc::channel::<(Endpoint, Vec<u8>)>(64);
         let (up_tx, mut up) = mpsc::channel::<Endpoint>(16);
@@ -192,7 +201,7 @@ impl Watcher {
             );
             running.insert(s.clone(), subs.spawn(sub));
         }
-        self.reconcile(zk).await;
+        self.reconcile(zk, &*observer.fresh().await).await;
         // Tests and operators read this line as "this watcher is working".
         info!(sentinels = registered.len(), "reconciled after subscribing");
         let mut tick = interval(self.cfg.reconcile_interval);
@@ -226,8 +235,9 @@ impl Watcher {
                     }
                 },
                 _ = tick.tick() => {
-                    self.reconcile(zk).await;
-                    self.clean_ghosts(zk).await;
+                    let snap = observer.fresh().await;
+                    self.reconcile(zk, &snap).await;
+                    self.clean_ghosts(zk, &snap).await;
                 },
                 _ = &mut children => match zk.watch_registered(&dir).await {
                     Ok((list, w)) => {
@@ -282,23 +292,20 @@ impl Watcher {
         Executor::new(&self.probe, &self.cfg.common.master_name)
     }
 
-    /// Asks every registered Sentinel, confirms with ROLE, and corrects the
-    /// record when it differs from the Sentinels' live master
-    /// ([`crate::policy::reconcile`]).
-    async fn reconcile(&self, zk: &Zk) {
-        let snap = match observe(zk, &self.probe, &self.cfg.common.master_name, Scope::default()).await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!(error = %e, "reconcile: cannot look at the group");
-                return;
-            }
-        };
-        match reconcile(&snap) {
+    /// Corrects the record when it differs from the live master the
+    /// Sentinels confirm in `snap` ([`crate::policy::reconcile`]).
+    async fn reconcile(&self, zk: &Zk, snap: &Snapshot) {
+        match reconcile(snap) {
             Some(w) => {
                 let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
+                let observed = Observed {
+                    zk,
+                    session: snap.session,
+                    lock: None,
+                };
                 match self
                     .executor()
-                    .execute(zk, None, snap.session, &Action::WriteRecord(w.clone()))
+                    .execute(&Action::WriteRecord(w.clone()), Some(observed))
                     .await
                 {
                     Ok(()) => {
@@ -323,11 +330,12 @@ impl Watcher {
                 }
             };
             let Some(w) = record_write(&record, master) else { return };
-            match self
-                .executor()
-                .execute(zk, None, SessionMark::of(zk), &Action::WriteRecord(w))
-                .await
-            {
+            let observed = Observed {
+                zk,
+                session: session_mark(zk),
+                lock: None,
+            };
+            match self.executor().execute(&Action::WriteRecord(w), Some(observed)).await {
                 Ok(()) => {
                     let old = record.master().map(ToString::to_string).unwrap_or_default();
                     info!(path = %zk.master_path(), old = %old, master = %master, "record follows the sentinels");
@@ -341,24 +349,19 @@ impl Watcher {
 
     /// Sends `SENTINEL RESET` to one Sentinel that remembers dead peers,
     /// when the gate ([`crate::policy::ghosts`]) allows it.
-    async fn clean_ghosts(&mut self, zk: &Zk) {
+    async fn clean_ghosts(&mut self, zk: &Zk, snap: &Snapshot) {
         let spacing = RESET_SPACING.max(self.cfg.reconcile_interval);
-        if self.ghosts.last_reset.is_some_and(|t| t.elapsed() < spacing) {
-            return;
-        }
-        let scope = Scope {
-            nodes: true,
-            ..Scope::default()
-        };
-        let Ok(snap) = observe(zk, &self.probe, &self.cfg.common.master_name, scope).await else {
-            return;
-        };
-        let Some(s) = ghost_reset(&snap, &mut self.ghosts, Instant::now(), spacing) else {
+        let Some(s) = ghost_reset(snap, &mut self.ghosts, Instant::now(), spacing) else {
             return;
         };
         let known = snap.answer_of(&s).map(|a| a.peers).unwrap_or(0);
         let action = Action::SentinelReset { sentinel: s.clone() };
-        match self.executor().execute(zk, None, snap.session, &action).await {
+        let observed = Observed {
+            zk,
+            session: snap.session,
+            lock: None,
+        };
+        match self.executor().execute(&action, Some(observed)).await {
             Ok(()) => {
                 crate::metrics::metrics().ghost_resets.inc();
                 info!(sentinel = %s, known, registered = snap.sentinels.len(), "reset a sentinel that remembers dead peers")

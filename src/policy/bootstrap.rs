@@ -5,8 +5,9 @@
 //! servers, and the launcher's loop reads as observe, decide, act.
 
 use crate::model::{Candidate, Endpoint, RecordView};
-use crate::observe::Snapshot;
-use crate::policy::promotion::{LiveReplica, takeover_candidate};
+use crate::policy::promotion::takeover_candidate;
+use crate::reply::ServerState;
+use crate::snapshot::Snapshot;
 
 /// Everything one look at the world found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,9 +24,9 @@ pub struct Observation {
     pub registered_masters: Vec<Endpoint>,
     /// How many redis nodes are registered at all.
     pub registered_nodes: usize,
-    /// Registered nodes that answer as replicas, with their replication
-    /// offset and priority: after a lost master, the data lives there.
-    pub live_replicas: Vec<LiveReplica>,
+    /// Registered nodes that answer as replicas (their replication offset
+    /// and priority): after a lost master, the data lives there.
+    pub live_replicas: Vec<ServerState>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
 }
@@ -43,11 +44,7 @@ impl Observation {
             .iter()
             .filter_map(|e| snap.server(e))
             .filter(|s| !s.is_master())
-            .map(|s| LiveReplica {
-                addr: s.addr.clone(),
-                offset: s.offset,
-                priority: s.priority,
-            })
+            .cloned()
             .collect();
         Observation {
             me: me.clone(),
@@ -142,7 +139,8 @@ pub fn decide(o: &Observation) -> Decision {
         // up-to-date one instead, or the others would resync from nothing.
         // A replica still in its first full sync holds nothing and is
         // skipped, as Sentinel skips it.
-        match takeover_candidate(&o.live_replicas, &o.me) {
+        let replicas: Vec<&ServerState> = o.live_replicas.iter().collect();
+        match takeover_candidate(&replicas, &o.me) {
             Some(r) => Decision::Promote {
                 replica: r.addr.clone(),
             },
@@ -161,11 +159,11 @@ mod tests {
         Endpoint::new(format!("10.0.0.{n}"), 6379)
     }
 
-    fn live(n: u16, offset: i64, priority: u32) -> LiveReplica {
-        LiveReplica {
-            addr: ep(n),
+    fn live(n: u16, offset: i64, priority: u32) -> ServerState {
+        ServerState {
             offset,
             priority,
+            ..crate::policy::fixtures::replica(n, 1)
         }
     }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::Endpoint;
-use crate::observe::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// What the follower does after one look.
 #[derive(Debug, Clone, PartialEq, Eq)]

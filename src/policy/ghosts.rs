@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::Endpoint;
-use crate::observe::Snapshot;
+use crate::snapshot::Snapshot;
 
 /// What the gate remembers between looks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -26,8 +26,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::model::{Endpoint, Role};
-use crate::observe::Snapshot;
 use crate::policy::bootstrap::{Decision, Observation, decide};
+use crate::snapshot::Snapshot;
 
 /// What the guard remembers between two looks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -53,44 +53,6 @@ pub enum GuardAction {
         /// The master the Sentinels' majority names.
         to: Endpoint,
     },
-}
-
-/// What the quick look (the local server, and for a replica the server it
-/// follows) says about the need for a look at the whole group.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Quick {
-    /// The role fits: nothing to look at.
-    Fine,
-    /// Look at the group and run [`guard`]: a master (is it outvoted?), or
-    /// a replica stranded for at least `settle`.
-    LookAtTheGroup,
-}
-
-/// The quick look, run every second without ZooKeeper: `local` is the
-/// local server's state, `master_live` whether the server a replica
-/// follows answers as a master. Keeps the guard's steady-state cost to
-/// two `ROLE`s for a replica, and no ZooKeeper read.
-pub fn quick(local: Option<&Role>, master_live: bool, mem: &mut GuardMemory, now: Instant, settle: Duration) -> Quick {
-    match local {
-        Some(Role::Replica { .. }) if master_live => {
-            *mem = GuardMemory::default();
-            Quick::Fine
-        }
-        Some(Role::Replica { .. }) => {
-            mem.outvoted_once = false;
-            let since = *mem.stranded_since.get_or_insert(now);
-            if now.duration_since(since) < settle {
-                Quick::Fine
-            } else {
-                Quick::LookAtTheGroup
-            }
-        }
-        Some(Role::Master) => Quick::LookAtTheGroup,
-        _ => {
-            *mem = GuardMemory::default();
-            Quick::Fine
-        }
-    }
 }
 
 /// One look of the guard of task `me` at `snap` (whose `local` is its
@@ -310,35 +272,6 @@ mod tests {
     fn outvoted_looks_must_be_in_a_row() {
         let looks = vec![outvoted(2), healthy(1), outvoted(2), healthy(1), outvoted(2)];
         assert!(run(1, &looks).iter().all(Option::is_none));
-    }
-
-    #[test]
-    fn the_quick_look_asks_for_the_group_only_when_needed() {
-        let t0 = Instant::now();
-        let rep = Role::Replica {
-            master: ep(1),
-            state: "up".into(),
-        };
-        let mut mem = GuardMemory::default();
-        assert_eq!(quick(Some(&rep), true, &mut mem, t0, SETTLE), Quick::Fine);
-        assert_eq!(quick(Some(&rep), false, &mut mem, t0, SETTLE), Quick::Fine);
-        let later = t0 + SETTLE;
-        assert_eq!(quick(Some(&rep), false, &mut mem, later, SETTLE), Quick::LookAtTheGroup);
-        assert_eq!(quick(Some(&rep), true, &mut mem, later, SETTLE), Quick::Fine);
-        assert_eq!(mem.stranded_since, None, "a live master resets the clock");
-        assert_eq!(
-            quick(Some(&Role::Master), false, &mut mem, later, SETTLE),
-            Quick::LookAtTheGroup
-        );
-        assert_eq!(quick(None, false, &mut mem, later, SETTLE), Quick::Fine);
-        // The quick look and the full one share the clock: a replica found
-        // stranded by quick looks is re-pointed by the first full one.
-        let mut mem = GuardMemory::default();
-        quick(Some(&rep), false, &mut mem, t0, SETTLE);
-        assert_eq!(
-            guard(&stranded(), &ep(2), &mut mem, t0 + SETTLE, SETTLE),
-            Some(GuardAction::Repoint { from: ep(1), to: ep(3) })
-        );
     }
 
     #[test]

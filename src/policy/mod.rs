@@ -8,18 +8,19 @@ pub mod fence;
 pub mod follow;
 pub mod ghosts;
 pub mod guard;
-pub mod health;
 pub mod promotion;
 pub mod reconcile;
-pub mod status;
 pub mod switchover;
 
 /// Snapshots for the policies' table tests: a group of `10.0.0.N:6379`
 /// servers and `10.0.0.N:26379` Sentinels, built up case by case.
 #[cfg(test)]
 pub(crate) mod fixtures {
+    use tokio::time::Instant;
+
     use crate::model::{Endpoint, Record, Role};
-    use crate::observe::{SentinelAnswer, ServerState, SessionMark, Snapshot, ZkSession};
+    use crate::reply::{ReplicaLine, SentinelAnswer, SentinelReplica, ServerState};
+    use crate::snapshot::{SessionMark, Snapshot, ZkSession};
 
     pub fn ep(n: u16) -> Endpoint {
         Endpoint::new(format!("10.0.0.{n}"), 6379)
@@ -29,17 +30,31 @@ pub(crate) mod fixtures {
         Endpoint::new(format!("10.0.0.{n}"), 26379)
     }
 
-    /// A master `n`.
-    pub fn master(n: u16) -> ServerState {
+    /// A master `n` whose replicas `lines` are online at its offset.
+    pub fn master_of(n: u16, lines: &[u16]) -> ServerState {
         ServerState {
             addr: ep(n),
             role: Role::Master,
             link_up: false,
             sync_in_progress: false,
             offset: 1000,
-            priority: 100,
+            priority: 0,
             last_io_s: None,
+            replicas: lines
+                .iter()
+                .map(|r| ReplicaLine {
+                    addr: ep(*r),
+                    online: true,
+                    offset: 1000,
+                })
+                .collect(),
+            uptime_s: Some(1000),
         }
+    }
+
+    /// A master `n` with no replica lines.
+    pub fn master(n: u16) -> ServerState {
+        master_of(n, &[])
     }
 
     /// A synced replica `n` of `of`.
@@ -55,6 +70,8 @@ pub(crate) mod fixtures {
             offset: 1000,
             priority: 100,
             last_io_s: Some(0),
+            replicas: vec![],
+            uptime_s: Some(1000),
         }
     }
 
@@ -72,25 +89,29 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// Sentinel `s` would promote each of `replicas` (priority 100).
+    pub fn would_promote(s: u16, replicas: &[u16]) -> (Endpoint, Vec<SentinelReplica>) {
+        let view = replicas
+            .iter()
+            .map(|r| SentinelReplica {
+                addr: ep(*r),
+                priority: 100,
+                healthy: true,
+            })
+            .collect();
+        (sentinel(s), view)
+    }
+
     /// An empty world seen by session 1.
     pub fn world() -> Snapshot {
-        Snapshot {
-            session: SessionMark(1),
-            zk: ZkSession::Connected,
-            record: Record::Missing,
-            nodes: vec![],
-            sentinels: vec![],
-            answers: vec![],
-            unknown_name: vec![],
-            servers: vec![],
-            local: None,
-        }
+        Snapshot::empty(Instant::now(), SessionMark(1), ZkSession::Connected)
     }
 
     /// A healthy group: master 1 (recorded, version 3), replicas 2 and 3,
-    /// Sentinels 21..23 all naming 1 at epoch 1; `local` is server `me`.
+    /// Sentinels 21..23 all naming 1 at epoch 1 and able to promote 2 and
+    /// 3; `local` is server `me`.
     pub fn healthy(me: u16) -> Snapshot {
-        let servers = vec![master(1), replica(2, 1), replica(3, 1)];
+        let servers = vec![master_of(1, &[2, 3]), replica(2, 1), replica(3, 1)];
         Snapshot {
             record: Record::Valid {
                 master: ep(1),
@@ -99,6 +120,11 @@ pub(crate) mod fixtures {
             nodes: vec![ep(1), ep(2), ep(3)],
             sentinels: vec![sentinel(21), sentinel(22), sentinel(23)],
             answers: vec![says(21, 1, 1), says(22, 1, 1), says(23, 1, 1)],
+            sentinel_replicas: vec![
+                would_promote(21, &[2, 3]),
+                would_promote(22, &[2, 3]),
+                would_promote(23, &[2, 3]),
+            ],
             local: servers.iter().find(|s| s.addr == ep(me)).cloned(),
             servers,
             ..world()

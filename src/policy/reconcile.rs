@@ -6,8 +6,8 @@
 //! when the record differs: N watchers make one version bump per failover.
 
 use crate::model::{Endpoint, Record, RecordView};
-use crate::observe::Snapshot;
 use crate::policy::bootstrap::sentinels_choice;
+use crate::snapshot::Snapshot;
 
 /// The write that makes the record name the confirmed master.
 #[derive(Debug, Clone, PartialEq, Eq)]

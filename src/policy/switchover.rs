@@ -1,52 +1,62 @@
-//! `rzkctl switchover`: whether a planned change of master may start, and
-//! to whom. Decided from one snapshot before anything is touched, so that a
-//! refusal changes nothing.
+//! The one switchover procedure: a planned change of master with no
+//! acknowledged write lost. The master's launcher carries it out, for
+//! `rzkctl switchover` (which only writes an intent, Patroni's `/failover`
+//! key) and for its own hand-over on SIGTERM alike.
+//!
+//! Each look at the group ([`Snapshot`]) gives one [`Step`], chosen here
+//! from the snapshot and the little the procedure remembers; the launcher
+//! performs it through the executor and looks again:
+//!
+//! 1. **Prepare**, writes still flowing: wait for a candidate, a replica
+//!    online for the master that a Sentinel would promote (and, for an
+//!    exclusive target, would promote nothing else). A preferred target
+//!    is waited for until `prefer_by`, then any candidate will do.
+//! 2. **Pause** writes on the master (`CLIENT PAUSE WRITE`), until after
+//!    the deadline.
+//! 3. **Catch up**: wait until every candidate has the master's offset
+//!    (after half the remaining time, one complete candidate is enough).
+//! 4. **Request** `SENTINEL FAILOVER` from that Sentinel (the launcher
+//!    tries the others when it refuses).
+//! 5. **Done** when a registered Sentinel names another live master: the
+//!    launcher makes its server that master's replica and lifts the pause,
+//!    so paused writes fail with `READONLY` instead of being lost.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::model::{Endpoint, Record, Role};
-use crate::observe::Snapshot;
-use crate::policy::status::replica_not_promotable;
+use crate::policy::promotion::{NotPromotable, not_promotable};
+use crate::reply::SentinelReplica;
+use crate::snapshot::Snapshot;
 
-/// What the switchover will do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// The master now (the record names it and it answers as master).
-    pub master: Endpoint,
-    /// The replica that must win (`--to`), or `None`: Sentinel picks among
-    /// the promotable replicas.
-    pub target: Option<Endpoint>,
-    /// Replicas made unpromotable for the duration (`--to` only), with the
-    /// priority to restore.
-    pub hold_back: Vec<(Endpoint, u32)>,
-}
-
-/// Plans a switchover away from the recorded master; `to` must be one of its
-/// registered, linked, synced, promotable replicas. `Err` says why not.
-pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Plan, String> {
+/// Checks, from one snapshot, that a switchover away from the recorded
+/// master may start; `to` must be one of its registered, linked, synced,
+/// promotable replicas. `Err` says why not: `rzkctl` then writes nothing.
+pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Endpoint, String> {
     let master = match &snap.record {
         Record::Valid { master, .. } if snap.is_live_master(master) => master.clone(),
         Record::Valid { master, .. } => return Err(format!("the recorded master {master} does not answer as master")),
         _ => return Err("the record names no master".into()),
     };
-    let replicas: Vec<_> = snap
-        .nodes
-        .iter()
-        .filter_map(|n| snap.server(n))
-        .filter(|s| matches!(&s.role, Role::Replica { master: m, .. } if *m == master))
-        .collect();
-    let promotable =
-        |s: &&crate::observe::ServerState| replica_not_promotable(s.link_up, s.sync_in_progress, s.priority).is_none();
     if snap.sentinels.is_empty() {
         return Err("no Sentinel is registered to fail over".into());
     }
+    let replica_of_master = |n: &&Endpoint| {
+        snap.server(n)
+            .is_some_and(|s| matches!(&s.role, Role::Replica { master: m, .. } if *m == master))
+    };
     let Some(to) = to else {
-        if !replicas.iter().any(promotable) {
-            return Err(format!("{master} has no promotable replica"));
-        }
-        return Ok(Plan {
-            master,
-            target: None,
-            hold_back: vec![],
-        });
+        let promotable = snap
+            .nodes
+            .iter()
+            .filter(replica_of_master)
+            .any(|n| snap.server(n).is_some_and(|s| not_promotable(s).is_none()));
+        return if promotable {
+            Ok(master)
+        } else {
+            Err(format!("{master} has no promotable replica"))
+        };
     };
     if *to == master {
         return Err(format!("{to} is already the master"));
@@ -62,19 +72,253 @@ pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Plan, String> {
         Role::Replica { master: m, .. } => return Err(format!("{to} is a replica of {m}, not of the master {master}")),
         _ => return Err(format!("{to} is not a replica")),
     }
-    if let Some(why) = replica_not_promotable(t.link_up, t.sync_in_progress, t.priority) {
+    if let Some(why) = not_promotable(t) {
         return Err(format!("{to} cannot be promoted: {}", why.as_str()));
     }
-    let hold_back = replicas
+    Ok(master)
+}
+
+/// Where the procedure is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Writes flow; waiting for a candidate.
+    Prepare,
+    /// Writes are paused; waiting for the candidates to catch up. Then
+    /// `sentinel` (which would pick as wanted) is asked.
+    Paused {
+        /// The Sentinel to ask first.
+        sentinel: Endpoint,
+        /// After this, one complete candidate is enough.
+        patience: Instant,
+    },
+    /// A Sentinel accepted `SENTINEL FAILOVER`.
+    Requested,
+}
+
+/// What the master's launcher remembers while it carries a switchover out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Procedure {
+    /// The replica that should (or, `exclusive`, must) become master.
+    pub to: Option<Endpoint>,
+    /// Only `to` may be promoted.
+    pub exclusive: bool,
+    /// Until when `to` is waited for before any candidate will do.
+    pub prefer_by: Instant,
+    /// Until when a candidate is waited for with writes flowing.
+    pub ready_by: Instant,
+    /// When it gives up.
+    pub deadline: Instant,
+    /// Where it is.
+    pub phase: Phase,
+    /// When writes were paused.
+    pub paused_at: Option<Instant>,
+}
+
+/// The most of the time kept for pausing, catching up, failing over and
+/// the Sentinels naming the new master, once a candidate is found.
+const RESERVE: Duration = Duration::from_secs(2);
+/// Past the deadline the pause lasts this much longer, so that it
+/// outlives whatever the procedure leaves to the Sentinels.
+pub const PAUSE_MARGIN: Duration = Duration::from_secs(5);
+
+impl Procedure {
+    /// A procedure starting at `now`, bounded by `budget`, for `to`. A
+    /// preferred (not exclusive) target is waited for with at least
+    /// `after_preference` left for the rest.
+    pub fn new(
+        to: Option<Endpoint>,
+        exclusive: bool,
+        now: Instant,
+        budget: Duration,
+        after_preference: Duration,
+    ) -> Procedure {
+        let deadline = now + budget;
+        Procedure {
+            to,
+            exclusive,
+            prefer_by: deadline.checked_sub(after_preference).unwrap_or(now).max(now),
+            ready_by: deadline - RESERVE.min(budget / 2),
+            deadline,
+            phase: Phase::Prepare,
+            paused_at: None,
+        }
+    }
+}
+
+/// How a switchover ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `new` is master. The old one follows it and takes requests again.
+    Done(Endpoint),
+    /// Nothing to do (a replica, or nobody to hand over to); nothing changed.
+    Skipped(String),
+    /// It could not be done safely; nothing was paused or requested.
+    Unsafe(String),
+    /// The deadline passed. Writes stay paused if a failover was requested
+    /// (the pause lapses `PAUSE_MARGIN` after the deadline); otherwise they
+    /// are resumed.
+    TimedOut(String),
+}
+
+impl Outcome {
+    /// The name the metrics and the intent's result use.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Done(_) => "done",
+            Outcome::Skipped(_) => "skipped",
+            Outcome::Unsafe(_) => "unsafe",
+            Outcome::TimedOut(_) => "timeout",
+        }
+    }
+}
+
+/// The next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Look again soon; the reason is for the log.
+    Wait(String),
+    /// `CLIENT PAUSE <ms> WRITE` on the master.
+    Pause(Duration),
+    /// Ask this Sentinel first, then the others.
+    Request(Endpoint),
+    /// The end.
+    Finish(Outcome),
+}
+
+/// A candidate for Sentinel `view`: online for the master, and promotable
+/// in that Sentinel's view.
+fn check(online: bool, addr: &Endpoint, view: &[SentinelReplica]) -> Result<(), NotPromotable> {
+    if !online {
+        return Err(NotPromotable::NotOnline);
+    }
+    let r = view
         .iter()
-        .filter(|s| s.addr != *to && s.priority > 0)
-        .map(|s| (s.addr.clone(), s.priority))
-        .collect();
-    Ok(Plan {
-        master,
-        target: Some(to.clone()),
-        hold_back,
-    })
+        .find(|r| r.addr == *addr)
+        .ok_or(NotPromotable::UnknownToSentinel)?;
+    if r.priority == 0 {
+        Err(NotPromotable::PriorityZero)
+    } else if !r.healthy {
+        Err(NotPromotable::DownForSentinel)
+    } else {
+        Ok(())
+    }
+}
+
+/// One step of procedure `p` of the master `me` at `now`, from `snap`
+/// (observed with the Sentinels' replica views).
+pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure, now: Instant) -> Step {
+    let Some(local) = &snap.local else {
+        return if now >= p.deadline {
+            Step::Finish(Outcome::TimedOut("the server does not answer".into()))
+        } else {
+            Step::Wait("the server does not answer".into())
+        };
+    };
+    if let Role::Replica { master, .. } = &local.role {
+        return match p.phase {
+            Phase::Prepare => Step::Finish(Outcome::Skipped("not a master".into())),
+            // The Sentinels demoted it already.
+            _ if snap.is_live_master(master) => Step::Finish(Outcome::Done(master.clone())),
+            _ => Step::Wait(format!("a replica of {master}, which does not answer as master yet")),
+        };
+    }
+    if p.phase == Phase::Requested {
+        let new = snap
+            .registered_answers()
+            .map(|a| &a.master)
+            .find(|m| *m != me && snap.is_live_master(m));
+        return match new {
+            Some(m) => Step::Finish(Outcome::Done(m.clone())),
+            None if now >= p.deadline => Step::Finish(Outcome::TimedOut(
+                "the Sentinels did not name another master in time".into(),
+            )),
+            None => Step::Wait("waiting for the Sentinels to name the new master".into()),
+        };
+    }
+    if now >= p.deadline {
+        return Step::Finish(Outcome::TimedOut("no failover within the deadline".into()));
+    }
+    if snap.sentinels.is_empty() {
+        return Step::Finish(Outcome::Skipped("no sentinel registered".into()));
+    }
+    // The candidates each registered Sentinel would pick from.
+    let wanted = |addr: &Endpoint| !p.exclusive || p.to.as_ref() == Some(addr);
+    let mut why_not: Vec<(Endpoint, NotPromotable)> = vec![];
+    let mut choice: Option<(Endpoint, Vec<Endpoint>)> = None;
+    for (s, view) in snap
+        .sentinel_replicas
+        .iter()
+        .filter(|(s, _)| snap.sentinels.contains(s))
+    {
+        let mut candidates = vec![];
+        let mut others_held = true;
+        for line in &local.replicas {
+            match check(line.online, &line.addr, view) {
+                Ok(()) if wanted(&line.addr) => candidates.push(line.addr.clone()),
+                Ok(()) => others_held = false,
+                Err(e) => why_not.push((line.addr.clone(), e)),
+            }
+        }
+        // A preferred target: a Sentinel that sees it as first choice.
+        let preferred =
+            p.to.as_ref()
+                .is_none_or(|t| view.iter().any(|r| r.addr == *t && r.priority == 1) && candidates.contains(t));
+        let fits = !candidates.is_empty() && others_held && (p.exclusive || preferred || now >= p.prefer_by);
+        if fits {
+            choice = Some((s.clone(), candidates));
+            if preferred {
+                break;
+            }
+        }
+    }
+    match &p.phase {
+        Phase::Prepare => match choice {
+            Some((sentinel, _)) => {
+                p.phase = Phase::Paused {
+                    sentinel,
+                    patience: now + p.deadline.saturating_duration_since(now) / 2,
+                };
+                p.paused_at = Some(now);
+                Step::Pause(p.deadline.saturating_duration_since(now) + PAUSE_MARGIN)
+            }
+            None if local.replicas.is_empty() && !other_nodes => {
+                Step::Finish(Outcome::Skipped("no replica to hand over to".into()))
+            }
+            None => {
+                let why = if why_not.is_empty() {
+                    "no replica".to_string()
+                } else {
+                    let mut w: Vec<String> = why_not.iter().map(|(r, w)| format!("{r}: {}", w.as_str())).collect();
+                    w.dedup();
+                    w.join("; ")
+                };
+                if now >= p.ready_by {
+                    Step::Finish(Outcome::Unsafe(format!(
+                        "no replica could take over in time ({why}); a failover now would promote a replica without the data"
+                    )))
+                } else {
+                    Step::Wait(format!("waiting for a replica that can take over ({why})"))
+                }
+            }
+        },
+        Phase::Paused { sentinel, patience } => {
+            let candidates: Vec<Endpoint> = match &choice {
+                Some((_, c)) => c.clone(),
+                None => return Step::Wait("the candidates are not promotable for a moment".into()),
+            };
+            let complete = local
+                .replicas
+                .iter()
+                .filter(|l| candidates.contains(&l.addr) && l.offset >= local.offset)
+                .count();
+            if complete == candidates.len() || (complete > 0 && now >= *patience) {
+                Step::Request(sentinel.clone())
+            } else {
+                Step::Wait("waiting for the candidates to have every write".into())
+            }
+        }
+        Phase::Requested => unreachable!("handled above"),
+    }
 }
 
 #[cfg(test)]
@@ -82,19 +326,13 @@ mod tests {
     use super::*;
     use crate::policy::fixtures::*;
 
-    #[test]
-    fn to_a_synced_replica_holds_the_others_back() {
-        let p = plan(&healthy(9), Some(&ep(2))).unwrap();
-        assert_eq!(p.master, ep(1));
-        assert_eq!(p.target, Some(ep(2)));
-        assert_eq!(p.hold_back, vec![(ep(3), 100)]);
-        let p = plan(&healthy(9), None).unwrap();
-        assert_eq!((p.target, p.hold_back.len()), (None, 0));
-    }
+    const SECOND: Duration = Duration::from_secs(1);
 
     #[test]
-    fn refusals_name_the_reason() {
+    fn planning_refuses_with_the_reason_and_accepts_a_synced_replica() {
         let s = healthy(9);
+        assert_eq!(plan(&s, Some(&ep(2))), Ok(ep(1)));
+        assert_eq!(plan(&s, None), Ok(ep(1)));
         assert!(plan(&s, Some(&ep(1))).unwrap_err().contains("already the master"));
         assert!(plan(&s, Some(&ep(7))).unwrap_err().contains("not a registered"));
         let mut syncing = healthy(9);
@@ -115,5 +353,118 @@ mod tests {
             s.priority = 0;
         }
         assert!(plan(&none, None).unwrap_err().contains("no promotable replica"));
+    }
+
+    fn run(p: &mut Procedure, snap: &Snapshot, now: Instant) -> Step {
+        step(snap, &ep(1), true, p, now)
+    }
+
+    #[test]
+    fn a_switchover_pauses_catches_up_requests_and_ends_when_the_sentinels_name_the_new_master() {
+        let t0 = Instant::now();
+        let mut p = Procedure::new(None, false, t0, 20 * SECOND, 8 * SECOND);
+        let s = healthy(1);
+        assert_eq!(run(&mut p, &s, t0), Step::Pause(25 * SECOND));
+        // Replica 3 lags: wait, until patience (half the rest) is over.
+        let mut lag = healthy(1);
+        lag.local.as_mut().unwrap().offset = 1100;
+        lag.local.as_mut().unwrap().replicas[0].offset = 1100;
+        assert!(matches!(run(&mut p, &lag, t0 + SECOND), Step::Wait(_)));
+        assert_eq!(run(&mut p, &lag, t0 + 11 * SECOND), Step::Request(sentinel(21)));
+        assert_eq!(run(&mut p, &s, t0 + SECOND), Step::Request(sentinel(21)));
+        p.phase = Phase::Requested;
+        assert!(matches!(run(&mut p, &s, t0 + 2 * SECOND), Step::Wait(_)));
+        let mut after = healthy(1);
+        after.answers[1] = says(22, 2, 2);
+        after.servers[1] = master(2);
+        assert_eq!(run(&mut p, &after, t0 + 3 * SECOND), Step::Finish(Outcome::Done(ep(2))));
+        // Already demoted by the Sentinels: done too.
+        let mut demoted = after.clone();
+        demoted.local = Some(replica(1, 2));
+        assert_eq!(
+            run(&mut p, &demoted, t0 + 3 * SECOND),
+            Step::Finish(Outcome::Done(ep(2)))
+        );
+        assert!(matches!(
+            run(&mut p, &s, t0 + 21 * SECOND),
+            Step::Finish(Outcome::TimedOut(_))
+        ));
+    }
+
+    #[test]
+    fn no_candidate_waits_with_writes_flowing_then_refuses() {
+        let t0 = Instant::now();
+        let mut p = Procedure::new(None, false, t0, 20 * SECOND, 8 * SECOND);
+        let mut s = healthy(1);
+        // Both replicas still in their first sync: not online for the
+        // master, priority 0 for the Sentinels.
+        for l in &mut s.local.as_mut().unwrap().replicas {
+            l.online = false;
+        }
+        let step0 = run(&mut p, &s, t0);
+        assert!(
+            matches!(&step0, Step::Wait(w) if w.contains("still") || w.contains("link")),
+            "{step0:?}"
+        );
+        assert!(matches!(
+            run(&mut p, &s, t0 + 18 * SECOND),
+            Step::Finish(Outcome::Unsafe(_))
+        ));
+        // A lone master with nobody registered: nothing to wait for.
+        let mut lone = healthy(1);
+        lone.local.as_mut().unwrap().replicas.clear();
+        let mut p = Procedure::new(None, false, t0, 20 * SECOND, 8 * SECOND);
+        assert!(matches!(
+            step(&lone, &ep(1), false, &mut p, t0),
+            Step::Finish(Outcome::Skipped(_))
+        ));
+        // A replica: nothing to hand over.
+        let mut p = Procedure::new(None, false, t0, 20 * SECOND, 8 * SECOND);
+        assert!(matches!(
+            step(&healthy(2), &ep(2), true, &mut p, t0),
+            Step::Finish(Outcome::Skipped(_))
+        ));
+    }
+
+    #[test]
+    fn an_exclusive_target_needs_a_sentinel_that_would_pick_nothing_else() {
+        let t0 = Instant::now();
+        let mut p = Procedure::new(Some(ep(2)), true, t0, 30 * SECOND, 8 * SECOND);
+        let s = healthy(1);
+        assert!(matches!(run(&mut p, &s, t0), Step::Wait(_)), "3 is not held back yet");
+        let mut held = healthy(1);
+        held.sentinel_replicas[1].1[1].priority = 0;
+        assert_eq!(run(&mut p, &held, t0 + SECOND), Step::Pause(34 * SECOND));
+        assert_eq!(
+            p.phase,
+            Phase::Paused {
+                sentinel: sentinel(22),
+                patience: t0 + SECOND + 29 * SECOND / 2
+            }
+        );
+        // Only the target counts for the catch-up.
+        let mut behind = held.clone();
+        behind.local.as_mut().unwrap().offset = 1200;
+        behind.local.as_mut().unwrap().replicas[0].offset = 1200;
+        assert_eq!(run(&mut p, &behind, t0 + 2 * SECOND), Step::Request(sentinel(22)));
+    }
+
+    #[test]
+    fn a_preferred_target_is_waited_for_then_any_candidate_will_do() {
+        let t0 = Instant::now();
+        let mut p = Procedure::new(Some(ep(3)), false, t0, 20 * SECOND, 8 * SECOND);
+        assert!(matches!(run(&mut p, &healthy(1), t0), Step::Wait(_)));
+        assert_eq!(run(&mut p, &healthy(1), t0 + 12 * SECOND), Step::Pause(13 * SECOND));
+        let mut p = Procedure::new(Some(ep(3)), false, t0, 20 * SECOND, 8 * SECOND);
+        let mut first = healthy(1);
+        first.sentinel_replicas[2].1[1].priority = 1;
+        assert!(matches!(run(&mut p, &first, t0), Step::Pause(_)));
+        assert!(matches!(&p.phase, Phase::Paused { sentinel: s, .. } if *s == sentinel(23)));
+    }
+
+    #[test]
+    fn outcomes_have_labels() {
+        assert_eq!(Outcome::Done(ep(1)).label(), "done");
+        assert_eq!(Outcome::TimedOut(String::new()).label(), "timeout");
     }
 }

@@ -64,6 +64,8 @@ impl<T: Clone> Entry<T> {
 pub(crate) enum Part {
     /// `<root>/master`.
     Master,
+    /// `<root>/switchover`.
+    Switchover,
     /// `<root>/sentinels` and its children.
     Sentinels,
     /// `<root>/nodes` and its children.
@@ -74,6 +76,7 @@ pub(crate) enum Part {
 struct Copies {
     armed: bool,
     master: Entry<Record>,
+    switchover: Entry<Option<(Vec<u8>, i32)>>,
     sentinels: Entry<Vec<(String, Endpoint)>>,
     nodes: Entry<Vec<(String, Endpoint)>>,
 }
@@ -81,6 +84,7 @@ struct Copies {
 impl Copies {
     fn forget_all(&mut self) {
         self.master.forget();
+        self.switchover.forget();
         self.sentinels.forget();
         self.nodes.forget();
     }
@@ -122,6 +126,8 @@ impl Mirror {
         let under = |dir: &str| rest == dir || rest.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
         if rest == "/master" {
             Some(Part::Master)
+        } else if rest == "/switchover" {
+            Some(Part::Switchover)
         } else if under("/sentinels") {
             Some(Part::Sentinels)
         } else if under("/nodes") {
@@ -137,6 +143,7 @@ impl Mirror {
         let mut c = self.copies();
         match self.part_of(path) {
             Some(Part::Master) => c.master.forget(),
+            Some(Part::Switchover) => c.switchover.forget(),
             Some(Part::Sentinels) => c.sentinels.forget(),
             Some(Part::Nodes) => c.nodes.forget(),
             None if path == self.root => c.forget_all(),
@@ -150,6 +157,18 @@ impl Mirror {
         if c.armed { c.master.value.clone() } else { None }
     }
 
+    /// The copy of the switchover intent's data and version (`Some(None)`:
+    /// no node), if armed and kept.
+    pub(crate) fn switchover(&self) -> Option<Option<(Vec<u8>, i32)>> {
+        let c = self.copies();
+        if c.armed { c.switchover.value.clone() } else { None }
+    }
+
+    /// Keeps the intent read with `t`, unless something was forgotten since.
+    pub(crate) fn keep_switchover(&self, t: Ticket, v: Option<(Vec<u8>, i32)>) {
+        self.copies().switchover.store(t.0, v);
+    }
+
     /// The copy of a registration list, if armed and kept.
     pub(crate) fn registered(&self, part: Part) -> Option<Vec<(String, Endpoint)>> {
         let c = self.copies();
@@ -159,7 +178,7 @@ impl Mirror {
         match part {
             Part::Sentinels => c.sentinels.value.clone(),
             Part::Nodes => c.nodes.value.clone(),
-            Part::Master => None,
+            Part::Master | Part::Switchover => None,
         }
     }
 
@@ -168,6 +187,7 @@ impl Mirror {
         let c = self.copies();
         Ticket(match part {
             Part::Master => c.master.generation,
+            Part::Switchover => c.switchover.generation,
             Part::Sentinels => c.sentinels.generation,
             Part::Nodes => c.nodes.generation,
         })
@@ -185,7 +205,7 @@ impl Mirror {
         match part {
             Part::Sentinels => c.sentinels.store(t.0, v.to_vec()),
             Part::Nodes => c.nodes.store(t.0, v.to_vec()),
-            Part::Master => {}
+            Part::Master | Part::Switchover => {}
         }
     }
 

@@ -257,6 +257,55 @@ impl Zk {
         format!("{}/sentinels", self.cfg.root)
     }
 
+    /// `<root>/switchover`: the switchover intent.
+    pub fn switchover_path(&self) -> String {
+        format!("{}/switchover", self.cfg.root)
+    }
+
+    /// The switchover intent's data and version, `None` when there is none.
+    /// Served from the watched copy while it is valid.
+    pub async fn read_switchover(&self) -> Result<Option<(Vec<u8>, i32)>, Error> {
+        if let Some(v) = self.kept(|m| m.switchover()) {
+            return Ok(v);
+        }
+        let ticket = self.mirror.ticket(Part::Switchover);
+        let v = match bounded(self.op_timeout(), self.client.get_data(&self.switchover_path())).await {
+            Err(Error::NoNode) => None,
+            Err(e) => return Err(e),
+            Ok((data, stat)) => Some((data, stat.version)),
+        };
+        self.mirror.keep_switchover(ticket, v.clone());
+        Ok(v)
+    }
+
+    /// Writes the switchover intent: creates it (`expected` `None`: there
+    /// must be none) or compare-and-sets it on `expected`.
+    pub async fn write_switchover(&self, data: &[u8], expected: Option<i32>) -> Result<(), Error> {
+        let path = self.switchover_path();
+        let opts = self.dir_options();
+        let r = match expected {
+            None => bounded(self.op_timeout(), self.client.create(&path, data, &opts))
+                .await
+                .map(drop),
+            Some(v) => bounded(self.op_timeout(), self.client.set_data(&path, data, Some(v)))
+                .await
+                .map(drop),
+        };
+        self.mirror.touched(&path);
+        r
+    }
+
+    /// Deletes the switchover intent if it still has `version`.
+    pub async fn delete_switchover(&self, version: i32) -> Result<(), Error> {
+        let path = self.switchover_path();
+        let r = match bounded(self.op_timeout(), self.client.delete(&path, Some(version))).await {
+            Ok(()) | Err(Error::NoNode) => Ok(()),
+            Err(e) => Err(e),
+        };
+        self.mirror.touched(&path);
+        r
+    }
+
     /// `<root>/lock`.
     pub fn lock_dir(&self) -> String {
         format!("{}/lock", self.cfg.root)

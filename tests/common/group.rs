@@ -628,7 +628,7 @@ pub async fn wait_sentinels_know(sentinels: &[String], replicas: &[String], pass
                 let mut known = vec![];
                 let mut seen = vec![];
                 for item in &items {
-                    let f = redis_zk::probe::fields(item);
+                    let f = redis_zk::reply::fields(item);
                     let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                     let addr = format!("{} {}", get("ip").unwrap_or_default(), get("port").unwrap_or_default());
                     seen.push(format!(

@@ -5,29 +5,8 @@
 use serde::Serialize;
 
 use crate::model::{Endpoint, Role};
-use crate::observe::Snapshot;
-use crate::policy::promotion::NotPromotable;
-
-/// One registered redis node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NodeStatus {
-    /// Its address.
-    pub addr: String,
-    /// `master`, `replica`, or `unreachable`.
-    pub role: String,
-    /// The master it follows (replicas).
-    pub master: Option<String>,
-    /// `master_link_status:up` (replicas).
-    pub link_up: Option<bool>,
-    /// Its replication offset.
-    pub offset: Option<i64>,
-    /// Bytes behind the recorded master (replicas of it).
-    pub lag_bytes: Option<i64>,
-    /// Whether Sentinel or a takeover may promote it (replicas).
-    pub promotable: Option<bool>,
-    /// Why not, when not.
-    pub not_promotable: Option<String>,
-}
+use crate::snapshot::Snapshot;
+use crate::view::{NodeView, record_parts};
 
 /// One registered Sentinel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,7 +32,7 @@ pub struct GroupStatus {
     /// The record's znode version.
     pub record_version: Option<i32>,
     /// The registered nodes.
-    pub nodes: Vec<NodeStatus>,
+    pub nodes: Vec<NodeView>,
     /// The registered Sentinels.
     pub sentinels: Vec<SentinelStatus>,
     /// Healthy: the record names a live master, every node is it or a
@@ -63,25 +42,11 @@ pub struct GroupStatus {
     pub reasons: Vec<String>,
 }
 
-/// Why a replica could not be promoted now, if it could not.
-pub fn replica_not_promotable(link_up: bool, sync_in_progress: bool, priority: u32) -> Option<NotPromotable> {
-    if priority == 0 {
-        Some(NotPromotable::PriorityZero)
-    } else if !link_up || sync_in_progress {
-        Some(NotPromotable::NotOnline)
-    } else {
-        None
-    }
-}
-
 /// The status of the group in `snap` (observed with its nodes).
 pub fn status(snap: &Snapshot) -> GroupStatus {
     let mut reasons = vec![];
-    let (record, version) = match &snap.record {
-        crate::model::Record::Valid { master, version } => (Some(master.clone()), Some(*version)),
-        crate::model::Record::Unusable { version } => (None, Some(*version)),
-        crate::model::Record::Missing => (None, None),
-    };
+    let (record, version) = record_parts(&snap.record);
+    let record = record.cloned();
     match &record {
         None => reasons.push("the record names no usable master".to_string()),
         Some(m) if !snap.is_live_master(m) => {
@@ -89,64 +54,30 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
         }
         Some(_) => {}
     }
-    let master_offset = record.as_ref().and_then(|m| snap.server(m)).map(|s| s.offset);
     let mut nodes = vec![];
     for n in &snap.nodes {
-        let Some(s) = snap.server(n) else {
-            reasons.push(format!("node {n} does not answer"));
-            nodes.push(NodeStatus {
-                addr: n.to_string(),
-                role: "unreachable".into(),
-                master: None,
-                link_up: None,
-                offset: None,
-                lag_bytes: None,
-                promotable: None,
-                not_promotable: None,
-            });
-            continue;
-        };
-        let node = match &s.role {
-            Role::Master => {
-                if record.as_ref() != Some(n) {
-                    reasons.push(format!("node {n} is a master but the record names {}", show(&record)));
-                }
-                NodeStatus {
-                    addr: n.to_string(),
-                    role: "master".into(),
-                    master: None,
-                    link_up: None,
-                    offset: Some(s.offset),
-                    lag_bytes: None,
-                    promotable: None,
-                    not_promotable: None,
-                }
+        let state = snap.server(n);
+        let mut node = NodeView::of(snap, n, state);
+        match state.map(|s| &s.role) {
+            None => reasons.push(format!("node {n} does not answer")),
+            Some(Role::Master) if record.as_ref() != Some(n) => {
+                reasons.push(format!("node {n} is a master but the record names {}", show(&record)))
             }
-            Role::Replica { master, .. } => {
-                if record.as_ref() != Some(master) {
-                    reasons.push(format!(
-                        "replica {n} follows {master}, not the recorded master {}",
-                        show(&record)
-                    ));
-                } else if !s.link_up {
-                    reasons.push(format!("replica {n} has its link to {master} down"));
-                }
-                let why_not = replica_not_promotable(s.link_up, s.sync_in_progress, s.priority);
-                NodeStatus {
-                    addr: n.to_string(),
-                    role: "replica".into(),
-                    master: Some(master.to_string()),
-                    link_up: Some(s.link_up),
-                    offset: Some(s.offset),
-                    lag_bytes: master_offset
-                        .filter(|_| record.as_ref() == Some(master))
-                        .map(|m| (m - s.offset).max(0)),
-                    promotable: Some(why_not.is_none()),
-                    not_promotable: why_not.map(|w| w.as_str().to_string()),
-                }
+            Some(Role::Replica { master, .. }) if record.as_ref() != Some(master) => {
+                node.lag_bytes = None;
+                reasons.push(format!(
+                    "replica {n} follows {master}, not the recorded master {}",
+                    show(&record)
+                ));
             }
-            Role::Sentinel => continue,
-        };
+            Some(Role::Replica { master, .. }) if node.link_up == Some(false) => {
+                reasons.push(format!("replica {n} has its link to {master} down"))
+            }
+            _ => {}
+        }
+        if node.role == Some("master") {
+            node.lag_bytes = None;
+        }
         nodes.push(node);
     }
     let expected_peers = snap.sentinels.len().saturating_sub(1);
@@ -215,8 +146,9 @@ pub fn table(s: &GroupStatus) -> String {
         "NODE", "ROLE", "MASTER", "LINK", "OFFSET", "LAG", "PROMOTABLE"
     );
     for n in &s.nodes {
+        let role = n.role.unwrap_or("unreachable");
         let link = n.link_up.map_or("-", |u| if u { "up" } else { "down" });
-        let promotable = match (&n.promotable, &n.not_promotable) {
+        let promotable = match (&n.promotable, n.not_promotable) {
             (Some(true), _) => "yes".to_string(),
             (Some(false), Some(why)) => format!("no: {why}"),
             _ => "-".to_string(),
@@ -224,7 +156,7 @@ pub fn table(s: &GroupStatus) -> String {
         out += &format!(
             "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
             n.addr,
-            n.role,
+            role,
             opt(&n.master),
             link,
             num(n.offset),
@@ -273,7 +205,7 @@ mod tests {
         assert!(
             s.nodes
                 .iter()
-                .filter(|n| n.role == "replica")
+                .filter(|n| n.role == Some("replica"))
                 .all(|n| n.promotable == Some(true))
         );
         assert!(table(&s).contains("verdict: healthy"));
@@ -318,7 +250,7 @@ mod tests {
         assert!(s.reasons.iter().any(|r| r.contains("link")), "{:?}", s.reasons);
         let n = &s.nodes[2];
         assert_eq!(n.promotable, Some(false));
-        assert!(n.not_promotable.as_deref().unwrap().contains("priority 0"), "{n:?}");
+        assert!(n.not_promotable.unwrap().contains("priority 0"), "{n:?}");
         assert!(table(&s).contains("no: replica-priority 0"));
     }
 
@@ -350,16 +282,5 @@ mod tests {
                 .iter()
                 .any(|r| r.contains("does not answer as master"))
         );
-    }
-
-    #[test]
-    fn the_promotability_rule() {
-        assert_eq!(replica_not_promotable(true, false, 100), None);
-        assert_eq!(
-            replica_not_promotable(true, false, 0),
-            Some(NotPromotable::PriorityZero)
-        );
-        assert_eq!(replica_not_promotable(false, true, 100), Some(NotPromotable::NotOnline));
-        assert_eq!(replica_not_promotable(true, true, 100), Some(NotPromotable::NotOnline));
     }
 }

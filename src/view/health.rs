@@ -9,10 +9,11 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::model::{Endpoint, Record, Role};
-use crate::observe::{SentinelAnswer, Snapshot, ZkSession};
+use crate::model::{Endpoint, Role};
 use crate::policy::reconcile::confirmed_master;
-use crate::policy::status::replica_not_promotable;
+use crate::reply::SentinelAnswer;
+use crate::snapshot::{Snapshot, ZkSession};
+use crate::view::{NodeView, record_parts};
 
 /// One answer: an HTTP status and a JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,44 +50,22 @@ fn page(ok: bool, body: &Value) -> Page {
     }
 }
 
-fn record_parts(record: &Record) -> (Option<&Endpoint>, Option<i32>) {
-    match record {
-        Record::Valid { master, version } => (Some(master), Some(*version)),
-        Record::Unusable { version } => (None, Some(*version)),
-        Record::Missing => (None, None),
-    }
-}
-
-/// The view of a redis task, as its JSON body shows it.
+/// The view of a redis task, as its JSON body shows it: its server, the
+/// record, and the verdicts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RedisView {
-    /// `master`, `replica`, or `null` when the server does not answer.
-    pub role: Option<&'static str>,
-    /// This task's announced address.
-    pub addr: String,
+    /// Its own server (`addr` is this task's announced address).
+    #[serde(flatten)]
+    pub node: NodeView,
     /// The master `<root>/master` names.
     pub record: Option<String>,
     /// The record's znode version.
     pub record_version: Option<i32>,
-    /// The master a replica follows.
-    pub master: Option<String>,
-    /// Replica: `master_link_status:up`.
-    pub link_up: Option<bool>,
-    /// Replica: `master_sync_in_progress:1`.
-    pub sync_in_progress: Option<bool>,
-    /// Replication offset.
-    pub offset: Option<i64>,
-    /// Replica: bytes behind the master it follows, when that master answered.
-    pub lag_bytes: Option<i64>,
-    /// Replica: seconds since it last heard from its master.
-    pub last_io_seconds_ago: Option<u64>,
-    /// Replica: whether Sentinel (or a takeover) may promote it.
-    pub promotable: Option<bool>,
-    /// Why it may not, when it may not.
-    pub not_promotable: Option<&'static str>,
     /// A master that a majority of the live Sentinels no longer names: the
     /// master they name instead.
     pub sentinels_name: Option<String>,
+    /// Replica: how many of the registered Sentinels would promote it now.
+    pub promotable_for_sentinels: Option<usize>,
     /// `connected`, `suspended` or `expired`.
     pub zk_session: &'static str,
     /// `/health` would be 200.
@@ -100,8 +79,8 @@ pub struct RedisView {
     /// Whether the record agrees with this task: it names this task exactly
     /// when this task is the master.
     pub record_matches: bool,
-    /// A master that refuses writes because no witness confirmed it for
-    /// `FENCE_AFTER_MS` ([`crate::policy::fence`]).
+    /// A master that refuses writes because no witness confirmed it in
+    /// time ([`crate::policy::fence`]).
     pub fenced: bool,
 }
 
@@ -110,7 +89,7 @@ impl RedisView {
     /// Marathon and a router send no writes to it.
     pub fn with_fence(mut self, fenced: bool) -> RedisView {
         self.fenced = fenced;
-        if fenced && self.role == Some("master") {
+        if fenced && self.node.role == Some("master") {
             self.ready = false;
             self.is_master = false;
         }
@@ -131,67 +110,48 @@ fn outvoted_by(answers: &[SentinelAnswer], me: &Endpoint) -> Option<Endpoint> {
 }
 
 /// The view of a redis task from `snap`, whose `local` is its own server
-/// (under its announced address `me`). `max_lag_s` is `READY_MAX_LAG_S`.
-pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64) -> RedisView {
+/// (under its announced address `me`). `max_lag_s` is `READY_MAX_LAG_S`;
+/// `priority` the configured `replica-priority`: a replica that may be
+/// promoted is ready only once a majority of the registered Sentinels
+/// would promote it, so that the next task an orchestrator stops finds it
+/// able to take over.
+pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32) -> RedisView {
     let (record, version) = record_parts(&snap.record);
     let local = snap.local.as_ref();
-    let sentinels_name = outvoted_by(&snap.answers, me);
     let mut v = RedisView {
-        role: None,
-        addr: me.to_string(),
+        node: NodeView::of(snap, me, local),
         record: record.map(ToString::to_string),
         record_version: version,
-        master: None,
-        link_up: None,
-        sync_in_progress: None,
-        offset: local.map(|l| l.offset),
-        lag_bytes: None,
-        last_io_seconds_ago: None,
-        promotable: None,
-        not_promotable: None,
         sentinels_name: None,
+        promotable_for_sentinels: None,
         zk_session: snap.zk.as_str(),
         healthy: local.is_some(),
         ready: false,
         is_master: false,
         is_replica: false,
-        record_matches: false,
+        record_matches: record != Some(me),
         fenced: false,
     };
-    let Some(l) = local else {
-        v.record_matches = record != Some(me);
-        return v;
-    };
-    match &l.role {
-        Role::Master => {
-            v.role = Some("master");
-            v.lag_bytes = Some(0);
+    match local.map(|l| (l, &l.role)) {
+        Some((_, Role::Master)) => {
+            let sentinels_name = outvoted_by(&snap.answers, me);
             v.record_matches = record == Some(me);
             v.ready = v.record_matches;
-            v.sentinels_name = sentinels_name.as_ref().map(ToString::to_string);
             v.is_master = v.ready && sentinels_name.is_none();
+            v.sentinels_name = sentinels_name.as_ref().map(ToString::to_string);
         }
-        Role::Replica { master, .. } => {
-            v.role = Some("replica");
-            v.master = Some(master.to_string());
-            v.link_up = Some(l.link_up);
-            v.sync_in_progress = Some(l.sync_in_progress);
-            v.last_io_seconds_ago = l.last_io_s;
-            v.lag_bytes = snap
-                .server(master)
-                .filter(|m| m.is_master())
-                .map(|m| (m.offset - l.offset).max(0));
-            let why_not = replica_not_promotable(l.link_up, l.sync_in_progress, l.priority);
-            v.promotable = Some(why_not.is_none());
-            v.not_promotable = why_not.map(|w| w.as_str());
-            v.record_matches = record != Some(me);
+        Some((l, Role::Replica { master, .. })) => {
+            let promotable_for = snap.promotable_for(me);
+            let can_take_over = priority == 0 || promotable_for * 2 > snap.sentinels.len();
+            v.promotable_for_sentinels = Some(promotable_for);
             v.ready = record == Some(master)
                 && l.link_up
                 && !l.sync_in_progress
-                && l.last_io_s.is_some_and(|s| s <= max_lag_s);
+                && l.last_io_s.is_some_and(|s| s <= max_lag_s)
+                && can_take_over;
             v.is_replica = v.ready;
         }
-        Role::Sentinel => {}
+        _ => {}
     }
     v
 }
@@ -209,43 +169,31 @@ pub fn redis_pages(v: &RedisView) -> Pages {
     }
 }
 
-/// What a Sentinel task saw in one look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentinelLook {
-    /// Its announced address.
-    pub addr: Endpoint,
-    /// It answered `PING`.
-    pub answers: bool,
-    /// Its answer to `SENTINEL MASTER <name>`.
-    pub monitors: Option<SentinelAnswer>,
-    /// `SENTINEL CKQUORUM <name>`: `Ok` or the error it gave.
-    pub ckquorum: Result<(), String>,
-    /// `<root>/master`.
-    pub record: Record,
-    /// The ZooKeeper session.
-    pub zk: ZkSession,
-}
-
-/// The pages of `rzk-sentinel`, and whether it is ready.
-pub fn sentinel_pages(look: &SentinelLook) -> (Pages, bool) {
-    let (record, version) = record_parts(&look.record);
-    let master = look.monitors.as_ref().map(|a| &a.master);
-    let ready = look.answers && master.is_some() && master == record && look.ckquorum.is_ok();
+/// The pages of `rzk-sentinel` from its look (`snap`, with its own
+/// Sentinel asked at `own` and announced as `me`), and whether it is
+/// ready: it monitors the master the record names and `CKQUORUM` holds.
+pub fn sentinel_pages(snap: &Snapshot, own: &Endpoint, me: &Endpoint) -> (Pages, bool) {
+    let (record, version) = record_parts(&snap.record);
+    let answer = snap.answer_of(own);
+    let answers = answer.is_some() || snap.unknown_name.contains(own);
+    let master = answer.map(|a| &a.master);
+    let ckquorum = snap.ckquorum.clone().unwrap_or_else(|| Err("no answer".into()));
+    let ready = answers && master.is_some() && master == record && ckquorum.is_ok();
     let body = json!({
         "role": "sentinel",
-        "addr": look.addr.to_string(),
+        "addr": me.to_string(),
         "record": record.map(ToString::to_string),
         "record_version": version,
         "master": master.map(ToString::to_string),
-        "epoch": look.monitors.as_ref().map(|a| a.epoch),
-        "peers": look.monitors.as_ref().map(|a| a.peers),
-        "ckquorum": match &look.ckquorum { Ok(()) => "OK".to_string(), Err(e) => e.clone() },
-        "zk_session": look.zk.as_str(),
-        "healthy": look.answers,
+        "epoch": answer.map(|a| a.epoch),
+        "peers": answer.map(|a| a.peers),
+        "ckquorum": match &ckquorum { Ok(()) => "OK".to_string(), Err(e) => e.clone() },
+        "zk_session": snap.zk.as_str(),
+        "healthy": answers,
         "ready": ready,
     });
     let pages = Pages {
-        pages: vec![("/health", page(look.answers, &body)), ("/ready", page(ready, &body))],
+        pages: vec![("/health", page(answers, &body)), ("/ready", page(ready, &body))],
     };
     (pages, ready)
 }
@@ -288,6 +236,7 @@ pub fn watcher_pages(snap: &Snapshot, subscribed: &[Endpoint]) -> (Pages, bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Record;
     use crate::policy::fixtures::*;
 
     fn codes(p: &Pages) -> Vec<(&'static str, u16)> {
@@ -296,12 +245,12 @@ mod tests {
 
     #[test]
     fn healthy_master_and_replica() {
-        let m = redis_pages(&redis_view(&healthy(1), &ep(1), 10));
+        let m = redis_pages(&redis_view(&healthy(1), &ep(1), 10, 100));
         assert_eq!(
             codes(&m),
             [("/health", 200), ("/ready", 200), ("/master", 200), ("/replica", 503)]
         );
-        let r = redis_pages(&redis_view(&healthy(2), &ep(2), 10));
+        let r = redis_pages(&redis_view(&healthy(2), &ep(2), 10, 100));
         assert_eq!(
             codes(&r),
             [("/health", 200), ("/ready", 200), ("/master", 503), ("/replica", 200)]
@@ -331,19 +280,36 @@ mod tests {
         let l = s.local.as_mut().unwrap();
         l.sync_in_progress = true;
         l.priority = 0;
-        let v = redis_view(&s, &ep(2), 10);
+        let v = redis_view(&s, &ep(2), 10, 100);
         assert!(v.healthy && !v.ready && !v.is_replica);
-        assert_eq!(v.promotable, Some(false));
+        assert_eq!(v.node.promotable, Some(false));
         assert_eq!(
-            v.not_promotable,
-            Some("replica-priority 0 (first full sync not finished)")
+            v.node.not_promotable,
+            Some("replica-priority 0 (first full sync not finished, or held back)")
         );
         let mut s = healthy(2);
         s.local.as_mut().unwrap().last_io_s = Some(11);
-        assert!(!redis_view(&s, &ep(2), 10).ready);
+        assert!(!redis_view(&s, &ep(2), 10, 100).ready);
         let mut s = healthy(2);
         s.local.as_mut().unwrap().link_up = false;
-        assert!(!redis_view(&s, &ep(2), 10).ready);
+        assert!(!redis_view(&s, &ep(2), 10, 100).ready);
+    }
+
+    #[test]
+    fn a_replica_is_ready_only_once_a_majority_of_the_sentinels_would_promote_it() {
+        let mut s = healthy(2);
+        assert!(redis_view(&s, &ep(2), 10, 100).ready);
+        // Two of three Sentinels do not know it as promotable yet.
+        s.sentinel_replicas[0].1.retain(|r| r.addr != ep(2));
+        s.sentinel_replicas[1].1[0].priority = 0;
+        let v = redis_view(&s, &ep(2), 10, 100);
+        assert!(!v.ready && !v.is_replica, "{v:?}");
+        assert_eq!(v.promotable_for_sentinels, Some(1));
+        // An operator's never-promote replica is ready without it.
+        assert!(redis_view(&s, &ep(2), 10, 0).ready);
+        // Two of three are a majority.
+        s.sentinel_replicas[1].1[0].priority = 100;
+        assert!(redis_view(&s, &ep(2), 10, 100).ready);
     }
 
     #[test]
@@ -353,7 +319,7 @@ mod tests {
             master: ep(3),
             version: 4,
         };
-        let v = redis_view(&s, &ep(2), 10);
+        let v = redis_view(&s, &ep(2), 10, 100);
         assert!(!v.ready);
     }
 
@@ -364,18 +330,18 @@ mod tests {
             master: ep(2),
             version: 4,
         };
-        let v = redis_view(&s, &ep(1), 10);
+        let v = redis_view(&s, &ep(1), 10, 100);
         assert!(v.healthy && !v.ready && !v.is_master && !v.record_matches);
         let mut s = healthy(1);
         s.answers = vec![says(21, 2, 2), says(22, 2, 2), says(23, 1, 1)];
-        let v = redis_view(&s, &ep(1), 10);
+        let v = redis_view(&s, &ep(1), 10, 100);
         assert!(v.ready && !v.is_master, "{v:?}");
         assert_eq!(v.sentinels_name.as_deref(), Some("10.0.0.2 6379"));
         // One Sentinel of three is no majority.
         s.answers = vec![says(21, 2, 2), says(22, 1, 1), says(23, 1, 1)];
-        assert!(redis_view(&s, &ep(1), 10).is_master);
+        assert!(redis_view(&s, &ep(1), 10, 100).is_master);
         // Fenced: neither ready nor /master, and the JSON says why.
-        let f = redis_view(&s, &ep(1), 10).with_fence(true);
+        let f = redis_view(&s, &ep(1), 10, 100).with_fence(true);
         assert!(f.fenced && !f.ready && !f.is_master);
         assert_eq!(codes(&redis_pages(&f))[2], ("/master", 503));
         assert!(
@@ -391,7 +357,7 @@ mod tests {
     fn a_server_that_does_not_answer_is_unhealthy() {
         let mut s = healthy(2);
         s.local = None;
-        let p = redis_pages(&redis_view(&s, &ep(2), 10));
+        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100));
         assert_eq!(
             codes(&p),
             [("/health", 503), ("/ready", 503), ("/master", 503), ("/replica", 503)]
@@ -400,34 +366,29 @@ mod tests {
 
     #[test]
     fn sentinel_ready_needs_the_recorded_master_and_quorum() {
-        let look = SentinelLook {
-            addr: sentinel(21),
-            answers: true,
-            monitors: Some(says(21, 1, 1)),
-            ckquorum: Ok(()),
-            record: healthy(1).record,
-            zk: ZkSession::Connected,
-        };
-        assert_eq!(codes(&sentinel_pages(&look).0), [("/health", 200), ("/ready", 200)]);
-        let no_quorum = SentinelLook {
-            ckquorum: Err("NOQUORUM 1 usable Sentinels".into()),
-            ..look.clone()
-        };
+        let me = sentinel(21);
+        let mut look = healthy(1);
+        look.ckquorum = Some(Ok(()));
         assert_eq!(
-            codes(&sentinel_pages(&no_quorum).0),
+            codes(&sentinel_pages(&look, &me, &me).0),
+            [("/health", 200), ("/ready", 200)]
+        );
+        let mut no_quorum = look.clone();
+        no_quorum.ckquorum = Some(Err("NOQUORUM 1 usable Sentinels".into()));
+        assert_eq!(
+            codes(&sentinel_pages(&no_quorum, &me, &me).0),
             [("/health", 200), ("/ready", 503)]
         );
-        let other = SentinelLook {
-            monitors: Some(says(21, 2, 2)),
-            ..look.clone()
-        };
-        assert!(!sentinel_pages(&other).1);
-        let down = SentinelLook {
-            answers: false,
-            monitors: None,
-            ..look
-        };
-        assert_eq!(codes(&sentinel_pages(&down).0), [("/health", 503), ("/ready", 503)]);
+        let mut other = look.clone();
+        other.answers[0] = says(21, 2, 2);
+        assert!(!sentinel_pages(&other, &me, &me).1);
+        let mut down = look;
+        down.answers.remove(0);
+        down.ckquorum = None;
+        assert_eq!(
+            codes(&sentinel_pages(&down, &me, &me).0),
+            [("/health", 503), ("/ready", 503)]
+        );
     }
 
     #[test]

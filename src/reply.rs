@@ -1,0 +1,609 @@
+//! Every reply the binaries read from Redis and Sentinel, parsed: `ROLE`,
+//! `INFO`, `SENTINEL MASTER`, `SENTINEL REPLICAS`, `SENTINEL SENTINELS`,
+//! `get-master-addr-by-name`, `CONFIG GET`, and the pub/sub events.
+//!
+//! One parser per reply, and no I/O: the network's answers are untrusted,
+//! so every parser is total (a surprising reply is `None` or an `Err`,
+//! never a panic) and unit-tested here without a server. [`crate::probe`]
+//! sends the commands; [`crate::observe`] puts the answers into a
+//! [`crate::snapshot::Snapshot`].
+
+use redis::Value;
+
+use crate::model::{Endpoint, Role};
+
+/// The text of a string-like reply element.
+pub fn value_text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
+
+/// A field/value reply such as `SENTINEL MASTER <name>` or `CONFIG GET`:
+/// a flat array of alternating names and values (RESP2) or a map (RESP3).
+pub fn fields(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((value_text(&kv[0])?, value_text(&kv[1])?)))
+            .collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((value_text(k)?, value_text(v)?)))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// The value of `key` in field/value pairs.
+pub fn field<'a>(f: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    f.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// `INFO` text as `field:value` pairs, headers and blanks skipped.
+pub fn parse_info(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.trim_end().split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A `ROLE` reply.
+pub fn parse_role(v: &Value) -> Result<Role, String> {
+    let Value::Array(items) = v else {
+        return Err(format!("ROLE reply is not an array: {v:?}"));
+    };
+    let kind = items.first().and_then(value_text).ok_or("empty ROLE reply")?;
+    match kind.as_str() {
+        "master" => Ok(Role::Master),
+        "sentinel" => Ok(Role::Sentinel),
+        "slave" | "replica" => {
+            let host = items
+                .get(1)
+                .and_then(value_text)
+                .ok_or("ROLE slave reply without master host")?;
+            let port = items
+                .get(2)
+                .and_then(value_text)
+                .ok_or("ROLE slave reply without master port")?;
+            let state = items.get(3).and_then(value_text).unwrap_or_default();
+            let master = Endpoint::parse(&format!("{host} {port}")).map_err(|e| format!("ROLE slave reply: {e}"))?;
+            Ok(Role::Replica { master, state })
+        }
+        other => Err(format!("unknown role {other:?}")),
+    }
+}
+
+/// A `SENTINEL get-master-addr-by-name` reply: `[ip, port]`, or nil.
+pub fn parse_master_addr(v: &Value) -> Result<Option<Endpoint>, String> {
+    match v {
+        Value::Nil => Ok(None),
+        Value::Array(items) if items.len() == 2 => {
+            let host = value_text(&items[0]).ok_or("bad host in reply")?;
+            let port = value_text(&items[1]).ok_or("bad port in reply")?;
+            Endpoint::parse(&format!("{host} {port}"))
+                .map(Some)
+                .map_err(|e| format!("get-master-addr-by-name: {e}"))
+        }
+        other => Err(format!("unexpected get-master-addr-by-name reply {other:?}")),
+    }
+}
+
+/// One `slaveN:ip=…,port=…,state=online,offset=…,lag=…` line of a master.
+/// Unknown keys (Valkey adds `type=`) are ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaLine {
+    /// Its announced address.
+    pub addr: Endpoint,
+    /// `state=online`: the full sync is done, the stream flows.
+    pub online: bool,
+    /// How much of the master's stream it acknowledged.
+    pub offset: i64,
+}
+
+impl ReplicaLine {
+    /// Parses the value of a `slaveN` field; `None` for anything else.
+    pub fn parse(v: &str) -> Option<ReplicaLine> {
+        let field = |k: &str| v.split(',').find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='));
+        let addr = Endpoint::parse(&format!("{} {}", field("ip")?, field("port")?)).ok()?;
+        Some(ReplicaLine {
+            addr,
+            online: field("state")? == "online",
+            offset: field("offset")?.parse().ok()?,
+        })
+    }
+}
+
+/// What one server's `INFO server replication` says: the one parser of
+/// that reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    /// The server, as its peers name it.
+    pub addr: Endpoint,
+    /// Master, or replica of whom.
+    pub role: Role,
+    /// Replica: `master_link_status:up`.
+    pub link_up: bool,
+    /// Replica: `master_sync_in_progress:1`.
+    pub sync_in_progress: bool,
+    /// Master: `master_repl_offset`; replica: `slave_repl_offset`.
+    pub offset: i64,
+    /// Replica: `slave_priority` (0 until its first full sync is done).
+    pub priority: u32,
+    /// Replica: `master_last_io_seconds_ago` (absent while the link is down).
+    pub last_io_s: Option<u64>,
+    /// Master: its `slaveN` lines.
+    pub replicas: Vec<ReplicaLine>,
+    /// `uptime_in_seconds`, when the server section was asked for.
+    pub uptime_s: Option<u64>,
+}
+
+impl ServerState {
+    /// Reads `INFO` fields; `None` when they are not a master's or a
+    /// replica's.
+    pub fn from_info(addr: &Endpoint, info: &[(String, String)]) -> Option<ServerState> {
+        let get = |k: &str| field(info, k);
+        let role = match get("role")? {
+            "master" => Role::Master,
+            "slave" => Role::Replica {
+                master: Endpoint::parse(&format!("{} {}", get("master_host")?, get("master_port")?)).ok()?,
+                state: get("master_link_status").unwrap_or("").to_string(),
+            },
+            _ => return None,
+        };
+        let offset_key = if role == Role::Master {
+            "master_repl_offset"
+        } else {
+            "slave_repl_offset"
+        };
+        let replicas = info
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix("slave")
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .filter_map(|(_, v)| ReplicaLine::parse(v))
+            .collect();
+        Some(ServerState {
+            addr: addr.clone(),
+            link_up: get("master_link_status") == Some("up"),
+            sync_in_progress: get("master_sync_in_progress") == Some("1"),
+            offset: get(offset_key).and_then(|o| o.parse().ok()).unwrap_or(0),
+            priority: get("slave_priority").and_then(|p| p.parse().ok()).unwrap_or(0),
+            last_io_s: get("master_last_io_seconds_ago").and_then(|s| s.parse().ok()),
+            replicas,
+            uptime_s: get("uptime_in_seconds").and_then(|s| s.parse().ok()),
+            role,
+        })
+    }
+
+    /// Whether it answers as a master.
+    pub fn is_master(&self) -> bool {
+        self.role == Role::Master
+    }
+
+    /// The server holds a complete copy: it is the master, or a replica
+    /// whose link is up with no sync in progress (Redis reports `up` only
+    /// after a full sync has loaded).
+    pub fn has_the_data(&self) -> bool {
+        self.is_master() || (self.link_up && !self.sync_in_progress)
+    }
+}
+
+/// One Sentinel's answer to `SENTINEL MASTER <name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelAnswer {
+    /// The Sentinel asked.
+    pub sentinel: Endpoint,
+    /// The master it names.
+    pub master: Endpoint,
+    /// The configuration epoch of that view.
+    pub epoch: u64,
+    /// `num-other-sentinels`: the peers it counts, ghosts included.
+    pub peers: usize,
+    /// `num-slaves`: the replicas it knows.
+    pub replicas: usize,
+    /// A failover is in progress (`failover_in_progress` and friends).
+    pub failover: bool,
+    /// It sees the master down (`s_down` or `o_down`).
+    pub master_down: bool,
+    /// How many of its peers it sees down (`SENTINEL SENTINELS`, flag
+    /// `s_down`). Asked only of a Sentinel that counts more peers than are
+    /// registered; `None` when not asked or when it did not answer.
+    pub dead_peers: Option<usize>,
+}
+
+impl SentinelAnswer {
+    /// Reads a `SENTINEL MASTER` reply's fields; `None` without ip/port.
+    pub fn from_fields(sentinel: &Endpoint, f: &[(String, String)]) -> Option<SentinelAnswer> {
+        let num = |k: &str| field(f, k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+        let master = Endpoint::parse(&format!("{} {}", field(f, "ip")?, field(f, "port")?)).ok()?;
+        let flags = field(f, "flags").unwrap_or("");
+        Some(SentinelAnswer {
+            sentinel: sentinel.clone(),
+            master,
+            epoch: field(f, "config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
+            peers: num("num-other-sentinels"),
+            replicas: num("num-slaves"),
+            failover: flags.contains("failover"),
+            master_down: flags.split(',').any(|f| f == "s_down" || f == "o_down"),
+            dead_peers: None,
+        })
+    }
+}
+
+/// A replica as a Sentinel sees it (`SENTINEL REPLICAS <name>`): the view
+/// it picks a replica to promote from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelReplica {
+    /// Its address.
+    pub addr: Endpoint,
+    /// `slave-priority` as the Sentinel last read it.
+    pub priority: u32,
+    /// `master-link-status:ok`, and no `s_down`, `o_down` or `disconnected`
+    /// flag.
+    pub healthy: bool,
+}
+
+impl SentinelReplica {
+    /// Reads one entry of a `SENTINEL REPLICAS` reply.
+    pub fn from_fields(f: &[(String, String)]) -> Option<SentinelReplica> {
+        let addr = Endpoint::parse(&format!("{} {}", field(f, "ip")?, field(f, "port")?)).ok()?;
+        let down = field(f, "flags")
+            .unwrap_or("")
+            .split(',')
+            .any(|f| matches!(f, "s_down" | "o_down" | "disconnected"));
+        Some(SentinelReplica {
+            addr,
+            priority: field(f, "slave-priority")?.parse().ok()?,
+            healthy: !down && field(f, "master-link-status") == Some("ok"),
+        })
+    }
+
+    /// A whole `SENTINEL REPLICAS` reply; malformed entries are left out.
+    pub fn list(v: &Value) -> Option<Vec<SentinelReplica>> {
+        let Value::Array(items) = v else { return None };
+        Some(items.iter().filter_map(|i| Self::from_fields(&fields(i))).collect())
+    }
+}
+
+/// How many peers in a `SENTINEL SENTINELS` reply are flagged `s_down`;
+/// `None` when the reply is not a list of peers with flags.
+pub fn dead_peers(reply: &Value) -> Option<usize> {
+    let Value::Array(peers) = reply else { return None };
+    let mut dead = 0;
+    for p in peers {
+        let f = fields(p);
+        if field(&f, "flags")?.split(',').any(|x| x == "s_down" || x == "o_down") {
+            dead += 1;
+        }
+    }
+    Some(dead)
+}
+
+/// The value of a one-parameter `CONFIG GET` reply.
+pub fn config_value(v: &Value) -> Option<String> {
+    fields(v).into_iter().next().map(|(_, v)| v)
+}
+
+/// A `+switch-master` event: Sentinel promoted `new` in place of `old`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchMaster {
+    /// The Sentinel master name.
+    pub name: String,
+    /// The master that was replaced.
+    pub old: Endpoint,
+    /// The promoted master.
+    pub new: Endpoint,
+}
+
+/// Parses a `+switch-master` payload, `<name> <old-ip> <old-port> <new-ip>
+/// <new-port>`: ASCII, exactly five fields separated by single spaces.
+pub fn parse_switch_master(payload: &[u8]) -> Result<SwitchMaster, String> {
+    let text = std::str::from_utf8(payload)
+        .ok()
+        .filter(|t| t.is_ascii() && t.len() <= 600)
+        .ok_or_else(|| format!("not short ASCII text ({} bytes)", payload.len()))?;
+    let fields: Vec<&str> = text.split(' ').collect();
+    let [name, old_ip, old_port, new_ip, new_port] = fields.as_slice() else {
+        return Err(format!(
+            "expected 5 space-separated fields, got {}: {text:?}",
+            fields.len()
+        ));
+    };
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("bad master name in {text:?}"));
+    }
+    let ep = |ip: &str, port: &str| Endpoint::parse(&format!("{ip} {port}")).map_err(|e| format!("{e} in {text:?}"));
+    Ok(SwitchMaster {
+        name: name.to_string(),
+        old: ep(old_ip, old_port)?,
+        new: ep(new_ip, new_port)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn ep(n: u16) -> Endpoint {
+        Endpoint::new(format!("10.0.0.{n}"), 6379)
+    }
+
+    #[test]
+    fn roles() {
+        let m = Value::Array(vec![bulk("master"), Value::Int(10), Value::Array(vec![])]);
+        assert_eq!(parse_role(&m), Ok(Role::Master));
+        let r = Value::Array(vec![
+            bulk("slave"),
+            bulk("10.0.0.1"),
+            Value::Int(6379),
+            bulk("connected"),
+            Value::Int(5),
+        ]);
+        assert_eq!(
+            parse_role(&r),
+            Ok(Role::Replica {
+                master: Endpoint::new("10.0.0.1", 6379),
+                state: "connected".into()
+            })
+        );
+        let s = Value::Array(vec![bulk("sentinel"), Value::Array(vec![bulk("mymaster")])]);
+        assert_eq!(parse_role(&s), Ok(Role::Sentinel));
+        for bad in [
+            Value::Nil,
+            Value::Array(vec![]),
+            Value::Array(vec![bulk("slave")]),
+            Value::Array(vec![bulk("boss")]),
+        ] {
+            assert!(parse_role(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn master_addr() {
+        assert_eq!(parse_master_addr(&Value::Nil), Ok(None));
+        let ok = Value::Array(vec![bulk("127.0.0.2"), bulk("6380")]);
+        assert_eq!(parse_master_addr(&ok), Ok(Some(Endpoint::new("127.0.0.2", 6380))));
+        assert!(parse_master_addr(&Value::Array(vec![bulk("x y"), bulk("1")])).is_err());
+        assert!(parse_master_addr(&Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn field_replies() {
+        let v = Value::Array(vec![
+            bulk("name"),
+            bulk("mymaster"),
+            bulk("num-other-sentinels"),
+            bulk("2"),
+            bulk("odd"),
+        ]);
+        assert_eq!(
+            fields(&v),
+            vec![
+                ("name".into(), "mymaster".into()),
+                ("num-other-sentinels".into(), "2".into())
+            ]
+        );
+        assert!(fields(&Value::Nil).is_empty());
+        let cfg = Value::Array(vec![bulk("min-replicas-to-write"), bulk("0")]);
+        assert_eq!(config_value(&cfg).as_deref(), Some("0"));
+        assert_eq!(config_value(&Value::Array(vec![])), None);
+    }
+
+    #[test]
+    fn info_lines() {
+        let t = "# Replication\r\nrole:slave\r\nmaster_link_status:up\r\n\r\n";
+        assert_eq!(
+            parse_info(t),
+            vec![
+                ("role".into(), "slave".into()),
+                ("master_link_status".into(), "up".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn server_states() {
+        let addr = ep(2);
+        let r = ServerState::from_info(
+            &addr,
+            &kv(&[
+                ("uptime_in_seconds", "42"),
+                ("role", "slave"),
+                ("master_host", "10.0.0.1"),
+                ("master_port", "6379"),
+                ("master_link_status", "up"),
+                ("master_sync_in_progress", "0"),
+                ("slave_repl_offset", "1234"),
+                ("slave_priority", "100"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            r.role,
+            Role::Replica {
+                master: ep(1),
+                state: "up".into()
+            }
+        );
+        assert_eq!(
+            (r.link_up, r.sync_in_progress, r.offset, r.priority, r.uptime_s),
+            (true, false, 1234, 100, Some(42))
+        );
+        assert!(r.has_the_data());
+        let m = ServerState::from_info(
+            &addr,
+            &kv(&[
+                ("role", "master"),
+                ("master_repl_offset", "99"),
+                (
+                    "slave0",
+                    "ip=10.0.0.3,port=6379,state=online,offset=99,lag=0,type=replica",
+                ),
+                ("slave1", "ip=10.0.0.4,port=6379,state=wait_bgsave,offset=0,lag=0"),
+                ("slave_read_repl_offset", "5"),
+            ]),
+        )
+        .unwrap();
+        assert!(m.is_master() && m.offset == 99 && m.has_the_data());
+        assert_eq!(m.replicas.len(), 2);
+        assert!(m.replicas[0].online && !m.replicas[1].online);
+        assert_eq!(ServerState::from_info(&addr, &kv(&[("role", "sentinel")])), None);
+        assert_eq!(
+            ServerState::from_info(
+                &addr,
+                &kv(&[("role", "slave"), ("master_host", "x y"), ("master_port", "1")])
+            ),
+            None
+        );
+        let syncing = ServerState::from_info(
+            &addr,
+            &kv(&[
+                ("role", "slave"),
+                ("master_host", "10.0.0.1"),
+                ("master_port", "6379"),
+                ("master_link_status", "down"),
+                ("master_sync_in_progress", "1"),
+            ]),
+        )
+        .unwrap();
+        assert!(!syncing.has_the_data());
+    }
+
+    #[test]
+    fn replica_lines() {
+        assert_eq!(
+            ReplicaLine::parse("ip=10.0.0.2,port=6380,state=online,offset=1234,lag=0"),
+            Some(ReplicaLine {
+                addr: Endpoint::new("10.0.0.2", 6380),
+                online: true,
+                offset: 1234
+            })
+        );
+        assert_eq!(ReplicaLine::parse("garbage"), None);
+        assert_eq!(ReplicaLine::parse("ip=x y,port=1,state=online,offset=1"), None);
+    }
+
+    #[test]
+    fn sentinel_answers() {
+        let s = Endpoint::new("10.0.0.9", 26379);
+        let a = SentinelAnswer::from_fields(
+            &s,
+            &kv(&[
+                ("ip", "10.0.0.1"),
+                ("port", "6379"),
+                ("flags", "master,s_down,failover_in_progress"),
+                ("config-epoch", "7"),
+                ("num-other-sentinels", "4"),
+                ("num-slaves", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (a.epoch, a.peers, a.replicas, a.failover, a.master_down),
+            (7, 4, 2, true, true)
+        );
+        let calm = SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1"), ("port", "6379"), ("flags", "master")]));
+        assert_eq!(calm.map(|a| (a.failover, a.master_down)), Some((false, false)));
+        assert_eq!(SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1")])), None);
+    }
+
+    #[test]
+    fn sentinel_replicas() {
+        let f = kv(&[
+            ("name", "10.0.0.2:6380"),
+            ("ip", "10.0.0.2"),
+            ("port", "6380"),
+            ("flags", "slave"),
+            ("master-link-status", "ok"),
+            ("slave-priority", "100"),
+        ]);
+        assert_eq!(
+            SentinelReplica::from_fields(&f),
+            Some(SentinelReplica {
+                addr: Endpoint::new("10.0.0.2", 6380),
+                priority: 100,
+                healthy: true
+            })
+        );
+        let mut down = f.clone();
+        down[3].1 = "s_down,slave,disconnected".into();
+        assert!(!SentinelReplica::from_fields(&down).unwrap().healthy);
+        let mut link = f.clone();
+        link[4].1 = "err".into();
+        assert!(!SentinelReplica::from_fields(&link).unwrap().healthy);
+        assert_eq!(SentinelReplica::from_fields(&f[..5]), None, "no priority, no verdict");
+        assert_eq!(SentinelReplica::list(&Value::Nil), None);
+    }
+
+    #[test]
+    fn counts_the_peers_a_sentinel_sees_down() {
+        let peer = |flags: &str| Value::Array(["name", "abc", "ip", "10.0.0.8", "flags", flags].map(bulk).to_vec());
+        let reply = Value::Array(vec![
+            peer("s_down,sentinel,disconnected"),
+            peer("sentinel"),
+            peer("o_down,sentinel"),
+        ]);
+        assert_eq!(dead_peers(&reply), Some(2));
+        assert_eq!(dead_peers(&Value::Array(vec![])), Some(0));
+        // Garbage is "unknown", never a count.
+        assert_eq!(dead_peers(&Value::Nil), None);
+        assert_eq!(dead_peers(&Value::Array(vec![Value::Int(3)])), None);
+    }
+
+    #[test]
+    fn switch_master_events() {
+        let e = parse_switch_master(b"mymaster 127.0.0.2 20001 127.0.0.3 20002").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.old, e.new),
+            (
+                "mymaster",
+                Endpoint::new("127.0.0.2", 20001),
+                Endpoint::new("127.0.0.3", 20002)
+            )
+        );
+        for bad in [
+            &b""[..],
+            b"mymaster",
+            b"mymaster 1.2.3.4 1 5.6.7.8",
+            b"mymaster 1.2.3.4 1 5.6.7.8 2 extra",
+            b"mymaster 1.2.3.4 1 5.6.7.8 70000",
+            b"mymaster 1.2.3.4 1 5.6.7.8 0",
+            b"mymaster  1.2.3.4 1 5.6.7.8 2",
+            b"mymaster 1.2.3.4 1 5.6.7.8 2\n",
+            b"my\x01master 1.2.3.4 1 5.6.7.8 2",
+            b"mymaster 1.2.3.4 1 not_a_host 2",
+            b"\xff\xfe 1.2.3.4 1 5.6.7.8 2",
+        ] {
+            assert!(parse_switch_master(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(parse_switch_master(&vec![b'a'; 100_000]).is_err());
+        // A cheap deterministic sweep over noise: never a panic.
+        let alphabet = b"m 1.2:\n\xff0";
+        let mut buf = Vec::new();
+        for n in 0..100_000u32 {
+            buf.clear();
+            let mut k = n;
+            while k > 0 {
+                buf.push(alphabet[(k % alphabet.len() as u32) as usize]);
+                k /= alphabet.len() as u32;
+            }
+            let _ = parse_switch_master(&buf);
+        }
+    }
+}
