@@ -3,28 +3,31 @@
 //! ports.
 //!
 //! The modules read in the data's own order. Each one uses only modules
-//! listed before it (`tests/layering.rs` checks this):
+//! listed before it, and the pure ones (marked *pure*) use no I/O at all
+//! (`tests/layering.rs` checks both):
 //!
-//! 1. [`model`]: the shared types (addresses, roles, the record), and
-//!    [`backoff`], the one retry pace, and [`metrics`], the process's
-//!    counters and gauges; no dependencies.
+//! 1. [`model`] (*pure*): the shared types (addresses, roles, the record,
+//!    the switchover intent); [`backoff`] (*pure*), the one retry pace;
+//!    [`metrics`], the process's counters and gauges.
 //! 2. [`zk::settings`]: how ZooKeeper is reached and the `ZK_HOSTS`
-//!    grammar (the rest of [`zk`] comes after [`config`]).
-//! 3. [`config`]: environment variables, parsed and validated; no side
-//!    effects.
-//! 4. Access to the outside: [`zk`] (the coordination store, one small
+//!    grammar (the rest of [`zk`] comes later).
+//! 3. [`config`]: the one table of variables, parsed and validated.
+//! 4. [`reply`] (*pure*): every reply parser; [`snapshot`] (*pure*): one
+//!    look at the group, immutable.
+//! 5. Access to the outside: [`zk`] (the coordination store, one small
 //!    interface), [`probe`] (Redis and Sentinel), [`render`] (the generated
-//!    config files), [`events`] (Sentinel's pub/sub payloads).
-//! 5. [`observe`]: one look at the group, an immutable [`observe::Snapshot`].
-//! 6. [`policy`]: pure functions from a snapshot to actions.
-//! 7. [`act`]: the one place that performs actions, fenced by the session
-//!    that observed.
-//! 8. The process side: [`logging`], [`supervise`] (the child), [`session`]
+//!    config files).
+//! 6. [`observe`]: the I/O of a look, and the one observer of a process.
+//! 7. [`policy`] (*pure*): functions from a snapshot to what to do;
+//!    [`view`] (*pure*): the admin pages and the status table.
+//! 8. [`act`]: the one place that performs actions, fenced as each kind
+//!    needs.
+//! 9. The process side: [`logging`], [`supervise`] (the child), [`session`]
 //!    (keeping a ZooKeeper session and its registrations), [`startup`] (the
-//!    machine checks before a launcher starts), [`admin`] (the admin HTTP
-//!    API, serving what the launchers publish).
-//! 9. [`launch`]: the three launchers; [`ctl`], the operator's `rzkctl`;
-//!    and [`cli`], the binaries' `main`.
+//!    machine checks before a launcher starts, and handing `DATA_DIR` over),
+//!    [`admin`] (the admin HTTP API, serving what the launchers publish).
+//! 10. [`launch`]: the three launchers; [`ctl`], the operator's `rzkctl`;
+//!     and [`cli`], the binaries' `main`.
 
 pub mod model;
 pub mod backoff;

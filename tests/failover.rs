@@ -2,7 +2,7 @@
 //! rzk-watcher processes, and Sentinel's own failovers.
 //!
 //! The scenarios run one at a time (a shared lock): each runs a 7-process
-//! group with a 1 s down-after, and two of them at once on a 2-core machine
+//! group with a 2 s down-after, and two of them at once on a 2-core machine
 //! would measure the machine rather than the product.
 
 mod common;

@@ -259,84 +259,107 @@ async fn ping_gated_rolling_restart_loses_nothing() {
 }
 
 /// The rolling restart Marathon does with the readiness checks of the app
-/// definition: each replacement must answer 200 on `/ready` (its full sync
-/// done) before the next task is killed. At most one failover (the master's
-/// hand-over), nothing lost, and `/ready` seen 503 on every replacement
-/// while it synced.
+/// definition: each replacement must answer 200 on `/ready` before the next
+/// task is killed, and a replica's `/ready` waits until a majority of the
+/// Sentinels would promote it. With 500,000 keys preloaded and the master
+/// replaced second of three, it makes exactly one failover (the master's
+/// hand-over, to the replacement that started before it: the youngest),
+/// loses nothing, and shows `/ready` 503 on every replacement while it
+/// syncs. Several runs in a row (`READY_RUNS`, default 3).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ready_gated_rolling_restart_loses_nothing() {
+async fn ready_gated_rolling_restart_makes_exactly_one_failover() {
     let _serial = SERIAL.lock().await;
-    const KEYS: usize = 20_000;
-    const VALUE: usize = 10_000;
-    let mut g = Group::new("rolling-ready");
-    g.admin = true;
-    g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
-    g.redis_args = vec!["--rdb-key-save-delay".into(), "100".into()];
-    let mut g = Group::start_with(g, 3, 3, 1).await;
-    let master = g.wait_healthy(Duration::from_secs(60)).await;
-    preload(&master, KEYS, VALUE).await;
-    let mi = g.master_index().await.unwrap();
-    wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
-        let mut sizes = vec![];
-        for m in g.live_redis() {
-            sizes.push(dbsize(&m.addr()).await?);
+    const KEYS: usize = 500_000;
+    const VALUE: usize = 16;
+    let runs: usize = match std::env::var("READY_RUNS") {
+        Err(_) => 3,
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .unwrap_or_else(|| panic!("READY_RUNS={v:?}: expected a whole number of runs, at least 1")),
+    };
+    for run in 1..=runs {
+        let mut g = Group::new("rolling-ready");
+        g.admin = true;
+        g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
+        // No delay in the master's RDB stream: a full sync of the 500,000
+        // keys (and the writer's) takes a second or two here, long enough
+        // to be seen at a readiness check's pace.
+        let mut g = Group::start_with(g, 3, 3, 1).await;
+        let master = g.wait_healthy(Duration::from_secs(60)).await;
+        preload(&master, KEYS, VALUE).await;
+        let mi = g.master_index().await.unwrap();
+        wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
+            let mut sizes = vec![];
+            for m in g.live_redis() {
+                sizes.push(dbsize(&m.addr()).await?);
+            }
+            if sizes.iter().all(|n| *n >= KEYS as i64) {
+                Ok(())
+            } else {
+                Err(format!("DBSIZE {sizes:?}"))
+            }
+        })
+        .await;
+        let replicas: Vec<usize> = (0..3).filter(|i| *i != mi).collect();
+        let order = [replicas[0], mi, replicas[1]];
+        let writer = g.start_writer(&format!("ready{run}"), None, 1);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (_, v0) = g.record_with_version().await.unwrap();
+        let steps = rolling_restart(&mut g, &order, Duration::from_secs(30), Gate::Ready).await;
+        let master = g.wait_healthy(Duration::from_secs(120)).await;
+        let ledger = writer.finish().await;
+        let (_, v1) = g.record_with_version().await.unwrap();
+        let present = preloaded_present(&master, KEYS).await.unwrap();
+        let lost = missing_keys(&master, None, &ledger.acked).await;
+        // The replacement of the first replica (started 4th, index 3) was
+        // the youngest replica when the master was stopped.
+        let youngest = g.redis[3].addr();
+        eprintln!(
+            "MEASURE rolling restart (/ready gate) run {run}: preload {KEYS} keys; steps {steps:?}; record version {v0} -> {v1}; \
+             master now {master} (youngest at the hand-over: {youngest}); {present} of {KEYS} preloaded keys present; \
+             {} acknowledged, {} lost, {} failed, longest pause {:?}",
+            ledger.acked.len(),
+            lost.len(),
+            ledger.failed,
+            ledger.longest_gap
+        );
+        for (k, s) in steps.iter().enumerate() {
+            assert!(
+                s.saw_503,
+                "run {run} step {k}: /ready was never 503 while the replacement synced: {s:?}"
+            );
+            assert!(
+                s.saw_unpromotable
+                    .as_deref()
+                    .is_some_and(|w| w.contains("replica-priority 0")),
+                "run {run} step {k}: the admin JSON never said the syncing replacement was unpromotable: {s:?}"
+            );
         }
-        if sizes.iter().all(|n| *n >= KEYS as i64) {
-            Ok(())
-        } else {
-            Err(format!("DBSIZE {sizes:?}"))
-        }
-    })
-    .await;
-    let replicas: Vec<usize> = (0..3).filter(|i| *i != mi).collect();
-    let order = [replicas[0], mi, replicas[1]];
-    let writer = g.start_writer("ready", None, 1);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_, v0) = g.record_with_version().await.unwrap();
-    let steps = rolling_restart(&mut g, &order, Duration::from_secs(30), Gate::Ready).await;
-    let master = g.wait_healthy(Duration::from_secs(120)).await;
-    let ledger = writer.finish().await;
-    let (_, v1) = g.record_with_version().await.unwrap();
-    let present = preloaded_present(&master, KEYS).await.unwrap();
-    let lost = missing_keys(&master, None, &ledger.acked).await;
-    eprintln!(
-        "MEASURE rolling restart (/ready gate): preload {KEYS} keys x {VALUE} B; steps {steps:?}; record version {v0} -> {v1}; \
-         {present} of {KEYS} preloaded keys present; {} acknowledged, {} lost, {} failed, longest pause {:?}",
-        ledger.acked.len(),
-        lost.len(),
-        ledger.failed,
-        ledger.longest_gap
-    );
-    for (k, s) in steps.iter().enumerate() {
+        assert_eq!(present, KEYS, "run {run}: preloaded keys lost (master {master})");
         assert!(
-            s.saw_503,
-            "step {k}: /ready was never 503 while the replacement synced: {s:?}"
+            ledger.acked.len() > 50,
+            "run {run}: the writer barely wrote: {ledger:?}"
         );
         assert!(
-            s.saw_unpromotable
-                .as_deref()
-                .is_some_and(|w| w.contains("replica-priority 0")),
-            "step {k}: the admin JSON never said the syncing replacement was unpromotable: {s:?}"
+            lost.is_empty(),
+            "run {run}: {} acknowledged writes lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
         );
-        assert!(
-            s.replacement_ready >= Duration::from_secs(1),
-            "step {k}: the replacement was ready in {:?}, too fast for a real full sync",
-            s.replacement_ready
+        assert_eq!(
+            v1 - v0,
+            1,
+            "run {run}: {} failovers (record version {v0} -> {v1}); exactly 1 expected\n{}",
+            v1 - v0,
+            g.diagnose().await
+        );
+        assert_eq!(
+            master, youngest,
+            "run {run}: the master was handed to {master}, not to the youngest replica {youngest}"
         );
     }
-    assert_eq!(present, KEYS, "preloaded keys lost (master {master})");
-    assert!(ledger.acked.len() > 50, "the writer barely wrote: {ledger:?}");
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
-    assert!(
-        v1 - v0 <= 1,
-        "{} failovers (record version {v0} -> {v1}); at most 1 expected",
-        v1 - v0
-    );
 }
 
 /// The master dies (SIGKILL) while its only replica is in its first full

@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::group::*;
 use common::*;
@@ -264,4 +264,74 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
         "writes paused {paused_ms} ms on the server: the pause ran into its timeout instead of being lifted"
     );
     g.wait_healthy(Duration::from_secs(60)).await;
+}
+
+/// `rzkctl switchover --to` SIGKILLed half-way, right after it wrote its
+/// intent: it only asked, and the master's launcher carries the
+/// switchover out (or drops it at its deadline). Within the intent's
+/// deadline the group is consistent again: one master, the record and
+/// every Sentinel agree, no replica is left at priority 0, writes flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_rzkctl_leaves_a_consistent_group() {
+    const TIMEOUT_S: u64 = 20;
+    let g = Group::start("switchkill", 3, 3, 1).await;
+    let old = g.wait_healthy(Duration::from_secs(60)).await;
+    let mi = g.master_index().await.unwrap();
+    let target = g.redis.iter().enumerate().rfind(|(i, _)| *i != mi).unwrap().1.addr();
+    let mut rzkctl = tokio::process::Command::new(RZKCTL)
+        .args([
+            "switchover",
+            "--to",
+            &colon(&target),
+            "--timeout",
+            &TIMEOUT_S.to_string(),
+        ])
+        .env_clear()
+        .env("ZK_HOSTS", zk().connect_string())
+        .env("ZK_ROOT", &g.root)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start rzkctl");
+    let c = zk_client().await;
+    let intent = format!("{}/switchover", g.root);
+    let written = wait_for("rzkctl to write its intent", Duration::from_secs(10), || async {
+        match zk_get(&c, &intent).await {
+            Some((data, _)) => Ok(String::from_utf8_lossy(&data).into_owned()),
+            None => Err("no intent yet".to_string()),
+        }
+    })
+    .await;
+    let t0 = Instant::now();
+    rzkctl.start_kill().expect("SIGKILL rzkctl");
+    let status = rzkctl.wait().await.expect("reap rzkctl");
+    assert!(!status.success(), "rzkctl finished before it was killed: {status:?}");
+    // The intent's deadline, plus one look of every launcher (1 s) and the
+    // Sentinels' INFO period (1 s), plus a margin for a loaded machine.
+    let bound = Duration::from_secs(TIMEOUT_S + 5);
+    let master = g.wait_healthy(bound).await;
+    wait_for("no replica held back any more", bound, || async {
+        let mut held = vec![];
+        for m in g.live_redis() {
+            let p = redis_cmd(&m.addr(), None, &["CONFIG", "GET", "replica-priority"]).await?;
+            if format!("{p:?}").contains("\"0\"") {
+                held.push(m.addr());
+            }
+        }
+        if held.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("at priority 0: {held:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        redis_cmd(&master, None, &["SET", "after-kill", "1"]).await,
+        Ok(redis::Value::Okay),
+        "writes must flow on {master}"
+    );
+    assert!(t0.elapsed() <= bound, "consistent only after {:?}", t0.elapsed());
+    eprintln!(
+        "MEASURE rzkctl SIGKILLed after writing {written}: consistent {:?} later, master {old} -> {master}",
+        t0.elapsed()
+    );
 }

@@ -126,7 +126,9 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         observer: &observer,
         keeper: &keeper,
         synced: Cell::new(replica_of.is_none()),
-        priority_set: Cell::new(None),
+        priority_set: Cell::new(Some(if replica_of.is_some() { 0 } else { cfg.replica_priority })),
+        priority_set_at: Cell::new(Instant::now()),
+        priority_by_hand: Cell::new(false),
         busy: Cell::new(false),
         finished: RefCell::new(vec![]),
     };
@@ -171,8 +173,13 @@ struct Duty<'a> {
     keeper: &'a Keeper,
     /// The server has held the data since it started (a master has).
     synced: Cell<bool>,
-    /// The priority this launcher last gave its server.
+    /// The priority this launcher last gave its server (or its generated
+    /// config did).
     priority_set: Cell<Option<u32>>,
+    /// When it last did.
+    priority_set_at: Cell<Instant>,
+    /// Someone else set the priority: leave it alone.
+    priority_by_hand: Cell<bool>,
     /// A switchover or the hand-over is being carried out: nothing else
     /// acts meanwhile.
     busy: Cell<bool>,
@@ -216,9 +223,25 @@ impl Duty<'_> {
     /// Gives the own server the priority [`desired_priority`] says. A
     /// replica's is read from its `INFO`; a master's is not shown there,
     /// so the last one set is remembered (a replica preferred or held back
-    /// by a switchover may have been promoted meanwhile).
+    /// by a switchover may have been promoted meanwhile). A priority that
+    /// someone else set (an operator making an unsynced replica
+    /// promotable by hand) is left alone from then on.
     async fn priority(&self, snap: &Snapshot) {
         let Some(l) = snap.local.as_ref() else { return };
+        if self.priority_by_hand.get() {
+            return;
+        }
+        // Only a look that began after our last change can tell.
+        if !l.is_master()
+            && snap.taken > self.priority_set_at.get()
+            && let Some(set) = self.priority_set.get()
+            && l.priority != set
+        {
+            self.priority_by_hand.set(true);
+            warn!(addr = %self.own.me, priority = l.priority, was = set,
+                "replica-priority was changed by someone else; this launcher leaves it alone from now on");
+            return;
+        }
         let first_sync = !self.synced.get() && l.has_the_data();
         if first_sync {
             self.synced.set(true);
@@ -241,6 +264,7 @@ impl Duty<'_> {
         match self.own.executor().execute(&Action::SetPriority(want), None).await {
             Ok(()) => {
                 self.priority_set.set(Some(want));
+                self.priority_set_at.set(Instant::now());
                 if first_sync {
                     info!(addr = %self.own.me, priority = want,
                         "first full sync done; replica-priority restored, this server may now be promoted")
