@@ -21,7 +21,9 @@ use zookeeper_client::SessionState;
 
 use crate::model::{Endpoint, Intent, Record};
 use crate::probe::{PROBE_TIMEOUT, Probe};
-use crate::reply::{SentinelAnswer, SentinelReplica, ServerState, dead_peers, fields, parse_info, value_text};
+use crate::reply::{
+    SentinelAnswer, SentinelReplica, ServerState, dead_peers, fields, parse_info, parse_master_addr, value_text,
+};
 use crate::snapshot::{Scope, SessionMark, Snapshot, ZkSession};
 use crate::zk::Zk;
 
@@ -208,8 +210,8 @@ struct Asked {
     ckquorum: Option<Result<(), String>>,
 }
 
-/// `SENTINEL MASTER <name>` on every Sentinel at once, on one connection
-/// each with, when asked, `SENTINEL REPLICAS <name>`, and for the
+/// `SENTINEL get-master-addr-by-name <name>` and `SENTINEL MASTER <name>`
+/// on every Sentinel at once, on one connection each with, when asked, `SENTINEL REPLICAS <name>`, and for the
 /// launcher's own Sentinel `SENTINEL CKQUORUM <name>`. One that does not
 /// answer is logged and left out.
 async fn ask_sentinels(
@@ -224,10 +226,11 @@ async fn ask_sentinels(
         let (probe, name) = (probe.clone(), name.to_string());
         let is_own = own == Some(&s);
         asks.spawn(async move {
+            let named: &[&str] = &["SENTINEL", "get-master-addr-by-name", &name];
             let master: &[&str] = &["SENTINEL", "MASTER", &name];
             let replicas: &[&str] = &["SENTINEL", "REPLICAS", &name];
             let ckquorum: &[&str] = &["SENTINEL", "CKQUORUM", &name];
-            let mut cmds = vec![master];
+            let mut cmds = vec![named, master];
             if with_replicas {
                 cmds.push(replicas);
             }
@@ -254,8 +257,12 @@ async fn ask_sentinels(
         if is_own {
             out.ckquorum = replies.next_back().map(|r| r.map(drop).map_err(|e| e.to_string()));
         }
+        let named = match replies.next() {
+            Some(Ok(v)) => parse_master_addr(&v).ok().flatten(),
+            _ => None,
+        };
         match replies.next() {
-            Some(Ok(v)) => match SentinelAnswer::from_fields(&s, &fields(&v)) {
+            Some(Ok(v)) => match SentinelAnswer::from_fields(&s, &fields(&v), named) {
                 Some(a) => out.answers.push(a),
                 None => warn!(sentinel = %s, "malformed SENTINEL MASTER answer"),
             },

@@ -196,12 +196,15 @@ impl ServerState {
     }
 }
 
-/// One Sentinel's answer to `SENTINEL MASTER <name>`.
+/// One Sentinel's answer to `SENTINEL get-master-addr-by-name <name>` and
+/// `SENTINEL MASTER <name>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentinelAnswer {
     /// The Sentinel asked.
     pub sentinel: Endpoint,
-    /// The master it names.
+    /// The master it names: `get-master-addr-by-name`, which during a
+    /// failover names the promoted replica as soon as it answers as master
+    /// (`SENTINEL MASTER` keeps the old address until the failover ends).
     pub master: Endpoint,
     /// The configuration epoch of that view.
     pub epoch: u64,
@@ -220,10 +223,13 @@ pub struct SentinelAnswer {
 }
 
 impl SentinelAnswer {
-    /// Reads a `SENTINEL MASTER` reply's fields; `None` without ip/port.
-    pub fn from_fields(sentinel: &Endpoint, f: &[(String, String)]) -> Option<SentinelAnswer> {
+    /// Reads a `SENTINEL MASTER` reply's fields, with the master `named` by
+    /// `get-master-addr-by-name` when it answered (else the fields' own
+    /// address); `None` without ip/port.
+    pub fn from_fields(sentinel: &Endpoint, f: &[(String, String)], named: Option<Endpoint>) -> Option<SentinelAnswer> {
         let num = |k: &str| field(f, k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
-        let master = Endpoint::parse(&format!("{} {}", field(f, "ip")?, field(f, "port")?)).ok()?;
+        let own = Endpoint::parse(&format!("{} {}", field(f, "ip")?, field(f, "port")?)).ok()?;
+        let master = named.unwrap_or(own);
         let flags = field(f, "flags").unwrap_or("");
         Some(SentinelAnswer {
             sentinel: sentinel.clone(),
@@ -502,25 +508,29 @@ mod tests {
     #[test]
     fn sentinel_answers() {
         let s = Endpoint::new("10.0.0.9", 26379);
-        let a = SentinelAnswer::from_fields(
-            &s,
-            &kv(&[
-                ("ip", "10.0.0.1"),
-                ("port", "6379"),
-                ("flags", "master,s_down,failover_in_progress"),
-                ("config-epoch", "7"),
-                ("num-other-sentinels", "4"),
-                ("num-slaves", "2"),
-            ]),
-        )
-        .unwrap();
+        let fields = kv(&[
+            ("ip", "10.0.0.1"),
+            ("port", "6379"),
+            ("flags", "master,s_down,failover_in_progress"),
+            ("config-epoch", "7"),
+            ("num-other-sentinels", "4"),
+            ("num-slaves", "2"),
+        ]);
+        let a = SentinelAnswer::from_fields(&s, &fields, None).unwrap();
         assert_eq!(
-            (a.epoch, a.peers, a.replicas, a.failover, a.master_down),
-            (7, 4, 2, true, true)
+            (a.epoch, a.peers, a.replicas, a.failover, a.master_down, a.master),
+            (7, 4, 2, true, true, ep(1))
         );
-        let calm = SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1"), ("port", "6379"), ("flags", "master")]));
+        // During a failover, get-master-addr-by-name names the promoted one.
+        let during = SentinelAnswer::from_fields(&s, &fields, Some(ep(2))).unwrap();
+        assert_eq!(during.master, ep(2));
+        let calm = SentinelAnswer::from_fields(
+            &s,
+            &kv(&[("ip", "10.0.0.1"), ("port", "6379"), ("flags", "master")]),
+            None,
+        );
         assert_eq!(calm.map(|a| (a.failover, a.master_down)), Some((false, false)));
-        assert_eq!(SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1")])), None);
+        assert_eq!(SentinelAnswer::from_fields(&s, &kv(&[("ip", "10.0.0.1")]), None), None);
     }
 
     #[test]

@@ -86,6 +86,13 @@ pub fn guard(
         }
         Some(Role::Master) => {
             mem.stranded_since = None;
+            // A failover under way may be promoting this very server (the
+            // Sentinels name the old master until it is confirmed): the
+            // guard waits until it ended.
+            if snap.answers.iter().any(|a| a.failover) {
+                mem.outvoted_once = false;
+                return None;
+            }
             match majority_master(snap, me) {
                 Some(other) if mem.outvoted_once => {
                     mem.outvoted_once = false;
@@ -239,6 +246,25 @@ mod tests {
         let acts = run(1, &repeat(outvoted(2), 3));
         assert_eq!(acts[0], None, "one look is not enough");
         assert_eq!(acts[1], Some(GuardAction::Demote { to: ep(3) }));
+    }
+
+    #[test]
+    fn a_master_is_not_demoted_while_a_failover_runs() {
+        // 3 was just promoted; the Sentinels still name 1 until the
+        // promotion is confirmed, and the leader flags the failover.
+        let mut s = outvoted(0);
+        s.answers = vec![says(21, 1, 1), says(22, 1, 1), says(23, 1, 1)];
+        s.answers[0].failover = true;
+        s.servers = vec![master(1), master(3)];
+        s.local = Some(master(3));
+        assert!(run(3, &repeat(s.clone(), 5)).iter().all(Option::is_none));
+        s.answers[0].failover = false;
+        let acts = run(3, &repeat(s, 3));
+        assert_eq!(
+            acts[1],
+            Some(GuardAction::Demote { to: ep(1) }),
+            "without the flag it would be"
+        );
     }
 
     #[test]
