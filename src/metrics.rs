@@ -61,6 +61,13 @@ pub struct Metrics {
     pub fenced: IntGauge,
     /// `rzk_fences_total`: times the master was fenced.
     pub fences: IntCounter,
+    /// `rzk_frozen`: 1 while a failover of this master is under way and
+    /// its writes are paused.
+    pub frozen: IntGauge,
+    /// `rzk_failover_freezes_total{outcome}`: freezes of this master for a
+    /// failover it did not start, by how they ended (`done`, `aborted`,
+    /// `timeout`).
+    pub failover_freezes: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -156,6 +163,18 @@ impl Metrics {
                 "1 while this master refuses writes: no witness confirmed it",
             ),
             fences: counter(&r, "fences_total", "Times this master was fenced"),
+            frozen: gauge(
+                &r,
+                "frozen",
+                "1 while a failover of this master is under way and its writes are paused",
+            ),
+            failover_freezes: counter_vec(
+                &r,
+                "failover_freezes_total",
+                "Freezes for a failover this launcher did not start, by outcome",
+                "outcome",
+                &["done", "aborted", "timeout"],
+            ),
             registry: r,
         };
         for role in ["master", "replica"] {

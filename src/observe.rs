@@ -195,6 +195,7 @@ async fn around(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, taken: Instan
         sentinels: s.sentinels,
         answers,
         unknown_name: asked.unknown_name,
+        refused: asked.refused,
         sentinel_replicas: asked.replicas,
         ckquorum: asked.ckquorum,
         servers,
@@ -208,6 +209,7 @@ struct Asked {
     unknown_name: Vec<Endpoint>,
     replicas: Vec<(Endpoint, Vec<SentinelReplica>)>,
     ckquorum: Option<Result<(), String>>,
+    refused: Vec<Endpoint>,
 }
 
 /// `SENTINEL get-master-addr-by-name <name>` and `SENTINEL MASTER <name>`
@@ -245,11 +247,15 @@ async fn ask_sentinels(
         unknown_name: vec![],
         replicas: vec![],
         ckquorum: None,
+        refused: vec![],
     };
     while let Some(Ok((reply, s, is_own))) = asks.join_next().await {
         let mut replies = match reply {
             Ok(r) => r.into_iter(),
             Err(e) => {
+                if e.is_refused() {
+                    out.refused.push(s.clone());
+                }
                 warn!(sentinel = %s, error = %e, "sentinel did not answer");
                 continue;
             }
@@ -281,6 +287,7 @@ async fn ask_sentinels(
     }
     out.answers.sort_by(|a, b| a.sentinel.cmp(&b.sentinel));
     out.unknown_name.sort();
+    out.refused.sort();
     out.replicas.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -390,6 +397,11 @@ impl Observer {
         self.published.borrow().clone()
     }
 
+    /// Asks for a look now, without waiting for it.
+    pub fn look_soon(&self) {
+        self.wake.notify_one();
+    }
+
     /// A snapshot whose look began after this call (it asks for a look now).
     pub async fn fresh(&self) -> Arc<Snapshot> {
         let asked = Instant::now();
@@ -403,6 +415,167 @@ impl Observer {
             }
             // The sender lives as long as the observer, which outlives this.
             let _ = rx.changed().await;
+        }
+    }
+}
+
+/// What a [`Subscriptions`] heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// An event a Sentinel published.
+    Event {
+        /// The Sentinel.
+        sentinel: Endpoint,
+        /// The channel (the event's name).
+        channel: String,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// A subscription is in place (the first time, or again).
+    Subscribed(Endpoint),
+    /// A subscription ended, and why; it is retried while the Sentinel is
+    /// followed.
+    Lost(Endpoint, &'static str),
+}
+
+/// Subscriptions to the same channels on every followed Sentinel, each its
+/// own task: only the Sentinel that leads a failover publishes its steps
+/// at once, so listening to one would often miss them. Pub/sub drops
+/// messages, so its users reconcile with a look whenever a subscription is
+/// (re)made.
+pub struct Subscriptions {
+    probe: Probe,
+    channels: &'static [&'static str],
+    retry: Duration,
+    followed: Vec<Endpoint>,
+    running: std::collections::BTreeMap<Endpoint, tokio::task::AbortHandle>,
+    tasks: JoinSet<(Endpoint, &'static str)>,
+    tx: tokio::sync::mpsc::Sender<Heard>,
+    rx: tokio::sync::mpsc::Receiver<Heard>,
+}
+
+/// How often a subscribed Sentinel is pinged: a hung one is left within
+/// about a second.
+const LIVENESS: Duration = Duration::from_millis(1000);
+
+impl Subscriptions {
+    /// Subscriptions to `channels`; a lost one is made again after `retry`.
+    pub fn new(probe: Probe, channels: &'static [&'static str], retry: Duration) -> Subscriptions {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        Subscriptions {
+            probe,
+            channels,
+            retry,
+            followed: vec![],
+            running: Default::default(),
+            tasks: JoinSet::new(),
+            tx,
+            rx,
+        }
+    }
+
+    /// Follows exactly `sentinels` from now on: new ones are subscribed at
+    /// once, the others dropped.
+    pub fn follow(&mut self, sentinels: &[Endpoint]) {
+        self.followed = sentinels.to_vec();
+        let gone: Vec<Endpoint> = self
+            .running
+            .keys()
+            .filter(|s| !sentinels.contains(s))
+            .cloned()
+            .collect();
+        for s in gone {
+            if let Some(h) = self.running.remove(&s) {
+                debug!(sentinel = %s, "no longer registered; unsubscribing");
+                h.abort();
+            }
+        }
+        for s in sentinels {
+            if !self.running.contains_key(s) {
+                self.spawn(s.clone(), Duration::ZERO);
+            }
+        }
+    }
+
+    fn spawn(&mut self, sentinel: Endpoint, delay: Duration) {
+        let (probe, channels, tx) = (self.probe.clone(), self.channels, self.tx.clone());
+        let handle = self
+            .tasks
+            .spawn(subscription(probe, sentinel.clone(), channels, tx, delay));
+        self.running.insert(sentinel, handle);
+    }
+
+    /// The next thing heard.
+    pub async fn next(&mut self) -> Heard {
+        loop {
+            tokio::select! {
+                Some(h) = self.rx.recv() => return h,
+                Some(done) = self.tasks.join_next() => {
+                    let Ok((sentinel, reason)) = done else { continue };
+                    self.running.remove(&sentinel);
+                    if self.followed.contains(&sentinel) {
+                        // It may be restarting: a dead one costs a connect
+                        // per retry.
+                        self.spawn(sentinel.clone(), self.retry);
+                        return Heard::Lost(sentinel, reason);
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// One Sentinel's `channels`, forwarded to `heard`, until the connection
+/// closes or the Sentinel stops answering its ping. Returns the Sentinel
+/// and why it ended.
+async fn subscription(
+    probe: Probe,
+    sentinel: Endpoint,
+    channels: &'static [&'static str],
+    heard: tokio::sync::mpsc::Sender<Heard>,
+    delay: Duration,
+) -> (Endpoint, &'static str) {
+    use futures_util::StreamExt;
+    sleep(delay).await;
+    let mut pubsub = match probe.pubsub(&sentinel).await {
+        Ok(p) => p,
+        Err(e) => {
+            debug!(sentinel = %sentinel, error = %e, "cannot connect");
+            return (sentinel, "connect failed");
+        }
+    };
+    match timeout(PROBE_TIMEOUT, pubsub.subscribe(channels)).await {
+        Ok(Ok(())) => {
+            debug!(sentinel = %sentinel, channels = channels.len(), "subscribed");
+            let _ = heard.send(Heard::Subscribed(sentinel.clone())).await;
+        }
+        _ => return (sentinel, "subscribe failed"),
+    }
+    let (_sink, mut stream) = pubsub.split();
+    let mut alive = tokio::time::interval(LIVENESS);
+    alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    alive.tick().await;
+    loop {
+        tokio::select! {
+            msg = stream.next() => match msg {
+                None => return (sentinel, "connection closed"),
+                Some(m) => {
+                    let h = Heard::Event {
+                        sentinel: sentinel.clone(),
+                        channel: m.get_channel_name().to_string(),
+                        payload: m.get_payload_bytes().to_vec(),
+                    };
+                    if heard.send(h).await.is_err() {
+                        return (sentinel, "nobody listens");
+                    }
+                }
+            },
+            _ = alive.tick() => {
+                if let Err(e) = probe.ping(&sentinel).await {
+                    warn!(sentinel = %sentinel, error = %e, "subscribed sentinel stopped answering");
+                    return (sentinel, "not answering");
+                }
+            },
         }
     }
 }

@@ -25,6 +25,10 @@ pub enum ProbeError {
         addr: Endpoint,
         /// What happened.
         why: String,
+        /// The host answered that nothing listens on that port: the
+        /// process is not running there (not a timeout, which could be a
+        /// partition).
+        refused: bool,
     },
     /// The server answered the command with an error.
     #[error("{addr}: {command} failed: {why}")]
@@ -62,6 +66,11 @@ impl ProbeError {
     pub fn is_unknown_master(&self) -> bool {
         matches!(self, ProbeError::Refused { why, .. } if why.contains("No such master"))
     }
+
+    /// Nothing listens on the port: the connection was refused.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, ProbeError::Connect { refused: true, .. })
+    }
 }
 
 /// Lets callers that report errors as text use `?` on probes.
@@ -89,7 +98,11 @@ impl Probe {
     }
 
     fn client(&self, ep: &Endpoint) -> Result<redis::Client, ProbeError> {
-        let connect = |why: String| ProbeError::Connect { addr: ep.clone(), why };
+        let connect = |why: String| ProbeError::Connect {
+            addr: ep.clone(),
+            why,
+            refused: false,
+        };
         let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
         if let Some(p) = &self.password {
             settings = settings.set_password(p.expose());
@@ -104,12 +117,16 @@ impl Probe {
     /// Opens a pub/sub connection (AUTH included), for following events.
     pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, ProbeError> {
         let client = self.client(ep)?;
-        let why = match timeout(self.timeout, client.get_async_pubsub()).await {
+        let (why, refused) = match timeout(self.timeout, client.get_async_pubsub()).await {
             Ok(Ok(c)) => return Ok(c),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no pub/sub connection within {:?}", self.timeout),
+            Ok(Err(e)) => (e.to_string(), e.is_connection_refusal()),
+            Err(_) => (format!("no pub/sub connection within {:?}", self.timeout), false),
         };
-        Err(ProbeError::Connect { addr: ep.clone(), why })
+        Err(ProbeError::Connect {
+            addr: ep.clone(),
+            why,
+            refused,
+        })
     }
 
     /// Opens a connection (AUTH included when a password is set).
@@ -118,39 +135,27 @@ impl Probe {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        let why = match timeout(
+        let (why, refused) = match timeout(
             self.timeout,
             client.get_multiplexed_async_connection_with_config(&config),
         )
         .await
         {
             Ok(Ok(c)) => return Ok(c),
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("no connection within {:?}", self.timeout),
+            Ok(Err(e)) => (e.to_string(), e.is_connection_refusal()),
+            Err(_) => (format!("no connection within {:?}", self.timeout), false),
         };
-        Err(ProbeError::Connect { addr: ep.clone(), why })
+        Err(ProbeError::Connect {
+            addr: ep.clone(),
+            why,
+            refused,
+        })
     }
 
     /// Runs one command on a fresh connection.
     pub async fn cmd(&self, ep: &Endpoint, args: &[&str]) -> Result<Value, ProbeError> {
-        let mut conn = self.connect(ep).await?;
-        let mut cmd = redis::cmd(args[0]);
-        for a in &args[1..] {
-            cmd.arg(*a);
-        }
-        match timeout(self.timeout, cmd.query_async::<Value>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(ProbeError::Refused {
-                addr: ep.clone(),
-                command: args[0].to_string(),
-                why: e.to_string(),
-            }),
-            Err(_) => Err(ProbeError::Timeout {
-                addr: ep.clone(),
-                command: args[0].to_string(),
-                timeout: self.timeout,
-            }),
-        }
+        let mut replies = self.pipe(ep, &[args]).await?;
+        replies.pop().unwrap_or_else(|| Err(Self::reply(ep, "no reply")))
     }
 
     /// Runs several commands in order on one fresh connection; each reply
@@ -174,6 +179,7 @@ impl Probe {
                     return Err(ProbeError::Connect {
                         addr: ep.clone(),
                         why: e.to_string(),
+                        refused: false,
                     });
                 }
                 Err(_) => {

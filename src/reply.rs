@@ -206,6 +206,9 @@ pub struct SentinelAnswer {
     /// failover names the promoted replica as soon as it answers as master
     /// (`SENTINEL MASTER` keeps the old address until the failover ends).
     pub master: Endpoint,
+    /// The master it monitors, as `SENTINEL MASTER` says: during a
+    /// failover, the one being failed over.
+    pub monitored: Endpoint,
     /// The configuration epoch of that view.
     pub epoch: u64,
     /// `num-other-sentinels`: the peers it counts, ghosts included.
@@ -220,6 +223,29 @@ pub struct SentinelAnswer {
     /// `s_down`). Asked only of a Sentinel that counts more peers than are
     /// registered; `None` when not asked or when it did not answer.
     pub dead_peers: Option<usize>,
+    /// What it needs to judge the master, and how far it got: the fence's
+    /// lease is read from these ([`crate::policy::fence`]).
+    pub timing: Timing,
+}
+
+/// A Sentinel's settings for the master and the state of its pings to it,
+/// from `SENTINEL MASTER`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// `quorum`.
+    pub quorum: usize,
+    /// `down-after-milliseconds`.
+    pub down_after_ms: u64,
+    /// `failover-timeout`.
+    pub failover_timeout_ms: u64,
+    /// `last-ping-sent`: how long its oldest unanswered ping has waited
+    /// (0: none waits).
+    pub ping_pending_ms: u64,
+    /// `last-ok-ping-reply`: how long ago the master last answered a ping
+    /// well.
+    pub last_ok_ms: u64,
+    /// Its link to the master is down (flag `disconnected`).
+    pub disconnected: bool,
 }
 
 impl SentinelAnswer {
@@ -228,18 +254,29 @@ impl SentinelAnswer {
     /// address); `None` without ip/port.
     pub fn from_fields(sentinel: &Endpoint, f: &[(String, String)], named: Option<Endpoint>) -> Option<SentinelAnswer> {
         let num = |k: &str| field(f, k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+        let ms = |k: &str| field(f, k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         let own = Endpoint::parse(&format!("{} {}", field(f, "ip")?, field(f, "port")?)).ok()?;
-        let master = named.unwrap_or(own);
+        let master = named.unwrap_or_else(|| own.clone());
         let flags = field(f, "flags").unwrap_or("");
+        let timing = Timing {
+            quorum: num("quorum"),
+            down_after_ms: ms("down-after-milliseconds"),
+            failover_timeout_ms: ms("failover-timeout"),
+            ping_pending_ms: ms("last-ping-sent"),
+            last_ok_ms: ms("last-ok-ping-reply"),
+            disconnected: flags.split(',').any(|f| f == "disconnected"),
+        };
         Some(SentinelAnswer {
             sentinel: sentinel.clone(),
             master,
+            monitored: own,
             epoch: field(f, "config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
             peers: num("num-other-sentinels"),
             replicas: num("num-slaves"),
             failover: flags.contains("failover"),
             master_down: flags.split(',').any(|f| f == "s_down" || f == "o_down"),
             dead_peers: None,
+            timing,
         })
     }
 }
@@ -331,6 +368,88 @@ pub fn parse_switch_master(payload: &[u8]) -> Result<SwitchMaster, String> {
         name: name.to_string(),
         old: ep(old_ip, old_port)?,
         new: ep(new_ip, new_port)?,
+    })
+}
+
+/// The Sentinel events a master's launcher follows: the steps of a
+/// failover, from its first sign to its end.
+pub const FAILOVER_EVENTS: &[&str] = &[
+    "+try-failover",
+    "+elected-leader",
+    "+failover-state-select-slave",
+    "+selected-slave",
+    "+failover-state-send-slaveof-noone",
+    "+failover-state-wait-promotion",
+    "+promoted-slave",
+    "+failover-state-reconf-slaves",
+    "+failover-end",
+    "+failover-end-for-timeout",
+    "-failover-abort-not-elected",
+    "-failover-abort-no-good-slave",
+    "-failover-abort-slave-timeout",
+    "+switch-master",
+];
+
+/// What a failover event says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailoverStep {
+    /// The failover of the master started, or went a step further before
+    /// any replica was promoted.
+    Started,
+    /// `promoted` answers as master now (`+promoted-slave`, `+switch-master`).
+    Promoted(Endpoint),
+    /// It was given up (`-failover-abort-…`).
+    Aborted,
+    /// It ended (`+failover-end…`).
+    Ended,
+}
+
+/// A failover event of a master: which master (name and address) and how
+/// far its failover got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverEvent {
+    /// The Sentinel master name.
+    pub name: String,
+    /// The master being failed over.
+    pub master: Endpoint,
+    /// How far it got.
+    pub step: FailoverStep,
+}
+
+/// Parses an event published on `channel` (one of [`FAILOVER_EVENTS`]):
+/// `master <name> <ip> <port>`, or `<type> <instance> <ip> <port> @ <name>
+/// <master-ip> <master-port>` for an event about a replica, or the
+/// `+switch-master` payload. `None` for anything else.
+pub fn parse_failover_event(channel: &str, payload: &[u8]) -> Option<FailoverEvent> {
+    if channel == "+switch-master" {
+        let e = parse_switch_master(payload).ok()?;
+        return Some(FailoverEvent {
+            name: e.name,
+            master: e.old,
+            step: FailoverStep::Promoted(e.new),
+        });
+    }
+    let text = std::str::from_utf8(payload)
+        .ok()
+        .filter(|t| t.is_ascii() && t.len() <= 600)?;
+    let f: Vec<&str> = text.split(' ').collect();
+    let ep = |ip: &str, port: &str| Endpoint::parse(&format!("{ip} {port}")).ok();
+    let (name, master, instance) = match f.as_slice() {
+        ["master", name, ip, port] => (*name, ep(ip, port)?, None),
+        [_, _, ip, port, "@", name, mip, mport] => (*name, ep(mip, mport)?, Some(ep(ip, port)?)),
+        _ => return None,
+    };
+    let step = match channel {
+        "+promoted-slave" => FailoverStep::Promoted(instance?),
+        c if c.starts_with("-failover-abort") => FailoverStep::Aborted,
+        c if c.starts_with("+failover-end") => FailoverStep::Ended,
+        c if FAILOVER_EVENTS.contains(&c) => FailoverStep::Started,
+        _ => return None,
+    };
+    Some(FailoverEvent {
+        name: name.to_string(),
+        master,
+        step,
     })
 }
 
@@ -515,8 +634,24 @@ mod tests {
             ("config-epoch", "7"),
             ("num-other-sentinels", "4"),
             ("num-slaves", "2"),
+            ("quorum", "2"),
+            ("down-after-milliseconds", "1000"),
+            ("failover-timeout", "5000"),
+            ("last-ping-sent", "12"),
+            ("last-ok-ping-reply", "506"),
         ]);
         let a = SentinelAnswer::from_fields(&s, &fields, None).unwrap();
+        assert_eq!(
+            a.timing,
+            Timing {
+                quorum: 2,
+                down_after_ms: 1000,
+                failover_timeout_ms: 5000,
+                ping_pending_ms: 12,
+                last_ok_ms: 506,
+                disconnected: false
+            }
+        );
         assert_eq!(
             (a.epoch, a.peers, a.replicas, a.failover, a.master_down, a.master),
             (7, 4, 2, true, true, ep(1))
@@ -614,6 +749,56 @@ mod tests {
                 k /= alphabet.len() as u32;
             }
             let _ = parse_switch_master(&buf);
+        }
+    }
+
+    #[test]
+    fn failover_events() {
+        let m = Endpoint::new("127.0.0.2", 6379);
+        let ev = |c: &str, p: &str| parse_failover_event(c, p.as_bytes());
+        assert_eq!(
+            ev("+try-failover", "master mymaster 127.0.0.2 6379"),
+            Some(FailoverEvent {
+                name: "mymaster".into(),
+                master: m.clone(),
+                step: FailoverStep::Started
+            })
+        );
+        let selected = ev(
+            "+selected-slave",
+            "slave 127.0.0.3:6380 127.0.0.3 6380 @ mymaster 127.0.0.2 6379",
+        )
+        .unwrap();
+        assert_eq!((selected.master, selected.step), (m.clone(), FailoverStep::Started));
+        let promoted = ev(
+            "+promoted-slave",
+            "slave 127.0.0.3:6380 127.0.0.3 6380 @ mymaster 127.0.0.2 6379",
+        )
+        .unwrap();
+        assert_eq!(promoted.step, FailoverStep::Promoted(Endpoint::new("127.0.0.3", 6380)));
+        let switched = ev("+switch-master", "mymaster 127.0.0.2 6379 127.0.0.3 6380").unwrap();
+        assert_eq!(
+            (switched.master, switched.step),
+            (m.clone(), FailoverStep::Promoted(Endpoint::new("127.0.0.3", 6380)))
+        );
+        assert_eq!(
+            ev("-failover-abort-no-good-slave", "master mymaster 127.0.0.2 6379")
+                .unwrap()
+                .step,
+            FailoverStep::Aborted
+        );
+        assert_eq!(
+            ev("+failover-end", "master mymaster 127.0.0.2 6379").unwrap().step,
+            FailoverStep::Ended
+        );
+        for (c, p) in [
+            ("+sdown", "master mymaster 127.0.0.2 6379"),
+            ("+try-failover", "master mymaster 127.0.0.2"),
+            ("+try-failover", "garbage"),
+            ("+promoted-slave", "master mymaster 127.0.0.2 6379"),
+            ("+selected-slave", "slave x 1.2.3.4 99999 @ mymaster 127.0.0.2 6379"),
+        ] {
+            assert_eq!(ev(c, p), None, "{c} {p}");
         }
     }
 }

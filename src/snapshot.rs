@@ -80,6 +80,9 @@ pub struct Snapshot {
     /// Sentinels that answered that they monitor no master of that name
     /// (e.g. after a `SENTINEL REMOVE`).
     pub unknown_name: Vec<Endpoint>,
+    /// Registered Sentinels whose host refused the connection: no Sentinel
+    /// runs there now.
+    pub refused: Vec<Endpoint>,
     /// What each Sentinel that answered would promote (scope
     /// `sentinel_replicas`).
     pub sentinel_replicas: Vec<(Endpoint, Vec<SentinelReplica>)>,
@@ -106,6 +109,7 @@ impl Snapshot {
             sentinels: vec![],
             answers: vec![],
             unknown_name: vec![],
+            refused: vec![],
             sentinel_replicas: vec![],
             ckquorum: None,
             servers: vec![],

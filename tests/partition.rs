@@ -179,6 +179,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(tag: &str) -> Cluster {
+        Cluster::start_with(tag, DOWN_AFTER_MS).await
+    }
+
+    /// [`Cluster::start`] with the Sentinels' `down-after-milliseconds`.
+    async fn start_with(tag: &str, down_after_ms: u64) -> Cluster {
         let mut net = Net::new();
         let zk_port = forward_zk(&net.ip(2));
         let mut g = Group::new(tag);
@@ -203,7 +208,7 @@ impl Cluster {
             let mut env: Vec<(&str, String)> = g.env((kind != "watcher").then_some(&t));
             env.retain(|(k, _)| !["ZK_HOSTS", "SENTINEL_DOWN_AFTER_MS"].contains(k));
             env.push(("ZK_HOSTS", format!("{}:{zk_port}", net.ip(2))));
-            env.push(("SENTINEL_DOWN_AFTER_MS", DOWN_AFTER_MS.to_string()));
+            env.push(("SENTINEL_DOWN_AFTER_MS", down_after_ms.to_string()));
             env.push(("ADMIN_PORT", ADMIN_PORT.to_string()));
             let bin = match kind {
                 "redis" => RZK_REDIS,
@@ -526,6 +531,110 @@ async fn master_and_one_replica_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn master_alone_cut_off() {
     master_cut_off("cut-master", false).await;
+}
+
+/// A Sentinel false positive: the Sentinels cut off from the master's host
+/// (`SENTINEL_DOWN_AFTER_MS=1000`), while its replicas, ZooKeeper and both
+/// clients still reach it. The Sentinels fail the live master over; its
+/// launcher, which cannot renew the Sentinels' lease either, fences it
+/// before the promotion. The record-following `WAIT 1` client loses
+/// nothing; once the cut heals, the old master rejoins as a replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_cut_off_from_a_live_master() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start_with("cut-sentinels", 1000).await;
+    let g = &c.g;
+    let old = g.record().await.unwrap();
+    let oi = g.redis.iter().position(|m| m.addr() == old).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let plain = writer(c.net.ip(1), g.root.clone(), old.clone(), 0, stop.clone());
+    let waiting = writer(c.net.ip(3), g.root.clone(), old.clone(), 1, stop.clone());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sentinels: Vec<String> = g.sentinels.iter().map(|m| m.task.ip.clone()).collect();
+    let cut = Instant::now();
+    c.net.cut(&[c.ns_of(&old)], &sentinels);
+    let new = wait_for("the record to move", CUT, || async {
+        match g.record().await {
+            Some(r) if r != old => Ok(r),
+            other => Err(format!("record {other:?}")),
+        }
+    })
+    .await;
+    let moved_after = cut.elapsed();
+    let ni = g.redis.iter().position(|m| m.addr() == new).unwrap();
+    // The writers go on for a while on the new master before the cut heals.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.net.heal();
+    let healed = Instant::now();
+    wait_for(
+        "the old master to follow the new one",
+        Duration::from_secs(40),
+        || async {
+            let role = role(&old).await?;
+            let host = info_field(&old, "replication", "master_host").await.unwrap_or_default();
+            let port = info_field(&old, "replication", "master_port").await.unwrap_or_default();
+            if role == "slave" && format!("{host} {port}") == new {
+                Ok(())
+            } else {
+                Err(format!("{old}: {role} of {host} {port}"))
+            }
+        },
+    )
+    .await;
+    let rejoined_after = healed.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let (plain, waiting) = (plain.await.unwrap(), waiting.await.unwrap());
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let wait_lost = lost(&master, &waiting.acked).await;
+    let plain_lost = lost(&master, &plain.acked).await;
+    // The fence and the promotion, by the two servers' own clocks (one
+    // machine): the launcher's FENCED line, the new master's switch.
+    let fenced = g.redis[oi]
+        .proc
+        .log()
+        .lines()
+        .find(|l| l.contains("FENCED"))
+        .map(str::to_string);
+    let promoted = g.redis[ni]
+        .proc
+        .log()
+        .lines()
+        .rfind(|l| l.contains("MASTER MODE enabled"))
+        .map(str::to_string);
+    let day_ms = |t: &str| -> Option<u64> {
+        let mut p = t.split(':');
+        let (h, m, s): (u64, u64, f64) = (
+            p.next()?.parse().ok()?,
+            p.next()?.parse().ok()?,
+            p.next()?.parse().ok()?,
+        );
+        Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
+    };
+    let fenced_ms = fenced
+        .as_deref()
+        .and_then(|l| day_ms(l.split('T').nth(1)?.split('Z').next()?));
+    let promoted_ms = promoted.as_deref().and_then(|l| day_ms(l.split_whitespace().nth(4)?));
+    eprintln!(
+        "MEASURE Sentinels cut off from a live master: record moved {moved_after:?} after the cut; fenced at {fenced_ms:?}, promoted at {promoted_ms:?} (ms of the day); rejoined {rejoined_after:?} after healing; WAIT 1 client: {} acknowledged, {} lost; plain client: {} acknowledged, {} lost",
+        waiting.acked.len(),
+        wait_lost.len(),
+        plain.acked.len(),
+        plain_lost.len()
+    );
+    let (Some(f), Some(p)) = (fenced_ms, promoted_ms) else {
+        panic!(
+            "no fence ({fenced:?}) or no promotion ({promoted:?}) in the logs\n{}",
+            g.diagnose().await
+        );
+    };
+    assert!(f < p, "fenced {} ms after the promotion\n{}", f - p, g.diagnose().await);
+    assert!(
+        wait_lost.is_empty(),
+        "the WAIT 1 client lost {} of {} writes: {:?}",
+        wait_lost.len(),
+        waiting.acked.len(),
+        &wait_lost[..wait_lost.len().min(5)]
+    );
 }
 
 /// No fence, no failover, nothing lost, while ZooKeeper is cut off from

@@ -100,7 +100,8 @@ struct Step {
     /// line through `Debug`).
     #[allow(dead_code)]
     took: Duration,
-    /// The replacement's start to the gate passing.
+    /// The replacement's start to the gate passing (printed likewise).
+    #[allow(dead_code)]
     replacement_ready: Duration,
     /// `/ready` answered 503 at least once (Ready gate only).
     saw_503: bool,

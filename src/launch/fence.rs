@@ -1,13 +1,11 @@
-//! The fence's loop: while `rzk-redis` supervises a master, read the
-//! witnesses from each snapshot the observer publishes, and make the
-//! server refuse writes when neither has confirmed it for
-//! `FENCE_AFTER_MS` ([`crate::policy::fence`]).
+//! The fence's loop: while `rzk-redis` supervises a master, learn the
+//! Sentinels' lease from each snapshot the observer publishes, and make the
+//! server refuse writes before the lease ends ([`crate::policy::fence`]).
 //!
-//! The Sentinels' answers come from the snapshot, which the observer takes
-//! four times per `FENCE_AFTER_MS`; ZooKeeper is asked only when the
-//! Sentinels do not confirm, and then its own server, not the watched copy
-//! (its question is whether ZooKeeper answers now). A timer at the deadline
-//! fences even when no snapshot comes (a look that hangs on a partition).
+//! A timer at the fence's deadline fires even when no snapshot comes (a
+//! look that hangs on a partition), so the fence never waits for a witness
+//! that cannot answer. With no Sentinel registered, ZooKeeper's own server
+//! (not the watched copy) is asked whether the record names this master.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +18,7 @@ use crate::act::Action;
 use crate::launch::Own;
 use crate::metrics::metrics;
 use crate::observe::{Observer, zk_state};
-use crate::policy::fence::{FenceAction, FenceMemory, Witnesses, fence_step};
+use crate::policy::fence::{FenceAction, FenceMemory, deadline, fence_step, learn, lease_end};
 use crate::reply::config_value;
 use crate::snapshot::{Snapshot, ZkSession};
 use crate::zk::Zk;
@@ -30,9 +28,21 @@ const ASK: Duration = Duration::from_millis(1000);
 /// `min-replicas-to-write` while fenced: more replicas than can exist.
 const FENCED: &str = "2147483647";
 
-/// How often the observer of a master must look for the fence.
-pub fn look_every(after: Option<Duration>) -> Duration {
-    after.map_or(Duration::from_secs(1), |a| (a / 4).min(Duration::from_secs(1)))
+/// How often the observer of a master must look for the fence: four times
+/// per `FENCE_AFTER_MS` and per the Sentinels' `down-after-milliseconds`
+/// (as `snap` shows it), at most once a second.
+pub fn look_every(after: Option<Duration>, snap: &Snapshot) -> Duration {
+    let down_after = snap
+        .registered_answers()
+        .map(|a| Duration::from_millis(a.timing.down_after_ms))
+        .filter(|d| !d.is_zero())
+        .min();
+    [after, down_after]
+        .into_iter()
+        .flatten()
+        .map(|d| d / 4)
+        .fold(Duration::from_secs(1), Duration::min)
+        .max(Duration::from_millis(50))
 }
 
 /// Runs for ever: `after` is `FENCE_AFTER_MS` (`None` never fences).
@@ -47,39 +57,35 @@ pub async fn run(
     };
     let mut snapshots = observer.subscribe();
     let mut mem = FenceMemory::default();
+    let mut lease: Option<Instant> = None;
     // The configured value, put back when the fence is lifted.
     let mut configured = String::from("0");
     let executor = own.executor();
     loop {
-        // The deadline does not wait for a witness cut off by a partition:
-        // a late confirmation lifts the fence at the next look.
-        let deadline = match mem.confirmed_at {
-            Some(t) if !mem.fenced => t + after,
-            _ => Instant::now() + Duration::from_secs(3600),
-        };
+        let due = if mem.fenced { None } else { deadline(&mem, lease, after) };
         let snap: Option<Arc<Snapshot>> = tokio::select! {
             biased;
             changed = snapshots.changed() => match changed {
                 Ok(()) => snapshots.borrow_and_update().clone(),
                 Err(_) => return std::future::pending().await,
             },
-            _ = sleep_until(deadline) => None,
+            _ = sleep_until(due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))) => None,
         };
-        let master = snap.as_ref().map_or(mem.confirmed_at.is_some(), |s| {
-            s.local.as_ref().is_some_and(|l| l.is_master())
-        });
-        let witnesses = match &snap {
-            Some(s) if master => ask(own, s, &sessions.borrow().clone(), deadline).await,
-            Some(_) => Witnesses::default(),
-            None => Witnesses {
-                registered: observer.latest().map_or(0, |s| s.sentinels.len()),
-                ..Witnesses::default()
-            },
+        let (master, now) = match &snap {
+            Some(s) => (s.local.as_ref().is_some_and(|l| l.is_master()), s.taken),
+            None => (mem.renewed_at.is_some(), Instant::now()),
         };
-        let confirmed = master && witnesses.confirm(&own.me);
-        // The witnesses spoke when the look began.
-        let at = snap.as_ref().map_or_else(Instant::now, |s| s.taken);
-        match fence_step(master, confirmed, at, Some(after), &mut mem) {
+        if let Some(s) = snap.as_deref().filter(|_| master) {
+            lease = if s.sentinels.is_empty() {
+                zk_confirms(own, s, &sessions.borrow().clone())
+                    .await
+                    .then_some(now + after)
+            } else {
+                learn(&mut mem, s, &own.me);
+                lease_end(&mem, s.sentinels.len())
+            };
+        }
+        match fence_step(master, lease, now, Some(after), &mut mem) {
             FenceAction::Keep => {}
             FenceAction::Fence(unconfirmed) => {
                 if let Ok(v) = own
@@ -94,8 +100,8 @@ pub async fn run(
                     Ok(()) => {
                         metrics().fences.inc();
                         warn!(addr = %own.me, unconfirmed_ms = unconfirmed.as_millis() as u64,
-                            why = %witnesses.why_not(&own.me),
-                            "FENCED: no witness confirmed this master in time; it refuses writes (NOREPLICAS) until one does");
+                            lease_left_ms = lease.map(|l| l.saturating_duration_since(Instant::now()).as_millis() as u64),
+                            "FENCED: the Sentinels' lease on this master is running out (they may be failing it over); it refuses writes (NOREPLICAS) until the lease is renewed");
                     }
                     Err(e) => {
                         // Try again at the next look.
@@ -109,7 +115,7 @@ pub async fn run(
                 .await
             {
                 Ok(()) => info!(addr = %own.me, master, min_replicas_to_write = %configured,
-                    "fence lifted: a witness confirms this master, or it is no longer master"),
+                    "fence lifted: the Sentinels renewed the lease, or this server is no longer master"),
                 Err(e) => {
                     mem.fenced = true;
                     warn!(addr = %own.me, error = %e, "could not lift the fence; retrying");
@@ -120,20 +126,11 @@ pub async fn run(
     }
 }
 
-/// The witnesses of one look: the registered Sentinels' answers, and
-/// ZooKeeper's own answer (not the watched copy) when they do not confirm,
-/// bounded by the deadline.
-async fn ask(own: &Own<'_>, snap: &Snapshot, zk: &Zk, deadline: Instant) -> Witnesses {
-    let mut w = Witnesses {
-        zk: None,
-        registered: snap.sentinels.len(),
-        sentinels: snap.registered_answers().map(|a| a.master.clone()).collect(),
-    };
-    if !w.confirm(&own.me) && zk_state(zk) == ZkSession::Connected {
-        let limit = ASK.min(deadline.saturating_duration_since(Instant::now()));
-        if let Ok(Ok(record)) = timeout(limit, zk.read_master_fresh()).await {
-            w.zk = Some(record.master().cloned());
-        }
+/// With no Sentinel registered: whether ZooKeeper's own server (not the
+/// watched copy) answers that the record names this master.
+async fn zk_confirms(own: &Own<'_>, snap: &Snapshot, zk: &Zk) -> bool {
+    if snap.record.master() != Some(&own.me) || zk_state(zk) != ZkSession::Connected {
+        return false;
     }
-    w
+    matches!(timeout(ASK, zk.read_master_fresh()).await, Ok(Ok(r)) if r.master() == Some(&own.me))
 }

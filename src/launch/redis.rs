@@ -27,14 +27,15 @@ use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
 use crate::metrics::metrics;
 use crate::model::{Endpoint, Identity, Intent, Record, Role, unix_ms};
-use crate::observe::{Observer, observe};
+use crate::observe::{Heard, Observer, Subscriptions, observe};
 use crate::policy::bootstrap::{Decision, Observation, decide};
 use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::record_write;
-use crate::policy::switchover::{Outcome, Procedure, plan};
+use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, plan};
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{redis_conf, write_private};
+use crate::reply::{FAILOVER_EVENTS, FailoverStep, parse_failover_event};
 use crate::session::Keeper;
 use crate::snapshot::{Scope, Snapshot};
 use crate::supervise::{self, Child, Signals};
@@ -132,10 +133,9 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         busy: Cell::new(false),
         finished: RefCell::new(vec![]),
     };
-    let fence_every = fence::look_every(cfg.fence_after);
     let period = |s: &Snapshot| match s.local.as_ref() {
         Some(l) if !l.is_master() && !duty.synced.get() => SYNC_CHECK,
-        Some(l) if l.is_master() => fence_every,
+        Some(l) if l.is_master() => fence::look_every(cfg.fence_after, s),
         _ => view::EVERY,
     };
     let pages = RedisPages {
@@ -194,14 +194,52 @@ impl Duty<'_> {
     async fn run(&self) -> std::convert::Infallible {
         let mut rx = self.observer.subscribe();
         let mut mem = GuardMemory::default();
+        // The failover events of every registered Sentinel: the first sign
+        // of a failover of this master freezes it at once.
+        let mut events = Subscriptions::new(self.own.probe.clone(), FAILOVER_EVENTS, Duration::from_millis(100));
         loop {
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-            let Some(snap) = rx.borrow_and_update().clone() else {
-                continue;
+            let heard = tokio::select! {
+                changed = rx.changed() => match changed {
+                    Ok(()) => None,
+                    Err(_) => return std::future::pending().await,
+                },
+                heard = events.next() => Some(heard),
             };
+            let Some(snap) = self.observer.latest() else { continue };
+            match heard {
+                None => events.follow(&snap.sentinels),
+                // Pub/sub drops messages: a look right after every
+                // (re)subscription catches what was missed.
+                Some(Heard::Subscribed(_)) => self.observer.look_soon(),
+                Some(Heard::Lost(..)) => {}
+                Some(Heard::Event { channel, payload, .. }) => {
+                    let Some(e) = parse_failover_event(&channel, &payload) else {
+                        continue;
+                    };
+                    if e.name != *self.own.name || e.master != self.own.me {
+                        continue;
+                    }
+                    match e.step {
+                        FailoverStep::Started | FailoverStep::Promoted(_) if !self.busy.get() => {
+                            self.freeze(&snap, &format!("{channel} from a Sentinel")).await;
+                        }
+                        // A freeze under way looks every 50 ms.
+                        _ => {}
+                    }
+                    continue;
+                }
+            }
             if self.busy.get() {
+                continue;
+            }
+            // The cheap check behind the events: a failover of this master
+            // that a Sentinel flags in the look.
+            if snap.local.as_ref().is_some_and(|l| l.is_master())
+                && snap
+                    .registered_answers()
+                    .any(|a| a.failover && a.monitored == self.own.me)
+            {
+                self.freeze(&snap, "a Sentinel flags a failover in progress").await;
                 continue;
             }
             self.priority(&snap).await;
@@ -218,6 +256,49 @@ impl Duty<'_> {
             }
             self.guard(&snap, &mut mem).await;
         }
+    }
+
+    /// The freeze: a failover of this master that the launcher did not
+    /// start (forced at a Sentinel, or the Sentinels' own). Writes are
+    /// paused at once, before the chosen replica can be detached, and the
+    /// switchover procedure takes it from there: done (this server follows
+    /// the new master, the pause is lifted), or given up (the pause is
+    /// lifted), bounded by the Sentinels' `failover-timeout`.
+    async fn freeze(&self, snap: &Snapshot, why: &str) {
+        // The look may be older than the event (a freeze that just ended
+        // made this server a replica): ask the server itself, one round
+        // trip on loopback.
+        if !snap.local.as_ref().is_some_and(|l| l.is_master()) || !self.own.probe.is_master(&self.own.local).await {
+            return;
+        }
+        self.busy.set(true);
+        let bound = snap
+            .registered_answers()
+            .map(|a| Duration::from_millis(a.timing.failover_timeout_ms))
+            .max()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(60));
+        let started = Instant::now();
+        let pause = Action::PauseWrites(bound + PAUSE_MARGIN);
+        let outcome = match self.own.executor().execute(&pause, None).await {
+            Err(e) => {
+                warn!(addr = %self.own.me, error = %e, reason = why, "could not freeze this master");
+                None
+            }
+            Ok(()) => {
+                metrics().frozen.set(1);
+                warn!(addr = %self.own.me, reason = why, bound_ms = bound.as_millis() as u64,
+                    "FROZEN: a failover of this master is under way; writes are paused until it ends");
+                let p = Procedure::frozen(started, bound);
+                Some(carry_out(self.own, self.observer, p, "freeze").await.0)
+            }
+        };
+        metrics().frozen.set(0);
+        if let Some(o) = outcome {
+            info!(addr = %self.own.me, outcome = o.label(), ms = started.elapsed().as_millis() as u64, "freeze ended");
+            metrics().failover_freezes.with_label_values(&[o.label()]).inc();
+        }
+        self.busy.set(false);
     }
 
     /// Gives the own server the priority [`desired_priority`] says. A
@@ -335,7 +416,9 @@ impl Duty<'_> {
                 "done {new}; writes paused {} ms",
                 paused.unwrap_or_default().as_millis()
             ),
-            Outcome::Skipped(why) | Outcome::Unsafe(why) | Outcome::TimedOut(why) => format!("failed: {why}"),
+            Outcome::Skipped(why) | Outcome::Unsafe(why) | Outcome::Aborted(why) | Outcome::TimedOut(why) => {
+                format!("failed: {why}")
+            }
         };
         info!(addr = %self.own.me, result = %result, "switchover ended");
         self.finished.borrow_mut().push(intent.id.clone());
@@ -404,7 +487,7 @@ impl Duty<'_> {
             Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
                 "hand-over done; stopping the old master"),
             Outcome::Skipped(why) => info!(addr = %self.own.me, reason = %why, "no hand-over; stopping the server"),
-            Outcome::Unsafe(why) => error!(addr = %self.own.me, reason = %why,
+            Outcome::Unsafe(why) | Outcome::Aborted(why) => error!(addr = %self.own.me, reason = %why,
                 "no safe hand-over; stopping the server WITHOUT a failover"),
             Outcome::TimedOut(why) => {
                 warn!(addr = %self.own.me, budget_s = self.cfg.shutdown_failover_timeout.as_secs(), reason = %why,

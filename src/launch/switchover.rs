@@ -61,6 +61,7 @@ pub async fn carry_out(
                         Ok(()) => {
                             info!(sentinel = %s, "failover requested");
                             p.phase = Phase::Requested;
+                            p.requested_at = Some(Instant::now());
                             break;
                         }
                         Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL FAILOVER refused"),
@@ -84,9 +85,16 @@ pub async fn carry_out(
                             warn!(old = %own.me, error = %e, "could not make the old master a replica; Sentinel will")
                         }
                     },
-                    // Nothing was asked of the Sentinels: the master is
-                    // still the master and takes writes again.
+                    // Nothing was asked of the Sentinels, or they gave it up:
+                    // the master is still the master and takes writes again.
+                    Outcome::Aborted(_) => {
+                        let _ = executor.execute(&Action::Unpause, None).await;
+                    }
                     Outcome::TimedOut(_) if matches!(p.phase, Phase::Paused { .. }) => {
+                        let _ = executor.execute(&Action::Unpause, None).await;
+                    }
+                    // Past the bound with every Sentinel still naming it.
+                    Outcome::TimedOut(_) if snap.registered_answers().all(|a| a.master == own.me) => {
                         let _ = executor.execute(&Action::Unpause, None).await;
                     }
                     _ => {}

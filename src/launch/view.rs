@@ -71,8 +71,9 @@ pub struct RedisPages {
 /// `rzk-redis`'s view, for ever.
 pub async fn redis(publisher: Option<Publisher>, observer: &Observer, p: RedisPages) -> std::convert::Infallible {
     each(observer, |snap| {
-        let view = redis_view(snap, &p.me, p.max_lag_s, p.priority).with_fence(metrics().fenced.get() == 1);
         let m = metrics();
+        let view =
+            redis_view(snap, &p.me, p.max_lag_s, p.priority).with_fence(m.fenced.get() == 1, m.frozen.get() == 1);
         m.set_role(view.node.role);
         m.set_zk_session(snap.zk.as_str());
         m.record_matches.set(i64::from(view.record_matches));

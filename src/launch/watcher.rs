@@ -6,12 +6,9 @@
 //! differs from a master confirmed by `ROLE`, and clear dead Sentinels from
 //! the live ones' memory one at a time, never during a failover.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use tokio::sync::{mpsc, watch};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
@@ -24,7 +21,7 @@ use crate::launch as task;
 use crate::launch::view;
 use crate::model::Endpoint;
 use crate::model::RecordView;
-use crate::observe::{Observer, observe, session_mark};
+use crate::observe::{Heard, Observer, Subscriptions, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{confirmed_master, reconcile, record_write};
 use crate::probe::{PROBE_TIMEOUT, Probe};
@@ -33,9 +30,6 @@ use crate::session::Keeper;
 use crate::snapshot::{Scope, Snapshot};
 use crate::zk::Zk;
 
-/// How often the subscribed Sentinel is pinged: a hung Sentinel is left
-/// within about a second.
-const LIVENESS: Duration = Duration::from_millis(1000);
 /// Pause between two `SENTINEL RESET`s, so a reset Sentinel has relearned its
 /// live peers (hello messages every 2 s) before the next one forgets them.
 const RESET_SPACING: Duration = Duration::from_secs(6);
@@ -184,26 +178,12 @@ impl Watcher {
         sessions: &mut watch::Receiver<Zk>,
         observer: &Observer,
     ) -> &'static str {
-        let (events_tx, mut events) = mpsc::channel::<(Endpoint, Vec<u8>)>(64);
-        let (up_tx, mut up) = mpsc::channel::<Endpoint>(16);
-        // Dropping the set aborts every subscription.
-        let mut subs: JoinSet<(Endpoint, &'static str)> = JoinSet::new();
-        let mut running: BTreeMap<Endpoint, AbortHandle> = BTreeMap::new();
+        let mut subs = Subscriptions::new(self.probe.clone(), &[CHANNEL], Duration::from_secs(1));
         let mut subscribed: Vec<Endpoint> = vec![];
-        let mut registered = list;
-        for s in &registered {
-            let sub = subscription(
-                self.probe.clone(),
-                s.clone(),
-                events_tx.clone(),
-                up_tx.clone(),
-                Duration::ZERO,
-            );
-            running.insert(s.clone(), subs.spawn(sub));
-        }
+        subs.follow(&list);
         self.reconcile(zk, &*observer.fresh().await).await;
         // Tests and operators read this line as "this watcher is working".
-        info!(sentinels = registered.len(), "reconciled after subscribing");
+        info!(sentinels = list.len(), "reconciled after subscribing");
         let mut tick = interval(self.cfg.reconcile_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await;
@@ -211,27 +191,20 @@ impl Watcher {
         let mut children = Box::pin(children.changed());
         loop {
             tokio::select! {
-                Some((sentinel, payload)) = events.recv() => self.on_event(zk, &sentinel, &payload).await,
-                Some(sentinel) = up.recv() => {
-                    if running.contains_key(&sentinel) && !subscribed.contains(&sentinel) {
-                        subscribed.push(sentinel);
-                        subscribed.sort();
-                        self.subscribed.send_replace(subscribed.clone());
+                heard = subs.next() => match heard {
+                    Heard::Event { sentinel, payload, .. } => self.on_event(zk, &sentinel, &payload).await,
+                    Heard::Subscribed(sentinel) => {
+                        info!(sentinel = %sentinel, channel = CHANNEL, "subscribed");
+                        if !subscribed.contains(&sentinel) {
+                            subscribed.push(sentinel);
+                            subscribed.sort();
+                            self.subscribed.send_replace(subscribed.clone());
+                        }
                     }
-                },
-                Some(done) = subs.join_next() => {
-                    let Ok((sentinel, reason)) = done else { continue };
-                    subscribed.retain(|s| *s != sentinel);
-                    self.subscribed.send_replace(subscribed.clone());
-                    running.remove(&sentinel);
-                    if registered.contains(&sentinel) {
-                        // Still registered: try again after a pause (it may be
-                        // restarting), so a dead one costs a connect a second.
+                    Heard::Lost(sentinel, reason) => {
                         info!(sentinel = %sentinel, reason, "subscription ended; retrying");
-                        let sub = subscription(self.probe.clone(), sentinel.clone(), events_tx.clone(), up_tx.clone(), Duration::from_secs(1));
-                        running.insert(sentinel, subs.spawn(sub));
-                    } else {
-                        info!(sentinel = %sentinel, reason, "subscription ended");
+                        subscribed.retain(|s| *s != sentinel);
+                        self.subscribed.send_replace(subscribed.clone());
                     }
                 },
                 _ = tick.tick() => {
@@ -241,18 +214,9 @@ impl Watcher {
                 },
                 _ = &mut children => match zk.watch_registered(&dir).await {
                     Ok((list, w)) => {
-                        registered = list.into_iter().map(|(_, e)| e).collect();
-                        for gone in running.keys().filter(|s| !registered.contains(s)).cloned().collect::<Vec<_>>() {
-                            info!(sentinel = %gone, "unregistered; unsubscribing");
-                            if let Some(h) = running.remove(&gone) {
-                                h.abort();
-                            }
-                            subscribed.retain(|s| *s != gone);
-                        }
-                        for new in registered.iter().filter(|s| !running.contains_key(s)).cloned().collect::<Vec<_>>() {
-                            let sub = subscription(self.probe.clone(), new.clone(), events_tx.clone(), up_tx.clone(), Duration::ZERO);
-                            running.insert(new, subs.spawn(sub));
-                        }
+                        let registered: Vec<Endpoint> = list.into_iter().map(|(_, e)| e).collect();
+                        subs.follow(&registered);
+                        subscribed.retain(|s| registered.contains(s));
                         self.subscribed.send_replace(subscribed.clone());
                         children = Box::pin(w.changed());
                     },
@@ -369,54 +333,5 @@ impl Watcher {
             Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),
         }
         self.ghosts.last_reset = Some(Instant::now());
-    }
-}
-
-/// One Sentinel's `+switch-master` channel, forwarded to `events`, until
-/// the connection closes or the Sentinel stops answering its ping (a hung
-/// Sentinel is left within about a second). Returns the Sentinel and why.
-async fn subscription(
-    probe: Probe,
-    sentinel: Endpoint,
-    events: mpsc::Sender<(Endpoint, Vec<u8>)>,
-    up: mpsc::Sender<Endpoint>,
-    delay: Duration,
-) -> (Endpoint, &'static str) {
-    sleep(delay).await;
-    let mut pubsub = match probe.pubsub(&sentinel).await {
-        Ok(p) => p,
-        Err(e) => {
-            debug!(sentinel = %sentinel, error = %e, "cannot connect");
-            return (sentinel, "connect failed");
-        }
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, pubsub.subscribe(CHANNEL)).await {
-        Ok(Ok(())) => {
-            info!(sentinel = %sentinel, channel = CHANNEL, "subscribed");
-            let _ = up.send(sentinel.clone()).await;
-        }
-        _ => return (sentinel, "subscribe failed"),
-    }
-    let (_sink, mut stream) = pubsub.split();
-    let mut alive = interval(LIVENESS);
-    alive.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    alive.tick().await;
-    loop {
-        tokio::select! {
-            msg = stream.next() => match msg {
-                None => return (sentinel, "connection closed"),
-                Some(m) => {
-                    if events.send((sentinel.clone(), m.get_payload_bytes().to_vec())).await.is_err() {
-                        return (sentinel, "watcher gone");
-                    }
-                }
-            },
-            _ = alive.tick() => {
-                if let Err(e) = probe.ping(&sentinel).await {
-                    warn!(sentinel = %sentinel, error = %e, "subscribed sentinel stopped answering");
-                    return (sentinel, "not answering");
-                }
-            },
-        }
     }
 }

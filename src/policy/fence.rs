@@ -1,81 +1,114 @@
-//! Fencing: a master that nobody can confirm stops taking writes.
+//! Fencing: a master that may be failed over stops acknowledging writes
+//! before the failover can complete.
 //!
-//! A master cut off from the group by a partition keeps acknowledging the
-//! writes of clients on its side, and `min-replicas-to-write` does not stop
-//! it when a replica is cut off with it. Meanwhile the Sentinels fail over;
-//! on healing the old master is demoted and every write it took since the
-//! cut is gone. Patroni's answer is a leader lease: a leader that cannot
-//! renew its key in the DCS within its TTL demotes itself. redis-zk has two
-//! independent witnesses, so a master needs one of them at least every
-//! `FENCE_AFTER_MS`:
+//! A master cut off from its Sentinels keeps acknowledging the writes of
+//! clients on its side, and `min-replicas-to-write` does not stop it when a
+//! replica is cut off with it. Meanwhile the Sentinels fail it over; every
+//! write it took after the promotion is then lost. Patroni's answer is a
+//! leader lease; redis-zk reads its lease from the Sentinels themselves.
 //!
-//! - ZooKeeper: the session is connected and `<root>/master` names it;
-//! - the Sentinels: a majority of the registered ones (the last list seen)
-//!   answer and name it.
+//! **The lease.** A Sentinel can call the master subjectively down only
+//! once a ping to it has waited `down-after-milliseconds` (or, with its
+//! link down, once the last good reply is that old). Each answer to
+//! `SENTINEL MASTER` says how long its oldest ping has waited, so it
+//! carries a lower bound: this Sentinel cannot see the master down before
+//! `asked + down-after − pending` (the launcher's clock, from when it
+//! asked; the answer can only be fresher). A failover Sentinel starts on
+//! its own needs `quorum` Sentinels that see the master down (`o_down`).
+//! So while more than `registered − quorum` Sentinels hold a lease, none
+//! can start: the group's lease ends when fewer than that many do
+//! ([`lease_end`]). A Sentinel whose host refused the connection runs no
+//! Sentinel; one started there later needs `down-after` from its start.
 //!
-//! When neither has held for `FENCE_AFTER_MS`, the launcher makes the server
-//! refuse writes (raising `min-replicas-to-write` above any possible count,
-//! so clients get `-NOREPLICAS`); when a witness names it again the fence is
-//! lifted. A ZooKeeper outage alone never fences while the Sentinels
-//! confirm, nor does losing every Sentinel while ZooKeeper confirms.
-//!
-//! The clock starts when the server is first seen as master, so a replica
-//! just promoted has `FENCE_AFTER_MS` for the record and the Sentinels to
-//! catch up with it.
+//! The fence makes the server refuse writes (`min-replicas-to-write` above
+//! any possible count: `-NOREPLICAS`) [`MARGIN`] before the lease ends, or
+//! `FENCE_AFTER_MS` after it was last renewed, whichever comes first, and
+//! lifts it once the lease is renewed. ZooKeeper has no say: a ZooKeeper
+//! outage alone never fences, and a ZooKeeper that still names this master
+//! does not stop a fence that the Sentinels' lease calls for. Only with no
+//! Sentinel registered at all, when nobody can fail it over, does
+//! ZooKeeper's record confirm the master instead. A failover forced by an
+//! operator (`SENTINEL FAILOVER`) needs no `o_down`: the freeze of the
+//! switchover procedure covers it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::model::Endpoint;
+use crate::reply::Timing;
+use crate::snapshot::Snapshot;
 
-/// What the two witnesses said in one look.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Witnesses {
-    /// ZooKeeper: `Some(record's master)` when the session is connected and
-    /// the record was read in time (`Some(None)`: no usable record); `None`
-    /// when ZooKeeper could not be asked.
-    pub zk: Option<Option<Endpoint>>,
-    /// How many Sentinels are registered (the last list seen).
-    pub registered: usize,
-    /// The answer of each registered Sentinel that answered in time.
-    pub sentinels: Vec<Endpoint>,
-}
+/// How long before the lease ends the fence goes up: the time it takes to
+/// decide and to set it, on a loaded machine.
+pub const MARGIN: Duration = Duration::from_millis(200);
 
-impl Witnesses {
-    /// Whether at least one witness confirms `me` as the master.
-    pub fn confirm(&self, me: &Endpoint) -> bool {
-        let by_zk = matches!(&self.zk, Some(Some(m)) if m == me);
-        let votes = self.sentinels.iter().filter(|m| *m == me).count();
-        let by_sentinels = self.registered > 0 && votes * 2 > self.registered;
-        by_zk || by_sentinels
-    }
-
-    /// Why `me` is not confirmed, in words, for the log line of a fence.
-    pub fn why_not(&self, me: &Endpoint) -> String {
-        let zk = match &self.zk {
-            None => "ZooKeeper unreachable".to_string(),
-            Some(None) => "the record names no master".to_string(),
-            Some(Some(m)) if m == me => "the record names this server".to_string(),
-            Some(Some(m)) => format!("the record names {m}"),
-        };
-        let votes = self.sentinels.iter().filter(|m| *m == me).count();
-        format!(
-            "{zk}; {votes} of {} registered Sentinels name this server ({} answered)",
-            self.registered,
-            self.sentinels.len()
-        )
-    }
+/// The earliest moment a Sentinel that answered at `asked` with `t` could
+/// see the master subjectively down, if no reply reaches it from then on.
+pub fn sentinel_lease(asked: Instant, t: &Timing) -> Instant {
+    let waited = if t.disconnected {
+        t.last_ok_ms
+    } else {
+        t.ping_pending_ms
+    };
+    asked + Duration::from_millis(t.down_after_ms.saturating_sub(waited))
 }
 
 /// What the fence remembers between looks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FenceMemory {
-    /// When a witness last confirmed this master (or when it was first seen
+    /// Each registered Sentinel's lease, from its last answer.
+    pub leases: BTreeMap<Endpoint, Instant>,
+    /// The Sentinels' `quorum` and `down-after-milliseconds`, last seen.
+    pub quorum: usize,
+    /// See `quorum`.
+    pub down_after: Duration,
+    /// When the group's lease was last renewed (or the server first seen
     /// as master); `None` while it is not a master.
-    pub confirmed_at: Option<Instant>,
+    pub renewed_at: Option<Instant>,
+    /// The end of the group's lease at the last renewal: a look renews the
+    /// lease only when it moves that end forward.
+    pub last_end: Option<Instant>,
+    /// The group's lease has held at least once since the server became
+    /// master (a new master gets `FENCE_AFTER_MS` until it does).
+    pub held: bool,
     /// Whether the server is fenced now.
     pub fenced: bool,
+}
+
+/// Learns each registered Sentinel's lease from `snap`, seen by master
+/// `me`: one that names `me` and does not see it down holds one; one that
+/// names another master or sees it down holds none; one whose host refused
+/// the connection holds `down-after` from now.
+pub fn learn(mem: &mut FenceMemory, snap: &Snapshot, me: &Endpoint) {
+    for a in snap.registered_answers() {
+        mem.quorum = a.timing.quorum.max(1);
+        mem.down_after = Duration::from_millis(a.timing.down_after_ms);
+        let lease = if a.master == *me && !a.master_down {
+            sentinel_lease(snap.taken, &a.timing)
+        } else {
+            snap.taken
+        };
+        mem.leases.insert(a.sentinel.clone(), lease);
+    }
+    for r in &snap.refused {
+        mem.leases.insert(r.clone(), snap.taken + mem.down_after);
+    }
+    mem.leases.retain(|s, _| snap.sentinels.contains(s));
+}
+
+/// Until when fewer than `quorum` of the `registered` Sentinels can see the
+/// master down; `None` when that is already not so. No Sentinel registered:
+/// `None` too (the caller asks ZooKeeper instead).
+pub fn lease_end(mem: &FenceMemory, registered: usize) -> Option<Instant> {
+    if registered == 0 {
+        return None;
+    }
+    let holders = registered.saturating_sub(mem.quorum.max(1)) + 1;
+    let mut ends: Vec<Instant> = mem.leases.values().copied().collect();
+    ends.sort_unstable_by(|a, b| b.cmp(a));
+    ends.get(holders - 1).copied()
 }
 
 /// What to do after a look.
@@ -83,47 +116,63 @@ pub struct FenceMemory {
 pub enum FenceAction {
     /// Nothing changes.
     Keep,
-    /// Make the server refuse writes: unconfirmed for this long.
+    /// Make the server refuse writes: unconfirmed since this long.
     Fence(Duration),
-    /// Let it take writes again (a witness confirms it, or it is no longer
+    /// Let it take writes again (the lease is renewed, or it is no longer
     /// master and must not keep the setting if it is promoted later).
     Lift,
 }
 
-/// One step of the fence: `master` is whether the local server answers as
-/// master now, `confirmed` whether a witness confirms it. `after` is
+/// When the fence must go up, with the group's lease `lease` as known now.
+pub fn deadline(mem: &FenceMemory, lease: Option<Instant>, after: Duration) -> Option<Instant> {
+    let capped = mem.renewed_at? + after;
+    match lease {
+        Some(end) if mem.held => Some(capped.min(end.checked_sub(MARGIN).unwrap_or(end))),
+        _ => Some(capped),
+    }
+}
+
+/// One step of the fence at `now`: `master` is whether the local server
+/// answers as master, `lease` the group's lease (or, with no Sentinel
+/// registered, ZooKeeper's confirmation as a lease of `after`). `after` is
 /// `FENCE_AFTER_MS`; `None` disables fencing.
 pub fn fence_step(
     master: bool,
-    confirmed: bool,
+    lease: Option<Instant>,
     now: Instant,
     after: Option<Duration>,
     mem: &mut FenceMemory,
 ) -> FenceAction {
+    let lift = |mem: &mut FenceMemory| {
+        if std::mem::take(&mut mem.fenced) {
+            FenceAction::Lift
+        } else {
+            FenceAction::Keep
+        }
+    };
     if !master {
-        mem.confirmed_at = None;
-        return if std::mem::take(&mut mem.fenced) {
-            FenceAction::Lift
-        } else {
-            FenceAction::Keep
-        };
+        mem.renewed_at = None;
+        mem.last_end = None;
+        mem.held = false;
+        return lift(mem);
     }
-    let since = *mem.confirmed_at.get_or_insert(now);
-    if confirmed {
-        mem.confirmed_at = Some(now);
-        return if std::mem::take(&mut mem.fenced) {
-            FenceAction::Lift
-        } else {
-            FenceAction::Keep
-        };
+    let since = *mem.renewed_at.get_or_insert(now);
+    if let Some(end) = lease
+        && end > now + MARGIN
+        && mem.last_end.is_none_or(|l| end > l)
+    {
+        mem.last_end = Some(end);
+        mem.renewed_at = Some(now);
+        mem.held = true;
+        return lift(mem);
     }
     let Some(after) = after else {
         return FenceAction::Keep;
     };
-    let unconfirmed = now.saturating_duration_since(since);
-    if !mem.fenced && unconfirmed >= after {
+    let due = deadline(mem, lease, after).is_none_or(|d| now >= d);
+    if !mem.fenced && due {
         mem.fenced = true;
-        FenceAction::Fence(unconfirmed)
+        FenceAction::Fence(now.saturating_duration_since(since))
     } else {
         FenceAction::Keep
     }
@@ -132,79 +181,145 @@ pub fn fence_step(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::fixtures::ep;
+    use crate::policy::fixtures::*;
 
-    fn w(zk: Option<Option<Endpoint>>, registered: usize, sentinels: &[Endpoint]) -> Witnesses {
-        Witnesses {
-            zk,
-            registered,
-            sentinels: sentinels.to_vec(),
-        }
+    const AFTER: Option<Duration> = Some(Duration::from_millis(3000));
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]
-    fn either_witness_confirms() {
-        let me = ep(1);
-        // ZooKeeper alone.
-        assert!(w(Some(Some(ep(1))), 3, &[]).confirm(&me));
-        // A majority of the registered Sentinels alone.
-        assert!(w(None, 3, &[ep(1), ep(1)]).confirm(&me));
-        assert!(w(Some(None), 1, &[ep(1)]).confirm(&me));
-        // Not a majority: 2 of 4, or 1 of 3 with the others silent.
-        assert!(!w(None, 4, &[ep(1), ep(1), ep(2)]).confirm(&me));
-        assert!(!w(None, 3, &[ep(1)]).confirm(&me));
-        // The record names another, the Sentinels are split.
-        assert!(!w(Some(Some(ep(2))), 3, &[ep(1), ep(2), ep(2)]).confirm(&me));
-        // No Sentinel registered and no ZooKeeper: nobody confirms.
-        assert!(!w(None, 0, &[]).confirm(&me));
-        let why = w(None, 3, &[ep(1)]).why_not(&me);
-        assert!(why.contains("ZooKeeper unreachable") && why.contains("1 of 3"), "{why}");
-    }
-
-    #[test]
-    fn fences_after_the_deadline_and_lifts_on_confirmation() {
-        let after = Some(Duration::from_millis(3000));
+    fn a_sentinels_lease_is_down_after_less_what_its_pending_ping_waited() {
         let t0 = Instant::now();
-        let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let mut m = FenceMemory::default();
-        assert_eq!(fence_step(true, true, at(0), after, &mut m), FenceAction::Keep);
-        // Unconfirmed from 500 ms on: nothing until 3 s after the last
-        // confirmation, then one fence, then nothing more.
-        assert_eq!(fence_step(true, false, at(500), after, &mut m), FenceAction::Keep);
-        assert_eq!(fence_step(true, false, at(2999), after, &mut m), FenceAction::Keep);
-        assert_eq!(
-            fence_step(true, false, at(3000), after, &mut m),
-            FenceAction::Fence(Duration::from_millis(3000))
-        );
-        assert!(m.fenced);
-        assert_eq!(fence_step(true, false, at(9000), after, &mut m), FenceAction::Keep);
-        // A witness returns: lifted once.
-        assert_eq!(fence_step(true, true, at(9500), after, &mut m), FenceAction::Lift);
-        assert_eq!(fence_step(true, true, at(10_000), after, &mut m), FenceAction::Keep);
-        // Demoted while fenced: lifted, so a later promotion takes writes.
-        assert_eq!(
-            fence_step(true, false, at(13_000), after, &mut m),
-            FenceAction::Fence(Duration::from_millis(3000))
-        );
-        assert_eq!(fence_step(false, false, at(13_500), after, &mut m), FenceAction::Lift);
-        assert_eq!(fence_step(false, false, at(14_000), after, &mut m), FenceAction::Keep);
+        let calm = Timing {
+            down_after_ms: 1000,
+            ..Timing::default()
+        };
+        assert_eq!(sentinel_lease(t0, &calm), t0 + ms(1000));
+        let pending = Timing {
+            ping_pending_ms: 300,
+            last_ok_ms: 900,
+            ..calm
+        };
+        assert_eq!(sentinel_lease(t0, &pending), t0 + ms(700));
+        let link_down = Timing {
+            disconnected: true,
+            ..pending
+        };
+        assert_eq!(sentinel_lease(t0, &link_down), t0 + ms(100));
+        let past = Timing {
+            ping_pending_ms: 5000,
+            ..calm
+        };
+        assert_eq!(sentinel_lease(t0, &past), t0);
     }
 
     #[test]
-    fn a_new_master_gets_the_whole_delay() {
-        let after = Some(Duration::from_millis(3000));
+    fn the_group_lease_ends_when_a_quorum_could_see_the_master_down() {
+        let mut s = healthy(1);
+        let mut mem = FenceMemory::default();
+        learn(&mut mem, &s, &ep(1));
+        assert_eq!(lease_end(&mem, 3), Some(s.taken + ms(1000)));
+        // One Sentinel's ping waits 600 ms, another sees the master down:
+        // with quorum 2 of 3, two must hold a lease: the second best.
+        s.answers[0].timing.ping_pending_ms = 600;
+        s.answers[1].master_down = true;
+        learn(&mut mem, &s, &ep(1));
+        assert_eq!(lease_end(&mem, 3), Some(s.taken + ms(400)));
+        // Two name another master: only one holds a lease, too few.
+        let mut other = healthy(1);
+        other.answers[0] = says(21, 2, 2);
+        other.answers[1] = says(22, 2, 2);
+        let mut mem = FenceMemory::default();
+        learn(&mut mem, &other, &ep(1));
+        assert_eq!(lease_end(&mem, 3), Some(other.taken));
+        // A Sentinel that did not answer keeps the lease of its last answer.
+        let mut later = healthy(1);
+        later.taken = s.taken + ms(500);
+        later.answers.remove(2);
+        let mut mem = FenceMemory::default();
+        learn(&mut mem, &s, &ep(1));
+        learn(&mut mem, &later, &ep(1));
+        assert_eq!(mem.leases[&sentinel(23)], s.taken + ms(1000));
+        // A refused one holds down-after from now.
+        let mut refused = later.clone();
+        refused.answers.truncate(1);
+        refused.refused = vec![sentinel(22), sentinel(23)];
+        let mut mem = FenceMemory::default();
+        learn(&mut mem, &refused, &ep(1));
+        assert_eq!(lease_end(&mem, 3), Some(refused.taken + ms(1000)));
+        assert_eq!(lease_end(&mem, 0), None);
+    }
+
+    #[test]
+    fn fences_before_the_lease_ends_and_lifts_when_it_is_renewed() {
         let t0 = Instant::now();
+        let at = |n: u64| t0 + ms(n);
         let mut m = FenceMemory::default();
-        // A replica for a long time, never confirmed as master.
-        assert_eq!(fence_step(false, false, t0, after, &mut m), FenceAction::Keep);
-        let promoted = t0 + Duration::from_secs(60);
-        assert_eq!(fence_step(true, false, promoted, after, &mut m), FenceAction::Keep);
         assert_eq!(
-            fence_step(true, false, promoted + Duration::from_millis(2900), after, &mut m),
+            fence_step(true, Some(at(1000)), at(0), AFTER, &mut m),
             FenceAction::Keep
         );
+        // No renewal: the fence goes up MARGIN before the lease ends.
+        assert_eq!(
+            fence_step(true, Some(at(1000)), at(700), AFTER, &mut m),
+            FenceAction::Keep
+        );
+        assert_eq!(
+            fence_step(true, Some(at(1000)), at(800), AFTER, &mut m),
+            FenceAction::Fence(ms(800))
+        );
+        assert_eq!(
+            fence_step(true, Some(at(1000)), at(900), AFTER, &mut m),
+            FenceAction::Keep
+        );
+        // Renewed: lifted once.
+        assert_eq!(
+            fence_step(true, Some(at(3000)), at(2000), AFTER, &mut m),
+            FenceAction::Lift
+        );
+        assert_eq!(
+            fence_step(true, Some(at(3500)), at(2500), AFTER, &mut m),
+            FenceAction::Keep
+        );
+        // Demoted while fenced: lifted, so a later promotion takes writes.
+        assert_eq!(
+            fence_step(true, Some(at(3500)), at(3400), AFTER, &mut m),
+            FenceAction::Fence(ms(900))
+        );
+        assert_eq!(fence_step(false, None, at(3500), AFTER, &mut m), FenceAction::Lift);
+    }
+
+    #[test]
+    fn a_long_lease_not_renewed_is_capped_by_fence_after() {
+        let t0 = Instant::now();
+        let mut m = FenceMemory::default();
+        let long = Some(t0 + Duration::from_secs(30));
+        assert_eq!(fence_step(true, long, t0, AFTER, &mut m), FenceAction::Keep);
+        // No fresh answer moves the lease: FENCE_AFTER_MS after the last
+        // renewal, although the lease itself runs for 30 s.
+        assert_eq!(fence_step(true, long, t0 + ms(2900), AFTER, &mut m), FenceAction::Keep);
+        assert_eq!(
+            fence_step(true, long, t0 + ms(3000), AFTER, &mut m),
+            FenceAction::Fence(ms(3000))
+        );
+        let renewed = Some(t0 + Duration::from_secs(33));
+        assert_eq!(
+            fence_step(true, renewed, t0 + ms(3500), AFTER, &mut m),
+            FenceAction::Lift
+        );
+    }
+
+    #[test]
+    fn a_new_master_gets_fence_after_to_be_confirmed() {
+        let t0 = Instant::now();
+        let mut m = FenceMemory::default();
+        // Promoted; the Sentinels name the old master for a moment.
+        assert_eq!(fence_step(true, None, t0, AFTER, &mut m), FenceAction::Keep);
+        assert_eq!(fence_step(true, None, t0 + ms(2900), AFTER, &mut m), FenceAction::Keep);
         assert!(matches!(
-            fence_step(true, false, promoted + Duration::from_millis(3100), after, &mut m),
+            fence_step(true, None, t0 + ms(3000), AFTER, &mut m),
             FenceAction::Fence(_)
         ));
     }
@@ -215,7 +330,7 @@ mod tests {
         let mut m = FenceMemory::default();
         for s in 0..100 {
             assert_eq!(
-                fence_step(true, false, t0 + Duration::from_secs(s), None, &mut m),
+                fence_step(true, None, t0 + Duration::from_secs(s), None, &mut m),
                 FenceAction::Keep
             );
         }

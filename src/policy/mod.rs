@@ -19,7 +19,7 @@ pub(crate) mod fixtures {
     use tokio::time::Instant;
 
     use crate::model::{Endpoint, Record, Role};
-    use crate::reply::{ReplicaLine, SentinelAnswer, SentinelReplica, ServerState};
+    use crate::reply::{ReplicaLine, SentinelAnswer, SentinelReplica, ServerState, Timing};
     use crate::snapshot::{SessionMark, Snapshot, ZkSession};
 
     pub fn ep(n: u16) -> Endpoint {
@@ -80,12 +80,19 @@ pub(crate) mod fixtures {
         SentinelAnswer {
             sentinel: sentinel(s),
             master: ep(m),
+            monitored: ep(m),
             epoch,
             peers: 2,
             replicas: 2,
             failover: false,
             master_down: false,
             dead_peers: None,
+            timing: Timing {
+                quorum: 2,
+                down_after_ms: 1000,
+                failover_timeout_ms: 5000,
+                ..Timing::default()
+            },
         }
     }
 

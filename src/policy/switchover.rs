@@ -112,6 +112,8 @@ pub struct Procedure {
     pub phase: Phase,
     /// When writes were paused.
     pub paused_at: Option<Instant>,
+    /// When the failover was asked for (or, frozen, seen).
+    pub requested_at: Option<Instant>,
 }
 
 /// The most of the time kept for pausing, catching up, failing over and
@@ -141,6 +143,20 @@ impl Procedure {
             deadline,
             phase: Phase::Prepare,
             paused_at: None,
+            requested_at: None,
+        }
+    }
+
+    /// The freeze: a failover of this master that the Sentinels started on
+    /// their own (or an operator at a Sentinel), seen at `now` and already
+    /// answered by a write pause, waited for until `bound` (their
+    /// `failover-timeout`).
+    pub fn frozen(now: Instant, bound: Duration) -> Procedure {
+        Procedure {
+            phase: Phase::Requested,
+            paused_at: Some(now),
+            requested_at: Some(now),
+            ..Procedure::new(None, false, now, bound, Duration::ZERO)
         }
     }
 }
@@ -154,6 +170,9 @@ pub enum Outcome {
     Skipped(String),
     /// It could not be done safely; nothing was paused or requested.
     Unsafe(String),
+    /// The Sentinels gave the failover up, and still name this master:
+    /// writes are resumed.
+    Aborted(String),
     /// The deadline passed. Writes stay paused if a failover was requested
     /// (the pause lapses `PAUSE_MARGIN` after the deadline); otherwise they
     /// are resumed.
@@ -167,6 +186,7 @@ impl Outcome {
             Outcome::Done(_) => "done",
             Outcome::Skipped(_) => "skipped",
             Outcome::Unsafe(_) => "unsafe",
+            Outcome::Aborted(_) => "aborted",
             Outcome::TimedOut(_) => "timeout",
         }
     }
@@ -223,12 +243,27 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
         };
     }
     if p.phase == Phase::Requested {
+        // The new master: named by the Sentinel leading the failover (it
+        // names the promoted replica as soon as it answers as master), or,
+        // once it ended, by a majority.
+        let registered = snap.sentinels.len();
         let new = snap
             .registered_answers()
             .map(|a| &a.master)
-            .find(|m| *m != me && snap.is_live_master(m));
+            .filter(|m| *m != me && snap.is_live_master(m))
+            .find(|m| {
+                let votes = snap.registered_answers().filter(|a| a.master == **m).count();
+                snap.registered_answers().any(|a| a.failover && a.master == **m) || votes * 2 > registered
+            });
+        // Given up: a look that began after the failover was asked for
+        // (when the leader's flag was already up) finds no failover under
+        // way, and every Sentinel that answered still names this master.
+        let given_up = p.requested_at.is_some_and(|t| snap.taken > t)
+            && snap.registered_answers().next().is_some()
+            && snap.registered_answers().all(|a| !a.failover && a.master == *me);
         return match new {
             Some(m) => Step::Finish(Outcome::Done(m.clone())),
+            None if given_up => Step::Finish(Outcome::Aborted("the Sentinels gave the failover up".into())),
             None if now >= p.deadline => Step::Finish(Outcome::TimedOut(
                 "the Sentinels did not name another master in time".into(),
             )),
@@ -325,6 +360,7 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
 mod tests {
     use super::*;
     use crate::policy::fixtures::*;
+    use crate::reply::SentinelAnswer;
 
     const SECOND: Duration = Duration::from_secs(1);
 
@@ -374,9 +410,18 @@ mod tests {
         assert_eq!(run(&mut p, &s, t0 + SECOND), Step::Request(sentinel(21)));
         p.phase = Phase::Requested;
         assert!(matches!(run(&mut p, &s, t0 + 2 * SECOND), Step::Wait(_)));
+        // One Sentinel names 2, with no failover flagged: not yet (a stale
+        // answer naming a live master must not end it).
         let mut after = healthy(1);
         after.answers[1] = says(22, 2, 2);
         after.servers[1] = master(2);
+        assert!(matches!(run(&mut p, &after, t0 + 3 * SECOND), Step::Wait(_)));
+        // The leader of the failover names 2: done.
+        after.answers[1].failover = true;
+        assert_eq!(run(&mut p, &after, t0 + 3 * SECOND), Step::Finish(Outcome::Done(ep(2))));
+        // Or, once it ended, a majority does.
+        after.answers[1].failover = false;
+        after.answers[2] = says(23, 2, 2);
         assert_eq!(run(&mut p, &after, t0 + 3 * SECOND), Step::Finish(Outcome::Done(ep(2))));
         // Already demoted by the Sentinels: done too.
         let mut demoted = after.clone();
@@ -460,6 +505,37 @@ mod tests {
         first.sentinel_replicas[2].1[1].priority = 1;
         assert!(matches!(run(&mut p, &first, t0), Step::Pause(_)));
         assert!(matches!(&p.phase, Phase::Paused { sentinel: s, .. } if *s == sentinel(23)));
+    }
+
+    #[test]
+    fn a_freeze_ends_done_when_a_new_master_is_named_and_aborted_when_the_failover_is_given_up() {
+        let t0 = Instant::now();
+        let mut p = Procedure::frozen(t0, 5 * SECOND);
+        let mut under_way = healthy(1);
+        under_way.taken = t0 + SECOND / 10;
+        under_way.answers[0].failover = true;
+        assert!(matches!(run(&mut p, &under_way, t0 + SECOND / 10), Step::Wait(_)));
+        // A look from before the freeze proves nothing.
+        let mut stale = healthy(1);
+        stale.taken = t0 - SECOND;
+        assert!(matches!(run(&mut p, &stale, t0), Step::Wait(_)));
+        let mut given_up = healthy(1);
+        given_up.taken = t0 + SECOND;
+        let r = run(&mut p, &given_up, t0 + SECOND);
+        assert!(matches!(r, Step::Finish(Outcome::Aborted(_))), "{r:?}");
+        let mut promoted = under_way.clone();
+        promoted.answers[0] = SentinelAnswer {
+            failover: true,
+            ..says(21, 2, 2)
+        };
+        promoted.servers[1] = master(2);
+        let mut p = Procedure::frozen(t0, 5 * SECOND);
+        assert_eq!(run(&mut p, &promoted, t0 + SECOND), Step::Finish(Outcome::Done(ep(2))));
+        let mut p = Procedure::frozen(t0, 5 * SECOND);
+        assert!(matches!(
+            run(&mut p, &under_way, t0 + 6 * SECOND),
+            Step::Finish(Outcome::TimedOut(_))
+        ));
     }
 
     #[test]

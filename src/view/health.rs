@@ -79,17 +79,21 @@ pub struct RedisView {
     /// Whether the record agrees with this task: it names this task exactly
     /// when this task is the master.
     pub record_matches: bool,
-    /// A master that refuses writes because no witness confirmed it in
-    /// time ([`crate::policy::fence`]).
+    /// A master that refuses writes because the Sentinels' lease on it
+    /// ran out ([`crate::policy::fence`]).
     pub fenced: bool,
+    /// A master whose writes are paused while a failover of it is under
+    /// way (the freeze).
+    pub frozen: bool,
 }
 
 impl RedisView {
-    /// The view of a fenced master: not ready and not `/master`, so that
-    /// Marathon and a router send no writes to it.
-    pub fn with_fence(mut self, fenced: bool) -> RedisView {
+    /// The view of a fenced or frozen master: not ready and not `/master`,
+    /// so that Marathon and a router send no writes to it.
+    pub fn with_fence(mut self, fenced: bool, frozen: bool) -> RedisView {
         self.fenced = fenced;
-        if fenced && self.node.role == Some("master") {
+        self.frozen = frozen;
+        if (fenced || frozen) && self.node.role == Some("master") {
             self.ready = false;
             self.is_master = false;
         }
@@ -131,6 +135,7 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
         is_replica: false,
         record_matches: record != Some(me),
         fenced: false,
+        frozen: false,
     };
     match local.map(|l| (l, &l.role)) {
         Some((_, Role::Master)) => {
@@ -341,7 +346,7 @@ mod tests {
         s.answers = vec![says(21, 2, 2), says(22, 1, 1), says(23, 1, 1)];
         assert!(redis_view(&s, &ep(1), 10, 100).is_master);
         // Fenced: neither ready nor /master, and the JSON says why.
-        let f = redis_view(&s, &ep(1), 10, 100).with_fence(true);
+        let f = redis_view(&s, &ep(1), 10, 100).with_fence(true, false);
         assert!(f.fenced && !f.ready && !f.is_master);
         assert_eq!(codes(&redis_pages(&f))[2], ("/master", 503));
         assert!(

@@ -35,6 +35,9 @@ pub struct GroupStatus {
     pub nodes: Vec<NodeView>,
     /// The registered Sentinels.
     pub sentinels: Vec<SentinelStatus>,
+    /// The master a Sentinel is failing over now: its writes are paused
+    /// (frozen) until the failover ends.
+    pub failover_of: Option<String>,
     /// Healthy: the record names a live master, every node is it or a
     /// linked replica of it, every Sentinel names it, no ghosts.
     pub healthy: bool,
@@ -118,7 +121,17 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
     if snap.sentinels.is_empty() {
         reasons.push("no sentinel is registered".to_string());
     }
+    let failover_of = snap
+        .registered_answers()
+        .find(|a| a.failover)
+        .map(|a| a.monitored.to_string());
+    if let Some(m) = &failover_of {
+        reasons.push(format!(
+            "a failover of {m} is under way: its writes are paused (frozen) until it ends"
+        ));
+    }
     GroupStatus {
+        failover_of,
         record: record.as_ref().map(ToString::to_string),
         record_version: version,
         nodes,

@@ -1,0 +1,203 @@
+//! A failover the launchers did not start loses no acknowledged write: the
+//! master's launcher freezes its server (`CLIENT PAUSE WRITE`) at the first
+//! sign of a failover of it, before the chosen replica is detached, and
+//! makes it the new master's replica as soon as the promotion is
+//! confirmed. Groups of 3+3+2 with `SENTINEL_DOWN_AFTER_MS=1000` (short
+//! timeouts make the race likelier), a writer that follows the Sentinels
+//! and counts a write only when `WAIT 1` confirms it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::*;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn group(tag: &str) -> Group {
+    let mut g = Group::new(tag);
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "1000".into()));
+    Group::start_with(g, 3, 3, 2).await
+}
+
+/// A Redis log line's time (`04 Dec 2026 13:15:28.515`) in milliseconds
+/// of the day, and a launcher's (`2026-12-04T13:15:28.515123Z`).
+fn redis_ms(line: &str) -> Option<u64> {
+    let t = line.split_whitespace().nth(4)?;
+    clock_ms(t)
+}
+
+fn launcher_ms(line: &str) -> Option<u64> {
+    let t = line.split('T').nth(1)?.split('Z').next()?;
+    clock_ms(t)
+}
+
+fn clock_ms(t: &str) -> Option<u64> {
+    let mut p = t.split(':');
+    let (h, m, s): (u64, u64, f64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
+}
+
+/// When `new` (its redis-server's log) last turned master, and when the
+/// launcher of `old` first froze it after `since` (its log's length
+/// before the failover).
+fn promotion_and_freeze(new_log: &str, old_log: &str, since: usize) -> (Option<u64>, Option<u64>) {
+    let promoted = new_log
+        .lines()
+        .rfind(|l| l.contains("MASTER MODE enabled"))
+        .and_then(redis_ms);
+    let frozen = old_log
+        .get(since..)
+        .unwrap_or("")
+        .lines()
+        .find(|l| l.contains("FROZEN"))
+        .and_then(launcher_ms);
+    (promoted, frozen)
+}
+
+/// Forces `SENTINEL FAILOVER` at Sentinel `s` and waits until another
+/// server is master for the record and the Sentinels, and the old one is
+/// its replica. Returns the new master.
+async fn forced_failover(g: &Group, s: &str, old: &str) -> String {
+    let t0 = Instant::now();
+    redis_cmd(s, None, &["SENTINEL", "FAILOVER", "mymaster"])
+        .await
+        .unwrap_or_else(|e| panic!("SENTINEL FAILOVER at {s}: {e}"));
+    let new = wait_for("the record to name another master", Duration::from_secs(20), || async {
+        match g.record().await {
+            Some(r) if r != old && role(&r).await.as_deref() == Ok("master") => Ok(r),
+            other => Err(format!("record {other:?}")),
+        }
+    })
+    .await;
+    eprintln!("MEASURE forced failover at {s}: {old} -> {new} in {:?}", t0.elapsed());
+    new
+}
+
+/// `SENTINEL FAILOVER` typed at a Sentinel, five times in a row, under a
+/// record-following `WAIT 1` writer: nothing acknowledged is lost, each old
+/// master was frozen before its replica was promoted, and it follows the
+/// new master at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forced_failovers_lose_no_acknowledged_write() {
+    let _serial = SERIAL.lock().await;
+    let g = group("forced").await;
+    let writer = g.start_writer("forced", None, 1);
+    let mut margins = vec![];
+    for round in 0..5 {
+        let old = g.wait_healthy(Duration::from_secs(60)).await;
+        let oi = g.redis.iter().position(|m| m.addr() == old).unwrap();
+        // Writes flow before each failover.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let since = g.redis[oi].proc.log().len();
+        let s = g.sentinels[round % 3].addr();
+        let new = forced_failover(&g, &s, &old).await;
+        let ni = g.redis.iter().position(|m| m.addr() == new).unwrap();
+        wait_for(
+            "the old master to follow the new one",
+            Duration::from_secs(10),
+            || async {
+                let host = info_field(&old, "replication", "master_host").await?;
+                let port = info_field(&old, "replication", "master_port").await?;
+                if format!("{host} {port}") == new {
+                    Ok(())
+                } else {
+                    Err(format!("{host} {port}"))
+                }
+            },
+        )
+        .await;
+        let (promoted, frozen) = promotion_and_freeze(&g.redis[ni].proc.log(), &g.redis[oi].proc.log(), since);
+        let (Some(p), Some(f)) = (promoted, frozen) else {
+            panic!(
+                "round {round}: no promotion ({promoted:?}) or no freeze ({frozen:?}) in the logs of {new} and {old}:\n{}",
+                g.redis[oi].proc.log()
+            );
+        };
+        assert!(
+            f <= p,
+            "round {round}: {old} was frozen {} ms after {new} was promoted\n{}",
+            f - p,
+            g.diagnose().await
+        );
+        margins.push(p - f);
+    }
+    g.wait_healthy(Duration::from_secs(60)).await;
+    let ledger = writer.finish().await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let lost = missing_keys(&master, None, &ledger.acked).await;
+    eprintln!(
+        "MEASURE 5 forced failovers: {} acknowledged, {} lost, {} failed, longest gap {:?}; frozen before the promotion by {margins:?} ms",
+        ledger.acked.len(),
+        lost.len(),
+        ledger.failed,
+        ledger.longest_gap
+    );
+    assert!(
+        ledger.acked.len() > 100,
+        "the writer barely wrote: {}",
+        ledger.acked.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+/// The Sentinels' events are lost (every pub/sub connection to every
+/// Sentinel killed just before the failover is forced): the look that
+/// follows every new subscription, and the Sentinels' failover flag in
+/// every look, still freeze the master before its replica is promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_event_is_caught_by_the_check() {
+    let _serial = SERIAL.lock().await;
+    let g = group("lostevent").await;
+    let writer = g.start_writer("lost", None, 1);
+    let old = g.wait_healthy(Duration::from_secs(60)).await;
+    let oi = g.redis.iter().position(|m| m.addr() == old).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let since = g.redis[oi].proc.log().len();
+    for s in &g.sentinels {
+        let killed = redis_cmd(&s.addr(), None, &["CLIENT", "KILL", "TYPE", "pubsub"]).await;
+        assert!(
+            matches!(killed, Ok(redis::Value::Int(n)) if n >= 1),
+            "{}: no subscription to kill: {killed:?}",
+            s.addr()
+        );
+    }
+    let new = forced_failover(&g, &g.sentinels[0].addr(), &old).await;
+    let ni = g.redis.iter().position(|m| m.addr() == new).unwrap();
+    g.wait_healthy(Duration::from_secs(60)).await;
+    let ledger = writer.finish().await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let lost = missing_keys(&master, None, &ledger.acked).await;
+    let old_log = g.redis[oi].proc.log();
+    let (promoted, frozen) = promotion_and_freeze(&g.redis[ni].proc.log(), &old_log, since);
+    let why = old_log[since..]
+        .lines()
+        .find(|l| l.contains("FROZEN"))
+        .unwrap_or("no FROZEN line")
+        .to_string();
+    eprintln!(
+        "MEASURE lost event: {} acknowledged, {} lost; frozen {frozen:?}, promoted {promoted:?} (ms of the day): {why}",
+        ledger.acked.len(),
+        lost.len()
+    );
+    let (Some(p), Some(f)) = (promoted, frozen) else {
+        panic!("no promotion ({promoted:?}) or no freeze ({frozen:?}):\n{old_log}");
+    };
+    assert!(
+        f <= p,
+        "{old} was frozen {} ms after {new} was promoted\n{}",
+        f - p,
+        g.diagnose().await
+    );
+    assert!(lost.is_empty(), "{} acknowledged writes lost", lost.len());
+}
