@@ -56,8 +56,8 @@ pub struct Metrics {
     /// `rzk_admin_rejected_total`: admin connections closed unanswered
     /// because the concurrency bound was reached.
     pub admin_rejected: IntCounter,
-    /// `rzk_fenced`: 1 while the master refuses writes because no witness
-    /// confirmed it for `FENCE_AFTER_MS`.
+    /// `rzk_fenced`: 1 while the master refuses writes because its
+    /// Sentinels' lease ran out (contract section 8).
     pub fenced: IntGauge,
     /// `rzk_fences_total`: times the master was fenced.
     pub fences: IntCounter,

@@ -272,7 +272,7 @@ pub const VARS: &[Var] = &[
         "what the server keeps on disk (section 7)"),
     var!("FENCE_AFTER_MS", R, Redis, Value("3000"),
         "0 (never fence) or milliseconds from 500 to 600000",
-        "how long a master may go unconfirmed before it refuses writes (section 8)"),
+        "the longest a master takes writes without its Sentinels renewing its lease (section 8)"),
     var!("REDIS_SENTINEL_BIN", S, Sentinel, Value("redis-sentinel"),
         "an executable redis-sentinel, by path or on PATH",
         "the Sentinel to run; checked at start"),
