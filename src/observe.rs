@@ -10,13 +10,13 @@
 //! about one timeout.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, timeout};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use zookeeper_client::SessionState;
 
 use crate::model::{Endpoint, Intent, Record};
@@ -256,10 +256,11 @@ async fn ask_sentinels(
                 if e.is_refused() {
                     out.refused.push(s.clone());
                 }
-                warn!(sentinel = %s, error = %e, "sentinel did not answer");
+                silent(&s, Some(&e.to_string()));
                 continue;
             }
         };
+        silent(&s, None);
         if is_own {
             out.ckquorum = replies.next_back().map(|r| r.map(drop).map_err(|e| e.to_string()));
         }
@@ -577,5 +578,18 @@ async fn subscription(
                 }
             },
         }
+    }
+}
+
+/// Logs a Sentinel that stops answering once (`error`), and once more when
+/// it answers again (`None`), rather than at every look.
+fn silent(s: &Endpoint, error: Option<&str>) {
+    static SILENT: LazyLock<Mutex<BTreeSet<Endpoint>>> = LazyLock::new(Default::default);
+    let mut set = SILENT.lock().unwrap_or_else(|p| p.into_inner());
+    match error {
+        Some(e) if set.insert(s.clone()) => warn!(sentinel = %s, error = %e, "sentinel did not answer"),
+        Some(e) => debug!(sentinel = %s, error = %e, "sentinel still does not answer"),
+        None if set.remove(s) => info!(sentinel = %s, "sentinel answers again"),
+        None => {}
     }
 }

@@ -140,7 +140,8 @@ async fn a_zookeeper_outage_alone_never_fences() {
         "a write was refused during a ZooKeeper outage with the Sentinels confirming"
     );
     let mi = g.master_index().await.unwrap();
-    assert!(!g.redis[mi].proc.log().contains("FENCED"));
+    let log = g.redis[mi].proc.log();
+    assert!(!log.contains("FENCED"), "the master was fenced:\n{log}");
     eprintln!("MEASURE ZooKeeper frozen {} ms: {n} writes, none refused", FENCE_MS * 5);
 }
 
@@ -153,12 +154,13 @@ async fn losing_every_sentinel_alone_never_fences() {
         s.proc.signal(libc::SIGKILL);
     }
     let (n, refused) = writes_for(&master, Duration::from_millis(FENCE_MS * 5)).await;
+    let mi = g.master_index().await.unwrap();
+    let log = g.redis[mi].proc.log();
     assert_eq!(
         refused, None,
-        "a write was refused with every Sentinel gone and ZooKeeper confirming"
+        "a write was refused with every Sentinel gone and ZooKeeper confirming:\n{log}"
     );
-    let mi = g.master_index().await.unwrap();
-    assert!(!g.redis[mi].proc.log().contains("FENCED"));
+    assert!(!log.contains("FENCED"), "the master was fenced:\n{log}");
     eprintln!(
         "MEASURE every Sentinel gone {} ms: {n} writes, none refused",
         FENCE_MS * 5

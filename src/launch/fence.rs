@@ -58,6 +58,7 @@ pub async fn run(
     let mut snapshots = observer.subscribe();
     let mut mem = FenceMemory::default();
     let mut lease: Option<Instant> = None;
+    let mut lease_by_zk = false;
     // The configured value, put back when the fence is lifted.
     let mut configured = String::from("0");
     let executor = own.executor();
@@ -76,10 +77,21 @@ pub async fn run(
             None => (mem.renewed_at.is_some(), Instant::now()),
         };
         if let Some(s) = snap.as_deref().filter(|_| master) {
-            lease = if s.sentinels.is_empty() {
-                zk_confirms(own, s, &sessions.borrow().clone())
-                    .await
-                    .then_some(now + after)
+            // Leases from the two sources are not comparable: a fresh
+            // confirmation from ZooKeeper renews whatever the Sentinels
+            // last gave, and the Sentinels' first lease after ZooKeeper's
+            // renews too.
+            let by_zk = s.sentinels.is_empty();
+            if by_zk != lease_by_zk {
+                mem.last_end = None;
+                lease_by_zk = by_zk;
+            }
+            lease = if by_zk {
+                let fresh = zk_confirms(own, s, &sessions.borrow().clone()).await;
+                if fresh {
+                    mem.last_end = None;
+                }
+                fresh.then_some(now + after)
             } else {
                 learn(&mut mem, s, &own.me);
                 lease_end(&mem, s.sentinels.len())

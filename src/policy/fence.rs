@@ -80,7 +80,8 @@ pub struct FenceMemory {
 /// Learns each registered Sentinel's lease from `snap`, seen by master
 /// `me`: one that names `me` and does not see it down holds one; one that
 /// names another master or sees it down holds none; one whose host refused
-/// the connection holds `down-after` from now.
+/// the connection, or that does not know the master's name, holds
+/// `down-after` from now.
 pub fn learn(mem: &mut FenceMemory, snap: &Snapshot, me: &Endpoint) {
     for a in snap.registered_answers() {
         mem.quorum = a.timing.quorum.max(1);
@@ -92,7 +93,9 @@ pub fn learn(mem: &mut FenceMemory, snap: &Snapshot, me: &Endpoint) {
         };
         mem.leases.insert(a.sentinel.clone(), lease);
     }
-    for r in &snap.refused {
+    // Neither a Sentinel that is not running nor one that does not monitor
+    // this master can call it down before `down-after` from now.
+    for r in snap.refused.iter().chain(&snap.unknown_name) {
         mem.leases.insert(r.clone(), snap.taken + mem.down_after);
     }
     mem.leases.retain(|s, _| snap.sentinels.contains(s));
@@ -249,6 +252,13 @@ mod tests {
         let mut mem = FenceMemory::default();
         learn(&mut mem, &refused, &ep(1));
         assert_eq!(lease_end(&mem, 3), Some(refused.taken + ms(1000)));
+        // So does one that does not monitor this master's name.
+        let mut unknown = later.clone();
+        unknown.answers.truncate(1);
+        unknown.unknown_name = vec![sentinel(22), sentinel(23)];
+        let mut mem = FenceMemory::default();
+        learn(&mut mem, &unknown, &ep(1));
+        assert_eq!(lease_end(&mem, 3), Some(unknown.taken + ms(1000)));
         assert_eq!(lease_end(&mem, 0), None);
     }
 

@@ -36,8 +36,13 @@ pub struct Opts {
     pub start_rounds: usize,
     /// P5 rounds per side.
     pub pong_rounds: usize,
+    /// F1/F2 rounds per side (rzk and raw, interleaved).
+    pub forced_rounds: usize,
     /// Length of each idle window of the steady-state cost.
     pub idle: Duration,
+    /// Only these parts (`P6`, `P5`, `P2` for P1/P2, `F` for F1/F2, `P3`,
+    /// `P4` for the idle costs); all when empty.
+    pub only: Vec<String>,
 }
 
 impl Opts {
@@ -48,7 +53,9 @@ impl Opts {
             sizes: vec![5, 10, 30],
             start_rounds: 3,
             pong_rounds: 10,
+            forced_rounds: 5,
             idle: Duration::from_secs(60),
+            only: vec![],
         }
     }
 
@@ -59,12 +66,15 @@ impl Opts {
             sizes: vec![3],
             start_rounds: 1,
             pong_rounds: 1,
+            forced_rounds: 1,
             idle: Duration::from_secs(5),
+            only: vec![],
         }
     }
 
     /// Reads `--rounds N`, `--sizes 5,10`, `--start-rounds N`,
-    /// `--pong-rounds N`, `--idle-secs N` over [`Opts::full`].
+    /// `--pong-rounds N`, `--forced-rounds N`, `--idle-secs N`,
+    /// `--only P2,F` over [`Opts::full`].
     pub fn from_args(args: &[String]) -> Result<Opts, String> {
         let mut o = Opts::full();
         let mut it = args.iter();
@@ -78,6 +88,13 @@ impl Opts {
                 "--rounds" => o.failover_rounds = n()?.max(1),
                 "--start-rounds" => o.start_rounds = n()?.max(1),
                 "--pong-rounds" => o.pong_rounds = n()?.max(1),
+                "--forced-rounds" => o.forced_rounds = n()?.max(1),
+                "--only" => {
+                    o.only = v.split(',').map(|p| p.trim().to_uppercase()).collect();
+                    if let Some(p) = o.only.iter().find(|p| !PARTS.contains(&p.as_str())) {
+                        return Err(format!("--only {v}: unknown part {p} (known: {})", PARTS.join(",")));
+                    }
+                }
                 "--idle-secs" => o.idle = Duration::from_secs(n()?.max(1) as u64),
                 "--sizes" => {
                     o.sizes = v
@@ -91,12 +108,21 @@ impl Opts {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown option {a} (known: --rounds --sizes --start-rounds --pong-rounds --idle-secs)"
+                        "unknown option {a} (known: --rounds --sizes --start-rounds --pong-rounds --forced-rounds --idle-secs --only)"
                     ));
                 }
             }
         }
         Ok(o)
+    }
+}
+
+/// The parts `--only` can pick.
+const PARTS: [&str; 6] = ["P6", "P5", "P2", "F", "P3", "P4"];
+
+impl Opts {
+    fn runs(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
     }
 }
 
@@ -220,23 +246,42 @@ fn ms(d: Duration) -> f64 {
 /// Runs every part of the benchmark and returns the table.
 pub async fn run(o: &Opts) -> Report {
     let mut rep = Report::default();
-    eprintln!("bench: P6 binary sizes");
-    rep.rows.push(p6_sizes());
-    eprintln!("bench: P5 start to PONG, {} rounds", o.pong_rounds);
-    rep.rows.push(p5_pong(o.pong_rounds).await);
-    eprintln!(
-        "bench: P1/P2 failover, {} rounds each side, interleaved",
-        o.failover_rounds
-    );
-    rep.rows.extend(p1_p2_failover(o.failover_rounds).await);
-    for &n in &o.sizes {
-        eprintln!("bench: P3 {n} launchers at once, {} rounds", o.start_rounds);
-        rep.rows.push(p3_start(n, o.start_rounds).await);
+    if o.runs("P6") {
+        eprintln!("bench: P6 binary sizes");
+        rep.rows.push(p6_sizes());
     }
-    eprintln!("bench: P4 and steady-state cost, idle windows of {:?}", o.idle);
-    let (rows, notes) = idle_cost(o.idle).await;
-    rep.rows.extend(rows);
-    rep.notes.extend(notes);
+    if o.runs("P5") {
+        eprintln!("bench: P5 start to PONG, {} rounds", o.pong_rounds);
+        rep.rows.push(p5_pong(o.pong_rounds).await);
+    }
+    if o.runs("P2") {
+        eprintln!(
+            "bench: P1/P2 failover, {} rounds each side, interleaved",
+            o.failover_rounds
+        );
+        rep.rows.extend(p1_p2_failover(o.failover_rounds).await);
+    }
+    if o.runs("F") {
+        eprintln!(
+            "bench: F1/F2 forced failover under a WAIT 1 writer, {} rounds each side, interleaved",
+            o.forced_rounds
+        );
+        let (rows, note) = f1_f2_forced(o.forced_rounds).await;
+        rep.rows.extend(rows);
+        rep.notes.push(note);
+    }
+    if o.runs("P3") {
+        for &n in &o.sizes {
+            eprintln!("bench: P3 {n} launchers at once, {} rounds", o.start_rounds);
+            rep.rows.push(p3_start(n, o.start_rounds).await);
+        }
+    }
+    if o.runs("P4") {
+        eprintln!("bench: P4 and steady-state cost, idle windows of {:?}", o.idle);
+        let (rows, notes) = idle_cost(o.idle).await;
+        rep.rows.extend(rows);
+        rep.notes.extend(notes);
+    }
     rep
 }
 
@@ -502,7 +547,7 @@ fn raw_server(t: &Task, replica_of: Option<&Task>) -> Proc {
 }
 
 impl RawGroup {
-    async fn start(n: usize, sentinels: usize) -> RawGroup {
+    async fn start(n: usize, sentinels: usize, down_after_ms: u64) -> RawGroup {
         let tasks: Vec<Task> = (0..n).map(|_| task()).collect();
         let mut servers = vec![];
         for (i, t) in tasks.iter().enumerate() {
@@ -517,7 +562,7 @@ impl RawGroup {
                 &conf,
                 format!(
                     "port {}\nbind {ip} 127.0.0.1\nsentinel announce-ip {ip}\ndir {}\nsentinel monitor mymaster {} {} 2\n\
-                     sentinel down-after-milliseconds mymaster {DOWN_AFTER_MS}\n\
+                     sentinel down-after-milliseconds mymaster {down_after_ms}\n\
                      sentinel failover-timeout mymaster {FAILOVER_TIMEOUT_MS}\n\
                      sentinel parallel-syncs mymaster 1\n",
                     t.port,
@@ -544,6 +589,36 @@ impl RawGroup {
 
     fn master(&self) -> String {
         self.servers[0].0.addr()
+    }
+
+    fn sentinel_addrs(&self) -> Vec<String> {
+        self.sentinels.iter().map(|(t, _)| t.addr()).collect()
+    }
+
+    /// Waits until every replica is linked to the first server, every
+    /// Sentinel counts the two others (as in the rzk group) and knows every
+    /// replica as promotable.
+    async fn settle(&self) {
+        self.linked(Duration::from_secs(30)).await;
+        let replicas: Vec<String> = self.servers[1..].iter().map(|(t, _)| t.addr()).collect();
+        let sentinels = self.sentinel_addrs();
+        let peers = (sentinels.len() - 1).to_string();
+        for s in &sentinels {
+            wait_for(
+                "each raw Sentinel to see its peers",
+                Duration::from_secs(30),
+                || async {
+                    let n = sentinel_master_field(s, "num-other-sentinels").await?;
+                    if n == peers {
+                        Ok(())
+                    } else {
+                        Err(format!("{s}: {n} peers"))
+                    }
+                },
+            )
+            .await;
+        }
+        wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
     }
 
     /// Waits until every replica is linked to the first server.
@@ -574,28 +649,9 @@ async fn online_replicas(master: &str) -> Result<usize, String> {
 
 /// One raw round: SIGKILL the master → the first `+switch-master`.
 async fn raw_failover_round() -> f64 {
-    let g = RawGroup::start(3, 3).await;
-    g.linked(Duration::from_secs(30)).await;
-    let replicas: Vec<String> = g.servers[1..].iter().map(|(t, _)| t.addr()).collect();
-    let sentinels: Vec<String> = g.sentinels.iter().map(|(t, _)| t.addr()).collect();
-    // Every Sentinel must also count the two others, as in the rzk group.
-    for s in &sentinels {
-        wait_for(
-            "each raw Sentinel to see its peers",
-            Duration::from_secs(30),
-            || async {
-                let n = sentinel_master_field(s, "num-other-sentinels").await?;
-                if n == "2" {
-                    Ok(())
-                } else {
-                    Err(format!("{s}: {n} peers"))
-                }
-            },
-        )
-        .await;
-    }
-    wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
-    let (mut ears, tasks) = switch_ears(&sentinels).await;
+    let g = RawGroup::start(3, 3, DOWN_AFTER_MS).await;
+    g.settle().await;
+    let (mut ears, tasks) = switch_ears(&g.sentinel_addrs()).await;
     let t0 = Instant::now();
     g.servers[0].1.signal(libc::SIGKILL);
     let (_, first) = tokio::time::timeout(BUDGET, ears.recv())
@@ -643,6 +699,123 @@ async fn p1_p2_failover(rounds: usize) -> Vec<Row> {
         switch.base.0.push(raw);
     }
     vec![p1, p2, switch]
+}
+
+// ---------------------------------------------------------------------------
+// F1/F2: a failover forced at a Sentinel under a WAIT 1 writer
+// ---------------------------------------------------------------------------
+
+/// The Sentinels' `down-after-milliseconds` in these rounds, on both sides:
+/// the tests' value, short, which makes the race likelier.
+const FORCED_DOWN_AFTER_MS: u64 = 1000;
+
+/// What one forced failover cost the writer.
+struct Forced {
+    acked: usize,
+    lost: usize,
+    /// The longest time between two acknowledged writes that survived:
+    /// what a client really waited, since a write acknowledged and then
+    /// lost is no write.
+    gap_ms: f64,
+}
+
+/// Lets the writer run, forces `SENTINEL FAILOVER` at `sentinel`, waits
+/// until the old master `old` follows a new one, lets the writer reach it,
+/// and checks the ledger against the new master.
+async fn forced_failover(sentinel: &str, old: &str, writer: Writer) -> Forced {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    match redis_cmd(sentinel, None, &["SENTINEL", "FAILOVER", "mymaster"]).await {
+        Ok(redis::Value::Okay) => {}
+        other => panic!("SENTINEL FAILOVER at {sentinel}: {other:?}"),
+    }
+    let new = wait_for("the old master to follow a new one", BUDGET, || async {
+        let host = info_field(old, "replication", "master_host").await?;
+        let port = info_field(old, "replication", "master_port").await?;
+        let new = format!("{host} {port}");
+        match role(&new).await?.as_str() {
+            "master" => Ok(new),
+            r => Err(format!("{old} follows {new}, which is {r}")),
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ledger = writer.finish().await;
+    let missing: std::collections::HashSet<String> =
+        missing_keys(&new, None, &ledger.acked).await.into_iter().collect();
+    let kept: Vec<Instant> = ledger
+        .acked
+        .iter()
+        .zip(&ledger.acked_at)
+        .filter(|(k, _)| !missing.contains(*k))
+        .map(|(_, t)| *t)
+        .collect();
+    let gap = kept.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    Forced {
+        acked: ledger.acked.len(),
+        lost: missing.len(),
+        gap_ms: ms(gap),
+    }
+}
+
+async fn rzk_forced_round() -> Forced {
+    let mut g = Group::new("bench-forced");
+    g.launcher_defaults = true;
+    g.extra
+        .push(("SENTINEL_DOWN_AFTER_MS", FORCED_DOWN_AFTER_MS.to_string()));
+    let g = Group::start_with(g, 3, 3, 2).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let replicas: Vec<String> = g.redis.iter().map(Member::addr).filter(|a| *a != master).collect();
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
+    let writer = g.start_writer("forced", None, 1);
+    forced_failover(&sentinels[0], &master, writer).await
+}
+
+async fn raw_forced_round() -> Forced {
+    let g = RawGroup::start(3, 3, FORCED_DOWN_AFTER_MS).await;
+    g.settle().await;
+    let sentinels = g.sentinel_addrs();
+    let writer = spawn_writer(sentinels.clone(), None, "forced", None, 1, false);
+    forced_failover(&sentinels[0], &g.master(), writer).await
+}
+
+async fn f1_f2_forced(rounds: usize) -> (Vec<Row>, String) {
+    let mut lost = Row::new(
+        "F1",
+        "SENTINEL FAILOVER forced at a Sentinel, 3+3+2, down-after 1000 ms: acknowledged writes (SET + WAIT 1 ≥ 1) lost",
+        "writes",
+        "raw Sentinel group 3+3, same writer and failover",
+        "0",
+    );
+    let mut gap = Row::new(
+        "F2",
+        "the same failover: longest gap between two acknowledged writes that survived",
+        "ms",
+        "raw Sentinel group 3+3, same writer and failover",
+        "≤ raw + 500 ms",
+    );
+    let (mut acked, mut raw_acked) = (0, 0);
+    for i in 0..rounds {
+        let ours = rzk_forced_round().await;
+        let raw = raw_forced_round().await;
+        eprintln!(
+            "bench: forced round {i}: rzk {} lost of {} acknowledged, gap {:.0} ms; raw {} lost of {}, gap {:.0} ms",
+            ours.lost, ours.acked, ours.gap_ms, raw.lost, raw.acked, raw.gap_ms
+        );
+        acked += ours.acked;
+        raw_acked += raw.acked;
+        lost.ours.0.push(ours.lost as f64);
+        lost.base.0.push(raw.lost as f64);
+        gap.ours.0.push(ours.gap_ms);
+        gap.base.0.push(raw.gap_ms);
+    }
+    let sum = |s: &Series| s.0.iter().sum::<f64>();
+    let note = format!(
+        "F1 in total: rzk lost {} of {acked} acknowledged writes, raw Sentinel {} of {raw_acked}, over {rounds} forced failovers each.",
+        sum(&lost.ours),
+        sum(&lost.base)
+    );
+    (vec![lost, gap], note)
 }
 
 // ---------------------------------------------------------------------------
@@ -697,7 +870,7 @@ async fn p3_start(n: usize, rounds: usize) -> Row {
         r.ours.0.push(ms(took));
         drop(g);
         let t0 = Instant::now();
-        let raw = RawGroup::start(n, 0).await;
+        let raw = RawGroup::start(n, 0, DOWN_AFTER_MS).await;
         raw.linked(Duration::from_secs(60)).await;
         r.base.0.push(ms(t0.elapsed()));
     }
@@ -831,7 +1004,7 @@ async fn idle_cost(window: Duration) -> (Vec<Row>, Vec<String>) {
     // Window 1: the group as shipped, beside a raw group (which uses no
     // ZooKeeper, so the packet count is the rzk group's alone).
     let g = idle_group(true).await;
-    let raw = RawGroup::start(3, 3).await;
+    let raw = RawGroup::start(3, 3, DOWN_AFTER_MS).await;
     raw.linked(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let raw_idle_cmds = {

@@ -450,6 +450,8 @@ pub async fn sentinel_master_field_pw(sentinel: &str, password: Option<&str>, fi
 pub struct Ledger {
     /// Keys whose write was acknowledged (OK, and WAIT met when asked for).
     pub acked: Vec<String>,
+    /// When each of `acked` was acknowledged.
+    pub acked_at: Vec<Instant>,
     /// Writes that failed or were not acknowledged by enough replicas.
     pub failed: usize,
     /// The longest time between two acknowledged writes.
@@ -482,59 +484,72 @@ impl Group {
     /// found even after errors: a client with a stale view of the group,
     /// the kind that loses writes to a master that comes back from a hang.
     pub fn start_writer_with(&self, tag: &str, password: Option<String>, wait_replicas: usize, sticky: bool) -> Writer {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let sentinels: Vec<String> = self.sentinels.iter().map(Member::addr).collect();
-        let root = self.root.clone();
-        let (tag, flag) = (tag.to_string(), stop.clone());
-        let handle = tokio::spawn(async move {
-            let mut ledger = Ledger::default();
-            let mut master: Option<String> = None;
-            let mut last_ok = Instant::now();
-            let mut i = 0u64;
-            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
-                let Some(m) = master.clone() else {
-                    master = find_master(&sentinels, &root, password.as_deref()).await;
-                    if master.is_none() {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    continue;
-                };
-                i += 1;
-                let key = format!("{tag}:{i}");
-                let pw = password.as_deref();
-                let value = i.to_string();
-                let ok = if wait_replicas == 0 {
-                    matches!(redis_cmd(&m, pw, &["SET", &key, &value]).await, Ok(Value::Okay))
-                } else {
-                    let n = wait_replicas.to_string();
-                    let set: &[&str] = &["SET", &key, &value];
-                    let wait: &[&str] = &["WAIT", &n, "1000"];
-                    match redis_pipe(&m, pw, &[set, wait]).await.as_deref() {
-                        Ok([Value::Okay, Value::Int(acks)]) => *acks >= wait_replicas as i64,
-                        _ => false,
-                    }
-                };
-                if ok {
-                    ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
-                    last_ok = Instant::now();
-                    ledger.acked.push(key);
-                } else {
-                    ledger.failed += 1;
-                    if sticky {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    } else {
-                        master = None;
-                    }
-                }
-            }
-            ledger
-        });
-        Writer { stop, handle }
+        spawn_writer(sentinels, Some(self.root.clone()), tag, password, wait_replicas, sticky)
     }
 }
 
+/// A writer that finds the master through `sentinels` (and, failing them,
+/// the record under `root`); see [`Group::start_writer_with`].
+pub fn spawn_writer(
+    sentinels: Vec<String>,
+    root: Option<String>,
+    tag: &str,
+    password: Option<String>,
+    wait_replicas: usize,
+    sticky: bool,
+) -> Writer {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (tag, flag) = (tag.to_string(), stop.clone());
+    let handle = tokio::spawn(async move {
+        let mut ledger = Ledger::default();
+        let mut master: Option<String> = None;
+        let mut last_ok = Instant::now();
+        let mut i = 0u64;
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let Some(m) = master.clone() else {
+                master = find_master(&sentinels, root.as_deref(), password.as_deref()).await;
+                if master.is_none() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                continue;
+            };
+            i += 1;
+            let key = format!("{tag}:{i}");
+            let pw = password.as_deref();
+            let value = i.to_string();
+            let ok = if wait_replicas == 0 {
+                matches!(redis_cmd(&m, pw, &["SET", &key, &value]).await, Ok(Value::Okay))
+            } else {
+                let n = wait_replicas.to_string();
+                let set: &[&str] = &["SET", &key, &value];
+                let wait: &[&str] = &["WAIT", &n, "1000"];
+                match redis_pipe(&m, pw, &[set, wait]).await.as_deref() {
+                    Ok([Value::Okay, Value::Int(acks)]) => *acks >= wait_replicas as i64,
+                    _ => false,
+                }
+            };
+            if ok {
+                ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
+                last_ok = Instant::now();
+                ledger.acked.push(key);
+                ledger.acked_at.push(last_ok);
+            } else {
+                ledger.failed += 1;
+                if sticky {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                } else {
+                    master = None;
+                }
+            }
+        }
+        ledger
+    });
+    Writer { stop, handle }
+}
+
 /// The master as the Sentinels name it (confirmed by ROLE), else the record.
-async fn find_master(sentinels: &[String], root: &str, password: Option<&str>) -> Option<String> {
+async fn find_master(sentinels: &[String], root: Option<&str>, password: Option<&str>) -> Option<String> {
     for s in sentinels {
         if let Ok(m) = sentinel_master_pw(s, password).await
             && redis_cmd(&m, password, &["ROLE"])
@@ -544,8 +559,9 @@ async fn find_master(sentinels: &[String], root: &str, password: Option<&str>) -
             return Some(m);
         }
     }
+    let path = format!("{}/master", root?);
     let c = zk_client().await;
-    zk_get(&c, &format!("{root}/master"))
+    zk_get(&c, &path)
         .await
         .map(|(d, _)| String::from_utf8_lossy(&d).into_owned())
 }
