@@ -61,6 +61,22 @@ async fn dbsize(addr: &str) -> Result<i64, String> {
     }
 }
 
+/// The `field value …` pairs of a Sentinel's answer for one replica (kept
+/// here rather than borrowed from the library, whose module for it moves).
+fn fields(v: &Value) -> Vec<(String, String)> {
+    match v {
+        Value::Array(items) => items
+            .chunks_exact(2)
+            .filter_map(|kv| Some((value_text(&kv[0])?, value_text(&kv[1])?)))
+            .collect(),
+        Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| Some((value_text(k)?, value_text(v)?)))
+            .collect(),
+        _ => vec![],
+    }
+}
+
 /// The `slave-priority` every live Sentinel has cached for `replica`
 /// ("unknown" where it does not know the replica yet).
 async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, String> {
@@ -72,7 +88,7 @@ async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, St
         };
         let mut found = None;
         for item in &items {
-            let f = redis_zk::probe::fields(item);
+            let f = fields(item);
             let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
                 found = get("slave-priority");
