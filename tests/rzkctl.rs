@@ -352,9 +352,10 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     redis_cmd(&old, None, &["SET", "the-target-lacks-this", "1"])
         .await
         .unwrap();
-    // rzkctl waits for a Sentinel to see the held-back replica at priority
-    // 0 (its INFO poll of a replica: every 10 s), then pauses the master
-    // and waits for the target until --timeout: 14 s leave 4 s of margin.
+    // The switchover waits for a Sentinel to see the held-back replica at
+    // priority 0 (a Sentinel polls a replica's INFO every 10 s), then
+    // pauses the master and waits for the target until --timeout: 14 s
+    // leave 4 s of margin.
     let timeout_s = 14u64;
     let (code, out, err, took, held) = rzkctl_probing_pause(
         &g,
@@ -369,28 +370,52 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     )
     .await;
     assert_eq!(code, 1, "a target that cannot catch up: {out}{err}");
-    assert!(
-        err.contains("did not catch up"),
-        "not the catch-up timeout (did a Sentinel see the held-back replica within 10 s?): {err}"
-    );
-    // rzkctl's own deadline, plus restoring the priorities and lifting the
-    // pause (two commands of at most 1 s each).
+    assert!(err.contains("switchover failed"), "{err}");
+    // rzkctl's own deadline, plus at most two commands of 1 s each
+    // (restoring a priority, lifting the pause) or, where the master's
+    // launcher carries the switchover out, rzkctl's last look.
     assert!(
         took <= Duration::from_secs(timeout_s + 2),
         "rzkctl ran {took:?} with --timeout {timeout_s}"
     );
+    // It got as far as pausing the master (so the target had been seen
+    // promotable and the other replica held back): the checks below are
+    // about a pause that happened.
     assert!(
         held,
-        "no write was ever held by the switchover's pause: the check below proves nothing"
+        "no write was ever held by the switchover's pause ({err}): it gave up before pausing"
     );
-    // The pause is lifted: a write is answered at once (a paused server
-    // holds it past the probe's 1 s), and the priorities are back.
-    redis_cmd(&old, None, &["SET", "after-the-failed-switchover", "1"])
-        .await
-        .unwrap_or_else(|e| panic!("the master still holds writes after rzkctl gave up: {e}"));
-    for (addr, p) in priorities(&g).await {
-        assert_eq!(p, "100", "{addr}: replica-priority after the failed switchover");
-    }
+    // The pause is lifted, not left to lapse (it would hold writes 2 s
+    // past the deadline where rzkctl pauses, 5 s where the master's
+    // launcher does), and the priorities are back. Where rzkctl does this
+    // itself it is done when it exits; where the master's launcher carries
+    // the switchover out, each launcher does it at its next look, every
+    // second: 1 s, and 0.5 s of margin.
+    let after = std::time::Instant::now();
+    wait_for(
+        "the master to take writes again",
+        Duration::from_millis(1500),
+        || async {
+            redis_cmd(&old, None, &["SET", "after-the-failed-switchover", "1"])
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    wait_for(
+        "every replica-priority back at 100",
+        Duration::from_millis(1500),
+        || async {
+            let held: Vec<(String, String)> = priorities(&g).await.into_iter().filter(|(_, p)| p != "100").collect();
+            if held.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{held:?}"))
+            }
+        },
+    )
+    .await;
+    let restored = after.elapsed();
     assert_eq!(g.record_with_version().await.unwrap(), before, "the record changed");
     assert_eq!(role(&old).await.unwrap(), "master");
     for s in &g.sentinels {
@@ -399,7 +424,7 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     redis_cmd(&target, None, &["CLIENT", "UNPAUSE"]).await.unwrap();
     g.wait_healthy(Duration::from_secs(60)).await;
     eprintln!(
-        "MEASURE switchover to a replica that cannot catch up: exit 1 after {took:?} (--timeout {timeout_s}): {}",
+        "MEASURE switchover to a replica that cannot catch up: exit 1 after {took:?} (--timeout {timeout_s}): {}; writes and priorities back {restored:?} after it",
         err.trim()
     );
 
