@@ -5,17 +5,25 @@
 #   docker push registry.example.com/redis-zk-{redis,sentinel,watcher}:0.1.0
 #
 # Set BINARIES=prebuilt to take the binaries from target/release (run
-# `cargo build --release` first) instead of compiling them in the rust image.
-# Set BUILDER="buildah build" to build with buildah instead of docker.
+# `cargo build --release --locked --bins` first), or from BIN_DIR (a path
+# inside the repository that .dockerignore lets through), instead of
+# compiling them in the rust image.
+# Set BUILDER="buildah build" to build with buildah instead of docker; the
+# images are then written in Docker's format, since the OCI format has no
+# HEALTHCHECK and buildah would drop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${1:-}
 tag=${2:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
 builder=${BUILDER:-docker build}
+export BUILDAH_FORMAT=docker
+args=(--build-arg "BINARIES=${BINARIES:-compiled}")
+if [ -n "${BIN_DIR:-}" ]; then
+  args+=(--build-arg "BIN_DIR=$BIN_DIR")
+fi
 for target in redis sentinel watcher; do
   # shellcheck disable=SC2086 # $builder is a command and its flags
   $builder --platform linux/amd64 -f docker/Dockerfile --target "$target" \
-    --build-arg "BINARIES=${BINARIES:-compiled}" \
-    -t "${prefix}redis-zk-${target}:${tag}" .
+    "${args[@]}" -t "${prefix}redis-zk-${target}:${tag}" .
 done
 echo "built ${prefix}redis-zk-{redis,sentinel,watcher}:${tag}"

@@ -93,6 +93,10 @@ pub enum Action {
     /// raises it above any possible count of replicas, so every write gets
     /// `-NOREPLICAS`; lifting the fence puts the configured value back.
     MinReplicasToWrite(String),
+    /// `CONFIG SET shutdown-timeout` on the own server: how long a master
+    /// that stops waits for its replicas to catch up; a stop must end
+    /// within the hand-over's budget.
+    ShutdownTimeout(Duration),
     /// `SENTINEL FAILOVER <name>` on a Sentinel.
     RequestFailover(Endpoint),
     /// `SENTINEL DEBUG info-period` on the launcher's own Sentinel: how
@@ -110,6 +114,7 @@ impl Action {
                 | Action::SetPriority(_)
                 | Action::Follow(_)
                 | Action::MinReplicasToWrite(_)
+                | Action::ShutdownTimeout(_)
                 | Action::RequestFailover(_)
                 | Action::SentinelInfoPeriod(_)
         )
@@ -209,6 +214,11 @@ impl<'a> Executor<'a> {
             Action::Follow(to) => self.replicaof(self.own()?, to).await?,
             Action::MinReplicasToWrite(n) => {
                 self.redis(self.own()?, &["CONFIG", "SET", "min-replicas-to-write", n])
+                    .await?
+            }
+            Action::ShutdownTimeout(d) => {
+                let s = d.as_secs().to_string();
+                self.redis(self.own()?, &["CONFIG", "SET", "shutdown-timeout", &s])
                     .await?
             }
             Action::SentinelInfoPeriod(d) => {

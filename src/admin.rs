@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -154,7 +154,9 @@ const JSON: &str = "application/json";
 
 fn answer(req: &Request<Incoming>, published: &Published, paths: &[&str]) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return respond(405, JSON, r#"{"error":"only GET and HEAD"}"#.into());
+        let mut r = respond(405, JSON, r#"{"error":"only GET and HEAD"}"#.into());
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
     }
     let path = req.uri().path();
     if path == "/metrics" {

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use zookeeper_client::SessionState;
 
 use crate::model::{Endpoint, Intent, Record};
-use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::probe::{PROBE_TIMEOUT, Probe, ProbeError};
 use crate::reply::{
     SentinelAnswer, SentinelReplica, ServerState, dead_peers, fields, parse_info, parse_master_addr, value_text,
 };
@@ -122,7 +122,7 @@ fn endpoints(registered: Vec<(String, Endpoint)>) -> Vec<Endpoint> {
 pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: &Scope) -> Result<Snapshot, ObserveError> {
     let taken = Instant::now();
     let s = stored(zk, scope, PROBE_TIMEOUT).await?;
-    Ok(around(zk, probe, name, scope, taken, s).await)
+    Ok(around(zk, probe, name, scope, taken, s, PROBE_TIMEOUT).await)
 }
 
 /// How long the observer's looks wait for ZooKeeper before they go on
@@ -131,10 +131,22 @@ pub async fn observe(zk: &Zk, probe: &Probe, name: &str, scope: &Scope) -> Resul
 /// waits for the next look, must not wait for a ZooKeeper that hangs.
 const ZK_LOOK_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The least time a look gives each Sentinel to answer, however often it
+/// looks: answers on a loaded host take tens of milliseconds.
+const MIN_ASK: Duration = Duration::from_millis(250);
+
 /// A look whose ZooKeeper part comes from `last` when ZooKeeper cannot be
 /// read: the Sentinels and servers are still asked, so a ZooKeeper outage
 /// never blinds a launcher to its own server, nor slows its looks down.
-async fn observe_or_last(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, last: Option<&Snapshot>) -> Snapshot {
+/// `ask_limit` bounds each Sentinel's answer.
+async fn observe_or_last(
+    zk: &Zk,
+    probe: &Probe,
+    name: &str,
+    scope: &Scope,
+    last: Option<&Snapshot>,
+    ask_limit: Duration,
+) -> Snapshot {
     let taken = Instant::now();
     let read = if zk_state(zk) == ZkSession::Connected {
         stored(zk, scope, ZK_LOOK_TIMEOUT).await
@@ -156,11 +168,19 @@ async fn observe_or_last(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, last
             }
         }
     };
-    around(zk, probe, name, scope, taken, s).await
+    around(zk, probe, name, scope, taken, s, ask_limit).await
 }
 
 /// The Sentinels' and the servers' part of a look.
-async fn around(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, taken: Instant, s: Stored) -> Snapshot {
+async fn around(
+    zk: &Zk,
+    probe: &Probe,
+    name: &str,
+    scope: &Scope,
+    taken: Instant,
+    s: Stored,
+    ask_limit: Duration,
+) -> Snapshot {
     let session = session_mark(zk);
     let mut ask: Vec<Endpoint> = s.sentinels.clone();
     if let Some(own) = &scope.local_sentinel
@@ -168,7 +188,15 @@ async fn around(zk: &Zk, probe: &Probe, name: &str, scope: &Scope, taken: Instan
     {
         ask.push(own.clone());
     }
-    let asked = ask_sentinels(probe, name, ask, scope.sentinel_replicas, scope.local_sentinel.as_ref()).await;
+    let asked = ask_sentinels(
+        probe,
+        name,
+        ask,
+        scope.sentinel_replicas,
+        scope.local_sentinel.as_ref(),
+        ask_limit,
+    )
+    .await;
     let answers = count_dead_peers(probe, name, asked.answers, s.sentinels.len().saturating_sub(1)).await;
     let me = scope.local_server.as_ref().map(|(_, announced)| announced);
     let mut targets: BTreeSet<Endpoint> = answers.iter().map(|a| a.master.clone()).collect();
@@ -215,13 +243,14 @@ struct Asked {
 /// `SENTINEL get-master-addr-by-name <name>` and `SENTINEL MASTER <name>`
 /// on every Sentinel at once, on one connection each with, when asked, `SENTINEL REPLICAS <name>`, and for the
 /// launcher's own Sentinel `SENTINEL CKQUORUM <name>`. One that does not
-/// answer is logged and left out.
+/// answer within `limit` is logged and left out.
 async fn ask_sentinels(
     probe: &Probe,
     name: &str,
     sentinels: Vec<Endpoint>,
     with_replicas: bool,
     own: Option<&Endpoint>,
+    limit: Duration,
 ) -> Asked {
     let mut asks = JoinSet::new();
     for s in sentinels {
@@ -239,7 +268,15 @@ async fn ask_sentinels(
             if is_own {
                 cmds.push(ckquorum);
             }
-            (probe.pipe(&s, &cmds).await, s, is_own)
+            let reply = match timeout(limit, probe.pipe(&s, &cmds)).await {
+                Ok(r) => r,
+                Err(_) => Err(ProbeError::Timeout {
+                    addr: s.clone(),
+                    command: "SENTINEL MASTER".into(),
+                    timeout: limit,
+                }),
+            };
+            (reply, s, is_own)
         });
     }
     let mut out = Asked {
@@ -378,8 +415,19 @@ impl Observer {
         loop {
             let zk = sessions.borrow().clone();
             let last = self.latest();
-            let snap = observe_or_last(&zk, &self.probe, &self.name, &self.scope, last.as_deref()).await;
+            // A look takes no longer than the pause between two: a hung
+            // Sentinel must not hold back the others' answers (the fence
+            // waits for them).
+            let ask_limit = last
+                .as_deref()
+                .map_or(PROBE_TIMEOUT, |l| period(l).clamp(MIN_ASK, PROBE_TIMEOUT));
+            let snap = observe_or_last(&zk, &self.probe, &self.name, &self.scope, last.as_deref(), ask_limit).await;
             let pause = period(&snap);
+            debug!(
+                took_ms = snap.taken.elapsed().as_millis() as u64,
+                ask_limit_ms = ask_limit.as_millis() as u64,
+                "look"
+            );
             self.published.send_replace(Some(Arc::new(snap)));
             tokio::select! {
                 _ = sleep(pause) => {},

@@ -421,3 +421,173 @@ fn redis_paths_are_the_contracts() {
         );
     }
 }
+
+/// One HTTP/1.1 request with any method on `127.0.0.1:port`: (status,
+/// the raw header block, body). Bounded by 5 s.
+async fn http_request(port: u16, method: &str, path: &str) -> Result<(u16, String, Vec<u8>), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("connect 127.0.0.1:{port}: {e}"))?;
+        let req =
+            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        let end = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or_else(|| format!("no header block in {:?}", String::from_utf8_lossy(&buf)))?;
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse::<u16>().ok())
+            .ok_or_else(|| format!("not an HTTP answer: {head:?}"))?;
+        Ok((status, head, buf[end + 4..].to_vec()))
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .unwrap_or_else(|_| Err(format!("{method} {path} on 127.0.0.1:{port} timed out")))
+}
+
+/// What the admin API answers besides `GET`: `HEAD` as `GET` without a
+/// body, and 405 for every other method (before the path is even looked
+/// at); and what a launcher whose first look cannot finish yet answers:
+/// 503 `starting` on its known paths. The look of an `rzk-redis` starts
+/// once it has the bootstrap lock, which the test holds (a contender node
+/// ahead of it, as a launcher under the lock would have); the look of an
+/// `rzk-sentinel` starts once a live master exists, which none does.
+/// Once the test lets go of the lock, both answer 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_405_and_503_before_the_first_look() {
+    use zookeeper_client::{Acls, CreateMode};
+    let mut g = Group::new("admin-early");
+    g.admin = true;
+    let c = zk_client().await;
+    let lock_dir = format!("{}/lock", g.root);
+    c.mkdir(&lock_dir, &CreateMode::Persistent.with_acls(Acls::anyone_all()))
+        .await
+        .unwrap();
+    let (_, seq) = c
+        .create(
+            &format!("{lock_dir}/_c_{}-lock-", uuid::Uuid::new_v4()),
+            b"127.0.0.9 1",
+            &CreateMode::EphemeralSequential.with_acls(Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    let held = format!("{lock_dir}/{}", zk_children(&c, &lock_dir).await[0]);
+    assert!(
+        held.ends_with(&seq.to_string()),
+        "{held} is not the test's node ({seq})"
+    );
+    let r = g.start_redis();
+    let s = g.start_sentinel();
+    let (redis, sentinel) = (&g.redis[r], &g.sentinels[s]);
+    let (rp, sp) = (redis.admin.unwrap(), sentinel.admin.unwrap());
+    // Both wait: the launcher queued behind the test's node, the Sentinel
+    // for a master.
+    wait_for(
+        "the launcher to queue for the lock",
+        Duration::from_secs(15),
+        || async {
+            let n = zk_children(&c, &lock_dir).await.len();
+            let log = redis.proc.log();
+            if n == 2 && log.contains("waiting for the bootstrap lock") {
+                Ok(())
+            } else {
+                Err(format!("{n} lock nodes; log:\n{log}"))
+            }
+        },
+    )
+    .await;
+    wait_for("the Sentinel to wait for a master", Duration::from_secs(15), || async {
+        let log = sentinel.proc.log();
+        if log.contains("waiting for a live master") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    })
+    .await;
+
+    let json = |b: &[u8]| -> Value {
+        serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
+    };
+    for (port, paths) in [(rp, PATHS_REDIS), (sp, &["/health", "/ready"][..])] {
+        for path in paths {
+            let (code, _, body) = http_request(port, "GET", path).await.unwrap();
+            assert_eq!(code, 503, "GET {path} on :{port} before the first look");
+            assert_eq!(json(&body)["error"], "starting", "GET {path} on :{port}");
+            let (code, _, body) = http_request(port, "HEAD", path).await.unwrap();
+            assert_eq!(
+                (code, body.len()),
+                (503, 0),
+                "HEAD {path} on :{port} before the first look"
+            );
+        }
+        let (code, _, body) = http_request(port, "GET", "/metrics").await.unwrap();
+        assert_eq!(code, 200, "/metrics is served from the start");
+        assert!(
+            String::from_utf8_lossy(&body).contains("rzk_"),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let (code, _, _) = http_request(port, "GET", "/nope").await.unwrap();
+        assert_eq!(code, 404);
+        let (code, _, _) = http_request(port, "POST", "/health").await.unwrap();
+        assert_eq!(code, 405, "POST before the first look");
+    }
+    // Still nobody registered or recorded: nothing got past the wait.
+    assert!(g.record().await.is_none());
+    assert!(g.registered("nodes").await.is_empty());
+
+    // The test lets go of the lock: the launcher makes a fresh master, the
+    // Sentinel follows, and both pages turn 200.
+    c.delete(&held, None).await.unwrap();
+    let t = Duration::from_secs(30);
+    let health = wait_code(redis, "/health", 200, t).await;
+    assert_eq!(health["role"], "master", "{health}");
+    wait_code(sentinel, "/health", 200, t).await;
+
+    // HEAD: GET's status and headers, no body.
+    for (port, path) in [
+        (rp, "/health"),
+        (rp, "/master"),
+        (rp, "/metrics"),
+        (sp, "/health"),
+        (rp, "/nope"),
+    ] {
+        let (get_code, get_head, get_body) = http_request(port, "GET", path).await.unwrap();
+        let (code, head, body) = http_request(port, "HEAD", path).await.unwrap();
+        assert_eq!(code, get_code, "HEAD {path} on :{port}: {head}");
+        assert!(
+            body.is_empty(),
+            "HEAD {path} on :{port} sent a body: {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        let content_type = |h: &str| {
+            h.lines()
+                .find(|l| l.to_ascii_lowercase().starts_with("content-type:"))
+                .map(str::to_string)
+        };
+        assert_eq!(content_type(&head), content_type(&get_head), "HEAD {path}: {head}");
+        assert!(!get_body.is_empty(), "GET {path} has a body");
+    }
+    // Every other method is 405, on known, unknown and metrics paths.
+    for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
+        for (port, path) in [(rp, "/health"), (rp, "/metrics"), (rp, "/nope"), (sp, "/ready")] {
+            let (code, head, body) = http_request(port, method, path).await.unwrap();
+            assert_eq!(code, 405, "{method} {path} on :{port}: {head}");
+            assert!(
+                head.lines().any(|l| l.trim().eq_ignore_ascii_case("allow: GET, HEAD")),
+                "{method} {path}: a 405 names the allowed methods (RFC 9110): {head}"
+            );
+            assert_eq!(json(&body)["error"], "only GET and HEAD", "{method} {path}");
+        }
+    }
+    // A 405 changed nothing: the pages still answer.
+    wait_code(redis, "/master", 200, t).await;
+}

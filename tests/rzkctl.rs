@@ -179,6 +179,7 @@ fn colon(addr: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switchover_to_a_chosen_replica_loses_nothing() {
+    let _serial = SERIAL.lock().await;
     let g = Group::start("switch", 3, 3, 1).await;
     let old = g.wait_healthy(Duration::from_secs(60)).await;
     let (_, version_before) = g.record_with_version().await.unwrap();
@@ -273,6 +274,7 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
 /// every Sentinel agree, no replica is left at priority 0, writes flow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_rzkctl_leaves_a_consistent_group() {
+    let _serial = SERIAL.lock().await;
     const TIMEOUT_S: u64 = 20;
     let g = Group::start("switchkill", 3, 3, 1).await;
     let old = g.wait_healthy(Duration::from_secs(60)).await;
@@ -352,5 +354,243 @@ async fn a_killed_rzkctl_leaves_a_consistent_group() {
     eprintln!(
         "MEASURE rzkctl SIGKILLed after writing {written}: the intent ended ({ended}), consistent {:?} later, master {old} -> {master}",
         t0.elapsed()
+    );
+}
+
+/// The switchover scenarios below fail a group over: they run one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `CONFIG GET replica-priority` of every redis task of `g`, by address.
+async fn priorities(g: &Group) -> Vec<(String, String)> {
+    let mut out = vec![];
+    for m in &g.redis {
+        let v = redis_cmd(&m.addr(), None, &["CONFIG", "GET", "replica-priority"])
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", m.addr()));
+        let p = match v {
+            redis::Value::Array(items) => items.get(1).and_then(value_text).unwrap_or_default(),
+            other => format!("{other:?}"),
+        };
+        out.push((m.addr(), p));
+    }
+    out
+}
+
+/// Runs `rzkctl args…` while probing `master` with a `SET` every 200 ms;
+/// returns rzkctl's (code, stdout, stderr, how long it ran) and whether a
+/// probe was held up by a pause (no answer within the probe's 1 s).
+async fn rzkctl_probing_pause(g: &Group, master: &str, args: &[&str]) -> (i32, String, String, Duration, bool) {
+    let t0 = std::time::Instant::now();
+    let run = rzkctl_async(g, args);
+    tokio::pin!(run);
+    let mut held = false;
+    let mut n = 0u32;
+    let (code, out, err) = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                n += 1;
+                let key = format!("pause-probe:{n}");
+                if let Err(e) = redis_cmd(master, None, &["SET", &key, "1"]).await {
+                    held |= e.contains("timed out");
+                }
+            }
+        }
+    };
+    (code, out, err, t0.elapsed(), held)
+}
+
+/// `rzkctl switchover` in one group, three ways:
+/// 1. `--to` a replica that cannot catch up (it holds its master's stream
+///    back with `CLIENT PAUSE … WRITE`, which a replica applies to that
+///    stream too, while it still answers INFO): exit 1 once `--timeout`
+///    runs out, the held-back replica's
+///    priority restored, the master's write pause (seen holding a write
+///    meanwhile) lifted, and nothing else changed;
+/// 2. without `--to`: Sentinel picks a replica, exit 0, nothing acknowledged
+///    lost;
+/// 3. without a watcher, nothing brings the record to the new master: the
+///    failover happens, the old master follows the new one and takes no
+///    writes (READONLY, not a pause), and rzkctl exits 1 on its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_without_to_and_its_failure_and_timeout_paths() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("switch-paths");
+    // The target of case 1 holds back every write-like command, and with
+    // them the Sentinels' hello messages (PUBLISH) and whatever they send
+    // after on that link: a short down-after would have them see it down,
+    // and rzkctl rightly wait for a Sentinel that sees it healthy. Nothing
+    // here needs an unplanned failover, so theirs is long.
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "60000".into()));
+    let mut g = Group::start_with(g, 3, 3, 1).await;
+    let old = g.wait_healthy(Duration::from_secs(60)).await;
+    let before = g.record_with_version().await.unwrap();
+    let mi = g.master_index().await.unwrap();
+    let replicas: Vec<String> = g
+        .redis
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != mi)
+        .map(|(_, m)| m.addr())
+        .collect();
+    let target = replicas[0].clone();
+
+    // 1. The target holds its master's stream back, and the master takes
+    //    a write the target cannot have.
+    redis_cmd(&target, None, &["CLIENT", "PAUSE", "60000", "WRITE"])
+        .await
+        .unwrap();
+    redis_cmd(&old, None, &["SET", "the-target-lacks-this", "1"])
+        .await
+        .unwrap();
+    // The switchover waits for a Sentinel to see the held-back replica at
+    // priority 0 (a Sentinel polls a replica's INFO every 10 s), then
+    // pauses the master and waits for the target until --timeout: 14 s
+    // leave 4 s of margin.
+    let timeout_s = 14u64;
+    let (code, out, err, took, held) = rzkctl_probing_pause(
+        &g,
+        &old,
+        &[
+            "switchover",
+            "--to",
+            &colon(&target),
+            "--timeout",
+            &timeout_s.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "a target that cannot catch up: {out}{err}");
+    assert!(err.contains("switchover failed"), "{err}");
+    // rzkctl's own deadline, plus at most two commands of 1 s each
+    // (restoring a priority, lifting the pause) or, where the master's
+    // launcher carries the switchover out, rzkctl's last look.
+    assert!(
+        took <= Duration::from_secs(timeout_s + 2),
+        "rzkctl ran {took:?} with --timeout {timeout_s}"
+    );
+    // It got as far as pausing the master (so the target had been seen
+    // promotable and the other replica held back): the checks below are
+    // about a pause that happened.
+    assert!(
+        held,
+        "no write was ever held by the switchover's pause ({err}): it gave up before pausing"
+    );
+    // The pause is lifted, not left to lapse (it would hold writes 2 s
+    // past the deadline where rzkctl pauses, 5 s where the master's
+    // launcher does), and the priorities are back. Where rzkctl does this
+    // itself it is done when it exits; where the master's launcher carries
+    // the switchover out, each launcher does it at its next look, every
+    // second: 1 s, and 0.5 s of margin.
+    let after = std::time::Instant::now();
+    wait_for(
+        "the master to take writes again",
+        Duration::from_millis(1500),
+        || async {
+            redis_cmd(&old, None, &["SET", "after-the-failed-switchover", "1"])
+                .await
+                .map(|_| ())
+        },
+    )
+    .await;
+    wait_for(
+        "every replica-priority back at 100",
+        Duration::from_millis(1500),
+        || async {
+            let held: Vec<(String, String)> = priorities(&g).await.into_iter().filter(|(_, p)| p != "100").collect();
+            if held.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("{held:?}"))
+            }
+        },
+    )
+    .await;
+    let restored = after.elapsed();
+    assert_eq!(g.record_with_version().await.unwrap(), before, "the record changed");
+    assert_eq!(role(&old).await.unwrap(), "master");
+    for s in &g.sentinels {
+        assert_eq!(sentinel_master(&s.addr()).await.unwrap(), old, "sentinel {}", s.addr());
+    }
+    redis_cmd(&target, None, &["CLIENT", "UNPAUSE"]).await.unwrap();
+    g.wait_healthy(Duration::from_secs(60)).await;
+    eprintln!(
+        "MEASURE switchover to a replica that cannot catch up: exit 1 after {took:?} (--timeout {timeout_s}): {}; writes and priorities back {restored:?} after it",
+        err.trim()
+    );
+
+    // 2. Without --to, with writes flowing.
+    let writer = g.start_writer("sw-any", None, 1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, out, err) = rzkctl_async(&g, &["switchover", "--timeout", "30"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ledger = writer.finish().await;
+    assert_eq!(code, 0, "switchover without --to: {out}{err}\n{}", g.diagnose().await);
+    let new = g.record().await.unwrap();
+    assert!(
+        replicas.contains(&new),
+        "the record names {new}, not one of the replicas {replicas:?}"
+    );
+    assert_eq!(role(&new).await.unwrap(), "master");
+    for s in &g.sentinels {
+        assert_eq!(sentinel_master(&s.addr()).await.unwrap(), new, "sentinel {}", s.addr());
+    }
+    let missing = missing_keys(&new, None, &ledger.acked).await;
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert!(ledger.acked.len() > 20, "the writer barely wrote: {ledger:?}");
+    for (addr, p) in priorities(&g).await {
+        assert_eq!(p, "100", "{addr}: replica-priority after a switchover without --to");
+    }
+    g.wait_healthy(Duration::from_secs(60)).await;
+    eprintln!(
+        "MEASURE switchover without --to: {}; writer acked {} (failed {}), longest gap {:?}",
+        out.trim(),
+        ledger.acked.len(),
+        ledger.failed,
+        ledger.longest_gap
+    );
+
+    // 3. No watcher: the record stays behind, so rzkctl times out after
+    //    the failover.
+    g.watchers[0].proc.signal(libc::SIGTERM);
+    g.watchers[0]
+        .proc
+        .wait_exit(Duration::from_secs(10))
+        .expect("the watcher stops on SIGTERM");
+    let timeout_s = 8u64;
+    let (code, out, err, took, _) =
+        rzkctl_probing_pause(&g, &new, &["switchover", "--timeout", &timeout_s.to_string()]).await;
+    assert_eq!(code, 1, "nobody updates the record: {out}{err}");
+    assert!(err.contains("timed out waiting for the record"), "{err}");
+    assert!(
+        took <= Duration::from_secs(timeout_s + 2),
+        "rzkctl ran {took:?} with --timeout {timeout_s}"
+    );
+    let newer = sentinel_master(&g.sentinels[0].addr()).await.unwrap();
+    assert_ne!(newer, new, "no failover happened");
+    assert_eq!(role(&newer).await.unwrap(), "master");
+    // The old master follows the new one and refuses writes at once: it is
+    // not paused (a paused one holds the write past the probe's 1 s).
+    match redis_cmd(&new, None, &["SET", "to-the-old-master", "1"]).await {
+        Err(e) if e.to_ascii_uppercase().contains("READONLY") => {}
+        other => panic!("a write to the old master after the switchover: {other:?}"),
+    }
+    assert_eq!(
+        g.record().await.as_deref(),
+        Some(new.as_str()),
+        "the record moved without a watcher"
+    );
+    // A watcher brings the record in line; the group is whole again.
+    g.start_watcher();
+    let healthy = g.wait_healthy(Duration::from_secs(60)).await;
+    assert_eq!(healthy, newer);
+    eprintln!(
+        "MEASURE switchover with the record left behind: exit 1 after {took:?} (--timeout {timeout_s}): {}",
+        err.trim()
     );
 }

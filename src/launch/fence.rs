@@ -18,7 +18,7 @@ use crate::act::Action;
 use crate::launch::Own;
 use crate::metrics::metrics;
 use crate::observe::{Observer, zk_state};
-use crate::policy::fence::{FenceAction, FenceMemory, deadline, fence_step, learn, lease_end};
+use crate::policy::fence::{FenceAction, FenceMemory, MARGIN, deadline, fence_step, learn, lease_end};
 use crate::reply::config_value;
 use crate::snapshot::{Snapshot, ZkSession};
 use crate::zk::Zk;
@@ -59,6 +59,9 @@ pub async fn run(
     let mut mem = FenceMemory::default();
     let mut lease: Option<Instant> = None;
     let mut lease_by_zk = false;
+    let mut registered = 0;
+    // How many of them named this master, not down, in the last look.
+    let mut confirming = 0;
     // The configured value, put back when the fence is lifted.
     let mut configured = String::from("0");
     let executor = own.executor();
@@ -82,6 +85,11 @@ pub async fn run(
             // last gave, and the Sentinels' first lease after ZooKeeper's
             // renews too.
             let by_zk = s.sentinels.is_empty();
+            registered = s.sentinels.len();
+            confirming = s
+                .registered_answers()
+                .filter(|a| a.master == own.me && !a.master_down)
+                .count();
             if by_zk != lease_by_zk {
                 mem.last_end = None;
                 lease_by_zk = by_zk;
@@ -97,6 +105,13 @@ pub async fn run(
                 lease_end(&mem, s.sentinels.len())
             };
         }
+        tracing::debug!(
+            master,
+            snapshot = snap.is_some(),
+            lease_left_ms = lease.map(|l| l.saturating_duration_since(now).as_millis() as u64),
+            leases = mem.leases.len(),
+            "fence look"
+        );
         match fence_step(master, lease, now, Some(after), &mut mem) {
             FenceAction::Keep => {}
             FenceAction::Fence(unconfirmed) => {
@@ -111,9 +126,18 @@ pub async fn run(
                 match executor.execute(&Action::MinReplicasToWrite(FENCED.into()), None).await {
                     Ok(()) => {
                         metrics().fences.inc();
-                        warn!(addr = %own.me, unconfirmed_ms = unconfirmed.as_millis() as u64,
+                        let reason = if registered == 0 {
+                            "no Sentinel registered, and ZooKeeper does not confirm the record".to_string()
+                        } else {
+                            let holding = mem.leases.values().filter(|l| **l > now + MARGIN).count();
+                            let needed = registered.saturating_sub(mem.quorum.max(1)) + 1;
+                            format!(
+                                "{confirming} of {registered} registered Sentinels confirmed it in the last look and {holding} hold a lease; {needed} needed"
+                            )
+                        };
+                        warn!(addr = %own.me, %reason, unconfirmed_ms = unconfirmed.as_millis() as u64,
                             lease_left_ms = lease.map(|l| l.saturating_duration_since(Instant::now()).as_millis() as u64),
-                            "FENCED: the Sentinels' lease on this master is running out (they may be failing it over); it refuses writes (NOREPLICAS) until the lease is renewed");
+                            "FENCED: the lease on this master runs out or was not renewed for FENCE_AFTER_MS (the Sentinels may be failing it over); it refuses writes (NOREPLICAS) until it is renewed");
                     }
                     Err(e) => {
                         // Try again at the next look.

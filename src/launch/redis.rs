@@ -494,6 +494,14 @@ impl Duty<'_> {
                 "hand-over did not finish within SHUTDOWN_FAILOVER_TIMEOUT_S; stopping the server anyway")
             }
         }
+        // A master that stops waits for its replicas to catch up, 10 s by
+        // default: the stop must end by the deadline all the same.
+        if !matches!(outcome, Outcome::Done(_) | Outcome::Skipped(_)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(e) = self.own.executor().execute(&Action::ShutdownTimeout(left), None).await {
+                warn!(addr = %self.own.me, error = %e, "could not bound the server's shutdown-timeout");
+            }
+        }
         let m = metrics();
         m.handovers.with_label_values(&[outcome.label()]).inc();
         if !matches!(outcome, Outcome::Skipped(_)) {
