@@ -587,6 +587,18 @@ async fn sentinels_cut_off_from_a_live_master() {
     let master = g.wait_healthy(Duration::from_secs(60)).await;
     let wait_lost = lost(&master, &waiting.acked).await;
     let plain_lost = lost(&master, &plain.acked).await;
+    // How the old master rejoined: a partial resynchronization keeps its
+    // data (nothing diverged); a full one replaces it, and the new master
+    // logs by how many bytes the old one had gone past it.
+    let resync = g.redis[ni]
+        .proc
+        .log()
+        .lines()
+        .filter(|l| l.contains("resynchronization") || l.contains("Full resync"))
+        .map(str::to_string)
+        .collect::<Vec<_>>()
+        .join(" | ");
+    eprintln!("MEASURE the old master's resynchronization, as the new master logged it: {resync}");
     // The fence and the promotion, by the two servers' own clocks (one
     // machine): the launcher's FENCED line, the new master's switch.
     let fenced = g.redis[oi]
