@@ -40,23 +40,6 @@ async fn group(tag: &str) -> Group {
     Group::start_with(g, 1, 1, 0).await
 }
 
-/// Resumes these processes and ZooKeeper however the test ends.
-struct Thaw(Vec<i32>);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            signal(*p, libc::SIGCONT);
-        }
-        zk().resume();
-    }
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a process this test started.
-    unsafe { libc::kill(pid, sig) };
-}
-
 /// `m`'s `path`: (status, JSON body).
 async fn page(m: &Member, path: &str) -> Result<(u16, Value), String> {
     let (code, body) = m.admin_get(path).await?;
@@ -114,9 +97,12 @@ async fn a_page_older_than_5_s_answers_503_with_its_age() {
         assert_eq!(code, 200, "/health of {} before the freeze: {body}", m.addr());
     }
     let pids: Vec<i32> = members.iter().map(|m| m.proc.pid()).collect();
-    let thaw = Thaw(pids.clone());
+    let thaw = Thaw {
+        pids: pids.clone(),
+        zk: false,
+    };
     for p in &pids {
-        signal(*p, libc::SIGSTOP);
+        signal_pid(*p, libc::SIGSTOP);
     }
     let frozen = Instant::now();
     // The freeze is what makes the pages old: nothing to wait for but the
@@ -172,7 +158,7 @@ async fn health_stays_200_while_zookeeper_is_frozen() {
     let _serial = SERIAL.lock().await;
     let g = group("health-frozen").await;
     let (r, s) = (&g.redis[0], &g.sentinels[0]);
-    let thaw = Thaw(vec![]);
+    let thaw = Thaw { pids: vec![], zk: true };
     zk().pause();
     let frozen = Instant::now();
     // Past the session's own end (the client gives up on it after the

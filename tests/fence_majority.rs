@@ -51,24 +51,6 @@ async fn writes_for(master: &str, tag: &str, d: Duration) -> (usize, Option<(Str
     (n, None)
 }
 
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a process this test started.
-    unsafe { libc::kill(pid, sig) };
-}
-
-/// Resumes ZooKeeper and the frozen Sentinels however the test ends, so
-/// that a failed check leaves nothing frozen for the next scenario.
-struct Thaw(Vec<i32>);
-
-impl Drop for Thaw {
-    fn drop(&mut self) {
-        for p in &self.0 {
-            signal(*p, libc::SIGCONT);
-        }
-        zk().resume();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zookeeper_and_two_of_three_sentinels_lost_fences_one_of_three_does_not() {
     let _serial = SERIAL.lock().await;
@@ -96,9 +78,12 @@ async fn zookeeper_and_two_of_three_sentinels_lost_fences_one_of_three_does_not(
     assert_eq!(refused, None, "refused before anything was frozen ({n} taken)");
 
     // ZooKeeper and one Sentinel of three: the other two are a majority.
-    let thaw = Thaw(pids.clone());
+    let thaw = Thaw {
+        pids: pids.clone(),
+        zk: true,
+    };
     zk().pause();
-    signal(pids[0], libc::SIGSTOP);
+    signal_pid(pids[0], libc::SIGSTOP);
     // Were this a loss of the majority, the fence would trip within
     // FENCE_AFTER_MS + FENCE_SLACK (as below): hold twice that.
     let hold = (Duration::from_millis(FENCE_MS) + FENCE_SLACK) * 2;
@@ -116,7 +101,7 @@ async fn zookeeper_and_two_of_three_sentinels_lost_fences_one_of_three_does_not(
     );
 
     // A second Sentinel: 1 of 3 is no majority.
-    signal(pids[1], libc::SIGSTOP);
+    signal_pid(pids[1], libc::SIGSTOP);
     let (taken, refused) = writes_for(&master, "two-lost", Duration::from_millis(FENCE_MS) + FENCE_SLACK * 3).await;
     let (refusal, fenced_after) =
         refused.unwrap_or_else(|| panic!("{taken} writes taken with 1 of 3 Sentinels and no ZooKeeper; never fenced"));
@@ -165,8 +150,11 @@ async fn one_hung_sentinel_of_three_never_fences_a_confirmed_master() {
         .unwrap()
         .parse()
         .unwrap();
-    let thaw = Thaw(vec![pid]);
-    signal(pid, libc::SIGSTOP);
+    let thaw = Thaw {
+        pids: vec![pid],
+        zk: true,
+    };
+    signal_pid(pid, libc::SIGSTOP);
     // A fence would trip within SHORT_MS + FENCE_SLACK: hold five times that.
     let hold = (Duration::from_millis(SHORT_MS) + FENCE_SLACK) * 5;
     let (kept, refused) = writes_for(&master, "hung", hold).await;

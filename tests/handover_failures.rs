@@ -59,20 +59,30 @@ async fn dbsize(addr: &str) -> Result<i64, String> {
     }
 }
 
-/// The `field value …` pairs of a Sentinel's answer for one replica (kept
-/// here rather than borrowed from the library, whose module for it moves).
-fn fields(v: &Value) -> Vec<(String, String)> {
-    match v {
-        Value::Array(items) => items
-            .chunks_exact(2)
-            .filter_map(|kv| Some((value_text(&kv[0])?, value_text(&kv[1])?)))
-            .collect(),
-        Value::Map(pairs) => pairs
-            .iter()
-            .filter_map(|(k, v)| Some((value_text(k)?, value_text(v)?)))
-            .collect(),
-        _ => vec![],
-    }
+/// SIGTERMs the master's task `m` and waits for it to exit with status 0
+/// within the budget; returns how long it took and its log.
+fn sigterm_exits_within_budget(m: &Member) -> (Duration, String) {
+    let t0 = Instant::now();
+    m.proc.signal(libc::SIGTERM);
+    let status = m
+        .proc
+        .wait_exit(Duration::from_secs(BUDGET_S) + LATE)
+        .unwrap_or_else(|| {
+            panic!(
+                "the launcher still runs {:?} after SIGTERM:\n{}",
+                Duration::from_secs(BUDGET_S) + LATE,
+                m.proc.log()
+            )
+        });
+    let took = t0.elapsed();
+    let log = m.proc.log();
+    assert_eq!(status.code(), Some(0), "{status:?}\n{log}");
+    assert!(
+        took <= Duration::from_secs(BUDGET_S) + EXIT_MARGIN,
+        "exited {took:?} after SIGTERM, budget {BUDGET_S} s:\n{}",
+        stop_lines(&log)
+    );
+    (took, log)
 }
 
 /// The `slave-priority` every live Sentinel has cached for `replica`
@@ -86,7 +96,7 @@ async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, St
         };
         let mut found = None;
         for item in &items {
-            let f = fields(item);
+            let f = redis_zk::reply::fields(item);
             let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
                 found = get("slave-priority");
@@ -104,11 +114,6 @@ async fn server_pid(addr: &str) -> i32 {
         .unwrap_or_else(|e| panic!("{addr}: {e}"))
         .parse()
         .unwrap()
-}
-
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2) on a server this test started.
-    unsafe { libc::kill(pid, sig) };
 }
 
 /// The lines of `log` that tell how the server was stopped: the
@@ -187,26 +192,7 @@ async fn sigterm_with_no_synced_replica_stops_without_a_failover_and_promotes_no
 
     let m = &g.redis[0];
     let master_pid = server_pid(&master).await;
-    let t0 = Instant::now();
-    m.proc.signal(libc::SIGTERM);
-    let status = m
-        .proc
-        .wait_exit(Duration::from_secs(BUDGET_S) + LATE)
-        .unwrap_or_else(|| {
-            panic!(
-                "the launcher still runs {:?} after SIGTERM:\n{}",
-                Duration::from_secs(BUDGET_S) + LATE,
-                m.proc.log()
-            )
-        });
-    let took = t0.elapsed();
-    let log = m.proc.log();
-    assert_eq!(status.code(), Some(0), "{status:?}\n{log}");
-    assert!(
-        took <= Duration::from_secs(BUDGET_S) + EXIT_MARGIN,
-        "exited {took:?} after SIGTERM, budget {BUDGET_S} s:\n{}",
-        stop_lines(&log)
-    );
+    let (took, log) = sigterm_exits_within_budget(m);
     // It waited for the replica until only the reserve was left; it did
     // not skip the hand-over at once.
     assert!(
@@ -310,15 +296,11 @@ async fn a_hand_over_that_cannot_finish_stops_the_server_at_the_budget() {
     .await;
 
     let replica_pid = server_pid(&replica).await;
-    signal(replica_pid, libc::SIGSTOP);
-    // Resumed however the test ends.
-    struct Cont(i32);
-    impl Drop for Cont {
-        fn drop(&mut self) {
-            signal(self.0, libc::SIGCONT);
-        }
-    }
-    let cont = Cont(replica_pid);
+    signal_pid(replica_pid, libc::SIGSTOP);
+    let cont = Thaw {
+        pids: vec![replica_pid],
+        zk: false,
+    };
     redis_cmd(&master, None, &["SET", "after-the-freeze", "1"])
         .await
         .unwrap();
@@ -344,26 +326,7 @@ async fn a_hand_over_that_cannot_finish_stops_the_server_at_the_budget() {
 
     let m = &g.redis[mi];
     let master_pid = server_pid(&master).await;
-    let t0 = Instant::now();
-    m.proc.signal(libc::SIGTERM);
-    let status = m
-        .proc
-        .wait_exit(Duration::from_secs(BUDGET_S) + LATE)
-        .unwrap_or_else(|| {
-            panic!(
-                "the launcher still runs {:?} after SIGTERM:\n{}",
-                Duration::from_secs(BUDGET_S) + LATE,
-                m.proc.log()
-            )
-        });
-    let took = t0.elapsed();
-    let log = m.proc.log();
-    assert_eq!(status.code(), Some(0), "{status:?}\n{log}");
-    assert!(
-        took <= Duration::from_secs(BUDGET_S) + EXIT_MARGIN,
-        "exited {took:?} after SIGTERM, budget {BUDGET_S} s:\n{}",
-        stop_lines(&log)
-    );
+    let (took, log) = sigterm_exits_within_budget(m);
     // The whole budget was spent trying.
     assert!(
         took >= Duration::from_secs(BUDGET_S) - Duration::from_millis(300),

@@ -250,6 +250,31 @@ impl Drop for Proc {
 // Loopback addresses, ports, task slots
 // ---------------------------------------------------------------------------
 
+/// Sends `sig` to a process a test started by other means (a server whose
+/// pid it read from `INFO`).
+pub fn signal_pid(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) on a process this test started.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Resumes (SIGCONT) these processes, and ZooKeeper with `zk`, however the
+/// test ends: a failed check leaves nothing frozen for the next scenario.
+pub struct Thaw {
+    pub pids: Vec<i32>,
+    pub zk: bool,
+}
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        for p in &self.pids {
+            signal_pid(*p, libc::SIGCONT);
+        }
+        if self.zk {
+            zk().resume();
+        }
+    }
+}
+
 /// Next port that binds on every address in `ips`. Ports come from
 /// 20000..32000, below Linux's ephemeral port range. `scripts/test.sh` runs
 /// test binaries side by side and gives each its own share of that range
