@@ -16,13 +16,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::group::*;
+use common::net::Net;
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
@@ -35,139 +34,6 @@ const CUT: Duration = Duration::from_secs(20);
 const REDIS_PORT: u16 = 6379;
 const SENTINEL_PORT: u16 = 26379;
 const ADMIN_PORT: u16 = 8080;
-
-fn run(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The bridge, its namespaces, and the ZooKeeper forwarder.
-struct Net {
-    bridge: String,
-    /// `10.214.N`
-    prefix: String,
-    tag: String,
-    namespaces: Vec<String>,
-}
-
-impl Net {
-    fn new() -> Net {
-        static NEXT: AtomicU8 = AtomicU8::new(0);
-        let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let tag = format!("{}{n}", std::process::id() % 10_000);
-        let net = Net {
-            bridge: format!("rzkb{tag}"),
-            prefix: format!("10.214.{}", 10 + (std::process::id() % 200) as u8 / 4 * 4 + n % 4),
-            tag,
-            namespaces: vec![],
-        };
-        let _ = Command::new("ip").args(["link", "del", &net.bridge]).output();
-        run("ip", &["link", "add", &net.bridge, "type", "bridge"]);
-        // A fixed address: a bridge otherwise takes the lowest MAC of its
-        // ports, so adding a host could change the MAC behind ZooKeeper's
-        // address, and the hosts' stale ARP entries stalled their ZooKeeper
-        // sessions into expiry (seen in runs before this line).
-        run(
-            "ip",
-            &[
-                "link",
-                "set",
-                &net.bridge,
-                "address",
-                &format!("02:52:5a:00:{:02x}:01", n),
-            ],
-        );
-        for host in 1..=3 {
-            run(
-                "ip",
-                &["addr", "add", &format!("{}.{host}/24", net.prefix), "dev", &net.bridge],
-            );
-        }
-        run("ip", &["link", "set", &net.bridge, "up"]);
-        net
-    }
-
-    fn ip(&self, host: u8) -> String {
-        format!("{}.{host}", self.prefix)
-    }
-
-    /// A host `10 + i` of its own: a namespace whose `eth0` is on the bridge.
-    fn host(&mut self, i: u8) -> (String, String) {
-        let ns = format!("rzk{}-{i}", self.tag);
-        let outside = format!("rzkv{}-{i}", self.tag);
-        let ip = self.ip(10 + i);
-        let _ = Command::new("ip").args(["netns", "del", &ns]).output();
-        run("ip", &["netns", "add", &ns]);
-        self.namespaces.push(ns.clone());
-        run(
-            "ip",
-            &[
-                "link", "add", &outside, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-            ],
-        );
-        run("ip", &["link", "set", &outside, "master", &self.bridge]);
-        run("ip", &["link", "set", &outside, "up"]);
-        run("ip", &["-n", &ns, "addr", "add", &format!("{ip}/24"), "dev", "eth0"]);
-        run("ip", &["-n", &ns, "link", "set", "eth0", "up"]);
-        run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
-        (ns, ip)
-    }
-
-    /// Cuts every namespace in `side` off from `others` (addresses), both
-    /// ways, by dropping packets inside those namespaces. Each namespace's
-    /// rules go in with one `iptables-restore`, one transaction: a host loses
-    /// every peer at the same instant, as in a real cut, and never, say, the
-    /// other replica some 200 ms before the client (one `iptables` call per
-    /// rule did that, and a `WAIT 1` client then lost the writes that only
-    /// the replica cut off with the master had confirmed). `side` is cut in
-    /// order, so the master's host first.
-    fn cut(&self, side: &[&str], others: &[String]) {
-        let mut rules = String::from("*filter\n");
-        for ip in others {
-            rules.push_str(&format!("-I INPUT -s {ip} -j DROP\n-I OUTPUT -d {ip} -j DROP\n"));
-        }
-        rules.push_str("COMMIT\n");
-        for ns in side {
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", ns, "iptables-restore", "--noflush"])
-                .stdin(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("iptables-restore in {ns}: {e}"));
-            child.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "iptables-restore in {ns}: {}\n{rules}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-
-    fn heal(&self) {
-        for ns in &self.namespaces {
-            run("ip", &["netns", "exec", ns, "iptables", "-F", "INPUT"]);
-            run("ip", &["netns", "exec", ns, "iptables", "-F", "OUTPUT"]);
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).output();
-        }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
-    }
-}
 
 /// The group: redis on hosts 1–3, Sentinels on 4–6, watchers on 7–8.
 struct Cluster {

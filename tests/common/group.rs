@@ -39,6 +39,26 @@ impl Member {
     }
 }
 
+/// Which binary a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Sentinel,
+    Watcher,
+}
+
+/// How to start a task of a [`Kind`]: a command that runs the binary
+/// (given after it, with its arguments), and variables that override the
+/// group's.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub prefix: Vec<String>,
+    pub env: Vec<(&'static str, String)>,
+}
+
+/// Chooses each task's [`Launch`].
+pub type Launcher = std::sync::Arc<dyn Fn(Kind) -> Launch + Send + Sync>;
+
 /// A group under its own root.
 pub struct Group {
     pub root: String,
@@ -60,6 +80,11 @@ pub struct Group {
     /// harness's `--repl-diskless-sync-delay 0` (the benchmark measures the
     /// product as shipped).
     pub launcher_defaults: bool,
+    /// The ZooKeeper the tasks and the checks use (`host:port,…`); `None`:
+    /// the binary's own [`zk()`].
+    pub zk: Option<String>,
+    /// How tasks are started; `None`: the binary itself.
+    pub launch: Option<Launcher>,
 }
 
 impl Group {
@@ -75,13 +100,28 @@ impl Group {
             redis_args: vec![],
             admin: false,
             launcher_defaults: false,
+            zk: None,
+            launch: None,
+        }
+    }
+
+    /// The ZooKeeper connect string of this group.
+    pub fn zk_hosts(&self) -> String {
+        self.zk.clone().unwrap_or_else(|| zk().connect_string())
+    }
+
+    /// A client session on this group's ZooKeeper.
+    pub async fn zk_client(&self) -> zookeeper_client::Client {
+        match &self.zk {
+            Some(hosts) => zk_client_at(hosts).await,
+            None => zk_client().await,
         }
     }
 
     /// The environment of a task (`task` None for the watcher).
     pub fn env(&self, task: Option<&Task>) -> Vec<(&'static str, String)> {
         let mut env: Vec<(&'static str, String)> = vec![
-            ("ZK_HOSTS", zk().connect_string()),
+            ("ZK_HOSTS", self.zk_hosts()),
             ("ZK_ROOT", self.root.clone()),
             ("ZK_SESSION_TIMEOUT_MS", "4000".into()),
             ("SENTINEL_DOWN_AFTER_MS", DOWN_AFTER_MS.to_string()),
@@ -108,14 +148,33 @@ impl Group {
     }
 
     fn spawn(&self, bin: &str, args: &[&str], task: Option<&Task>, log: PathBuf) -> (Proc, Option<u16>) {
-        let env = self.env(task);
-        let mut env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut env = self.env(task);
         // Free on every address: the watcher's admin API listens on all.
         let admin = self.admin.then(|| free_port(&["0.0.0.0"]));
         if let Some(p) = admin {
             env.push(("ADMIN_PORT", p.to_string()));
         }
-        (Proc::spawn(bin, args, &env, log), admin)
+        let kind = match bin {
+            RZK_REDIS => Kind::Redis,
+            RZK_SENTINEL => Kind::Sentinel,
+            _ => Kind::Watcher,
+        };
+        let launch = self.launch.as_ref().map(|f| f(kind)).unwrap_or_default();
+        for (k, v) in launch.env {
+            env.retain(|(e, _)| *e != k);
+            env.push((k, v));
+        }
+        let env: Vec<(&str, String)> = env.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let proc = match launch.prefix.split_first() {
+            None => Proc::spawn(bin, args, &env, log),
+            Some((program, rest)) => {
+                let mut all: Vec<&str> = rest.iter().map(String::as_str).collect();
+                all.push(bin);
+                all.extend(args);
+                Proc::spawn(program, &all, &env, log)
+            }
+        };
+        (proc, admin)
     }
 
     /// Starts an rzk-redis task; returns its index in `redis`.
@@ -198,7 +257,7 @@ impl Group {
     }
 
     pub async fn record_with_version(&self) -> Option<(String, i32)> {
-        let c = zk_client().await;
+        let c = self.zk_client().await;
         zk_get(&c, &format!("{}/master", self.root))
             .await
             .map(|(d, s)| (String::from_utf8_lossy(&d).into_owned(), s.version))
@@ -206,7 +265,7 @@ impl Group {
 
     /// `(child, data)` of every registration under `<root>/<dir>`.
     pub async fn registered(&self, dir: &str) -> Vec<(String, String)> {
-        let c = zk_client().await;
+        let c = self.zk_client().await;
         let path = format!("{}/{dir}", self.root);
         let mut out = vec![];
         for child in zk_children(&c, &path).await {
@@ -224,7 +283,7 @@ impl Group {
 
     /// `(data, ephemeral owner)` of every registration under `<root>/<dir>`.
     pub async fn registration_owners(&self, dir: &str) -> Vec<(String, i64)> {
-        let c = zk_client().await;
+        let c = self.zk_client().await;
         let path = format!("{}/{dir}", self.root);
         let mut out = vec![];
         for child in zk_children(&c, &path).await {
@@ -456,6 +515,8 @@ pub struct Ledger {
     pub failed: usize,
     /// The longest time between two acknowledged writes.
     pub longest_gap: Duration,
+    /// When each failed write failed, and what it got.
+    pub refusals: Vec<(Instant, String)>,
 }
 
 /// A client writing keys continuously to whatever the Sentinels (or, failing
@@ -485,13 +546,35 @@ impl Group {
     /// the kind that loses writes to a master that comes back from a hang.
     pub fn start_writer_with(&self, tag: &str, password: Option<String>, wait_replicas: usize, sticky: bool) -> Writer {
         let sentinels: Vec<String> = self.sentinels.iter().map(Member::addr).collect();
-        spawn_writer(sentinels, Some(self.root.clone()), tag, password, wait_replicas, sticky)
+        spawn_writer_at(
+            self.zk.clone(),
+            sentinels,
+            Some(self.root.clone()),
+            tag,
+            password,
+            wait_replicas,
+            sticky,
+        )
     }
 }
 
 /// A writer that finds the master through `sentinels` (and, failing them,
 /// the record under `root`); see [`Group::start_writer_with`].
 pub fn spawn_writer(
+    sentinels: Vec<String>,
+    root: Option<String>,
+    tag: &str,
+    password: Option<String>,
+    wait_replicas: usize,
+    sticky: bool,
+) -> Writer {
+    spawn_writer_at(None, sentinels, root, tag, password, wait_replicas, sticky)
+}
+
+/// [`spawn_writer`] reading the record from the ZooKeeper `zk_hosts`
+/// (`None`: the binary's own [`zk()`]).
+pub fn spawn_writer_at(
+    zk_hosts: Option<String>,
     sentinels: Vec<String>,
     root: Option<String>,
     tag: &str,
@@ -508,7 +591,7 @@ pub fn spawn_writer(
         let mut i = 0u64;
         while !flag.load(std::sync::atomic::Ordering::SeqCst) {
             let Some(m) = master.clone() else {
-                master = find_master(&sentinels, root.as_deref(), password.as_deref()).await;
+                master = find_master(&sentinels, root.as_deref(), zk_hosts.as_deref(), password.as_deref()).await;
                 if master.is_none() {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -518,28 +601,35 @@ pub fn spawn_writer(
             let key = format!("{tag}:{i}");
             let pw = password.as_deref();
             let value = i.to_string();
-            let ok = if wait_replicas == 0 {
-                matches!(redis_cmd(&m, pw, &["SET", &key, &value]).await, Ok(Value::Okay))
+            let outcome = if wait_replicas == 0 {
+                match redis_cmd(&m, pw, &["SET", &key, &value]).await {
+                    Ok(Value::Okay) => Ok(()),
+                    other => Err(format!("{m}: {other:?}")),
+                }
             } else {
                 let n = wait_replicas.to_string();
                 let set: &[&str] = &["SET", &key, &value];
                 let wait: &[&str] = &["WAIT", &n, "1000"];
                 match redis_pipe(&m, pw, &[set, wait]).await.as_deref() {
-                    Ok([Value::Okay, Value::Int(acks)]) => *acks >= wait_replicas as i64,
-                    _ => false,
+                    Ok([Value::Okay, Value::Int(acks)]) if *acks >= wait_replicas as i64 => Ok(()),
+                    other => Err(format!("{m}: {other:?}")),
                 }
             };
-            if ok {
-                ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
-                last_ok = Instant::now();
-                ledger.acked.push(key);
-                ledger.acked_at.push(last_ok);
-            } else {
-                ledger.failed += 1;
-                if sticky {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                } else {
-                    master = None;
+            match outcome {
+                Ok(()) => {
+                    ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
+                    last_ok = Instant::now();
+                    ledger.acked.push(key);
+                    ledger.acked_at.push(last_ok);
+                }
+                Err(why) => {
+                    ledger.failed += 1;
+                    ledger.refusals.push((Instant::now(), why));
+                    if sticky {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    } else {
+                        master = None;
+                    }
                 }
             }
         }
@@ -549,7 +639,12 @@ pub fn spawn_writer(
 }
 
 /// The master as the Sentinels name it (confirmed by ROLE), else the record.
-async fn find_master(sentinels: &[String], root: Option<&str>, password: Option<&str>) -> Option<String> {
+async fn find_master(
+    sentinels: &[String],
+    root: Option<&str>,
+    zk_hosts: Option<&str>,
+    password: Option<&str>,
+) -> Option<String> {
     for s in sentinels {
         if let Ok(m) = sentinel_master_pw(s, password).await
             && redis_cmd(&m, password, &["ROLE"])
@@ -560,7 +655,10 @@ async fn find_master(sentinels: &[String], root: Option<&str>, password: Option<
         }
     }
     let path = format!("{}/master", root?);
-    let c = zk_client().await;
+    let c = match zk_hosts {
+        Some(hosts) => zk_client_at(hosts).await,
+        None => zk_client().await,
+    };
     zk_get(&c, &path)
         .await
         .map(|(d, _)| String::from_utf8_lossy(&d).into_owned())

@@ -7,7 +7,9 @@
 //! so nothing outlives the test binary, even when it panics or is killed.
 #![allow(dead_code)]
 
+pub mod ensemble;
 pub mod group;
+pub mod net;
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;
@@ -456,8 +458,14 @@ fn start_zk() -> Zk {
 /// Starts the server of `dir/zoo.cfg`, appending to `dir/zookeeper.log`.
 /// The child is never reaped: it runs until the test binary exits
 /// (PDEATHSIG), and a killed one is recognised as a zombie by `pid_alive`.
-#[allow(clippy::zombie_processes)]
 fn launch_zk(dir: &Path) -> i32 {
+    launch_zk_in(dir, None)
+}
+
+/// [`launch_zk`] in the network namespace `netns` (`ip netns exec`, which
+/// execs java in place: the pid is the server's).
+#[allow(clippy::zombie_processes)]
+fn launch_zk_in(dir: &Path, netns: Option<&str>) -> i32 {
     // Debian's zookeeper.jar ships no SLF4J binding, so the server logs nothing;
     // add slf4j-simple (logs to stderr → our file) when it is installed.
     let mut classpath = String::from("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar");
@@ -469,7 +477,14 @@ fn launch_zk(dir: &Path) -> i32 {
         .append(true)
         .open(dir.join("zookeeper.log"))
         .expect("open zookeeper.log");
-    let mut cmd = Command::new("java");
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "java"]);
+            c
+        }
+        None => Command::new("java"),
+    };
     cmd.arg("-Xmx256m")
         .arg(format!("-Dzookeeper.log.dir={}", dir.display()))
         .arg("-Dorg.slf4j.simpleLogger.showDateTime=true")
@@ -702,6 +717,19 @@ pub async fn zk_client() -> Client {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => panic!("zk connect {connect_string}: {e}; log tail:\n{}", zk().log_tail()),
         Err(_) => panic!("zk connect {connect_string} timed out; log tail:\n{}", zk().log_tail()),
+    }
+}
+
+/// A client session (10 s timeout) on the ZooKeeper `hosts`
+/// (`host:port,…`). Panics if the session can't be established within 10 s.
+pub async fn zk_client_at(hosts: &str) -> Client {
+    let connecting = Client::connector()
+        .with_session_timeout(ZK_SESSION_TIMEOUT)
+        .connect(hosts);
+    match tokio::time::timeout(ZK_SESSION_TIMEOUT, connecting).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!("zk connect {hosts}: {e}"),
+        Err(_) => panic!("zk connect {hosts} timed out"),
     }
 }
 
