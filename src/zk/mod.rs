@@ -62,6 +62,36 @@ pub struct ConnectError {
     pub last: String,
 }
 
+/// The most one name of `ZK_HOSTS` may take to resolve.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `hosts` (`host:port,…`) with every name resolved to all its addresses
+/// ([`settings::expanded_connect_string`]), all names at once, each within
+/// `limit`. Resolved at every connect, so a session opened after an expiry
+/// follows the name's current addresses.
+async fn resolve_servers(hosts: &str, limit: Duration) -> Result<String, String> {
+    let entries = settings::connect_entries(hosts);
+    let lookups = entries.iter().map(|&(host, port)| async move {
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        match timeout(limit, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => Ok(addrs.map(|a| a.ip()).collect()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        }
+    });
+    let resolved: Vec<_> = entries.iter().copied().zip(join_all(lookups).await).collect();
+    for ((host, port), r) in &resolved {
+        if let Err(e) = r {
+            warn!(host = %host, port, error = %e, "a ZooKeeper host name did not resolve; trying the others");
+        }
+    }
+    let servers = settings::expanded_connect_string(&resolved)?;
+    debug!(hosts = %hosts, servers = %servers, "ZooKeeper servers resolved");
+    Ok(servers)
+}
+
 /// Bounds one ZooKeeper operation; a frozen server yields [`Error::Timeout`].
 async fn bounded<T>(limit: Duration, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
     timeout(limit, fut).await.unwrap_or(Err(Error::Timeout))
@@ -119,8 +149,8 @@ impl Zk {
             let per_try = cfg.session_timeout.max(Duration::from_secs(2));
             let per_try = deadline.map_or(per_try, |d| per_try.min(d.saturating_duration_since(Instant::now())));
             let err = match timeout(per_try, Self::connect_once(cfg)).await {
-                Ok(Ok(zk)) => {
-                    info!(hosts = %cfg.hosts, root = %cfg.root, session = zk.client.session_id().0, attempt, "connected to ZooKeeper");
+                Ok(Ok((zk, servers))) => {
+                    info!(hosts = %cfg.hosts, servers = %servers, root = %cfg.root, session = zk.client.session_id().0, attempt, "connected to ZooKeeper");
                     return Ok(zk);
                 }
                 Ok(Err(e)) => e,
@@ -142,7 +172,11 @@ impl Zk {
         }
     }
 
-    async fn connect_once(cfg: &ZkConfig) -> Result<Zk, String> {
+    /// One attempt: resolves `ZK_HOSTS` to every server's address, opens a
+    /// session, and prepares the group's directories and watch. Returns the
+    /// session and the servers it was given.
+    async fn connect_once(cfg: &ZkConfig) -> Result<(Zk, String), String> {
+        let servers = resolve_servers(&cfg.hosts, cfg.session_timeout.min(RESOLVE_TIMEOUT)).await?;
         // The idle connection timeout sets the ping period (3/8 of it). The
         // client's default, 2/5 of the session, pings every 15 % of the
         // session; 3/5 (the most the client takes, about Java's 2/3) pings
@@ -164,7 +198,7 @@ impl Zk {
             }
             None => Acls::anyone_all().to_vec(),
         };
-        let client = connector.connect(&cfg.hosts).await.map_err(|e| e.to_string())?;
+        let client = connector.connect(&servers).await.map_err(|e| e.to_string())?;
         let (mirror, stopped) = Mirror::new(&cfg.root);
         let mut zk = Zk {
             client,
@@ -217,7 +251,7 @@ impl Zk {
                 warn!(root = %zk.cfg.root, error = %e, "no persistent watch on the root; every look reads ZooKeeper")
             }
         }
-        Ok(zk)
+        Ok((zk, servers))
     }
 
     fn acls(&self) -> Acls<'_> {

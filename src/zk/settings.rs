@@ -3,6 +3,7 @@
 //! uses it; configuration calls it to refuse a bad value (exit 2) before
 //! any connection is tried.
 
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::model::{Secret, is_valid_host};
@@ -66,6 +67,61 @@ pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
     Some((hosts.join(","), chroot))
 }
 
+/// The `host:port` entries of a connect string (as [`parse_zk_hosts`]
+/// returns it), with the names that need resolving: an IP literal needs
+/// none.
+pub fn connect_entries(hosts: &str) -> Vec<(&str, u16)> {
+    hosts
+        .split(',')
+        .filter_map(|e| {
+            let (h, p) = e.rsplit_once(':')?;
+            Some((h, p.parse().ok()?))
+        })
+        .collect()
+}
+
+/// One entry of the connect string, `(host, port)`, and what it resolved
+/// to: its addresses, or why none.
+pub type Resolved<'a> = ((&'a str, u16), Result<Vec<IpAddr>, String>);
+
+/// The connect string handed to the ZooKeeper client: every entry as the
+/// address(es) it resolved to, in order, each address once.
+///
+/// The client resolves a name itself only when it connects, and then takes
+/// the first of its addresses that accepts a connection: a name that
+/// resolves to every server of the ensemble (DC/OS's `master.mesos`) would
+/// pin the session to one server, and a server that accepts connections
+/// but does not answer (cut off, frozen, without quorum) would hold it
+/// until the session expires. Given every address, the client tries one
+/// after the other, in a shuffled order, as ZooKeeper's own client does.
+///
+/// `resolved` pairs each entry with its addresses, or why it could not be
+/// resolved. An entry that did not resolve is left out as long as another
+/// did; with none resolved, the answer is every entry's error.
+pub fn expanded_connect_string(resolved: &[Resolved<'_>]) -> Result<String, String> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    for ((_, port), r) in resolved {
+        for ip in r.iter().flatten() {
+            let a = SocketAddr::new(*ip, *port);
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    if out.is_empty() {
+        let why: Vec<String> = resolved
+            .iter()
+            .map(|((h, p), r)| match r {
+                Ok(_) => format!("{h}:{p}: no address"),
+                Err(e) => format!("{h}:{p}: {e}"),
+            })
+            .collect();
+        return Err(format!("no ZooKeeper address resolved ({})", why.join("; ")));
+    }
+    // `SocketAddr`'s display brackets an IPv6 address, as the client reads it.
+    Ok(out.iter().map(SocketAddr::to_string).collect::<Vec<_>>().join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +142,62 @@ mod tests {
         ] {
             assert_eq!(parse_zk_hosts(bad), None, "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn connect_entries_split_host_and_port() {
+        assert_eq!(
+            connect_entries("master.mesos:2181,10.0.0.1:2182"),
+            vec![("master.mesos", 2181), ("10.0.0.1", 2182)]
+        );
+        let (hosts, _) = parse_zk_hosts("zk-1.zk,zk-2.zk:2181/redis").unwrap();
+        assert_eq!(connect_entries(&hosts), vec![("zk-1.zk", 2181), ("zk-2.zk", 2181)]);
+    }
+
+    #[test]
+    fn every_address_of_every_name_is_handed_over_once() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // master.mesos resolving to three masters, a list naming one of
+        // them again, and an IPv6 address.
+        let resolved = vec![
+            (
+                ("master.mesos", 2181),
+                Ok(vec![ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.3")]),
+            ),
+            (("zk-2.zk", 2181), Ok(vec![ip("10.0.0.2")])),
+            (
+                ("zk-6.zk", 2181),
+                Err("failed to lookup address information".to_string()),
+            ),
+            (("10.0.0.9", 2182), Ok(vec![ip("10.0.0.9")])),
+            (("zk6", 2181), Ok(vec![ip("fd00::1")])),
+        ];
+        assert_eq!(
+            expanded_connect_string(&resolved).unwrap(),
+            "10.0.0.1:2181,10.0.0.2:2181,10.0.0.3:2181,10.0.0.9:2182,[fd00::1]:2181"
+        );
+        // The same address on another port is another server.
+        let resolved = vec![
+            (("a", 2181), Ok(vec![ip("10.0.0.1")])),
+            (("b", 2182), Ok(vec![ip("10.0.0.1")])),
+        ];
+        assert_eq!(
+            expanded_connect_string(&resolved).unwrap(),
+            "10.0.0.1:2181,10.0.0.1:2182"
+        );
+    }
+
+    #[test]
+    fn nothing_resolved_says_why_for_each_name() {
+        let resolved = vec![
+            (
+                ("master.mesos", 2181),
+                Err("failed to lookup address information".to_string()),
+            ),
+            (("zk-1.zk", 2181), Ok(vec![])),
+        ];
+        let e = expanded_connect_string(&resolved).unwrap_err();
+        assert!(e.contains("master.mesos:2181: failed to lookup"), "{e}");
+        assert!(e.contains("zk-1.zk:2181: no address"), "{e}");
     }
 }
