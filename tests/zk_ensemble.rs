@@ -375,6 +375,9 @@ struct Bounds {
     /// How long after the ensemble serves again every registration must
     /// be back.
     back: Duration,
+    /// Every launcher keeps its session (none expires, so none is
+    /// replaced): the ensemble served again within the session timeout.
+    sessions_kept: bool,
 }
 
 /// Runs `fault` with the writers and the monitor going, then checks
@@ -536,6 +539,11 @@ where
         bounds.gap,
         seen.gaps
     );
+    assert!(
+        !bounds.sessions_kept || seen.replaced.is_empty(),
+        "{name}: sessions were replaced (expired) for {:?}",
+        seen.replaced
+    );
     g.wait_healthy(Duration::from_secs(60)).await;
     figures
 }
@@ -560,6 +568,7 @@ async fn leader_killed_and_started_again_15_s_later() {
     let bounds = Bounds {
         gap: Duration::ZERO,
         back: Duration::from_secs(1),
+        sessions_kept: true,
     };
     scenario("leader killed", bounds, |w, _, _| async move {
         let l = w.ens.leader().await.expect("a leader");
@@ -577,6 +586,7 @@ async fn quorum_lost_for_three_session_timeouts() {
     let bounds = Bounds {
         gap: SESSION * 2,
         back: SESSION * 2,
+        sessions_kept: false,
     };
     scenario("quorum lost", bounds, |w, _, _| async move {
         let l = w.ens.leader().await.expect("a leader");
@@ -595,6 +605,7 @@ async fn rolling_restart_of_the_ensemble() {
     let bounds = Bounds {
         gap: Duration::ZERO,
         back: Duration::from_secs(1),
+        sessions_kept: true,
     };
     scenario("rolling restart", bounds, |w, _, _| async move {
         let l = w.ens.leader().await.expect("a leader");
@@ -614,6 +625,7 @@ async fn the_masters_zookeeper_server_cut_off() {
     let bounds = Bounds {
         gap: Duration::ZERO,
         back: Duration::from_secs(1),
+        sessions_kept: true,
     };
     scenario("master's server cut off", bounds, |w, master, want| async move {
         let sid = want[&format!("nodes {master}")];

@@ -1,10 +1,9 @@
 //! A ZooKeeper ensemble of three servers, as production runs it (DC/OS runs
-//! 3 or 5 on its masters): each server with its own address, client port,
-//! quorum and election ports, and `myid`, `tickTime=500`, `initLimit=10`,
-//! `syncLimit=4`. Either on loopback (`127.0.2.1`–`.3`, one client port
-//! free on all three) or one server per network namespace
-//! ([`super::net::Net`]) on the standard ports 2181, 2888 and 3888, where a
-//! server's host can be cut off.
+//! 3 or 5 on its masters): each server on a host of its own (a network
+//! namespace of [`super::net::Net`], where it can be cut off), on the
+//! standard ports 2181, 2888 and 3888, with its `myid`; `tickTime=500`,
+//! `initLimit=10`, `syncLimit=4`. (`scripts/local-group.sh --ensemble`
+//! runs the same on loopback, `127.0.2.1`–`.3`.)
 //!
 //! Servers are started with `PR_SET_PDEATHSIG` like every process of the
 //! harness, so nothing outlives the test binary.
@@ -95,17 +94,6 @@ pub struct Ensemble {
 }
 
 impl Ensemble {
-    /// Three servers on `127.0.2.1`–`.3`, one client port for all three
-    /// (so one name can resolve to every server, as `master.mesos` does),
-    /// and their own quorum and election ports.
-    pub async fn loopback() -> Ensemble {
-        let ips: Vec<String> = (1..=3).map(|i| format!("127.0.2.{i}")).collect();
-        let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-        let (client, quorum, election) = (free_port(&refs), free_port(&refs), free_port(&refs));
-        let hosts = ips.into_iter().map(|ip| (None, ip)).collect();
-        Ensemble::start(hosts, client, quorum, election).await
-    }
-
     /// One server on each of `hosts` (namespace, address), on the standard
     /// ports 2181, 2888 and 3888.
     pub async fn on_hosts(hosts: &[(String, String)]) -> Ensemble {
