@@ -36,17 +36,60 @@ fn processes_using(dir: &str) -> Vec<String> {
     found
 }
 
-/// A base B such that B+1..=B+3 are free (the script's port scheme); the
-/// harness hands out free ports in ascending order, so three in a row usually
+/// A base B such that B+1..=B+n are free (the script's port scheme); the
+/// harness hands out free ports in ascending order, so n in a row usually
 /// are consecutive.
-fn three_free_ports_after() -> u16 {
+fn free_ports_after(n: u16) -> u16 {
     for _ in 0..50 {
-        let ports: Vec<u16> = (0..3).map(|_| task().port).collect();
-        if ports[1] == ports[0] + 1 && ports[2] == ports[0] + 2 {
-            return ports[0] - 1;
+        let first = task().port;
+        if (1..n).all(|i| task().port == first + i) {
+            return first - 1;
         }
     }
-    panic!("no three consecutive free ports");
+    panic!("no {n} consecutive free ports");
+}
+
+fn three_free_ports_after() -> u16 {
+    free_ports_after(3)
+}
+
+/// The script with its ports and directory chosen by the test: the
+/// command, `GROUP_DIR`, and the ZooKeeper client port.
+fn local_group(args: &[&str]) -> (Command, std::path::PathBuf, u16) {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
+    let dir = task().dir.join("group");
+    // With --ensemble the servers also take the two ports after it.
+    let zk_port = free_ports_after(3) + 1;
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
+        .args(args)
+        .env("RZK_BIN_DIR", bin_dir)
+        .env("GROUP_DIR", &dir)
+        .env("ZK_PORT", zk_port.to_string())
+        .env("REDIS_PORT_BASE", three_free_ports_after().to_string())
+        .env("SENTINEL_PORT_BASE", three_free_ports_after().to_string())
+        .env("ADMIN_PORT_BASE", free_ports_after(7).to_string());
+    (cmd, dir, zk_port)
+}
+
+/// A status line's record is an address or nothing, never another
+/// program's chatter (zkCli's output once raced its data into it).
+fn check_status_lines(stdout: &str) {
+    let mut lines = 0;
+    for l in stdout.lines().filter(|l| l.contains(" record=[")) {
+        lines += 1;
+        let rec = l.split(" record=[").nth(1).and_then(|r| r.split(']').next()).unwrap();
+        let ok = rec.is_empty()
+            || rec
+                .split_once(' ')
+                .is_some_and(|(ip, port)| ip.parse::<std::net::Ipv4Addr>().is_ok() && port.parse::<u16>().is_ok());
+        assert!(ok, "a status line with a garbled record: {l}");
+        assert!(
+            l.contains("healthy") || l.contains("degraded") || l.contains("no answer"),
+            "a status line without rzkctl's verdict: {l}"
+        );
+    }
+    assert!(lines > 0, "no status line:\n{stdout}");
 }
 
 /// Top-level entries of the temporary directory (where a careless script
@@ -73,30 +116,18 @@ fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
 /// Runs the demo and the Ctrl-C test one at a time: each brings up a group.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn local_group_demo_fails_over_and_cleans_up() {
+/// Runs `local-group.sh --demo` with `args` and checks what every demo
+/// shows; returns its output.
+fn demo(args: &[&str]) -> String {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
-    let dir = task().dir.join("group");
+    let (mut cmd, dir, _) = local_group(args);
     let dir_s = dir.display().to_string();
-    let redis_base = three_free_ports_after();
-    let sentinel_base = three_free_ports_after();
-    let zk_port = task().port;
     let tmp_before = tmp_entries();
     let t0 = Instant::now();
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
-        .arg("--demo")
-        .env("RZK_BIN_DIR", bin_dir)
-        .env("GROUP_DIR", &dir)
-        .env("ZK_PORT", zk_port.to_string())
-        .env("REDIS_PORT_BASE", redis_base.to_string())
-        .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
-        .output()
-        .expect("run scripts/local-group.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let out = cmd.arg("--demo").output().expect("run scripts/local-group.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("MEASURE demo took {:?}\n{stdout}", t0.elapsed());
+    eprintln!("MEASURE demo {args:?} took {:?}\n{stdout}", t0.elapsed());
     assert!(
         out.status.success(),
         "demo failed ({:?}):\n{stdout}\n{stderr}",
@@ -106,6 +137,7 @@ fn local_group_demo_fails_over_and_cleans_up() {
         stdout.contains("record moved:") && stdout.contains("DEMO OK"),
         "{stdout}"
     );
+    check_status_lines(&stdout);
     let left = processes_using(&dir_s);
     assert!(
         left.is_empty(),
@@ -124,6 +156,29 @@ fn local_group_demo_fails_over_and_cleans_up() {
     let tmp_after = tmp_entries();
     let new: Vec<_> = tmp_after.difference(&tmp_before).collect();
     assert!(new.is_empty(), "the demo left state outside its directory: {new:?}");
+    stdout
+}
+
+#[test]
+fn local_group_demo_fails_over_and_cleans_up() {
+    demo(&[]);
+}
+
+/// With `--ensemble`: three ZooKeeper servers on 127.0.2.1-3, the tasks
+/// given all three; the demo kills the ZooKeeper leader first, and the
+/// group stays healthy with the same record.
+#[test]
+fn local_group_on_an_ensemble_survives_its_leader_and_fails_over() {
+    let out = demo(&["--ensemble"]);
+    assert!(out.contains("ZooKeeper at 127.0.2.1:"), "{out}");
+    assert!(out.contains("ZooKeeper leader killed: the record stayed"), "{out}");
+    // The status line shows the ensemble: a leader and two followers, then
+    // one of them down.
+    assert!(
+        out.lines()
+            .any(|l| l.contains("zk=") && l.contains("leader") && l.contains("down")),
+        "{out}"
+    );
 }
 
 #[test]
@@ -131,18 +186,9 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
     use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
-    let dir = task().dir.join("group");
+    let (mut cmd, dir, _) = local_group(&[]);
     let dir_s = dir.display().to_string();
-    let (redis_base, sentinel_base, zk_port) = (three_free_ports_after(), three_free_ports_after(), task().port);
-    let mut cmd = Command::new("bash");
-    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
-        .env("RZK_BIN_DIR", bin_dir)
-        .env("GROUP_DIR", &dir)
-        .env("ZK_PORT", zk_port.to_string())
-        .env("REDIS_PORT_BASE", redis_base.to_string())
-        .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
-        .stdout(std::process::Stdio::piped());
+    cmd.stdout(std::process::Stdio::piped());
     // Its own process group, like a shell job: Ctrl-C reaches all of it.
     // SIGINT back to its default, as in a terminal: a test binary started
     // from a background job inherits it ignored, and bash can't trap a
@@ -157,6 +203,15 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
     }
     let mut child = cmd.spawn().expect("run scripts/local-group.sh");
     let pgid = child.id() as i32;
+    // A failed check below must not leave the group running.
+    struct Stop(i32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // SAFETY: plain kill(2) on the group we created.
+            unsafe { libc::kill(-self.0, libc::SIGTERM) };
+        }
+    }
+    let _stop = Stop(pgid);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let t0 = Instant::now();
     let mut seen = vec![];
@@ -172,6 +227,42 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
             seen.join("\n")
         );
     }
+    check_status_lines(&seen.join("\n"));
+    // Every task's admin page, as the script printed it, answers 200.
+    let urls: Vec<(String, u16, String)> = seen
+        .iter()
+        .filter_map(|l| {
+            let rest = l.split("http://").nth(1)?;
+            let (host, path) = rest.split_once('/')?;
+            let (ip, port) = host.split_once(':')?;
+            Some((ip.to_string(), port.parse().ok()?, format!("/{path}")))
+        })
+        .collect();
+    assert_eq!(
+        urls.len(),
+        7,
+        "an admin URL for each of the 7 tasks:\n{}",
+        seen.join("\n")
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (ip, port, path) in &urls {
+            wait_for(
+                &format!("http://{ip}:{port}{path} to answer 200"),
+                std::time::Duration::from_secs(60),
+                || async {
+                    match http_get(ip, *port, path).await {
+                        Ok((200, _)) => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
+            .await;
+        }
+    });
     // SAFETY: plain kill(2) on the group we created.
     unsafe { libc::kill(-pgid, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
