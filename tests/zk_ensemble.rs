@@ -1,10 +1,11 @@
 //! ZooKeeper as production runs it: an ensemble of three servers, each on
 //! a host of its own (a network namespace on a bridge, ports 2181, 2888 and
 //! 3888), named by the tasks as DC/OS users name it. The rzk-redis tasks
-//! use `ZK_HOSTS=master.mesos:2181`, a name that resolves to all three
-//! servers, the Sentinels `zk-1.zk:2181,zk-2.zk:2181,zk-3.zk:2181`, the
-//! watchers the three addresses; each task runs in a mount namespace whose
-//! `/etc/hosts` (a file of this test, bind-mounted) holds those names.
+//! use the `ZK_HOSTS` of `marathon/redis.json` as shipped
+//! (`master.mesos:2181`, a name that resolves to all three servers), the
+//! Sentinels `zk-1.zk:2181,zk-2.zk:2181,zk-3.zk:2181`, the watchers the
+//! three addresses; each task runs in a mount namespace whose `/etc/hosts`
+//! (a file of this test, bind-mounted) holds those names.
 //!
 //! One group (3 rzk-redis with the Marathon files' Redis arguments, 3
 //! rzk-sentinel, 2 rzk-watcher, on loopback, `ZK_SESSION_TIMEOUT_MS=4000`)
@@ -93,6 +94,32 @@ fn with_hosts(hosts: &std::path::Path) -> Vec<String> {
     ]
 }
 
+/// The `ZK_HOSTS` that `marathon/redis.json` ships: the rzk-redis tasks of
+/// this test use it as it is, so the Marathon file names the ensemble in a
+/// form this test runs.
+fn marathon_zk_hosts() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/marathon/redis.json");
+    let app: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hosts = app["env"]["ZK_HOSTS"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: no env.ZK_HOSTS string"))
+        .to_string();
+    // This test reads the group's znodes without a chroot, and its hosts
+    // file gives only these names.
+    assert!(
+        !hosts.contains('/'),
+        "{path}: ZK_HOSTS={hosts:?}: this test runs no chroot"
+    );
+    for entry in hosts.split(',') {
+        let name = entry.split(':').next().unwrap();
+        assert!(
+            name == "master.mesos" || (name.starts_with("zk-") && name.ends_with(".zk")),
+            "{path}: ZK_HOSTS={hosts:?} names {name:?}; DC/OS users write master.mesos:2181 or zk-1.zk:2181,…"
+        );
+    }
+    hosts
+}
+
 async fn world() -> &'static World {
     static WORLD: tokio::sync::OnceCell<World> = tokio::sync::OnceCell::const_new();
     WORLD
@@ -109,9 +136,10 @@ async fn world() -> &'static World {
                 .map(String::from)
                 .to_vec();
             let (prefix, names) = (with_hosts(&hosts_file), ens.servers.len());
+            let redis_zk_hosts = marathon_zk_hosts();
             g.launch = Some(Arc::new(move |kind| {
                 let zk_hosts = match kind {
-                    Kind::Redis => Some("master.mesos:2181".to_string()),
+                    Kind::Redis => Some(redis_zk_hosts.clone()),
                     Kind::Sentinel => Some(
                         (1..=names)
                             .map(|i| format!("zk-{i}.zk:2181"))
