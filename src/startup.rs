@@ -181,11 +181,24 @@ pub fn run_as_redis(data: DataDir) -> Result<Option<u32>, ConfigError> {
     let fail = |what: &str, e: nix::Error| {
         ConfigError::new("USER", "root", format!("to switch to the {RUN_AS} user ({what}: {e})"))
     };
+    // A parent-death signal the launcher was started with (a supervisor's,
+    // or a test harness's) is cleared by the kernel when the credentials
+    // change: read it first and set it again after, so that the launcher
+    // still dies with its parent.
+    let pdeathsig = nix::sys::prctl::get_pdeathsig().ok().flatten();
+    let parent = nix::unistd::getppid();
     // The group list goes first and the uid last: after setuid, root's
     // right to change groups is gone.
     nix::unistd::setgroups(&[user.gid]).map_err(|e| fail("setgroups", e))?;
     nix::unistd::setgid(user.gid).map_err(|e| fail("setgid", e))?;
     nix::unistd::setuid(user.uid).map_err(|e| fail("setuid", e))?;
+    if let Some(sig) = pdeathsig {
+        nix::sys::prctl::set_pdeathsig(sig).map_err(|e| fail("prctl(PR_SET_PDEATHSIG)", e))?;
+        // The parent may have died while the signal was cleared.
+        if nix::unistd::getppid() != parent {
+            let _ = nix::sys::signal::raise(sig);
+        }
+    }
     Ok(Some(uid))
 }
 

@@ -432,3 +432,74 @@ fn a_data_dir_of_its_own_is_handed_over_without_links_or_other_mounts() {
         "another file system's file must be left alone"
     );
 }
+
+/// A root launcher drops to `redis`, and the kernel clears a parent-death
+/// signal when the credentials change: the launcher sets it again, so it
+/// still dies with the process that started it (a supervisor, or a test
+/// harness that must leave nothing behind).
+#[test]
+fn a_root_launcher_still_dies_with_its_parent() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    require_root();
+    let (redis_uid, _) = redis_ids();
+    let cwd = root_owned_dir("pdeath");
+    // A parent (sh) that starts the watcher with a parent-death signal,
+    // prints its pid, and waits; ZooKeeper unreachable for a minute, so
+    // the watcher keeps running on its own.
+    let mut parent = command(
+        "sh",
+        &[
+            "-c",
+            r#"setpriv --pdeathsig KILL -- "$0" & echo $!; exec sleep 600"#,
+            RZK_WATCHER,
+        ],
+        cwd.path(),
+        &[("ZK_CONNECT_TIMEOUT_S", "60")],
+    )
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut line = String::new();
+    BufReader::new(parent.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let pid: i32 = line.trim().parse().unwrap_or_else(|_| panic!("a pid, got {line:?}"));
+    let status = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |s: &str, name: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    // It dropped to redis.
+    let t0 = Instant::now();
+    loop {
+        let s = status(pid);
+        if field(&s, "Uid:").first().map(String::as_str) == Some(&redis_uid.to_string()) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the root watcher (pid {pid}) did not drop to redis (uid {redis_uid}) within 10 s: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    // Gone, or a zombie nobody reaps yet: killed either way.
+    let t0 = Instant::now();
+    loop {
+        let s = status(pid);
+        let state = field(&s, "State:");
+        if s.is_empty() || state.first().map(String::as_str) == Some("Z") {
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(5) {
+            // SAFETY: plain kill(2) of the process this test started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the watcher (pid {pid}) outlived its parent by 5 s: state {state:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
