@@ -96,6 +96,7 @@ CFG
   java -cp /etc/zookeeper/conf:/usr/share/java/zookeeper.jar \
     org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" >>"$GROUP_DIR/zk$i.log" 2>&1 &
   pid[zk$i]=$!
+  echo "${pid[zk$i]}" >"$GROUP_DIR/zk$i.pid"
 }
 four() { # address word: a ZooKeeper four-letter word
   (exec 3<>"/dev/tcp/$1/$ZK_PORT" && echo "$2" >&3 && timeout 1 cat <&3) 2>/dev/null || true
