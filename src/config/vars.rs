@@ -203,7 +203,7 @@ use WhenUnset::{Derived, Nothing as Unset, PerBin, Value};
 pub const VARS: &[Var] = &[
     var!("ZK_HOSTS", ALL, Shared, Value("localhost:2181"),
         "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos",
-        "the ZooKeeper ensemble; a port defaults to 2181; the /chroot is created when missing"),
+        "the ZooKeeper ensemble; a port defaults to 2181; every name stands for all its addresses (below); the /chroot is created when missing"),
     var!("ZK_ROOT", ALL, Shared, Value("/redis"),
         "an absolute ZooKeeper path such as /redis, without a trailing slash",
         "the group's root, inside the chroot"),
