@@ -68,6 +68,11 @@ pub struct Metrics {
     /// failover it did not start, by how they ended (`done`, `aborted`,
     /// `timeout`).
     pub failover_freezes: IntCounterVec,
+    /// `rzk_crash_failovers_total{outcome}`: the server died as master:
+    /// `done` (the Sentinels named a new master), `skipped` (not asked
+    /// for: no promotable replica, fenced, a failover already running),
+    /// `aborted` (refused or given up), `timeout`.
+    pub crash_failovers: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -174,6 +179,13 @@ impl Metrics {
                 "Freezes for a failover this launcher did not start, by outcome",
                 "outcome",
                 &["done", "aborted", "timeout"],
+            ),
+            crash_failovers: counter_vec(
+                &r,
+                "crash_failovers_total",
+                "Failovers asked for when the server died as master, by outcome",
+                "outcome",
+                &["done", "skipped", "aborted", "timeout"],
             ),
             registry: r,
         };

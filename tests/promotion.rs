@@ -16,20 +16,6 @@ use redis::Value;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Preloads `n` keys `pre:<i>` of `len` bytes each, 1000 per MSET.
-async fn preload(addr: &str, n: usize, len: usize) {
-    let value = "x".repeat(len);
-    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
-    for chunk in keys.chunks(1000) {
-        let mut args = vec!["MSET"];
-        for k in chunk {
-            args.push(k);
-            args.push(&value);
-        }
-        redis_cmd(addr, None, &args).await.expect("preload MSET");
-    }
-}
-
 /// How many of the `n` preloaded keys `addr` holds.
 async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
     let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
@@ -45,13 +31,6 @@ async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
     Ok(present)
 }
 
-async fn dbsize(addr: &str) -> Result<i64, String> {
-    match redis_cmd(addr, None, &["DBSIZE"]).await? {
-        Value::Int(n) => Ok(n),
-        other => Err(format!("DBSIZE gave {other:?}")),
-    }
-}
-
 async fn replica_priority(addr: &str) -> Result<String, String> {
     match redis_cmd(addr, None, &["CONFIG", "GET", "replica-priority"]).await? {
         Value::Array(v) if v.len() == 2 => match &v[1] {
@@ -61,27 +40,6 @@ async fn replica_priority(addr: &str) -> Result<String, String> {
         Value::Map(m) if m.len() == 1 => Ok(format!("{:?}", m[0].1)),
         other => Err(format!("CONFIG GET replica-priority gave {other:?}")),
     }
-}
-
-/// The `slave-priority` every live Sentinel has cached for `replica`.
-async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, String> {
-    let mut out = vec![];
-    for s in g.live_sentinels() {
-        let v = redis_cmd(&s.addr(), None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
-        let Value::Array(items) = v else {
-            return Err(format!("SENTINEL REPLICAS gave {v:?}"));
-        };
-        let mut found = None;
-        for item in &items {
-            let f = redis_zk::reply::fields(item);
-            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
-                found = get("slave-priority");
-            }
-        }
-        out.push(found.unwrap_or_else(|| "unknown".into()));
-    }
-    Ok(out)
 }
 
 /// What the orchestrator waits for before it kills the next task.

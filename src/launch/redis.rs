@@ -32,7 +32,7 @@ use crate::policy::bootstrap::{Decision, Observation, decide};
 use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::record_write;
-use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, plan};
+use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, crash_plan, plan};
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{redis_conf, write_private};
 use crate::reply::{FAILOVER_EVENTS, FailoverStep, parse_failover_event};
@@ -144,9 +144,13 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority: cfg.replica_priority,
     };
     let mut handed_over = false;
+    // Any signal forwarded means the launcher is stopping its server: its
+    // exit is then no crash.
+    let mut signalled = false;
     let before_forward = |sig: i32| {
         let first_term = sig == libc::SIGTERM && !handed_over;
         handed_over |= first_term;
+        signalled = true;
         let duty = &duty;
         async move {
             if first_term {
@@ -161,6 +165,14 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         never = fence::run(&own, &observer, keeper.subscribe(), cfg.fence_after) => match never {},
         never = view::redis(admin, &observer, pages) => match never {},
     };
+    if !signalled {
+        // The server died on its own (OOM killer, a crash, a SHUTDOWN).
+        tokio::select! {
+            () = duty.after_crash(code) => {},
+            // The procedure asks for each look it needs.
+            never = observer.run(keeper.subscribe(), |_| view::EVERY) => match never {},
+        }
+    }
     keeper.shutdown().await;
     code
 }
@@ -450,6 +462,41 @@ impl Duty<'_> {
         if let Err(e) = self.own.executor().execute(&action, Some(observed)).await {
             warn!(error = %e, "could not write the switchover's result");
         }
+    }
+
+    /// The crash: the server exited with `code` while the launcher was not
+    /// stopping it. If it was master and [`crash_plan`] allows, the
+    /// Sentinels are asked for a failover at once, instead of after their
+    /// `down-after`, and the launcher waits (at most
+    /// `SHUTDOWN_FAILOVER_TIMEOUT_S`) until they name the new master, so
+    /// that the orchestrator's restart of the task does not race it.
+    async fn after_crash(&self, code: i32) {
+        let Some(snap) = self.observer.latest() else { return };
+        if !snap.local.as_ref().is_some_and(|l| l.is_master()) {
+            return;
+        }
+        let started = Instant::now();
+        let first = match crash_plan(&snap, metrics().fenced.get() == 1) {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(addr = %self.own.me, code, reason = %why,
+                    "the server died as master; no failover asked for, the Sentinels decide after their down-after");
+                metrics().crash_failovers.with_label_values(&["skipped"]).inc();
+                return;
+            }
+        };
+        warn!(addr = %self.own.me, code, sentinel = %first,
+            "CRASH: the server died as master; asking the Sentinels for a failover at once");
+        let p = Procedure::after_crash(first, started, self.cfg.shutdown_failover_timeout);
+        let (outcome, _) = carry_out(self.own, self.observer, p, "crash failover").await;
+        let ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms, "crash failover done"),
+            other => {
+                warn!(addr = %self.own.me, outcome = other.label(), reason = ?other, ms, "crash failover did not complete")
+            }
+        }
+        metrics().crash_failovers.with_label_values(&[outcome.label()]).inc();
     }
 
     /// The planned hand-over of a master whose task is asked to stop: the
