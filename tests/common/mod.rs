@@ -32,6 +32,9 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const ZK_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Session timeout of `zk_client()` (also its connect deadline).
 const ZK_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The test server's `tickTime`. It expires sessions in buckets of one
+/// tick: a session is expired at most one tick after its timeout ran out.
+pub const ZK_TICK: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------
 // Scratch directories
@@ -415,6 +418,22 @@ impl Zk {
     pub fn log_tail(&self) -> String {
         tail(&self.dir.join("zookeeper.log"), 40)
     }
+
+    /// Whether the server has logged that it expired `session` (its own
+    /// declaration: "Expiring session 0x…, timeout of … exceeded"). Needs
+    /// the server's log, which exists only with slf4j-simple (Debian's
+    /// libslf4j-java, a dependency of its zookeeper): without it this
+    /// panics, rather than answer no.
+    pub fn declared_expired(&self, session: i64) -> bool {
+        let path = self.dir.join("zookeeper.log");
+        let log = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        assert!(
+            log.contains("binding to port"),
+            "ZooKeeper logs nothing ({}): is /usr/share/java/slf4j-simple.jar (libslf4j-java) installed?",
+            path.display()
+        );
+        log.contains(&format!("Expiring session 0x{session:x},"))
+    }
 }
 
 /// The binary's ZooKeeper, started on first call (blocking, up to 60 s).
@@ -429,9 +448,10 @@ fn start_zk() -> Zk {
     fs::write(
         dir.join("zoo.cfg"),
         format!(
-            "tickTime=500\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
+            "tickTime={}\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
              dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
+            ZK_TICK.as_millis(),
             dir.join("data").display()
         ),
     )
