@@ -283,6 +283,12 @@ impl Group {
         }
         let live_sentinels = self.live_sentinels().count();
         for s in self.live_sentinels() {
+            // A Sentinel in TILT mode (its timer ran more than 2 s late,
+            // e.g. blocked in an fsync on a busy disk) does nothing for
+            // 30 s: no failover. Seen once before a SIGKILL failover.
+            if info_field_pw(&s.addr(), self.pw(), "sentinel", "sentinel_tilt").await? != "0" {
+                return Err(format!("sentinel {} is in TILT mode", s.addr()));
+            }
             let says = sentinel_master_pw(&s.addr(), self.pw()).await?;
             if says != *master {
                 return Err(format!("sentinel {} says {says}, master is {master}", s.addr()));
