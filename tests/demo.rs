@@ -22,9 +22,35 @@ fn processes_using(dir: &str) -> Vec<String> {
             continue;
         }
         let p = entry.path();
-        let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(p.join("environ")).unwrap_or_default();
-        let cwd = std::fs::read_link(p.join("cwd")).unwrap_or_default();
+        // A read fails only for a process that has just ended (or a kernel
+        // thread, which has none of these); otherwise it is an error, not
+        // "mentions nothing".
+        let read = |what: &str| -> Vec<u8> {
+            match std::fs::read(p.join(what)) {
+                Ok(b) => b,
+                Err(_) if !pid_alive(pid) => vec![],
+                // A kernel thread (or a process on its way out): no memory.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => vec![],
+                // Another user's process (when not root) is not the demo's.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => vec![],
+                Err(e) => panic!("{}/{what}: {e}", p.display()),
+            }
+        };
+        let (cmdline, environ) = (read("cmdline"), read("environ"));
+        let cwd = match std::fs::read_link(p.join("cwd")) {
+            Ok(c) => c,
+            Err(_) if !pid_alive(pid) => Default::default(),
+            // A kernel thread has no cwd; another user's process is not the demo's.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                Default::default()
+            }
+            Err(e) => panic!("{}/cwd: {e}", p.display()),
+        };
         let mentions = |b: &[u8]| String::from_utf8_lossy(b).contains(dir);
         if mentions(&cmdline) || mentions(&environ) || cwd.starts_with(dir) {
             found.push(format!(
@@ -73,6 +99,64 @@ fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
 /// Runs the demo and the Ctrl-C test one at a time: each brings up a group.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// `scripts/local-group.sh` in a process group of its own (a session with
+/// `setsid`): what it starts is not covered by this binary's parent-death
+/// signal, so the guard kills the whole group when it is dropped while the
+/// script still runs (a failed check, a timeout).
+struct Script {
+    child: std::process::Child,
+    pgid: i32,
+}
+
+impl Script {
+    fn spawn(mut cmd: Command, setsid: bool) -> Script {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid, setpgid and signal are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if setsid {
+                    libc::setsid();
+                    // SIGINT back to its default, as in a terminal: a test
+                    // binary started from a background job inherits it
+                    // ignored, and bash can't trap a signal ignored on
+                    // entry (seen: a rehearsal started with `&` hung here).
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                } else {
+                    libc::setpgid(0, 0);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("run scripts/local-group.sh");
+        let pgid = child.id() as i32;
+        Script { child, pgid }
+    }
+
+    /// Waits for the script to end, up to `timeout`.
+    fn wait(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the script") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: plain kill(2) on the group this test created.
+            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[test]
 fn local_group_demo_fails_over_and_cleans_up() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -84,24 +168,29 @@ fn local_group_demo_fails_over_and_cleans_up() {
     let zk_port = task().port;
     let tmp_before = tmp_entries();
     let t0 = Instant::now();
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
+    // Its output goes to files beside the group's (the test's own scratch
+    // directory), so that a hung script can be waited for with a deadline.
+    let out_dir = task().dir;
+    let (out_path, err_path) = (out_dir.join("demo.out"), out_dir.join("demo.err"));
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
         .arg("--demo")
         .env("RZK_BIN_DIR", bin_dir)
         .env("GROUP_DIR", &dir)
         .env("ZK_PORT", zk_port.to_string())
         .env("REDIS_PORT_BASE", redis_base.to_string())
         .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
-        .output()
-        .expect("run scripts/local-group.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut script = Script::spawn(cmd, false);
+    // The demo takes some 30 s here; four times that means it hangs.
+    let status = script.wait(std::time::Duration::from_secs(120));
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the demo still runs after 120 s:\n{stdout}\n{stderr}"));
     eprintln!("MEASURE demo took {:?}\n{stdout}", t0.elapsed());
-    assert!(
-        out.status.success(),
-        "demo failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    assert!(status.success(), "demo failed ({status:?}):\n{stdout}\n{stderr}");
     assert!(
         stdout.contains("record moved:") && stdout.contains("DEMO OK"),
         "{stdout}"
@@ -129,7 +218,7 @@ fn local_group_demo_fails_over_and_cleans_up() {
 #[test]
 fn ctrl_c_stops_every_process_of_the_local_group() {
     use std::io::{BufRead, BufReader};
-    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::RecvTimeoutError;
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
     let dir = task().dir.join("group");
@@ -143,39 +232,47 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
         .env("REDIS_PORT_BASE", redis_base.to_string())
         .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
         .stdout(std::process::Stdio::piped());
-    // Its own process group, like a shell job: Ctrl-C reaches all of it.
-    // SIGINT back to its default, as in a terminal: a test binary started
-    // from a background job inherits it ignored, and bash can't trap a
-    // signal ignored on entry (seen: a rehearsal started with `&` hung here).
-    // SAFETY: setsid and signal are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("run scripts/local-group.sh");
-    let pgid = child.id() as i32;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let t0 = Instant::now();
+    // Its own session and process group, like a shell job: Ctrl-C reaches
+    // all of it.
+    let mut script = Script::spawn(cmd, true);
+    let pgid = script.pgid;
+    // Lines arrive on a thread, so that every wait below has a deadline.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = script.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(90);
     let mut seen = vec![];
     loop {
-        let line = lines.next().expect("the script ended early").unwrap();
-        seen.push(line.clone());
-        if line.contains("=master") {
-            break;
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let master = line.contains("=master");
+                seen.push(line);
+                if master {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("no status line with a master in 90 s:\n{}", seen.join("\n")),
+            Err(RecvTimeoutError::Disconnected) => panic!("the script ended early:\n{}", seen.join("\n")),
         }
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(90),
-            "no status line with a master:\n{}",
-            seen.join("\n")
-        );
     }
     // SAFETY: plain kill(2) on the group we created.
     unsafe { libc::kill(-pgid, libc::SIGINT) };
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    // It stops its launchers (each stops its server) and ZooKeeper.
+    let status = script
+        .wait(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the group still runs 60 s after Ctrl-C"));
+    // Its last lines (the reader ends when the pipe closes).
+    let mut rest = vec![];
+    let until = Instant::now() + std::time::Duration::from_secs(10);
+    while let Ok(line) = lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        rest.push(line);
+    }
     assert!(
         rest.iter().any(|l| l.contains("stopped")),
         "no clean stop:\n{}",
