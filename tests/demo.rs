@@ -99,13 +99,32 @@ fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
 /// Runs the demo and the Ctrl-C test one at a time: each brings up a group.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// `scripts/local-group.sh` in a process group of its own (a session with
-/// `setsid`): what it starts is not covered by this binary's parent-death
-/// signal, so the guard kills the whole group when it is dropped while the
-/// script still runs (a failed check, a timeout).
+/// `scripts/local-group.sh`, optionally in a session of its own (`setsid`).
+/// What it starts is not covered by this binary's parent-death signal, so
+/// the guard kills the script and everything under it when it is dropped
+/// while the script still runs (a failed check, a timeout). Without
+/// `setsid` the script stays in this binary's process group, where a
+/// Ctrl-C in a terminal and scripts/test.sh's timeout reach it.
 struct Script {
     child: std::process::Child,
-    pgid: i32,
+    pgid: Option<i32>,
+}
+
+/// `pid` and all its descendants (`/proc/<pid>/task/*/children`).
+fn process_tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    out
 }
 
 impl Script {
@@ -121,14 +140,12 @@ impl Script {
                     // ignored, and bash can't trap a signal ignored on
                     // entry (seen: a rehearsal started with `&` hung here).
                     libc::signal(libc::SIGINT, libc::SIG_DFL);
-                } else {
-                    libc::setpgid(0, 0);
                 }
                 Ok(())
             });
         }
         let child = cmd.spawn().expect("run scripts/local-group.sh");
-        let pgid = child.id() as i32;
+        let pgid = setsid.then_some(child.id() as i32);
         Script { child, pgid }
     }
 
@@ -150,8 +167,14 @@ impl Script {
 impl Drop for Script {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            // SAFETY: plain kill(2) on the group this test created.
-            unsafe { libc::kill(-self.pgid, libc::SIGKILL) };
+            for p in process_tree(self.child.id() as i32) {
+                // SAFETY: plain kill(2) on processes this test started.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            if let Some(g) = self.pgid {
+                // SAFETY: plain kill(2) on the group this test created.
+                unsafe { libc::kill(-g, libc::SIGKILL) };
+            }
             let _ = self.child.wait();
         }
     }
@@ -235,7 +258,7 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
     // Its own session and process group, like a shell job: Ctrl-C reaches
     // all of it.
     let mut script = Script::spawn(cmd, true);
-    let pgid = script.pgid;
+    let pgid = script.pgid.unwrap();
     // Lines arrive on a thread, so that every wait below has a deadline.
     let (tx, lines) = std::sync::mpsc::channel::<String>();
     let stdout = script.child.stdout.take().unwrap();
