@@ -421,11 +421,12 @@ async fn master_cut_off(tag: &str, with_replica: bool) {
         Duration::from_secs(40),
         || async {
             let role = role(&old).await?;
-            let host = info_field(&old, "replication", "master_host").await.unwrap_or_default();
-            let port = info_field(&old, "replication", "master_port").await.unwrap_or_default();
-            let link = info_field(&old, "replication", "master_link_status")
-                .await
-                .unwrap_or_default();
+            if role != "slave" {
+                return Err(format!("{old}: {role}, record {new}"));
+            }
+            let host = info_field(&old, "replication", "master_host").await?;
+            let port = info_field(&old, "replication", "master_port").await?;
+            let link = info_field(&old, "replication", "master_link_status").await?;
             if role == "slave" && format!("{host} {port}") == new && link == "up" {
                 Ok(())
             } else {
