@@ -75,24 +75,11 @@ fn three_free_ports_after() -> u16 {
     panic!("no three consecutive free ports");
 }
 
-/// Top-level entries of the temporary directory (where a careless script
-/// would leave state), less what other processes put there while the demo
-/// runs: this suite's scratch area, the `tempfile` crate's `.tmpXXXXXX`
-/// directories of test binaries running alongside (`scripts/test.sh` runs
-/// them side by side; neither the script nor the launchers use that crate),
-/// and the JVM's per-user `hsperfdata_<user>`, which whichever JVM starts
-/// first creates and every later one shares.
-fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
-    let other = |n: &str| {
-        n == "rzk-tests"
-            || n.starts_with("hsperfdata_")
-            || (n.len() == 10 && n.starts_with(".tmp") && n[4..].bytes().all(|b| b.is_ascii_alphanumeric()))
-    };
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| !n.to_str().is_some_and(other))
+/// The entries of `dir`.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name())
         .collect()
 }
 
@@ -189,7 +176,12 @@ fn local_group_demo_fails_over_and_cleans_up() {
     let redis_base = three_free_ports_after();
     let sentinel_base = three_free_ports_after();
     let zk_port = task().port;
-    let tmp_before = tmp_entries();
+    // A temporary directory of its own (TMPDIR, which the script and the
+    // launchers use; the JVM writes only its shared hsperfdata to /tmp):
+    // the machine's /tmp is shared with whatever else runs, and a diff of
+    // it once blamed the demo for another checkout's /tmp/fm.log.
+    let tmp = task().dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let t0 = Instant::now();
     // Its output goes to files beside the group's (the test's own scratch
     // directory), so that a hung script can be waited for with a deadline.
@@ -203,6 +195,7 @@ fn local_group_demo_fails_over_and_cleans_up() {
         .env("ZK_PORT", zk_port.to_string())
         .env("REDIS_PORT_BASE", redis_base.to_string())
         .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
+        .env("TMPDIR", &tmp)
         .stdin(std::process::Stdio::null())
         .stdout(std::fs::File::create(&out_path).unwrap())
         .stderr(std::fs::File::create(&err_path).unwrap());
@@ -233,9 +226,11 @@ fn local_group_demo_fails_over_and_cleans_up() {
         written.len() >= 8,
         "the demo should keep its state and logs in GROUP_DIR: {written:?}"
     );
-    let tmp_after = tmp_entries();
-    let new: Vec<_> = tmp_after.difference(&tmp_before).collect();
-    assert!(new.is_empty(), "the demo left state outside its directory: {new:?}");
+    let left = entries(&tmp);
+    assert!(
+        left.is_empty(),
+        "the demo left state in TMPDIR, outside its directory: {left:?}"
+    );
 }
 
 #[test]
