@@ -810,9 +810,9 @@ async fn forced_failover(sentinel: &str, old: &str, writer: Writer) -> Forced {
     let kept: Vec<Instant> = ledger
         .acked
         .iter()
-        .zip(&ledger.acked_at)
+        .zip(&ledger.acked_by)
         .filter(|(k, _)| !missing.contains(*k))
-        .map(|(_, t)| *t)
+        .map(|(_, (_, t))| *t)
         .collect();
     let gap = kept.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
     Forced {
