@@ -20,7 +20,7 @@ const PATHS_REDIS: &[&str] = &["/health", "/ready", "/master", "/replica"];
 /// tests of a binary at once).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// One row of the admin table in docs/contract.md, section 8.
+/// One row of the admin table in docs/contract.md, section 9.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Row {
     /// `all`, `rzk-redis`, `rzk-sentinel` or `rzk-watcher`.
@@ -30,17 +30,18 @@ struct Row {
     otherwise: String,
 }
 
-/// The rows of the admin table of docs/contract.md, section 8.
+/// The rows of the admin table of docs/contract.md, in the section named
+/// "The admin HTTP API" (whatever its number).
 fn contract_rows() -> Vec<Row> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
     let section = doc
-        .split("## 8. The admin HTTP API")
-        .nth(1)
-        .expect("docs/contract.md has a section 8, the admin HTTP API");
+        .split("\n## ")
+        .find(|s| s.split_once(". ").is_some_and(|(_, t)| t.starts_with("The admin HTTP API")))
+        .expect("docs/contract.md has a section titled \"The admin HTTP API\"");
     let table = section
         .split("| binary | path |")
         .nth(1)
-        .expect("section 8 has the table of paths");
+        .expect("the admin section has the table of paths");
     let mut rows = vec![];
     for line in table.lines().skip(2) {
         if !line.starts_with('|') {
@@ -276,12 +277,14 @@ async fn every_path_on_every_binary_matches_the_table() {
     wait_code(m, "/master", 200, t).await;
 }
 
-/// A master that the Sentinels outvote (a majority of those that answer
-/// name another master) is still the recorded master and ready, but
-/// `/master` is 503, so that a router sends it no writes. The Sentinel is
-/// a plain redis-sentinel the test registers, monitoring an address where
-/// nothing listens: the launcher's guard demotes only for a live master,
-/// so the row holds until the registration goes.
+/// A master that every registered Sentinel outvotes (names another
+/// master) is still the recorded master, but holds no lease from them: it
+/// fences itself (section 8), and `/master` and `/ready` are 503, so that
+/// a router sends it no writes. The Sentinel is a plain redis-sentinel the
+/// test registers, monitoring an address where nothing listens: the
+/// launcher's guard demotes only for a live master, so the row holds until
+/// the registration goes; then, with no Sentinel registered, the record in
+/// ZooKeeper renews the lease and the fence is lifted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outvoted_master_answers_503_on_master() {
     let g = admin_group("admin-outvoted", 1, 0, 0).await;
@@ -327,13 +330,16 @@ async fn an_outvoted_master_answers_503_on_master() {
     let body = wait_code(m, "/master", 503, Duration::from_secs(15)).await;
     assert_eq!(body["role"], "master", "{body}");
     assert_eq!(body["record"], m.addr().as_str(), "{body}");
-    assert_eq!(body["ready"], true, "outvoted, not unready: {body}");
     assert_eq!(body["sentinels_name"], elsewhere.as_str(), "{body}");
-    assert_eq!(m.admin_get("/ready").await.map(|(c, _)| c), Ok(200));
+    let body = wait_code(m, "/ready", 503, Duration::from_secs(15)).await;
+    assert_eq!(body["fenced"], true, "outvoted by every registered Sentinel: {body}");
+    assert_eq!(body["ready"], false, "{body}");
     // The vote, not anything else, made it 503: without it, 200 again.
     c.delete(&reg, None).await.unwrap();
     let body = wait_code(m, "/master", 200, Duration::from_secs(15)).await;
     assert_eq!(body["sentinels_name"], Value::Null, "{body}");
+    assert_eq!(body["fenced"], false, "{body}");
+    assert_eq!(m.admin_get("/ready").await.map(|(c, _)| c), Ok(200));
 }
 
 /// The watcher's 503 rows and its null master, over HTTP: `/master` is
