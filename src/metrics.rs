@@ -73,6 +73,11 @@ pub struct Metrics {
     /// for: no promotable replica, fenced, a failover already running),
     /// `aborted` (refused or given up), `timeout`.
     pub crash_failovers: IntCounterVec,
+    /// `rzk_diverged_copy`: 1 while `DATA_DIR` keeps a copy of data a full
+    /// sync replaced, which may hold writes the master never had.
+    pub diverged_copy: IntGauge,
+    /// `rzk_diverged_copies_total`: copies kept.
+    pub diverged_copies: IntCounter,
 }
 
 /// The process's metrics.
@@ -187,6 +192,12 @@ impl Metrics {
                 "outcome",
                 &["done", "skipped", "aborted", "timeout"],
             ),
+            diverged_copy: gauge(
+                &r,
+                "diverged_copy",
+                "1 while DATA_DIR keeps a copy of data a full sync replaced",
+            ),
+            diverged_copies: counter(&r, "diverged_copies_total", "Copies of diverged data kept aside"),
             registry: r,
         };
         for role in ["master", "replica"] {

@@ -36,7 +36,10 @@ fn contract_rows() -> Vec<Row> {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
     let section = doc
         .split("\n## ")
-        .find(|s| s.split_once(". ").is_some_and(|(_, t)| t.starts_with("The admin HTTP API")))
+        .find(|s| {
+            s.split_once(". ")
+                .is_some_and(|(_, t)| t.starts_with("The admin HTTP API"))
+        })
         .expect("docs/contract.md has a section titled \"The admin HTTP API\"");
     let table = section
         .split("| binary | path |")

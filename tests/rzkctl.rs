@@ -368,7 +368,6 @@ async fn a_killed_rzkctl_leaves_a_consistent_group() {
     );
 }
 
-
 /// `CONFIG GET replica-priority` of every redis task of `g`, by address.
 async fn priorities(g: &Group) -> Vec<(String, String)> {
     let mut out = vec![];

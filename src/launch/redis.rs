@@ -21,7 +21,9 @@ use zookeeper_client::{Error as ZkErr, LockClient};
 
 use crate::act::{ActError, Action, Executor, Observed};
 use crate::admin::listen_addrs;
-use crate::config::RedisConfig;
+use crate::config::{Persistence, RedisConfig};
+use crate::datadir;
+use crate::launch::diverged::{self, Marks};
 use crate::launch::switchover::carry_out;
 use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
@@ -132,6 +134,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority_by_hand: Cell::new(false),
         busy: Cell::new(false),
         finished: RefCell::new(vec![]),
+        marks: (cfg.persistence == Persistence::Aof).then(|| Marks::new(cfg.common.data_dir())),
     };
     let period = |s: &Snapshot| match s.local.as_ref() {
         Some(l) if !l.is_master() && !duty.synced.get() => SYNC_CHECK,
@@ -198,6 +201,8 @@ struct Duty<'a> {
     /// The intents this launcher has finished (their result may not have
     /// reached ZooKeeper).
     finished: RefCell<Vec<String>>,
+    /// With `PERSISTENCE=aof`: the replication mark and the kept copy.
+    marks: Option<Marks>,
 }
 
 impl Duty<'_> {
@@ -240,6 +245,9 @@ impl Duty<'_> {
                     }
                     continue;
                 }
+            }
+            if let Some(m) = &self.marks {
+                m.look(&snap, self.keeper, &self.own.me).await;
             }
             if self.busy.get() {
                 continue;
@@ -783,21 +791,17 @@ async fn decide_under_lock(
     }
 }
 
-/// Bytes of data the server will load at start: its RDB and append-only
-/// files in `dir` (Redis's default names). Unreadable counts as none.
-fn data_on_disk(dir: &std::path::Path) -> u64 {
-    let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-    let aof: u64 = std::fs::read_dir(dir.join("appendonlydir"))
-        .map(|d| d.flatten().map(|e| size(e.path())).sum())
-        .unwrap_or(0);
-    size(dir.join("dump.rdb")) + aof
-}
-
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
 async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
     let dir = &cfg.common.data_dir();
     let dir = std::fs::canonicalize(dir)?;
+    if let Some(master) = replica_of
+        && cfg.persistence == Persistence::Aof
+    {
+        let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+        diverged::keep_before_sync(&probe, &dir, master).await;
+    }
     let conf_path = dir.join("redis.conf");
     // A new replica holds nothing until its first full sync is done: it
     // starts unpromotable, and the role guard restores the priority then.
@@ -811,7 +815,7 @@ async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endp
             replica_of,
             priority,
             cfg.persistence,
-            data_on_disk(&dir),
+            datadir::data_size(&dir),
         ),
     )?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];
