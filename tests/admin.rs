@@ -30,6 +30,31 @@ struct Row {
     otherwise: String,
 }
 
+/// The fields of `rzk-redis`'s JSON body, as the contract lists them
+/// ("… is the same object: `role`, `addr`, …"; values in parentheses are
+/// not fields).
+fn contract_fields() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
+    let list = doc
+        .split_once("is the same object:")
+        .and_then(|(_, rest)| rest.split_once("`rzkctl status --json`"))
+        .expect("the contract lists the fields of rzk-redis's JSON body")
+        .0;
+    let mut plain = String::new();
+    let mut depth = 0;
+    for ch in list.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let fields: Vec<String> = plain.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    assert!(fields.len() >= 20, "too few fields read from the contract: {fields:?}");
+    fields
+}
+
 /// The rows of the admin table of docs/contract.md, in the section named
 /// "The admin HTTP API" (whatever its number).
 fn contract_rows() -> Vec<Row> {
@@ -157,19 +182,17 @@ async fn every_path_on_every_binary_matches_the_table() {
     // rzk-redis, master row.
     for (path, code) in [("/health", 200), ("/ready", 200), ("/master", 200), ("/replica", 503)] {
         let body = wait_code(m, path, code, t).await;
-        for k in [
-            "role",
-            "addr",
-            "record",
-            "master",
-            "link_up",
-            "sync_in_progress",
-            "offset",
-            "lag_bytes",
-            "zk_session",
-        ] {
+        let fields = contract_fields();
+        for k in &fields {
             assert!(body.get(k).is_some(), "{path}: {k} missing in {body}");
         }
+        let extra: Vec<&String> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !fields.contains(k))
+            .collect();
+        assert!(extra.is_empty(), "{path}: fields the contract does not list: {extra:?}");
         assert_eq!(body["role"], "master", "{body}");
         assert_eq!(body["addr"], master.as_str(), "{body}");
         assert_eq!(body["record"], master.as_str(), "{body}");

@@ -893,34 +893,13 @@ pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(u16, String), 
         .unwrap_or_else(|_| Err(format!("GET {path} on {ip}:{port} timed out")))
 }
 
-/// Forwards `ip:port` to the test's ZooKeeper on loopback, on a thread and
-/// runtime of its own: on the test's runtime, whose workers also run the
-/// clients and the blocking `ip` commands, ZooKeeper pings were seen to
-/// stall past the session's ping deadline. Lives until the test process
+/// Forwards `ip:port` to the test's ZooKeeper on loopback: a
+/// [`ZkGate`] on `ip` that is never shut and lives until the test process
 /// ends.
 pub fn forward_zk(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper forwarder");
-    let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    let zk_port = zk().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            while let Ok((mut inbound, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", zk_port)).await {
-                        let _ = inbound.set_nodelay(true);
-                        let _ = out.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        });
-    });
+    let gate = ZkGate::on(ip);
+    let port = gate.port;
+    std::mem::forget(gate); // its sender stays, so it never shuts
     port
 }
 
@@ -952,8 +931,10 @@ pub fn cpu_time(pid: i32) -> Duration {
 /// [`ZkGate::open`]. The server then hears nothing more from the sessions
 /// behind it and expires them itself once their timeout has passed, as it
 /// would the sessions of a host cut off from it, while every other client
-/// (the test's own) carries on. Runs on a thread and runtime of its own,
-/// as [`forward_zk`] does.
+/// (the test's own) carries on. Runs on a thread and runtime of its own:
+/// on the test's runtime, whose workers also run the clients and the
+/// blocking `ip` commands, ZooKeeper pings were seen to stall past the
+/// session's ping deadline.
 pub struct ZkGate {
     port: u16,
     open: tokio::sync::watch::Sender<bool>,
@@ -961,7 +942,12 @@ pub struct ZkGate {
 
 impl ZkGate {
     pub fn new() -> ZkGate {
-        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind the ZooKeeper gate");
+        ZkGate::on("127.0.0.1")
+    }
+
+    /// A gate listening on `ip`.
+    pub fn on(ip: &str) -> ZkGate {
+        let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper gate");
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
         let zk_port = zk().port();
@@ -1138,4 +1124,26 @@ impl DataWatch {
     pub fn last_text(&self) -> Option<String> {
         self.last.as_ref().map(|(d, _)| String::from_utf8_lossy(d).into_owned())
     }
+}
+
+/// A Redis log line's time (`04 Dec 2026 13:15:28.515`) in milliseconds
+/// of the day, and a launcher's (`2026-12-04T13:15:28.515123Z`).
+pub fn redis_ms(line: &str) -> Option<u64> {
+    let t = line.split_whitespace().nth(4)?;
+    clock_ms(t)
+}
+
+pub fn launcher_ms(line: &str) -> Option<u64> {
+    let t = line.split('T').nth(1)?.split('Z').next()?;
+    clock_ms(t)
+}
+
+pub fn clock_ms(t: &str) -> Option<u64> {
+    let mut p = t.split(':');
+    let (h, m, s): (u64, u64, f64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
 }
