@@ -75,7 +75,10 @@ impl Net {
     pub fn new() -> Net {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let tag = format!("{}{n}", std::process::id() % 10_000);
+        // rzk<letter><run tag>-<n>…: scripts/test.sh removes exactly its
+        // own run's after a killed binary (tests/common run_tag). The
+        // letters differ from those of tests/netns.rs.
+        let tag = format!("{}-{n}", super::run_tag());
         let net = Net {
             bridge: format!("rzkb{tag}"),
             prefix: format!("10.214.{}", 10 + (std::process::id() % 200) as u8 / 4 * 4 + n % 4),
@@ -116,8 +119,8 @@ impl Net {
     /// A host `10 + i` of its own: a namespace whose `eth0` is on the bridge.
     /// Returns the namespace's name and its address.
     pub fn host(&mut self, i: u8) -> (String, String) {
-        let ns = format!("rzk{}-{i}", self.tag);
-        let outside = format!("rzkv{}-{i}", self.tag);
+        let ns = format!("rzkn{}{i}", self.tag);
+        let outside = format!("rzkv{}{i}", self.tag);
         let ip = self.ip(10 + i);
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         run("ip", &["netns", "add", &ns]);
