@@ -14,6 +14,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+# scripts/local-group.sh --haproxy
+[ "${RZK_HAPROXY:-}" != 1 ] || command -v haproxy >/dev/null || need+=(haproxy)
 if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
   command -v buildah >/dev/null || need+=(buildah)
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)

@@ -6,12 +6,17 @@
 #
 #   bash scripts/local-group.sh              # run, show a live status line, Ctrl-C stops all
 #   bash scripts/local-group.sh --ensemble   # the same on a 3-server ZooKeeper ensemble
+#   bash scripts/local-group.sh --haproxy    # and HAProxy in front: one address for writes
+#                                            # (127.0.0.1:REDIS_PORT_BASE) and one for reads
 #   bash scripts/local-group.sh --demo       # bring up, kill the master, watch the record
 #                                            # move to the promoted replica, tear down;
 #                                            # exit 0 only if all of that happened
 #   bash scripts/local-group.sh --ensemble --demo
 #                                            # first also kill the ZooKeeper leader: the
 #                                            # group stays healthy, nothing fails over
+#   bash scripts/local-group.sh --haproxy --demo
+#                                            # also: a write through the proxy succeeds
+#                                            # before and after the failover
 #
 # The status line is `rzkctl status` in one line: the record, each server's
 # role, each Sentinel's master, the verdict (and the ensemble's modes).
@@ -22,21 +27,23 @@
 # with --ensemble each server's client port on 127.0.2.1-3, and ZK_PORT+1,
 # ZK_PORT+2 its quorum and election ports), REDIS_PORT_BASE (7000: ports
 # 7001-7003), SENTINEL_PORT_BASE (26000), ADMIN_PORT_BASE (17000: redis
-# 17001-17003, sentinels 17004-17006, watcher 17007), RZK_BIN_DIR (default:
-# build the release binaries into target/release).
+# 17001-17003, sentinels 17004-17006, watcher 17007), HAPROXY_PORT (with
+# --haproxy: writes on 127.0.0.1:REDIS_PORT_BASE, reads on HAPROXY_PORT+4),
+# RZK_BIN_DIR (default: build the release binaries into target/release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: $0 [--ensemble] [--demo]" >&2; exit 2; }
-demo=0 ensemble=0
+usage() { echo "usage: $0 [--ensemble] [--haproxy] [--demo]" >&2; exit 2; }
+demo=0 ensemble=0 haproxy=0
 for arg in "$@"; do
   case "$arg" in
     --demo) demo=1 ;;
     --ensemble) ensemble=1 ;;
+    --haproxy) haproxy=1 ;;
     *) usage ;;
   esac
 done
 
-source scripts/deps.sh
+RZK_HAPROXY=$haproxy source scripts/deps.sh
 if [ -z "${RZK_BIN_DIR:-}" ]; then
   echo "building release binaries…"
   cargo build --release --locked -q
@@ -48,6 +55,7 @@ GROUP_DIR=${GROUP_DIR:-${TMPDIR:-/tmp}/rzk-local-group}
 ZK_PORT=${ZK_PORT:-22181}
 REDIS_PORT_BASE=${REDIS_PORT_BASE:-7000}
 SENTINEL_PORT_BASE=${SENTINEL_PORT_BASE:-26000}
+HAPROXY_PORT=${HAPROXY_PORT:-$REDIS_PORT_BASE}
 ADMIN_PORT_BASE=${ADMIN_PORT_BASE:-17000}
 
 rm -rf "$GROUP_DIR" && mkdir -p "$GROUP_DIR"
@@ -143,6 +151,46 @@ for i in 1 2 3; do start_sentinel "$i"; done
 ADMIN_PORT=$((ADMIN_PORT_BASE + 7)) "$RZK_BIN_DIR/rzk-watcher" >"$GROUP_DIR/watcher.log" 2>&1 &
 pid[watcher]=$!
 
+# --- HAProxy in front: docs/operating.md's recipe, the one address a
+# client that knows neither ZooKeeper nor Sentinel uses ---
+if [ "$haproxy" = 1 ]; then
+  servers() { # the three servers, checked on their admin ports
+    local i
+    for i in 1 2 3; do
+      echo "    server redis$i $(redis_addr "$i" | tr ' ' :) check port $((ADMIN_PORT_BASE + i))"
+    done
+  }
+  cat >"$GROUP_DIR/haproxy.cfg" <<CFG
+global
+    log stdout format raw local0 info
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+frontend redis_write
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend redis_write
+frontend redis_read
+    bind 127.0.0.1:$((HAPROXY_PORT + 4))
+    default_backend redis_read
+backend redis_write
+    mode tcp
+    option httpchk GET /master
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
+$(servers)
+backend redis_read
+    mode tcp
+    option httpchk GET /replica
+    http-check expect status 200
+$(servers)
+CFG
+  haproxy -db -f "$GROUP_DIR/haproxy.cfg" >"$GROUP_DIR/haproxy.log" 2>&1 &
+  pid[haproxy]=$!
+  echo "${pid[haproxy]}" >"$GROUP_DIR/haproxy.pid"
+fi
+
 # --- observing it: rzkctl status, in one line ---
 rzkctl() { ZK_CONNECT_TIMEOUT_S=2 timeout 10 "$RZK_BIN_DIR/rzkctl" "$@"; }
 row() { # rzkctl's table, an address, awk's fields to print: that address's row, or "down"
@@ -173,6 +221,11 @@ TXT
 for i in 1 2 3; do echo "    redis$i     http://127.0.0.1$i:$((ADMIN_PORT_BASE + i))/ready"; done
 for i in 1 2 3; do echo "    sentinel$i  http://127.0.0.2$i:$((ADMIN_PORT_BASE + 3 + i))/ready"; done
 echo "    watcher    http://127.0.0.1:$((ADMIN_PORT_BASE + 7))/master"
+if [ "$haproxy" = 1 ]; then
+  echo "  through HAProxy ($GROUP_DIR/haproxy.cfg), the one address a client needs:"
+  echo "    writes:    redis-cli -h 127.0.0.1 -p $HAPROXY_PORT"
+  echo "    reads:     redis-cli -h 127.0.0.1 -p $((HAPROXY_PORT + 4))"
+fi
 
 if [ "$demo" = 0 ]; then
   echo "Ctrl-C stops everything."
@@ -200,6 +253,15 @@ wait_healthy() { # what to say on failure
   status
 }
 wait_healthy "the group did not become healthy"
+proxy_write() { # what to say on failure: a write through the proxy's one address succeeds
+  local deadline=$((SECONDS + 30)) t0=$SECONDS got
+  until got=$(timeout 2 redis-cli -h 127.0.0.1 -p "$HAPROXY_PORT" set rzk-demo "$SECONDS" 2>&1) && [ "$got" = OK ]; do
+    [ $SECONDS -lt $deadline ] || { echo "DEMO FAILED: $1 (last answer: ${got:-none})" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "a write through HAProxy (127.0.0.1:$HAPROXY_PORT) acknowledged, $((SECONDS - t0)) s after asking"
+}
+[ "$haproxy" = 0 ] || proxy_write "no write through HAProxy succeeded within 30 s"
 if [ "$ensemble" = 1 ]; then
   # A ZooKeeper fault: the leader dies. The other two elect a leader, the
   # launchers' sessions move to them, and nothing fails over.
@@ -235,4 +297,5 @@ while true; do
   [ $SECONDS -lt $deadline ] || { echo "DEMO FAILED: the record did not move from [$old]" >&2; exit 1; }
   sleep 1
 done
+[ "$haproxy" = 0 ] || proxy_write "no write through HAProxy succeeded within 30 s of the record's move"
 echo "DEMO OK"

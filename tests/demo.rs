@@ -93,7 +93,9 @@ fn local_group(args: &[&str]) -> (Command, std::path::PathBuf) {
         .env("ZK_PORT", (free_ports_after(3) + 1).to_string())
         .env("REDIS_PORT_BASE", three_free_ports_after().to_string())
         .env("SENTINEL_PORT_BASE", three_free_ports_after().to_string())
-        .env("ADMIN_PORT_BASE", free_ports_after(7).to_string());
+        .env("ADMIN_PORT_BASE", free_ports_after(7).to_string())
+        // With --haproxy: writes on this port, reads 4 above it.
+        .env("HAPROXY_PORT", (free_ports_after(5) + 1).to_string());
     (cmd, dir)
 }
 
@@ -273,14 +275,23 @@ fn local_group_demo_fails_over_and_cleans_up() {
     demo(&[], std::time::Duration::from_secs(120));
 }
 
-/// With `--ensemble`: three ZooKeeper servers on 127.0.2.1-3, the tasks
-/// given all three; the demo kills the ZooKeeper leader first, and the
-/// group stays healthy with the same record.
+/// With `--ensemble --haproxy`: three ZooKeeper servers on 127.0.2.1-3, the
+/// tasks given all three, and HAProxy in front as docs/operating.md
+/// configures it; the demo kills the ZooKeeper leader first, and the group
+/// stays healthy with the same record; a write through the proxy's one
+/// address succeeds before the master's task is killed and after the
+/// record moved.
 #[test]
-fn local_group_on_an_ensemble_survives_its_leader_and_fails_over() {
+fn local_group_on_an_ensemble_behind_haproxy_survives_its_leader_and_fails_over() {
     // 35-55 s here (a second Sentinel vote, 20 s later, once); the
-    // script's own deadlines add up to 300 s.
-    let out = demo(&["--ensemble"], std::time::Duration::from_secs(300));
+    // script's own deadlines add up to 360 s.
+    let out = demo(&["--ensemble", "--haproxy"], std::time::Duration::from_secs(360));
+    assert_eq!(
+        out.matches("a write through HAProxy (127.0.0.1:").count(),
+        2,
+        "a write through the proxy before and after the failover:\n{out}"
+    );
+    assert!(out.contains("writes:    redis-cli -h 127.0.0.1 -p "), "{out}");
     assert!(out.contains("ZooKeeper at 127.0.2.1:"), "{out}");
     assert!(out.contains("ZooKeeper leader killed: the record stayed"), "{out}");
     // The status line shows the ensemble: a leader, and a server down.

@@ -14,6 +14,11 @@
 //! - every event under the root, every reconnect (events during a
 //!   disconnection are lost, ZOOKEEPER-4698) and every write of our own
 //!   forgets the copies it may have made stale;
+//! - after a reconnect the watch is registered again before a copy is
+//!   served: the client (`zookeeper-client` 0.11.2) re-sends only data,
+//!   exist and child watches on a reconnect, never persistent ones, so the
+//!   server it reconnected to (after a ZooKeeper server died or was cut
+//!   off) would send no event, and a copy would stay stale for good;
 //! - a read stores its result only if nothing was forgotten while it was
 //!   in flight (a generation count), so an answer older than an event can
 //!   never be kept after the event.
@@ -26,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
-use zookeeper_client::{EventType, PersistentWatcher, SessionState, StateWatcher};
+use zookeeper_client::{AddWatchMode, Client, EventType, PersistentWatcher, SessionState, StateWatcher};
 
 use crate::model::{Endpoint, Record};
 
@@ -226,10 +231,15 @@ impl Mirror {
     }
 
     /// Follows the session's events until the session ends or the mirror
-    /// is dropped. `watch` is the persistent recursive watch on the root,
-    /// registered before this starts (so the mirror is armed at once).
+    /// is dropped. `watch` is the persistent recursive watch on `root`,
+    /// registered before this starts (so the mirror is armed at once), with
+    /// `client`, which registers it again after every reconnect (bounded by
+    /// `limit`; until that succeeds, reads go to ZooKeeper).
     pub(crate) async fn follow(
         me: Weak<Mirror>,
+        client: Client,
+        root: String,
+        limit: std::time::Duration,
         mut watch: PersistentWatcher,
         mut states: StateWatcher,
         mut stopped: oneshot::Receiver<()>,
@@ -257,8 +267,26 @@ impl Mirror {
                 state = states.changed() => {
                     let Some(m) = me.upgrade() else { return };
                     match state {
-                        // Events sent while disconnected are lost: start over.
-                        SessionState::SyncConnected => m.arm(true),
+                        // Events sent while disconnected are lost, and the
+                        // server may not know the watch: register it again,
+                        // then start over.
+                        SessionState::SyncConnected => {
+                            m.arm(false);
+                            drop(m);
+                            let again = tokio::time::timeout(limit, client.watch(&root, AddWatchMode::PersistentRecursive)).await;
+                            let Some(m) = me.upgrade() else { return };
+                            match again {
+                                Ok(Ok(w)) => {
+                                    debug!(root = %root, "persistent watch registered again after a reconnect");
+                                    watch = w;
+                                    m.arm(client.state() == SessionState::SyncConnected);
+                                }
+                                Ok(Err(e)) => {
+                                    warn!(root = %root, error = %e, "persistent watch not registered again after a reconnect; reading ZooKeeper until the next one")
+                                }
+                                Err(_) => warn!(root = %root, "persistent watch not registered again within {limit:?} after a reconnect; reading ZooKeeper until the next one"),
+                            }
+                        }
                         s if s.is_terminated() => {
                             m.arm(false);
                             return;

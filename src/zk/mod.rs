@@ -251,7 +251,15 @@ impl Zk {
         match watch {
             Ok(watch) => {
                 let states = zk.client.state_watcher();
-                tokio::spawn(Mirror::follow(Arc::downgrade(&zk.mirror), watch, states, stopped));
+                tokio::spawn(Mirror::follow(
+                    Arc::downgrade(&zk.mirror),
+                    zk.client.clone(),
+                    zk.cfg.root.clone(),
+                    limit,
+                    watch,
+                    states,
+                    stopped,
+                ));
             }
             Err(e) => {
                 warn!(root = %zk.cfg.root, error = %e, "no persistent watch on the root; every look reads ZooKeeper")
