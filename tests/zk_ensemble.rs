@@ -575,7 +575,41 @@ where
         seen.replaced
     );
     g.wait_healthy(Duration::from_secs(60)).await;
+    views_follow(g, &record).await;
     figures
+}
+
+/// Every rzk-redis launcher's watched copy of ZooKeeper still follows it
+/// after the fault (its session may have moved to another server): the
+/// record written again with the same value (a new version, nothing else
+/// changes) shows in every admin page within 5 s. A watch the client does
+/// not carry over to the new server left a launcher on the old record for
+/// good, which the fault alone cannot show: the record did not change.
+async fn views_follow(g: &Group, record: &str) {
+    let c = g.zk_client().await;
+    let path = format!("{}/master", g.root);
+    let (_, version) = g.record_with_version().await.expect("a record");
+    let stat = c
+        .set_data(&path, record.as_bytes(), Some(version))
+        .await
+        .unwrap_or_else(|e| panic!("writing {path} again: {e}"));
+    let want = format!("\"record_version\":{}", stat.version);
+    for m in &g.redis {
+        let port = m.admin.expect("admin ports on");
+        let ip = m.task.ip.clone();
+        wait_for(
+            &format!("{}'s admin page to show record version {}", m.addr(), stat.version),
+            Duration::from_secs(5),
+            || async {
+                match http_get(&ip, port, "/master").await {
+                    Ok((_, body)) if body.contains(&want) => Ok(()),
+                    Ok((code, body)) => Err(format!("{code}: {body}")),
+                    Err(e) => Err(e),
+                }
+            },
+        )
+        .await;
+    }
 }
 
 fn members(g: &Group) -> impl Iterator<Item = &Member> {
