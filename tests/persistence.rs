@@ -373,3 +373,86 @@ async fn a_restarted_master_keeps_the_writes_no_replica_had() {
         missing.len()
     );
 }
+
+/// The other side of the same rule: restarts that lose nothing keep
+/// nothing and say nothing alarming (`PERSISTENCE=aof`). A replica's task
+/// stopped under writes and restarted on its `DATA_DIR`, then the master's
+/// task stopped (the SIGTERM hand-over) and restarted on its own: each
+/// launcher logs that its old data holds nothing the master lacks, no
+/// `DIVERGED`, no kept copy, no `<root>/diverged` registration, and every
+/// acknowledged write is on the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_restarts_on_old_data_keep_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("pclean");
+    g.extra.push(("PERSISTENCE", "aof".into()));
+    let mut g = Group::start_with(g, 2, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    let writer = g.start_writer("pclean", None, 1);
+
+    // A replica's task, stopped and restarted on its volume.
+    let ri = g.redis.iter().position(|m| m.addr() != master).unwrap();
+    wait_sentinels_know(&sentinels, &[g.redis[ri].addr()], None, Duration::from_secs(30)).await;
+    g.redis[ri].proc.signal(libc::SIGTERM);
+    assert!(g.redis[ri].proc.wait_exit(Duration::from_secs(30)).is_some());
+    let old = g.redis[ri].task.clone();
+    let r2 = g.start_redis_as(Task {
+        dir: old.dir.clone(),
+        ..task()
+    });
+    g.wait_healthy(Duration::from_secs(60)).await;
+
+    // The master's task: the hand-over, then a restart on its volume.
+    let mi = g.master_index().await.unwrap();
+    wait_sentinels_know(&sentinels, &[g.redis[r2].addr()], None, Duration::from_secs(30)).await;
+    g.redis[mi].proc.signal(libc::SIGTERM);
+    let status = g.redis[mi]
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the hand-over ends");
+    assert_eq!(status.code(), Some(0), "{}", g.redis[mi].proc.log());
+    assert!(
+        g.redis[mi].proc.log().contains("hand-over done"),
+        "{}",
+        g.redis[mi].proc.log()
+    );
+    let old = g.redis[mi].task.clone();
+    let m2 = g.start_redis_as(Task {
+        dir: old.dir.clone(),
+        ..task()
+    });
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let ledger = writer.finish().await;
+    let lost = missing_keys(&master, None, &ledger.acked).await;
+    for i in [r2, m2] {
+        let log = g.redis[i].proc.log();
+        assert!(
+            log.contains("nothing the master lacks") && !log.contains("DIVERGED"),
+            "{}: a restart that lost nothing should keep nothing:\n{log}",
+            g.redis[i].addr()
+        );
+        assert!(
+            !g.redis[i].task.dir.join(".rzk-diverged").exists(),
+            "{}: a kept copy after a clean restart",
+            g.redis[i].addr()
+        );
+    }
+    let c = zk_client().await;
+    let registered = c
+        .list_children(&format!("{}/diverged", g.root))
+        .await
+        .expect("<root>/diverged exists");
+    assert!(registered.is_empty(), "diverged registrations: {registered:?}");
+    eprintln!(
+        "MEASURE clean restarts on old AOF data (a replica, then the master after its hand-over): {} acknowledged, {} lost, no copy kept",
+        ledger.acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}

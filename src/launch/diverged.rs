@@ -96,6 +96,35 @@ impl Marks {
         }
     }
 
+    /// After a hand-over: waits (until `until`) for the old master, now a
+    /// replica, to be linked to the new master, and marks it then. The
+    /// mark is in the new master's history, so a restart on this data
+    /// keeps nothing (its files change at the stop, after any earlier
+    /// mark, which a previous history's mark cannot survive).
+    pub async fn mark_followed(&self, probe: &Probe, local: &Endpoint, until: std::time::Instant) {
+        while std::time::Instant::now() < until {
+            let began = unix_ms();
+            if let Some(s) = server_state(probe, local, local).await
+                && !s.is_master()
+                && s.link_up
+                && !s.replid.is_empty()
+            {
+                let mark = Mark {
+                    replid: s.replid.clone(),
+                    offset: s.offset,
+                    at_ms: began,
+                };
+                match datadir::write_mark(&self.dir, &mark) {
+                    Ok(()) => *self.written.borrow_mut() = Some((s.replid, s.offset)),
+                    Err(e) => warn!(dir = %self.dir.display(), error = %e, "could not write the replication mark"),
+                }
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        warn!(addr = %local, "the old master was not linked to the new one in time; its last mark stays");
+    }
+
     /// At every look: marks where the local server's data stands, when it
     /// moved and once more at the first look that finds it still (a mark
     /// is trusted only when no data file was written after its look

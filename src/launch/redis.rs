@@ -538,6 +538,9 @@ impl Duty<'_> {
                 let _ = zk.delete_switchover(version).await;
             }
         }
+        if let (Outcome::Done(_), Some(marks)) = (&outcome, &self.marks) {
+            marks.mark_followed(self.own.probe, &self.own.local, deadline.into_std()).await;
+        }
         match &outcome {
             Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
                 "hand-over done; stopping the old master"),

@@ -84,12 +84,22 @@ pub const MTIME_MARGIN_MS: u64 = 20;
 /// `written_ms` is when the data files were last modified (Unix
 /// milliseconds, `None` when unknown). The master holds the old history
 /// (`replid2`) up to `second_offset` − 1, as `PSYNC` counts it. The data
-/// is contained only when the mark is not past the master and no file was
-/// written after the look that made the mark began.
+/// is contained when the mark is in the master's current history (a
+/// replica's copy of what the master wrote), or in its previous one, not
+/// past it, and no file was written after the look that made the mark
+/// began (a previous master's data may have moved past its mark).
 pub fn assess(mark: Option<&Mark>, written_ms: Option<u64>, master: &ServerState) -> Divergence {
     let Some(m) = mark else {
         return Divergence::Unknown("no replication mark from the previous run".into());
     };
+    // The master's own history: it wrote all of it and still has it, so
+    // the old data (a replica's copy of it) holds nothing it lacks, however
+    // far it got after the mark.
+    if m.replid == master.replid && m.offset <= master.offset {
+        return Divergence::Contained {
+            behind: master.offset - m.offset,
+        };
+    }
     let upto = if m.replid == master.replid {
         master.offset
     } else if m.replid == master.replid2 && master.second_offset > 0 {
@@ -205,6 +215,12 @@ mod tests {
         let m = mark(A, 900); // at 1000 ms
         let ok = 1000 - MTIME_MARGIN_MS - 1;
         assert_eq!(assess(Some(&m), Some(ok), &new), Divergence::Contained { behind: 100 });
+        // In the master's current history the old data is a copy of what
+        // the master wrote: contained whenever the files were written.
+        assert_eq!(
+            assess(Some(&mark(B, 1200)), Some(5000), &new),
+            Divergence::Contained { behind: 300 }
+        );
         for late in [ok + 1, 1000, 5000] {
             let d = assess(Some(&m), Some(late), &new);
             assert!(matches!(d, Divergence::Unknown(_)) && d.keep(), "{late}: {d:?}");
