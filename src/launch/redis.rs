@@ -107,7 +107,8 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     keeper.register(&node_path, &me.to_record());
     let own = Own {
         probe: &probe,
-        local: id.local(),
+        local: id.loopback(),
+        task: id.local(),
         me: me.clone(),
         name: &cfg.common.master_name,
     };
@@ -115,7 +116,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         probe.clone(),
         &cfg.common.master_name,
         Scope {
-            local_server: Some((id.local(), me.clone())),
+            local_server: Some((id.loopback(), me.clone())),
             local_sentinel: None,
             nodes: true,
             sentinel_replicas: true,
