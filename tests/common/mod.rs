@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod group;
+pub mod haproxy;
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;
