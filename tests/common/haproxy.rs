@@ -338,7 +338,8 @@ pub struct ProxyLedger {
     /// Keys whose `SET` was answered `+OK` and whose `WAIT 1` counted a
     /// replica, with when the `WAIT` reply came.
     pub wait_acked: Vec<(String, Instant)>,
-    /// Keys whose `SET` was answered `+OK` but no replica confirmed.
+    /// Keys whose `SET` was answered `+OK` but no replica confirmed: `WAIT`
+    /// counted none, or its reply never came.
     pub plain_ok: Vec<(String, Instant)>,
     /// Failed writes: error replies, timeouts, closed connections.
     pub errors: Vec<(Instant, String)>,
@@ -371,8 +372,8 @@ impl ProxyLedger {
 }
 
 /// A client that knows one address, the proxy's, and keeps one connection
-/// open as client pools do: `SET` then `WAIT 1 1000` on it, a key at a
-/// time. Like most clients it does not reconnect on an error reply
+/// open as client pools do: `SET`, then `WAIT 1 1000` once the `SET` is
+/// answered, on it, a key at a time. Like most clients it does not reconnect on an error reply
 /// (`READONLY`, `NOREPLICAS`): it retries on the same connection 20 ms
 /// later. It reconnects only when the connection is closed or a reply
 /// takes more than 3 s.
@@ -408,18 +409,25 @@ impl ProxyWriter {
                 };
                 i += 1;
                 let key = format!("{tag}:{i}");
-                match c
-                    .call(&[&["SET", &key, "v"], &["WAIT", "1", "1000"]], Duration::from_secs(3))
-                    .await
-                {
-                    Ok(r) if r[0] == "+OK" => {
-                        let acks: i64 = r[1].strip_prefix(':').and_then(|n| n.parse().ok()).unwrap_or(0);
-                        if acks >= 1 {
-                            l.wait_acked.push((key, Instant::now()));
-                        } else {
-                            l.plain_ok.push((key, Instant::now()));
+                // SET and WAIT one after the other, so that a SET answered
+                // +OK whose WAIT never came back (the connection closed)
+                // still counts as acknowledged by the server: a plain OK.
+                match c.call(&[&["SET", &key, "v"]], Duration::from_secs(3)).await {
+                    Ok(r) if r[0] == "+OK" => match c.call(&[&["WAIT", "1", "1000"]], Duration::from_secs(3)).await {
+                        Ok(w) => {
+                            let acks: i64 = w[0].strip_prefix(':').and_then(|n| n.parse().ok()).unwrap_or(0);
+                            if acks >= 1 {
+                                l.wait_acked.push((key, Instant::now()));
+                            } else {
+                                l.plain_ok.push((key, Instant::now()));
+                            }
                         }
-                    }
+                        Err(e) => {
+                            l.plain_ok.push((key, Instant::now()));
+                            l.errors.push((Instant::now(), format!("WAIT: {e}")));
+                            conn = None;
+                        }
+                    },
                     Ok(r) => {
                         l.errors.push((Instant::now(), r.join(" ")));
                         tokio::time::sleep(Duration::from_millis(20)).await;
