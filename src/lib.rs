@@ -25,6 +25,8 @@
 //! 9. The process side: [`logging`], [`supervise`] (the child), [`session`]
 //!    (keeping a ZooKeeper session and its registrations), [`startup`] (the
 //!    machine checks before a launcher starts, and handing `DATA_DIR` over),
+//!    [`datadir`] (the launcher's own files in `DATA_DIR`: the replication
+//!    mark and the kept copy of diverged data),
 //!    [`admin`] (the admin HTTP API, serving what the launchers publish).
 //! 10. [`launch`]: the three launchers; [`ctl`], the operator's `rzkctl`;
 //!     and [`cli`], the binaries' `main`.
@@ -46,6 +48,7 @@ pub mod logging;
 pub mod supervise;
 pub mod session;
 pub mod startup;
+pub mod datadir;
 pub mod admin;
 pub mod launch;
 pub mod ctl;

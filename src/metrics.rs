@@ -68,6 +68,16 @@ pub struct Metrics {
     /// failover it did not start, by how they ended (`done`, `aborted`,
     /// `timeout`).
     pub failover_freezes: IntCounterVec,
+    /// `rzk_crash_failovers_total{outcome}`: the server died as master:
+    /// `done` (the Sentinels named a new master), `skipped` (not asked
+    /// for: no promotable replica, fenced, a failover already running),
+    /// `aborted` (refused or given up), `timeout`.
+    pub crash_failovers: IntCounterVec,
+    /// `rzk_diverged_copy`: 1 while `DATA_DIR` keeps a copy of data a full
+    /// sync replaced, which may hold writes the master never had.
+    pub diverged_copy: IntGauge,
+    /// `rzk_diverged_copies_total`: copies kept.
+    pub diverged_copies: IntCounter,
 }
 
 /// The process's metrics.
@@ -175,6 +185,19 @@ impl Metrics {
                 "outcome",
                 &["done", "aborted", "timeout"],
             ),
+            crash_failovers: counter_vec(
+                &r,
+                "crash_failovers_total",
+                "Failovers asked for when the server died as master, by outcome",
+                "outcome",
+                &["done", "skipped", "aborted", "timeout"],
+            ),
+            diverged_copy: gauge(
+                &r,
+                "diverged_copy",
+                "1 while DATA_DIR keeps a copy of data a full sync replaced",
+            ),
+            diverged_copies: counter(&r, "diverged_copies_total", "Copies of diverged data kept aside"),
             registry: r,
         };
         for role in ["master", "replica"] {

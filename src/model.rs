@@ -321,6 +321,10 @@ impl<'de> serde::Deserialize<'de> for Endpoint {
     }
 }
 
+/// Where in `DATA_DIR` a launcher keeps the copy of data a full sync is
+/// about to replace, when it may hold writes the new master never had.
+pub const KEPT_DIR: &str = ".rzk-diverged";
+
 #[cfg(test)]
 mod tests {
     use super::*;

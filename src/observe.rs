@@ -60,6 +60,7 @@ struct Stored {
     intent: Option<Intent>,
     sentinels: Vec<Endpoint>,
     nodes: Vec<Endpoint>,
+    diverged: Vec<Endpoint>,
 }
 
 /// Reads the record, the intent and the registrations, all at once, each
@@ -81,18 +82,20 @@ fn bounded<T>(
 }
 
 async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, ObserveError> {
-    let (sentinels_dir, nodes_dir) = (zk.sentinels_dir(), zk.nodes_dir());
-    let (record, intent, sentinels, nodes) = tokio::join!(
+    let (sentinels_dir, nodes_dir, diverged_dir) = (zk.sentinels_dir(), zk.nodes_dir(), zk.diverged_dir());
+    let if_nodes = |dir: String| async move {
+        if scope.nodes {
+            timeout(limit, zk.registered(&dir)).await
+        } else {
+            Ok(Ok(vec![]))
+        }
+    };
+    let (record, intent, sentinels, nodes, diverged) = tokio::join!(
         timeout(limit, zk.read_master()),
         timeout(limit, zk.read_switchover()),
         timeout(limit, zk.registered(&sentinels_dir)),
-        async {
-            if scope.nodes {
-                timeout(limit, zk.registered(&nodes_dir)).await
-            } else {
-                Ok(Ok(vec![]))
-            }
-        },
+        if_nodes(nodes_dir.clone()),
+        if_nodes(diverged_dir.clone()),
     );
     let intent = match bounded(zk.switchover_path(), intent)? {
         None => None,
@@ -109,6 +112,7 @@ async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, Obser
         intent,
         sentinels: endpoints(bounded(sentinels_dir, sentinels)?),
         nodes: endpoints(bounded(nodes_dir, nodes)?),
+        diverged: endpoints(bounded(diverged_dir, diverged)?),
     })
 }
 
@@ -165,6 +169,7 @@ async fn observe_or_last(
                 intent: last.and_then(|l| l.intent.clone()),
                 sentinels: last.map_or_else(Vec::new, |l| l.sentinels.clone()),
                 nodes: last.map_or_else(Vec::new, |l| l.nodes.clone()),
+                diverged: last.map_or_else(Vec::new, |l| l.diverged.clone()),
             }
         }
     };
@@ -220,6 +225,7 @@ async fn around(
         record: s.record,
         intent: s.intent,
         nodes: s.nodes,
+        diverged: s.diverged,
         sentinels: s.sentinels,
         answers,
         unknown_name: asked.unknown_name,
@@ -361,7 +367,7 @@ async fn count_dead_peers(
 
 /// `INFO server replication` of the server at `at`, named `named`; `None`
 /// when it does not answer as a master or a replica.
-async fn server_state(probe: &Probe, at: &Endpoint, named: &Endpoint) -> Option<ServerState> {
+pub async fn server_state(probe: &Probe, at: &Endpoint, named: &Endpoint) -> Option<ServerState> {
     let v = probe.cmd(at, &["INFO", "server", "replication"]).await.ok()?;
     ServerState::from_info(named, &parse_info(&value_text(&v)?))
 }

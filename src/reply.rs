@@ -142,6 +142,14 @@ pub struct ServerState {
     pub replicas: Vec<ReplicaLine>,
     /// `uptime_in_seconds`, when the server section was asked for.
     pub uptime_s: Option<u64>,
+    /// `master_replid`: the history its data belongs to (a replica shows
+    /// its master's).
+    pub replid: String,
+    /// `master_replid2`: the history before its last promotion.
+    pub replid2: String,
+    /// `second_repl_offset`: `replid2` holds up to this offset less one
+    /// (-1 when there is none).
+    pub second_offset: i64,
 }
 
 impl ServerState {
@@ -179,6 +187,9 @@ impl ServerState {
             last_io_s: get("master_last_io_seconds_ago").and_then(|s| s.parse().ok()),
             replicas,
             uptime_s: get("uptime_in_seconds").and_then(|s| s.parse().ok()),
+            replid: get("master_replid").unwrap_or("").to_string(),
+            replid2: get("master_replid2").unwrap_or("").to_string(),
+            second_offset: get("second_repl_offset").and_then(|s| s.parse().ok()).unwrap_or(-1),
             role,
         })
     }

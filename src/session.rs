@@ -71,6 +71,16 @@ impl Keeper {
             .push(tokio::spawn(async move { create_retrying(&zk, &path, &data).await }));
     }
 
+    /// Stops keeping `path` and deletes it (best effort: it goes with the
+    /// session otherwise).
+    pub async fn unregister(&self, path: &str) {
+        self.ephemerals.lock().expect("poisoned").retain(|(p, _)| p != path);
+        match self.zk().delete(path).await {
+            Ok(()) => info!(path = %path, "registration removed"),
+            Err(e) => warn!(path = %path, error = %e, "could not remove registration; it expires with the session"),
+        }
+    }
+
     /// Stops the keeper and deletes the registrations (bounded by the
     /// session timeout), so peers see this task leave at once rather than
     /// after the session times out.

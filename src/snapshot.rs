@@ -73,6 +73,9 @@ pub struct Snapshot {
     /// Registered redis servers (`<root>/nodes`); empty unless the scope
     /// asked for them.
     pub nodes: Vec<Endpoint>,
+    /// Servers whose `DATA_DIR` keeps a copy of data a full sync replaced
+    /// (`<root>/diverged`); empty unless the scope asked for the nodes.
+    pub diverged: Vec<Endpoint>,
     /// Registered Sentinels (`<root>/sentinels`).
     pub sentinels: Vec<Endpoint>,
     /// The answers of the Sentinels that answered.
@@ -106,6 +109,7 @@ impl Snapshot {
             record: Record::Missing,
             intent: None,
             nodes: vec![],
+            diverged: vec![],
             sentinels: vec![],
             answers: vec![],
             unknown_name: vec![],

@@ -15,6 +15,100 @@ use serde_json::Value;
 
 const PATHS_REDIS: &[&str] = &["/health", "/ready", "/master", "/replica"];
 
+/// The scenarios that fail a group over or flood it, or that take a group
+/// through its 503 rows with time bounds, take turns (libtest runs two
+/// tests of a binary at once).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One row of the admin table in docs/contract.md, section 9.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Row {
+    /// `all`, `rzk-redis`, `rzk-sentinel` or `rzk-watcher`.
+    binary: String,
+    path: String,
+    /// The "otherwise" column: `503` or `–`.
+    otherwise: String,
+}
+
+/// The fields of `rzk-redis`'s JSON body, as the contract lists them
+/// ("… is the same object: `role`, `addr`, …"; values in parentheses are
+/// not fields).
+fn contract_fields() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
+    let list = doc
+        .split_once("is the same object:")
+        .and_then(|(_, rest)| rest.split_once("`rzkctl status --json`"))
+        .expect("the contract lists the fields of rzk-redis's JSON body")
+        .0;
+    let mut plain = String::new();
+    let mut depth = 0;
+    for ch in list.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if depth == 0 => plain.push(c),
+            _ => {}
+        }
+    }
+    let fields: Vec<String> = plain.split('`').skip(1).step_by(2).map(str::to_string).collect();
+    assert!(fields.len() >= 20, "too few fields read from the contract: {fields:?}");
+    fields
+}
+
+/// The rows of the admin table of docs/contract.md, in the section named
+/// "The admin HTTP API" (whatever its number).
+fn contract_rows() -> Vec<Row> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
+    let section = doc
+        .split("\n## ")
+        .find(|s| {
+            s.split_once(". ")
+                .is_some_and(|(_, t)| t.starts_with("The admin HTTP API"))
+        })
+        .expect("docs/contract.md has a section titled \"The admin HTTP API\"");
+    let table = section
+        .split("| binary | path |")
+        .nth(1)
+        .expect("the admin section has the table of paths");
+    let mut rows = vec![];
+    for line in table.lines().skip(2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 4, "a row of the admin table without 4 cells: {line}");
+        let path = cells[1]
+            .strip_prefix('`')
+            .and_then(|p| p.strip_suffix('`'))
+            .unwrap_or_else(|| panic!("a path not in backquotes: {line}"));
+        let binary = cells[0].trim_matches('`');
+        assert!(
+            ["all", "rzk-redis", "rzk-sentinel", "rzk-watcher"].contains(&binary),
+            "an unknown binary in the admin table: {line}"
+        );
+        assert!(
+            ["503", "–"].contains(&cells[3]),
+            "an 'otherwise' that is neither 503 nor –: {line}"
+        );
+        rows.push(Row {
+            binary: binary.to_string(),
+            path: path.to_string(),
+            otherwise: cells[3].to_string(),
+        });
+    }
+    assert!(!rows.is_empty(), "no rows in the admin table of docs/contract.md");
+    rows
+}
+
+/// The paths the contract's table gives `binary` (`rzk-redis`, …).
+fn contract_paths(binary: &str) -> BTreeSet<String> {
+    contract_rows()
+        .into_iter()
+        .filter(|r| r.binary == "all" || r.binary == binary)
+        .map(|r| r.path)
+        .collect()
+}
+
 async fn admin_group(tag: &str, r: usize, s: usize, w: usize) -> Group {
     let mut g = Group::new(tag);
     g.admin = true;
@@ -39,7 +133,13 @@ async fn wait_code(m: &Member, path: &str, want: u16, timeout: Duration) -> Valu
 fn listening_inodes() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        for line in std::fs::read_to_string(f).unwrap_or_default().lines().skip(1) {
+        // An unreadable table would make every launcher look port-less.
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) if f.ends_with('6') && e.kind() == std::io::ErrorKind::NotFound => continue, // no IPv6
+            Err(e) => panic!("{f}: {e}"),
+        };
+        for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             if cols.get(3) == Some(&"0A") {
                 out.insert(cols[9].to_string());
@@ -54,7 +154,12 @@ fn listening_sockets_of(pid: i32) -> Vec<String> {
     let listening = listening_inodes();
     let mut out = vec![];
     for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().flatten() {
-        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        let target = match std::fs::read_link(fd.path()) {
+            Ok(t) => t,
+            // Closed since the listing: it holds nothing.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", fd.path().display()),
+        };
         let t = target.to_string_lossy();
         if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']'))
             && listening.contains(inode)
@@ -67,6 +172,7 @@ fn listening_sockets_of(pid: i32) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_path_on_every_binary_matches_the_table() {
+    let _serial = SERIAL.lock().await;
     let g = admin_group("admin-table", 2, 3, 1).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
     let mi = g.master_index().await.unwrap();
@@ -76,19 +182,17 @@ async fn every_path_on_every_binary_matches_the_table() {
     // rzk-redis, master row.
     for (path, code) in [("/health", 200), ("/ready", 200), ("/master", 200), ("/replica", 503)] {
         let body = wait_code(m, path, code, t).await;
-        for k in [
-            "role",
-            "addr",
-            "record",
-            "master",
-            "link_up",
-            "sync_in_progress",
-            "offset",
-            "lag_bytes",
-            "zk_session",
-        ] {
+        let fields = contract_fields();
+        for k in &fields {
             assert!(body.get(k).is_some(), "{path}: {k} missing in {body}");
         }
+        let extra: Vec<&String> = body
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !fields.contains(k))
+            .collect();
+        assert!(extra.is_empty(), "{path}: fields the contract does not list: {extra:?}");
         assert_eq!(body["role"], "master", "{body}");
         assert_eq!(body["addr"], master.as_str(), "{body}");
         assert_eq!(body["record"], master.as_str(), "{body}");
@@ -128,6 +232,37 @@ async fn every_path_on_every_binary_matches_the_table() {
     let want: BTreeSet<String> = g.sentinels.iter().map(Member::addr).collect();
     assert_eq!(got, want);
 
+    // Every binary serves exactly the paths the contract's table gives it
+    // (a known path answers 200 or 503), and 404 for every other path of
+    // the table.
+    let all_paths: BTreeSet<String> = contract_rows().into_iter().map(|r| r.path).collect();
+    let kinds = [
+        ("rzk-redis", &g.redis),
+        ("rzk-sentinel", &g.sentinels),
+        ("rzk-watcher", &g.watchers),
+    ];
+    for (binary, members) in kinds {
+        let served = contract_paths(binary);
+        for member in members.iter() {
+            for path in &all_paths {
+                let (code, body) = member.admin_get(path).await.unwrap();
+                if served.contains(path) {
+                    assert!(
+                        code == 200 || code == 503,
+                        "{binary} {}: {path} is in the table, answered {code}: {body}",
+                        member.addr()
+                    );
+                } else {
+                    assert_eq!(
+                        code,
+                        404,
+                        "{binary} {}: {path} is not in its table rows: {body}",
+                        member.addr()
+                    );
+                }
+            }
+        }
+    }
     // Every binary: /metrics, and 404 for anything else.
     for member in g.redis.iter().chain(&g.sentinels).chain(&g.watchers) {
         let (code, text) = member.admin_get("/metrics").await.unwrap();
@@ -148,9 +283,9 @@ async fn every_path_on_every_binary_matches_the_table() {
 
     // The 503 rows. A replica whose server does not answer is not healthy.
     let child = child_pid_of(r.proc.pid());
-    unsafe { libc::kill(child, libc::SIGSTOP) };
+    let frozen = Frozen::pids(&[child]);
     let body = wait_code(r, "/health", 503, t).await;
-    unsafe { libc::kill(child, libc::SIGCONT) };
+    frozen.resume();
     assert_eq!(body["role"], Value::Null, "{body}");
     wait_code(r, "/ready", 200, t).await;
     // A Sentinel without a quorum of usable peers is not ready.
@@ -168,14 +303,163 @@ async fn every_path_on_every_binary_matches_the_table() {
     wait_code(m, "/master", 200, t).await;
 }
 
+/// A master that every registered Sentinel outvotes (names another
+/// master) is still the recorded master, but holds no lease from them: it
+/// fences itself (section 8), and `/master` and `/ready` are 503, so that
+/// a router sends it no writes. The Sentinel is a plain redis-sentinel the
+/// test registers, monitoring an address where nothing listens: the
+/// launcher's guard demotes only for a live master, so the row holds until
+/// the registration goes; then, with no Sentinel registered, the record in
+/// ZooKeeper renews the lease and the fence is lifted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outvoted_master_answers_503_on_master() {
+    let g = admin_group("admin-outvoted", 1, 0, 0).await;
+    let m = &g.redis[0];
+    wait_code(m, "/master", 200, Duration::from_secs(15)).await;
+    let elsewhere = task().addr(); // nothing listens there
+    let s = task();
+    let conf = s.dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {}\nbind {}\nsentinel monitor mymaster {elsewhere} 1\n",
+            s.port, s.ip
+        ),
+    )
+    .unwrap();
+    let _sentinel = Proc::spawn(
+        "redis-sentinel",
+        &[conf.to_str().unwrap()],
+        &[],
+        s.dir.join("sentinel.log"),
+    );
+    wait_for(
+        "the plain Sentinel to name the other master",
+        Duration::from_secs(10),
+        || async {
+            match sentinel_master(&s.addr()).await {
+                Ok(a) if a == elsewhere => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let c = zk_client().await;
+    let reg = format!("{}/sentinels/test-registered", g.root);
+    c.create(
+        &reg,
+        s.addr().as_bytes(),
+        &zookeeper_client::CreateMode::Ephemeral.with_acls(zookeeper_client::Acls::anyone_all()),
+    )
+    .await
+    .unwrap();
+    let body = wait_code(m, "/master", 503, Duration::from_secs(15)).await;
+    assert_eq!(body["role"], "master", "{body}");
+    assert_eq!(body["record"], m.addr().as_str(), "{body}");
+    assert_eq!(body["sentinels_name"], elsewhere.as_str(), "{body}");
+    let body = wait_code(m, "/ready", 503, Duration::from_secs(15)).await;
+    assert_eq!(body["fenced"], true, "outvoted by every registered Sentinel: {body}");
+    assert_eq!(body["ready"], false, "{body}");
+    // The vote, not anything else, made it 503: without it, 200 again.
+    c.delete(&reg, None).await.unwrap();
+    let body = wait_code(m, "/master", 200, Duration::from_secs(15)).await;
+    assert_eq!(body["sentinels_name"], Value::Null, "{body}");
+    assert_eq!(body["fenced"], false, "{body}");
+    assert_eq!(m.admin_get("/ready").await.map(|(c, _)| c), Ok(200));
+}
+
+/// The watcher's 503 rows and its null master, over HTTP: `/master` is
+/// `{"addr": null}` before any record; `/ready` is 503 while the record
+/// differs from the master the Sentinels confirm; `/health` is 503 once its
+/// ZooKeeper session has expired (for real: the watcher reaches ZooKeeper
+/// through a gate the test shuts, and the server expires the session), and
+/// 200 again with a new session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchers_503_rows_and_its_null_master() {
+    let _serial = SERIAL.lock().await;
+    let t = Duration::from_secs(15);
+    let session = Duration::from_millis(2000);
+    let gate = ZkGate::new();
+    let mut g = Group::new("admin-watcher");
+    g.admin = true;
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    // Only the watcher goes through the gate, and it reconciles only when
+    // it (re)subscribes: a record made wrong by hand stays wrong.
+    g.extra.push(("ZK_HOSTS", gate.connect_string()));
+    g.extra.push(("ZK_SESSION_TIMEOUT_MS", session.as_millis().to_string()));
+    g.extra.push(("RECONCILE_INTERVAL_S", "3600".into()));
+    let wi = g.start_watcher();
+    g.extra.clear();
+    g.extra.push(("SENTINEL_QUORUM", "1".into()));
+    let w = &g.watchers[wi];
+    // No record yet.
+    let body = wait_code(w, "/master", 200, t).await;
+    assert_eq!(body, serde_json::json!({"addr": null}));
+    wait_code(w, "/health", 200, t).await;
+    wait_code(w, "/ready", 503, t).await;
+
+    g.start_redis();
+    let master = wait_for("the record", Duration::from_secs(30), || async {
+        g.record().await.ok_or_else(|| "no record yet".to_string())
+    })
+    .await;
+    g.start_sentinel();
+    let w = &g.watchers[wi];
+    let body = wait_code(w, "/ready", 200, Duration::from_secs(30)).await;
+    assert_eq!(body["confirmed_master"], master.as_str(), "{body}");
+
+    // A record that differs from the master the Sentinels confirm.
+    let c = zk_client().await;
+    let path = format!("{}/master", g.root);
+    zk_set_raw(&c, &path, b"127.0.0.99 1").await;
+    let body = wait_code(w, "/ready", 503, t).await;
+    assert_eq!(body["record"], "127.0.0.99 1", "{body}");
+    assert_eq!(body["confirmed_master"], master.as_str(), "{body}");
+    assert_eq!(body["healthy"], true, "{body}");
+    zk_set_raw(&c, &path, master.as_bytes()).await;
+    wait_code(w, "/ready", 200, t).await;
+
+    // Its session expires for real.
+    gate.close();
+    let shut = Instant::now();
+    // The client calls its session expired once it could not reconnect
+    // within 7/5 of the session timeout (zookeeper-client); the page is
+    // renewed every second; 3 s of margin.
+    let body = wait_code(w, "/health", 503, session * 7 / 5 + Duration::from_secs(1 + 3)).await;
+    assert_eq!(body["zk_session"], "expired", "{body}");
+    assert_eq!(body["healthy"], false, "{body}");
+    let expired_after = shut.elapsed();
+    let id: i64 = {
+        let log = w.proc.log();
+        log.lines()
+            .filter(|l| l.contains("connected to ZooKeeper"))
+            .find_map(|l| l.split("session=").nth(1)?.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no session in the watcher's log:\n{log}"))
+    };
+    wait_for_sync("the server to log the expiry", Duration::from_secs(5), || {
+        if zk().declared_expired(id) {
+            Ok(())
+        } else {
+            Err(format!("no expiry of {id:#x} in:\n{}", zk().log_tail()))
+        }
+    });
+    gate.open();
+    let body = wait_code(w, "/health", 200, Duration::from_secs(30)).await;
+    assert_eq!(body["zk_session"], "connected", "{body}");
+    eprintln!(
+        "MEASURE watcher /health 503 (session expired) {expired_after:?} after the cut; 200 again with a new session"
+    );
+}
+
 /// The child process (redis-server) of launcher `pid`.
 fn child_pid_of(pid: i32) -> i32 {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    let children = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     children
         .split_whitespace()
         .next()
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("launcher {pid} has no child"))
+        .unwrap_or_else(|| panic!("launcher {pid} has no child ({path}: {children:?})"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,6 +492,7 @@ async fn no_admin_port_opens_no_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_bad_connections_disturbs_neither_supervision_nor_failover() {
+    let _serial = SERIAL.lock().await;
     let g = admin_group("admin-flood", 3, 3, 1).await;
     let old = g.wait_healthy(Duration::from_secs(60)).await;
     let mi = g.master_index().await.unwrap();
@@ -281,7 +566,7 @@ async fn a_flood_of_bad_connections_disturbs_neither_supervision_nor_failover() 
         .lines()
         .find_map(|l| l.strip_prefix("rzk_admin_rejected_total "))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
+        .unwrap_or_else(|| panic!("no rzk_admin_rejected_total in the new master's metrics:\n{metrics}"));
     eprintln!(
         "flood: {opened} connections opened, failover to {new} in {:.1} s; the new master refused {rejected} at its bound",
         failover.as_secs_f32()
@@ -299,6 +584,7 @@ async fn a_flood_of_bad_connections_disturbs_neither_supervision_nor_failover() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_every_task() {
+    let _serial = SERIAL.lock().await;
     let g = admin_group("admin-prom", 3, 3, 1).await;
     g.wait_healthy(Duration::from_secs(60)).await;
     let members: Vec<&Member> = g.redis.iter().chain(&g.sentinels).chain(&g.watchers).collect();
@@ -410,14 +696,22 @@ fn encode(q: &str) -> String {
         .collect()
 }
 
+/// The admin table of docs/contract.md parses into rows, and gives
+/// rzk-redis exactly its four status paths and `/metrics` (what each
+/// binary serves over HTTP is checked against the same rows in
+/// `every_path_on_every_binary_matches_the_table`).
 #[test]
 fn redis_paths_are_the_contracts() {
-    // The table in the README and docs/contract.md lists these.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/contract.md")).unwrap();
-    for p in PATHS_REDIS {
-        assert!(
-            doc.contains(&format!("`{p}`")),
-            "docs/contract.md does not document {p}"
+    let mut want: BTreeSet<String> = PATHS_REDIS.iter().map(|p| p.to_string()).collect();
+    want.insert("/metrics".into());
+    assert_eq!(contract_paths("rzk-redis"), want, "{:#?}", contract_rows());
+    for r in contract_rows() {
+        let status_page = r.path != "/metrics"
+            && !(r.binary == "rzk-watcher" && ["/master", "/sentinels"].contains(&r.path.as_str()));
+        assert_eq!(
+            r.otherwise == "503",
+            status_page,
+            "{r:?}: a status page answers 503 otherwise, the others always 200"
         );
     }
 }

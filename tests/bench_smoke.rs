@@ -14,7 +14,7 @@ async fn the_benchmark_measures_every_figure() {
     // P1 has no baseline: raw Sentinel has no record to move.
     let p1 = report.row("P1").unwrap_or_else(|| panic!("no row P1 in\n{table}"));
     assert_eq!(p1.ours.0.len(), 1, "P1 lacks its sample:\n{table}");
-    for id in ["P2", "P2s", "F1", "F2", "F3", "P3 N=3", "P5", "P6", "ZK", "CMD"] {
+    for id in ["P2", "P2s", "P2c", "F1", "F2", "F3", "P3 N=3", "P5", "P6", "ZK", "CMD"] {
         let row = report.row(id).unwrap_or_else(|| panic!("no row {id} in\n{table}"));
         assert!(
             !row.ours.0.is_empty() && !row.base.0.is_empty(),

@@ -22,9 +22,35 @@ fn processes_using(dir: &str) -> Vec<String> {
             continue;
         }
         let p = entry.path();
-        let cmdline = std::fs::read(p.join("cmdline")).unwrap_or_default();
-        let environ = std::fs::read(p.join("environ")).unwrap_or_default();
-        let cwd = std::fs::read_link(p.join("cwd")).unwrap_or_default();
+        // A read fails only for a process that has just ended (or a kernel
+        // thread, which has none of these); otherwise it is an error, not
+        // "mentions nothing".
+        let read = |what: &str| -> Vec<u8> {
+            match std::fs::read(p.join(what)) {
+                Ok(b) => b,
+                Err(_) if !pid_alive(pid) => vec![],
+                // A kernel thread (or a process on its way out): no memory.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => vec![],
+                // Another user's process (when not root) is not the demo's.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => vec![],
+                Err(e) => panic!("{}/{what}: {e}", p.display()),
+            }
+        };
+        let (cmdline, environ) = (read("cmdline"), read("environ"));
+        let cwd = match std::fs::read_link(p.join("cwd")) {
+            Ok(c) => c,
+            Err(_) if !pid_alive(pid) => Default::default(),
+            // A kernel thread has no cwd; another user's process is not the demo's.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                Default::default()
+            }
+            Err(e) => panic!("{}/cwd: {e}", p.display()),
+        };
         let mentions = |b: &[u8]| String::from_utf8_lossy(b).contains(dir);
         if mentions(&cmdline) || mentions(&environ) || cwd.starts_with(dir) {
             found.push(format!(
@@ -49,29 +75,97 @@ fn three_free_ports_after() -> u16 {
     panic!("no three consecutive free ports");
 }
 
-/// Top-level entries of the temporary directory (where a careless script
-/// would leave state), less what other processes put there while the demo
-/// runs: this suite's scratch area, the `tempfile` crate's `.tmpXXXXXX`
-/// directories of test binaries running alongside (`scripts/test.sh` runs
-/// them side by side; neither the script nor the launchers use that crate),
-/// and the JVM's per-user `hsperfdata_<user>`, which whichever JVM starts
-/// first creates and every later one shares.
-fn tmp_entries() -> std::collections::BTreeSet<std::ffi::OsString> {
-    let other = |n: &str| {
-        n == "rzk-tests"
-            || n.starts_with("hsperfdata_")
-            || (n.len() == 10 && n.starts_with(".tmp") && n[4..].bytes().all(|b| b.is_ascii_alphanumeric()))
-    };
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .filter(|n| !n.to_str().is_some_and(other))
+/// The entries of `dir`.
+fn entries(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name())
         .collect()
 }
 
 /// Runs the demo and the Ctrl-C test one at a time: each brings up a group.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `scripts/local-group.sh`, optionally in a session of its own (`setsid`).
+/// What it starts is not covered by this binary's parent-death signal, so
+/// the guard kills the script and everything under it when it is dropped
+/// while the script still runs (a failed check, a timeout). Without
+/// `setsid` the script stays in this binary's process group, where a
+/// Ctrl-C in a terminal and scripts/test.sh's timeout reach it.
+struct Script {
+    child: std::process::Child,
+    pgid: Option<i32>,
+}
+
+/// `pid` and all its descendants (`/proc/<pid>/task/*/children`).
+fn process_tree(pid: i32) -> Vec<i32> {
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                out.extend(children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+impl Script {
+    fn spawn(mut cmd: Command, setsid: bool) -> Script {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid, setpgid and signal are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                if setsid {
+                    libc::setsid();
+                    // SIGINT back to its default, as in a terminal: a test
+                    // binary started from a background job inherits it
+                    // ignored, and bash can't trap a signal ignored on
+                    // entry (seen: a rehearsal started with `&` hung here).
+                    libc::signal(libc::SIGINT, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("run scripts/local-group.sh");
+        let pgid = setsid.then_some(child.id() as i32);
+        Script { child, pgid }
+    }
+
+    /// Waits for the script to end, up to `timeout`.
+    fn wait(&mut self, timeout: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the script") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            for p in process_tree(self.child.id() as i32) {
+                // SAFETY: plain kill(2) on processes this test started.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+            if let Some(g) = self.pgid {
+                // SAFETY: plain kill(2) on the group this test created.
+                unsafe { libc::kill(-g, libc::SIGKILL) };
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
 
 #[test]
 fn local_group_demo_fails_over_and_cleans_up() {
@@ -82,26 +176,37 @@ fn local_group_demo_fails_over_and_cleans_up() {
     let redis_base = three_free_ports_after();
     let sentinel_base = three_free_ports_after();
     let zk_port = task().port;
-    let tmp_before = tmp_entries();
+    // A temporary directory of its own (TMPDIR, which the script and the
+    // launchers use; the JVM writes only its shared hsperfdata to /tmp):
+    // the machine's /tmp is shared with whatever else runs, and a diff of
+    // it once blamed the demo for another checkout's /tmp/fm.log.
+    let tmp = task().dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
     let t0 = Instant::now();
-    let out = Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
+    // Its output goes to files beside the group's (the test's own scratch
+    // directory), so that a hung script can be waited for with a deadline.
+    let out_dir = task().dir;
+    let (out_path, err_path) = (out_dir.join("demo.out"), out_dir.join("demo.err"));
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/local-group.sh"))
         .arg("--demo")
         .env("RZK_BIN_DIR", bin_dir)
         .env("GROUP_DIR", &dir)
         .env("ZK_PORT", zk_port.to_string())
         .env("REDIS_PORT_BASE", redis_base.to_string())
         .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
-        .output()
-        .expect("run scripts/local-group.sh");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        .env("TMPDIR", &tmp)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut script = Script::spawn(cmd, false);
+    // The demo takes some 30 s here; four times that means it hangs.
+    let status = script.wait(std::time::Duration::from_secs(120));
+    let stdout = std::fs::read_to_string(&out_path).unwrap();
+    let stderr = std::fs::read_to_string(&err_path).unwrap();
+    let status = status.unwrap_or_else(|| panic!("the demo still runs after 120 s:\n{stdout}\n{stderr}"));
     eprintln!("MEASURE demo took {:?}\n{stdout}", t0.elapsed());
-    assert!(
-        out.status.success(),
-        "demo failed ({:?}):\n{stdout}\n{stderr}",
-        out.status
-    );
+    assert!(status.success(), "demo failed ({status:?}):\n{stdout}\n{stderr}");
     assert!(
         stdout.contains("record moved:") && stdout.contains("DEMO OK"),
         "{stdout}"
@@ -121,15 +226,17 @@ fn local_group_demo_fails_over_and_cleans_up() {
         written.len() >= 8,
         "the demo should keep its state and logs in GROUP_DIR: {written:?}"
     );
-    let tmp_after = tmp_entries();
-    let new: Vec<_> = tmp_after.difference(&tmp_before).collect();
-    assert!(new.is_empty(), "the demo left state outside its directory: {new:?}");
+    let left = entries(&tmp);
+    assert!(
+        left.is_empty(),
+        "the demo left state in TMPDIR, outside its directory: {left:?}"
+    );
 }
 
 #[test]
 fn ctrl_c_stops_every_process_of_the_local_group() {
     use std::io::{BufRead, BufReader};
-    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::RecvTimeoutError;
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_rzk-redis")).parent().unwrap();
     let dir = task().dir.join("group");
@@ -143,39 +250,47 @@ fn ctrl_c_stops_every_process_of_the_local_group() {
         .env("REDIS_PORT_BASE", redis_base.to_string())
         .env("SENTINEL_PORT_BASE", sentinel_base.to_string())
         .stdout(std::process::Stdio::piped());
-    // Its own process group, like a shell job: Ctrl-C reaches all of it.
-    // SIGINT back to its default, as in a terminal: a test binary started
-    // from a background job inherits it ignored, and bash can't trap a
-    // signal ignored on entry (seen: a rehearsal started with `&` hung here).
-    // SAFETY: setsid and signal are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("run scripts/local-group.sh");
-    let pgid = child.id() as i32;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let t0 = Instant::now();
+    // Its own session and process group, like a shell job: Ctrl-C reaches
+    // all of it.
+    let mut script = Script::spawn(cmd, true);
+    let pgid = script.pgid.unwrap();
+    // Lines arrive on a thread, so that every wait below has a deadline.
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    let stdout = script.child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(90);
     let mut seen = vec![];
     loop {
-        let line = lines.next().expect("the script ended early").unwrap();
-        seen.push(line.clone());
-        if line.contains("=master") {
-            break;
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let master = line.contains("=master");
+                seen.push(line);
+                if master {
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => panic!("no status line with a master in 90 s:\n{}", seen.join("\n")),
+            Err(RecvTimeoutError::Disconnected) => panic!("the script ended early:\n{}", seen.join("\n")),
         }
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(90),
-            "no status line with a master:\n{}",
-            seen.join("\n")
-        );
     }
     // SAFETY: plain kill(2) on the group we created.
     unsafe { libc::kill(-pgid, libc::SIGINT) };
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
+    // It stops its launchers (each stops its server) and ZooKeeper.
+    let status = script
+        .wait(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("the group still runs 60 s after Ctrl-C"));
+    // Its last lines (the reader ends when the pipe closes).
+    let mut rest = vec![];
+    let until = Instant::now() + std::time::Duration::from_secs(10);
+    while let Ok(line) = lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        rest.push(line);
+    }
     assert!(
         rest.iter().any(|l| l.contains("stopped")),
         "no clean stop:\n{}",

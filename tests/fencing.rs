@@ -2,7 +2,9 @@
 //! the ZooKeeper session that observed it is gone by the time it would act,
 //! even though a new session (as the session keeper opens after an expiry)
 //! could perform it. A real ZooKeeper and a real redis-server; the session
-//! is closed and its end confirmed by ZooKeeper removing its ephemeral node.
+//! really expires: its client is cut off from the server (a gate the test
+//! shuts), the server expires it after its timeout (its log says so, and
+//! its ephemeral node goes), and the client itself then calls it expired.
 
 mod common;
 
@@ -12,38 +14,65 @@ use common::*;
 use redis_zk::act::{ActError, Action, Executor, Observed};
 use redis_zk::config::WatcherConfig;
 use redis_zk::model::{Endpoint, Record};
-use redis_zk::observe::{observe, session_mark};
+use redis_zk::observe::{observe, session_mark, zk_state};
 use redis_zk::policy::reconcile::RecordWrite;
 use redis_zk::probe::Probe;
-use redis_zk::snapshot::Scope;
+use redis_zk::snapshot::{Scope, ZkSession};
 use redis_zk::zk::Zk;
 
-fn zk_settings(root: &str) -> redis_zk::zk::ZkConfig {
+/// The session timeout of the sessions under test.
+const SESSION: Duration = Duration::from_millis(2000);
+
+fn zk_settings(hosts: &str, root: &str) -> redis_zk::zk::ZkConfig {
     let vars = [
-        ("ZK_HOSTS".to_string(), zk().connect_string()),
+        ("ZK_HOSTS".to_string(), hosts.to_string()),
         ("ZK_ROOT".to_string(), root.to_string()),
-        ("ZK_SESSION_TIMEOUT_MS".to_string(), "4000".to_string()),
+        ("ZK_SESSION_TIMEOUT_MS".to_string(), SESSION.as_millis().to_string()),
     ];
     WatcherConfig::from_vars(&vars).unwrap().common.zk
 }
 
-/// Ends `zk`'s session by dropping its last handle (the client then closes
-/// it), and waits until ZooKeeper has removed an ephemeral node the session
-/// owned: only then is the session certainly gone.
-async fn end_session(zk: Zk, root: &str) {
+/// Lets `zk`'s session (connected through `gate`) expire for real: shuts
+/// the gate, waits until the server has expired the session (its
+/// ephemeral witness node gone, and the expiry in the server's log), then
+/// until the client itself reports the session expired.
+async fn expire_session(session: &Zk, gate: &ZkGate, root: &str) {
     let witness = format!("{root}/witness");
-    zk.create_ephemeral(&witness, b"x")
+    session
+        .create_ephemeral(&witness, b"x")
         .await
         .expect("create the witness node");
-    drop(zk);
+    let id = session_mark(session).0;
     let c = zk_client().await;
+    gate.close();
+    // The server expires a session at most one tick after its timeout ran
+    // out since the last ping it heard; 2 s of margin for a busy machine.
     wait_for(
-        "the session's ephemeral node to go",
-        Duration::from_secs(15),
+        "the server to expire the session (its ephemeral node to go)",
+        SESSION + ZK_TICK + Duration::from_secs(2),
         || async {
             match zk_get(&c, &witness).await {
                 None => Ok(()),
                 Some(_) => Err("still there".to_string()),
+            }
+        },
+    )
+    .await;
+    assert!(
+        zk().declared_expired(id),
+        "the witness went, but ZooKeeper did not log that it expired session {id:#x}:\n{}",
+        zk().log_tail()
+    );
+    // The client, hearing nothing, calls its session expired once it could
+    // not reconnect within 7/5 of the session timeout of its last answer
+    // (zookeeper-client); 2 s of margin.
+    wait_for(
+        "the client to call its session expired",
+        SESSION * 7 / 5 + Duration::from_secs(2),
+        || async {
+            match zk_state(session) {
+                ZkSession::Expired => Ok(()),
+                other => Err(format!("{other:?}")),
             }
         },
     )
@@ -53,7 +82,8 @@ async fn end_session(zk: Zk, root: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actions_observed_by_an_expired_session_are_dropped() {
     let root = unique_root("fence");
-    let cfg = zk_settings(&root);
+    let gate = ZkGate::new();
+    let cfg = zk_settings(&zk().connect_string(), &root);
     let t = task();
     let _server = plain_redis_server(&t);
     let addr = t.addr();
@@ -62,8 +92,8 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
     let probe = Probe::new(None, Duration::from_secs(1));
     let executor = Executor::new(&probe, "mymaster");
 
-    // Observe with the first session.
-    let first = Zk::connect(&cfg).await.unwrap();
+    // Observe with the first session, which reaches ZooKeeper through the gate.
+    let first = Zk::connect(&zk_settings(&gate.connect_string(), &root)).await.unwrap();
     let scope = Scope {
         local_server: Some((server.clone(), server.clone())),
         ..Scope::default()
@@ -72,8 +102,8 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
     assert_eq!(snap.session, session_mark(&first));
     assert!(snap.local.as_ref().is_some_and(|l| l.is_master()), "{snap:?}");
 
-    // The session ends between observing and acting; a new one takes over.
-    end_session(first, &root).await;
+    // The session expires between observing and acting; a new one takes over.
+    expire_session(&first, &gate, &root).await;
     let second = Zk::connect(&cfg).await.unwrap();
     assert_ne!(session_mark(&second), snap.session);
 
@@ -95,6 +125,17 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
         assert!(
             matches!(r, Err(ActError::Fenced(_))),
             "{action:?} was not fenced: {r:?}"
+        );
+        // Nor can the expired session itself act.
+        let by_first = Observed {
+            zk: &first,
+            session: snap.session,
+            lock: None,
+        };
+        let r = executor.execute(action, Some(by_first)).await;
+        assert!(
+            matches!(r, Err(ActError::Fenced(_))),
+            "{action:?} by the expired session was not fenced: {r:?}"
         );
     }
     assert_eq!(role(&addr).await.as_deref(), Ok("master"), "the server was touched");
@@ -128,7 +169,7 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_that_is_no_longer_held_fences_the_action() {
     let root = unique_root("fencelock");
-    let cfg = zk_settings(&root);
+    let cfg = zk_settings(&zk().connect_string(), &root);
     let probe = Probe::new(None, Duration::from_secs(1));
     let executor = Executor::new(&probe, "mymaster");
     let zk = Zk::connect(&cfg).await.unwrap();

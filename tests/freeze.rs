@@ -21,28 +21,6 @@ async fn group(tag: &str) -> Group {
     Group::start_with(g, 3, 3, 2).await
 }
 
-/// A Redis log line's time (`04 Dec 2026 13:15:28.515`) in milliseconds
-/// of the day, and a launcher's (`2026-12-04T13:15:28.515123Z`).
-fn redis_ms(line: &str) -> Option<u64> {
-    let t = line.split_whitespace().nth(4)?;
-    clock_ms(t)
-}
-
-fn launcher_ms(line: &str) -> Option<u64> {
-    let t = line.split('T').nth(1)?.split('Z').next()?;
-    clock_ms(t)
-}
-
-fn clock_ms(t: &str) -> Option<u64> {
-    let mut p = t.split(':');
-    let (h, m, s): (u64, u64, f64) = (
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-    );
-    Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
-}
-
 /// When `new` (its redis-server's log) last turned master, and when the
 /// launcher of `old` first froze it after `since` (its log's length
 /// before the failover).

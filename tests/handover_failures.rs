@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use common::group::*;
 use common::*;
-use redis::Value;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -37,27 +36,6 @@ const RESERVE: Duration = Duration::from_secs(2);
 /// that a late exit is measured rather than cut off: Redis's own
 /// `shutdown-timeout` (10 s by default) and a margin.
 const LATE: Duration = Duration::from_secs(15);
-
-/// Preloads `n` keys `pre:<i>` of `len` bytes each, 1000 per MSET.
-async fn preload(addr: &str, n: usize, len: usize) {
-    let value = "x".repeat(len);
-    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
-    for chunk in keys.chunks(1000) {
-        let mut args = vec!["MSET"];
-        for k in chunk {
-            args.push(k);
-            args.push(&value);
-        }
-        redis_cmd(addr, None, &args).await.expect("preload MSET");
-    }
-}
-
-async fn dbsize(addr: &str) -> Result<i64, String> {
-    match redis_cmd(addr, None, &["DBSIZE"]).await? {
-        Value::Int(n) => Ok(n),
-        other => Err(format!("DBSIZE gave {other:?}")),
-    }
-}
 
 /// SIGTERMs the master's task `m` and waits for it to exit with status 0
 /// within the budget; returns how long it took and its log.
@@ -83,37 +61,6 @@ fn sigterm_exits_within_budget(m: &Member) -> (Duration, String) {
         stop_lines(&log)
     );
     (took, log)
-}
-
-/// The `slave-priority` every live Sentinel has cached for `replica`
-/// ("unknown" where it does not know the replica yet).
-async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, String> {
-    let mut out = vec![];
-    for s in g.live_sentinels() {
-        let v = redis_cmd(&s.addr(), None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
-        let Value::Array(items) = v else {
-            return Err(format!("SENTINEL REPLICAS gave {v:?}"));
-        };
-        let mut found = None;
-        for item in &items {
-            let f = redis_zk::reply::fields(item);
-            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
-                found = get("slave-priority");
-            }
-        }
-        out.push(found.unwrap_or_else(|| "unknown".into()));
-    }
-    Ok(out)
-}
-
-/// The pid of the server behind `addr`.
-async fn server_pid(addr: &str) -> i32 {
-    info_field(addr, "server", "process_id")
-        .await
-        .unwrap_or_else(|e| panic!("{addr}: {e}"))
-        .parse()
-        .unwrap()
 }
 
 /// The lines of `log` that tell how the server was stopped: the

@@ -27,6 +27,7 @@ const LAYERS: &[&str] = &[
     "supervise",
     "session",
     "startup",
+    "datadir",
     "admin",
     "launch",
     "ctl",

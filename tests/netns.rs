@@ -31,10 +31,12 @@ fn ip(args: &[&str]) {
 
 impl Host {
     fn new(n: u8, iface: &str) -> Host {
-        let tag = format!("{}-{n}", std::process::id() % 100_000);
-        let ns = format!("rzk-{tag}");
+        // rzk<letter><run tag>-<n>: scripts/test.sh removes exactly its own
+        // run's after a killed binary (tests/common run_tag).
+        let tag = format!("{}-{n}", run_tag());
+        let ns = format!("rzks{tag}");
         let outside = format!("rzkh{tag}");
-        let inside = format!("rzkn{tag}");
+        let inside = format!("rzki{tag}");
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         let net = 1 + (std::process::id() % 200) as u8 + n;
         let h = Host {

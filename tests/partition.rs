@@ -62,7 +62,10 @@ impl Net {
     fn new() -> Net {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        let tag = format!("{}{n}", std::process::id() % 10_000);
+        // rzk<letter><run tag>-<n>…: scripts/test.sh removes exactly its
+        // own run's after a killed binary (tests/common run_tag). The
+        // letters differ from those of tests/netns.rs.
+        let tag = format!("{}-{n}", run_tag());
         let net = Net {
             bridge: format!("rzkb{tag}"),
             prefix: format!("10.214.{}", 10 + (std::process::id() % 200) as u8 / 4 * 4 + n % 4),
@@ -101,8 +104,8 @@ impl Net {
 
     /// A host `10 + i` of its own: a namespace whose `eth0` is on the bridge.
     fn host(&mut self, i: u8) -> (String, String) {
-        let ns = format!("rzk{}-{i}", self.tag);
-        let outside = format!("rzkv{}-{i}", self.tag);
+        let ns = format!("rzkn{}{i}", self.tag);
+        let outside = format!("rzkv{}{i}", self.tag);
         let ip = self.ip(10 + i);
         let _ = Command::new("ip").args(["netns", "del", &ns]).output();
         run("ip", &["netns", "add", &ns]);
@@ -410,6 +413,29 @@ fn writer(
     })
 }
 
+/// Waits (40 s at most) until `old` is a replica of `new` with its link up.
+async fn follows(old: &str, new: &str) {
+    wait_for(
+        "the old master to follow the new one",
+        Duration::from_secs(40),
+        || async {
+            let role = role(old).await?;
+            if role != "slave" {
+                return Err(format!("{old}: {role}, record {new}"));
+            }
+            let host = info_field(old, "replication", "master_host").await?;
+            let port = info_field(old, "replication", "master_port").await?;
+            let link = info_field(old, "replication", "master_link_status").await?;
+            if format!("{host} {port}") == new && link == "up" {
+                Ok(())
+            } else {
+                Err(format!("{old}: {role} of {host} {port} (link {link}), record {new}"))
+            }
+        },
+    )
+    .await;
+}
+
 /// Acknowledged keys missing from `master` (checked from the host).
 async fn lost(master: &str, acked: &[(String, Instant)]) -> Vec<String> {
     let keys: Vec<String> = acked.iter().map(|(k, _)| k.clone()).collect();
@@ -450,24 +476,7 @@ async fn master_cut_off(tag: &str, with_replica: bool) {
     c.net.heal();
     let healed = Instant::now();
     // The old master comes back as a replica of the new one.
-    wait_for(
-        "the old master to follow the new one",
-        Duration::from_secs(40),
-        || async {
-            let role = role(&old).await?;
-            let host = info_field(&old, "replication", "master_host").await.unwrap_or_default();
-            let port = info_field(&old, "replication", "master_port").await.unwrap_or_default();
-            let link = info_field(&old, "replication", "master_link_status")
-                .await
-                .unwrap_or_default();
-            if role == "slave" && format!("{host} {port}") == new && link == "up" {
-                Ok(())
-            } else {
-                Err(format!("{old}: {role} of {host} {port} (link {link}), record {new}"))
-            }
-        },
-    )
-    .await;
+    follows(&old, &new).await;
     let rejoined_after = healed.elapsed();
     // The majority's client writes to the new master with WAIT 1 again
     // (during the cut it may have had no replica to acknowledge).
@@ -598,21 +607,7 @@ async fn sentinels_cut_off_from_a_live_master() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     c.net.heal();
     let healed = Instant::now();
-    wait_for(
-        "the old master to follow the new one",
-        Duration::from_secs(40),
-        || async {
-            let role = role(&old).await?;
-            let host = info_field(&old, "replication", "master_host").await.unwrap_or_default();
-            let port = info_field(&old, "replication", "master_port").await.unwrap_or_default();
-            if role == "slave" && format!("{host} {port}") == new {
-                Ok(())
-            } else {
-                Err(format!("{old}: {role} of {host} {port}"))
-            }
-        },
-    )
-    .await;
+    follows(&old, &new).await;
     let rejoined_after = healed.elapsed();
     stop.store(true, Ordering::SeqCst);
     let (plain, waiting) = (plain.await.unwrap(), waiting.await.unwrap());
@@ -645,19 +640,8 @@ async fn sentinels_cut_off_from_a_live_master() {
         .lines()
         .rfind(|l| l.contains("MASTER MODE enabled"))
         .map(str::to_string);
-    let day_ms = |t: &str| -> Option<u64> {
-        let mut p = t.split(':');
-        let (h, m, s): (u64, u64, f64) = (
-            p.next()?.parse().ok()?,
-            p.next()?.parse().ok()?,
-            p.next()?.parse().ok()?,
-        );
-        Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
-    };
-    let fenced_ms = fenced
-        .as_deref()
-        .and_then(|l| day_ms(l.split('T').nth(1)?.split('Z').next()?));
-    let promoted_ms = promoted.as_deref().and_then(|l| day_ms(l.split_whitespace().nth(4)?));
+    let fenced_ms = fenced.as_deref().and_then(launcher_ms);
+    let promoted_ms = promoted.as_deref().and_then(redis_ms);
     eprintln!(
         "MEASURE Sentinels cut off from a live master: record moved {moved_after:?} after the cut; fenced at {fenced_ms:?}, promoted at {promoted_ms:?} (ms of the day); rejoined {rejoined_after:?} after healing; WAIT 1 client: {} acknowledged, {} lost; plain client: {} acknowledged, {} lost",
         waiting.acked.len(),

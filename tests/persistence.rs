@@ -181,3 +181,278 @@ async fn persistence_aof_survives_losing_every_task() {
         took.as_secs_f64()
     );
 }
+
+/// A task comes back on its old `DATA_DIR` after writes that never reached
+/// a replica: its only replica was stopped (SIGSTOP) while the master took
+/// 24 MB of acknowledged writes, more than the kernel buffers between
+/// them hold, and the master's task was then SIGKILLed; the Sentinels
+/// promoted the replica without them. Restarted, the old master's
+/// launcher finds its replication mark past what the new master has of
+/// that history, keeps its data files aside before the full sync replaces
+/// them, logs both offsets, registers under `<root>/diverged` (shown by
+/// `rzkctl status`), and the group is healthy. A throw-away server on the
+/// kept copy still has the diverged writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_master_keeps_the_writes_no_replica_had() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("pdiverged");
+    g.extra.push(("PERSISTENCE", "aof".into()));
+    // Long enough that the replica, stopped for a few seconds, is not
+    // judged down and can be promoted.
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "8000".into()));
+    let mut g = Group::start_with(g, 2, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let mi = g.master_index().await.unwrap();
+    let ri = 1 - mi;
+    let replica = g.redis[ri].addr();
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    wait_sentinels_know(
+        &sentinels,
+        std::slice::from_ref(&replica),
+        None,
+        Duration::from_secs(30),
+    )
+    .await;
+    for i in 0..100 {
+        redis_cmd(&master, None, &["SET", &format!("shared:{i}"), "v"])
+            .await
+            .unwrap();
+    }
+    // Every acknowledged write on disk at once.
+    redis_cmd(&master, None, &["CONFIG", "SET", "appendfsync", "always"])
+        .await
+        .unwrap();
+    let replica_pid = server_pid(&replica).await;
+    let thaw = Thaw {
+        pids: vec![replica_pid],
+        zk: false,
+    };
+    signal_pid(replica_pid, libc::SIGSTOP);
+    let value = "d".repeat(1 << 20);
+    for i in 0..24 {
+        let k = format!("diverged:{i}");
+        assert_eq!(
+            redis_cmd(&master, None, &["SET", &k, &value]).await,
+            Ok(redis::Value::Okay),
+            "write {k}"
+        );
+    }
+    let offset: i64 = info_field(&master, "replication", "master_repl_offset")
+        .await
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The launcher's mark has caught up with the master's offset.
+    let dir = g.redis[mi].task.dir.clone();
+    wait_for(
+        "the launcher to mark the master's offset",
+        Duration::from_secs(5),
+        || async {
+            let text = std::fs::read_to_string(dir.join(".rzk-repl")).map_err(|e| e.to_string())?;
+            let marked: i64 = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|o| o.parse().ok())
+                .ok_or_else(|| format!("mark {text:?}"))?;
+            if marked >= offset {
+                Ok(())
+            } else {
+                Err(format!("marked {marked}, master at {offset}"))
+            }
+        },
+    )
+    .await;
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    assert!(g.redis[mi].proc.wait_exit(Duration::from_secs(5)).is_some());
+    drop(thaw);
+    let new = wait_for(
+        "the Sentinels to promote the replica",
+        Duration::from_secs(40),
+        || async {
+            match g.record().await {
+                Some(r) if r == replica && role(&r).await.as_deref() == Ok("master") => Ok(r),
+                other => Err(format!("record {other:?}")),
+            }
+        },
+    )
+    .await;
+    let missing = missing_keys(
+        &new,
+        None,
+        &(0..24).map(|i| format!("diverged:{i}")).collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        !missing.is_empty(),
+        "the promoted replica had every write: nothing diverged, the test proves nothing"
+    );
+
+    // Marathon restarts the old master's task on its volume, on a new port.
+    let old = g.redis[mi].task.clone();
+    let i = g.start_redis_as(Task {
+        dir: old.dir.clone(),
+        ..task()
+    });
+    g.wait_healthy(Duration::from_secs(60)).await;
+    let log = g.redis[i].proc.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("DIVERGED"))
+        .unwrap_or_else(|| panic!("no DIVERGED line:\n{log}"));
+    assert!(
+        line.contains("old_offset=") && line.contains("master_offset=") && line.contains("Diverged"),
+        "the offsets are not logged: {line}"
+    );
+    eprintln!(
+        "MEASURE restart on the old volume after {} lost writes: {line}",
+        missing.len()
+    );
+    let kept = std::fs::read_dir(old.dir.join(".rzk-diverged"))
+        .unwrap_or_else(|e| panic!("no kept copy: {e}"))
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    // rzkctl status names it; the group is not degraded by it.
+    let out = std::process::Command::new(RZKCTL)
+        .args(["status"])
+        .env_clear()
+        .env("ZK_HOSTS", zk().connect_string())
+        .env("ZK_ROOT", &g.root)
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&out.stdout);
+    let restarted = g.redis[i].addr();
+    assert!(
+        status.contains(&format!("note: {restarted} keeps a copy")),
+        "rzkctl status does not show the kept copy:\n{status}"
+    );
+    // The kept copy, on a throw-away server (on a copy of it, since the
+    // server appends to what it loads), still has the diverged writes.
+    let scratch = task();
+    let copy = scratch.dir.join("inspect");
+    let cp = std::process::Command::new("cp")
+        .args(["-a", kept[0].to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let port = scratch.port.to_string();
+    let _inspect = Proc::spawn(
+        "redis-server",
+        &[
+            "--port",
+            &port,
+            "--bind",
+            &scratch.ip,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--dir",
+            copy.to_str().unwrap(),
+        ],
+        &[],
+        scratch.dir.join("inspect.log"),
+    );
+    let at = scratch.addr();
+    wait_for(
+        "the throw-away server to load the kept copy",
+        Duration::from_secs(20),
+        || async {
+            match redis_cmd(&at, None, &["DBSIZE"]).await {
+                Ok(redis::Value::Int(n)) => Ok(n),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    let still_missing = missing_keys(&at, None, &missing).await;
+    assert!(
+        still_missing.is_empty(),
+        "the kept copy lacks {} of the {} diverged writes",
+        still_missing.len(),
+        missing.len()
+    );
+}
+
+/// The other side of the same rule: restarts that lose nothing keep
+/// nothing and say nothing alarming (`PERSISTENCE=aof`). A replica's task
+/// stopped under writes and restarted on its `DATA_DIR`, then the master's
+/// task stopped (the SIGTERM hand-over) and restarted on its own: each
+/// launcher logs that its old data holds nothing the master lacks, no
+/// `DIVERGED`, no kept copy, no `<root>/diverged` registration, and every
+/// acknowledged write is on the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_restarts_on_old_data_keep_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("pclean");
+    g.extra.push(("PERSISTENCE", "aof".into()));
+    let mut g = Group::start_with(g, 2, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    let writer = g.start_writer("pclean", None, 1);
+
+    // A replica's task, stopped and restarted on its volume.
+    let ri = g.redis.iter().position(|m| m.addr() != master).unwrap();
+    wait_sentinels_know(&sentinels, &[g.redis[ri].addr()], None, Duration::from_secs(30)).await;
+    g.redis[ri].proc.signal(libc::SIGTERM);
+    assert!(g.redis[ri].proc.wait_exit(Duration::from_secs(30)).is_some());
+    let old = g.redis[ri].task.clone();
+    let r2 = g.start_redis_as(Task {
+        dir: old.dir.clone(),
+        ..task()
+    });
+    g.wait_healthy(Duration::from_secs(60)).await;
+
+    // The master's task: the hand-over, then a restart on its volume.
+    let mi = g.master_index().await.unwrap();
+    wait_sentinels_know(&sentinels, &[g.redis[r2].addr()], None, Duration::from_secs(30)).await;
+    g.redis[mi].proc.signal(libc::SIGTERM);
+    let status = g.redis[mi]
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the hand-over ends");
+    assert_eq!(status.code(), Some(0), "{}", g.redis[mi].proc.log());
+    assert!(
+        g.redis[mi].proc.log().contains("hand-over done"),
+        "{}",
+        g.redis[mi].proc.log()
+    );
+    let old = g.redis[mi].task.clone();
+    let m2 = g.start_redis_as(Task {
+        dir: old.dir.clone(),
+        ..task()
+    });
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let ledger = writer.finish().await;
+    let lost = missing_keys(&master, None, &ledger.acked).await;
+    for i in [r2, m2] {
+        let log = g.redis[i].proc.log();
+        assert!(
+            log.contains("nothing the master lacks") && !log.contains("DIVERGED"),
+            "{}: a restart that lost nothing should keep nothing:\n{log}",
+            g.redis[i].addr()
+        );
+        assert!(
+            !g.redis[i].task.dir.join(".rzk-diverged").exists(),
+            "{}: a kept copy after a clean restart",
+            g.redis[i].addr()
+        );
+    }
+    let c = zk_client().await;
+    let registered = c
+        .list_children(&format!("{}/diverged", g.root))
+        .await
+        .expect("<root>/diverged exists");
+    assert!(registered.is_empty(), "diverged registrations: {registered:?}");
+    eprintln!(
+        "MEASURE clean restarts on old AOF data (a replica, then the master after its hand-over): {} acknowledged, {} lost, no copy kept",
+        ledger.acked.len(),
+        lost.len()
+    );
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}

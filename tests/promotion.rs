@@ -16,20 +16,6 @@ use redis::Value;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Preloads `n` keys `pre:<i>` of `len` bytes each, 1000 per MSET.
-async fn preload(addr: &str, n: usize, len: usize) {
-    let value = "x".repeat(len);
-    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
-    for chunk in keys.chunks(1000) {
-        let mut args = vec!["MSET"];
-        for k in chunk {
-            args.push(k);
-            args.push(&value);
-        }
-        redis_cmd(addr, None, &args).await.expect("preload MSET");
-    }
-}
-
 /// How many of the `n` preloaded keys `addr` holds.
 async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
     let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
@@ -45,13 +31,6 @@ async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
     Ok(present)
 }
 
-async fn dbsize(addr: &str) -> Result<i64, String> {
-    match redis_cmd(addr, None, &["DBSIZE"]).await? {
-        Value::Int(n) => Ok(n),
-        other => Err(format!("DBSIZE gave {other:?}")),
-    }
-}
-
 async fn replica_priority(addr: &str) -> Result<String, String> {
     match redis_cmd(addr, None, &["CONFIG", "GET", "replica-priority"]).await? {
         Value::Array(v) if v.len() == 2 => match &v[1] {
@@ -63,27 +42,6 @@ async fn replica_priority(addr: &str) -> Result<String, String> {
     }
 }
 
-/// The `slave-priority` every live Sentinel has cached for `replica`.
-async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, String> {
-    let mut out = vec![];
-    for s in g.live_sentinels() {
-        let v = redis_cmd(&s.addr(), None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
-        let Value::Array(items) = v else {
-            return Err(format!("SENTINEL REPLICAS gave {v:?}"));
-        };
-        let mut found = None;
-        for item in &items {
-            let f = redis_zk::reply::fields(item);
-            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-            if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
-                found = get("slave-priority");
-            }
-        }
-        out.push(found.unwrap_or_else(|| "unknown".into()));
-    }
-    Ok(out)
-}
-
 /// What the orchestrator waits for before it kills the next task.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Gate {
@@ -93,9 +51,24 @@ enum Gate {
     Ready,
 }
 
+/// Whether `addr` is still in its first full sync: its link to the master
+/// not up yet, or a sync in progress. `Err` when it cannot tell.
+async fn still_syncing(addr: &str) -> Result<(bool, String), String> {
+    let reply = redis_cmd(addr, None, &["INFO", "replication"]).await?;
+    let link = info_text_field(&reply, "master_link_status")?;
+    let in_progress = info_text_field(&reply, "master_sync_in_progress")?;
+    Ok((
+        link != "up" || in_progress == "1",
+        format!("master_link_status:{link} master_sync_in_progress:{in_progress}"),
+    ))
+}
+
 /// One step of a rolling restart as the orchestrator saw it.
 #[derive(Debug)]
 struct Step {
+    /// The previous step's replacement, read just after this step's
+    /// SIGTERM was sent: whether it was still syncing, and its state.
+    previous_at_kill: Option<Result<(bool, String), String>>,
     /// SIGTERM of the old task to the gate passing (printed in the MEASURE
     /// line through `Debug`).
     #[allow(dead_code)]
@@ -114,9 +87,16 @@ struct Step {
 /// grace), start its replacement, wait for `gate`, go on to the next.
 async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, gate: Gate) -> Vec<Step> {
     let mut steps = vec![];
+    let mut previous: Option<String> = None;
     for &i in order {
         let t0 = Instant::now();
         g.redis[i].proc.signal(libc::SIGTERM);
+        // Read after the signal went out: a replacement still syncing now
+        // was syncing when the kill landed.
+        let previous_at_kill = match &previous {
+            Some(p) => Some(still_syncing(p).await),
+            None => None,
+        };
         if g.redis[i].proc.wait_exit(kill_grace).is_none() {
             // Marathon's taskKillGracePeriodSeconds ran out.
             g.redis[i].proc.signal(libc::SIGKILL);
@@ -147,7 +127,8 @@ async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, g
                         Ok((200, _)) => break,
                         Ok((503, body)) => {
                             saw_503 = true;
-                            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+                            let v: serde_json::Value = serde_json::from_str(&body)
+                                .unwrap_or_else(|e| panic!("{addr}: /ready is not JSON ({e}): {body}"));
                             if v["promotable"] == false {
                                 saw_unpromotable = v["not_promotable"].as_str().map(String::from);
                             }
@@ -159,7 +140,9 @@ async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duration, g
                 }
             }
         }
+        previous = Some(addr.clone());
         steps.push(Step {
+            previous_at_kill,
             took: t0.elapsed(),
             replacement_ready: started.elapsed(),
             saw_503,
@@ -181,10 +164,7 @@ async fn ping_gated_rolling_restart_loses_nothing() {
     let _serial = SERIAL.lock().await;
     const KEYS: usize = 20_000;
     const VALUE: usize = 10_000;
-    let runs: usize = std::env::var("ROLLING_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs = env_count("ROLLING_RUNS", 3);
     for run in 1..=runs {
         let mut g = Group::new("rolling");
         // The Marathon values: 20 s for the hand-over, 30 s kill grace.
@@ -237,6 +217,18 @@ async fn ping_gated_rolling_restart_loses_nothing() {
             ledger.longest_gap,
             logs.matches("hand-over waits for a replica to finish its sync").count()
         );
+        // The premise: every kill after the first landed while the
+        // replacement started before it was still in its first sync, so
+        // that a hand-over or failover to it would have lost data.
+        for (k, s) in steps.iter().enumerate().skip(1) {
+            match &s.previous_at_kill {
+                Some(Ok((true, _))) => {}
+                other => panic!(
+                    "run {run} step {k}: the kill did not land while the previous replacement synced ({other:?}); \
+                     the scenario proved nothing (steps {steps:?})"
+                ),
+            }
+        }
         assert_eq!(present, KEYS, "run {run}: preloaded keys lost (master {master})");
         assert!(
             ledger.acked.len() > 50,
@@ -471,26 +463,66 @@ async fn a_replica_restores_its_priority_after_its_first_sync_and_a_failover_wor
         .unwrap();
     let i = g.start_redis();
     let replica = g.redis[i].addr();
+    // One connection samples the replica's sync state and priority together
+    // (a connect per sample would add its own delays to what is measured).
+    let mut c = wait_for("the replica to accept a connection", Duration::from_secs(10), || {
+        RedisConn::open(&replica, None)
+    })
+    .await;
+    // The sync itself takes about 2 s here; a minute means it is stuck.
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut seen_zero_while_syncing = 0;
-    let synced_at = loop {
-        let link = info_field(&replica, "replication", "master_link_status").await;
-        let prio = replica_priority(&replica).await;
-        match (link.as_deref(), prio.as_deref()) {
-            (Ok("up"), _) => break Instant::now(),
-            (_, Ok("0")) => seen_zero_while_syncing += 1,
-            (_, Ok(p)) => panic!("priority {p} before the first sync finished"),
-            _ => {}
+    let mut last_syncing: Option<Instant> = None;
+    let mut longest_pass = Duration::ZERO;
+    let mut last = String::new();
+    let restored = loop {
+        let pass = Instant::now();
+        let sample = c
+            .pipe(&[&["INFO", "replication"], &["CONFIG", "GET", "replica-priority"]])
+            .await
+            .and_then(|r| {
+                let synced = info_text_field(&r[0], "master_link_status")? == "up"
+                    && info_text_field(&r[0], "master_sync_in_progress")? == "0";
+                let prio = match &r[1] {
+                    Value::Array(v) if v.len() == 2 => value_text(&v[1]),
+                    Value::Map(m) if m.len() == 1 => value_text(&m[0].1),
+                    _ => None,
+                }
+                .ok_or_else(|| format!("CONFIG GET replica-priority gave {:?}", r[1]))?;
+                Ok((synced, prio))
+            });
+        longest_pass = longest_pass.max(pass.elapsed());
+        match sample {
+            Ok((false, p)) if p == "0" => {
+                seen_zero_while_syncing += 1;
+                last_syncing = Some(pass);
+            }
+            Ok((false, p)) => panic!("priority {p} before the first sync finished"),
+            // From the start of the last sample that saw the sync running to
+            // the end of the one that sees the priority back: an upper bound
+            // of the launcher's delay, plus at most two samples and a pause.
+            Ok((true, p)) if p == "42" => break last_syncing.map(|t| t.elapsed()),
+            Ok((true, p)) => last = format!("synced, priority {p}"),
+            Err(e) => last = e,
         }
+        assert!(
+            Instant::now() < deadline,
+            "the replica never synced with its priority restored; last seen: {last}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(seen_zero_while_syncing > 0, "never saw the syncing replica");
-    let restored = wait_for("the priority to be restored", Duration::from_secs(2), || async {
-        match replica_priority(&replica).await {
-            Ok(p) if p == "42" => Ok(synced_at.elapsed()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    let restored = restored.expect("a sample of the syncing replica before it synced");
+    // The launcher checks a syncing replica every 100 ms (SYNC_CHECK in
+    // src/launch/guard.rs): one INFO, then one CONFIG SET, each bounded by
+    // its 1 s probe timeout. So at most 100 ms + 2 x 1 s after the sync
+    // ended; the samples add up to two passes and the 20 ms pauses between.
+    let bound =
+        Duration::from_millis(100) + 2 * Duration::from_secs(1) + 2 * (longest_pass + Duration::from_millis(20));
+    assert!(
+        restored <= bound,
+        "the priority came back {restored:?} after the sync ended, over {bound:?} (launcher check 100 ms + 2 probes of 1 s; sample at most {longest_pass:?})"
+    );
     redis_cmd(&master, None, &["CONFIG", "SET", "rdb-key-save-delay", "0"])
         .await
         .unwrap();
@@ -523,7 +555,7 @@ async fn a_replica_restores_its_priority_after_its_first_sync_and_a_failover_wor
     .await;
     assert_eq!(preloaded_present(&replica, KEYS).await.unwrap(), KEYS);
     eprintln!(
-        "MEASURE replica-priority: 0 in {seen_zero_while_syncing} samples while syncing; restored {restored:?} after the link came up; failover to it worked"
+        "MEASURE replica-priority: 0 in {seen_zero_while_syncing} samples while syncing; restored at most {restored:?} after the sync ended (longest sample {longest_pass:?}); failover to it worked"
     );
 }
 

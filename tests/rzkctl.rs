@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use common::group::*;
 use common::*;
 
+/// The scenarios with a whole group (one of them a switchover, a planned
+/// failover with its pause measured) take turns: libtest runs two tests of
+/// a binary at once.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs `rzkctl` with the group's environment; returns (code, stdout, stderr).
 fn rzkctl(g: &Group, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(RZKCTL)
@@ -28,6 +33,7 @@ fn rzkctl(g: &Group, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_tells_healthy_from_degraded() {
+    let _serial = SERIAL.lock().await;
     // No watcher: nothing resets the ghost of a killed Sentinel.
     let g = Group::start("ctl", 3, 3, 0).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
@@ -235,7 +241,7 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
             m.addr()
         );
     }
-    // Nothing acknowledged was lost, and writes paused at most 2 s.
+    // Nothing acknowledged was lost.
     let missing = missing_keys(&target, None, &ledger.acked).await;
     assert!(
         missing.is_empty(),
@@ -249,9 +255,14 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
         ledger.acked.len()
     );
     // The server-side pause rzkctl reports (CLIENT PAUSE until the old
-    // master follows the new one) is mostly Sentinel's failover: 1.1–2.1 s
-    // measured here, so it is reported, not bounded tightly. What must hold
-    // is that rzkctl lifted it itself: the pause's own safety timeout is
+    // master follows the new one) is Sentinel's failover (contract 9, steps
+    // 3 and 4): the target already has every write, SENTINEL FAILOVER
+    // starts at the Sentinel's next timer tick (100 ms), the Sentinel sees
+    // the promotion at its next INFO of the replica (every 1 s during a
+    // failover) and names it; rzkctl polls every 50 ms and then checks
+    // ROLE. About 1.2 s; 1.1–2.1 s measured. The bound, 4 s, is that with
+    // a margin of 2 for a machine running another binary beside; a pause
+    // that rzkctl failed to lift would run into its own safety timeout,
     // the switchover's --timeout (30 s) plus 2 s. The client's gap adds its
     // rediscovery of the master, so it is only reported.
     let paused_ms: u64 = out
@@ -261,8 +272,8 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no pause in rzkctl's output: {out}"));
     assert!(
-        paused_ms < 10_000,
-        "writes paused {paused_ms} ms on the server: the pause ran into its timeout instead of being lifted"
+        paused_ms <= 4_000,
+        "writes paused {paused_ms} ms on the server, over 4 s: longer than a Sentinel failover takes"
     );
     g.wait_healthy(Duration::from_secs(60)).await;
 }
@@ -356,9 +367,6 @@ async fn a_killed_rzkctl_leaves_a_consistent_group() {
         t0.elapsed()
     );
 }
-
-/// The switchover scenarios below fail a group over: they run one at a time.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `CONFIG GET replica-priority` of every redis task of `g`, by address.
 async fn priorities(g: &Group) -> Vec<(String, String)> {

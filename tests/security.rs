@@ -271,11 +271,27 @@ fn open_tempdir() -> tempfile::TempDir {
 
 /// `Uid:` (real, effective, saved, fs) of a process.
 fn uids(pid: i32) -> Vec<u32> {
-    proc_file(pid, "status")
+    let status = proc_file(pid, "status");
+    let line = status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
-        .map(|l| l.split_whitespace().filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_default()
+        .unwrap_or_else(|| panic!("no Uid: line in /proc/{pid}/status:\n{status}"));
+    line.split_whitespace()
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|e| panic!("/proc/{pid}/status Uid:{line}: {e}"))
+        })
+        .collect()
+}
+
+/// The checks of users and file owners need root, as CI has it: fail,
+/// rather than pass without them.
+fn assert_root(what: &str) {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "{what}: cannot run without root (launchers drop from root to redis; a root-only file), as CI runs them: run the suite as root"
+    );
 }
 
 fn redis_uid() -> u32 {
@@ -297,8 +313,8 @@ fn redis_uid() -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_from_files_work_and_launchers_drop_root() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert_root("the uid and DATA_DIR owner checks");
     let _serial = SERIAL.lock().await;
-    let as_root = unsafe { libc::geteuid() } == 0;
     let password = "File-pw-7171";
     let digest_secret = "File-zk-7272";
     let secrets = tempfile::tempdir().unwrap();
@@ -371,15 +387,13 @@ async fn secrets_from_files_work_and_launchers_drop_root() {
                     assert!(!text.contains(secret), "pid {pid} has a secret in /proc/{pid}/{f}");
                 }
             }
-            if as_root {
-                assert_eq!(
-                    uids(*pid),
-                    vec![redis_uid; 4],
-                    "pid {pid} must run as redis (uid {redis_uid}), not root"
-                );
-            }
+            assert_eq!(
+                uids(*pid),
+                vec![redis_uid; 4],
+                "pid {pid} must run as redis (uid {redis_uid}), not root"
+            );
         }
-        if as_root && !g.watchers.iter().any(|w| w.proc.pid() == launcher) {
+        if !g.watchers.iter().any(|w| w.proc.pid() == launcher) {
             let owner = std::fs::metadata(&m.task.dir).unwrap().uid();
             assert_eq!(
                 owner,
@@ -399,10 +413,7 @@ async fn secrets_from_files_work_and_launchers_drop_root() {
         !logs.contains("REDIS_PASSWORD is not set"),
         "a group with a password file must not be warned about"
     );
-    eprintln!(
-        "MEASURE processes checked for secrets and uid: {} (as root: {as_root})",
-        checked.len()
-    );
+    eprintln!("MEASURE processes checked for secrets and uid: {}", checked.len());
 }
 
 /// A launcher started with no password warns exactly once that the group
@@ -434,12 +445,12 @@ async fn bad_secret_files_exit_2_before_touching_zookeeper() {
     let good = dir.path().join("good");
     std::fs::write(&good, "rzk:pw\n").unwrap();
     std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o444)).unwrap();
-    let as_root = unsafe { libc::geteuid() } == 0;
+    assert_root("the unreadable-file case (a file read as nobody)");
     let dir_s = dir.path().display().to_string();
     let good_s = good.display().to_string();
     /// (variables, the one the message must name, run as `nobody`)
     type Case<'a> = (Vec<(&'a str, String)>, &'a str, bool);
-    let mut cases: Vec<Case> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![("REDIS_PASSWORD_FILE", "/nonexistent/pw".into())],
             "REDIS_PASSWORD_FILE",
@@ -456,15 +467,13 @@ async fn bad_secret_files_exit_2_before_touching_zookeeper() {
             "ZK_DIGEST_FILE",
             false,
         ),
-    ];
-    if as_root {
         // Root reads any file; an unreadable one is tried as `nobody`.
-        cases.push((
+        (
             vec![("REDIS_PASSWORD_FILE", unreadable.display().to_string())],
             "REDIS_PASSWORD_FILE",
             true,
-        ));
-    }
+        ),
+    ];
     let c = zk_client().await;
     let bins = [
         (RZK_REDIS, vec![]),

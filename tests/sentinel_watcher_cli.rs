@@ -98,14 +98,85 @@ async fn sentinel_without_a_master_gives_up_after_the_wait_timeout() {
     eprintln!("MEASURE rzk-sentinel with no master exited 1 after {took:?}");
 }
 
+/// The ZooKeeper session a launcher logged connecting with.
+fn logged_session(log: &str) -> Result<i64, String> {
+    log.lines()
+        .filter(|l| l.contains("connected to ZooKeeper"))
+        .find_map(|l| l.split("session=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no 'connected to ZooKeeper … session=' line:\n{log}"))
+}
+
+/// The xid of the last request ZooKeeper received on `session`'s
+/// connection (`lcxid` in `cons`; pings carry no xid and leave it alone).
+fn last_request_xid(session: i64) -> Result<String, String> {
+    let cons = zk().four_letters("cons")?;
+    let sid = format!("sid={session:#x},");
+    let line = cons
+        .lines()
+        .find(|l| l.contains(&sid))
+        .ok_or_else(|| format!("no connection of session {session:#x} in cons:\n{cons}"))?;
+    line.split("lcxid=")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("no lcxid in {line}"))
+}
+
+/// A Sentinel task started before any master waits for one by a ZooKeeper
+/// watch on the record, not by polling: ZooKeeper itself lists the watch,
+/// and the task sends ZooKeeper no request at all for longer than any
+/// re-check period it has. When a master appears it starts at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_waits_by_watch_and_starts_when_a_master_appears() {
     let mut g = Group::new("latemaster");
     let i = g.start_sentinel();
-    // Shows that something does not happen: with no master, the Sentinel
-    // task keeps waiting (it neither exits nor starts redis-sentinel).
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let session = wait_for(
+        "the sentinel task to wait for a master",
+        Duration::from_secs(15),
+        || async {
+            let log = g.sentinels[i].proc.log();
+            if log.contains("waiting for a live master") {
+                logged_session(&log)
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
+    let record = format!("{}/master", g.root);
+    // ZooKeeper's view: a watch on the (missing) record, held by its session.
+    let wchp = zk().four_letters("wchp").unwrap();
+    let holders: Vec<&str> = wchp
+        .split(&format!("{record}\n"))
+        .nth(1)
+        .map(|rest| {
+            rest.lines()
+                .take_while(|l| l.starts_with('\t'))
+                .map(str::trim)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        holders.contains(&format!("{session:#x}").as_str()),
+        "no watch of session {session:#x} on {record}; watches by path:\n{wchp}"
+    );
+    // No request for longer than its only re-check period (every 2 s while
+    // the record names a master that does not answer; none while there is
+    // no record, the case here) plus 1 s: a poll would have sent one. This
+    // also shows that the task neither exits nor starts redis-sentinel.
+    let xid = last_request_xid(session).unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        last_request_xid(session).unwrap(),
+        xid,
+        "the waiting sentinel task sent ZooKeeper requests: it polls"
+    );
     assert!(g.sentinels[i].proc.is_running(), "{}", g.sentinels[i].proc.log());
+    assert!(
+        !g.sentinels[i].proc.log().contains("redis-sentinel started"),
+        "{}",
+        g.sentinels[i].proc.log()
+    );
     let t0 = Instant::now();
     g.start_redis();
     let s = g.sentinels[i].addr();
@@ -125,9 +196,16 @@ async fn sentinel_waits_by_watch_and_starts_when_a_master_appears() {
         "MEASURE waiting sentinel monitored the master {:?} after its launcher started",
         t0.elapsed()
     );
+    let c = zk_client().await;
+    let dir = format!("{}/sentinels", g.root);
     wait_for("the sentinel to register", Duration::from_secs(5), || async {
-        let regs = g.registered("sentinels").await;
-        if regs.len() == 1 && regs[0].1 == s {
+        let mut regs = vec![];
+        for child in zk_children(&c, &dir).await {
+            if let Some((d, _)) = zk_get(&c, &format!("{dir}/{child}")).await {
+                regs.push(String::from_utf8_lossy(&d).into_owned());
+            }
+        }
+        if regs == [s.clone()] {
             Ok(())
         } else {
             Err(format!("{regs:?}"))

@@ -58,11 +58,6 @@ async fn sentinel_server_pid(m: &Member) -> i32 {
         .unwrap()
 }
 
-fn signal(pid: i32, sig: i32) {
-    // SAFETY: plain kill(2).
-    unsafe { libc::kill(pid, sig) };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_no_witness_confirms_refuses_writes_until_one_does() {
     let _serial = SERIAL.lock().await;
@@ -77,11 +72,10 @@ async fn a_master_no_witness_confirms_refuses_writes_until_one_does() {
         }
         v
     };
-    // Both witnesses go silent at once.
-    zk().pause();
-    for p in &pids {
-        signal(*p, libc::SIGSTOP);
-    }
+    // Both witnesses go silent at once, until the guards are dropped: a
+    // check that fails meanwhile still resumes them.
+    let zk_frozen = zk().paused();
+    let sentinels_frozen = Frozen::pids(&pids);
     let cut = Instant::now();
     let (ok, refused) = writes_for(&master, Duration::from_millis(FENCE_MS + 3000)).await;
     let fenced_after = cut.elapsed();
@@ -101,18 +95,24 @@ async fn a_master_no_witness_confirms_refuses_writes_until_one_does() {
         }
     })
     .await;
-    let (_, metrics) = g.redis[mi].admin_get("/metrics").await.unwrap_or_default();
-    for p in &pids {
-        signal(*p, libc::SIGCONT);
-    }
-    zk().resume();
+    // The metrics say so too. A read that fails (or is slow) is retried
+    // and, at the deadline, reported: never taken for an empty page.
+    let metrics = try_wait_for(Duration::from_secs(8), || async {
+        match g.redis[mi].admin_get("/metrics").await {
+            Ok((200, text)) if text.contains("rzk_fences_total 1") && text.contains("rzk_fenced 1") => Ok(text),
+            Ok((code, text)) => Err(format!("{code}:\n{text}")),
+            Err(e) => Err(format!("GET /metrics: {e}")),
+        }
+    })
+    .await;
+    sentinels_frozen.resume();
+    zk_frozen.resume();
     if let Err(last) = fenced_page {
         panic!("the admin API never showed the fence: {last}");
     }
-    assert!(
-        metrics.contains("rzk_fences_total 1") && metrics.contains("rzk_fenced 1"),
-        "{metrics}"
-    );
+    if let Err(last) = metrics {
+        panic!("the metrics never counted the fence; last answer: {last}");
+    }
     // Witnesses back: the fence is lifted and writes are taken again.
     let back = Instant::now();
     wait_for("writes to be taken again", Duration::from_secs(10), || async {
@@ -132,9 +132,9 @@ async fn a_zookeeper_outage_alone_never_fences() {
     let _serial = SERIAL.lock().await;
     let g = group("zkonly").await;
     let master = g.record().await.unwrap();
-    zk().pause();
+    let frozen = zk().paused();
     let (n, refused) = writes_for(&master, Duration::from_millis(FENCE_MS * 5)).await;
-    zk().resume();
+    frozen.resume();
     assert_eq!(
         refused, None,
         "a write was refused during a ZooKeeper outage with the Sentinels confirming"

@@ -3,6 +3,7 @@
 //! interruptibly. Waiting for a new child to answer in its role is in
 //! [`ready`].
 
+pub mod diverged;
 pub mod fence;
 pub mod ready;
 pub mod redis;

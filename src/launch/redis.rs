@@ -21,7 +21,9 @@ use zookeeper_client::{Error as ZkErr, LockClient};
 
 use crate::act::{ActError, Action, Executor, Observed};
 use crate::admin::listen_addrs;
-use crate::config::RedisConfig;
+use crate::config::{Persistence, RedisConfig};
+use crate::datadir;
+use crate::launch::diverged::{self, Marks};
 use crate::launch::switchover::carry_out;
 use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
@@ -32,7 +34,7 @@ use crate::policy::bootstrap::{Decision, Observation, decide};
 use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::record_write;
-use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, plan};
+use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, crash_plan, plan};
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{redis_conf, write_private};
 use crate::reply::{FAILOVER_EVENTS, FailoverStep, parse_failover_event};
@@ -133,6 +135,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority_by_hand: Cell::new(false),
         busy: Cell::new(false),
         finished: RefCell::new(vec![]),
+        marks: (cfg.persistence == Persistence::Aof).then(|| Marks::new(cfg.common.data_dir())),
     };
     let period = |s: &Snapshot| match s.local.as_ref() {
         Some(l) if !l.is_master() && !duty.synced.get() => SYNC_CHECK,
@@ -145,9 +148,13 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority: cfg.replica_priority,
     };
     let mut handed_over = false;
+    // Any signal forwarded means the launcher is stopping its server: its
+    // exit is then no crash.
+    let mut signalled = false;
     let before_forward = |sig: i32| {
         let first_term = sig == libc::SIGTERM && !handed_over;
         handed_over |= first_term;
+        signalled = true;
         let duty = &duty;
         async move {
             if first_term {
@@ -162,6 +169,14 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         never = fence::run(&own, &observer, keeper.subscribe(), cfg.fence_after) => match never {},
         never = view::redis(admin, &observer, pages) => match never {},
     };
+    if !signalled {
+        // The server died on its own (OOM killer, a crash, a SHUTDOWN).
+        tokio::select! {
+            () = duty.after_crash(code) => {},
+            // The procedure asks for each look it needs.
+            never = observer.run(keeper.subscribe(), |_| view::EVERY) => match never {},
+        }
+    }
     keeper.shutdown().await;
     code
 }
@@ -187,6 +202,8 @@ struct Duty<'a> {
     /// The intents this launcher has finished (their result may not have
     /// reached ZooKeeper).
     finished: RefCell<Vec<String>>,
+    /// With `PERSISTENCE=aof`: the replication mark and the kept copy.
+    marks: Option<Marks>,
 }
 
 impl Duty<'_> {
@@ -229,6 +246,9 @@ impl Duty<'_> {
                     }
                     continue;
                 }
+            }
+            if let Some(m) = &self.marks {
+                m.look(&snap, self.keeper, &self.own.me).await;
             }
             if self.busy.get() {
                 continue;
@@ -453,6 +473,41 @@ impl Duty<'_> {
         }
     }
 
+    /// The crash: the server exited with `code` while the launcher was not
+    /// stopping it. If it was master and [`crash_plan`] allows, the
+    /// Sentinels are asked for a failover at once, instead of after their
+    /// `down-after`, and the launcher waits (at most
+    /// `SHUTDOWN_FAILOVER_TIMEOUT_S`) until they name the new master, so
+    /// that the orchestrator's restart of the task does not race it.
+    async fn after_crash(&self, code: i32) {
+        let Some(snap) = self.observer.latest() else { return };
+        if !snap.local.as_ref().is_some_and(|l| l.is_master()) {
+            return;
+        }
+        let started = Instant::now();
+        let first = match crash_plan(&snap, metrics().fenced.get() == 1) {
+            Ok(s) => s,
+            Err(why) => {
+                warn!(addr = %self.own.me, code, reason = %why,
+                    "the server died as master; no failover asked for, the Sentinels decide after their down-after");
+                metrics().crash_failovers.with_label_values(&["skipped"]).inc();
+                return;
+            }
+        };
+        warn!(addr = %self.own.me, code, sentinel = %first,
+            "CRASH: the server died as master; asking the Sentinels for a failover at once");
+        let p = Procedure::after_crash(first, started, self.cfg.shutdown_failover_timeout);
+        let (outcome, _) = carry_out(self.own, self.observer, p, "crash failover").await;
+        let ms = started.elapsed().as_millis() as u64;
+        match &outcome {
+            Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms, "crash failover done"),
+            other => {
+                warn!(addr = %self.own.me, outcome = other.label(), reason = ?other, ms, "crash failover did not complete")
+            }
+        }
+        metrics().crash_failovers.with_label_values(&[outcome.label()]).inc();
+    }
+
     /// The planned hand-over of a master whose task is asked to stop: the
     /// switchover procedure, bounded by `SHUTDOWN_FAILOVER_TIMEOUT_S`,
     /// preferring the replica that started last.
@@ -483,6 +538,11 @@ impl Duty<'_> {
             {
                 let _ = zk.delete_switchover(version).await;
             }
+        }
+        if let (Outcome::Done(_), Some(marks)) = (&outcome, &self.marks) {
+            marks
+                .mark_followed(self.own.probe, &self.own.local, deadline.into_std())
+                .await;
         }
         match &outcome {
             Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,
@@ -737,21 +797,17 @@ async fn decide_under_lock(
     }
 }
 
-/// Bytes of data the server will load at start: its RDB and append-only
-/// files in `dir` (Redis's default names). Unreadable counts as none.
-fn data_on_disk(dir: &std::path::Path) -> u64 {
-    let size = |p: std::path::PathBuf| std::fs::metadata(p).map_or(0, |m| m.len());
-    let aof: u64 = std::fs::read_dir(dir.join("appendonlydir"))
-        .map(|d| d.flatten().map(|e| size(e.path())).sum())
-        .unwrap_or(0);
-    size(dir.join("dump.rdb")) + aof
-}
-
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
 async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
     let dir = &cfg.common.data_dir();
     let dir = std::fs::canonicalize(dir)?;
+    if let Some(master) = replica_of
+        && cfg.persistence == Persistence::Aof
+    {
+        let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+        diverged::keep_before_sync(&probe, &dir, master).await;
+    }
     let conf_path = dir.join("redis.conf");
     // A new replica holds nothing until its first full sync is done: it
     // starts unpromotable, and the role guard restores the priority then.
@@ -765,7 +821,7 @@ async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endp
             replica_of,
             priority,
             cfg.persistence,
-            data_on_disk(&dir),
+            datadir::data_size(&dir),
         ),
     )?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];

@@ -22,7 +22,7 @@ fn cadence(phase: &Phase) -> Duration {
     match phase {
         Phase::Prepare => Duration::from_millis(200),
         Phase::Paused { .. } => Duration::from_millis(20),
-        Phase::Requested => Duration::from_millis(50),
+        Phase::Requested | Phase::Ask { .. } => Duration::from_millis(50),
     }
 }
 
@@ -56,6 +56,7 @@ pub async fn carry_out(
                 let order: Vec<&Endpoint> = std::iter::once(&first)
                     .chain(snap.sentinels.iter().filter(|s| **s != first))
                     .collect();
+                let mut refusals = vec![];
                 for s in order {
                     match executor.execute(&Action::RequestFailover(s.clone()), None).await {
                         Ok(()) => {
@@ -64,11 +65,30 @@ pub async fn carry_out(
                             p.requested_at = Some(Instant::now());
                             break;
                         }
-                        Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL FAILOVER refused"),
+                        // Another Sentinel (or this one) already runs it.
+                        Err(e) if e.to_string().contains("INPROG") => {
+                            info!(sentinel = %s, "a failover is already under way");
+                            p.phase = Phase::Requested;
+                            p.requested_at = Some(Instant::now());
+                            break;
+                        }
+                        Err(e) => {
+                            warn!(sentinel = %s, error = %e, "SENTINEL FAILOVER refused");
+                            refusals.push(format!("{s}: {e}"));
+                        }
                     }
                 }
-                if p.phase != Phase::Requested {
-                    sleep(Duration::from_millis(200)).await;
+                match p.phase {
+                    Phase::Requested => {}
+                    // After a crash there is nothing to wait for: the
+                    // Sentinels' own rules decide.
+                    Phase::Ask { .. } => {
+                        return (
+                            Outcome::Aborted(format!("every Sentinel refused ({})", refusals.join("; "))),
+                            None,
+                        );
+                    }
+                    _ => sleep(Duration::from_millis(200)).await,
                 }
             }
             Step::Finish(outcome) => {
@@ -78,6 +98,8 @@ pub async fn carry_out(
                     // requests again: paused writes then fail with
                     // READONLY instead of being lost, and its clients are
                     // dropped so that they find the new master (Follow).
+                    // (After a crash there is no server left to follow.)
+                    Outcome::Done(_) if snap.local.is_none() => {}
                     Outcome::Done(new) => {
                         if let Err(e) = executor.execute(&Action::Follow(new.clone()), None).await {
                             warn!(old = %own.me, error = %e, "could not make the old master a replica; Sentinel will")

@@ -1,7 +1,7 @@
 //! `rzk-watcher`: keeps `<root>/master` equal to the Sentinels' view.
 //!
-//! Follows the contract (`docs/contract.md`), "rzk-watcher": subscribe to `+switch-master` on every
-//! registered Sentinel and act on the first event, reconcile on every (re)connect and on a timer
+//! Follows the contract (`docs/contract.md`), "rzk-watcher": subscribe to `+promoted-slave` and
+//! `+switch-master` on every registered Sentinel and act on the first event, reconcile on every (re)connect and on a timer
 //! (pub/sub loses messages), write only with CAS and only when the record
 //! differs from a master confirmed by `ROLE`, and clear dead Sentinels from
 //! the live ones' memory one at a time, never during a failover.
@@ -25,7 +25,7 @@ use crate::observe::{Heard, Observer, Subscriptions, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{confirmed_master, reconcile, record_write};
 use crate::probe::{PROBE_TIMEOUT, Probe};
-use crate::reply::parse_switch_master;
+use crate::reply::{FailoverStep, parse_failover_event};
 use crate::session::Keeper;
 use crate::snapshot::{Scope, Snapshot};
 use crate::zk::Zk;
@@ -33,7 +33,10 @@ use crate::zk::Zk;
 /// Pause between two `SENTINEL RESET`s, so a reset Sentinel has relearned its
 /// live peers (hello messages every 2 s) before the next one forgets them.
 const RESET_SPACING: Duration = Duration::from_secs(6);
-const CHANNEL: &str = "+switch-master";
+/// The failover leader publishes `+promoted-slave` as soon as the chosen
+/// replica answers as master, and `+switch-master` only once the other
+/// replicas follow it (up to a second later: each is seen by its `INFO`).
+const CHANNELS: &[&str] = &["+promoted-slave", "+switch-master"];
 
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
@@ -178,7 +181,7 @@ impl Watcher {
         sessions: &mut watch::Receiver<Zk>,
         observer: &Observer,
     ) -> &'static str {
-        let mut subs = Subscriptions::new(self.probe.clone(), &[CHANNEL], Duration::from_secs(1));
+        let mut subs = Subscriptions::new(self.probe.clone(), CHANNELS, Duration::from_secs(1));
         let mut subscribed: Vec<Endpoint> = vec![];
         subs.follow(&list);
         self.reconcile(zk, &*observer.fresh().await).await;
@@ -192,9 +195,9 @@ impl Watcher {
         loop {
             tokio::select! {
                 heard = subs.next() => match heard {
-                    Heard::Event { sentinel, payload, .. } => self.on_event(zk, &sentinel, &payload).await,
+                    Heard::Event { sentinel, channel, payload } => self.on_event(zk, &sentinel, &channel, &payload).await,
                     Heard::Subscribed(sentinel) => {
-                        info!(sentinel = %sentinel, channel = CHANNEL, "subscribed");
+                        info!(sentinel = %sentinel, channels = ?CHANNELS, "subscribed");
                         if !subscribed.contains(&sentinel) {
                             subscribed.push(sentinel);
                             subscribed.sort();
@@ -227,29 +230,30 @@ impl Watcher {
         }
     }
 
-    async fn on_event(&self, zk: &Zk, sentinel: &Endpoint, payload: &[u8]) {
-        let event = match parse_switch_master(payload) {
-            Ok(e) => e,
-            Err(e) => {
-                warn!(sentinel = %sentinel, error = %e, "ignoring malformed +switch-master");
-                return;
-            }
+    async fn on_event(&self, zk: &Zk, sentinel: &Endpoint, channel: &str, payload: &[u8]) {
+        let Some(event) = parse_failover_event(channel, payload) else {
+            warn!(sentinel = %sentinel, channel, "ignoring a malformed event");
+            return;
         };
         if event.name != self.cfg.common.master_name {
-            info!(sentinel = %sentinel, name = %event.name, "ignoring +switch-master for another master name");
+            info!(sentinel = %sentinel, channel, name = %event.name, "ignoring an event for another master name");
             return;
         }
-        info!(sentinel = %sentinel, old = %event.old, new = %event.new, "+switch-master");
-        // The leader promotes the replica before it announces the switch,
-        // so ROLE confirms at once; allow a little slack all the same.
+        let FailoverStep::Promoted(new) = event.step else {
+            return;
+        };
+        info!(sentinel = %sentinel, old = %event.master, new = %new, "{channel}");
+        // Sentinel announces a promotion once the replica answered as
+        // master, so ROLE confirms at once; allow a little slack all the
+        // same.
         for _ in 0..10 {
-            if self.probe.is_master(&event.new).await {
-                self.ensure_record(zk, &event.new).await;
+            if self.probe.is_master(&new).await {
+                self.ensure_record(zk, &new).await;
                 return;
             }
             sleep(Duration::from_millis(200)).await;
         }
-        warn!(new = %event.new, "promoted server does not answer as master; leaving it to reconciliation");
+        warn!(new = %new, "promoted server does not answer as master; leaving it to reconciliation");
     }
 
     fn executor(&self) -> Executor<'_> {

@@ -4,6 +4,7 @@
 //! is a table-driven unit test.
 
 pub mod bootstrap;
+pub mod diverged;
 pub mod fence;
 pub mod follow;
 pub mod ghosts;
@@ -49,6 +50,9 @@ pub(crate) mod fixtures {
                 })
                 .collect(),
             uptime_s: Some(1000),
+            replid: "h1".into(),
+            replid2: String::new(),
+            second_offset: -1,
         }
     }
 
@@ -72,6 +76,9 @@ pub(crate) mod fixtures {
             last_io_s: Some(0),
             replicas: vec![],
             uptime_s: Some(1000),
+            replid: "h1".into(),
+            replid2: String::new(),
+            second_offset: -1,
         }
     }
 

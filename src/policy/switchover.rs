@@ -20,6 +20,13 @@
 //! 5. **Done** when a registered Sentinel names another live master: the
 //!    launcher makes its server that master's replica and lifts the pause,
 //!    so paused writes fail with `READONLY` instead of being lost.
+//!
+//! The same procedure, entered at a later step, answers the failovers the
+//! launcher did not plan: the **freeze** ([`Procedure::frozen`], at step
+//! 5, writes paused at the Sentinels' first event) and the **crash**
+//! ([`Procedure::after_crash`], at step 4: the server died as master, so
+//! there is nothing to pause or catch up, and the failover is asked for at
+//! once when [`crash_plan`] allows).
 
 use std::time::Duration;
 
@@ -91,6 +98,11 @@ pub enum Phase {
         /// After this, one complete candidate is enough.
         patience: Instant,
     },
+    /// Nothing to pause: ask `sentinel` (then the others) at once.
+    Ask {
+        /// The Sentinel to ask first.
+        sentinel: Endpoint,
+    },
     /// A Sentinel accepted `SENTINEL FAILOVER`.
     Requested,
 }
@@ -159,6 +171,16 @@ impl Procedure {
             ..Procedure::new(None, false, now, bound, Duration::ZERO)
         }
     }
+
+    /// The crash: the server died as master at `now`; `sentinel` is asked
+    /// first for a failover, and the new master is waited for until
+    /// `bound`.
+    pub fn after_crash(sentinel: Endpoint, now: Instant, bound: Duration) -> Procedure {
+        Procedure {
+            phase: Phase::Ask { sentinel },
+            ..Procedure::new(None, false, now, bound, Duration::ZERO)
+        }
+    }
 }
 
 /// How a switchover ended.
@@ -224,17 +246,59 @@ fn check(online: bool, addr: &Endpoint, view: &[SentinelReplica]) -> Result<(), 
     }
 }
 
+/// Whether the failover of a master whose server just died may be asked
+/// for at once, from the launcher's last snapshot before the death: the
+/// server was master and not fenced, no failover runs, and a registered
+/// Sentinel would promote one of its replicas that is online for it (a
+/// replica's priority is above 0 only once it has held the data). `Ok`
+/// names that Sentinel, to be asked first; `Err` says why not, and the
+/// Sentinels' own rules then decide, after their `down-after`.
+pub fn crash_plan(snap: &Snapshot, fenced: bool) -> Result<Endpoint, String> {
+    let Some(local) = snap.local.as_ref().filter(|l| l.is_master()) else {
+        return Err("it was not master".into());
+    };
+    if fenced {
+        return Err("it was fenced: the Sentinels may be failing it over already".into());
+    }
+    if snap.registered_answers().any(|a| a.failover) {
+        return Err("a failover is already under way".into());
+    }
+    if snap.sentinels.is_empty() {
+        return Err("no sentinel registered".into());
+    }
+    let mut why_not = vec![];
+    for (s, view) in snap
+        .sentinel_replicas
+        .iter()
+        .filter(|(s, _)| snap.sentinels.contains(s))
+    {
+        for line in &local.replicas {
+            match check(line.online, &line.addr, view) {
+                Ok(()) => return Ok(s.clone()),
+                Err(e) => why_not.push(format!("{}: {}", line.addr, e.as_str())),
+            }
+        }
+    }
+    why_not.sort();
+    why_not.dedup();
+    Err(if why_not.is_empty() {
+        "no replica".into()
+    } else {
+        format!("no replica a Sentinel would promote ({})", why_not.join("; "))
+    })
+}
+
 /// One step of procedure `p` of the master `me` at `now`, from `snap`
 /// (observed with the Sentinels' replica views).
 pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure, now: Instant) -> Step {
-    let Some(local) = &snap.local else {
+    if let Phase::Ask { sentinel } = &p.phase {
         return if now >= p.deadline {
-            Step::Finish(Outcome::TimedOut("the server does not answer".into()))
+            Step::Finish(Outcome::TimedOut("no Sentinel accepted the failover in time".into()))
         } else {
-            Step::Wait("the server does not answer".into())
+            Step::Request(sentinel.clone())
         };
-    };
-    if let Role::Replica { master, .. } = &local.role {
+    }
+    if let Some(Role::Replica { master, .. }) = snap.local.as_ref().map(|l| &l.role) {
         return match p.phase {
             Phase::Prepare => Step::Finish(Outcome::Skipped("not a master".into())),
             // The Sentinels demoted it already.
@@ -270,6 +334,13 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
             None => Step::Wait("waiting for the Sentinels to name the new master".into()),
         };
     }
+    let Some(local) = &snap.local else {
+        return if now >= p.deadline {
+            Step::Finish(Outcome::TimedOut("the server does not answer".into()))
+        } else {
+            Step::Wait("the server does not answer".into())
+        };
+    };
     if now >= p.deadline {
         return Step::Finish(Outcome::TimedOut("no failover within the deadline".into()));
     }
@@ -352,7 +423,7 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
                 Step::Wait("waiting for the candidates to have every write".into())
             }
         }
-        Phase::Requested => unreachable!("handled above"),
+        Phase::Requested | Phase::Ask { .. } => unreachable!("handled above"),
     }
 }
 
@@ -389,6 +460,83 @@ mod tests {
             s.priority = 0;
         }
         assert!(plan(&none, None).unwrap_err().contains("no promotable replica"));
+    }
+
+    #[test]
+    fn a_crash_is_failed_over_only_with_a_promotable_replica_no_fence_and_no_failover_running() {
+        let s = healthy(1);
+        assert_eq!(crash_plan(&s, false), Ok(sentinel(21)));
+        assert!(crash_plan(&s, true).unwrap_err().contains("fenced"));
+        assert!(crash_plan(&healthy(2), false).unwrap_err().contains("not master"));
+        let mut running = healthy(1);
+        running.answers[2].failover = true;
+        assert!(crash_plan(&running, false).unwrap_err().contains("under way"));
+        let mut alone = healthy(1);
+        alone.sentinels.clear();
+        assert!(crash_plan(&alone, false).unwrap_err().contains("no sentinel"));
+        // Replicas still syncing: priority 0 for every Sentinel, and the
+        // reason names them.
+        let mut syncing = healthy(1);
+        for (_, view) in &mut syncing.sentinel_replicas {
+            for r in view.iter_mut() {
+                r.priority = 0;
+            }
+        }
+        let why = crash_plan(&syncing, false).unwrap_err();
+        assert!(
+            why.contains(&ep(2).to_string()) && why.contains(&ep(3).to_string()),
+            "{why}"
+        );
+        // Only the third Sentinel would promote one: it is asked first.
+        let mut one = syncing.clone();
+        one.sentinel_replicas[2] = would_promote(23, &[3]);
+        assert_eq!(crash_plan(&one, false), Ok(sentinel(23)));
+        // A Sentinel that is not registered does not count.
+        one.sentinels.retain(|s| *s != sentinel(23));
+        assert!(crash_plan(&one, false).is_err());
+    }
+
+    #[test]
+    fn after_a_crash_the_failover_is_asked_for_at_once_and_done_when_a_sentinel_names_the_new_master() {
+        let t0 = Instant::now();
+        let mut p = Procedure::after_crash(sentinel(22), t0, 10 * SECOND);
+        let mut dead = healthy(1);
+        dead.local = None;
+        dead.servers.retain(|s| s.addr != ep(1));
+        assert_eq!(step(&dead, &ep(1), true, &mut p, t0), Step::Request(sentinel(22)));
+        p.phase = Phase::Requested;
+        p.requested_at = Some(t0);
+        let mut later = dead.clone();
+        later.taken = t0 + SECOND;
+        later
+            .answers
+            .iter_mut()
+            .for_each(|a| a.failover = a.sentinel == sentinel(22));
+        assert!(matches!(step(&later, &ep(1), true, &mut p, t0 + SECOND), Step::Wait(_)));
+        // The leader names the promoted replica, which answers as master.
+        later.answers[1] = says(22, 2, 2);
+        later.answers[1].failover = true;
+        later.servers.retain(|s| s.addr != ep(2));
+        later.servers.push(master(2));
+        assert_eq!(
+            step(&later, &ep(1), true, &mut p, t0 + SECOND),
+            Step::Finish(Outcome::Done(ep(2)))
+        );
+        // Nobody names a new master by the bound: timed out; asked for too
+        // late: timed out as well.
+        let mut p = Procedure::after_crash(sentinel(22), t0, 10 * SECOND);
+        assert!(matches!(
+            step(&dead, &ep(1), true, &mut p, t0 + 10 * SECOND),
+            Step::Finish(Outcome::TimedOut(_))
+        ));
+        p.phase = Phase::Requested;
+        p.requested_at = Some(t0);
+        let mut silent = dead.clone();
+        silent.answers.iter_mut().for_each(|a| a.failover = true);
+        assert!(matches!(
+            step(&silent, &ep(1), true, &mut p, t0 + 10 * SECOND),
+            Step::Finish(Outcome::TimedOut(_))
+        ));
     }
 
     fn run(p: &mut Procedure, snap: &Snapshot, now: Instant) -> Step {

@@ -36,6 +36,10 @@ pub struct NodeView {
     pub promotable: Option<bool>,
     /// Why it may not, when it may not.
     pub not_promotable: Option<&'static str>,
+    /// Its `DATA_DIR` keeps a copy of data a full sync replaced, with
+    /// writes the master may never have had (its launcher's log says
+    /// where and how much).
+    pub diverged_copy: bool,
 }
 
 impl NodeView {
@@ -52,6 +56,7 @@ impl NodeView {
             last_io_seconds_ago: None,
             promotable: None,
             not_promotable: None,
+            diverged_copy: snap.diverged.contains(addr),
         };
         match state.map(|s| (s, &s.role)) {
             Some((_, Role::Master)) => {

@@ -43,6 +43,8 @@ pub struct GroupStatus {
     pub healthy: bool,
     /// Why not healthy, one line each.
     pub reasons: Vec<String>,
+    /// What an operator should look at without the group being degraded.
+    pub notes: Vec<String>,
 }
 
 /// The status of the group in `snap` (observed with its nodes).
@@ -130,7 +132,18 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
             "a failover of {m} is under way: its writes are paused (frozen) until it ends"
         ));
     }
+    let notes = snap
+        .diverged
+        .iter()
+        .map(|d| {
+            format!(
+                "{d} keeps a copy of data a full sync replaced, with writes the master may never have had: {}/ in its DATA_DIR (its launcher's log says how much)",
+                crate::model::KEPT_DIR
+            )
+        })
+        .collect();
     GroupStatus {
+        notes,
         failover_of,
         record: record.as_ref().map(ToString::to_string),
         record_version: version,
@@ -200,6 +213,9 @@ pub fn table(s: &GroupStatus) -> String {
         for r in &s.reasons {
             out += &format!("  - {r}\n");
         }
+    }
+    for n in &s.notes {
+        out += &format!("note: {n}\n");
     }
     out
 }

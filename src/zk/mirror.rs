@@ -70,6 +70,8 @@ pub(crate) enum Part {
     Sentinels,
     /// `<root>/nodes` and its children.
     Nodes,
+    /// `<root>/diverged` and its children.
+    Diverged,
 }
 
 #[derive(Debug, Default)]
@@ -79,6 +81,7 @@ struct Copies {
     switchover: Entry<Option<(Vec<u8>, i32)>>,
     sentinels: Entry<Vec<(String, Endpoint)>>,
     nodes: Entry<Vec<(String, Endpoint)>>,
+    diverged: Entry<Vec<(String, Endpoint)>>,
 }
 
 impl Copies {
@@ -87,6 +90,7 @@ impl Copies {
         self.switchover.forget();
         self.sentinels.forget();
         self.nodes.forget();
+        self.diverged.forget();
     }
 }
 
@@ -136,6 +140,8 @@ impl Mirror {
             Some(Part::Sentinels)
         } else if under("/nodes") {
             Some(Part::Nodes)
+        } else if under("/diverged") {
+            Some(Part::Diverged)
         } else {
             None
         }
@@ -164,6 +170,7 @@ impl Mirror {
             Some(Part::Switchover) => c.switchover.forget(),
             Some(Part::Sentinels) => c.sentinels.forget(),
             Some(Part::Nodes) => c.nodes.forget(),
+            Some(Part::Diverged) => c.diverged.forget(),
             None if path == self.root => c.forget_all(),
             None => {}
         }
@@ -196,6 +203,7 @@ impl Mirror {
         match part {
             Part::Sentinels => c.sentinels.value.clone(),
             Part::Nodes => c.nodes.value.clone(),
+            Part::Diverged => c.diverged.value.clone(),
             Part::Master | Part::Switchover => None,
         }
     }
@@ -208,6 +216,7 @@ impl Mirror {
             Part::Switchover => c.switchover.generation,
             Part::Sentinels => c.sentinels.generation,
             Part::Nodes => c.nodes.generation,
+            Part::Diverged => c.diverged.generation,
         })
     }
 
@@ -223,6 +232,7 @@ impl Mirror {
         match part {
             Part::Sentinels => c.sentinels.store(t.0, v.to_vec()),
             Part::Nodes => c.nodes.store(t.0, v.to_vec()),
+            Part::Diverged => c.diverged.store(t.0, v.to_vec()),
             Part::Master | Part::Switchover => {}
         }
     }

@@ -193,7 +193,13 @@ impl Zk {
         // where one after the other cost a launcher's start a round trip and
         // a disk sync each.
         let dirs = if cfg.create {
-            vec![zk.cfg.root.clone(), zk.nodes_dir(), zk.sentinels_dir(), zk.lock_dir()]
+            vec![
+                zk.cfg.root.clone(),
+                zk.nodes_dir(),
+                zk.sentinels_dir(),
+                zk.lock_dir(),
+                zk.diverged_dir(),
+            ]
         } else {
             vec![]
         };
@@ -262,6 +268,12 @@ impl Zk {
     /// `<root>/sentinels`.
     pub fn sentinels_dir(&self) -> String {
         format!("{}/sentinels", self.cfg.root)
+    }
+
+    /// `<root>/diverged`: the servers whose `DATA_DIR` keeps a copy of
+    /// data a full sync replaced (registered like `/nodes`).
+    pub fn diverged_dir(&self) -> String {
+        format!("{}/diverged", self.cfg.root)
     }
 
     /// `<root>/switchover`: the switchover intent.

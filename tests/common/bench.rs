@@ -38,10 +38,12 @@ pub struct Opts {
     pub pong_rounds: usize,
     /// F1/F2 rounds per side (rzk and raw, interleaved).
     pub forced_rounds: usize,
+    /// P2c rounds per side (rzk and raw, interleaved).
+    pub crash_rounds: usize,
     /// Length of each idle window of the steady-state cost.
     pub idle: Duration,
-    /// Only these parts (`P6`, `P5`, `P2` for P1/P2, `F` for F1/F2, `P3`,
-    /// `P4` for the idle costs); all when empty.
+    /// Only these parts (`P6`, `P5`, `P2` for P1/P2, `P2c`, `F` for F1–F3,
+    /// `P3`, `P4` for the idle costs); all when empty.
     pub only: Vec<String>,
 }
 
@@ -54,6 +56,7 @@ impl Opts {
             start_rounds: 3,
             pong_rounds: 10,
             forced_rounds: 5,
+            crash_rounds: 5,
             idle: Duration::from_secs(60),
             only: vec![],
         }
@@ -67,13 +70,14 @@ impl Opts {
             start_rounds: 1,
             pong_rounds: 1,
             forced_rounds: 1,
+            crash_rounds: 1,
             idle: Duration::from_secs(5),
             only: vec![],
         }
     }
 
     /// Reads `--rounds N`, `--sizes 5,10`, `--start-rounds N`,
-    /// `--pong-rounds N`, `--forced-rounds N`, `--idle-secs N`,
+    /// `--pong-rounds N`, `--forced-rounds N`, `--crash-rounds N`, `--idle-secs N`,
     /// `--only P2,F` over [`Opts::full`].
     pub fn from_args(args: &[String]) -> Result<Opts, String> {
         let mut o = Opts::full();
@@ -89,6 +93,7 @@ impl Opts {
                 "--start-rounds" => o.start_rounds = n()?.max(1),
                 "--pong-rounds" => o.pong_rounds = n()?.max(1),
                 "--forced-rounds" => o.forced_rounds = n()?.max(1),
+                "--crash-rounds" => o.crash_rounds = n()?.max(1),
                 "--only" => {
                     o.only = v.split(',').map(|p| p.trim().to_uppercase()).collect();
                     if let Some(p) = o.only.iter().find(|p| !PARTS.contains(&p.as_str())) {
@@ -108,7 +113,7 @@ impl Opts {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown option {a} (known: --rounds --sizes --start-rounds --pong-rounds --forced-rounds --idle-secs --only)"
+                        "unknown option {a} (known: --rounds --sizes --start-rounds --pong-rounds --forced-rounds --crash-rounds --idle-secs --only)"
                     ));
                 }
             }
@@ -118,7 +123,7 @@ impl Opts {
 }
 
 /// The parts `--only` can pick.
-const PARTS: [&str; 6] = ["P6", "P5", "P2", "F", "P3", "P4"];
+const PARTS: [&str; 7] = ["P6", "P5", "P2", "P2C", "F", "P3", "P4"];
 
 impl Opts {
     fn runs(&self, part: &str) -> bool {
@@ -261,6 +266,13 @@ pub async fn run(o: &Opts) -> Report {
         );
         rep.rows.extend(p1_p2_failover(o.failover_rounds).await);
     }
+    if o.runs("P2C") {
+        eprintln!(
+            "bench: P2c crash of the master's server, {} rounds each side, interleaved",
+            o.crash_rounds
+        );
+        rep.rows.push(p2c_crash(o.crash_rounds).await);
+    }
     if o.runs("F") {
         eprintln!(
             "bench: F1/F2 forced failover under a WAIT 1 writer, {} rounds each side, interleaved",
@@ -399,6 +411,7 @@ async fn p5_pong(rounds: usize) -> Row {
 /// The instant of the first `+switch-master` any of `sentinels` publishes.
 async fn switch_ears(
     sentinels: &[String],
+    channel: &str,
 ) -> (
     mpsc::UnboundedReceiver<(String, Instant)>,
     Vec<tokio::task::JoinHandle<()>>,
@@ -410,7 +423,7 @@ async fn switch_ears(
         let (ip, port) = addr.split_once(' ').expect("ip port");
         let client = redis::Client::open(format!("redis://{ip}:{port}")).expect("sentinel url");
         let mut ps = client.get_async_pubsub().await.expect("subscribe to a sentinel");
-        ps.subscribe("+switch-master").await.expect("subscribe +switch-master");
+        ps.subscribe(channel).await.expect("subscribe to a failover event");
         tasks.push(tokio::spawn(async move {
             let mut stream = ps.into_on_message();
             if stream.next().await.is_some() {
@@ -467,12 +480,12 @@ async fn until_master(addr: &str, deadline: Instant) -> Instant {
 
 const BUDGET: Duration = Duration::from_secs(30);
 
-/// One rzk round: a fresh 3+3+1 group; SIGKILL the master's task. Returns
-/// (P1: first +switch-master → watch fired, P2: SIGKILL → record names a
-/// server answering ROLE master, first +switch-master after SIGKILL).
-async fn rzk_failover_round() -> (f64, f64, f64) {
-    let mut g = Group::new("bench-p2");
+/// A fresh 3+3+1 group as shipped, down-after `down_after_ms`, settled:
+/// every Sentinel knows every replica, the watcher has reconciled.
+async fn settled_group(tag: &str, down_after_ms: u64) -> (Group, String, Vec<String>) {
+    let mut g = Group::new(tag);
     g.launcher_defaults = true;
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", down_after_ms.to_string()));
     let g = Group::start_with(g, 3, 3, 1).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
     let replicas: Vec<String> = g.redis.iter().map(Member::addr).filter(|a| *a != master).collect();
@@ -487,7 +500,16 @@ async fn rzk_failover_round() -> (f64, f64, f64) {
         }
     })
     .await;
-    let (mut ears, tasks) = switch_ears(&sentinels).await;
+    (g, master, sentinels)
+}
+
+/// One rzk round: a fresh 3+3+1 group; SIGKILL the master's task. Returns
+/// (P1: first +promoted-slave → watch fired, P2: SIGKILL → record names a
+/// server answering ROLE master, first +switch-master after SIGKILL).
+async fn rzk_failover_round() -> (f64, f64, f64) {
+    let (g, master, sentinels) = settled_group("bench-p2", DOWN_AFTER_MS).await;
+    let (mut promoted, promoted_tasks) = switch_ears(&sentinels, "+promoted-slave").await;
+    let (mut ears, tasks) = switch_ears(&sentinels, "+switch-master").await;
     let c = zk_client().await;
     let path = format!("{}/master", g.root);
     let mi = g.master_index().await.expect("a master");
@@ -499,18 +521,40 @@ async fn rzk_failover_round() -> (f64, f64, f64) {
         .await
         .expect("the record moved but no +switch-master was heard")
         .expect("ears");
-    for t in tasks {
+    let (_, promotion) = tokio::time::timeout(Duration::from_secs(5), promoted.recv())
+        .await
+        .expect("the record moved but no +promoted-slave was heard")
+        .expect("ears");
+    for t in tasks.into_iter().chain(promoted_tasks) {
         t.abort();
     }
     // Signed: the bench's own subscription may hear the event after the
     // watcher has already written the record.
-    let p1 = if fired >= first {
-        ms(fired - first)
+    let p1 = if fired >= promotion {
+        ms(fired - promotion)
     } else {
-        -ms(first - fired)
+        -ms(promotion - fired)
     };
     (p1, ms(live - t0), ms(first - t0))
 }
+
+/// One P2c round: a fresh 3+3+1 group at the contract's default
+/// down-after; SIGKILL of the master's `redis-server` only (its launcher
+/// lives) → the record names a server answering ROLE master.
+async fn rzk_crash_round() -> f64 {
+    let (g, master, _) = settled_group("bench-p2c", CRASH_DOWN_AFTER_MS).await;
+    let c = zk_client().await;
+    let path = format!("{}/master", g.root);
+    let pid = server_pid(&master).await;
+    let t0 = Instant::now();
+    signal_pid(pid, libc::SIGKILL);
+    let (new, _) = record_change(&c, &path, &master, BUDGET).await;
+    let live = until_master(&new, t0 + BUDGET).await;
+    ms(live - t0)
+}
+
+/// The contract's default `SENTINEL_DOWN_AFTER_MS`, for P2c.
+const CRASH_DOWN_AFTER_MS: u64 = 5000;
 
 /// A raw Sentinel group: 3 redis-server, 3 redis-sentinel, the same
 /// settings as the rzk group's (down-after, failover-timeout, quorum 2).
@@ -648,10 +692,10 @@ async fn online_replicas(master: &str) -> Result<usize, String> {
 }
 
 /// One raw round: SIGKILL the master → the first `+switch-master`.
-async fn raw_failover_round() -> f64 {
-    let g = RawGroup::start(3, 3, DOWN_AFTER_MS).await;
+async fn raw_failover_round(down_after_ms: u64) -> f64 {
+    let g = RawGroup::start(3, 3, down_after_ms).await;
     g.settle().await;
-    let (mut ears, tasks) = switch_ears(&g.sentinel_addrs()).await;
+    let (mut ears, tasks) = switch_ears(&g.sentinel_addrs(), "+switch-master").await;
     let t0 = Instant::now();
     g.servers[0].1.signal(libc::SIGKILL);
     let (_, first) = tokio::time::timeout(BUDGET, ears.recv())
@@ -667,7 +711,7 @@ async fn raw_failover_round() -> f64 {
 async fn p1_p2_failover(rounds: usize) -> Vec<Row> {
     let mut p1 = Row::new(
         "P1",
-        "first +switch-master anywhere → ZK watch on /master fires",
+        "first +promoted-slave anywhere → ZK watch on /master fires",
         "ms",
         "-",
         "≤ 10 ms p99",
@@ -688,7 +732,7 @@ async fn p1_p2_failover(rounds: usize) -> Vec<Row> {
     );
     for i in 0..rounds {
         let (a, b, s) = rzk_failover_round().await;
-        let raw = raw_failover_round().await;
+        let raw = raw_failover_round(DOWN_AFTER_MS).await;
         eprintln!(
             "bench: failover round {i}: P1 {a:.1} ms, P2 {b:.0} ms (rzk switch {s:.0} ms), raw switch {raw:.0} ms"
         );
@@ -699,6 +743,24 @@ async fn p1_p2_failover(rounds: usize) -> Vec<Row> {
         switch.base.0.push(raw);
     }
     vec![p1, p2, switch]
+}
+
+async fn p2c_crash(rounds: usize) -> Row {
+    let mut r = Row::new(
+        "P2c",
+        "SIGKILL of the master's redis-server only (its launcher lives), down-after 5000 ms → record names a server answering ROLE master",
+        "ms",
+        "raw Sentinel group, down-after 5000 ms: SIGKILL master → first +switch-master",
+        "≤ 1500 ms, ratio ≤ 0.3",
+    );
+    for i in 0..rounds {
+        let ours = rzk_crash_round().await;
+        let raw = raw_failover_round(CRASH_DOWN_AFTER_MS).await;
+        eprintln!("bench: crash round {i}: rzk {ours:.0} ms, raw switch {raw:.0} ms");
+        r.ours.0.push(ours);
+        r.base.0.push(raw);
+    }
+    r
 }
 
 // ---------------------------------------------------------------------------
@@ -748,9 +810,9 @@ async fn forced_failover(sentinel: &str, old: &str, writer: Writer) -> Forced {
     let kept: Vec<Instant> = ledger
         .acked
         .iter()
-        .zip(&ledger.acked_at)
+        .zip(&ledger.acked_by)
         .filter(|(k, _)| !missing.contains(*k))
-        .map(|(_, t)| *t)
+        .map(|(_, (_, t))| *t)
         .collect();
     let gap = kept.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
     Forced {

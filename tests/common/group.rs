@@ -2,7 +2,7 @@
 //! tasks sharing one fresh `ZK_ROOT`, with the checks every scenario needs.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::*;
 
@@ -283,16 +283,22 @@ impl Group {
         }
         let live_sentinels = self.live_sentinels().count();
         for s in self.live_sentinels() {
+            // A Sentinel in TILT mode (its timer ran more than 2 s late,
+            // e.g. blocked in an fsync on a busy disk) does nothing for
+            // 30 s: no failover. Seen once before a SIGKILL failover.
+            if info_field_pw(&s.addr(), self.pw(), "sentinel", "sentinel_tilt").await? != "0" {
+                return Err(format!("sentinel {} is in TILT mode", s.addr()));
+            }
             let says = sentinel_master_pw(&s.addr(), self.pw()).await?;
             if says != *master {
                 return Err(format!("sentinel {} says {says}, master is {master}", s.addr()));
             }
             // Until the Sentinels have met (hello messages every 2 s) they
             // cannot agree that a master is down.
-            let peers: usize = sentinel_master_field_pw(&s.addr(), self.pw(), "num-other-sentinels")
-                .await?
+            let peers = sentinel_master_field_pw(&s.addr(), self.pw(), "num-other-sentinels").await?;
+            let peers: usize = peers
                 .parse()
-                .unwrap_or(0);
+                .map_err(|e| format!("sentinel {}: num-other-sentinels {peers:?}: {e}", s.addr()))?;
             // Exactly: a dead peer a Sentinel still counts (a ghost) raises
             // the majority a failover needs, and can block it.
             if peers + 1 != live_sentinels {
@@ -361,7 +367,7 @@ impl Group {
                     "running".to_string()
                 };
                 out.push_str(&format!("--- {kind} {} ({state})\n", m.addr()));
-                let log = m.proc.log();
+                let log = m.proc.log_or_error();
                 let notable: Vec<&str> = log.lines().filter(|l| notable(l)).collect();
                 for line in &notable[notable.len().saturating_sub(25)..] {
                     out.push_str(line);
@@ -450,8 +456,9 @@ pub async fn sentinel_master_field_pw(sentinel: &str, password: Option<&str>, fi
 pub struct Ledger {
     /// Keys whose write was acknowledged (OK, and WAIT met when asked for).
     pub acked: Vec<String>,
-    /// When each of `acked` was acknowledged.
-    pub acked_at: Vec<Instant>,
+    /// For each key of `acked`, at the same index: the server that
+    /// acknowledged it and when the acknowledgement arrived.
+    pub acked_by: Vec<(String, Instant)>,
     /// Writes that failed or were not acknowledged by enough replicas.
     pub failed: usize,
     /// The longest time between two acknowledged writes.
@@ -533,7 +540,7 @@ pub fn spawn_writer(
                 ledger.longest_gap = ledger.longest_gap.max(last_ok.elapsed());
                 last_ok = Instant::now();
                 ledger.acked.push(key);
-                ledger.acked_at.push(last_ok);
+                ledger.acked_by.push((m.clone(), last_ok));
             } else {
                 ledger.failed += 1;
                 if sticky {
@@ -669,5 +676,171 @@ pub async fn wait_sentinels_know(sentinels: &[String], replicas: &[String], pass
             },
         )
         .await;
+    }
+}
+
+/// Preloads `n` keys `pre:<i>` of `len` bytes each, 1000 per MSET.
+pub async fn preload(addr: &str, n: usize, len: usize) {
+    let value = "x".repeat(len);
+    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
+    for chunk in keys.chunks(1000) {
+        let mut args = vec!["MSET"];
+        for k in chunk {
+            args.push(k);
+            args.push(&value);
+        }
+        redis_cmd(addr, None, &args).await.expect("preload MSET");
+    }
+}
+
+/// `DBSIZE` of `addr`.
+pub async fn dbsize(addr: &str) -> Result<i64, String> {
+    match redis_cmd(addr, None, &["DBSIZE"]).await? {
+        Value::Int(n) => Ok(n),
+        other => Err(format!("DBSIZE gave {other:?}")),
+    }
+}
+
+/// The `slave-priority` every live Sentinel of `g` has cached for
+/// `replica` ("unknown" where it does not know the replica yet).
+pub async fn sentinel_priorities(g: &Group, replica: &str) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    for s in g.live_sentinels() {
+        let v = redis_cmd(&s.addr(), None, &["SENTINEL", "REPLICAS", "mymaster"]).await?;
+        let Value::Array(items) = v else {
+            return Err(format!("SENTINEL REPLICAS gave {v:?}"));
+        };
+        let mut found = None;
+        for item in &items {
+            let f = redis_zk::reply::fields(item);
+            let get = |k: &str| f.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if get("ip").zip(get("port")).map(|(i, p)| format!("{i} {p}")).as_deref() == Some(replica) {
+                found = get("slave-priority");
+            }
+        }
+        out.push(found.unwrap_or_else(|| "unknown".into()));
+    }
+    Ok(out)
+}
+
+/// The pid of the server behind `addr`, from its `INFO`.
+pub async fn server_pid(addr: &str) -> i32 {
+    info_field(addr, "server", "process_id")
+        .await
+        .unwrap_or_else(|e| panic!("{addr}: {e}"))
+        .parse()
+        .unwrap()
+}
+
+/// One message a Sentinel published, as the test received it.
+#[derive(Debug, Clone)]
+pub struct SentinelEvent {
+    pub sentinel: String,
+    pub channel: String,
+    pub payload: String,
+    /// When the message reached the test.
+    pub at: Instant,
+}
+
+/// The test's own subscriptions to Sentinel event channels (Sentinel
+/// publishes each event, `+sdown`, `+try-failover`, `+switch-master`…, on
+/// a channel of that name), on every Sentinel given: event times from the
+/// events themselves, not from polling. Unsubscribed on drop.
+pub struct SentinelEvents {
+    rx: tokio::sync::mpsc::UnboundedReceiver<SentinelEvent>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Every event received so far, in order of arrival.
+    pub seen: Vec<SentinelEvent>,
+}
+
+impl SentinelEvents {
+    /// Subscribes to `channels` on every Sentinel of `sentinels`; returns
+    /// once every subscription is confirmed.
+    pub async fn listen(sentinels: &[String], password: Option<&str>, channels: &[&str]) -> SentinelEvents {
+        use futures_util::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tasks = vec![];
+        for s in sentinels {
+            let (ip, port) = s.split_once(' ').expect("an \"ip port\" address");
+            let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+            if let Some(p) = password {
+                settings = settings.set_password(p);
+            }
+            let info = ConnectionAddr::Tcp(ip.to_string(), port.parse().expect("a port"))
+                .into_connection_info()
+                .unwrap()
+                .set_redis_settings(settings);
+            let client = redis::Client::open(info).unwrap();
+            let mut ps = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub())
+                .await
+                .unwrap_or_else(|_| panic!("subscribing to {s}: connect timed out"))
+                .unwrap_or_else(|e| panic!("subscribing to {s}: {e}"));
+            for ch in channels {
+                ps.subscribe(*ch)
+                    .await
+                    .unwrap_or_else(|e| panic!("SUBSCRIBE {ch} on {s}: {e}"));
+            }
+            let (tx, sentinel) = (tx.clone(), s.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut stream = ps.into_on_message();
+                while let Some(msg) = stream.next().await {
+                    let event = SentinelEvent {
+                        sentinel: sentinel.clone(),
+                        channel: msg.get_channel_name().to_string(),
+                        payload: msg.get_payload::<String>().unwrap_or_else(|e| format!("<{e}>")),
+                        at: Instant::now(),
+                    };
+                    if tx.send(event).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        SentinelEvents {
+            rx,
+            tasks,
+            seen: vec![],
+        }
+    }
+
+    /// Takes every event that has arrived into `seen`.
+    pub fn drain(&mut self) {
+        while let Ok(e) = self.rx.try_recv() {
+            self.seen.push(e);
+        }
+    }
+
+    /// The first event on `channel` (received before or within `timeout`).
+    pub async fn first(&mut self, channel: &str, timeout: Duration) -> Result<SentinelEvent, String> {
+        self.drain();
+        if let Some(e) = self.seen.iter().find(|e| e.channel == channel) {
+            return Ok(e.clone());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(e)) => {
+                    self.seen.push(e.clone());
+                    if e.channel == channel {
+                        return Ok(e);
+                    }
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "every subscription ended before {channel}; seen {:?}",
+                        self.seen
+                    ));
+                }
+                Err(_) => return Err(format!("no {channel} within {timeout:?}; seen {:?}", self.seen)),
+            }
+        }
+    }
+}
+
+impl Drop for SentinelEvents {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }

@@ -33,6 +33,9 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(1);
 const ZK_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Session timeout of `zk_client()` (also its connect deadline).
 const ZK_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The test server's `tickTime`. It expires sessions in buckets of one
+/// tick: a session is expired at most one tick after its timeout ran out.
+pub const ZK_TICK: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------
 // Scratch directories
@@ -227,9 +230,17 @@ impl Proc {
         self.try_status().is_none()
     }
 
-    /// Everything the child has written to its log so far.
+    /// Everything the child has written to its log so far. Panics if the
+    /// log cannot be read: an empty string would pass every "the log does
+    /// not contain …" check.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
+        fs::read_to_string(&self.log_path)
+            .unwrap_or_else(|e| panic!("cannot read the log {}: {e}", self.log_path.display()))
+    }
+
+    /// [`Proc::log`] for failure messages: the read error instead of a panic.
+    pub fn log_or_error(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_else(|e| format!("<cannot read {}: {e}>", self.log_path.display()))
     }
 
     pub fn log_path(&self) -> &Path {
@@ -397,6 +408,15 @@ impl Zk {
         unsafe { libc::kill(self.pid(), libc::SIGCONT) };
     }
 
+    /// [`Zk::pause`] until the guard is dropped: a test that fails while
+    /// ZooKeeper is frozen still resumes it (the panic unwinds through the
+    /// guard), so the tests after it in the binary find it running.
+    #[must_use = "ZooKeeper resumes when the guard is dropped"]
+    pub fn paused(&'static self) -> Frozen {
+        self.pause();
+        Frozen { zk: true, pids: vec![] }
+    }
+
     /// Kills the server (SIGKILL), waits `down` and starts it again on the
     /// same port with the same data: a ZooKeeper restart. Sessions survive
     /// if it is back within their timeout.
@@ -424,6 +444,22 @@ impl Zk {
     pub fn log_tail(&self) -> String {
         tail(&self.dir.join("zookeeper.log"), 40)
     }
+
+    /// Whether the server has logged that it expired `session` (its own
+    /// declaration: "Expiring session 0x…, timeout of … exceeded"). Needs
+    /// the server's log, which exists only with slf4j-simple (Debian's
+    /// libslf4j-java, a dependency of its zookeeper): without it this
+    /// panics, rather than answer no.
+    pub fn declared_expired(&self, session: i64) -> bool {
+        let path = self.dir.join("zookeeper.log");
+        let log = fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        assert!(
+            log.contains("binding to port"),
+            "ZooKeeper logs nothing ({}): is /usr/share/java/slf4j-simple.jar (libslf4j-java) installed?",
+            path.display()
+        );
+        log.contains(&format!("Expiring session 0x{session:x},"))
+    }
 }
 
 /// The binary's ZooKeeper, started on first call (blocking, up to 60 s).
@@ -438,9 +474,10 @@ fn start_zk() -> Zk {
     fs::write(
         dir.join("zoo.cfg"),
         format!(
-            "tickTime=500\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
+            "tickTime={}\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n\
              dataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
              admin.enableServer=false\n4lw.commands.whitelist=*\nmaxClientCnxns=0\n",
+            ZK_TICK.as_millis(),
             dir.join("data").display()
         ),
     )
@@ -502,17 +539,69 @@ fn wait_zk_ready(zk: &Zk) {
 
 /// ZooKeeper's four-letter health check: `ruok` must be answered with `imok`.
 fn ruok(port: u16) -> Result<(), String> {
+    match four_letters(port, "ruok")? {
+        reply if reply == "imok" => Ok(()),
+        reply => Err(format!("ruok answered {reply:?}")),
+    }
+}
+
+/// The answer of ZooKeeper on `port` to a four-letter command (`cons`,
+/// `wchp`, …; all are allowed by the test server's configuration).
+fn four_letters(port: u16, cmd: &str) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| format!("{cmd}: {e}"))?;
     s.set_read_timeout(Some(Duration::from_secs(1)))
         .map_err(|e| e.to_string())?;
-    s.write_all(b"ruok").map_err(|e| e.to_string())?;
+    s.write_all(cmd.as_bytes()).map_err(|e| format!("{cmd}: {e}"))?;
     let mut reply = String::new();
-    s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
-    if reply == "imok" {
-        Ok(())
-    } else {
-        Err(format!("ruok answered {reply:?}"))
+    s.read_to_string(&mut reply).map_err(|e| format!("{cmd}: {e}"))?;
+    Ok(reply)
+}
+
+impl Zk {
+    /// This server's answer to a four-letter command, e.g. `wchp` (the
+    /// watches by path and the sessions holding them) or `cons` (every
+    /// connection, with its session id and its last request's xid).
+    pub fn four_letters(&self, cmd: &str) -> Result<String, String> {
+        four_letters(self.port, cmd)
+    }
+}
+
+/// Processes frozen with SIGSTOP, or this binary's ZooKeeper paused: all
+/// resumed (SIGCONT) when the guard is dropped, also when a check failed
+/// meanwhile. See [`Zk::paused`] and [`Frozen::pids`].
+#[must_use = "the processes resume when the guard is dropped"]
+pub struct Frozen {
+    zk: bool,
+    pids: Vec<i32>,
+}
+
+impl Frozen {
+    /// SIGSTOPs every pid in `pids` (in order) until the guard is dropped.
+    pub fn pids(pids: &[i32]) -> Frozen {
+        for p in pids {
+            // SAFETY: plain kill(2) on a test process.
+            unsafe { libc::kill(*p, libc::SIGSTOP) };
+        }
+        Frozen {
+            zk: false,
+            pids: pids.to_vec(),
+        }
+    }
+
+    /// Resumes now (the same as dropping the guard).
+    pub fn resume(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if self.zk {
+            zk().resume();
+        }
+        for p in &self.pids {
+            // SAFETY: plain kill(2) on a test process.
+            unsafe { libc::kill(*p, libc::SIGCONT) };
+        }
     }
 }
 
@@ -616,46 +705,76 @@ pub async fn redis_cmd(addr: &str, password: Option<&str>, args: &[&str]) -> Res
 /// the `SET` before it) and returns their replies; a server error in any of
 /// them is an `Err`.
 pub async fn redis_pipe(addr: &str, password: Option<&str>, cmds: &[&[&str]]) -> Result<Vec<Value>, String> {
-    let (ip, port) = split_addr(addr)?;
-    // No CLIENT SETINFO: sentinel and older servers reject it.
-    let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-    if let Some(p) = password {
-        settings = settings.set_password(p);
-    }
-    let info = ConnectionAddr::Tcp(ip, port)
-        .into_connection_info()
-        .map_err(|e| e.to_string())?
-        .set_redis_settings(settings);
-    let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-    // No response timeout of the crate's own (500 ms by default): it cut
-    // `WAIT 1 1000` short; every command is bounded below instead.
-    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-    let mut conn = tokio::time::timeout(
-        REDIS_TIMEOUT,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await
-    .map_err(|_| format!("{addr}: connect timed out"))?
-    .map_err(|e| format!("{addr}: connect: {e}"))?;
-    let mut out = Vec::with_capacity(cmds.len());
-    for args in cmds {
-        let (name, rest) = args.split_first().ok_or("empty command")?;
-        let mut cmd = redis::cmd(name);
-        cmd.arg(rest);
-        // WAIT blocks up to its own timeout (1 s in the tests) by design.
-        let limit = if name.eq_ignore_ascii_case("WAIT") {
-            REDIS_TIMEOUT * 2
-        } else {
-            REDIS_TIMEOUT
-        };
-        match tokio::time::timeout(limit, cmd.query_async::<Value>(&mut conn)).await {
-            Err(_) => return Err(format!("{addr}: {args:?} timed out")),
-            Ok(Err(e)) => return Err(format!("{addr}: {args:?}: {e}")),
-            Ok(Ok(Value::ServerError(e))) => return Err(format!("{addr}: {args:?}: {e:?}")),
-            Ok(Ok(v)) => out.push(v),
+    RedisConn::open(addr, password).await?.pipe(cmds).await
+}
+
+/// One connection kept open, for a poller that must not pay a connect per
+/// sample (the same timeouts as [`redis_cmd`]).
+pub struct RedisConn {
+    addr: String,
+    conn: redis::aio::MultiplexedConnection,
+}
+
+impl RedisConn {
+    pub async fn open(addr: &str, password: Option<&str>) -> Result<RedisConn, String> {
+        let (ip, port) = split_addr(addr)?;
+        // No CLIENT SETINFO: sentinel and older servers reject it.
+        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        if let Some(p) = password {
+            settings = settings.set_password(p);
         }
+        let info = ConnectionAddr::Tcp(ip, port)
+            .into_connection_info()
+            .map_err(|e| e.to_string())?
+            .set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        // No response timeout of the crate's own (500 ms by default): it cut
+        // `WAIT 1 1000` short; every command is bounded below instead.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let conn = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| format!("{addr}: connect timed out"))?
+        .map_err(|e| format!("{addr}: connect: {e}"))?;
+        Ok(RedisConn {
+            addr: addr.to_string(),
+            conn,
+        })
     }
-    Ok(out)
+
+    /// Runs the commands in order on this connection, as [`redis_pipe`].
+    pub async fn pipe(&mut self, cmds: &[&[&str]]) -> Result<Vec<Value>, String> {
+        let (addr, conn) = (&self.addr, &mut self.conn);
+        let mut out = Vec::with_capacity(cmds.len());
+        for args in cmds {
+            let (name, rest) = args.split_first().ok_or("empty command")?;
+            let mut cmd = redis::cmd(name);
+            cmd.arg(rest);
+            // WAIT blocks up to its own timeout (1 s in the tests) by design.
+            let limit = if name.eq_ignore_ascii_case("WAIT") {
+                REDIS_TIMEOUT * 2
+            } else {
+                REDIS_TIMEOUT
+            };
+            match tokio::time::timeout(limit, cmd.query_async::<Value>(conn)).await {
+                Err(_) => return Err(format!("{addr}: {args:?} timed out")),
+                Ok(Err(e)) => return Err(format!("{addr}: {args:?}: {e}")),
+                Ok(Ok(Value::ServerError(e))) => return Err(format!("{addr}: {args:?}: {e:?}")),
+                Ok(Ok(v)) => out.push(v),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Value of `field` in the text of an `INFO` reply.
+pub fn info_text_field(reply: &Value, field: &str) -> Result<String, String> {
+    let text = value_text(reply).ok_or_else(|| format!("odd INFO reply {reply:?}"))?;
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix(field)?.strip_prefix(':').map(str::to_string))
+        .ok_or_else(|| format!("no {field:?} in INFO"))
 }
 
 /// First element of `ROLE`: "master", "slave" or "sentinel".
@@ -767,7 +886,7 @@ pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(u16, String), 
         let body = text
             .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
+            .ok_or_else(|| format!("an HTTP answer without the end of its headers: {text:?}"))?;
         Ok((status, body))
     };
     tokio::time::timeout(Duration::from_secs(5), fut)
@@ -775,46 +894,257 @@ pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(u16, String), 
         .unwrap_or_else(|_| Err(format!("GET {path} on {ip}:{port} timed out")))
 }
 
-/// Forwards `ip:port` to the test's ZooKeeper on loopback, on a thread and
-/// runtime of its own: on the test's runtime, whose workers also run the
-/// clients and the blocking `ip` commands, ZooKeeper pings were seen to
-/// stall past the session's ping deadline. Lives until the test process
+/// Forwards `ip:port` to the test's ZooKeeper on loopback: a
+/// [`ZkGate`] on `ip` that is never shut and lives until the test process
 /// ends.
 pub fn forward_zk(ip: &str) -> u16 {
-    let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper forwarder");
-    let port = l.local_addr().unwrap().port();
-    l.set_nonblocking(true).unwrap();
-    let zk_port = zk().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::from_std(l).unwrap();
-            while let Ok((mut inbound, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", zk_port)).await {
-                        let _ = inbound.set_nodelay(true);
-                        let _ = out.set_nodelay(true);
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        });
-    });
+    let gate = ZkGate::on(ip);
+    let port = gate.port;
+    std::mem::forget(gate); // its sender stays, so it never shuts
     port
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc`.
+/// Panics if it cannot be read: a zero would pass "it used little CPU".
 pub fn cpu_time(pid: i32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/stat: {e}"));
     // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("odd /proc/{pid}/stat: {stat}"));
     let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 =
-        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let field = |i: usize| -> u64 {
+        f.get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no CPU time in /proc/{pid}/stat: {stat}"))
+    };
+    let ticks = field(11) + field(12);
     // SAFETY: plain sysconf.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// A door between some clients and this binary's ZooKeeper that the test
+/// can shut: a forwarder on 127.0.0.1 whose [`ZkGate::close`] drops every
+/// connection through it and turns new ones away until
+/// [`ZkGate::open`]. The server then hears nothing more from the sessions
+/// behind it and expires them itself once their timeout has passed, as it
+/// would the sessions of a host cut off from it, while every other client
+/// (the test's own) carries on. Runs on a thread and runtime of its own:
+/// on the test's runtime, whose workers also run the clients and the
+/// blocking `ip` commands, ZooKeeper pings were seen to stall past the
+/// session's ping deadline.
+pub struct ZkGate {
+    port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl ZkGate {
+    pub fn new() -> ZkGate {
+        ZkGate::on("127.0.0.1")
+    }
+
+    /// A gate listening on `ip`.
+    pub fn on(ip: &str) -> ZkGate {
+        let l = std::net::TcpListener::bind((ip, 0)).expect("bind the ZooKeeper gate");
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let zk_port = zk().port();
+        let (open, state) = tokio::sync::watch::channel(true);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(l).unwrap();
+                // Ends when the gate is dropped (its sender gone).
+                while state.has_changed().is_ok() {
+                    let Ok((mut inbound, _)) = l.accept().await else {
+                        continue;
+                    };
+                    let mut state = state.clone();
+                    if !*state.borrow_and_update() {
+                        continue; // shut: the connection is dropped at once
+                    }
+                    tokio::spawn(async move {
+                        let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", zk_port)).await else {
+                            return;
+                        };
+                        let _ = inbound.set_nodelay(true);
+                        let _ = out.set_nodelay(true);
+                        let shut = async {
+                            while state.changed().await.is_ok() {
+                                if !*state.borrow() {
+                                    return;
+                                }
+                            }
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut out) => {},
+                            () = shut => {},
+                        }
+                    });
+                }
+            });
+        });
+        ZkGate { port, open }
+    }
+
+    /// `ZK_HOSTS` for the clients behind the gate.
+    pub fn connect_string(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Cuts the clients behind the gate off from ZooKeeper.
+    pub fn close(&self) {
+        self.open.send_replace(false);
+    }
+
+    /// Lets them through again.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+/// A count from the environment variable `name`, `default` when it is
+/// unset, for knobs such as `ROLLING_RUNS`. Anything but a whole number of
+/// at least 1 fails the test: 0 rounds would be a green run that checked
+/// nothing, and a typo would silently be the default.
+pub fn env_count(name: &str, default: usize) -> usize {
+    match std::env::var(name) {
+        Err(std::env::VarError::NotPresent) => default,
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("{name}={v:?}: expected a whole number of at least 1 (0 would be a run that checks nothing)"),
+        },
+        Err(e) => panic!("{name}: {e}"),
+    }
+}
+
+/// The tag in the names of the network namespaces, bridges and veths the
+/// namespace tests create: every such name is `rzk`, one letter for the
+/// kind of thing, this tag, `-` and a number, at most 15 characters (the
+/// kernel's limit for a link name). `scripts/test.sh` passes its run's
+/// tag in `RZK_TEST_TAG` (hex digits), so that after a binary was killed it
+/// removes exactly what its own run left, never what a run beside it made;
+/// run alone, a binary uses `p` and its pid in hex.
+pub fn run_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| match std::env::var("RZK_TEST_TAG") {
+        Ok(t) => {
+            assert!(
+                (1..=7).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "RZK_TEST_TAG={t:?}: expected 1 to 7 lower-case hex digits"
+            );
+            t
+        }
+        Err(_) => format!("p{:x}", std::process::id()),
+    })
+}
+
+/// Changes of one znode's data as a ZooKeeper data watch reports them, on
+/// one client: each change is timestamped when its event arrives, not when
+/// a poll happens to see it.
+pub struct DataWatch {
+    client: Client,
+    path: String,
+    watcher: Option<zookeeper_client::OneshotWatcher>,
+    /// The data and version last read (`None`: no node).
+    pub last: Option<(Vec<u8>, i32)>,
+}
+
+impl DataWatch {
+    /// Reads `path` and leaves a watch on it (also when it does not exist).
+    pub async fn new(path: &str) -> DataWatch {
+        let client = zk_client().await;
+        let (last, watcher) = Self::read(&client, path).await;
+        DataWatch {
+            client,
+            path: path.to_string(),
+            watcher: Some(watcher),
+            last,
+        }
+    }
+
+    async fn read(c: &Client, path: &str) -> (Option<(Vec<u8>, i32)>, zookeeper_client::OneshotWatcher) {
+        loop {
+            match c.get_and_watch_data(path).await {
+                Ok((d, stat, w)) => return (Some((d, stat.version)), w),
+                Err(ZkError::NoNode) => {}
+                Err(e) => panic!("zk get {path}: {e}"),
+            }
+            match c.check_and_watch_stat(path).await {
+                Ok((None, w)) => return (None, w),
+                Ok((Some(_), _)) => continue, // created between the two calls
+                Err(e) => panic!("zk exists {path}: {e}"),
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) for the watch to fire, then reads the node
+    /// again and re-arms the watch. Returns when the event arrived.
+    pub async fn next_change(&mut self, timeout: Duration) -> Result<Instant, String> {
+        let watcher = match self.watcher.take() {
+            Some(w) => w,
+            None => Self::read(&self.client, &self.path).await.1,
+        };
+        let fired = tokio::time::timeout(timeout, watcher.changed()).await;
+        let at = Instant::now();
+        if fired.is_err() {
+            return Err(format!(
+                "no change of {} within {timeout:?} (last {:?})",
+                self.path,
+                self.last_text()
+            ));
+        }
+        let (last, w) = Self::read(&self.client, &self.path).await;
+        self.last = last;
+        self.watcher = Some(w);
+        Ok(at)
+    }
+
+    /// Waits until the data differs from `from`: returns the new data, its
+    /// version and when the watch event announcing the change arrived.
+    pub async fn until_not(&mut self, from: &str, timeout: Duration) -> Result<(String, i32, Instant), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let at = self
+                .next_change(deadline.saturating_duration_since(Instant::now()))
+                .await?;
+            if let Some((d, v)) = &self.last
+                && d != from.as_bytes()
+            {
+                return Ok((String::from_utf8_lossy(d).into_owned(), *v, at));
+            }
+        }
+    }
+
+    pub fn last_text(&self) -> Option<String> {
+        self.last.as_ref().map(|(d, _)| String::from_utf8_lossy(d).into_owned())
+    }
+}
+
+/// A Redis log line's time (`04 Dec 2026 13:15:28.515`) in milliseconds
+/// of the day, and a launcher's (`2026-12-04T13:15:28.515123Z`).
+pub fn redis_ms(line: &str) -> Option<u64> {
+    let t = line.split_whitespace().nth(4)?;
+    clock_ms(t)
+}
+
+pub fn launcher_ms(line: &str) -> Option<u64> {
+    let t = line.split('T').nth(1)?.split('Z').next()?;
+    clock_ms(t)
+}
+
+pub fn clock_ms(t: &str) -> Option<u64> {
+    let mut p = t.split(':');
+    let (h, m, s): (u64, u64, f64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
 }

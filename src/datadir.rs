@@ -1,0 +1,184 @@
+//! The launcher's own files in `DATA_DIR`, beside the server's: the
+//! replication mark (where the data stood in the replication history,
+//! [`crate::policy::diverged`]) and the kept copy of data a full sync is
+//! about to replace. Both start with `.rzk-`, which the ownership rule of
+//! [`crate::startup`] counts as a launcher's.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::policy::diverged::Mark;
+
+/// The replication mark, rewritten at every look (by rename, so a reader
+/// never sees half of it).
+pub const MARK: &str = ".rzk-repl";
+/// Where kept copies go: one directory per copy, named by its Unix time in
+/// milliseconds; only the newest is kept.
+pub const KEPT: &str = crate::model::KEPT_DIR;
+
+/// Writes `mark` into `dir`.
+pub fn write_mark(dir: &Path, mark: &Mark) -> io::Result<()> {
+    let tmp = dir.join(format!("{MARK}.tmp"));
+    std::fs::write(&tmp, mark.to_text())?;
+    std::fs::rename(&tmp, dir.join(MARK))
+}
+
+/// The mark in `dir`, if there is a readable one.
+pub fn read_mark(dir: &Path) -> Option<Mark> {
+    Mark::parse(&std::fs::read_to_string(dir.join(MARK)).ok()?)
+}
+
+/// The files the server loads at start (Redis's default names): `dump.rdb`,
+/// `appendonly.aof`, and what `appendonlydir` holds, as paths relative to
+/// `dir`.
+fn data_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = ["dump.rdb", "appendonly.aof"]
+        .iter()
+        .map(PathBuf::from)
+        .filter(|f| dir.join(f).is_file())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(dir.join("appendonlydir")) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_file()) {
+                out.push(Path::new("appendonlydir").join(e.file_name()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Bytes of data the server will load at start. Unreadable counts as none.
+pub fn data_size(dir: &Path) -> u64 {
+    data_files(dir)
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// When a data file was last modified (Unix milliseconds), the latest of
+/// them; `None` when there is none or one cannot be read.
+pub fn data_written_ms(dir: &Path) -> Option<u64> {
+    let mut latest = None;
+    for f in data_files(dir) {
+        let t = std::fs::metadata(dir.join(f)).and_then(|m| m.modified()).ok()?;
+        let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+        latest = latest.max(Some(ms));
+    }
+    latest
+}
+
+/// What [`keep_aside`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kept {
+    /// The data files are kept in this directory.
+    Copy(PathBuf),
+    /// Not kept: once the sync replaces them, the copy would take `need`
+    /// bytes and the file system has `free`.
+    NoRoom {
+        /// The copy's size.
+        need: u64,
+        /// Free bytes.
+        free: u64,
+    },
+    /// There were no data files.
+    NoData,
+}
+
+/// Keeps the data files of `dir` (and its mark) in `dir/.rzk-diverged/<stamp_ms>`,
+/// by hard links: the copy costs nothing until the server's full sync
+/// replaces the originals, and then exactly their size, which the file
+/// system must have free. Older copies are removed once this one is made.
+pub fn keep_aside(dir: &Path, stamp_ms: u64) -> io::Result<Kept> {
+    let files = data_files(dir);
+    if files.is_empty() {
+        return Ok(Kept::NoData);
+    }
+    let need = data_size(dir);
+    let st = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if free < need {
+        return Ok(Kept::NoRoom { need, free });
+    }
+    let kept = dir.join(KEPT);
+    let target = kept.join(stamp_ms.to_string());
+    std::fs::create_dir_all(target.join("appendonlydir"))?;
+    for f in &files {
+        std::fs::hard_link(dir.join(f), target.join(f))?;
+    }
+    if dir.join(MARK).is_file() {
+        std::fs::copy(dir.join(MARK), target.join(MARK))?;
+    }
+    for e in std::fs::read_dir(&kept)?.flatten() {
+        if e.path() != target {
+            std::fs::remove_dir_all(e.path())?;
+        }
+    }
+    Ok(Kept::Copy(target))
+}
+
+/// The kept copy in `dir`, if there is one.
+pub fn kept_copy(dir: &Path) -> Option<PathBuf> {
+    let mut copies: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join(KEPT))
+        .ok()?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+        .collect();
+    copies.sort();
+    copies.pop().map(|(_, p)| p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rzk-datadir-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_mark_is_written_and_read_back() {
+        let d = scratch("mark");
+        assert_eq!(read_mark(&d), None);
+        let m = Mark {
+            replid: "a".repeat(40),
+            offset: 7,
+            at_ms: 9,
+        };
+        write_mark(&d, &m).unwrap();
+        assert_eq!(read_mark(&d), Some(m));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_data_files_are_kept_by_hard_links_and_outlive_their_replacement() {
+        let d = scratch("keep");
+        assert_eq!(keep_aside(&d, 1).unwrap(), Kept::NoData);
+        std::fs::create_dir_all(d.join("appendonlydir")).unwrap();
+        std::fs::write(d.join("appendonlydir/appendonly.aof.1.base.rdb"), b"base").unwrap();
+        std::fs::write(d.join("appendonlydir/appendonly.aof.1.incr.aof"), b"*1\r\n").unwrap();
+        std::fs::write(d.join("redis.conf"), b"not data").unwrap();
+        assert_eq!(data_size(&d), 8);
+        let Kept::Copy(first) = keep_aside(&d, 100).unwrap() else {
+            panic!()
+        };
+        let Kept::Copy(second) = keep_aside(&d, 200).unwrap() else {
+            panic!()
+        };
+        assert!(!first.exists(), "only the newest copy is kept");
+        assert_eq!(kept_copy(&d), Some(second.clone()));
+        assert!(!second.join("redis.conf").exists());
+        // The server's sync replaces the originals (a new file, the old
+        // one unlinked): the copy still holds the old content.
+        std::fs::remove_file(d.join("appendonlydir/appendonly.aof.1.base.rdb")).unwrap();
+        std::fs::write(d.join("appendonlydir/appendonly.aof.2.base.rdb"), b"new").unwrap();
+        assert_eq!(
+            std::fs::read(second.join("appendonlydir/appendonly.aof.1.base.rdb")).unwrap(),
+            b"base"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,176 @@
+//! Nothing thrown away silently (`PERSISTENCE=aof`): while the server
+//! runs, the launcher marks where its data stands in the replication
+//! history; when a task comes back on its old `DATA_DIR` and is about to
+//! start as a replica, whose full sync replaces the data, it compares the
+//! last mark with the new master ([`crate::policy::diverged`]) and keeps
+//! the old files aside when they went past the master, or when it cannot
+//! tell. While a kept copy exists, the server is registered under
+//! `<root>/diverged` for `rzkctl status`, and counted.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use crate::datadir::{self, Kept};
+use crate::metrics::metrics;
+use crate::model::{Endpoint, unix_ms};
+use crate::observe::server_state;
+use crate::policy::diverged::{Divergence, Mark, assess};
+use crate::probe::Probe;
+use crate::session::Keeper;
+use crate::snapshot::Snapshot;
+
+/// Before the server starts as a replica of `master` on the data in `dir`:
+/// keeps that data aside when it may hold writes `master` never had.
+pub async fn keep_before_sync(probe: &Probe, dir: &Path, master: &Endpoint) {
+    if datadir::data_size(dir) == 0 {
+        return;
+    }
+    let mark = datadir::read_mark(dir);
+    let written = datadir::data_written_ms(dir);
+    let Some(m) = server_state(probe, master, master).await else {
+        warn!(master = %master, "the master does not answer INFO; keeping the old data aside, unable to compare");
+        keep(
+            dir,
+            &Divergence::Unknown("the master did not answer".into()),
+            mark.as_ref(),
+            None,
+        );
+        return;
+    };
+    let d = assess(mark.as_ref(), written, &m);
+    if d.keep() {
+        keep(dir, &d, mark.as_ref(), Some((master, &m.replid, m.offset)));
+    } else {
+        info!(master = %master, old_offset = mark.as_ref().map(|m| m.offset), master_offset = m.offset, divergence = ?d,
+            "the old data holds nothing the master lacks; the full sync replaces it");
+    }
+}
+
+fn keep(dir: &Path, d: &Divergence, mark: Option<&Mark>, master: Option<(&Endpoint, &str, i64)>) {
+    let (old_replid, old_offset, marked_at) = match mark {
+        Some(m) => (Some(m.replid.as_str()), Some(m.offset), Some(m.at_ms)),
+        None => (None, None, None),
+    };
+    let (master, master_replid, master_offset) = match master {
+        Some((a, r, o)) => (Some(a.to_string()), Some(r), Some(o)),
+        None => (None, None, None),
+    };
+    match datadir::keep_aside(dir, unix_ms()) {
+        Ok(Kept::Copy(path)) => {
+            metrics().diverged_copies.inc();
+            warn!(path = %path.display(), divergence = ?d, old_replid, old_offset, marked_at_ms = marked_at,
+                master, master_replid, master_offset,
+                "DIVERGED: the old data may hold writes the master never had; kept aside before the full sync replaces it");
+        }
+        Ok(Kept::NoRoom { need, free }) => {
+            warn!(need_bytes = need, free_bytes = free, divergence = ?d, old_offset, master_offset,
+                "DIVERGED, NOT KEPT: no room for a copy of the old data; the full sync replaces it");
+        }
+        Ok(Kept::NoData) => {}
+        Err(e) => warn!(error = %e, divergence = ?d, "could not keep the old data aside; the full sync replaces it"),
+    }
+}
+
+/// What the launcher remembers between looks.
+pub struct Marks {
+    dir: PathBuf,
+    written: RefCell<Option<(String, i64)>>,
+    /// Whether the last mark was written by a look that found the same
+    /// position as the one before it (so no write was under way).
+    settled: Cell<bool>,
+    failed: Cell<bool>,
+    registered: RefCell<Option<String>>,
+}
+
+impl Marks {
+    /// For the data directory `dir`.
+    pub fn new(dir: PathBuf) -> Marks {
+        Marks {
+            dir,
+            written: RefCell::new(None),
+            settled: Cell::new(false),
+            failed: Cell::new(false),
+            registered: RefCell::new(None),
+        }
+    }
+
+    /// After a hand-over: waits (until `until`) for the old master, now a
+    /// replica, to be linked to the new master, and marks it then. The
+    /// mark is in the new master's history, so a restart on this data
+    /// keeps nothing (its files change at the stop, after any earlier
+    /// mark, which a previous history's mark cannot survive).
+    pub async fn mark_followed(&self, probe: &Probe, local: &Endpoint, until: std::time::Instant) {
+        while std::time::Instant::now() < until {
+            let began = unix_ms();
+            if let Some(s) = server_state(probe, local, local).await
+                && !s.is_master()
+                && s.link_up
+                && !s.replid.is_empty()
+            {
+                let mark = Mark {
+                    replid: s.replid.clone(),
+                    offset: s.offset,
+                    at_ms: began,
+                };
+                match datadir::write_mark(&self.dir, &mark) {
+                    Ok(()) => *self.written.borrow_mut() = Some((s.replid, s.offset)),
+                    Err(e) => warn!(dir = %self.dir.display(), error = %e, "could not write the replication mark"),
+                }
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        warn!(addr = %local, "the old master was not linked to the new one in time; its last mark stays");
+    }
+
+    /// At every look: marks where the local server's data stands, when it
+    /// moved and once more at the first look that finds it still (a mark
+    /// is trusted only when no data file was written after its look
+    /// began, see [`crate::policy::diverged::assess`]), and keeps the `<root>/diverged` registration of `me` and
+    /// the gauge in step with the kept copy on disk.
+    pub async fn look(&self, snap: &Snapshot, keeper: &Keeper, me: &Endpoint) {
+        if let Some(l) = &snap.local
+            && !l.replid.is_empty()
+        {
+            let now = (l.replid.clone(), l.offset);
+            let moved = self.written.borrow().as_ref() != Some(&now);
+            if moved || !self.settled.get() {
+                let began = snap.taken.elapsed().as_millis() as u64;
+                let mark = Mark {
+                    replid: now.0.clone(),
+                    offset: now.1,
+                    at_ms: unix_ms().saturating_sub(began),
+                };
+                match datadir::write_mark(&self.dir, &mark) {
+                    Ok(()) => {
+                        *self.written.borrow_mut() = Some(now);
+                        self.settled.set(!moved);
+                        self.failed.set(false);
+                    }
+                    Err(e) if !self.failed.replace(true) => {
+                        warn!(dir = %self.dir.display(), error = %e, "could not write the replication mark")
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        let kept = datadir::kept_copy(&self.dir).is_some();
+        metrics().diverged_copy.set(i64::from(kept));
+        let registered = self.registered.borrow().clone();
+        match (kept, registered) {
+            (true, None) => {
+                let path = format!("{}/{}", keeper.zk().diverged_dir(), uuid::Uuid::new_v4());
+                keeper.register(&path, &me.to_record());
+                *self.registered.borrow_mut() = Some(path);
+            }
+            (false, Some(path)) => {
+                info!(dir = %self.dir.display(), "the kept copy is gone");
+                keeper.unregister(&path).await;
+                *self.registered.borrow_mut() = None;
+            }
+            _ => {}
+        }
+    }
+}
