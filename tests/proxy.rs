@@ -20,6 +20,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::group::*;
@@ -32,6 +33,32 @@ static GROUP: tokio::sync::Mutex<Option<Group>> = tokio::sync::Mutex::const_new(
 
 /// The bound on the first confirmed write after the record moved.
 const FIRST_ACK: Duration = Duration::from_millis(1500);
+
+/// The scenarios under way. The last one to end, passed or failed, stops
+/// the group: a static is never dropped, and the launchers would outlive
+/// the binary (they drop root, which clears the parent-death signal).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts a scenario while it lives; declared before the group's lock, so
+/// that it is dropped after it.
+struct Running;
+
+impl Running {
+    fn enter() -> Running {
+        RUNNING.fetch_add(1, Ordering::SeqCst);
+        Running
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if RUNNING.fetch_sub(1, Ordering::SeqCst) == 1
+            && let Ok(mut g) = GROUP.try_lock()
+        {
+            g.take();
+        }
+    }
+}
 
 async fn group() -> tokio::sync::MutexGuard<'static, Option<Group>> {
     let mut g = GROUP.lock().await;
@@ -72,6 +99,7 @@ async fn rzkctl(g: &Group, args: &[&str]) -> (i32, String) {
 }
 
 async fn scenario(how: Move) {
+    let _running = Running::enter();
     let mut guard = group().await;
     let g = guard.as_mut().unwrap();
     let old = g.wait_healthy(Duration::from_secs(60)).await;
