@@ -689,7 +689,17 @@ pub async fn preload(addr: &str, n: usize, len: usize) {
             args.push(k);
             args.push(&value);
         }
-        redis_cmd(addr, None, &args).await.expect("preload MSET");
+        // Setup, not the check: a write refused for a moment (NOREPLICAS
+        // while a loaded replica catches up, or the fence on a starved
+        // host) is retried until a deadline, which fails with the answer.
+        let args = &args;
+        wait_for("a preload MSET to be taken", Duration::from_secs(30), || async move {
+            match redis_cmd(addr, None, args).await {
+                Ok(Value::Okay) => Ok(()),
+                other => Err(format!("{:.200}", format!("{other:?}"))),
+            }
+        })
+        .await;
     }
 }
 
