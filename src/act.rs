@@ -18,6 +18,8 @@
 
 use std::time::Duration;
 
+use redis::Value;
+use tracing::{info, warn};
 use zookeeper_client::{Error as ZkError, LockClient};
 
 use crate::config::MonitorSettings;
@@ -42,7 +44,8 @@ pub enum Action {
         /// The live master.
         to: Endpoint,
     },
-    /// Make master `server` a replica of `to` (a majority names `to`).
+    /// Make master `server` a replica of `to` (a majority names `to`); for
+    /// the own server, as [`Action::Follow`] does.
     Demote {
         /// The stale master.
         server: Endpoint,
@@ -86,8 +89,13 @@ pub enum Action {
     Unpause,
     /// `CONFIG SET replica-priority` on the own server.
     SetPriority(u32),
-    /// `REPLICAOF <to>` on the own server: the old master of a switchover
-    /// follows the new one at once, as Sentinel would a few seconds later.
+    /// The own server becomes a replica of `to`: `REPLICAOF <to>`, then
+    /// the write pause is lifted (paused writes fail with `READONLY`), then
+    /// its normal clients are dropped, so that they connect again and find
+    /// the new master rather than read from a replica. The old master of a
+    /// switchover, a hand-over or a freeze follows the new one at once, as
+    /// Sentinel would a few seconds later (and Sentinel drops the clients
+    /// too when it does).
     Follow(Endpoint),
     /// `CONFIG SET min-replicas-to-write` on the own server: the fence
     /// raises it above any possible count of replicas, so every write gets
@@ -160,6 +168,11 @@ pub struct Executor<'a> {
     pub local: Option<&'a Endpoint>,
     /// The Sentinel settings and password given to a re-pointed Sentinel.
     pub monitor: Option<(&'a MonitorSettings, Option<&'a Secret>)>,
+    /// The own server's listener that clients use (its task address), when
+    /// the executor's own connections come in on another (`local` on
+    /// 127.0.0.1): a demotion drops only the normal clients that came in
+    /// there.
+    pub clients: Option<&'a Endpoint>,
 }
 
 impl<'a> Executor<'a> {
@@ -170,6 +183,7 @@ impl<'a> Executor<'a> {
             name,
             local: None,
             monitor: None,
+            clients: None,
         }
     }
 
@@ -196,7 +210,9 @@ impl<'a> Executor<'a> {
             }
             Action::WriteIntent { data, expected } => zk()?.write_switchover(data, *expected).await?,
             Action::DeleteIntent { version } => zk()?.delete_switchover(*version).await?,
-            Action::Repoint { server, to } | Action::Demote { server, to } => self.replicaof(server, to).await?,
+            Action::Repoint { server, to } => self.replicaof(server, to).await?,
+            Action::Demote { server, to } if Some(server) == self.local => self.become_replica(to).await?,
+            Action::Demote { server, to } => self.replicaof(server, to).await?,
             Action::Promote { replica } => self.promote(replica).await?,
             Action::SentinelReset { sentinel } => self.redis(sentinel, &["SENTINEL", "RESET", self.name]).await?,
             Action::RepointSentinel { sentinel, to } => self.repoint_sentinel(sentinel, to).await?,
@@ -211,7 +227,7 @@ impl<'a> Executor<'a> {
                 self.redis(self.own()?, &["CONFIG", "SET", "replica-priority", &p])
                     .await?
             }
-            Action::Follow(to) => self.replicaof(self.own()?, to).await?,
+            Action::Follow(to) => self.become_replica(to).await?,
             Action::MinReplicasToWrite(n) => {
                 self.redis(self.own()?, &["CONFIG", "SET", "min-replicas-to-write", n])
                     .await?
@@ -242,6 +258,26 @@ impl<'a> Executor<'a> {
     async fn replicaof(&self, server: &Endpoint, to: &Endpoint) -> Result<(), ActError> {
         let port = to.port.to_string();
         self.redis(server, &["REPLICAOF", &to.host, &port]).await
+    }
+
+    /// [`Action::Follow`]: only `REPLICAOF` decides success; lifting the
+    /// pause and dropping the clients are logged when they fail.
+    async fn become_replica(&self, to: &Endpoint) -> Result<(), ActError> {
+        let own = self.own()?;
+        self.replicaof(own, to).await?;
+        if let Err(e) = self.redis(own, &["CLIENT", "UNPAUSE"]).await {
+            warn!(addr = %own, error = %e, "could not lift the write pause of the demoted server; it lapses on its own");
+        }
+        let args = drop_clients_args(self.clients.filter(|c| Some(*c) != self.local));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match self.probe.cmd(own, &args).await {
+            Ok(Value::Int(n)) => {
+                info!(addr = %own, master = %to, clients = n, "demoted; its clients were dropped so that they find the new master")
+            }
+            Ok(other) => warn!(addr = %own, reply = ?other, "odd reply to CLIENT KILL"),
+            Err(e) => warn!(addr = %own, error = %e, "could not drop the demoted server's clients"),
+        }
+        Ok(())
     }
 
     async fn promote(&self, replica: &Endpoint) -> Result<(), ActError> {
@@ -284,6 +320,19 @@ impl<'a> Executor<'a> {
     }
 }
 
+/// `CLIENT KILL` arguments that drop the normal clients that came in on
+/// `listener`, or every normal client without one. Never the connection
+/// that sends it (`SKIPME yes`, Redis' default), nor replicas and pub/sub
+/// connections (other types).
+pub fn drop_clients_args(listener: Option<&Endpoint>) -> Vec<String> {
+    let mut args: Vec<String> = ["CLIENT", "KILL", "TYPE", "normal"].map(String::from).to_vec();
+    if let Some(l) = listener {
+        args.extend(["LADDR".to_string(), format!("{}:{}", l.host, l.port)]);
+    }
+    args.extend(["SKIPME".to_string(), "yes".to_string()]);
+    args
+}
+
 /// The fence: the session that observed must be `zk`'s, connected, and
 /// holding the lock when one is given.
 async fn fence(o: Observed<'_>) -> Result<(), ActError> {
@@ -301,4 +350,44 @@ async fn fence(o: Observed<'_>) -> Result<(), ActError> {
         return Err(ActError::Fenced("the bootstrap lock is no longer held"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_demotion_drops_the_normal_clients_of_the_task_listener_only() {
+        let task = Endpoint::new("10.0.0.5", 6379);
+        assert_eq!(
+            drop_clients_args(Some(&task)),
+            [
+                "CLIENT",
+                "KILL",
+                "TYPE",
+                "normal",
+                "LADDR",
+                "10.0.0.5:6379",
+                "SKIPME",
+                "yes"
+            ]
+        );
+        assert_eq!(
+            drop_clients_args(None),
+            ["CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes"]
+        );
+    }
+
+    #[test]
+    fn demotions_and_follows_touch_only_the_own_server_unfenced() {
+        assert!(!Action::Follow(Endpoint::new("10.0.0.6", 6379)).fenced());
+        let to = Endpoint::new("10.0.0.6", 6379);
+        assert!(
+            Action::Demote {
+                server: Endpoint::new("127.0.0.1", 6379),
+                to
+            }
+            .fenced()
+        );
+    }
 }

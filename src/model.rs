@@ -128,9 +128,18 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The local endpoint the launcher's own probes use.
+    /// The child's listener on the task address, where peers and clients
+    /// connect (and the local endpoint `rzk-sentinel`'s own probes use).
     pub fn local(&self) -> Endpoint {
         Endpoint::new(self.bind.to_string(), self.port)
+    }
+
+    /// The child's listener on 127.0.0.1, which it has besides the task
+    /// address. `rzk-redis`'s own connections to its server come in there,
+    /// so that the server can tell them from clients: a master that is
+    /// demoted drops the clients on the task address, never its launcher's.
+    pub fn loopback(&self) -> Endpoint {
+        Endpoint::new(Ipv4Addr::LOCALHOST.to_string(), self.port)
     }
 }
 

@@ -390,7 +390,9 @@ async fn probe_servers(probe: &Probe, targets: BTreeSet<Endpoint>) -> Vec<Server
 
 /// The one observer of a process: it looks at the group, publishes the
 /// snapshot, and looks again after the period its caller chooses from the
-/// last snapshot, or at once when a loop asks ([`Observer::fresh`]).
+/// last snapshot, or at once when a loop asks ([`Observer::fresh`]) or the
+/// session's watch tells of a change of the record or the switchover
+/// intent ([`Zk::changes`]).
 pub struct Observer {
     probe: Probe,
     name: String,
@@ -420,6 +422,10 @@ impl Observer {
     ) -> std::convert::Infallible {
         loop {
             let zk = sessions.borrow().clone();
+            // Changes from now on count: one during the look brings the
+            // next look forward.
+            let mut changes = zk.changes();
+            changes.mark_unchanged();
             let last = self.latest();
             // A look takes no longer than the pause between two: a hung
             // Sentinel must not hold back the others' answers (the fence
@@ -438,6 +444,12 @@ impl Observer {
             tokio::select! {
                 _ = sleep(pause) => {},
                 _ = self.wake.notified() => {},
+                // The record or the intent changed: look now, so that the
+                // admin pages (a proxy's /master check) and the decisions
+                // follow it within a look rather than a period.
+                changed = changes.changed() => if changed.is_err() {
+                    sleep(pause).await;
+                },
             }
         }
     }

@@ -276,8 +276,8 @@ fn local_group_demo_fails_over_and_cleans_up() {
 }
 
 /// With `--ensemble --haproxy`: three ZooKeeper servers on 127.0.2.1-3, the
-/// tasks given all three, and HAProxy in front as docs/operating.md
-/// configures it; the demo kills the ZooKeeper leader first, and the group
+/// tasks given all three, and HAProxy in front with docs/haproxy.cfg; the
+/// demo kills the ZooKeeper leader first, and the group
 /// stays healthy with the same record; a write through the proxy's one
 /// address succeeds before the master's task is killed and after the
 /// record moved.

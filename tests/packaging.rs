@@ -103,10 +103,26 @@ fn invariant_errors(app: &Value) -> Vec<String> {
             let http_health = |h: &Value| {
                 h["protocol"] == "MESOS_HTTP" && h["path"] == "/health" && h["portIndex"].as_u64() == Some(i as u64)
             };
-            if checks.len() != 1 || !http_health(&checks[0]) {
+            // The redis app also has a TCP check of its Redis port: the
+            // check marathon-lb needs there to write any check into the
+            // backend (see marathon_lb_errors).
+            let tcp_of_port_0 = |h: &Value| h["protocol"] == "MESOS_TCP" && h["portIndex"].as_u64() == Some(0);
+            let want = if component == "redis" { 2 } else { 1 };
+            if checks.len() != want
+                || !checks.first().is_some_and(http_health)
+                || (want == 2 && !tcp_of_port_0(&checks[1]))
+            {
                 errs.push(format!(
-                    "{id}: needs exactly one health check, MESOS_HTTP on /health of port {i}"
+                    "{id}: needs exactly one health check, MESOS_HTTP on /health of port {i}{}",
+                    if want == 2 {
+                        ", then for marathon-lb a MESOS_TCP check of port 0"
+                    } else {
+                        ""
+                    }
                 ));
+            }
+            if component == "redis" {
+                errs.extend(marathon_lb_errors(app, i).into_iter().map(|e| format!("{id}: {e}")));
             }
             let ready = app["readinessChecks"].as_array().cloned().unwrap_or_default();
             let ready_ok = |r: &Value| {
@@ -202,6 +218,316 @@ fn invariant_errors(app: &Value) -> Vec<String> {
         ));
     }
     errs
+}
+
+/// What marathon-lb needs to build the write backend of the recipe from the
+/// redis app's labels (read from its `marathon_lb.py` and `config.py`):
+/// - the Redis port (index 0) in TCP mode, in a group marathon-lb serves;
+/// - a Marathon health check of that port (marathon-lb writes no check
+///   options for a port without one) whose protocol is TCP (an HTTP check
+///   switches the backend to HTTP mode);
+/// - `HAPROXY_0_BACKEND_HEALTHCHECK_PORT_INDEX` the admin port's index, so
+///   that `{healthCheckPort}` is each task's admin port (marathon-lb counts
+///   an app's ports by service port, ascending, as Marathon assigns them);
+/// - the admin port itself not exposed (`HAPROXY_<i>_ENABLED` false).
+fn marathon_lb_errors(app: &Value, admin: usize) -> Vec<String> {
+    let mut errs = vec![];
+    let labels = &app["labels"];
+    let label = |k: &str| labels[k].as_str();
+    if label("HAPROXY_GROUP").is_none_or(str::is_empty) {
+        errs.push("needs HAPROXY_GROUP, the marathon-lb group that serves it".to_string());
+    }
+    if label("HAPROXY_0_ENABLED") != Some("true") {
+        errs.push("HAPROXY_0_ENABLED must be true: marathon-lb's --strict-mode serves only enabled ports".to_string());
+    }
+    if label("HAPROXY_0_MODE") != Some("tcp") {
+        errs.push("HAPROXY_0_MODE must be tcp".to_string());
+    }
+    if label("HAPROXY_0_BACKEND_HEALTHCHECK_PORT_INDEX") != Some(admin.to_string().as_str()) {
+        errs.push(format!(
+            "HAPROXY_0_BACKEND_HEALTHCHECK_PORT_INDEX must be {admin}, the admin port"
+        ));
+    }
+    if label(&format!("HAPROXY_{admin}_ENABLED")) != Some("false") {
+        errs.push(format!(
+            "HAPROXY_{admin}_ENABLED must be false: the admin port is not for clients"
+        ));
+    }
+    // marathon-lb's get_health_check(app, 0): the first check with a fixed
+    // port, or of port index 0.
+    let check = app["healthChecks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h.get("port").is_some() || h["portIndex"].as_u64() == Some(0));
+    match check.and_then(|h| h["protocol"].as_str()) {
+        Some("TCP" | "MESOS_TCP") => {}
+        other => errs.push(format!(
+            "marathon-lb takes the Redis port's health check from the first check of port index 0, which must be TCP or MESOS_TCP, not {other:?}"
+        )),
+    }
+    match marathon_lb_backend(app, &EXAMPLE_TASKS) {
+        Ok(rendered) => errs.extend(recipe_differences(&rendered)),
+        Err(e) => errs.push(e),
+    }
+    errs
+}
+
+/// A backend as HAProxy applies it: its directives other than servers
+/// (sorted), and each server's address with its options as sorted
+/// `keyword argument` pairs, `default-server` options folded in.
+type Backend = (Vec<String>, Vec<(String, Vec<String>)>);
+
+fn backend_semantics(lines: &[&str]) -> Backend {
+    // Server keywords that take no argument (of those the recipe could use).
+    const FLAGS: [&str; 4] = ["check", "backup", "disabled", "send-proxy"];
+    let options = |words: &[&str]| -> Vec<String> {
+        let mut out = vec![];
+        let mut i = 0;
+        while i < words.len() {
+            if FLAGS.contains(&words[i]) || i + 1 == words.len() {
+                out.push(words[i].to_string());
+                i += 1;
+            } else {
+                out.push(format!("{} {}", words[i], words[i + 1]));
+                i += 2;
+            }
+        }
+        out
+    };
+    let mut defaults = vec![];
+    let mut other = vec![];
+    let mut servers = vec![];
+    for line in lines {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.first() {
+            Some(&"default-server") => defaults.extend(options(&words[1..])),
+            // server <name> <address> [options]: the name is the writer's.
+            Some(&"server") if words.len() >= 3 => servers.push((words[2].to_string(), options(&words[3..]))),
+            _ => other.push(words.join(" ")),
+        }
+    }
+    for (_, opts) in &mut servers {
+        // A server's own option wins over default-server's.
+        let own: Vec<String> = opts.iter().map(|o| o.split(' ').next().unwrap().to_string()).collect();
+        opts.extend(
+            defaults
+                .iter()
+                .filter(|d| !own.contains(&d.split(' ').next().unwrap().to_string()))
+                .cloned(),
+        );
+        opts.sort();
+    }
+    other.sort();
+    servers.sort();
+    (other, servers)
+}
+
+/// How the backend marathon-lb renders from the labels differs from the
+/// recipe's `redis_write` (`docs/haproxy.cfg`, the one `tests/proxy.rs`
+/// and `tests/partition.rs` run): nothing, when HAProxy would run them the
+/// same way. The recipe's `defaults` lines count for it; marathon-lb's own
+/// defaults differ (`timeout connect 3s`), so the rendered backend must
+/// set them itself. `balance roundrobin` is HAProxy's default. The
+/// recipe's `timeout client` and `timeout server` need no match: in TCP
+/// mode marathon-lb's default `timeout tunnel 3600s` supersedes both once
+/// a connection is made.
+fn recipe_differences(rendered: &str) -> Vec<String> {
+    let recipe = std::fs::read_to_string(repo().join("docs/haproxy.cfg")).expect("docs/haproxy.cfg");
+    let defaults = haproxy_section(&recipe, "defaults", "");
+    let want = backend_semantics(&haproxy_section(&recipe, "backend", "redis_write"));
+    let backend_name = rendered
+        .lines()
+        .find_map(|l| l.strip_prefix("backend "))
+        .unwrap_or("")
+        .to_string();
+    let mut got = backend_semantics(&haproxy_section(rendered, "backend", &backend_name));
+    got.0
+        .retain(|l| l != "balance roundrobin" && !defaults.contains(&l.as_str()));
+    let mut errs = vec![];
+    if want.0.is_empty() || want.1.is_empty() {
+        errs.push("docs/haproxy.cfg has no backend redis_write with servers".to_string());
+    }
+    if got.0 != want.0 {
+        errs.push(format!(
+            "marathon-lb's backend has the directives {:?} (beyond the recipe's defaults), the recipe's redis_write {:?}",
+            got.0, want.0
+        ));
+    }
+    if got.1 != want.1 {
+        errs.push(format!(
+            "marathon-lb's servers are {:?}, the recipe's {:?}",
+            got.1, want.1
+        ));
+    }
+    for d in &defaults {
+        if !haproxy_section(rendered, "backend", &backend_name).contains(d)
+            && !d.starts_with("timeout client")
+            && !d.starts_with("timeout server")
+        {
+            errs.push(format!(
+                "the recipe's default {d:?} is not in marathon-lb's backend (marathon-lb's own defaults differ)"
+            ));
+        }
+    }
+    errs
+}
+
+/// Python's `str.format` with named fields only, as marathon-lb fills its
+/// templates: an unknown field is an error (marathon-lb's `KeyError`).
+fn py_format(template: &str, fields: &[(&str, String)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let (c, after) = (&rest[i..i + 1], &rest[i + 1..]);
+        if after.starts_with(c) {
+            out.push_str(c);
+            rest = &after[1..];
+            continue;
+        }
+        if c == "}" {
+            return Err(format!("a single '}}' in {template:?}"));
+        }
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed '{{' in {template:?}"))?;
+        let name = &after[..end];
+        let v = fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .ok_or_else(|| format!("marathon-lb has no field {{{name}}} for {template:?}"))?;
+        out.push_str(&v.1);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The docs' example tasks: (address, Redis port, admin port).
+const EXAMPLE_TASKS: [(&str, u16, u16); 3] = [
+    ("10.0.3.7", 31457, 31458),
+    ("10.0.3.8", 31022, 31023),
+    ("10.0.3.9", 31788, 31789),
+];
+
+/// The frontend and backend marathon-lb writes for the redis app's port 0
+/// (service port 10101) with these tasks, following its code for a TCP
+/// port with a TCP health check and a health check port index (server ids
+/// left out: marathon-lb hashes them from the names). Only the paths the
+/// app relies on are followed; anything else is an error.
+fn marathon_lb_backend(app: &Value, tasks: &[(&str, u16, u16)]) -> Result<String, String> {
+    let label = |k: &str| app["labels"][k].as_str().map(|v| v.replace("\r\n", "\n"));
+    let backend = format!(
+        "{}_10101",
+        app["id"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .replace('/', "_")
+    );
+    let mode = label("HAPROXY_0_MODE").unwrap_or_else(|| "tcp".into());
+    if mode != "tcp" {
+        return Err(format!("mode {mode}: only the TCP path is followed"));
+    }
+    let check = app["healthChecks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h.get("port").is_some() || h["portIndex"].as_u64() == Some(0))
+        .ok_or("no health check of port 0: marathon-lb would write no check")?;
+    let hc = |port: u16| -> Vec<(&str, String)> {
+        let n = |k: &str| check[k].as_u64().unwrap_or(0).to_string();
+        vec![
+            ("healthCheckPortIndex", n("portIndex")),
+            ("healthCheckPort", port.to_string()),
+            (
+                "healthCheckProtocol",
+                check["protocol"].as_str().unwrap_or("").to_string(),
+            ),
+            ("healthCheckPath", check["path"].as_str().unwrap_or("/").to_string()),
+            ("healthCheckTimeoutSeconds", n("timeoutSeconds")),
+            ("healthCheckIntervalSeconds", n("intervalSeconds")),
+            ("healthCheckGracePeriodSeconds", n("gracePeriodSeconds")),
+            ("healthCheckMaxConsecutiveFailures", n("maxConsecutiveFailures")),
+            (
+                "healthCheckFalls",
+                (check["maxConsecutiveFailures"].as_u64().unwrap_or(0) + 1).to_string(),
+            ),
+            ("healthCheckPortOptions", format!(" port {port}")),
+        ]
+    };
+    let mut out = py_format(
+        &label("HAPROXY_0_FRONTEND_HEAD").unwrap_or_else(|| {
+            "\nfrontend {backend}\n  bind {bindAddr}:{servicePort}{sslCert}{bindOptions}\n  mode {mode}\n".into()
+        }),
+        &[
+            ("backend", backend.clone()),
+            ("bindAddr", "*".into()),
+            ("servicePort", "10101".into()),
+            ("sslCert", String::new()),
+            ("bindOptions", String::new()),
+            ("mode", mode.clone()),
+        ],
+    )?;
+    out.push_str(&format!("  use_backend {backend}\n"));
+    out.push_str(&py_format(
+        &label("HAPROXY_0_BACKEND_HEAD")
+            .unwrap_or_else(|| "\nbackend {backend}\n  balance {balance}\n  mode {mode}\n".into()),
+        &[
+            ("backend", backend.clone()),
+            ("balance", "roundrobin".into()),
+            ("mode", mode.clone()),
+        ],
+    )?);
+    out.push_str(&py_format(
+        &label("HAPROXY_0_BACKEND_TCP_HEALTHCHECK_OPTIONS").unwrap_or_default(),
+        &hc(tasks[0].2),
+    )?);
+    let server_check = label("HAPROXY_0_BACKEND_SERVER_TCP_HEALTHCHECK_OPTIONS").unwrap_or_else(|| {
+        "check inter {healthCheckIntervalSeconds}s fall {healthCheckFalls}{healthCheckPortOptions}".into()
+    });
+    let server = label("HAPROXY_0_BACKEND_SERVER_OPTIONS").unwrap_or_else(|| {
+        "  server {serverName} {host_ipv4}:{port} id {serverId}{cookieOptions}{healthCheckOptions}{otherOptions}\n"
+            .into()
+    });
+    for (ip, port, admin) in tasks {
+        let checks = py_format(server_check.trim(), &hc(*admin))?;
+        let checks = if checks.is_empty() {
+            checks
+        } else {
+            format!(" {checks}")
+        };
+        let line = py_format(
+            &server,
+            &[
+                ("host", ip.to_string()),
+                ("host_ipv4", ip.to_string()),
+                ("port", port.to_string()),
+                ("serverName", format!("{}_{port}", ip.replace('.', "_"))),
+                ("serverId", "ID".into()),
+                ("cookieOptions", String::new()),
+                ("healthCheckOptions", checks),
+                ("otherOptions", String::new()),
+            ],
+        )?;
+        out.push_str(&line.replace(" id ID", ""));
+    }
+    Ok(out)
+}
+
+/// The lines of the section `kind name` of an HAProxy config, trimmed,
+/// without comments and blank lines.
+fn haproxy_section<'a>(cfg: &'a str, kind: &str, name: &str) -> Vec<&'a str> {
+    let header = format!("{kind} {name}");
+    let header = header.trim();
+    cfg.lines()
+        .skip_while(|l| l.trim() != header)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(char::is_whitespace) || l.starts_with('#'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
 }
 
 /// A Redis memory size (`600mb`, `1gb`, `1048576`) in bytes, as Redis reads
@@ -370,6 +696,148 @@ fn broken_definitions_are_caught() {
     assert!(
         !schema_errors("Group.json", &group).is_empty(),
         "Group.json must check its apps against AppDefinition.json"
+    );
+}
+
+/// The head marathon-lb writes before every app (its `HAPROXY_HEAD`
+/// template), cut to what `haproxy -c` can check on a machine without
+/// marathon-lb's Lua files, state directory and stats socket.
+const MARATHON_LB_DEFAULTS: &str = "global
+  maxconn 50000
+defaults
+  retries                   3
+  maxconn               10000
+  timeout connect          3s
+  timeout client          30s
+  timeout server          30s
+  timeout tunnel        3600s
+  option            dontlognull
+  option            redispatch
+";
+
+#[test]
+fn marathon_lb_builds_the_recipes_write_backend() {
+    let app = read_json(&repo().join("marathon/redis.json"));
+    let rendered = marathon_lb_backend(&app, &EXAMPLE_TASKS).expect("marathon-lb renders the redis app");
+    let errs = recipe_differences(&rendered);
+    assert!(errs.is_empty(), "{}\nrendered:\n{rendered}", errs.join("\n"));
+    // The docs show exactly what marathon-lb writes for the labels, and the
+    // recipe exactly as the proxy tests run it.
+    let operating = std::fs::read_to_string(repo().join("docs/operating.md")).unwrap();
+    assert!(
+        operating.contains(&format!("```\n{}```\n", rendered.trim_start())),
+        "docs/operating.md must show marathon-lb's lines for the labels, exactly:\n{rendered}"
+    );
+    let recipe = std::fs::read_to_string(repo().join("docs/haproxy.cfg")).unwrap();
+    assert!(
+        operating.contains(&format!("```\n{recipe}```\n")),
+        "docs/operating.md must show docs/haproxy.cfg exactly"
+    );
+    // HAProxy itself accepts it, behind marathon-lb's defaults.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("haproxy.cfg");
+    std::fs::write(&cfg, format!("{MARATHON_LB_DEFAULTS}{rendered}")).unwrap();
+    let out = std::process::Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .expect("run haproxy -c (bash scripts/test.sh installs haproxy)");
+    assert!(
+        out.status.success(),
+        "haproxy -c rejects marathon-lb's config: {}{}\n{rendered}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn broken_marathon_lb_labels_are_caught() {
+    let good = read_json(&repo().join("marathon/redis.json"));
+    assert!(marathon_lb_errors(&good, 1).is_empty());
+    let broken = |f: &dyn Fn(&mut Value), what: &str, expect: &str| {
+        let mut app = good.clone();
+        f(&mut app);
+        let errs = invariant_errors(&app);
+        assert!(
+            errs.iter().any(|e| e.contains(expect)),
+            "{what} must be rejected with {expect:?}; errors: {errs:?}"
+        );
+    };
+    broken(
+        &|a| {
+            a["labels"].as_object_mut().unwrap().remove("HAPROXY_GROUP");
+        },
+        "no HAPROXY_GROUP",
+        "HAPROXY_GROUP",
+    );
+    broken(&|a| a["labels"]["HAPROXY_0_MODE"] = "http".into(), "HTTP mode", "tcp");
+    broken(
+        &|a| {
+            a["labels"].as_object_mut().unwrap().remove("HAPROXY_0_ENABLED");
+        },
+        "the Redis port not enabled (strict mode)",
+        "HAPROXY_0_ENABLED",
+    );
+    broken(
+        &|a| a["labels"]["HAPROXY_0_BACKEND_HEALTHCHECK_PORT_INDEX"] = "0".into(),
+        "checks on the Redis port",
+        "admin port",
+    );
+    broken(
+        &|a| {
+            a["labels"].as_object_mut().unwrap().remove("HAPROXY_1_ENABLED");
+        },
+        "the admin port exposed",
+        "HAPROXY_1_ENABLED",
+    );
+    broken(
+        &|a| {
+            a["healthChecks"].as_array_mut().unwrap().truncate(1);
+        },
+        "no TCP check of the Redis port",
+        "MESOS_TCP",
+    );
+    broken(
+        &|a| {
+            let l = &mut a["labels"]["HAPROXY_0_BACKEND_SERVER_TCP_HEALTHCHECK_OPTIONS"];
+            *l = l.as_str().unwrap().replace("fall 2", "fall 3").into();
+        },
+        "a slower fall than the recipe's",
+        "servers",
+    );
+    broken(
+        &|a| {
+            let l = &mut a["labels"]["HAPROXY_0_BACKEND_SERVER_TCP_HEALTHCHECK_OPTIONS"];
+            *l = l
+                .as_str()
+                .unwrap()
+                .replace(" on-marked-down shutdown-sessions", "")
+                .into();
+        },
+        "no shutdown-sessions",
+        "servers",
+    );
+    broken(
+        &|a| {
+            let l = &mut a["labels"]["HAPROXY_0_BACKEND_TCP_HEALTHCHECK_OPTIONS"];
+            *l = l.as_str().unwrap().replace("/master", "/health").into();
+        },
+        "a check of /health",
+        "directives",
+    );
+    broken(
+        &|a| {
+            let l = &mut a["labels"]["HAPROXY_0_BACKEND_HEAD"];
+            *l = l.as_str().unwrap().replace("  timeout connect 500ms\n", "").into();
+        },
+        "marathon-lb's 3 s connect timeout",
+        "timeout connect 500ms",
+    );
+    broken(
+        &|a| a["labels"]["HAPROXY_0_BACKEND_TCP_HEALTHCHECK_OPTIONS"] = "  option httpchk GET {path}\n".into(),
+        "a field marathon-lb does not have",
+        "no field {path}",
     );
 }
 

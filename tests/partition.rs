@@ -41,6 +41,10 @@ struct Cluster {
     g: Group,
     /// The namespace of each member: redis, then sentinels, then watchers.
     ns: Vec<String>,
+    /// The ZooKeeper forwarder's port on the bridge.
+    zk_port: u16,
+    /// The Sentinels' `down-after-milliseconds`.
+    down_after_ms: u64,
 }
 
 impl Cluster {
@@ -50,10 +54,15 @@ impl Cluster {
 
     /// [`Cluster::start`] with the Sentinels' `down-after-milliseconds`.
     async fn start_with(tag: &str, down_after_ms: u64) -> Cluster {
-        let mut net = Net::new();
+        let net = Net::new();
         let zk_port = forward_zk(&net.ip(2));
-        let mut g = Group::new(tag);
-        let mut ns = vec![];
+        let mut c = Cluster {
+            net,
+            g: Group::new(tag),
+            ns: vec![],
+            zk_port,
+            down_after_ms,
+        };
         let kinds = [
             ("redis", 1u8),
             ("redis", 2),
@@ -65,52 +74,76 @@ impl Cluster {
             ("watcher", 8),
         ];
         for (kind, i) in kinds {
-            let (name, ip) = net.host(i);
-            let t = Task {
-                ip: ip.clone(),
-                port: if kind == "sentinel" { SENTINEL_PORT } else { REDIS_PORT },
-                dir: task().dir,
-            };
-            let mut env: Vec<(&str, String)> = g.env((kind != "watcher").then_some(&t));
-            env.retain(|(k, _)| !["ZK_HOSTS", "SENTINEL_DOWN_AFTER_MS"].contains(k));
-            env.push(("ZK_HOSTS", format!("{}:{zk_port}", net.ip(2))));
-            env.push(("SENTINEL_DOWN_AFTER_MS", down_after_ms.to_string()));
-            env.push(("ADMIN_PORT", ADMIN_PORT.to_string()));
-            let bin = match kind {
-                "redis" => RZK_REDIS,
-                "sentinel" => RZK_SENTINEL,
-                _ => RZK_WATCHER,
-            };
-            let mut args = vec!["netns", "exec", name.as_str(), bin];
-            if kind == "redis" {
-                args.extend([
-                    "--repl-diskless-sync-delay",
-                    "0",
-                    "--min-replicas-to-write",
-                    "1",
-                    "--min-replicas-max-lag",
-                    "10",
-                ]);
-            }
-            let proc = Proc::spawn("ip", &args, &env, t.dir.join("launcher.log"));
-            let m = Member {
-                task: t,
-                proc,
-                admin: Some(ADMIN_PORT),
-            };
-            match kind {
-                "redis" => g.redis.push(m),
-                "sentinel" => g.sentinels.push(m),
-                _ => g.watchers.push(m),
-            }
-            ns.push(name);
+            c.launch(kind, i);
             if kind == "redis" && i == 1 {
                 wait_for("the first master's record", Duration::from_secs(30), || async {
-                    g.record().await.ok_or_else(|| "no record yet".to_string())
+                    c.g.record().await.ok_or_else(|| "no record yet".to_string())
                 })
                 .await;
             }
         }
+        c.settle().await;
+        c
+    }
+
+    /// Starts a task of `kind` on host `10 + i`, a namespace of its own.
+    fn launch(&mut self, kind: &str, i: u8) {
+        let (name, ip) = self.net.host(i);
+        let g = &mut self.g;
+        let t = Task {
+            ip: ip.clone(),
+            port: if kind == "sentinel" { SENTINEL_PORT } else { REDIS_PORT },
+            dir: task().dir,
+        };
+        let mut env: Vec<(&str, String)> = g.env((kind != "watcher").then_some(&t));
+        env.retain(|(k, _)| !["ZK_HOSTS", "SENTINEL_DOWN_AFTER_MS"].contains(k));
+        env.push(("ZK_HOSTS", format!("{}:{}", self.net.ip(2), self.zk_port)));
+        env.push(("SENTINEL_DOWN_AFTER_MS", self.down_after_ms.to_string()));
+        env.push(("ADMIN_PORT", ADMIN_PORT.to_string()));
+        let bin = match kind {
+            "redis" => RZK_REDIS,
+            "sentinel" => RZK_SENTINEL,
+            _ => RZK_WATCHER,
+        };
+        let mut args = vec!["netns", "exec", name.as_str(), bin];
+        if kind == "redis" {
+            args.extend([
+                "--repl-diskless-sync-delay",
+                "0",
+                "--min-replicas-to-write",
+                "1",
+                "--min-replicas-max-lag",
+                "10",
+            ]);
+        }
+        let proc = Proc::spawn("ip", &args, &env, t.dir.join("launcher.log"));
+        let m = Member {
+            task: t,
+            proc,
+            admin: Some(ADMIN_PORT),
+        };
+        // Members in order: redis, then sentinels, then watchers.
+        let at = match kind {
+            "redis" => {
+                g.redis.push(m);
+                g.redis.len() - 1
+            }
+            "sentinel" => {
+                g.sentinels.push(m);
+                g.redis.len() + g.sentinels.len() - 1
+            }
+            _ => {
+                g.watchers.push(m);
+                self.ns.len()
+            }
+        };
+        self.ns.insert(at, name);
+    }
+
+    /// Waits until the group is healthy and every Sentinel knows every
+    /// replica as promotable.
+    async fn settle(&self) {
+        let g = &self.g;
         let master = g.wait_healthy(Duration::from_secs(60)).await;
         // Sentinel learns of replicas from the master's INFO, every 10 s: a
         // cut before every Sentinel knows every replica as promotable could
@@ -118,7 +151,6 @@ impl Cluster {
         let replicas: Vec<String> = g.redis.iter().map(Member::addr).filter(|a| *a != master).collect();
         let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
         wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
-        Cluster { net, g, ns }
     }
 
     fn ns_of(&self, addr: &str) -> &str {
@@ -610,4 +642,160 @@ async fn a_replica_cut_off_rejoins() {
     assert_eq!(g.record().await.as_deref(), Some(master.as_str()), "the record moved");
     g.wait_healthy(Duration::from_secs(60)).await;
     eprintln!("MEASURE replica cut off: /ready 503 after {unready_after:?}, 200 again {took:?} after healing");
+}
+
+/// The master and one replica cut off, with clients that know one address:
+/// a writer goes only through HAProxy, configured with the docs' recipe
+/// (`docs/haproxy.cfg`), which runs on a host of its own on the majority's
+/// side (a marathon-lb host), in front of 4 redis tasks, so that the
+/// majority keeps a replica to confirm `WAIT 1` (and satisfy
+/// `min-replicas-to-write 1`). A second proxy with the same recipe on the
+/// test's host, which both sides reach, shows the fenced old master
+/// leaving its pool before the promotion. Then:
+/// - nothing the writer saw confirmed by `WAIT 1` is lost;
+/// - its first confirmed write comes at most 1.5 s after the record moved;
+/// - the old master leaves both pools and never comes back, healed,
+///   fenced, then demoted;
+/// - an idle client connected straight to the old master from a host on
+///   its side is dropped when it is demoted after the heal, and nothing
+///   of the test stays connected to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_and_one_replica_cut_off_behind_a_proxy() {
+    use common::haproxy::*;
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start("cut-proxy").await;
+    c.launch("redis", 9);
+    c.settle().await;
+    let (proxy_ns, proxy_ip) = c.net.host(10);
+    let g = &c.g;
+    let old = g.record().await.unwrap();
+    let replica = g.redis.iter().map(Member::addr).find(|a| *a != old).unwrap();
+    let minority = [old.as_str(), replica.as_str()];
+    // The writer's proxy, on the majority's side of the cut.
+    let proxy = Haproxy::start(g, Some(&proxy_ip), Some(&proxy_ns));
+    proxy.wait_only_up("redis_write", &old, Duration::from_secs(10)).await;
+    // The proxy both sides reach (the test's own host): it sees the fence.
+    let seeing = Haproxy::start(g, None, None);
+    seeing.wait_only_up("redis_write", &old, Duration::from_secs(10)).await;
+    let pool = PoolWatch::start(&proxy, "redis_write");
+    let seen_pool = PoolWatch::start(&seeing, "redis_write");
+    let record = RecordWatch::start(&g.root).await;
+    let direct = idle_connection(&old, "rzk-direct-idle", Duration::from_secs(120)).await;
+    let writer = ProxyWriter::start(proxy.write.clone(), "cut");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sides: Vec<&str> = minority.iter().map(|a| c.ns_of(a)).collect();
+    let mut others = c.all_but(&minority);
+    others.push(proxy_ip.clone());
+    let cut = Instant::now();
+    c.net.cut(&sides, &others);
+    let (moved_at, new) = record.wait_moved(&old, CUT).await;
+    assert!(
+        !minority.contains(&new.as_str()),
+        "the record moved to {new}, on the cut side"
+    );
+    proxy.wait_only_up("redis_write", &new, Duration::from_secs(10)).await;
+    tokio::time::sleep(CUT.saturating_sub(cut.elapsed())).await;
+    c.net.heal();
+    let healed = Instant::now();
+    wait_for(
+        "the old master to follow the new one",
+        Duration::from_secs(40),
+        || async {
+            let role = role(&old).await?;
+            let host = info_field(&old, "replication", "master_host").await.unwrap_or_default();
+            let port = info_field(&old, "replication", "master_port").await.unwrap_or_default();
+            if role == "slave" && format!("{host} {port}") == new {
+                Ok(())
+            } else {
+                Err(format!("{old}: {role} of {host} {port}"))
+            }
+        },
+    )
+    .await;
+    let followed = Instant::now();
+    // Dropped as it was demoted: at the latest a look (1 s) after the role
+    // change was seen.
+    let direct_closed = tokio::time::timeout(Duration::from_secs(2), direct)
+        .await
+        .ok()
+        .and_then(|r| r.unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let ledger = writer.finish().await;
+    let stale: Vec<String> = common::haproxy::client_names(&old)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.starts_with("rzk-"))
+        .collect();
+    let wait_keys: Vec<String> = ledger.wait_acked.iter().map(|(k, _)| k.clone()).collect();
+    let plain: Vec<String> = ledger.plain_ok.iter().map(|(k, _)| k.clone()).collect();
+    let wait_lost = missing_keys(&new, None, &wait_keys).await;
+    let plain_lost = missing_keys(&new, None, &plain).await;
+    let first = ledger.first_ack_after(moved_at);
+    let left = pool.left_for_good(&old, cut).map(|t| t - cut);
+    let seen_left = seen_pool.left_for_good(&old, cut).map(|t| t - cut);
+    let fenced = g
+        .redis
+        .iter()
+        .find(|m| m.addr() == old)
+        .unwrap()
+        .proc
+        .log()
+        .contains("FENCED");
+    eprintln!(
+        "MEASURE proxy, master + 1 replica cut off: record moved {:?} after the cut; first WAIT-confirmed write through the proxy {first:?} after the move; write gap {:?}; {} confirmed by WAIT ({} lost), {} plain OK ({} lost), {} errors, {} connections; old master out of the writer's pool {left:?} after the cut, out of the pool of the proxy both sides reach {seen_left:?} after the cut (fenced: {fenced}); followed the new master {:?} after the heal; idle client straight to it closed {:?} after that",
+        moved_at - cut,
+        ledger.gap_around(moved_at),
+        ledger.wait_acked.len(),
+        wait_lost.len(),
+        ledger.plain_ok.len(),
+        plain_lost.len(),
+        ledger.errors.len(),
+        ledger.connections,
+        followed - healed,
+        direct_closed.map(|t| t.saturating_duration_since(healed)),
+    );
+    assert!(
+        ledger.wait_acked.iter().any(|(_, at)| *at < cut),
+        "the writer confirmed nothing before the cut: {:?}",
+        &ledger.errors[..ledger.errors.len().min(5)]
+    );
+    assert!(
+        wait_lost.is_empty(),
+        "{} of {} writes confirmed by WAIT 1 lost: {:?}",
+        wait_lost.len(),
+        wait_keys.len(),
+        &wait_lost[..wait_lost.len().min(5)]
+    );
+    let first = first.unwrap_or_else(|| panic!("no write confirmed after the record moved"));
+    assert!(
+        first <= Duration::from_millis(1500),
+        "the first write confirmed through the proxy came {first:?} after the record moved; pool: {}",
+        pool.describe(moved_at)
+    );
+    assert!(
+        left.is_some(),
+        "the old master {old} did not leave the writer's pool for good: {}",
+        pool.describe(cut)
+    );
+    // The proxy that still reaches it drops it for its fence (/master 503),
+    // before the Sentinels could promote another (down-after), and never
+    // takes it back: fenced, then a replica.
+    let seen_left = seen_left.unwrap_or_else(|| {
+        panic!(
+            "the old master never left for good the pool of the proxy that reaches it: {}",
+            seen_pool.describe(cut)
+        )
+    });
+    assert!(
+        fenced && seen_left < moved_at - cut,
+        "the old master left the pool of the proxy that reaches it {seen_left:?} after the cut, the record moved {:?} after it (fenced: {fenced}): {}",
+        moved_at - cut,
+        seen_pool.describe(cut)
+    );
+    assert!(
+        direct_closed.is_some(),
+        "the idle client connected straight to the old master was not dropped within 2 s of its demotion"
+    );
+    assert!(stale.is_empty(), "the old master {old} still has the clients {stale:?}");
 }

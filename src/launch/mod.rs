@@ -19,8 +19,12 @@ pub use ready::{Ready, STARTUP_TIMEOUT, wait_ready};
 pub struct Own<'a> {
     /// Probes with the group's password.
     pub probe: &'a Probe,
-    /// The local server (its bind address, for the launcher's own probes).
+    /// The local server as the launcher's own probes reach it (its
+    /// 127.0.0.1 listener).
     pub local: Endpoint,
+    /// The server's listener on the task address, where clients connect:
+    /// when the server is demoted, its normal clients there are dropped.
+    pub task: Endpoint,
     /// This task's announced address (what peers and Sentinels call it).
     pub me: Endpoint,
     /// `MASTER_NAME`.
@@ -30,7 +34,10 @@ pub struct Own<'a> {
 impl Own<'_> {
     /// The executor of this launcher, for actions on its own server too.
     pub fn executor(&self) -> Executor<'_> {
-        Executor::with_local(self.probe, self.name, &self.local)
+        Executor {
+            clients: Some(&self.task),
+            ..Executor::with_local(self.probe, self.name, &self.local)
+        }
     }
 }
 

@@ -109,7 +109,8 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     keeper.register(&node_path, &me.to_record());
     let own = Own {
         probe: &probe,
-        local: id.local(),
+        local: id.loopback(),
+        task: id.local(),
         me: me.clone(),
         name: &cfg.common.master_name,
     };
@@ -117,7 +118,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         probe.clone(),
         &cfg.common.master_name,
         Scope {
-            local_server: Some((id.local(), me.clone())),
+            local_server: Some((id.loopback(), me.clone())),
             local_sentinel: None,
             nodes: true,
             sentinel_replicas: true,
@@ -539,7 +540,9 @@ impl Duty<'_> {
             }
         }
         if let (Outcome::Done(_), Some(marks)) = (&outcome, &self.marks) {
-            marks.mark_followed(self.own.probe, &self.own.local, deadline.into_std()).await;
+            marks
+                .mark_followed(self.own.probe, &self.own.local, deadline.into_std())
+                .await;
         }
         match &outcome {
             Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms = started.elapsed().as_millis() as u64,

@@ -96,17 +96,15 @@ pub async fn carry_out(
                     // The old master follows the new one now, as Sentinel
                     // would a few seconds later; only then may it take
                     // requests again: paused writes then fail with
-                    // READONLY instead of being lost.
+                    // READONLY instead of being lost, and its clients are
+                    // dropped so that they find the new master (Follow).
                     // (After a crash there is no server left to follow.)
                     Outcome::Done(_) if snap.local.is_none() => {}
-                    Outcome::Done(new) => match executor.execute(&Action::Follow(new.clone()), None).await {
-                        Ok(()) => {
-                            let _ = executor.execute(&Action::Unpause, None).await;
-                        }
-                        Err(e) => {
+                    Outcome::Done(new) => {
+                        if let Err(e) = executor.execute(&Action::Follow(new.clone()), None).await {
                             warn!(old = %own.me, error = %e, "could not make the old master a replica; Sentinel will")
                         }
-                    },
+                    }
                     // Nothing was asked of the Sentinels, or they gave it up:
                     // the master is still the master and takes writes again.
                     Outcome::Aborted(_) => {

@@ -36,6 +36,10 @@ pub struct GuardMemory {
     pub stranded_since: Option<Instant>,
     /// The previous look already found this master outvoted.
     pub outvoted_once: bool,
+    /// When the guard last asked for this master's demotion: a look begun
+    /// before that still sees a master, and is no reason to demote (and
+    /// drop its clients) again.
+    pub demoted_at: Option<Instant>,
 }
 
 /// What the guard asks for.
@@ -86,6 +90,9 @@ pub fn guard(
         }
         Some(Role::Master) => {
             mem.stranded_since = None;
+            if mem.demoted_at.is_some_and(|t| snap.taken <= t) {
+                return None;
+            }
             // A failover under way may be promoting this very server (the
             // Sentinels name the old master until it is confirmed): the
             // guard waits until it ended.
@@ -96,6 +103,7 @@ pub fn guard(
             match majority_master(snap, me) {
                 Some(other) if mem.outvoted_once => {
                     mem.outvoted_once = false;
+                    mem.demoted_at = Some(now);
                     Some(GuardAction::Demote { to: other })
                 }
                 Some(_) => {
@@ -249,6 +257,23 @@ mod tests {
     }
 
     #[test]
+    fn looks_begun_before_a_demotion_do_not_demote_again() {
+        let t0 = Instant::now();
+        let mut mem = GuardMemory::default();
+        let stale = |taken: Instant| Snapshot { taken, ..outvoted(2) };
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(guard(&stale(at(0)), &ep(1), &mut mem, at(0), SETTLE), None);
+        let demote = Some(GuardAction::Demote { to: ep(3) });
+        assert_eq!(guard(&stale(at(1)), &ep(1), &mut mem, at(1), SETTLE), demote);
+        // Two more looks that began before the demotion, still a master.
+        assert_eq!(guard(&stale(at(0)), &ep(1), &mut mem, at(2), SETTLE), None);
+        assert_eq!(guard(&stale(at(1)), &ep(1), &mut mem, at(2), SETTLE), None);
+        // The demotion did not take: looks after it decide again.
+        assert_eq!(guard(&stale(at(2)), &ep(1), &mut mem, at(2), SETTLE), None);
+        assert_eq!(guard(&stale(at(3)), &ep(1), &mut mem, at(3), SETTLE), demote);
+    }
+
+    #[test]
     fn a_master_is_not_demoted_while_a_failover_runs() {
         // 3 was just promoted; the Sentinels still name 1 until the
         // promotion is confirmed, and the leader flags the failover.
@@ -305,6 +330,7 @@ mod tests {
         let mut mem = GuardMemory {
             stranded_since: Some(Instant::now()),
             outvoted_once: true,
+            demoted_at: Some(Instant::now()),
         };
         assert_eq!(guard(&world(), &ep(1), &mut mem, Instant::now(), SETTLE), None);
         assert_eq!(mem, GuardMemory::default());

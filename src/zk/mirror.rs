@@ -29,7 +29,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, warn};
 use zookeeper_client::{AddWatchMode, Client, EventType, PersistentWatcher, SessionState, StateWatcher};
 
@@ -104,6 +104,9 @@ impl Copies {
 pub(crate) struct Mirror {
     root: String,
     copies: Mutex<Copies>,
+    /// Counts the watch's events about the record or the switchover
+    /// intent: a launcher looks again at once when either changes.
+    changes: watch::Sender<u64>,
     /// Dropped with the mirror: tells the event task to end.
     _stop: oneshot::Sender<()>,
 }
@@ -119,6 +122,7 @@ impl Mirror {
         let m = Mirror {
             root: root.to_string(),
             copies: Mutex::new(Copies::default()),
+            changes: watch::channel(0).0,
             _stop: stop,
         };
         (Arc::new(m), stopped)
@@ -145,6 +149,20 @@ impl Mirror {
             Some(Part::Diverged)
         } else {
             None
+        }
+    }
+
+    /// The count of changes to the record or the intent the watch told of.
+    pub(crate) fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// A watch event about `path`: forgets the copy it made stale and, for
+    /// the record, the intent or the root, counts a change.
+    fn changed(&self, path: &str) {
+        self.touched(path);
+        if matches!(self.part_of(path), Some(Part::Master | Part::Switchover)) || path == self.root {
+            self.changes.send_modify(|n| *n += 1);
         }
     }
 
@@ -260,7 +278,7 @@ impl Mirror {
                         EventType::Session => {}
                         _ => {
                             debug!(path = %event.path, kind = ?event.event_type, "znode changed; copy forgotten");
-                            m.touched(&event.path);
+                            m.changed(&event.path);
                         }
                     }
                 }
@@ -349,6 +367,27 @@ mod tests {
         m.arm(true);
         m.keep_registered(Part::Sentinels, t, &list());
         assert_eq!(m.registered(Part::Sentinels), None);
+    }
+
+    #[test]
+    fn the_record_and_the_intent_count_as_changes() {
+        let m = mirror();
+        let rx = m.changes();
+        for path in [
+            "/g/nodes/x",
+            "/g/sentinels/a",
+            "/g/lock/lock-1",
+            "/g2/master",
+            "/g/mastery",
+        ] {
+            m.changed(path);
+        }
+        assert_eq!(*rx.borrow(), 0, "registrations, the lock and other paths are no change");
+        m.changed("/g/master");
+        m.changed("/g/switchover");
+        m.changed("/g");
+        assert_eq!(*rx.borrow(), 3);
+        assert!(rx.has_changed().unwrap());
     }
 
     #[test]

@@ -272,6 +272,13 @@ impl Zk {
         Acls::new(&self.acls)
     }
 
+    /// Counts the changes of the record and the switchover intent that this
+    /// session's watch tells of (none without the watch): whoever decides
+    /// from them looks again at once.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.mirror.changes()
+    }
+
     fn dir_options(&self) -> CreateOptions<'_> {
         CreateMode::Persistent.with_acls(self.acls())
     }

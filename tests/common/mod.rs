@@ -9,6 +9,7 @@
 
 pub mod ensemble;
 pub mod group;
+pub mod haproxy;
 pub mod net;
 
 use std::fs::{self, OpenOptions};
