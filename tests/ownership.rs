@@ -225,8 +225,7 @@ fn a_bad_variable_changes_nothing() {
 /// wrecking this machine. (Run as real root, the old code handed `/` and
 /// all of `/etc` to `redis` before it stopped at `/proc`.)
 fn run_as_fake_root(bin: &str, vars: &[(&str, &str)]) -> Output {
-    let mut c = Command::new("setpriv");
-    c.args([
+    let args = [
         "--reuid=65534",
         "--regid=65534",
         "--clear-groups",
@@ -234,16 +233,10 @@ fn run_as_fake_root(bin: &str, vars: &[(&str, &str)]) -> Output {
         "--user",
         "--map-root-user",
         bin,
-    ])
-    .current_dir("/")
-    .env_clear()
-    .env("PATH", std::env::var("PATH").unwrap())
-    .env("ZK_HOSTS", "127.0.0.1:1")
-    .env("ZK_CONNECT_TIMEOUT_S", "1");
-    for (k, v) in vars {
-        c.env(k, v);
-    }
-    let o = c.output().expect("run setpriv (util-linux)");
+    ];
+    let o = command("setpriv", &args, Path::new("/"), vars)
+        .output()
+        .expect("run setpriv (util-linux)");
     let t = text(&o);
     assert!(
         !t.contains("unshare:") && !t.contains("setpriv:"),

@@ -190,13 +190,7 @@ async fn resp(from: &str, to: &str, cmds: &[&[&str]]) -> Result<Vec<String>, Str
         .await
         .map_err(|_| "connect timeout".to_string())?
         .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    for c in cmds {
-        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
-        for a in *c {
-            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-        }
-    }
+    let out = resp_encode(cmds);
     let io = async {
         s.write_all(&out).await.map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
@@ -519,13 +513,7 @@ async fn sentinels_cut_off_from_a_live_master() {
         );
     };
     assert!(f < p, "fenced {} ms after the promotion\n{}", f - p, g.diagnose().await);
-    assert!(
-        wait_lost.is_empty(),
-        "the WAIT 1 client lost {} of {} writes: {:?}",
-        wait_lost.len(),
-        waiting.acked.len(),
-        &wait_lost[..wait_lost.len().min(5)]
-    );
+    assert_none_lost("the WAIT 1 client", &wait_lost, waiting.acked.len());
 }
 
 /// No fence, no failover, nothing lost, while ZooKeeper is cut off from
@@ -743,15 +731,10 @@ async fn master_and_one_replica_cut_off_behind_a_proxy() {
         .log()
         .contains("FENCED");
     eprintln!(
-        "MEASURE proxy, master + 1 replica cut off: record moved {:?} after the cut; first WAIT-confirmed write through the proxy {first:?} after the move; write gap {:?}; {} confirmed by WAIT ({} lost), {} plain OK ({} lost), {} errors, {} connections; old master out of the writer's pool {left:?} after the cut, out of the pool of the proxy both sides reach {seen_left:?} after the cut (fenced: {fenced}); followed the new master {:?} after the heal; idle client straight to it closed {:?} after that",
+        "MEASURE proxy, master + 1 replica cut off: record moved {:?} after the cut; first WAIT-confirmed write through the proxy {first:?} after the move; write gap {:?}; {}; old master out of the writer's pool {left:?} after the cut, out of the pool of the proxy both sides reach {seen_left:?} after the cut (fenced: {fenced}); followed the new master {:?} after the heal; idle client straight to it closed {:?} after that",
         moved_at - cut,
         ledger.gap_around(moved_at),
-        ledger.wait_acked.len(),
-        wait_lost.len(),
-        ledger.plain_ok.len(),
-        plain_lost.len(),
-        ledger.errors.len(),
-        ledger.connections,
+        ledger.tally(wait_lost.len(), plain_lost.len()),
         followed - healed,
         direct_closed.map(|t| t.saturating_duration_since(healed)),
     );

@@ -78,26 +78,6 @@ enum Move {
     Switchover,
 }
 
-/// Runs `rzkctl` with the group's environment, without blocking the runtime.
-async fn rzkctl(g: &Group, args: &[&str]) -> (i32, String) {
-    let out = tokio::process::Command::new(RZKCTL)
-        .args(args)
-        .env_clear()
-        .env("ZK_HOSTS", zk().connect_string())
-        .env("ZK_ROOT", &g.root)
-        .output()
-        .await
-        .expect("run rzkctl");
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 async fn scenario(how: Move) {
     let _running = Running::enter();
     let mut guard = group().await;
@@ -129,7 +109,7 @@ async fn scenario(how: Move) {
         }
         Move::Switchover => {
             let to = target.replacen(' ', ":", 1);
-            Some(rzkctl(g, &["switchover", "--to", &to, "--timeout", "30"]).await)
+            Some(g.rzkctl(&["switchover", "--to", &to, "--timeout", "30"]).await)
         }
     };
     let (moved_at, new) = record
@@ -179,14 +159,9 @@ async fn scenario(how: Move) {
     let first = ledger.first_ack_after(moved_at);
     let gap = ledger.gap_around(moved_at);
     eprintln!(
-        "MEASURE proxy {how:?}: record moved {:?} after the event; first WAIT-confirmed write through the proxy {first:?} after the record moved; write gap {gap:?}; {} confirmed by WAIT ({} lost), {} plain OK ({} lost), {} errors, {} connections; idle connection straight to the old master closed {:?}, through the proxy {:?} (relative to the record move); proxy on the new master only {:?} after the move; proxy state changes: {:?}",
+        "MEASURE proxy {how:?}: record moved {:?} after the event; first WAIT-confirmed write through the proxy {first:?} after the record moved; write gap {gap:?}; {}; idle connection straight to the old master closed {:?}, through the proxy {:?} (relative to the record move); proxy on the new master only {:?} after the move; proxy state changes: {:?}",
         moved_at - started,
-        ledger.wait_acked.len(),
-        wait_lost.len(),
-        ledger.plain_ok.len(),
-        plain_lost.len(),
-        ledger.errors.len(),
-        ledger.connections,
+        ledger.tally(wait_lost.len(), plain_lost.len()),
         rel(direct_closed),
         rel(proxied_closed),
         left_at - moved_at,
@@ -205,12 +180,10 @@ async fn scenario(how: Move) {
         ledger.wait_acked.iter().any(|(_, at)| *at < started),
         "the writer confirmed nothing before the event: {sample:?}"
     );
-    assert!(
-        wait_lost.is_empty(),
-        "{how:?}: {} of {} writes confirmed by WAIT 1 lost: {:?}",
-        wait_lost.len(),
+    assert_none_lost(
+        &format!("{how:?}: the WAIT 1 writer"),
+        &wait_lost,
         ledger.wait_acked.len(),
-        &wait_lost[..wait_lost.len().min(5)]
     );
     let first =
         first.unwrap_or_else(|| panic!("{how:?}: no write confirmed after the record moved; errors {sample:?}"));

@@ -162,23 +162,6 @@ fn bad_usage_and_configuration_exit_2() {
     }
 }
 
-/// Runs `rzkctl` without blocking the runtime (the writer runs meanwhile).
-async fn rzkctl_async(g: &Group, args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(RZKCTL)
-        .args(args)
-        .env_clear()
-        .env("ZK_HOSTS", zk().connect_string())
-        .env("ZK_ROOT", &g.root)
-        .output()
-        .await
-        .expect("run rzkctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn colon(addr: &str) -> String {
     addr.replacen(' ', ":", 1)
 }
@@ -195,7 +178,7 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
         (colon(&old), "already the master"),
         ("127.0.0.9:1".to_string(), "not a registered"),
     ] {
-        let (code, out, err) = rzkctl_async(&g, &["switchover", "--to", &to, "--timeout", "20"]).await;
+        let (code, out, err) = g.rzkctl(&["switchover", "--to", &to, "--timeout", "20"]).await;
         assert_eq!(code, 1, "--to {to}: {out}{err}");
         assert!(err.contains(want), "--to {to}: {err}");
         assert_eq!(g.record_with_version().await.unwrap(), (old.clone(), version_before));
@@ -208,7 +191,9 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
     let target = g.redis.iter().enumerate().rfind(|(i, _)| *i != mi).unwrap().1.addr();
     let writer = g.start_writer("sw", None, 1);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (code, out, err) = rzkctl_async(&g, &["switchover", "--to", &colon(&target), "--timeout", "30"]).await;
+    let (code, out, err) = g
+        .rzkctl(&["switchover", "--to", &colon(&target), "--timeout", "30"])
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ledger = writer.finish().await;
     assert_eq!(code, 0, "switchover: {out}{err}\n{}", g.diagnose().await);
@@ -389,7 +374,7 @@ async fn priorities(g: &Group) -> Vec<(String, String)> {
 /// probe was held up by a pause (no answer within the probe's 1 s).
 async fn rzkctl_probing_pause(g: &Group, master: &str, args: &[&str]) -> (i32, String, String, Duration, bool) {
     let t0 = std::time::Instant::now();
-    let run = rzkctl_async(g, args);
+    let run = g.rzkctl(args);
     tokio::pin!(run);
     let mut held = false;
     let mut n = 0u32;
@@ -530,7 +515,7 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     // 2. Without --to, with writes flowing.
     let writer = g.start_writer("sw-any", None, 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (code, out, err) = rzkctl_async(&g, &["switchover", "--timeout", "30"]).await;
+    let (code, out, err) = g.rzkctl(&["switchover", "--timeout", "30"]).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ledger = writer.finish().await;
     assert_eq!(code, 0, "switchover without --to: {out}{err}\n{}", g.diagnose().await);

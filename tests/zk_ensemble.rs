@@ -410,6 +410,23 @@ struct Bounds {
     sessions_kept: bool,
 }
 
+/// For a fault the ensemble rides out within a session: no registration
+/// missing while it answers, all back within a second, no session replaced.
+const STEADY: Bounds = Bounds {
+    gap: Duration::ZERO,
+    back: Duration::from_secs(1),
+    sessions_kept: true,
+};
+
+/// For a fault that can outlast a session: a registration may be missing
+/// for up to two session timeouts, and be back within two of the ensemble
+/// serving again, with a new session.
+const EXPIRING: Bounds = Bounds {
+    gap: SESSION.saturating_mul(2),
+    back: SESSION.saturating_mul(2),
+    sessions_kept: false,
+};
+
 /// Runs `fault` with the writers and the monitor going, then checks
 /// everything the issue asks for and returns the figures.
 async fn scenario<F, Fut>(name: &'static str, bounds: Bounds, fault: F) -> Figures
@@ -629,11 +646,7 @@ async fn registered_now(g: &Group) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_killed_and_started_again_15_s_later() {
-    let bounds = Bounds {
-        gap: Duration::ZERO,
-        back: Duration::from_secs(1),
-        sessions_kept: true,
-    };
+    let bounds = STEADY;
     scenario("leader killed", bounds, |w, _, _| async move {
         let l = w.ens.leader().await.expect("a leader");
         w.ens.kill(l);
@@ -647,11 +660,7 @@ async fn leader_killed_and_started_again_15_s_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_lost_for_three_session_timeouts() {
-    let bounds = Bounds {
-        gap: SESSION * 2,
-        back: SESSION * 2,
-        sessions_kept: false,
-    };
+    let bounds = EXPIRING;
     scenario("quorum lost", bounds, |w, _, _| async move {
         let l = w.ens.leader().await.expect("a leader");
         let other = (l + 1) % w.ens.servers.len();
@@ -666,11 +675,7 @@ async fn quorum_lost_for_three_session_timeouts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_of_the_ensemble() {
-    let bounds = Bounds {
-        gap: Duration::ZERO,
-        back: Duration::from_secs(1),
-        sessions_kept: true,
-    };
+    let bounds = STEADY;
     scenario("rolling restart", bounds, |w, _, _| async move {
         let l = w.ens.leader().await.expect("a leader");
         let mut order: Vec<usize> = (0..w.ens.servers.len()).filter(|i| *i != l).collect();
@@ -690,11 +695,7 @@ async fn the_masters_zookeeper_server_cut_off() {
     // to another server; when it goes back to the silent one it spends its
     // connection timeout (3/5 of the session) there and the session
     // expires: the launcher registers again at once with a new session.
-    let bounds = Bounds {
-        gap: SESSION * 2,
-        back: SESSION * 2,
-        sessions_kept: false,
-    };
+    let bounds = EXPIRING;
     scenario("master's server cut off", bounds, |w, master, want| async move {
         let sid = want[&format!("nodes {master}")];
         // The server the master's launcher is connected to.

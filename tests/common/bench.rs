@@ -841,7 +841,7 @@ async fn raw_forced_round() -> Forced {
     let g = RawGroup::start(3, 3, FORCED_DOWN_AFTER_MS).await;
     g.settle().await;
     let sentinels = g.sentinel_addrs();
-    let writer = spawn_writer(sentinels.clone(), None, "forced", None, 1, false);
+    let writer = spawn_writer_at(None, sentinels.clone(), None, "forced", None, 1, false);
     forced_failover(&sentinels[0], &g.master(), writer).await
 }
 

@@ -566,20 +566,8 @@ impl Group {
 }
 
 /// A writer that finds the master through `sentinels` (and, failing them,
-/// the record under `root`); see [`Group::start_writer_with`].
-pub fn spawn_writer(
-    sentinels: Vec<String>,
-    root: Option<String>,
-    tag: &str,
-    password: Option<String>,
-    wait_replicas: usize,
-    sticky: bool,
-) -> Writer {
-    spawn_writer_at(None, sentinels, root, tag, password, wait_replicas, sticky)
-}
-
-/// [`spawn_writer`] reading the record from the ZooKeeper `zk_hosts`
-/// (`None`: the binary's own [`zk()`]).
+/// the record under `root` in the ZooKeeper `zk_hosts`, `None`: the
+/// binary's own [`zk()`]); see [`Group::start_writer_with`].
 pub fn spawn_writer_at(
     zk_hosts: Option<String>,
     sentinels: Vec<String>,
@@ -950,5 +938,25 @@ impl Drop for SentinelEvents {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+impl Group {
+    /// Runs `rzkctl` with the group's ZooKeeper and root, without blocking
+    /// the runtime: its exit code, stdout and stderr.
+    pub async fn rzkctl(&self, args: &[&str]) -> (i32, String, String) {
+        let out = tokio::process::Command::new(RZKCTL)
+            .args(args)
+            .env_clear()
+            .env("ZK_HOSTS", zk().connect_string())
+            .env("ZK_ROOT", &self.root)
+            .output()
+            .await
+            .expect("run rzkctl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }

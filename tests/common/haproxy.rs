@@ -293,13 +293,7 @@ impl Resp {
     /// Sends `cmds` at once and reads one reply line each, within `limit`.
     /// An error reply is a line starting with `-`, not an `Err`.
     pub async fn call(&mut self, cmds: &[&[&str]], limit: Duration) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
-        for c in cmds {
-            out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
-            for a in *c {
-                out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
-            }
-        }
+        let out = super::resp_encode(cmds);
         let io = async {
             self.r.get_mut().write_all(&out).await.map_err(|e| e.to_string())?;
             let mut replies = Vec::with_capacity(cmds.len());
@@ -348,6 +342,18 @@ pub struct ProxyLedger {
 }
 
 impl ProxyLedger {
+    /// The counts a MEASURE line reports, with how many of each kind were
+    /// lost.
+    pub fn tally(&self, wait_lost: usize, plain_lost: usize) -> String {
+        format!(
+            "{} confirmed by WAIT ({wait_lost} lost), {} plain OK ({plain_lost} lost), {} errors, {} connections",
+            self.wait_acked.len(),
+            self.plain_ok.len(),
+            self.errors.len(),
+            self.connections
+        )
+    }
+
     /// Every key the servers answered `+OK` to.
     pub fn all_ok(&self) -> Vec<String> {
         self.wait_acked

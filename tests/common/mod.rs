@@ -1176,3 +1176,26 @@ pub fn clock_ms(t: &str) -> Option<u64> {
     );
     Some(h * 3_600_000 + m * 60_000 + (s * 1000.0) as u64)
 }
+
+/// `cmds` as RESP arrays of bulk strings, ready to send at once.
+pub fn resp_encode(cmds: &[&[&str]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for c in cmds {
+        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+        for a in *c {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    out
+}
+
+/// Fails naming `who`, how many of `total` acknowledged writes are `lost`,
+/// and the first few, unless none is.
+pub fn assert_none_lost(who: &str, lost: &[String], total: usize) {
+    assert!(
+        lost.is_empty(),
+        "{who} lost {} of {total} acknowledged writes: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
