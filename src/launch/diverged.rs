@@ -96,6 +96,29 @@ impl Marks {
         }
     }
 
+    /// Writes the mark `(replid, offset)` of a look begun at `at_ms`;
+    /// whether it was written (a failure is logged once in a row).
+    fn write(&self, (replid, offset): (String, i64), at_ms: u64) -> bool {
+        let mark = Mark {
+            replid: replid.clone(),
+            offset,
+            at_ms,
+        };
+        match datadir::write_mark(&self.dir, &mark) {
+            Ok(()) => {
+                *self.written.borrow_mut() = Some((replid, offset));
+                self.failed.set(false);
+                true
+            }
+            Err(e) => {
+                if !self.failed.replace(true) {
+                    warn!(dir = %self.dir.display(), error = %e, "could not write the replication mark");
+                }
+                false
+            }
+        }
+    }
+
     /// After a hand-over: waits (until `until`) for the old master, now a
     /// replica, to be linked to the new master, and marks it then. The
     /// mark is in the new master's history, so a restart on this data
@@ -109,15 +132,7 @@ impl Marks {
                 && s.link_up
                 && !s.replid.is_empty()
             {
-                let mark = Mark {
-                    replid: s.replid.clone(),
-                    offset: s.offset,
-                    at_ms: began,
-                };
-                match datadir::write_mark(&self.dir, &mark) {
-                    Ok(()) => *self.written.borrow_mut() = Some((s.replid, s.offset)),
-                    Err(e) => warn!(dir = %self.dir.display(), error = %e, "could not write the replication mark"),
-                }
+                self.write((s.replid, s.offset), began);
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -138,21 +153,8 @@ impl Marks {
             let moved = self.written.borrow().as_ref() != Some(&now);
             if moved || !self.settled.get() {
                 let began = snap.taken.elapsed().as_millis() as u64;
-                let mark = Mark {
-                    replid: now.0.clone(),
-                    offset: now.1,
-                    at_ms: unix_ms().saturating_sub(began),
-                };
-                match datadir::write_mark(&self.dir, &mark) {
-                    Ok(()) => {
-                        *self.written.borrow_mut() = Some(now);
-                        self.settled.set(!moved);
-                        self.failed.set(false);
-                    }
-                    Err(e) if !self.failed.replace(true) => {
-                        warn!(dir = %self.dir.display(), error = %e, "could not write the replication mark")
-                    }
-                    Err(_) => {}
+                if self.write(now, unix_ms().saturating_sub(began)) {
+                    self.settled.set(!moved);
                 }
             }
         }
