@@ -16,6 +16,7 @@
 //!   their own view (`SENTINEL FAILOVER`). They must work while ZooKeeper
 //!   is away: a master handing over, or fencing itself, cannot wait for it.
 
+use std::path::Path;
 use std::time::Duration;
 
 use redis::Value;
@@ -23,8 +24,11 @@ use tracing::{info, warn};
 use zookeeper_client::{Error as ZkError, LockClient};
 
 use crate::config::MonitorSettings;
-use crate::model::{Endpoint, Secret};
-use crate::observe::{session_mark, zk_state};
+use crate::datadir;
+use crate::metrics::metrics;
+use crate::model::{Endpoint, Secret, unix_ms};
+use crate::observe::{server_state, session_mark, zk_state};
+use crate::policy::diverged::{Divergence, Live, live, writes};
 use crate::policy::reconcile::RecordWrite;
 use crate::probe::{Probe, ProbeError};
 use crate::render::monitor_settings;
@@ -157,6 +161,10 @@ pub enum ActError {
     NotDone(String),
 }
 
+/// How long a demotion pauses the own server's writes (milliseconds) while
+/// it compares; `REPLICAOF` then makes them fail, and the pause is lifted.
+const KEEP_PAUSE_MS: &str = "5000";
+
 /// Performs actions.
 pub struct Executor<'a> {
     /// Probes with the group's password.
@@ -173,6 +181,9 @@ pub struct Executor<'a> {
     /// 127.0.0.1): a demotion drops only the normal clients that came in
     /// there.
     pub clients: Option<&'a Endpoint>,
+    /// `DATA_DIR`, where a demotion of the own server keeps what only it
+    /// has ([`Executor::keep_past`]).
+    pub keep_in: Option<&'a Path>,
 }
 
 impl<'a> Executor<'a> {
@@ -184,6 +195,7 @@ impl<'a> Executor<'a> {
             local: None,
             monitor: None,
             clients: None,
+            keep_in: None,
         }
     }
 
@@ -260,10 +272,20 @@ impl<'a> Executor<'a> {
         self.redis(server, &["REPLICAOF", &to.host, &port]).await
     }
 
-    /// [`Action::Follow`]: only `REPLICAOF` decides success; lifting the
-    /// pause and dropping the clients are logged when they fail.
+    /// [`Action::Follow`]: writes paused, what only the own server has
+    /// kept aside ([`Executor::keep_past`]), then `REPLICAOF`. Only
+    /// `REPLICAOF` decides success; lifting the pause and dropping the
+    /// clients are logged when they fail.
     async fn become_replica(&self, to: &Endpoint) -> Result<(), ActError> {
         let own = self.own()?;
+        if let Some(dir) = self.keep_in {
+            // Nothing is written between the comparison and the demotion
+            // (a pause under way is only ever lengthened).
+            if let Err(e) = self.redis(own, &["CLIENT", "PAUSE", KEEP_PAUSE_MS, "WRITE"]).await {
+                warn!(addr = %own, error = %e, "could not pause writes before the demotion");
+            }
+            self.keep_past(own, to, dir).await;
+        }
         self.replicaof(own, to).await?;
         if let Err(e) = self.redis(own, &["CLIENT", "UNPAUSE"]).await {
             warn!(addr = %own, error = %e, "could not lift the write pause of the demoted server; it lapses on its own");
@@ -278,6 +300,57 @@ impl<'a> Executor<'a> {
             Err(e) => warn!(addr = %own, error = %e, "could not drop the demoted server's clients"),
         }
         Ok(())
+    }
+
+    /// Before the own server, a master, follows `to`: the writes it made
+    /// past `to`'s copy of its history, which the full sync would throw
+    /// away, are read from its backlog and kept in `dir`
+    /// ([`datadir::WRITES`]), or its data files are kept whole when that
+    /// cannot be told ([`crate::policy::diverged::live`]).
+    async fn keep_past(&self, own: &Endpoint, to: &Endpoint, dir: &Path) {
+        let (old, new) = tokio::join!(server_state(self.probe, own, own), server_state(self.probe, to, to));
+        let Some(old) = old.filter(|o| o.is_master()) else {
+            return;
+        };
+        let Some(new) = new else {
+            let d = Divergence::Unknown(format!("the new master {to} did not answer INFO"));
+            return datadir::keep_logged(dir, &d, None, None);
+        };
+        let whole = |why: String| {
+            let d = Divergence::Unknown(why);
+            datadir::keep_logged(dir, &d, None, Some((to, &new.replid, new.offset)))
+        };
+        let (replid, from, last) = match live(&old, &new) {
+            Live::Contained => {
+                return info!(addr = %own, master = %to, offset = old.offset, master_offset = new.offset,
+                    "the demoted master holds nothing the master lacks");
+            }
+            Live::Unknown(why) => return whole(why),
+            Live::Read { replid, from, to } => (replid, from, to),
+        };
+        let as_replica = self.clients.unwrap_or(own);
+        let stream = match self.probe.backlog(own, as_replica, &replid, from, last).await {
+            Ok(s) => s,
+            Err(e) => return whole(format!("its backlog past offset {from} could not be read: {e}")),
+        };
+        let commands = match crate::reply::stream_commands(&stream) {
+            Ok(c) => c,
+            Err(e) => return whole(format!("its backlog past offset {from} did not parse: {e}")),
+        };
+        let (n, kept) = writes(&commands);
+        if n == 0 {
+            return info!(addr = %own, master = %to, bytes = stream.len(), from,
+                "the demoted master holds nothing the master lacks (past its copy: only pings and Sentinel hellos)");
+        }
+        match datadir::keep_writes(dir, unix_ms(), &kept) {
+            Ok(path) => {
+                metrics().diverged_copies.inc();
+                warn!(addr = %own, master = %to, writes = n, from, to_offset = last, path = %path.join(datadir::WRITES).display(),
+                    "DIVERGED: the demoted master had acknowledged writes the new master never had; kept aside (replay with redis-cli --pipe)");
+            }
+            Err(e) => warn!(addr = %own, writes = n, error = %e,
+                "DIVERGED, NOT KEPT: the demoted master's own writes could not be written aside; the full sync replaces them"),
+        }
     }
 
     async fn promote(&self, replica: &Endpoint) -> Result<(), ActError> {

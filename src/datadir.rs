@@ -7,7 +7,11 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::policy::diverged::Mark;
+use tracing::warn;
+
+use crate::metrics::metrics;
+use crate::model::{Endpoint, unix_ms};
+use crate::policy::diverged::{Divergence, Mark};
 
 /// The replication mark, rewritten at every look (by rename, so a reader
 /// never sees half of it).
@@ -100,8 +104,7 @@ pub fn keep_aside(dir: &Path, stamp_ms: u64) -> io::Result<Kept> {
     if free < need {
         return Ok(Kept::NoRoom { need, free });
     }
-    let kept = dir.join(KEPT);
-    let target = kept.join(stamp_ms.to_string());
+    let target = dir.join(KEPT).join(stamp_ms.to_string());
     std::fs::create_dir_all(target.join("appendonlydir"))?;
     for f in &files {
         std::fs::hard_link(dir.join(f), target.join(f))?;
@@ -109,12 +112,65 @@ pub fn keep_aside(dir: &Path, stamp_ms: u64) -> io::Result<Kept> {
     if dir.join(MARK).is_file() {
         std::fs::copy(dir.join(MARK), target.join(MARK))?;
     }
-    for e in std::fs::read_dir(&kept)?.flatten() {
-        if e.path() != target {
+    newest_only(dir, &target)?;
+    Ok(Kept::Copy(target))
+}
+
+/// Keeps the data files of `dir` aside ([`keep_aside`]) because of `d`,
+/// and says so: the old data's `mark` and the `master` (its address,
+/// history and offset) it was compared with, when known.
+pub fn keep_logged(dir: &Path, d: &Divergence, mark: Option<&Mark>, master: Option<(&Endpoint, &str, i64)>) {
+    let (old_replid, old_offset, marked_at) = match mark {
+        Some(m) => (Some(m.replid.as_str()), Some(m.offset), Some(m.at_ms)),
+        None => (None, None, None),
+    };
+    let (master, master_replid, master_offset) = match master {
+        Some((a, r, o)) => (Some(a.to_string()), Some(r), Some(o)),
+        None => (None, None, None),
+    };
+    match keep_aside(dir, unix_ms()) {
+        Ok(Kept::Copy(path)) => {
+            metrics().diverged_copies.inc();
+            warn!(path = %path.display(), divergence = ?d, old_replid, old_offset, marked_at_ms = marked_at,
+                master, master_replid, master_offset,
+                "DIVERGED: the old data may hold writes the master never had; kept aside before the full sync replaces it");
+        }
+        Ok(Kept::NoRoom { need, free }) => {
+            warn!(need_bytes = need, free_bytes = free, divergence = ?d, old_offset, master_offset,
+                "DIVERGED, NOT KEPT: no room for a copy of the old data; the full sync replaces it");
+        }
+        Ok(Kept::NoData) => warn!(divergence = ?d, master,
+            "DIVERGED, NOT KEPT: the data may hold writes the master never had, and no data file is on disk to keep"),
+        Err(e) => warn!(error = %e, divergence = ?d, "could not keep the old data aside; the full sync replaces it"),
+    }
+}
+
+/// The file of a kept copy that holds the writes a running master made
+/// past its new master's copy, as the replication stream carried them
+/// (replayable with `redis-cli --pipe`).
+pub const WRITES: &str = "writes.resp";
+
+/// Keeps `stream` (commands in RESP) as [`WRITES`] in
+/// `dir/.rzk-diverged/<stamp_ms>`; older copies are removed once it is
+/// written.
+pub fn keep_writes(dir: &Path, stamp_ms: u64, stream: &[u8]) -> io::Result<PathBuf> {
+    let target = dir.join(KEPT).join(stamp_ms.to_string());
+    std::fs::create_dir_all(&target)?;
+    let tmp = target.join(format!("{WRITES}.tmp"));
+    std::fs::write(&tmp, stream)?;
+    std::fs::rename(&tmp, target.join(WRITES))?;
+    newest_only(dir, &target)?;
+    Ok(target)
+}
+
+/// Removes every kept copy in `dir` but `newest`.
+fn newest_only(dir: &Path, newest: &Path) -> io::Result<()> {
+    for e in std::fs::read_dir(dir.join(KEPT))?.flatten() {
+        if e.path() != newest {
             std::fs::remove_dir_all(e.path())?;
         }
     }
-    Ok(Kept::Copy(target))
+    Ok(())
 }
 
 /// The kept copy in `dir`, if there is one.
@@ -179,6 +235,10 @@ mod tests {
             std::fs::read(second.join("appendonlydir/appendonly.aof.1.base.rdb")).unwrap(),
             b"base"
         );
+        let third = keep_writes(&d, 300, b"*1\r\n$4\r\nPING\r\n").unwrap();
+        assert_eq!(kept_copy(&d), Some(third.clone()));
+        assert!(!second.exists());
+        assert_eq!(std::fs::read(third.join(WRITES)).unwrap(), b"*1\r\n$4\r\nPING\r\n");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

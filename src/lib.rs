@@ -20,13 +20,12 @@
 //! 6. [`observe`]: the I/O of a look, and the one observer of a process.
 //! 7. [`policy`] (*pure*): functions from a snapshot to what to do;
 //!    [`view`] (*pure*): the admin pages and the status table.
-//! 8. [`act`]: the one place that performs actions, fenced as each kind
-//!    needs.
+//! 8. [`datadir`]: the launcher's own files in `DATA_DIR` (the replication
+//!    mark and the kept copy of diverged data); [`act`]: the one place that
+//!    performs actions, fenced as each kind needs.
 //! 9. The process side: [`logging`], [`supervise`] (the child), [`session`]
 //!    (keeping a ZooKeeper session and its registrations), [`startup`] (the
 //!    machine checks before a launcher starts, and handing `DATA_DIR` over),
-//!    [`datadir`] (the launcher's own files in `DATA_DIR`: the replication
-//!    mark and the kept copy of diverged data),
 //!    [`admin`] (the admin HTTP API, serving what the launchers publish).
 //! 10. [`launch`]: the three launchers; [`ctl`], the operator's `rzkctl`;
 //!     and [`cli`], the binaries' `main`.
@@ -43,12 +42,12 @@ pub mod render;
 pub mod observe;
 pub mod policy;
 pub mod view;
+pub mod datadir;
 pub mod act;
 pub mod logging;
 pub mod supervise;
 pub mod session;
 pub mod startup;
-pub mod datadir;
 pub mod admin;
 pub mod launch;
 pub mod ctl;

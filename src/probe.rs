@@ -201,6 +201,86 @@ impl Probe {
         }
     }
 
+    /// The bytes `from..=to` of history `replid` from the backlog of the
+    /// master at `ep`, read as a replica reads them (`PSYNC replid from`,
+    /// answered `+CONTINUE`). The connection names itself `as_replica`
+    /// (`REPLCONF ip-address`/`listening-port`), so a Sentinel that lists
+    /// it sees only the server that reads. Nothing is acknowledged: the
+    /// reader never counts as a replica that has the data.
+    pub async fn backlog(
+        &self,
+        ep: &Endpoint,
+        as_replica: &Endpoint,
+        replid: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<u8>, ProbeError> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+        let len =
+            usize::try_from(to - from + 1).map_err(|_| Self::reply(ep, format!("no bytes from {from} to {to}")))?;
+        let io = |e: std::io::Error| ProbeError::Connect {
+            addr: ep.clone(),
+            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+            why: e.to_string(),
+        };
+        let read = async {
+            let mut conn = BufReader::new(
+                tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+                    .await
+                    .map_err(io)?,
+            );
+            let mut cmds = vec![];
+            if let Some(p) = &self.password {
+                cmds.push(redis::cmd("AUTH").arg(p.expose()).get_packed_command());
+            }
+            cmds.push(
+                redis::cmd("REPLCONF")
+                    .arg("ip-address")
+                    .arg(&as_replica.host)
+                    .get_packed_command(),
+            );
+            cmds.push(
+                redis::cmd("REPLCONF")
+                    .arg("listening-port")
+                    .arg(as_replica.port)
+                    .get_packed_command(),
+            );
+            cmds.push(redis::cmd("PSYNC").arg(replid).arg(from).get_packed_command());
+            // One at a time: a server refuses PSYNC while replies are
+            // still on their way.
+            let mut line = vec![];
+            for c in &cmds {
+                conn.get_mut().write_all(c).await.map_err(io)?;
+                line.clear();
+                conn.read_until(b'\n', &mut line).await.map_err(io)?;
+                if line.first() == Some(&b'-') {
+                    let why = String::from_utf8_lossy(&line).trim().to_string();
+                    return Err(Self::reply(ep, format!("refused to send its backlog: {why}")));
+                }
+            }
+            if !line.starts_with(b"+CONTINUE") {
+                let said = String::from_utf8_lossy(&line).trim().to_string();
+                return Err(Self::reply(
+                    ep,
+                    format!("PSYNC {replid} {from} answered {said:?}, not +CONTINUE"),
+                ));
+            }
+            let mut bytes = vec![0; len];
+            conn.read_exact(&mut bytes).await.map_err(io)?;
+            Ok(bytes)
+        };
+        // The backlog comes at once (1 MB by default); a bound of a few
+        // probe timeouts covers a large one on a slow link.
+        let bound = self.timeout * 3;
+        timeout(bound, read).await.unwrap_or_else(|_| {
+            Err(ProbeError::Timeout {
+                addr: ep.clone(),
+                command: "PSYNC".into(),
+                timeout: bound,
+            })
+        })
+    }
+
     /// PING; `Ok` only for PONG.
     pub async fn ping(&self, ep: &Endpoint) -> Result<(), ProbeError> {
         match self.cmd(ep, &["PING"]).await? {

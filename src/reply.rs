@@ -150,6 +150,10 @@ pub struct ServerState {
     /// `second_repl_offset`: `replid2` holds up to this offset less one
     /// (-1 when there is none).
     pub second_offset: i64,
+    /// The replication backlog, when one is kept: the offsets
+    /// (`repl_backlog_first_byte_offset` to that plus `repl_backlog_histlen`
+    /// − 1) a replica can still be sent from it.
+    pub backlog: Option<(i64, i64)>,
 }
 
 impl ServerState {
@@ -190,6 +194,14 @@ impl ServerState {
             replid: get("master_replid").unwrap_or("").to_string(),
             replid2: get("master_replid2").unwrap_or("").to_string(),
             second_offset: get("second_repl_offset").and_then(|s| s.parse().ok()).unwrap_or(-1),
+            backlog: match (
+                get("repl_backlog_active"),
+                get("repl_backlog_first_byte_offset").and_then(|s| s.parse::<i64>().ok()),
+                get("repl_backlog_histlen").and_then(|s| s.parse::<i64>().ok()),
+            ) {
+                (Some("1"), Some(first), Some(len)) if len > 0 => Some((first, first + len - 1)),
+                _ => None,
+            },
             role,
         })
     }
@@ -462,6 +474,61 @@ pub fn parse_failover_event(channel: &str, payload: &[u8]) -> Option<FailoverEve
         master,
         step,
     })
+}
+
+/// One command of a replication stream: its arguments, and its bytes as
+/// they were sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCommand<'a> {
+    /// The command's name and arguments.
+    pub args: Vec<&'a [u8]>,
+    /// The command as it came, to be written out again verbatim.
+    pub raw: &'a [u8],
+}
+
+/// Splits a replication stream (what a master sends its replicas: each
+/// command an array of bulk strings) into its commands. A stream that does
+/// not end on a command's end, or anything else in it, is an `Err` naming
+/// the byte where it went wrong. (The `redis` crate parses replies; this
+/// is the stream, whose end must be exact.)
+pub fn stream_commands(stream: &[u8]) -> Result<Vec<StreamCommand<'_>>, String> {
+    fn line(s: &[u8], at: usize, kind: u8) -> Result<(usize, usize), String> {
+        let end = s[at..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| format!("byte {at}: a line without its end"))?;
+        let text = &s[at..at + end];
+        if text.first() != Some(&kind) {
+            return Err(format!("byte {at}: expected '{}'", kind as char));
+        }
+        let n = std::str::from_utf8(&text[1..])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| format!("byte {at}: not a length"))?;
+        Ok((n, at + end + 2))
+    }
+    let mut out = vec![];
+    let mut at = 0;
+    while at < stream.len() {
+        let start = at;
+        let (n, mut next) = line(stream, at, b'*')?;
+        let mut args = vec![];
+        for _ in 0..n {
+            let (len, data) = line(stream, next, b'$')?;
+            let end = data.saturating_add(len);
+            if stream.get(end..end.saturating_add(2)) != Some(b"\r\n".as_slice()) {
+                return Err(format!("byte {data}: a bulk string cut short"));
+            }
+            args.push(&stream[data..end]);
+            next = end + 2;
+        }
+        at = next;
+        out.push(StreamCommand {
+            args,
+            raw: &stream[start..at],
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -811,5 +878,20 @@ mod tests {
         ] {
             assert_eq!(ev(c, p), None, "{c} {p}");
         }
+    }
+
+    #[test]
+    fn replication_streams() {
+        let s = b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nv\n\r\n";
+        let c = stream_commands(s).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].args, [b"SET".as_slice(), b"k", b"v\n"]);
+        assert_eq!([c[0].raw, c[1].raw].concat(), s);
+        assert_eq!(stream_commands(b"").unwrap(), vec![]);
+        assert!(stream_commands(&s[..s.len() - 1]).is_err(), "cut short");
+        assert!(stream_commands(b"+OK\r\n").is_err());
+        assert!(stream_commands(b"*1\r\n$9\r\nPING\r\n").is_err());
+        assert!(stream_commands(b"*x\r\n").is_err());
+        assert!(stream_commands(b"*99999999999\r\n$18446744073709551615\r\n").is_err());
     }
 }

@@ -483,6 +483,14 @@ async fn sentinels_cut_off_from_a_live_master() {
         .collect::<Vec<_>>()
         .join(" | ");
     eprintln!("MEASURE the old master's resynchronization, as the new master logged it: {resync}");
+    // Its launcher compared it with the new master before demoting it: no
+    // client write past the promotion (the fence came first), only the
+    // Sentinels' hellos and the pings, so nothing kept.
+    let old_log = g.redis[oi].proc.log();
+    let demoted = old_log
+        .lines()
+        .find(|l| l.contains("holds nothing the master lacks") || l.contains("DIVERGED"));
+    eprintln!("MEASURE the old master's demotion: {demoted:?}");
     // The fence and the promotion, by the two servers' own clocks (one
     // machine): the launcher's FENCED line, the new master's switch.
     let fenced = g.redis[oi]
@@ -514,6 +522,10 @@ async fn sentinels_cut_off_from_a_live_master() {
     };
     assert!(f < p, "fenced {} ms after the promotion\n{}", f - p, g.diagnose().await);
     assert_none_lost("the WAIT 1 client", &wait_lost, waiting.acked.len());
+    assert!(
+        demoted.is_some_and(|l| l.contains("holds nothing the master lacks")),
+        "the old master's launcher did not compare it with the new master before demoting it, or kept a copy:\n{old_log}"
+    );
 }
 
 /// No fence, no failover, nothing lost, while ZooKeeper is cut off from

@@ -456,3 +456,170 @@ async fn clean_restarts_on_old_data_keep_nothing() {
         &lost[..lost.len().min(5)]
     );
 }
+
+/// Two bare servers: `b` a replica of `a`, in step with it, then promoted
+/// (`REPLICAOF NO ONE`), as a Sentinel would while `a` still runs.
+async fn promoted_pair() -> (Task, Proc, Task, Proc) {
+    let (ta, tb) = (task(), task());
+    let (pa, pb) = (plain_redis_server(&ta), plain_redis_server(&tb));
+    for t in [&ta, &tb] {
+        wait_for("a bare server answers", Duration::from_secs(10), || async {
+            redis_cmd(&t.addr(), None, &["PING"]).await.map(|_| ())
+        })
+        .await;
+    }
+    redis_cmd(&ta.addr(), None, &["SET", "before", "1"]).await.unwrap();
+    // No 5 s wait for more replicas before the sync.
+    redis_cmd(&ta.addr(), None, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"])
+        .await
+        .unwrap();
+    redis_cmd(&tb.addr(), None, &["REPLICAOF", &ta.ip, &ta.port.to_string()])
+        .await
+        .unwrap();
+    wait_for(
+        "the replica in step with its master",
+        Duration::from_secs(20),
+        || async {
+            let link = info_field(&tb.addr(), "replication", "master_link_status").await?;
+            let (mo, ro) = (
+                info_field(&ta.addr(), "replication", "master_repl_offset").await?,
+                info_field(&tb.addr(), "replication", "slave_repl_offset").await?,
+            );
+            (link == "up" && mo == ro)
+                .then_some(())
+                .ok_or(format!("link {link}, offsets {mo} / {ro}"))
+        },
+    )
+    .await;
+    redis_cmd(&tb.addr(), None, &["REPLICAOF", "NO", "ONE"]).await.unwrap();
+    (ta, pa, tb, pb)
+}
+
+/// The executor's demotion of its own server, as the guard, the freeze and
+/// the hand-over use it.
+async fn demote(own: &Task, to: &Task) {
+    use redis_zk::act::{Action, Executor};
+    use redis_zk::model::Endpoint;
+    let probe = redis_zk::probe::Probe::new(None, Duration::from_secs(1));
+    let local = Endpoint::new(&own.ip, own.port);
+    let executor = Executor {
+        keep_in: Some(&own.dir),
+        ..Executor::with_local(&probe, "m", &local)
+    };
+    executor
+        .execute(&Action::Follow(Endpoint::new(&to.ip, to.port)), None)
+        .await
+        .expect("the demotion");
+}
+
+/// A master demoted while it runs (the guard after a Sentinel's false
+/// positive, the end of a freeze, a healed partition): the writes it
+/// acknowledged past its new master's copy of its history are read from
+/// its backlog and kept, replayable, beside the data; the Sentinels' hello
+/// messages and the pings are not kept; the demoted server follows the new
+/// master and takes writes no more. Nothing is kept when it holds nothing
+/// of its own, and its data files are kept whole when the backlog no
+/// longer reaches back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_demoted_live_keeps_what_only_it_has() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    // Writes past the promotion: two databases, a transaction, and noise.
+    let (ta, _pa, tb, _pb) = promoted_pair().await;
+    redis_pipe(
+        &ta.addr(),
+        None,
+        &[
+            &["SET", "k1", "v1"],
+            &["PUBLISH", "__sentinel__:hello", "noise"],
+            &["SELECT", "1"],
+            &["SET", "k2", "v2"],
+            &["MULTI"],
+            &["INCR", "n"],
+            &["INCR", "n"],
+            &["EXEC"],
+        ],
+    )
+    .await
+    .unwrap();
+    demote(&ta, &tb).await;
+    assert_eq!(role(&ta.addr()).await.unwrap(), "slave");
+    let kept = std::fs::read_dir(ta.dir.join(".rzk-diverged"))
+        .expect("a kept copy")
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let stream = std::fs::read(kept[0].join("writes.resp")).expect("the kept writes");
+    let text = String::from_utf8_lossy(&stream);
+    assert!(
+        !text.contains("PUBLISH") && !text.contains("noise") && !text.contains("PING"),
+        "{text}"
+    );
+    // Replayed onto the new master, as an operator would (redis-cli --pipe):
+    // every write comes back, in its database.
+    let mut conn = tokio::net::TcpStream::connect((tb.ip.as_str(), tb.port)).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut conn, &stream).await.unwrap();
+    wait_for(
+        "the replayed writes on the new master",
+        Duration::from_secs(10),
+        || async {
+            let r = redis_pipe(
+                &tb.addr(),
+                None,
+                &[&["GET", "k1"], &["SELECT", "1"], &["GET", "k2"], &["GET", "n"]],
+            )
+            .await?;
+            let got: Vec<Option<String>> = r.iter().map(value_text).collect();
+            (got == [
+                Some("v1".into()),
+                Some("OK".into()),
+                Some("v2".into()),
+                Some("2".into()),
+            ])
+            .then_some(())
+            .ok_or(format!("{got:?}"))
+        },
+    )
+    .await;
+
+    // Only noise past the promotion: nothing kept.
+    let (tc, _pc, td, _pd) = promoted_pair().await;
+    redis_cmd(&tc.addr(), None, &["PUBLISH", "__sentinel__:hello", "noise"])
+        .await
+        .unwrap();
+    demote(&tc, &td).await;
+    assert_eq!(role(&tc.addr()).await.unwrap(), "slave");
+    assert!(
+        !tc.dir.join(".rzk-diverged").exists(),
+        "a copy kept of pings and hellos"
+    );
+
+    // Past the backlog (16 kB): the AOF is kept whole.
+    let (te, _pe, tf, _pf) = promoted_pair().await;
+    for args in [
+        &["CONFIG", "SET", "repl-backlog-size", "16384"][..],
+        &["CONFIG", "SET", "appendonly", "yes"],
+    ] {
+        redis_cmd(&te.addr(), None, args).await.unwrap();
+    }
+    let big = "x".repeat(40_000);
+    redis_cmd(&te.addr(), None, &["SET", "big", &big]).await.unwrap();
+    wait_for("the AOF written", Duration::from_secs(20), || async {
+        let r = info_field(&te.addr(), "persistence", "aof_rewrite_in_progress").await?;
+        let dir = te.dir.join("appendonlydir");
+        (r == "0" && dir.is_dir())
+            .then_some(())
+            .ok_or(format!("rewrite in progress {r}, {}", dir.display()))
+    })
+    .await;
+    demote(&te, &tf).await;
+    let kept = std::fs::read_dir(te.dir.join(".rzk-diverged"))
+        .expect("a kept copy")
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].join("appendonlydir").read_dir().unwrap().next().is_some(),
+        "{kept:?}: no AOF kept"
+    );
+    assert!(!kept[0].join("writes.resp").exists());
+}

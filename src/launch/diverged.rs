@@ -4,15 +4,17 @@
 //! start as a replica, whose full sync replaces the data, it compares the
 //! last mark with the new master ([`crate::policy::diverged`]) and keeps
 //! the old files aside when they went past the master, or when it cannot
-//! tell. While a kept copy exists, the server is registered under
-//! `<root>/diverged` for `rzkctl status`, and counted.
+//! tell. (A master demoted while it runs keeps its own writes through the
+//! executor's demotion, [`crate::act`].) While a kept copy exists, with any
+//! persistence, the server is registered under `<root>/diverged` for
+//! `rzkctl status`, and counted.
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
-use crate::datadir::{self, Kept};
+use crate::datadir;
 use crate::metrics::metrics;
 use crate::model::{Endpoint, unix_ms};
 use crate::observe::server_state;
@@ -31,7 +33,7 @@ pub async fn keep_before_sync(probe: &Probe, dir: &Path, master: &Endpoint) {
     let written = datadir::data_written_ms(dir);
     let Some(m) = server_state(probe, master, master).await else {
         warn!(master = %master, "the master does not answer INFO; keeping the old data aside, unable to compare");
-        keep(
+        datadir::keep_logged(
             dir,
             &Divergence::Unknown("the master did not answer".into()),
             mark.as_ref(),
@@ -41,41 +43,19 @@ pub async fn keep_before_sync(probe: &Probe, dir: &Path, master: &Endpoint) {
     };
     let d = assess(mark.as_ref(), written, &m);
     if d.keep() {
-        keep(dir, &d, mark.as_ref(), Some((master, &m.replid, m.offset)));
+        datadir::keep_logged(dir, &d, mark.as_ref(), Some((master, &m.replid, m.offset)));
     } else {
         info!(master = %master, old_offset = mark.as_ref().map(|m| m.offset), master_offset = m.offset, divergence = ?d,
             "the old data holds nothing the master lacks; the full sync replaces it");
     }
 }
 
-fn keep(dir: &Path, d: &Divergence, mark: Option<&Mark>, master: Option<(&Endpoint, &str, i64)>) {
-    let (old_replid, old_offset, marked_at) = match mark {
-        Some(m) => (Some(m.replid.as_str()), Some(m.offset), Some(m.at_ms)),
-        None => (None, None, None),
-    };
-    let (master, master_replid, master_offset) = match master {
-        Some((a, r, o)) => (Some(a.to_string()), Some(r), Some(o)),
-        None => (None, None, None),
-    };
-    match datadir::keep_aside(dir, unix_ms()) {
-        Ok(Kept::Copy(path)) => {
-            metrics().diverged_copies.inc();
-            warn!(path = %path.display(), divergence = ?d, old_replid, old_offset, marked_at_ms = marked_at,
-                master, master_replid, master_offset,
-                "DIVERGED: the old data may hold writes the master never had; kept aside before the full sync replaces it");
-        }
-        Ok(Kept::NoRoom { need, free }) => {
-            warn!(need_bytes = need, free_bytes = free, divergence = ?d, old_offset, master_offset,
-                "DIVERGED, NOT KEPT: no room for a copy of the old data; the full sync replaces it");
-        }
-        Ok(Kept::NoData) => {}
-        Err(e) => warn!(error = %e, divergence = ?d, "could not keep the old data aside; the full sync replaces it"),
-    }
-}
-
 /// What the launcher remembers between looks.
 pub struct Marks {
     dir: PathBuf,
+    /// Whether marks are written (`PERSISTENCE=aof`: only then does a
+    /// restart find the data again).
+    pub marking: bool,
     written: RefCell<Option<(String, i64)>>,
     /// Whether the last mark was written by a look that found the same
     /// position as the one before it (so no write was under way).
@@ -85,10 +65,11 @@ pub struct Marks {
 }
 
 impl Marks {
-    /// For the data directory `dir`.
-    pub fn new(dir: PathBuf) -> Marks {
+    /// For the data directory `dir`; marks are written when `marking`.
+    pub fn new(dir: PathBuf, marking: bool) -> Marks {
         Marks {
             dir,
+            marking,
             written: RefCell::new(None),
             settled: Cell::new(false),
             failed: Cell::new(false),
@@ -147,6 +128,7 @@ impl Marks {
     /// the gauge in step with the kept copy on disk.
     pub async fn look(&self, snap: &Snapshot, keeper: &Keeper, me: &Endpoint) {
         if let Some(l) = &snap.local
+            && self.marking
             && !l.replid.is_empty()
         {
             let now = (l.replid.clone(), l.offset);

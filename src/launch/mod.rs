@@ -29,6 +29,8 @@ pub struct Own<'a> {
     pub me: Endpoint,
     /// `MASTER_NAME`.
     pub name: &'a str,
+    /// `DATA_DIR`: a demotion keeps there what only this server has.
+    pub data_dir: std::path::PathBuf,
 }
 
 impl Own<'_> {
@@ -36,6 +38,7 @@ impl Own<'_> {
     pub fn executor(&self) -> Executor<'_> {
         Executor {
             clients: Some(&self.task),
+            keep_in: Some(&self.data_dir),
             ..Executor::with_local(self.probe, self.name, &self.local)
         }
     }

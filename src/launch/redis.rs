@@ -113,6 +113,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         task: id.local(),
         me: me.clone(),
         name: &cfg.common.master_name,
+        data_dir: cfg.common.data_dir(),
     };
     let observer = Observer::new(
         probe.clone(),
@@ -135,7 +136,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority_by_hand: Cell::new(false),
         busy: Cell::new(false),
         finished: RefCell::new(vec![]),
-        marks: (cfg.persistence == Persistence::Aof).then(|| Marks::new(cfg.common.data_dir())),
+        marks: Marks::new(cfg.common.data_dir(), cfg.persistence == Persistence::Aof),
     };
     let period = |s: &Snapshot| match s.local.as_ref() {
         Some(l) if !l.is_master() && !duty.synced.get() => SYNC_CHECK,
@@ -202,8 +203,8 @@ struct Duty<'a> {
     /// The intents this launcher has finished (their result may not have
     /// reached ZooKeeper).
     finished: RefCell<Vec<String>>,
-    /// With `PERSISTENCE=aof`: the replication mark and the kept copy.
-    marks: Option<Marks>,
+    /// The replication mark (with `PERSISTENCE=aof`) and the kept copy.
+    marks: Marks,
 }
 
 impl Duty<'_> {
@@ -247,9 +248,7 @@ impl Duty<'_> {
                     continue;
                 }
             }
-            if let Some(m) = &self.marks {
-                m.look(&snap, self.keeper, &self.own.me).await;
-            }
+            self.marks.look(&snap, self.keeper, &self.own.me).await;
             if self.busy.get() {
                 continue;
             }
@@ -539,8 +538,8 @@ impl Duty<'_> {
                 let _ = zk.delete_switchover(version).await;
             }
         }
-        if let (Outcome::Done(_), Some(marks)) = (&outcome, &self.marks) {
-            marks
+        if matches!(outcome, Outcome::Done(_)) && self.marks.marking {
+            self.marks
                 .mark_followed(self.own.probe, &self.own.local, deadline.into_std())
                 .await;
         }

@@ -10,8 +10,15 @@
 //! cannot tell. A mark is asked for before it is written, so the data can
 //! have moved past it: it is trusted as the data's end only when the data
 //! files were last written before the look that made it began.
+//!
+//! A master demoted while it runs ([`live`]) is compared exactly: what it
+//! holds past the new master's copy of its history is still in its
+//! replication backlog, so the launcher reads that part of the backlog and
+//! keeps the commands that wrote data ([`writes`]); the Sentinels' hello
+//! messages and the master's pings, which move the offset too, are not
+//! writes.
 
-use crate::reply::ServerState;
+use crate::reply::{ServerState, StreamCommand};
 
 /// Where a server's data stood in the replication history: `replid` (its
 /// `master_replid`) and `offset` (its replication offset), at `at_ms`
@@ -125,6 +132,83 @@ pub fn assess(mark: Option<&Mark>, written_ms: Option<u64>, master: &ServerState
     }
 }
 
+/// What a master demoted while it runs holds that its new master lacks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// Nothing: its history stops at or before where the new master's copy
+    /// of it does.
+    Contained,
+    /// The bytes `from`..=`to` of history `replid`: the launcher reads them
+    /// from the old master's backlog (`PSYNC replid from`).
+    Read {
+        /// The old master's history.
+        replid: String,
+        /// The first byte the new master never had.
+        from: i64,
+        /// The old master's last byte.
+        to: i64,
+    },
+    /// It cannot be told; the old data is kept whole.
+    Unknown(String),
+}
+
+/// Compares the `old` master, about to be demoted, with the `new` one it
+/// will follow (see [`assess`] for the offsets).
+pub fn live(old: &ServerState, new: &ServerState) -> Live {
+    if old.replid == new.replid && old.offset <= new.offset {
+        return Live::Contained;
+    }
+    if old.replid != new.replid2 || new.second_offset <= 0 {
+        return Live::Unknown(format!(
+            "this server's history {} is neither the new master's {} nor its previous one",
+            old.replid, new.replid
+        ));
+    }
+    let upto = new.second_offset - 1;
+    if old.offset <= upto {
+        return Live::Contained;
+    }
+    match old.backlog {
+        Some((first, last)) if first <= upto + 1 && last >= old.offset => Live::Read {
+            replid: old.replid.clone(),
+            from: upto + 1,
+            to: old.offset,
+        },
+        _ => Live::Unknown(format!(
+            "the {} bytes past the new master's copy (from offset {}) are no longer all in the backlog ({:?})",
+            old.offset - upto,
+            upto + 1,
+            old.backlog
+        )),
+    }
+}
+
+/// Commands of a replication stream that carry no data and are dropped:
+/// the master's pings, the Sentinels' hello messages, replication's own.
+const NOISE: [&[u8]; 3] = [b"PING", b"PUBLISH", b"REPLCONF"];
+/// Commands that frame writes (the database they go to, a transaction):
+/// kept with them, but no writes themselves.
+const FRAMING: [&[u8]; 3] = [b"SELECT", b"MULTI", b"EXEC"];
+
+fn named(c: &StreamCommand<'_>, names: &[&[u8]]) -> bool {
+    c.args
+        .first()
+        .is_some_and(|name| names.iter().any(|n| name.eq_ignore_ascii_case(n)))
+}
+
+/// How many of `commands` wrote data, and the stream to keep: the writes
+/// with their framing, as they came (empty when there is no write).
+pub fn writes(commands: &[StreamCommand<'_>]) -> (usize, Vec<u8>) {
+    let kept: Vec<&StreamCommand<'_>> = commands.iter().filter(|c| !named(c, &NOISE)).collect();
+    let n = kept.iter().filter(|c| !named(c, &FRAMING)).count();
+    let stream = if n == 0 {
+        vec![]
+    } else {
+        kept.iter().flat_map(|c| c.raw.iter().copied()).collect()
+    };
+    (n, stream)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +314,51 @@ mod tests {
         assert_eq!(
             assess(Some(&mark(A, 1400)), Some(5000), &new),
             Divergence::Diverged { past: 400 }
+        );
+    }
+    #[test]
+    fn a_live_master_is_read_exactly_where_it_went_past_the_new_one() {
+        let mut new = master(2);
+        new.replid = B.into();
+        new.replid2 = A.into();
+        new.offset = 1500;
+        new.second_offset = 1001;
+        let mut old = master(1);
+        old.replid = A.into();
+        old.offset = 1000;
+        old.backlog = Some((1, 1000));
+        assert_eq!(live(&old, &new), Live::Contained);
+        old.offset = 1400;
+        old.backlog = Some((1, 1400));
+        assert_eq!(
+            live(&old, &new),
+            Live::Read {
+                replid: A.into(),
+                from: 1001,
+                to: 1400
+            }
+        );
+        // The backlog no longer reaches back to the new master's end.
+        old.backlog = Some((1002, 1400));
+        assert!(matches!(live(&old, &new), Live::Unknown(_)));
+        old.backlog = None;
+        assert!(matches!(live(&old, &new), Live::Unknown(_)));
+        // Another history altogether.
+        old.replid = "cccccccccccccccccccccccccccccccccccccccc".into();
+        assert!(matches!(live(&old, &new), Live::Unknown(_)));
+    }
+
+    #[test]
+    fn pings_and_hellos_are_not_writes() {
+        let stream = b"*1\r\n$4\r\nPING\r\n*3\r\n$7\r\npublish\r\n$18\r\n__sentinel__:hello\r\n$1\r\nx\r\n\
+*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*1\r\n$5\r\nMULTI\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*1\r\n$4\r\nEXEC\r\n";
+        let c = crate::reply::stream_commands(stream).unwrap();
+        assert_eq!(writes(&c[..4]), (0, vec![]));
+        let (n, kept) = writes(&c);
+        assert_eq!(n, 1);
+        assert_eq!(
+            kept,
+            &stream[stream.len() - c[2..].iter().map(|c| c.raw.len()).sum::<usize>()..]
         );
     }
 }

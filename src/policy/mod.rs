@@ -53,6 +53,7 @@ pub(crate) mod fixtures {
             replid: "h1".into(),
             replid2: String::new(),
             second_offset: -1,
+            backlog: None,
         }
     }
 
@@ -79,6 +80,7 @@ pub(crate) mod fixtures {
             replid: "h1".into(),
             replid2: String::new(),
             second_offset: -1,
+            backlog: None,
         }
     }
 
