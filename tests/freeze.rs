@@ -179,3 +179,82 @@ async fn a_lost_event_is_caught_by_the_check() {
     );
     assert!(lost.is_empty(), "{} acknowledged writes lost", lost.len());
 }
+
+/// The master's launcher asleep (SIGSTOP) through a failover forced at a
+/// Sentinel, so that nothing froze or fenced its server: writes the old
+/// master took after its replica's promotion are read from its backlog
+/// when the launcher wakes and demotes it, kept replayable in its
+/// `DATA_DIR`, and registered for `rzkctl status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_a_master_took_behind_its_launchers_back_are_kept() {
+    let _serial = SERIAL.lock().await;
+    let g = group("asleep").await;
+    let old = g.wait_healthy(Duration::from_secs(60)).await;
+    let oi = g.redis.iter().position(|m| m.addr() == old).unwrap();
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    let others: Vec<String> = g.redis.iter().map(Member::addr).filter(|a| *a != old).collect();
+    wait_sentinels_know(&sentinels, &others, None, Duration::from_secs(30)).await;
+    g.redis[oi].proc.signal(libc::SIGSTOP);
+    let asleep = Instant::now();
+    let failover = redis_cmd(&sentinels[0], None, &["SENTINEL", "FAILOVER", "mymaster"]).await;
+    let promoted = try_wait_for(Duration::from_secs(10), || async {
+        for r in &others {
+            if role(r).await.as_deref() == Ok("master") {
+                return Ok(r.clone());
+            }
+        }
+        Err("no replica promoted yet".to_string())
+    })
+    .await;
+    let mut acked = vec![];
+    if promoted.is_ok() {
+        for i in 0..20 {
+            let key = format!("behind:{i}");
+            if redis_cmd(&old, None, &["SET", &key, "x"]).await.is_ok() {
+                acked.push(key);
+            }
+        }
+    }
+    g.redis[oi].proc.signal(libc::SIGCONT);
+    let asleep_for = asleep.elapsed();
+    failover.unwrap_or_else(|e| panic!("SENTINEL FAILOVER: {e}"));
+    let new = promoted.unwrap_or_else(|e| panic!("{e}\n{}", g.redis[oi].proc.log()));
+    assert!(!acked.is_empty(), "the old master took no write after the promotion");
+    wait_for(
+        "the old master to follow the new one",
+        Duration::from_secs(20),
+        || async {
+            let host = info_field(&old, "replication", "master_host").await?;
+            let port = info_field(&old, "replication", "master_port").await?;
+            (format!("{host} {port}") == new)
+                .then_some(())
+                .ok_or(format!("{host} {port}"))
+        },
+    )
+    .await;
+    let log = g.redis[oi].proc.log();
+    let dir = g.redis[oi].task.dir.join(".rzk-diverged");
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}\n{log}", dir.display()))
+        .map(|e| e.unwrap().path().join("writes.resp"))
+        .collect();
+    let stream = std::fs::read(&kept[0]).unwrap_or_else(|e| panic!("{kept:?}: {e}\n{log}"));
+    let text = String::from_utf8_lossy(&stream);
+    let missing: Vec<&String> = acked.iter().filter(|k| !text.contains(k.as_str())).collect();
+    eprintln!(
+        "MEASURE launcher asleep {asleep_for:?} through a forced failover: {} writes taken after the promotion, {} kept",
+        acked.len(),
+        acked.len() - missing.len()
+    );
+    assert!(missing.is_empty(), "not kept: {missing:?}\n{log}");
+    assert!(log.contains("DIVERGED"), "{log}");
+    let c = zk_client().await;
+    wait_for("the kept copy registered", Duration::from_secs(10), || async {
+        let r = c
+            .list_children(&format!("{}/diverged", g.root))
+            .await
+            .map_err(|e| e.to_string())?;
+        (r.len() == 1).then_some(()).ok_or(format!("{r:?}"))
+    })
+    .await;
+}
