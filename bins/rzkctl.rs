@@ -24,6 +24,8 @@ fn main() {
             match cmd {
                 Command::Status { json } => ctl::status(cfg, json).await,
                 Command::Switchover { to, timeout } => ctl::switchover(cfg, to, timeout).await,
+                Command::Pause { duration, reason } => ctl::pause(cfg, duration, reason).await,
+                Command::Resume => ctl::resume(cfg).await,
             }
         },
     )

@@ -78,6 +78,11 @@ pub struct Metrics {
     pub diverged_copy: IntGauge,
     /// `rzk_diverged_copies_total`: copies kept.
     pub diverged_copies: IntCounter,
+    /// `rzk_paused`: 1 while the group is paused (`rzkctl pause`).
+    pub paused: IntGauge,
+    /// `rzk_pause_until_seconds`: when the pause ends (Unix seconds; 0
+    /// while there is none).
+    pub pause_until: IntGauge,
 }
 
 /// The process's metrics.
@@ -198,6 +203,12 @@ impl Metrics {
                 "1 while DATA_DIR keeps a copy of data a full sync replaced",
             ),
             diverged_copies: counter(&r, "diverged_copies_total", "Copies of diverged data kept aside"),
+            paused: gauge(&r, "paused", "1 while the group is paused: no failover, no role change"),
+            pause_until: gauge(
+                &r,
+                "pause_until_seconds",
+                "When the pause ends, in Unix seconds (0: not paused)",
+            ),
             registry: r,
         };
         for role in ["master", "replica"] {

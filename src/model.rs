@@ -300,12 +300,61 @@ impl Intent {
     }
 }
 
+/// `<root>/pause`: maintenance mode, set by `rzkctl pause` (Patroni's
+/// pause). While it is live no launcher changes a server's role, and every
+/// replica is held at `replica-priority 0`, so no Sentinel fails the
+/// master over. It ends by itself at `until_ms`. JSON; untrusted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pause {
+    /// Until when, in milliseconds since the Unix epoch.
+    pub until_ms: u64,
+    /// Who asked.
+    pub by: String,
+    /// Why, as the operator said.
+    pub reason: String,
+}
+
+impl Pause {
+    /// How long a pause lasts unless `--for` says otherwise.
+    pub const DEFAULT: std::time::Duration = std::time::Duration::from_secs(3600);
+    /// The longest pause: a forgotten one cannot leave the group
+    /// unprotected for longer.
+    pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+    /// Parses the node's data; a pause longer than [`Pause::LONGEST`] from
+    /// `now_ms` is cut to it (a node written by hand, or by a wrong clock).
+    pub fn parse(data: &[u8], now_ms: u64) -> Result<Pause, String> {
+        if data.len() > Intent::MAX {
+            return Err(format!("{} bytes", data.len()));
+        }
+        let mut p: Pause = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        p.until_ms = p.until_ms.min(now_ms + Self::LONGEST.as_millis() as u64);
+        Ok(p)
+    }
+
+    /// The node's data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// In force at `now_ms`.
+    pub fn live(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock intents' deadlines use,
 /// since the processes of a group share no other.
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A Unix time in milliseconds as an operator reads it (UTC, RFC 3339).
+pub fn show_ms(ms: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 impl serde::Serialize for Endpoint {

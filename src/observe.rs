@@ -19,7 +19,7 @@ use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, info, warn};
 use zookeeper_client::SessionState;
 
-use crate::model::{Endpoint, Intent, Record};
+use crate::model::{Endpoint, Intent, Pause, Record, unix_ms};
 use crate::probe::{PROBE_TIMEOUT, Probe, ProbeError};
 use crate::reply::{
     SentinelAnswer, SentinelReplica, ServerState, dead_peers, fields, parse_info, parse_master_addr, value_text,
@@ -58,6 +58,7 @@ pub struct ObserveError {
 struct Stored {
     record: Record,
     intent: Option<Intent>,
+    pause: Option<Pause>,
     sentinels: Vec<Endpoint>,
     nodes: Vec<Endpoint>,
     diverged: Vec<Endpoint>,
@@ -90,9 +91,10 @@ async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, Obser
             Ok(Ok(vec![]))
         }
     };
-    let (record, intent, sentinels, nodes, diverged) = tokio::join!(
+    let (record, intent, pause, sentinels, nodes, diverged) = tokio::join!(
         timeout(limit, zk.read_master()),
         timeout(limit, zk.read_switchover()),
+        timeout(limit, zk.read_pause()),
         timeout(limit, zk.registered(&sentinels_dir)),
         if_nodes(nodes_dir.clone()),
         if_nodes(diverged_dir.clone()),
@@ -107,9 +109,20 @@ async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, Obser
             }
         },
     };
+    let pause = match bounded(zk.pause_path(), pause)? {
+        None => None,
+        Some((data, _)) => match Pause::parse(&data, unix_ms()) {
+            Ok(p) => Some(p).filter(|p| p.live(unix_ms())),
+            Err(e) => {
+                warn!(path = %zk.pause_path(), error = %e, "ignoring an unusable pause");
+                None
+            }
+        },
+    };
     Ok(Stored {
         record: bounded(zk.master_path(), record)?,
         intent,
+        pause,
         sentinels: endpoints(bounded(sentinels_dir, sentinels)?),
         nodes: endpoints(bounded(nodes_dir, nodes)?),
         diverged: endpoints(bounded(diverged_dir, diverged)?),
@@ -167,6 +180,7 @@ async fn observe_or_last(
             Stored {
                 record: last.map_or(Record::Missing, |l| l.record.clone()),
                 intent: last.and_then(|l| l.intent.clone()),
+                pause: last.and_then(|l| l.pause.clone()).filter(|p| p.live(unix_ms())),
                 sentinels: last.map_or_else(Vec::new, |l| l.sentinels.clone()),
                 nodes: last.map_or_else(Vec::new, |l| l.nodes.clone()),
                 diverged: last.map_or_else(Vec::new, |l| l.diverged.clone()),
@@ -224,6 +238,7 @@ async fn around(
         zk: zk_state(zk),
         record: s.record,
         intent: s.intent,
+        pause: s.pause,
         nodes: s.nodes,
         diverged: s.diverged,
         sentinels: s.sentinels,

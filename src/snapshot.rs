@@ -9,7 +9,7 @@
 
 use tokio::time::Instant;
 
-use crate::model::{Candidate, Endpoint, Intent, Record};
+use crate::model::{Candidate, Endpoint, Intent, Pause, Record};
 use crate::reply::{SentinelAnswer, SentinelReplica, ServerState};
 
 /// The ZooKeeper session a snapshot was observed with. Sessions are never
@@ -70,6 +70,9 @@ pub struct Snapshot {
     pub record: Record,
     /// `<root>/switchover`, the switchover asked for, if any (and usable).
     pub intent: Option<Intent>,
+    /// `<root>/pause`, maintenance mode, when it was in force as the look
+    /// read it (an expired or unusable node is `None`).
+    pub pause: Option<Pause>,
     /// Registered redis servers (`<root>/nodes`); empty unless the scope
     /// asked for them.
     pub nodes: Vec<Endpoint>,
@@ -108,6 +111,7 @@ impl Snapshot {
             zk,
             record: Record::Missing,
             intent: None,
+            pause: None,
             nodes: vec![],
             diverged: vec![],
             sentinels: vec![],

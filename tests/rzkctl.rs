@@ -587,3 +587,127 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
         err.trim()
     );
 }
+
+/// Waits until a Sentinel gave up failing `master` over for want of a
+/// promotable replica (its log's `-failover-abort-no-good-slave` after
+/// `since`, each log's length before), and checks that no server took
+/// over meanwhile.
+async fn gave_up(g: &Group, master: &str, since: &[usize]) {
+    wait_for(
+        "a Sentinel to give up for want of a promotable replica",
+        Duration::from_secs(20),
+        || async {
+            let gave_up = g.sentinels.iter().zip(since).any(|(s, n)| {
+                s.proc
+                    .log()
+                    .get(*n..)
+                    .unwrap_or("")
+                    .contains("-failover-abort-no-good-slave")
+            });
+            gave_up
+                .then_some(())
+                .ok_or("no -failover-abort-no-good-slave yet".to_string())
+        },
+    )
+    .await;
+    assert_eq!(
+        g.record().await.as_deref(),
+        Some(master),
+        "the record moved during the pause"
+    );
+    for r in g.live_redis() {
+        assert_ne!(
+            role(&r.addr()).await.as_deref(),
+            Ok("master"),
+            "{} became master during the pause",
+            r.addr()
+        );
+    }
+}
+
+/// Maintenance mode: `rzkctl pause` holds every replica at priority 0
+/// (confirmed by the Sentinels before it returns), shown by `rzkctl
+/// status` and the admin JSON; a master SIGKILLed while paused is not
+/// failed over (the Sentinels try and give up); after `rzkctl resume`, or
+/// the pause's own end, it is failed over within `down-after` + 5 s. A
+/// master's task stopped (SIGTERM) while paused does not hand over, and
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_group_fails_over_only_after_the_pause() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("pause");
+    g.admin = true;
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "1000".into()));
+    let g = Group::start_with(g, 4, 3, 1).await;
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    let mut master = g.wait_healthy(Duration::from_secs(60)).await;
+    let replicas: Vec<String> = g.live_redis().map(Member::addr).filter(|a| *a != master).collect();
+    wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
+    let down_after = Duration::from_millis(1000);
+
+    for round in ["resume", "expiry", "sigterm"] {
+        let t0 = Instant::now();
+        let for_ = if round == "resume" { "10m" } else { "20s" };
+        let (code, out, err) = g.rzkctl(&["pause", "--for", for_, "--reason", "test"]).await;
+        assert_eq!(code, 0, "{round}: rzkctl pause:\n{out}{err}");
+        let confirmed = t0.elapsed();
+        let (_, table, _) = g.rzkctl(&["status"]).await;
+        assert!(
+            table.contains("note: PAUSED until") && table.contains("(test)"),
+            "{table}"
+        );
+        let mi = g.redis.iter().position(|m| m.addr() == master).unwrap();
+        let (_, body) = g.redis[mi].admin_get("/health").await.unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["paused"] == true && v["paused_until"].as_u64().is_some(), "{body}");
+
+        let since: Vec<usize> = g.sentinels.iter().map(|s| s.proc.log().len()).collect();
+        if round == "sigterm" {
+            g.redis[mi].proc.signal(libc::SIGTERM);
+            g.redis[mi]
+                .proc
+                .wait_exit(Duration::from_secs(30))
+                .expect("the stop ends");
+            let log = g.redis[mi].proc.log();
+            assert!(
+                log.contains("no safe hand-over") && log.contains("the group is paused"),
+                "the hand-over did not refuse:\n{log}"
+            );
+        } else {
+            g.redis[mi].proc.signal(libc::SIGKILL);
+        }
+        gave_up(&g, &master, &since).await;
+        let held = t0.elapsed();
+        let ended = if round != "expiry" {
+            let (code, out, err) = g.rzkctl(&["resume"]).await;
+            assert_eq!(code, 0, "rzkctl resume:\n{out}{err}");
+            Instant::now()
+        } else {
+            // Still held just before the pause ends by itself.
+            let end = t0 + Duration::from_secs(20);
+            tokio::time::sleep_until((end - Duration::from_secs(1)).into()).await;
+            assert_eq!(
+                g.record().await.as_deref(),
+                Some(master.as_str()),
+                "the record moved during the pause"
+            );
+            end
+        };
+        let new = wait_for("a failover after the pause", Duration::from_secs(30), || async {
+            match g.record().await {
+                Some(r) if r != master && role(&r).await.as_deref() == Ok("master") => Ok(r),
+                other => Err(format!("record {other:?}")),
+            }
+        })
+        .await;
+        let took = ended.elapsed();
+        eprintln!(
+            "MEASURE pause ({round}): confirmed by the Sentinels {confirmed:?} after rzkctl pause; the dead master held {held:?}; failed over {took:?} after the pause ended ({master} -> {new})"
+        );
+        assert!(
+            took <= down_after + Duration::from_secs(5),
+            "{round}: failed over {took:?} after the pause ended"
+        );
+        master = g.wait_healthy(Duration::from_secs(60)).await;
+    }
+}

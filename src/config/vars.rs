@@ -52,7 +52,9 @@ impl Bin {
             Bin::Watcher => "rzk-watcher\n  rzk-watcher --check",
             Bin::Ctl => {
                 "rzkctl status [--json]\n\
-                 \x20 rzkctl switchover [--to IP:PORT] [--timeout SECONDS]"
+                 \x20 rzkctl switchover [--to IP:PORT] [--timeout SECONDS]\n\
+                 \x20 rzkctl pause [--for DURATION] [--reason TEXT]\n\
+                 \x20 rzkctl resume"
             }
         }
     }
@@ -69,7 +71,8 @@ impl Bin {
                 "--check: a one-shot health check, exit 0 when the record names the master the Sentinels confirm.\n"
             }
             Bin::Ctl => {
-                "Exit 0 done or healthy, 1 failed or degraded (with the reason), 2 bad usage or configuration.\n"
+                "pause: no failover and no role change until resume, or until --for (default 1h, at most 24h) ends.\n\
+                 Exit 0 done or healthy, 1 failed or degraded (with the reason), 2 bad usage or configuration.\n"
             }
         }
     }

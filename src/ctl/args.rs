@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::time::Duration;
 
 use crate::config::ConfigError;
-use crate::model::Endpoint;
+use crate::model::{Endpoint, Pause};
 
 /// What `rzkctl` was asked to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +21,19 @@ pub enum Command {
         /// `--timeout` (default 30 s).
         timeout: Duration,
     },
+    /// `pause [--for DURATION] [--reason TEXT]`.
+    Pause {
+        /// `--for` (default [`Pause::DEFAULT`], at most [`Pause::LONGEST`]).
+        duration: Duration,
+        /// `--reason`.
+        reason: String,
+    },
+    /// `resume`.
+    Resume,
 }
 
 /// What a bad command line is answered with.
-const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] (or --help)";
+const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] | pause [--for DURATION] [--reason TEXT] | resume (or --help)";
 
 /// Parses the arguments after the program name (`--help` and `--version`
 /// are answered before, by [`crate::cli`]).
@@ -80,6 +89,27 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             }
             Ok(Command::Switchover { to, timeout })
         }
+        "pause" => {
+            let (mut duration, mut reason) = (Pause::DEFAULT, String::new());
+            while let Some(arg) = p.next().map_err(|_| usage())? {
+                match arg {
+                    Long("for") => {
+                        let v = value(&mut p)?;
+                        duration = humantime::parse_duration(v.trim())
+                            .ok()
+                            .filter(|d| !d.is_zero() && *d <= Pause::LONGEST)
+                            .ok_or_else(|| ConfigError::new("--for", v, "a duration up to 24h, e.g. 30m, 2h, 1h30m"))?;
+                    }
+                    Long("reason") => reason = value(&mut p)?,
+                    _ => return Err(usage()),
+                }
+            }
+            Ok(Command::Pause { duration, reason })
+        }
+        "resume" => match p.next() {
+            Ok(None) => Ok(Command::Resume),
+            _ => Err(usage()),
+        },
         _ => Err(usage()),
     }
 }
@@ -110,6 +140,33 @@ mod tests {
                 timeout: Duration::from_secs(9)
             })
         );
+    }
+
+    #[test]
+    fn pause_and_resume() {
+        assert_eq!(
+            a(&["pause"]),
+            Ok(Command::Pause {
+                duration: Pause::DEFAULT,
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            a(&["pause", "--for", "1h30m", "--reason", "kernel upgrade"]),
+            Ok(Command::Pause {
+                duration: Duration::from_secs(5400),
+                reason: "kernel upgrade".into()
+            })
+        );
+        assert_eq!(a(&["resume"]), Ok(Command::Resume));
+        for bad in [
+            &["pause", "--for", "25h"][..],
+            &["pause", "--for", "0s"],
+            &["pause", "--for", "soon"],
+        ] {
+            assert_eq!(a(bad).unwrap_err().var, "--for", "{bad:?}");
+        }
+        assert!(a(&["resume", "now"]).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep};
 use tracing::error;
 
 use crate::config::CtlConfig;
-use crate::model::{Endpoint, Intent, unix_ms};
+use crate::model::{Endpoint, Intent, Pause, show_ms, unix_ms};
 use crate::observe::observe;
 use crate::policy::switchover::plan;
 use crate::probe::{PROBE_TIMEOUT, Probe};
@@ -96,13 +96,7 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
         to: to.clone(),
         exclusive: to.is_some(),
         deadline_ms: unix_ms() + timeout.as_millis() as u64,
-        by: format!(
-            "rzkctl on {} (pid {})",
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .unwrap_or_default()
-                .trim(),
-            std::process::id()
-        ),
+        by: who(),
         result: None,
     };
     // A live intent is someone else's switchover under way; a finished or
@@ -203,4 +197,106 @@ async fn wait_for_agreement(cfg: &CtlConfig, zk: &Zk, new: &Endpoint, deadline: 
         }
         sleep(POLL).await;
     }
+}
+
+/// Who runs this `rzkctl` (for the intent and the pause).
+fn who() -> String {
+    format!(
+        "rzkctl on {} (pid {})",
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .unwrap_or_default()
+            .trim(),
+        std::process::id()
+    )
+}
+
+/// How long `rzkctl pause` waits for every Sentinel to see every replica
+/// at priority 0: a Sentinel reads a replica's `INFO` every 10 s.
+const PAUSE_CONFIRM: Duration = Duration::from_secs(20);
+
+/// `rzkctl pause [--for D] [--reason R]`: writes `<root>/pause` (replacing
+/// any), then waits until no registered Sentinel sees a live replica above
+/// priority 0 (the launchers set 0). 0 once they do; 1 when the pause
+/// could not be written, or is written but not yet confirmed.
+pub async fn pause(cfg: CtlConfig, duration: Duration, reason: String) -> i32 {
+    let Some((zk, probe, _)) = look(&cfg).await else {
+        return 1;
+    };
+    let started = Instant::now();
+    let p = Pause {
+        until_ms: unix_ms() + duration.as_millis() as u64,
+        by: who(),
+        reason,
+    };
+    let written = match zk.read_pause().await {
+        Ok(v) => zk.write_pause(&p.to_bytes(), v.map(|(_, version)| version)).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        eprintln!(
+            "rzkctl: pause failed, nothing changed: cannot write {}: {e}",
+            zk.pause_path()
+        );
+        return 1;
+    }
+    let scope = Scope {
+        nodes: true,
+        sentinel_replicas: true,
+        ..Scope::default()
+    };
+    loop {
+        let promotable = match observe(&zk, &probe, &cfg.common.master_name, &scope).await {
+            Err(e) => vec![e.to_string()],
+            Ok(snap) => snap
+                .sentinel_replicas
+                .iter()
+                .flat_map(|(s, rs)| {
+                    // A replica it sees down it would not promote (and it
+                    // never forgets a dead one).
+                    rs.iter()
+                        .filter(|r| r.healthy && r.priority > 0)
+                        .map(move |r| format!("Sentinel {s} sees {} at priority {}", r.addr, r.priority))
+                })
+                .collect(),
+        };
+        if promotable.is_empty() {
+            println!(
+                "paused until {} ({:.1} s to confirm): no failover and no role change until then or `rzkctl resume`",
+                show_ms(p.until_ms),
+                started.elapsed().as_secs_f32()
+            );
+            return 0;
+        }
+        if started.elapsed() >= PAUSE_CONFIRM {
+            eprintln!(
+                "rzkctl: paused until {}, but not confirmed after {} s: {}",
+                show_ms(p.until_ms),
+                PAUSE_CONFIRM.as_secs(),
+                promotable.join("; ")
+            );
+            return 1;
+        }
+        sleep(POLL * 5).await;
+    }
+}
+
+/// `rzkctl resume`: removes `<root>/pause`; the launchers give the
+/// replicas their priorities back at their next look.
+pub async fn resume(cfg: CtlConfig) -> i32 {
+    let Some((zk, _probe, snap)) = look(&cfg).await else {
+        return 1;
+    };
+    if let Err(e) = zk.delete_pause().await {
+        eprintln!("rzkctl: resume failed: cannot delete {}: {e}", zk.pause_path());
+        return 1;
+    }
+    match snap.pause {
+        Some(p) => println!(
+            "resumed (the pause by {} until {} is removed)",
+            p.by,
+            show_ms(p.until_ms)
+        ),
+        None => println!("resumed (the group was not paused)"),
+    }
+    0
 }

@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout_at};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 use zookeeper_client::{Error as ZkErr, LockClient};
 
 use crate::act::{ActError, Action, Executor, Observed};
@@ -55,6 +55,10 @@ const SYNC_CHECK: Duration = Duration::from_millis(100);
 /// see the preferred replica: pause, catch-up, failover and promotion took
 /// up to 3.6 s here, so the preference never costs the hand-over itself.
 const AFTER_PREFERENCE: Duration = Duration::from_secs(8);
+
+/// How long after a pause ends a replica's launcher asks the Sentinels to
+/// fail over a master that died during it.
+const AFTER_PAUSE: Duration = Duration::from_secs(60);
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
@@ -134,6 +138,9 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority_set: Cell::new(Some(if replica_of.is_some() { 0 } else { cfg.replica_priority })),
         priority_set_at: Cell::new(Instant::now()),
         priority_by_hand: Cell::new(false),
+        held_by_hand: Cell::new(None),
+        was_paused: Cell::new(false),
+        resumed_at: Cell::new(None),
         busy: Cell::new(false),
         finished: RefCell::new(vec![]),
         marks: Marks::new(cfg.common.data_dir(), cfg.persistence == Persistence::Aof),
@@ -197,6 +204,13 @@ struct Duty<'a> {
     priority_set_at: Cell<Instant>,
     /// Someone else set the priority: leave it alone.
     priority_by_hand: Cell<bool>,
+    /// That priority, while a pause holds it at 0.
+    held_by_hand: Cell<Option<u32>>,
+    /// The last look found the group paused.
+    was_paused: Cell<bool>,
+    /// When the pause ended, while a failover of a master that died
+    /// during it may be asked for.
+    resumed_at: Cell<Option<Instant>>,
     /// A switchover or the hand-over is being carried out: nothing else
     /// acts meanwhile.
     busy: Cell<bool>,
@@ -263,6 +277,7 @@ impl Duty<'_> {
                 continue;
             }
             self.priority(&snap).await;
+            self.after_pause(&snap).await;
             if let Some(intent) = snap.intent.clone()
                 && intent.live(unix_ms())
                 && intent.from == self.own.me
@@ -326,10 +341,34 @@ impl Duty<'_> {
     /// so the last one set is remembered (a replica preferred or held back
     /// by a switchover may have been promoted meanwhile). A priority that
     /// someone else set (an operator making an unsynced replica
-    /// promotable by hand) is left alone from then on.
+    /// promotable by hand) is left alone from then on, except that a pause
+    /// holds it at 0 and gives it back after. While the group is paused
+    /// every replica is held at 0, so that no Sentinel fails the master
+    /// over.
     async fn priority(&self, snap: &Snapshot) {
         let Some(l) = snap.local.as_ref() else { return };
+        let paused = snap.pause.is_some();
         if self.priority_by_hand.get() {
+            if l.is_master() {
+                return;
+            }
+            let want = match (paused, self.held_by_hand.get()) {
+                (true, None) => {
+                    self.held_by_hand.set(Some(l.priority));
+                    0
+                }
+                (true, Some(_)) => 0,
+                (false, Some(own)) => own,
+                (false, None) => return,
+            };
+            if (l.priority == want
+                || self
+                    .set_priority(want, Some(l.priority), "replica-priority set (pause)")
+                    .await)
+                && !paused
+            {
+                self.held_by_hand.set(None);
+            }
             return;
         }
         // Only a look that began after our last change can tell.
@@ -347,13 +386,17 @@ impl Duty<'_> {
         if first_sync {
             self.synced.set(true);
         }
-        let want = desired_priority(
-            self.synced.get(),
-            self.cfg.replica_priority,
-            snap.intent.as_ref(),
-            &self.own.me,
-            unix_ms(),
-        );
+        let want = if paused {
+            0
+        } else {
+            desired_priority(
+                self.synced.get(),
+                self.cfg.replica_priority,
+                snap.intent.as_ref(),
+                &self.own.me,
+                unix_ms(),
+            )
+        };
         let now = if l.is_master() {
             self.priority_set.get()
         } else {
@@ -362,18 +405,74 @@ impl Duty<'_> {
         if now.is_none_or(|p| p == want) {
             return;
         }
+        let what = match (first_sync, paused) {
+            (true, false) => "first full sync done; replica-priority restored, this server may now be promoted",
+            (_, true) => "the group is paused; replica-priority held at 0",
+            _ => "replica-priority set",
+        };
+        self.set_priority(want, now, what).await;
+    }
+
+    /// Once a pause ends (resumed, or expired): a master that died during
+    /// it is failed over now. The Sentinels gave up on it for want of a
+    /// promotable replica and would try again only after twice their
+    /// failover timeout; a replica's launcher asks them at once, each look
+    /// until one accepts (they read the restored priorities within a
+    /// second while the master is down), for [`AFTER_PAUSE`].
+    async fn after_pause(&self, snap: &Snapshot) {
+        if snap.pause.is_some() {
+            self.resumed_at.set(None);
+            self.was_paused.set(true);
+            return;
+        }
+        if self.was_paused.replace(false) {
+            self.resumed_at.set(Some(Instant::now()));
+            info!(addr = %self.own.me, "the pause has ended; replicas may be promoted again");
+        }
+        let Some(at) = self.resumed_at.get() else { return };
+        let answers: Vec<_> = snap.registered_answers().collect();
+        let down: Vec<_> = answers.iter().filter(|a| a.master_down).collect();
+        let replica = snap.local.as_ref().is_some_and(|l| !l.is_master() && l.priority > 0);
+        if at.elapsed() > AFTER_PAUSE
+            || !replica
+            || down.len() * 2 <= answers.len()
+            || answers.iter().any(|a| a.failover)
+        {
+            if at.elapsed() > AFTER_PAUSE {
+                self.resumed_at.set(None);
+            }
+            return;
+        }
+        let s = &down[0].sentinel;
+        match self
+            .own
+            .executor()
+            .execute(&Action::RequestFailover(s.clone()), None)
+            .await
+        {
+            Ok(()) => {
+                warn!(addr = %self.own.me, sentinel = %s, master = %down[0].monitored,
+                    "the master died during the pause; failover requested");
+                self.resumed_at.set(None);
+            }
+            Err(e) if e.to_string().contains("INPROG") => self.resumed_at.set(None),
+            Err(e) => debug!(sentinel = %s, error = %e, "failover after the pause not accepted yet"),
+        }
+    }
+
+    /// Sets the own server's priority; whether it was set.
+    async fn set_priority(&self, want: u32, was: Option<u32>, what: &str) -> bool {
         match self.own.executor().execute(&Action::SetPriority(want), None).await {
             Ok(()) => {
                 self.priority_set.set(Some(want));
                 self.priority_set_at.set(Instant::now());
-                if first_sync {
-                    info!(addr = %self.own.me, priority = want,
-                        "first full sync done; replica-priority restored, this server may now be promoted")
-                } else {
-                    info!(addr = %self.own.me, priority = want, was = ?now, "replica-priority set")
-                }
+                info!(addr = %self.own.me, priority = want, was = ?was, "{what}");
+                true
             }
-            Err(e) => warn!(addr = %self.own.me, error = %e, "could not set replica-priority; retrying"),
+            Err(e) => {
+                warn!(addr = %self.own.me, error = %e, "could not set replica-priority; retrying");
+                false
+            }
         }
     }
 
@@ -382,6 +481,10 @@ impl Duty<'_> {
         let Some(decided) = guard(snap, &self.own.me, mem, Instant::now(), STRANDED_SETTLE) else {
             return;
         };
+        if let (GuardAction::Demote { to }, Some(p)) = (&decided, &snap.pause) {
+            return warn!(addr = %self.own.me, master = %to, by = %p.by, until_ms = p.until_ms,
+                "this server still acts as master although the Sentinels name another; the group is paused, so it is not demoted");
+        }
         let action = match &decided {
             GuardAction::Repoint { to, .. } => Action::Repoint {
                 server: self.own.local.clone(),
@@ -483,6 +586,12 @@ impl Duty<'_> {
         if !snap.local.as_ref().is_some_and(|l| l.is_master()) {
             return;
         }
+        if let Some(p) = &snap.pause {
+            warn!(addr = %self.own.me, code, by = %p.by, until_ms = p.until_ms,
+                "the server died as master; the group is paused, so no failover is asked for");
+            metrics().crash_failovers.with_label_values(&["skipped"]).inc();
+            return;
+        }
         let started = Instant::now();
         let first = match crash_plan(&snap, metrics().fenced.get() == 1) {
             Ok(s) => s,
@@ -519,17 +628,33 @@ impl Duty<'_> {
         }
         self.busy.set(true);
         let snap = self.observer.fresh().await;
-        let preferred = self.prefer(&snap, deadline).await;
-        let p = Procedure::new(
-            preferred.as_ref().map(|(to, _)| to.clone()),
-            false,
-            Instant::now(),
-            deadline.saturating_duration_since(Instant::now()),
-            AFTER_PREFERENCE,
-        );
-        let outcome = timeout_at(deadline, carry_out(self.own, self.observer, p, "hand-over"))
-            .await
-            .map_or_else(|_| Outcome::TimedOut("SHUTDOWN_FAILOVER_TIMEOUT_S".into()), |(o, _)| o);
+        // A paused group keeps its master: the hand-over refuses.
+        let paused = snap
+            .pause
+            .as_ref()
+            .filter(|_| snap.local.as_ref().is_some_and(|l| l.is_master()));
+        let preferred = match paused {
+            Some(_) => None,
+            None => self.prefer(&snap, deadline).await,
+        };
+        let outcome = match paused {
+            Some(p) => Outcome::Unsafe(format!(
+                "the group is paused (by {}, until {} ms: {}); resume it first for a hand-over",
+                p.by, p.until_ms, p.reason
+            )),
+            None => {
+                let p = Procedure::new(
+                    preferred.as_ref().map(|(to, _)| to.clone()),
+                    false,
+                    Instant::now(),
+                    deadline.saturating_duration_since(Instant::now()),
+                    AFTER_PREFERENCE,
+                );
+                timeout_at(deadline, carry_out(self.own, self.observer, p, "hand-over"))
+                    .await
+                    .map_or_else(|_| Outcome::TimedOut("SHUTDOWN_FAILOVER_TIMEOUT_S".into()), |(o, _)| o)
+            }
+        };
         if let Some((_, intent)) = preferred {
             let zk = self.keeper.zk();
             if let Ok(Some((data, version))) = zk.read_switchover().await
@@ -713,7 +838,8 @@ async fn decide_under_lock(
                 continue;
             }
         };
-        let obs = Observation::from_snapshot(&snap, me, grace_elapsed);
+        // A pause holds every takeover off: the grace never ends during it.
+        let obs = Observation::from_snapshot(&snap, me, grace_elapsed && snap.pause.is_none());
         let record = snap.record.clone();
         match decide(&obs) {
             Decision::Wait => {
@@ -721,8 +847,13 @@ async fn decide_under_lock(
                 if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
                     last_log = Some(Instant::now());
                     let left = cfg.takeover_grace.saturating_sub(since.elapsed());
-                    warn!(record = ?obs.record, path = %zk.master_path(), left_s = left.as_secs(),
-                        "no live master found; waiting for a failover before taking over");
+                    if let Some(p) = &snap.pause {
+                        warn!(record = ?obs.record, by = %p.by, reason = %p.reason, until_ms = p.until_ms,
+                            "no live master found; the group is paused, so no takeover until it is resumed");
+                    } else {
+                        warn!(record = ?obs.record, path = %zk.master_path(), left_s = left.as_secs(),
+                            "no live master found; waiting for a failover before taking over");
+                    }
                 }
                 pause(signals, RECHECK).await?;
             }

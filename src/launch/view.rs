@@ -81,6 +81,8 @@ pub async fn redis(publisher: Option<Publisher>, observer: &Observer, p: RedisPa
         m.repl_offset.set(view.node.offset.unwrap_or(0));
         m.repl_lag.set(view.node.lag_bytes.unwrap_or(0));
         m.promotable.set(i64::from(view.node.promotable == Some(true)));
+        m.paused.set(i64::from(view.paused));
+        m.pause_until.set(view.paused_until.map_or(0, |ms| (ms / 1000) as i64));
         if let Some(p) = &publisher {
             p.publish(redis_pages(&view));
         }

@@ -41,6 +41,12 @@ use crate::snapshot::Snapshot;
 /// master may start; `to` must be one of its registered, linked, synced,
 /// promotable replicas. `Err` says why not: `rzkctl` then writes nothing.
 pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Endpoint, String> {
+    if let Some(p) = &snap.pause {
+        return Err(format!(
+            "the group is paused (by {}: {}); `rzkctl resume` first",
+            p.by, p.reason
+        ));
+    }
     let master = match &snap.record {
         Record::Valid { master, .. } if snap.is_live_master(master) => master.clone(),
         Record::Valid { master, .. } => return Err(format!("the recorded master {master} does not answer as master")),
@@ -460,6 +466,17 @@ mod tests {
             s.priority = 0;
         }
         assert!(plan(&none, None).unwrap_err().contains("no promotable replica"));
+        let mut paused = healthy(9);
+        paused.pause = Some(crate::model::Pause {
+            until_ms: u64::MAX,
+            by: "ops".into(),
+            reason: "upgrade".into(),
+        });
+        assert!(
+            plan(&paused, Some(&ep(2)))
+                .unwrap_err()
+                .contains("paused (by ops: upgrade)")
+        );
     }
 
     #[test]

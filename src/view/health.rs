@@ -85,6 +85,10 @@ pub struct RedisView {
     /// A master whose writes are paused while a failover of it is under
     /// way (the freeze).
     pub frozen: bool,
+    /// The group is paused (`rzkctl pause`): no failover, no role change.
+    pub paused: bool,
+    /// Until when (Unix milliseconds), while paused.
+    pub paused_until: Option<u64>,
 }
 
 impl RedisView {
@@ -136,6 +140,8 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
         record_matches: record != Some(me),
         fenced: false,
         frozen: false,
+        paused: snap.pause.is_some(),
+        paused_until: snap.pause.as_ref().map(|p| p.until_ms),
     };
     match local.map(|l| (l, &l.role)) {
         Some((_, Role::Master)) => {

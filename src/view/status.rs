@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::model::{Endpoint, Role};
+use crate::model::{Endpoint, Pause, Role, show_ms};
 use crate::snapshot::Snapshot;
 use crate::view::{NodeView, record_parts};
 
@@ -45,6 +45,8 @@ pub struct GroupStatus {
     pub reasons: Vec<String>,
     /// What an operator should look at without the group being degraded.
     pub notes: Vec<String>,
+    /// Maintenance mode, while it is in force (`rzkctl pause`).
+    pub paused: Option<Pause>,
 }
 
 /// The status of the group in `snap` (observed with its nodes).
@@ -132,7 +134,7 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
             "a failover of {m} is under way: its writes are paused (frozen) until it ends"
         ));
     }
-    let notes = snap
+    let mut notes: Vec<String> = snap
         .diverged
         .iter()
         .map(|d| {
@@ -142,8 +144,20 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
             )
         })
         .collect();
+    if let Some(p) = &snap.pause {
+        notes.insert(
+            0,
+            format!(
+                "PAUSED until {} by {}{}: no failover and no role change, every replica held at priority 0 (`rzkctl resume` ends it)",
+                show_ms(p.until_ms),
+                p.by,
+                if p.reason.is_empty() { String::new() } else { format!(" ({})", p.reason) }
+            ),
+        );
+    }
     GroupStatus {
         notes,
+        paused: snap.pause.clone(),
         failover_of,
         record: record.as_ref().map(ToString::to_string),
         record_version: version,

@@ -71,6 +71,8 @@ pub(crate) enum Part {
     Master,
     /// `<root>/switchover`.
     Switchover,
+    /// `<root>/pause`.
+    Pause,
     /// `<root>/sentinels` and its children.
     Sentinels,
     /// `<root>/nodes` and its children.
@@ -84,6 +86,7 @@ struct Copies {
     armed: bool,
     master: Entry<Record>,
     switchover: Entry<Option<(Vec<u8>, i32)>>,
+    pause: Entry<Option<(Vec<u8>, i32)>>,
     sentinels: Entry<Vec<(String, Endpoint)>>,
     nodes: Entry<Vec<(String, Endpoint)>>,
     diverged: Entry<Vec<(String, Endpoint)>>,
@@ -93,6 +96,7 @@ impl Copies {
     fn forget_all(&mut self) {
         self.master.forget();
         self.switchover.forget();
+        self.pause.forget();
         self.sentinels.forget();
         self.nodes.forget();
         self.diverged.forget();
@@ -141,6 +145,8 @@ impl Mirror {
             Some(Part::Master)
         } else if rest == "/switchover" {
             Some(Part::Switchover)
+        } else if rest == "/pause" {
+            Some(Part::Pause)
         } else if under("/sentinels") {
             Some(Part::Sentinels)
         } else if under("/nodes") {
@@ -161,7 +167,7 @@ impl Mirror {
     /// the record, the intent or the root, counts a change.
     fn changed(&self, path: &str) {
         self.touched(path);
-        if matches!(self.part_of(path), Some(Part::Master | Part::Switchover)) || path == self.root {
+        if matches!(self.part_of(path), Some(Part::Master | Part::Switchover | Part::Pause)) || path == self.root {
             self.changes.send_modify(|n| *n += 1);
         }
     }
@@ -173,6 +179,7 @@ impl Mirror {
         match self.part_of(path) {
             Some(Part::Master) => c.master.forget(),
             Some(Part::Switchover) => c.switchover.forget(),
+            Some(Part::Pause) => c.pause.forget(),
             Some(Part::Sentinels) => c.sentinels.forget(),
             Some(Part::Nodes) => c.nodes.forget(),
             Some(Part::Diverged) => c.diverged.forget(),
@@ -187,16 +194,26 @@ impl Mirror {
         if c.armed { c.master.value.clone() } else { None }
     }
 
-    /// The copy of the switchover intent's data and version (`Some(None)`:
-    /// no node), if armed and kept.
-    pub(crate) fn switchover(&self) -> Option<Option<(Vec<u8>, i32)>> {
+    /// The copy of a data node's data and version (`Some(None)`: no node),
+    /// if armed and kept: the switchover intent or the pause.
+    pub(crate) fn node(&self, part: Part) -> Option<Option<(Vec<u8>, i32)>> {
         let c = self.copies();
-        if c.armed { c.switchover.value.clone() } else { None }
+        match part {
+            _ if !c.armed => None,
+            Part::Switchover => c.switchover.value.clone(),
+            Part::Pause => c.pause.value.clone(),
+            _ => None,
+        }
     }
 
-    /// Keeps the intent read with `t`, unless something was forgotten since.
-    pub(crate) fn keep_switchover(&self, t: Ticket, v: Option<(Vec<u8>, i32)>) {
-        self.copies().switchover.store(t.0, v);
+    /// Keeps a data node read with `t`, unless something was forgotten since.
+    pub(crate) fn keep_node(&self, part: Part, t: Ticket, v: Option<(Vec<u8>, i32)>) {
+        let mut c = self.copies();
+        match part {
+            Part::Switchover => c.switchover.store(t.0, v),
+            Part::Pause => c.pause.store(t.0, v),
+            _ => {}
+        }
     }
 
     /// The copy of a registration list, if armed and kept.
@@ -209,7 +226,7 @@ impl Mirror {
             Part::Sentinels => c.sentinels.value.clone(),
             Part::Nodes => c.nodes.value.clone(),
             Part::Diverged => c.diverged.value.clone(),
-            Part::Master | Part::Switchover => None,
+            Part::Master | Part::Switchover | Part::Pause => None,
         }
     }
 
@@ -219,6 +236,7 @@ impl Mirror {
         Ticket(match part {
             Part::Master => c.master.generation,
             Part::Switchover => c.switchover.generation,
+            Part::Pause => c.pause.generation,
             Part::Sentinels => c.sentinels.generation,
             Part::Nodes => c.nodes.generation,
             Part::Diverged => c.diverged.generation,
@@ -238,7 +256,7 @@ impl Mirror {
             Part::Sentinels => c.sentinels.store(t.0, v.to_vec()),
             Part::Nodes => c.nodes.store(t.0, v.to_vec()),
             Part::Diverged => c.diverged.store(t.0, v.to_vec()),
-            Part::Master | Part::Switchover => {}
+            Part::Master | Part::Switchover | Part::Pause => {}
         }
     }
 

@@ -323,47 +323,78 @@ impl Zk {
         format!("{}/switchover", self.cfg.root)
     }
 
+    /// `<root>/pause`: maintenance mode.
+    pub fn pause_path(&self) -> String {
+        format!("{}/pause", self.cfg.root)
+    }
+
     /// The switchover intent's data and version, `None` when there is none.
     /// Served from the watched copy while it is valid.
     pub async fn read_switchover(&self) -> Result<Option<(Vec<u8>, i32)>, Error> {
-        if let Some(v) = self.kept(|m| m.switchover()) {
+        self.read_node(Part::Switchover, &self.switchover_path()).await
+    }
+
+    /// The pause's data and version, `None` when there is none (served as
+    /// [`Zk::read_switchover`]).
+    pub async fn read_pause(&self) -> Result<Option<(Vec<u8>, i32)>, Error> {
+        self.read_node(Part::Pause, &self.pause_path()).await
+    }
+
+    async fn read_node(&self, part: Part, path: &str) -> Result<Option<(Vec<u8>, i32)>, Error> {
+        if let Some(v) = self.kept(|m| m.node(part)) {
             return Ok(v);
         }
-        let ticket = self.mirror.ticket(Part::Switchover);
-        let v = match bounded(self.op_timeout(), self.client.get_data(&self.switchover_path())).await {
+        let ticket = self.mirror.ticket(part);
+        let v = match bounded(self.op_timeout(), self.client.get_data(path)).await {
             Err(Error::NoNode) => None,
             Err(e) => return Err(e),
             Ok((data, stat)) => Some((data, stat.version)),
         };
-        self.mirror.keep_switchover(ticket, v.clone());
+        self.mirror.keep_node(part, ticket, v.clone());
         Ok(v)
     }
 
     /// Writes the switchover intent: creates it (`expected` `None`: there
     /// must be none) or compare-and-sets it on `expected`.
     pub async fn write_switchover(&self, data: &[u8], expected: Option<i32>) -> Result<(), Error> {
-        let path = self.switchover_path();
+        self.write_node(&self.switchover_path(), data, expected).await
+    }
+
+    /// Writes the pause, as [`Zk::write_switchover`].
+    pub async fn write_pause(&self, data: &[u8], expected: Option<i32>) -> Result<(), Error> {
+        self.write_node(&self.pause_path(), data, expected).await
+    }
+
+    async fn write_node(&self, path: &str, data: &[u8], expected: Option<i32>) -> Result<(), Error> {
         let opts = self.dir_options();
         let r = match expected {
-            None => bounded(self.op_timeout(), self.client.create(&path, data, &opts))
+            None => bounded(self.op_timeout(), self.client.create(path, data, &opts))
                 .await
                 .map(drop),
-            Some(v) => bounded(self.op_timeout(), self.client.set_data(&path, data, Some(v)))
+            Some(v) => bounded(self.op_timeout(), self.client.set_data(path, data, Some(v)))
                 .await
                 .map(drop),
         };
-        self.mirror.touched(&path);
+        self.mirror.touched(path);
         r
     }
 
     /// Deletes the switchover intent if it still has `version`.
     pub async fn delete_switchover(&self, version: i32) -> Result<(), Error> {
-        let path = self.switchover_path();
-        let r = match bounded(self.op_timeout(), self.client.delete(&path, Some(version))).await {
+        self.delete_node(&self.switchover_path(), Some(version)).await
+    }
+
+    /// Deletes the pause, whatever its version.
+    pub async fn delete_pause(&self) -> Result<(), Error> {
+        self.delete_node(&self.pause_path(), None).await
+    }
+
+    async fn delete_node(&self, path: &str, version: Option<i32>) -> Result<(), Error> {
+        let r = match bounded(self.op_timeout(), self.client.delete(path, version)).await {
             Ok(()) | Err(Error::NoNode) => Ok(()),
             Err(e) => Err(e),
         };
-        self.mirror.touched(&path);
+        self.mirror.touched(path);
         r
     }
 
