@@ -18,9 +18,7 @@
 //!   for 15 s, more than three session timeouts, then back;
 //! - a rolling restart, one server at a time, the leader last (an upgrade);
 //! - the server the master's launcher is connected to cut off (its host
-//!   drops every packet) for 15 s: the session moves to another server, or
-//!   expires and is replaced at once when the client's first retry went
-//!   back to the silent server (see the scenario).
+//!   drops every packet) for 15 s: the session moves to another server.
 //!
 //! In every case: no failover (the Sentinels keep the master, their epoch
 //! does not change, none sees it down), no fence and no freeze, no write
@@ -691,10 +689,13 @@ async fn rolling_restart_of_the_ensemble() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_masters_zookeeper_server_cut_off() {
-    // A session on the cut server moves when the client's first retry goes
-    // to another server; when it goes back to the silent one it spends its
-    // connection timeout (3/5 of the session) there and the session
-    // expires: the launcher registers again at once with a new session.
+    // The session moves: the client gives a silent server a third of the
+    // session, so even a retry that goes back to it first leaves time to
+    // reach another server before the session expires. (Seen in 7 runs of
+    // 7, every session on the cut server moved, some 4.2 s after the cut
+    // with 4 s sessions: ZooKeeper expires on its 500 ms ticks. The other
+    // launchers' registrations keep the bounds of a fault that can outlast
+    // a session, for a loaded machine; the master's session must move.)
     let bounds = EXPIRING;
     scenario("master's server cut off", bounds, |w, master, want| async move {
         let sid = want[&format!("nodes {master}")];
@@ -747,36 +748,20 @@ async fn the_masters_zookeeper_server_cut_off() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(took < SESSION * 2, "rzkctl took {took:?} to reach the ensemble");
-        // The master's launcher gets off the cut server: its session seen on
-        // another server (moved), or, when the client's first retry went
-        // back to the silent server (it shuffles the servers after every
-        // connection loss, so about 1 time in 3) and spent its connection
-        // timeout there, the session expired and the launcher registered
-        // again with a new one.
-        // Within 4 session timeouts: an expired session's launcher opens a
-        // new one, whose client may try the cut server first too (12.8 s
-        // from the cut seen once, under load). The cut lasts until then.
-        let (how, to) = wait_for("the master's session to move or be replaced", SESSION * 4, || async {
+        // The master's launcher gets off the cut server: its session is
+        // seen on another server well within the session timeout.
+        let to = wait_for("the master's session to move", SESSION, || async {
             for (j, s) in w.ens.servers.iter().enumerate() {
                 if j != i && s.sessions().await.is_ok_and(|v| v.contains(&sid)) {
-                    return Ok(("moved", j));
+                    return Ok(j);
                 }
             }
-            for (owner, addr) in w.g.registration_owners("nodes").await.into_iter().map(|(a, o)| (o, a)) {
-                if addr == master && owner != sid {
-                    for (j, s) in w.ens.servers.iter().enumerate() {
-                        if s.sessions().await.is_ok_and(|v| v.contains(&owner)) {
-                            return Ok(("replaced (expired)", j));
-                        }
-                    }
-                }
-            }
-            Err(format!("session {sid:#x} on no other server, and no new registration"))
+            Err(format!("session {sid:#x} on no other server"))
         })
         .await;
         assert_ne!(to, i, "the master's new session is on the cut server");
         eprintln!(
-            "MEASURE the master's session {sid:#x} {how}: from server {} to {} within {:?} of the cut",
+            "MEASURE the master's session {sid:#x} moved: from server {} to {} within {:?} of the cut",
             i + 1,
             to + 1,
             t0.elapsed()

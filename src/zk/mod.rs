@@ -177,14 +177,17 @@ impl Zk {
     /// session and the servers it was given.
     async fn connect_once(cfg: &ZkConfig) -> Result<(Zk, String), String> {
         let servers = resolve_servers(&cfg.hosts, cfg.session_timeout.min(RESOLVE_TIMEOUT)).await?;
-        // The idle connection timeout sets the ping period (3/8 of it). The
-        // client's default, 2/5 of the session, pings every 15 % of the
-        // session; 3/5 (the most the client takes, about Java's 2/3) pings
-        // every 22.5 %, a third fewer pings, and still leaves 2/5 of the
-        // session to reach another server after a silent one is given up.
+        // The connection timeout bounds both how long a silent server is
+        // waited for and each attempt to connect (pings go every 3/8 of
+        // it). A third of the session, as Java's client gives each of 3
+        // servers to connect: a silent server given up (1/3), then a retry
+        // that goes back to it (the client shuffles its servers after a
+        // loss: 1/3 more) still leaves a third of the session to reach a
+        // live one, so the session moves instead of expiring. (At 3/5 the
+        // second case expired the session.)
         let mut connector = Client::connector()
             .with_session_timeout(cfg.session_timeout)
-            .with_connection_timeout(cfg.session_timeout * 3 / 5)
+            .with_connection_timeout(cfg.session_timeout / 3)
             .with_fail_eagerly();
         let acls = match &cfg.digest {
             Some(d) => {
