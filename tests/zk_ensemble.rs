@@ -689,11 +689,9 @@ async fn rolling_restart_of_the_ensemble() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_masters_zookeeper_server_cut_off() {
-    // The session moves: the client gives a silent server a third of the
+    // The session moves: the client gives a silent server 2/5 of the
     // session, so even a retry that goes back to it first leaves time to
-    // reach another server before the session expires. (Seen in 7 runs of
-    // 7, every session on the cut server moved, some 4.2 s after the cut
-    // with 4 s sessions: ZooKeeper expires on its 500 ms ticks. The other
+    // reach another server before the session expires. (The other
     // launchers' registrations keep the bounds of a fault that can outlast
     // a session, for a loaded machine; the master's session must move.)
     let bounds = EXPIRING;
