@@ -13,7 +13,7 @@ use common::group::*;
 use common::*;
 use serde_json::Value;
 
-const PATHS_REDIS: &[&str] = &["/health", "/ready", "/master", "/replica"];
+const PATHS_REDIS: &[&str] = &["/health", "/ready", "/master", "/replica", "/liveness"];
 
 /// The scenarios that fail a group over or flood it, or that take a group
 /// through its 503 rows with time bounds, take turns (libtest runs two
@@ -208,6 +208,7 @@ async fn every_path_on_every_binary_matches_the_table() {
         assert_eq!(body["promotable"], true, "{body}");
         assert!(body["lag_bytes"].as_i64().is_some_and(|l| l >= 0), "{body}");
     }
+    replica_lag_rows(m, r, t).await;
     // rzk-sentinel.
     for s in &g.sentinels {
         for path in ["/health", "/ready"] {
@@ -285,6 +286,9 @@ async fn every_path_on_every_binary_matches_the_table() {
     let child = child_pid_of(r.proc.pid());
     let frozen = Frozen::pids(&[child]);
     let body = wait_code(r, "/health", 503, t).await;
+    // Its launcher's loop runs all the same: /liveness says so.
+    let (code, live) = r.admin_get("/liveness").await.unwrap();
+    assert_eq!(code, 200, "/liveness of a launcher whose server is frozen: {live}");
     frozen.resume();
     assert_eq!(body["role"], Value::Null, "{body}");
     wait_code(r, "/ready", 200, t).await;
@@ -301,6 +305,40 @@ async fn every_path_on_every_binary_matches_the_table() {
     wait_code(w, "/health", 200, t).await;
     // The master, with no Sentinel to outvote it, is still the master.
     wait_code(m, "/master", 200, t).await;
+}
+
+/// `/replica?lag=BYTES` (Patroni's `lag`): a replica really behind its
+/// master (`CLIENT PAUSE WRITE` on it holds its replication stream back,
+/// its link stays up) answers 503 under a bound smaller than its lag, and
+/// 200 under a larger one and without one; a bad bound is 400. Once it
+/// catches up, 200 again.
+async fn replica_lag_rows(m: &Member, r: &Member, t: Duration) {
+    wait_code(r, "/replica?lag=0", 200, t).await;
+    for bad in ["/replica?lag=", "/replica?lag=-5", "/replica?lag=1MB"] {
+        let (code, body) = r.admin_get(bad).await.unwrap();
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body.contains("lag must be a whole number of bytes"), "{bad}: {body}");
+    }
+    redis_cmd(&r.addr(), None, &["CLIENT", "PAUSE", "30000", "WRITE"])
+        .await
+        .unwrap();
+    let value = "x".repeat(10_000);
+    for i in 0..20 {
+        redis_cmd(&m.addr(), None, &["SET", &format!("lag-{i}"), &value])
+            .await
+            .unwrap();
+    }
+    let body = wait_code(r, "/replica?lag=100000", 503, t).await;
+    let lag = body["lag_bytes"].as_i64().unwrap_or(0);
+    assert!(lag > 100_000, "the body shows the lag: {body}");
+    let (code, body) = r.admin_get("/replica").await.unwrap();
+    assert_eq!(code, 200, "/replica without a bound, lagging {lag} bytes: {body}");
+    // Master pings may add a few bytes meanwhile.
+    let bound = lag + 1000;
+    let (code, body) = r.admin_get(&format!("/replica?lag={bound}")).await.unwrap();
+    assert_eq!(code, 200, "/replica?lag={bound}: {body}");
+    redis_cmd(&r.addr(), None, &["CLIENT", "UNPAUSE"]).await.unwrap();
+    wait_code(r, "/replica?lag=1000", 200, t).await;
 }
 
 /// A master that every registered Sentinel outvotes (names another
@@ -810,7 +848,7 @@ async fn head_405_and_503_before_the_first_look() {
     let json = |b: &[u8]| -> Value {
         serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))
     };
-    for (port, paths) in [(rp, PATHS_REDIS), (sp, &["/health", "/ready"][..])] {
+    for (port, paths) in [(rp, PATHS_REDIS), (sp, &["/health", "/ready", "/liveness"][..])] {
         for path in paths {
             let (code, _, body) = http_request(port, "GET", path).await.unwrap();
             assert_eq!(code, 503, "GET {path} on :{port} before the first look");

@@ -134,6 +134,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         priority_set_at: Cell::new(Instant::now()),
         priority_by_hand: Cell::new(false),
         busy: Cell::new(false),
+        beat: view::Beat::default(),
         finished: RefCell::new(vec![]),
         marks: (cfg.persistence == Persistence::Aof).then(|| Marks::new(cfg.common.data_dir())),
     };
@@ -167,7 +168,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         never = observer.run(keeper.subscribe(), period) => match never {},
         never = duty.run() => match never {},
         never = fence::run(&own, &observer, keeper.subscribe(), cfg.fence_after) => match never {},
-        never = view::redis(admin, &observer, pages) => match never {},
+        never = view::redis(admin, &observer, pages, &duty.beat) => match never {},
     };
     if !signalled {
         // The server died on its own (OOM killer, a crash, a SHUTDOWN).
@@ -199,6 +200,8 @@ struct Duty<'a> {
     /// A switchover or the hand-over is being carried out: nothing else
     /// acts meanwhile.
     busy: Cell<bool>,
+    /// The duty loop's beat, for `/liveness`.
+    beat: view::Beat,
     /// The intents this launcher has finished (their result may not have
     /// reached ZooKeeper).
     finished: RefCell<Vec<String>>,
@@ -223,6 +226,7 @@ impl Duty<'_> {
                 },
                 heard = events.next() => Some(heard),
             };
+            self.beat.mark();
             let Some(snap) = self.observer.latest() else { continue };
             match heard {
                 None => events.follow(&snap.sentinels),
@@ -300,6 +304,7 @@ impl Duty<'_> {
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(60));
         let started = Instant::now();
+        self.beat.busy_until(Some(started + bound + PAUSE_MARGIN));
         let pause = Action::PauseWrites(bound + PAUSE_MARGIN);
         let outcome = match self.own.executor().execute(&pause, None).await {
             Err(e) => {
@@ -315,6 +320,7 @@ impl Duty<'_> {
             }
         };
         metrics().frozen.set(0);
+        self.beat.busy_until(None);
         if let Some(o) = outcome {
             info!(addr = %self.own.me, outcome = o.label(), ms = started.elapsed().as_millis() as u64, "freeze ended");
             metrics().failover_freezes.with_label_values(&[o.label()]).inc();
@@ -422,6 +428,7 @@ impl Duty<'_> {
             Err(why) => (Outcome::Unsafe(why), None),
             Ok(_) => {
                 let budget = Duration::from_millis(intent.deadline_ms.saturating_sub(unix_ms()));
+                self.beat.busy_until(Some(Instant::now() + budget));
                 let p = Procedure::new(
                     intent.to.clone(),
                     intent.exclusive,
@@ -441,6 +448,7 @@ impl Duty<'_> {
                 format!("failed: {why}")
             }
         };
+        self.beat.busy_until(None);
         info!(addr = %self.own.me, result = %result, "switchover ended");
         self.finished.borrow_mut().push(intent.id.clone());
         self.write_result(&intent, result).await;
