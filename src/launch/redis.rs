@@ -45,6 +45,9 @@ use crate::zk::Zk;
 
 /// Pause between observations while waiting out the takeover grace.
 const RECHECK: Duration = Duration::from_secs(1);
+/// How long a `NOFAILOVER=true` launcher that found no master to follow
+/// waits before it takes the bootstrap lock again.
+const YIELD_PAUSE: Duration = Duration::from_secs(2);
 /// How long a replica must be stranded before the guard re-points it; gives
 /// Sentinel, which normally does it, the first chance.
 const STRANDED_SETTLE: Duration = Duration::from_secs(5);
@@ -74,38 +77,54 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     };
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let me = id.announce.clone();
-    info!(addr = %me, path = %zk.lock_dir(), "waiting for the bootstrap lock");
+    if cfg.nofailover {
+        info!(addr = %me, "NOFAILOVER=true: this server is never promoted (replica-priority 0)");
+    }
     let lock_data = me.to_record();
-    let lock = tokio::select! {
-        r = zk.lock(&lock_data) => match r {
-            Ok(l) => l,
-            Err(e) => {
-                error!(error = %e, path = %zk.lock_dir(), "could not take the bootstrap lock");
-                zk.release_contenders().await;
-                return 1;
+    let mut yields = 0u32;
+    let (mut child, replica_of) = loop {
+        info!(addr = %me, path = %zk.lock_dir(), "waiting for the bootstrap lock");
+        let lock = tokio::select! {
+            r = zk.lock(&lock_data) => match r {
+                Ok(l) => l,
+                Err(e) => {
+                    error!(error = %e, path = %zk.lock_dir(), "could not take the bootstrap lock");
+                    zk.release_contenders().await;
+                    return 1;
+                },
             },
-        },
-        sig = signals.recv() => {
-            // The lock future is gone; remove its node now rather than when
-            // the session times out, so the next launcher is not held up.
-            zk.release_contenders().await;
-            return interrupted(sig);
-        },
-    };
-    info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
-    let outcome = bootstrap(&cfg, &id, &zk, &lock, &probe, &mut signals).await;
-    // Released on every path, so the next launcher never waits for our
-    // session to time out.
-    zk.unlock(lock).await;
-    let (mut child, replica_of) = match outcome {
-        Ok(started) => started,
-        Err(Early::Exit(code)) => return code,
-        Err(Early::Supervise(mut child)) => return supervise::supervise(&mut child, &mut signals).await,
+            sig = signals.recv() => {
+                // The lock future is gone; remove its node now rather than when
+                // the session times out, so the next launcher is not held up.
+                zk.release_contenders().await;
+                return interrupted(sig);
+            },
+        };
+        info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
+        let outcome = bootstrap(&cfg, &id, &zk, &lock, &probe, &mut signals).await;
+        // Released on every path, so the next launcher never waits for our
+        // session to time out.
+        zk.unlock(lock).await;
+        match outcome {
+            Ok(started) => break started,
+            Err(Early::Exit(code)) => return code,
+            Err(Early::Supervise(mut child)) => return supervise::supervise(&mut child, &mut signals).await,
+            Err(Early::Yield) => {
+                if yields.is_multiple_of(30) {
+                    warn!(addr = %me, path = %zk.master_path(),
+                        "NOFAILOVER=true and no live master to follow; lock released for a task that may become master, looking again");
+                }
+                yields += 1;
+                if let Err(code) = pause(&mut signals, YIELD_PAUSE).await {
+                    return code;
+                }
+            }
+        }
     };
     info!(addr = %me, role = if replica_of.is_some() { "replica" } else { "master" }, "server ready; lock released");
 
     let keeper = Keeper::spawn(zk);
-    let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
+    let node_path = keeper.zk().node_path(cfg.nofailover);
     keeper.register(&node_path, &me.to_record());
     let own = Own {
         probe: &probe,
@@ -336,7 +355,8 @@ impl Duty<'_> {
     /// promotable by hand) is left alone from then on.
     async fn priority(&self, snap: &Snapshot) {
         let Some(l) = snap.local.as_ref() else { return };
-        if self.priority_by_hand.get() {
+        // NOFAILOVER=true: 0, whoever set another value.
+        if self.priority_by_hand.get() && !self.cfg.nofailover {
             return;
         }
         // Only a look that began after our last change can tell.
@@ -344,6 +364,7 @@ impl Duty<'_> {
             && snap.taken > self.priority_set_at.get()
             && let Some(set) = self.priority_set.get()
             && l.priority != set
+            && !self.cfg.nofailover
         {
             self.priority_by_hand.set(true);
             warn!(addr = %self.own.me, priority = l.priority, was = set,
@@ -588,7 +609,7 @@ impl Duty<'_> {
         let uptimes: Vec<(Endpoint, u64)> = local
             .replicas
             .iter()
-            .filter(|l| l.online)
+            .filter(|l| l.online && !snap.nofailover.contains(&l.addr))
             .filter_map(|l| Some((l.addr.clone(), snap.server(&l.addr)?.uptime_s?)))
             .collect();
         let young = preferred_successor(&uptimes)?.clone();
@@ -637,6 +658,9 @@ enum Early {
     Exit(i32),
     /// A signal was forwarded to the starting child: supervise it to its end.
     Supervise(Box<Child>),
+    /// `NOFAILOVER=true` and no master to follow: release the lock and
+    /// look again later.
+    Yield,
 }
 
 /// Everything done under the lock: decide, start the server, wait until it
@@ -656,6 +680,7 @@ async fn bootstrap(
         .map_err(Early::Exit)?;
     let replica_of = match &decision {
         Decision::Replicate { master, .. } => Some(master.clone()),
+        Decision::Yield => return Err(Early::Yield),
         _ => None,
     };
     let mut child = start_server(cfg, id, replica_of.as_ref()).await.map_err(|e| {
@@ -722,9 +747,13 @@ async fn decide_under_lock(
                 continue;
             }
         };
-        let obs = Observation::from_snapshot(&snap, me, grace_elapsed);
+        let obs = Observation {
+            nofailover: cfg.nofailover,
+            ..Observation::from_snapshot(&snap, me, grace_elapsed)
+        };
         let record = snap.record.clone();
         match decide(&obs) {
+            d @ Decision::Yield => return Ok((d, record)),
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);
                 if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
