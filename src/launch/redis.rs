@@ -71,7 +71,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let (mut signals, zk) = match task::start(&cfg.common).await {
+    let (mut signals, zk) = match task::start(&cfg.common, "rzk-redis").await {
         Ok(started) => started,
         Err(code) => return code,
     };
