@@ -991,12 +991,12 @@ async fn the_alerts_fire_on_a_real_group() {
             .unwrap();
     }
     wait_metric(r, "rzk_repl_lag_bytes", |v| v > 10e6, t).await;
-    cases.push((
-        "lag",
-        scrape(&all).await,
-        vec!["RzkReplicationLag"],
-        vec!["RzkNoMaster", "RzkTwoMasters"],
-    ));
+    cases.push(Case {
+        name: "lag",
+        phase: scrape(&all).await,
+        fires: vec!["RzkReplicationLag"],
+        quiet: vec!["RzkNoMaster", "RzkTwoMasters"],
+    });
     redis_cmd(&r.addr(), None, &["CLIENT", "UNPAUSE"]).await.unwrap();
     wait_metric(r, "rzk_repl_lag_bytes", |v| v < 1e6, t).await;
 
@@ -1005,12 +1005,12 @@ async fn the_alerts_fire_on_a_real_group() {
         .await
         .unwrap();
     wait_metric(r, "rzk_promotable", |v| v == 0.0, t).await;
-    cases.push((
-        "no promotable replica",
-        scrape(&all).await,
-        vec!["RzkNoPromotableReplica"],
-        vec!["RzkNoMaster", "RzkTwoMasters", "RzkReplicationLag"],
-    ));
+    cases.push(Case {
+        name: "no promotable replica",
+        phase: scrape(&all).await,
+        fires: vec!["RzkNoPromotableReplica"],
+        quiet: vec!["RzkNoMaster", "RzkTwoMasters", "RzkReplicationLag"],
+    });
     redis_cmd(&r.addr(), None, &["CONFIG", "SET", "replica-priority", "100"])
         .await
         .unwrap();
@@ -1025,22 +1025,22 @@ async fn the_alerts_fire_on_a_real_group() {
         wait_metric(s, "rzk_record_matches", |v| v == 0.0, t).await;
     }
     let running: Vec<&Member> = all.iter().copied().filter(|x| x.addr() != w.addr()).collect();
-    cases.push((
-        "record disagrees",
-        scrape(&running).await,
-        vec!["RzkRecordDisagreesWithSentinels"],
-        vec!["RzkNoMaster", "RzkTwoMasters"],
-    ));
+    cases.push(Case {
+        name: "record disagrees",
+        phase: scrape(&running).await,
+        fires: vec!["RzkRecordDisagreesWithSentinels"],
+        quiet: vec!["RzkNoMaster", "RzkTwoMasters"],
+    });
     // The harness's session is 4 s: frozen 7 s, it has expired.
     tokio::time::sleep(Duration::from_secs(7).saturating_sub(frozen.elapsed())).await;
     watcher.resume();
     wait_metric(w, "rzk_zk_sessions_expired_total", |v| v >= 1.0, t).await;
-    cases.push((
-        "zookeeper session expired",
-        scrape(&all).await,
-        vec!["RzkZkSessionExpired"],
-        vec!["RzkNoMaster", "RzkTwoMasters"],
-    ));
+    cases.push(Case {
+        name: "zookeeper session expired",
+        phase: scrape(&all).await,
+        fires: vec!["RzkZkSessionExpired"],
+        quiet: vec!["RzkNoMaster", "RzkTwoMasters"],
+    });
     // The watcher, back, puts the record right.
     for s in &g.sentinels {
         wait_metric(s, "rzk_record_matches", |v| v == 1.0, t).await;
@@ -1049,45 +1049,36 @@ async fn the_alerts_fire_on_a_real_group() {
     // Two masters, before the guard demotes the second.
     redis_cmd(&r.addr(), None, &["REPLICAOF", "NO", "ONE"]).await.unwrap();
     wait_metric(r, "rzk_role|role=\"master\"", |v| v == 1.0, t).await;
-    cases.push((
-        "two masters",
-        scrape(&all).await,
-        vec!["RzkTwoMasters"],
-        vec!["RzkNoMaster"],
-    ));
+    cases.push(Case {
+        name: "two masters",
+        phase: scrape(&all).await,
+        fires: vec!["RzkTwoMasters"],
+        quiet: vec!["RzkNoMaster"],
+    });
     g.wait_healthy(Duration::from_secs(30)).await;
 
     // Fenced: no Sentinel answers the master.
     let sentinel_servers: Vec<i32> = g.sentinels.iter().map(|s| child_pid_of(s.proc.pid())).collect();
     let sentinels = Frozen::pids(&sentinel_servers);
     wait_metric(m, "rzk_fenced", |v| v == 1.0, t).await;
-    cases.push((
-        "fenced",
-        scrape(&all).await,
-        vec!["RzkMasterFenced"],
-        vec!["RzkNoMaster", "RzkTwoMasters"],
-    ));
+    cases.push(Case {
+        name: "fenced",
+        phase: scrape(&all).await,
+        fires: vec!["RzkMasterFenced"],
+        quiet: vec!["RzkNoMaster", "RzkTwoMasters"],
+    });
     // No master: its server frozen too.
     let server = Frozen::pids(&[child_pid_of(m.proc.pid())]);
     wait_metric(m, "rzk_role|role=\"master\"", |v| v == 0.0, t).await;
-    cases.push((
-        "no master",
-        scrape(&all).await,
-        vec!["RzkNoMaster"],
-        vec!["RzkTwoMasters"],
-    ));
+    cases.push(Case {
+        name: "no master",
+        phase: scrape(&all).await,
+        fires: vec!["RzkNoMaster"],
+        quiet: vec!["RzkTwoMasters"],
+    });
     server.resume();
     sentinels.resume();
 
-    let cases: Vec<Case> = cases
-        .into_iter()
-        .map(|(name, phase, fires, quiet)| Case {
-            name,
-            phase,
-            fires,
-            quiet,
-        })
-        .collect();
     promtool_test_rules(&healthy, &cases);
     // Every rule of the file was made to fire.
     let rules = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/alerts.yml")).unwrap();
