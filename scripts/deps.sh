@@ -2,7 +2,7 @@
 # Installs the Debian packages redis-zk needs at run and test time when they
 # are missing: zookeeper (with a Java runtime), redis-server, redis-sentinel,
 # redis-tools, and prometheus (its server and promtool check the admin API's
-# /metrics in the tests). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
+# /metrics, and promtool tests docs/alerts.yml, in the tests). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
 # only the tests use: buildah and mmdebstrap (the image test builds and runs
 # the images), iproute2 and iptables (the network-namespace and partition
 # tests), jq (scripts/render-group.sh), haproxy (the proxy tests run the

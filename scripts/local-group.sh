@@ -201,7 +201,7 @@ cat <<TXT
   status:      ZK_HOSTS=$ZK_HOSTS $RZK_BIN_DIR/rzkctl status
   a server:    redis-cli -h 127.0.0.11 -p $((REDIS_PORT_BASE + 1)) role
   a sentinel:  redis-cli -h 127.0.0.21 -p $((SENTINEL_PORT_BASE + 1)) sentinel get-master-addr-by-name mymaster
-  admin pages (/health /ready /metrics; a server's also /master /replica, the watcher's /master /sentinels):
+  admin pages (/health /ready /liveness /metrics; a server's also /master /replica, the watcher's /master /sentinels):
 TXT
 for i in 1 2 3; do echo "    redis$i     http://127.0.0.1$i:$((ADMIN_PORT_BASE + i))/ready"; done
 for i in 1 2 3; do echo "    sentinel$i  http://127.0.0.2$i:$((ADMIN_PORT_BASE + 3 + i))/ready"; done

@@ -165,13 +165,14 @@ fn answer(req: &Request<Incoming>, published: &Published, paths: &[&str]) -> Res
     if !paths.contains(&path) {
         return respond(404, JSON, r#"{"error":"no such path"}"#.into());
     }
-    match published.pages.get(path) {
-        Some(_) if published.at.elapsed() > STALE_AFTER => {
+    match published.pages.answer(path, req.uri().query()) {
+        Err(why) => respond(400, JSON, serde_json::json!({ "error": why }).to_string()),
+        Ok(Some(_)) if published.at.elapsed() > STALE_AFTER => {
             let age = published.at.elapsed().as_secs();
             respond(503, JSON, format!(r#"{{"error":"view is {age} s old"}}"#))
         }
-        Some(p) => respond(p.status, JSON, p.body.clone()),
+        Ok(Some(p)) => respond(p.status, JSON, p.body),
         // Before the first look (the child is still starting).
-        None => respond(503, JSON, r#"{"error":"starting"}"#.into()),
+        Ok(None) => respond(503, JSON, r#"{"error":"starting"}"#.into()),
     }
 }

@@ -16,6 +16,14 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, 
 /// Every metric of the process.
 pub struct Metrics {
     registry: Registry,
+    /// `rzk_info{binary, group}`: 1, naming the binary (`rzk-redis`,
+    /// `rzk-sentinel`, `rzk-watcher`) and its group (the ZooKeeper path of
+    /// `ZK_ROOT`, chroot included): what alerting rules join on to count a
+    /// group's servers, whatever the scrape jobs.
+    pub info: IntGaugeVec,
+    /// `rzk_zk_sessions_expired_total`: ZooKeeper sessions that expired
+    /// (and were replaced by a new one).
+    pub zk_sessions_expired: IntCounter,
     /// `rzk_role{role}`: 1 for the role the supervised server answers
     /// (`master`, `replica`), 0 for the other; both 0 when it does not answer.
     pub role: IntGaugeVec,
@@ -131,7 +139,19 @@ impl Metrics {
         .expect("valid histogram");
         r.register(Box::new(handover_seconds.clone()))
             .expect("metric registered once");
+        let info = IntGaugeVec::new(
+            Opts::new("info", "1, naming this process's binary and group").namespace("rzk"),
+            &["binary", "group"],
+        )
+        .expect("valid metric name");
+        r.register(Box::new(info.clone())).expect("metric registered once");
         let m = Metrics {
+            info,
+            zk_sessions_expired: counter(
+                &r,
+                "zk_sessions_expired_total",
+                "ZooKeeper sessions that expired and were replaced",
+            ),
             role: gauge_vec(&r, "role", "1 for the role the supervised server answers", "role"),
             zk_session: gauge_vec(&r, "zk_session", "1 for the ZooKeeper session's state", "state"),
             record_matches: gauge(
@@ -218,6 +238,11 @@ impl Metrics {
             m.zk_session.with_label_values(&[state]);
         }
         m
+    }
+
+    /// Sets `rzk_info{binary, group}` to 1.
+    pub fn set_info(&self, binary: &str, group: &str) {
+        self.info.with_label_values(&[binary, group]).set(1);
     }
 
     /// Sets `rzk_role`: `role` is `"master"`, `"replica"` or `None`.

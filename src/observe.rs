@@ -25,7 +25,7 @@ use crate::reply::{
     SentinelAnswer, SentinelReplica, ServerState, dead_peers, fields, parse_info, parse_master_addr, value_text,
 };
 use crate::snapshot::{Scope, SessionMark, Snapshot, ZkSession};
-use crate::zk::Zk;
+use crate::zk::{NOFAILOVER_PREFIX, Zk};
 
 /// The mark of `zk`'s session.
 pub fn session_mark(zk: &Zk) -> SessionMark {
@@ -62,6 +62,7 @@ struct Stored {
     sentinels: Vec<Endpoint>,
     nodes: Vec<Endpoint>,
     diverged: Vec<Endpoint>,
+    nofailover: Vec<Endpoint>,
 }
 
 /// Reads the record, the intent and the registrations, all at once, each
@@ -119,13 +120,22 @@ async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, Obser
             }
         },
     };
+    let nodes = bounded(nodes_dir, nodes)?;
+    let nofailover = endpoints(
+        nodes
+            .iter()
+            .filter(|(name, _)| name.starts_with(NOFAILOVER_PREFIX))
+            .cloned()
+            .collect(),
+    );
     Ok(Stored {
         record: bounded(zk.master_path(), record)?,
         intent,
         pause,
         sentinels: endpoints(bounded(sentinels_dir, sentinels)?),
-        nodes: endpoints(bounded(nodes_dir, nodes)?),
+        nodes: endpoints(nodes),
         diverged: endpoints(bounded(diverged_dir, diverged)?),
+        nofailover,
     })
 }
 
@@ -184,6 +194,7 @@ async fn observe_or_last(
                 sentinels: last.map_or_else(Vec::new, |l| l.sentinels.clone()),
                 nodes: last.map_or_else(Vec::new, |l| l.nodes.clone()),
                 diverged: last.map_or_else(Vec::new, |l| l.diverged.clone()),
+                nofailover: last.map_or_else(Vec::new, |l| l.nofailover.clone()),
             }
         }
     };
@@ -241,6 +252,7 @@ async fn around(
         pause: s.pause,
         nodes: s.nodes,
         diverged: s.diverged,
+        nofailover: s.nofailover,
         sentinels: s.sentinels,
         answers,
         unknown_name: asked.unknown_name,

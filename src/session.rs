@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use zookeeper_client::SessionState;
 
 use crate::backoff::Backoff;
+use crate::metrics::metrics;
 use crate::zk::Zk;
 
 /// Ephemeral nodes to keep: (path, data).
@@ -143,6 +144,9 @@ async fn keep(tx: watch::Sender<Zk>, ephemerals: Registrations) {
                 SessionState::SyncConnected => info!("ZooKeeper connection restored"),
                 _ => {}
             }
+        }
+        if state == SessionState::Expired {
+            metrics().zk_sessions_expired.inc();
         }
         error!(state = %state, "ZooKeeper session ended; opening a new one and re-registering");
         let cfg = zk.config().clone();

@@ -79,6 +79,10 @@ pub struct Snapshot {
     /// Servers whose `DATA_DIR` keeps a copy of data a full sync replaced
     /// (`<root>/diverged`); empty unless the scope asked for the nodes.
     pub diverged: Vec<Endpoint>,
+    /// Registered servers whose task runs with `NOFAILOVER=true`: never
+    /// promoted (registered as `<root>/nodes/nofailover-<uuid>`); empty
+    /// unless the scope asked for the nodes.
+    pub nofailover: Vec<Endpoint>,
     /// Registered Sentinels (`<root>/sentinels`).
     pub sentinels: Vec<Endpoint>,
     /// The answers of the Sentinels that answered.
@@ -114,6 +118,7 @@ impl Snapshot {
             pause: None,
             nodes: vec![],
             diverged: vec![],
+            nofailover: vec![],
             sentinels: vec![],
             answers: vec![],
             unknown_name: vec![],

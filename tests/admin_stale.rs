@@ -32,12 +32,12 @@ const STALE_AFTER: Duration = Duration::from_secs(5);
 /// timeout, without the fence (it would turn pages 503 for its own reason
 /// while ZooKeeper is frozen; tests/write_fence.rs and
 /// tests/fence_majority.rs test it).
-async fn group(tag: &str) -> Group {
+async fn group(tag: &str, watchers: usize) -> Group {
     let mut g = Group::new(tag);
     g.admin = true;
     g.extra.push(("ZK_SESSION_TIMEOUT_MS", SESSION_MS.to_string()));
     g.extra.push(("FENCE_AFTER_MS", "0".into()));
-    Group::start_with(g, 1, 1, 0).await
+    Group::start_with(g, 1, 1, watchers).await
 }
 
 /// `m`'s `path`: (status, JSON body).
@@ -152,12 +152,21 @@ async fn a_page_older_than_5_s_answers_503_with_its_age() {
 /// "A ZooKeeper outage never fails `/health`". Before the looks bounded
 /// their ZooKeeper reads (f873f47), a frozen ZooKeeper held a look up to
 /// the session timeout, past the 5 s after which a page is stale, and
-/// `/health` answered 503 for 6 to 12 s.
+/// `/health` answered 503 for 6 to 12 s. Nor `/liveness` of any binary,
+/// the watcher's included (its `/health` follows its session, which
+/// expires during the freeze; Marathon's check of it reads `/liveness`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_stays_200_while_zookeeper_is_frozen() {
     let _serial = SERIAL.lock().await;
-    let g = group("health-frozen").await;
-    let (r, s) = (&g.redis[0], &g.sentinels[0]);
+    let g = group("health-frozen", 1).await;
+    let (r, s, w) = (&g.redis[0], &g.sentinels[0], &g.watchers[0]);
+    wait_for("the watcher's /liveness", Duration::from_secs(15), || async {
+        match page(w, "/liveness").await? {
+            (200, _) => Ok(()),
+            (code, v) => Err(format!("{code} {v}")),
+        }
+    })
+    .await;
     let thaw = Thaw { pids: vec![], zk: true };
     zk().pause();
     let frozen = Instant::now();
@@ -165,12 +174,25 @@ async fn health_stays_200_while_zookeeper_is_frozen() {
     // session timeout) and a stale period after that.
     let hold = Duration::from_millis(SESSION_MS * 2) + STALE_AFTER;
     let mut failed = vec![];
+    // How often the watcher's own /health said 503 meanwhile (its session
+    // expires): what a check on /health would have counted.
+    let mut watcher_health_503 = 0;
     while frozen.elapsed() < hold {
-        for m in [r, s] {
-            match page(m, "/health").await {
+        if matches!(page(w, "/health").await, Ok((503, _))) {
+            watcher_health_503 += 1;
+        }
+        let checks = [
+            (r, "/health"),
+            (s, "/health"),
+            (r, "/liveness"),
+            (s, "/liveness"),
+            (w, "/liveness"),
+        ];
+        for (m, path) in checks {
+            match page(m, path).await {
                 Ok((200, _)) => {}
                 other => failed.push(format!(
-                    "{:.1} s {}: {other:?}",
+                    "{:.1} s {} {path}: {other:?}",
                     frozen.elapsed().as_secs_f64(),
                     m.addr()
                 )),
@@ -179,9 +201,12 @@ async fn health_stays_200_while_zookeeper_is_frozen() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(thaw);
+    eprintln!(
+        "MEASURE zk freeze {hold:?}: the watcher's /health answered 503 {watcher_health_503} times, /liveness never"
+    );
     assert!(
         failed.is_empty(),
-        "/health failed {} times during a ZooKeeper freeze: first {:?}, last {:?}",
+        "/health or /liveness failed {} times during a ZooKeeper freeze: first {:?}, last {:?}",
         failed.len(),
         failed.first(),
         failed.last()

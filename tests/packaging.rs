@@ -100,8 +100,11 @@ fn invariant_errors(app: &Value) -> Vec<String> {
                 errs.push(format!("{id}: env ADMIN_PORT must be \"$PORT{i}\", the admin port"));
             }
             let checks = app["healthChecks"].as_array().cloned().unwrap_or_default();
+            // The check that kills a task never depends on ZooKeeper: the
+            // watcher's /health follows its session, its /liveness does not.
+            let health_path = if component == "watcher" { "/liveness" } else { "/health" };
             let http_health = |h: &Value| {
-                h["protocol"] == "MESOS_HTTP" && h["path"] == "/health" && h["portIndex"].as_u64() == Some(i as u64)
+                h["protocol"] == "MESOS_HTTP" && h["path"] == health_path && h["portIndex"].as_u64() == Some(i as u64)
             };
             // The redis app also has a TCP check of its Redis port: the
             // check marathon-lb needs there to write any check into the
@@ -113,7 +116,7 @@ fn invariant_errors(app: &Value) -> Vec<String> {
                 || (want == 2 && !tcp_of_port_0(&checks[1]))
             {
                 errs.push(format!(
-                    "{id}: needs exactly one health check, MESOS_HTTP on /health of port {i}{}",
+                    "{id}: needs exactly one health check, MESOS_HTTP on {health_path} of port {i}{}",
                     if want == 2 {
                         ", then for marathon-lb a MESOS_TCP check of port 0"
                     } else {

@@ -8,6 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use common::alerts::*;
 use common::group::*;
 use common::*;
 
@@ -196,6 +197,7 @@ async fn persistence_aof_survives_losing_every_task() {
 async fn a_restarted_master_keeps_the_writes_no_replica_had() {
     let _serial = SERIAL.lock().await;
     let mut g = Group::new("pdiverged");
+    g.admin = true;
     g.extra.push(("PERSISTENCE", "aof".into()));
     // Long enough that the replica, stopped for a few seconds, is not
     // judged down and can be promoted.
@@ -211,6 +213,19 @@ async fn a_restarted_master_keeps_the_writes_no_replica_had() {
         std::slice::from_ref(&replica),
         None,
         Duration::from_secs(30),
+    )
+    .await;
+    // The healthy group's metrics, for docs/alerts.yml below.
+    wait_metric(&g.redis[ri], "rzk_promotable", |v| v == 1.0, Duration::from_secs(20)).await;
+    for s in &g.sentinels {
+        wait_metric(s, "rzk_record_matches", |v| v == 1.0, Duration::from_secs(20)).await;
+    }
+    let healthy = scrape(
+        &g.redis
+            .iter()
+            .chain(&g.sentinels)
+            .chain(&g.watchers)
+            .collect::<Vec<_>>(),
     )
     .await;
     for i in 0..100 {
@@ -307,6 +322,16 @@ async fn a_restarted_master_keeps_the_writes_no_replica_had() {
         "MEASURE restart on the old volume after {} lost writes: {line}",
         missing.len()
     );
+    // docs/alerts.yml: RzkDivergedCopyKept fires on the group's metrics.
+    wait_metric(&g.redis[i], "rzk_diverged_copy", |v| v == 1.0, Duration::from_secs(10)).await;
+    let live: Vec<&Member> = g.live_redis().chain(&g.sentinels).chain(&g.watchers).collect();
+    let case = Case {
+        name: "diverged copy kept",
+        phase: scrape(&live).await,
+        fires: vec!["RzkDivergedCopyKept"],
+        quiet: vec!["RzkNoMaster", "RzkTwoMasters"],
+    };
+    promtool_test_rules(&healthy, &[case]);
     let kept = std::fs::read_dir(old.dir.join(".rzk-diverged"))
         .unwrap_or_else(|e| panic!("no kept copy: {e}"))
         .map(|e| e.unwrap().path())

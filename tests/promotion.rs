@@ -582,3 +582,165 @@ async fn a_lone_master_with_sentinels_stops_at_once() {
     );
     eprintln!("MEASURE lone master with a Sentinel: exit 0 after {took:?}");
 }
+
+/// `NOFAILOVER=true` (Patroni's `nofailover`): a replica that is never
+/// promoted. In a group of a master, a NOFAILOVER replica and a normal
+/// one: the NOFAILOVER one runs at priority 0 for its server and every
+/// Sentinel, `rzkctl status` shows it, `rzkctl switchover --to` refuses
+/// it; the master SIGKILLed, the normal replica is promoted; that one
+/// SIGKILLed in turn, the NOFAILOVER replica is left alone, and a Sentinel
+/// reports `-failover-abort-no-good-slave`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nofailover_replica_is_never_promoted() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::start("nofailover", 1, 3, 1).await;
+    g.extra.push(("NOFAILOVER", "true".into()));
+    let n = g.start_redis();
+    g.extra.pop();
+    let r = g.start_redis();
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    let (nofail, normal) = (g.redis[n].addr(), g.redis[r].addr());
+    wait_for(
+        "the normal replica at priority 100 and the NOFAILOVER one at 0, for the Sentinels too",
+        Duration::from_secs(30),
+        || async {
+            let seen = (
+                replica_priority(&normal).await?,
+                replica_priority(&nofail).await?,
+                sentinel_priorities(&g, &normal).await?,
+                sentinel_priorities(&g, &nofail).await?,
+            );
+            let ok = seen.0 == "100"
+                && seen.1 == "0"
+                && seen.2.iter().all(|p| p == "100")
+                && seen.3.iter().all(|p| p == "0");
+            if ok { Ok(()) } else { Err(format!("{seen:?}")) }
+        },
+    )
+    .await;
+    let (code, out, err) = g.rzkctl(&["status", "--json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let node = |addr: &str| {
+        status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["addr"] == addr)
+            .cloned()
+            .unwrap_or_else(|| panic!("{addr} not in {status}"))
+    };
+    assert_eq!(node(&nofail)["nofailover"], true, "{status}");
+    assert_eq!(node(&nofail)["promotable"], false, "{status}");
+    assert_eq!(node(&normal)["nofailover"], false, "{status}");
+    let (_, table, _) = g.rzkctl(&["status"]).await;
+    assert!(table.contains("NOFAILOVER=true"), "{table}");
+    let to = nofail.replace(' ', ":");
+    let (code, out, err) = g.rzkctl(&["switchover", "--to", &to, "--timeout", "10"]).await;
+    assert_eq!(code, 1, "switchover --to a NOFAILOVER replica: {out}{err}");
+    assert!(err.contains("NOFAILOVER=true"), "{out}{err}");
+    assert_eq!(g.record().await.as_deref(), Some(master.as_str()), "nothing written");
+
+    // The master dies: the normal replica is promoted, never the other.
+    let mi = g.master_index().await.unwrap();
+    g.redis[mi].proc.signal(libc::SIGKILL);
+    let t0 = Instant::now();
+    wait_for(
+        "the normal replica promoted and recorded",
+        Duration::from_secs(30),
+        || async {
+            let nr = role(&nofail).await;
+            assert_ne!(nr.as_deref(), Ok("master"), "the NOFAILOVER replica was promoted");
+            match g.record().await {
+                Some(rec) if rec == normal && role(&normal).await.as_deref() == Ok("master") => Ok(()),
+                other => Err(format!("record {other:?}")),
+            }
+        },
+    )
+    .await;
+    let first = t0.elapsed();
+
+    // The new master dies too: only the NOFAILOVER replica is left, and
+    // nobody promotes it.
+    let aborts_before = |g: &Group| -> usize {
+        g.live_sentinels()
+            .map(|s| s.proc.log().matches("-failover-abort-no-good-slave").count())
+            .sum()
+    };
+    let before = aborts_before(&g);
+    g.redis[r].proc.signal(libc::SIGKILL);
+    let t1 = Instant::now();
+    loop {
+        assert_ne!(
+            role(&nofail).await.as_deref(),
+            Ok("master"),
+            "the NOFAILOVER replica was promoted {:?} after the kill",
+            t1.elapsed()
+        );
+        if aborts_before(&g) > before {
+            break;
+        }
+        assert!(
+            t1.elapsed() < Duration::from_millis(DOWN_AFTER_MS + 20_000),
+            "no Sentinel reported -failover-abort-no-good-slave within {:?}",
+            t1.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let abort = t1.elapsed();
+    // The Sentinels retry, and the launcher's guard looks again after 5 s
+    // (STRANDED_SETTLE): a late promotion would be just as wrong.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        assert_ne!(role(&nofail).await.as_deref(), Ok("master"), "promoted late");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(g.record().await.as_deref(), Some(normal.as_str()));
+    eprintln!(
+        "MEASURE nofailover: normal replica promoted {first:?} after the master's kill; after the second kill, no-good-slave abort at {abort:?}, not promoted"
+    );
+}
+
+/// A `NOFAILOVER=true` task never bootstraps a group: the first launcher
+/// of a fresh group, it lets go of the lock and waits; a normal launcher
+/// started after it becomes the master, and the NOFAILOVER one follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nofailover_task_waits_for_a_master_to_follow() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("nofailover-boot");
+    g.extra.push(("NOFAILOVER", "true".into()));
+    let n = g.start_redis();
+    g.extra.pop();
+    wait_for("the NOFAILOVER launcher to yield", Duration::from_secs(20), || async {
+        let log = g.redis[n].proc.log();
+        if log.contains("NOFAILOVER=true and no live master to follow") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    })
+    .await;
+    assert_eq!(g.record().await, None, "a NOFAILOVER task wrote the record");
+    let m = g.start_redis();
+    let master = g.redis[m].addr();
+    let nofail = g.redis[n].addr();
+    wait_for(
+        "the normal task master, the NOFAILOVER one its replica",
+        Duration::from_secs(30),
+        || async {
+            let rec = g.record().await;
+            let nr = role(&nofail).await;
+            let link = info_field(&nofail, "replication", "master_port").await;
+            if rec.as_deref() == Some(master.as_str())
+                && nr.as_deref() == Ok("slave")
+                && link.as_deref() == Ok(g.redis[m].task.port.to_string().as_str())
+            {
+                Ok(())
+            } else {
+                Err(format!("record {rec:?}, NOFAILOVER task {nr:?} of port {link:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(replica_priority(&nofail).await.unwrap(), "0");
+}

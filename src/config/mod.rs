@@ -145,6 +145,9 @@ pub struct RedisConfig {
     pub ready_max_lag: Duration,
     /// `PERSISTENCE`.
     pub persistence: Persistence,
+    /// `NOFAILOVER`: this server is never promoted; `replica_priority`
+    /// is then 0.
+    pub nofailover: bool,
     /// `FENCE_AFTER_MS`: how long a master may go without a witness
     /// (ZooKeeper or a Sentinel majority) confirming it before it refuses
     /// writes ([`crate::policy::fence`]); `None` (0) never fences.
@@ -480,7 +483,15 @@ impl RedisConfig {
     }
 
     fn read(env: &Env, mut args: Vec<String>) -> Result<Self, ConfigError> {
-        let replica_priority = take_replica_priority(&mut args)?;
+        let configured_priority = take_replica_priority(&mut args)?;
+        let nofailover = env.get("NOFAILOVER", |s| match s {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })?;
+        // Never promoted: Sentinel, the takeover and the switchover all
+        // read replica-priority 0 as "never".
+        let replica_priority = if nofailover { 0 } else { configured_priority };
         Ok(RedisConfig {
             common: common(env)?,
             listen: listen(env)?,
@@ -489,6 +500,7 @@ impl RedisConfig {
             shutdown_failover_timeout: env.secs("SHUTDOWN_FAILOVER_TIMEOUT_S", 1)?,
             extra_args: args,
             replica_priority,
+            nofailover,
             ready_max_lag: env.secs("READY_MAX_LAG_S", 1)?,
             fence_after: env.get("FENCE_AFTER_MS", |s| match s.trim().parse::<u64>().ok()? {
                 0 => Some(None),
@@ -690,6 +702,23 @@ mod tests {
     }
 
     #[test]
+    fn nofailover_makes_the_priority_0_whatever_the_arguments_say() {
+        let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let c = RedisConfig::from_vars(&env(&[]), vec![]).unwrap();
+        assert_eq!((c.nofailover, c.replica_priority), (false, 100));
+        let c = RedisConfig::from_vars(&env(&[("NOFAILOVER", "true")]), args(&["--replica-priority", "7"])).unwrap();
+        assert_eq!((c.nofailover, c.replica_priority, c.extra_args.len()), (true, 0, 0));
+        let c = RedisConfig::from_vars(&env(&[("NOFAILOVER", "false")]), args(&["--replica-priority", "7"])).unwrap();
+        assert_eq!((c.nofailover, c.replica_priority), (false, 7));
+        let e = err(&[("NOFAILOVER", "yes")]);
+        let line = e.to_string();
+        assert!(
+            line.contains("NOFAILOVER") && line.contains("yes") && line.contains("true or false"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn every_bad_value_names_its_variable() {
         let cases: &[(&str, &str)] = &[
             ("PORT0", "abc"),
@@ -719,6 +748,9 @@ mod tests {
             ("ADMIN_PORT", "$HOME"),
             ("ADMIN_PORT", "$PORT12"),
             ("READY_MAX_LAG_S", "0"),
+            ("NOFAILOVER", "yes"),
+            ("NOFAILOVER", "TRUE"),
+            ("NOFAILOVER", ""),
         ];
         for (k, v) in cases {
             let e = err(&[(k, v)]);

@@ -67,7 +67,9 @@ pub fn interrupted(sig: i32) -> i32 {
 /// password, install the signal handlers (so a signal that arrives before
 /// the child runs is seen), then connect to ZooKeeper. Returns the exit
 /// code to leave with when either fails.
-pub async fn start(common: &Common) -> Result<(Signals, Zk), i32> {
+pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> {
+    let group = format!("{}{}", common.zk.chroot.as_deref().unwrap_or(""), common.zk.root);
+    crate::metrics::metrics().set_info(binary, &group);
     if common.password.is_none() {
         // Not an error: a private network may be the operator's choice. But
         // anyone who reaches a port can then read every key, and anyone

@@ -45,6 +45,9 @@ use crate::zk::Zk;
 
 /// Pause between observations while waiting out the takeover grace.
 const RECHECK: Duration = Duration::from_secs(1);
+/// How long a `NOFAILOVER=true` launcher that found no master to follow
+/// waits before it takes the bootstrap lock again.
+const YIELD_PAUSE: Duration = Duration::from_secs(2);
 /// How long a replica must be stranded before the guard re-points it; gives
 /// Sentinel, which normally does it, the first chance.
 const STRANDED_SETTLE: Duration = Duration::from_secs(5);
@@ -72,44 +75,60 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let (mut signals, zk) = match task::start(&cfg.common).await {
+    let (mut signals, zk) = match task::start(&cfg.common, "rzk-redis").await {
         Ok(started) => started,
         Err(code) => return code,
     };
     let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
     let me = id.announce.clone();
-    info!(addr = %me, path = %zk.lock_dir(), "waiting for the bootstrap lock");
+    if cfg.nofailover {
+        info!(addr = %me, "NOFAILOVER=true: this server is never promoted (replica-priority 0)");
+    }
     let lock_data = me.to_record();
-    let lock = tokio::select! {
-        r = zk.lock(&lock_data) => match r {
-            Ok(l) => l,
-            Err(e) => {
-                error!(error = %e, path = %zk.lock_dir(), "could not take the bootstrap lock");
-                zk.release_contenders().await;
-                return 1;
+    let mut yields = 0u32;
+    let (mut child, replica_of) = loop {
+        info!(addr = %me, path = %zk.lock_dir(), "waiting for the bootstrap lock");
+        let lock = tokio::select! {
+            r = zk.lock(&lock_data) => match r {
+                Ok(l) => l,
+                Err(e) => {
+                    error!(error = %e, path = %zk.lock_dir(), "could not take the bootstrap lock");
+                    zk.release_contenders().await;
+                    return 1;
+                },
             },
-        },
-        sig = signals.recv() => {
-            // The lock future is gone; remove its node now rather than when
-            // the session times out, so the next launcher is not held up.
-            zk.release_contenders().await;
-            return interrupted(sig);
-        },
-    };
-    info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
-    let outcome = bootstrap(&cfg, &id, &zk, &lock, &probe, &mut signals).await;
-    // Released on every path, so the next launcher never waits for our
-    // session to time out.
-    zk.unlock(lock).await;
-    let (mut child, replica_of) = match outcome {
-        Ok(started) => started,
-        Err(Early::Exit(code)) => return code,
-        Err(Early::Supervise(mut child)) => return supervise::supervise(&mut child, &mut signals).await,
+            sig = signals.recv() => {
+                // The lock future is gone; remove its node now rather than when
+                // the session times out, so the next launcher is not held up.
+                zk.release_contenders().await;
+                return interrupted(sig);
+            },
+        };
+        info!(addr = %me, path = %lock.lock_path(), "bootstrap lock taken");
+        let outcome = bootstrap(&cfg, &id, &zk, &lock, &probe, &mut signals).await;
+        // Released on every path, so the next launcher never waits for our
+        // session to time out.
+        zk.unlock(lock).await;
+        match outcome {
+            Ok(started) => break started,
+            Err(Early::Exit(code)) => return code,
+            Err(Early::Supervise(mut child)) => return supervise::supervise(&mut child, &mut signals).await,
+            Err(Early::Yield) => {
+                if yields.is_multiple_of(30) {
+                    warn!(addr = %me, path = %zk.master_path(),
+                        "NOFAILOVER=true and no live master to follow; lock released for a task that may become master, looking again");
+                }
+                yields += 1;
+                if let Err(code) = pause(&mut signals, YIELD_PAUSE).await {
+                    return code;
+                }
+            }
+        }
     };
     info!(addr = %me, role = if replica_of.is_some() { "replica" } else { "master" }, "server ready; lock released");
 
     let keeper = Keeper::spawn(zk);
-    let node_path = format!("{}/{}", keeper.zk().nodes_dir(), uuid::Uuid::new_v4());
+    let node_path = keeper.zk().node_path(cfg.nofailover);
     keeper.register(&node_path, &me.to_record());
     let own = Own {
         probe: &probe,
@@ -142,6 +161,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         was_paused: Cell::new(false),
         resumed_at: Cell::new(None),
         busy: Cell::new(false),
+        beat: view::Beat::default(),
         finished: RefCell::new(vec![]),
         marks: Marks::new(cfg.common.data_dir(), cfg.persistence == Persistence::Aof),
     };
@@ -175,7 +195,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         never = observer.run(keeper.subscribe(), period) => match never {},
         never = duty.run() => match never {},
         never = fence::run(&own, &observer, keeper.subscribe(), cfg.fence_after) => match never {},
-        never = view::redis(admin, &observer, pages) => match never {},
+        never = view::redis(admin, &observer, pages, &duty.beat) => match never {},
     };
     if !signalled {
         // The server died on its own (OOM killer, a crash, a SHUTDOWN).
@@ -214,6 +234,8 @@ struct Duty<'a> {
     /// A switchover or the hand-over is being carried out: nothing else
     /// acts meanwhile.
     busy: Cell<bool>,
+    /// The duty loop's beat, for `/liveness`.
+    beat: view::Beat,
     /// The intents this launcher has finished (their result may not have
     /// reached ZooKeeper).
     finished: RefCell<Vec<String>>,
@@ -238,6 +260,7 @@ impl Duty<'_> {
                 },
                 heard = events.next() => Some(heard),
             };
+            self.beat.mark();
             let Some(snap) = self.observer.latest() else { continue };
             match heard {
                 None => events.follow(&snap.sentinels),
@@ -314,6 +337,7 @@ impl Duty<'_> {
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(60));
         let started = Instant::now();
+        self.beat.busy_until(Some(started + bound + PAUSE_MARGIN));
         let pause = Action::PauseWrites(bound + PAUSE_MARGIN);
         let outcome = match self.own.executor().execute(&pause, None).await {
             Err(e) => {
@@ -329,6 +353,7 @@ impl Duty<'_> {
             }
         };
         metrics().frozen.set(0);
+        self.beat.busy_until(None);
         if let Some(o) = outcome {
             info!(addr = %self.own.me, outcome = o.label(), ms = started.elapsed().as_millis() as u64, "freeze ended");
             metrics().failover_freezes.with_label_values(&[o.label()]).inc();
@@ -348,7 +373,8 @@ impl Duty<'_> {
     async fn priority(&self, snap: &Snapshot) {
         let Some(l) = snap.local.as_ref() else { return };
         let paused = snap.pause.is_some();
-        if self.priority_by_hand.get() {
+        // NOFAILOVER=true: 0, whoever set another value.
+        if self.priority_by_hand.get() && !self.cfg.nofailover {
             if l.is_master() {
                 return;
             }
@@ -376,6 +402,7 @@ impl Duty<'_> {
             && snap.taken > self.priority_set_at.get()
             && let Some(set) = self.priority_set.get()
             && l.priority != set
+            && !self.cfg.nofailover
         {
             self.priority_by_hand.set(true);
             warn!(addr = %self.own.me, priority = l.priority, was = set,
@@ -524,6 +551,7 @@ impl Duty<'_> {
             Err(why) => (Outcome::Unsafe(why), None),
             Ok(_) => {
                 let budget = Duration::from_millis(intent.deadline_ms.saturating_sub(unix_ms()));
+                self.beat.busy_until(Some(Instant::now() + budget));
                 let p = Procedure::new(
                     intent.to.clone(),
                     intent.exclusive,
@@ -543,6 +571,7 @@ impl Duty<'_> {
                 format!("failed: {why}")
             }
         };
+        self.beat.busy_until(None);
         info!(addr = %self.own.me, result = %result, "switchover ended");
         self.finished.borrow_mut().push(intent.id.clone());
         self.write_result(&intent, result).await;
@@ -704,7 +733,7 @@ impl Duty<'_> {
         let uptimes: Vec<(Endpoint, u64)> = local
             .replicas
             .iter()
-            .filter(|l| l.online)
+            .filter(|l| l.online && !snap.nofailover.contains(&l.addr))
             .filter_map(|l| Some((l.addr.clone(), snap.server(&l.addr)?.uptime_s?)))
             .collect();
         let young = preferred_successor(&uptimes)?.clone();
@@ -753,6 +782,9 @@ enum Early {
     Exit(i32),
     /// A signal was forwarded to the starting child: supervise it to its end.
     Supervise(Box<Child>),
+    /// `NOFAILOVER=true` and no master to follow: release the lock and
+    /// look again later.
+    Yield,
 }
 
 /// Everything done under the lock: decide, start the server, wait until it
@@ -772,6 +804,7 @@ async fn bootstrap(
         .map_err(Early::Exit)?;
     let replica_of = match &decision {
         Decision::Replicate { master, .. } => Some(master.clone()),
+        Decision::Yield => return Err(Early::Yield),
         _ => None,
     };
     let mut child = start_server(cfg, id, replica_of.as_ref()).await.map_err(|e| {
@@ -839,9 +872,13 @@ async fn decide_under_lock(
             }
         };
         // A pause holds every takeover off: the grace never ends during it.
-        let obs = Observation::from_snapshot(&snap, me, grace_elapsed && snap.pause.is_none());
+        let obs = Observation {
+            nofailover: cfg.nofailover,
+            ..Observation::from_snapshot(&snap, me, grace_elapsed && snap.pause.is_none())
+        };
         let record = snap.record.clone();
         match decide(&obs) {
+            d @ Decision::Yield => return Ok((d, record)),
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);
                 if last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {

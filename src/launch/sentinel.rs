@@ -56,7 +56,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let (mut signals, zk) = match task::start(&cfg.common).await {
+    let (mut signals, zk) = match task::start(&cfg.common, "rzk-sentinel").await {
         Ok(started) => started,
         Err(code) => return code,
     };

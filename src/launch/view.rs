@@ -8,10 +8,12 @@
 //! server alone). A look that hangs leaves the pages to go stale, and
 //! stale pages answer 503.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::error;
 
 use crate::admin::{self, Publisher};
@@ -22,14 +24,59 @@ use crate::snapshot::Snapshot;
 use crate::view::health::{redis_pages, redis_view, sentinel_pages, watcher_pages};
 
 /// The admin paths of each binary, besides `/metrics`.
-pub const REDIS_PATHS: &[&str] = &["/health", "/ready", "/master", "/replica"];
+pub const REDIS_PATHS: &[&str] = &["/health", "/ready", "/master", "/replica", "/liveness"];
 /// See [`REDIS_PATHS`].
-pub const SENTINEL_PATHS: &[&str] = &["/health", "/ready"];
+pub const SENTINEL_PATHS: &[&str] = &["/health", "/ready", "/liveness"];
 /// See [`REDIS_PATHS`].
-pub const WATCHER_PATHS: &[&str] = &["/health", "/ready", "/master", "/sentinels"];
+pub const WATCHER_PATHS: &[&str] = &["/health", "/ready", "/master", "/sentinels", "/liveness"];
 
 /// The period of a launcher's looks when nothing asks for more.
 pub const EVERY: Duration = Duration::from_secs(1);
+
+/// How long a decision loop may go without beginning a cycle, outside a
+/// bounded procedure, before `/liveness` answers 503.
+pub const LIVENESS_AFTER: Duration = Duration::from_secs(5);
+
+/// The beat of a launcher's decision loop, for `/liveness`: when it last
+/// began a cycle, and the deadline of the bounded procedure (a switchover,
+/// a freeze) it is carrying out meanwhile.
+#[derive(Debug)]
+pub struct Beat {
+    last: Cell<Instant>,
+    busy_until: Cell<Option<Instant>>,
+}
+
+impl Default for Beat {
+    fn default() -> Self {
+        Beat {
+            last: Cell::new(Instant::now()),
+            busy_until: Cell::new(None),
+        }
+    }
+}
+
+impl Beat {
+    /// A cycle begins.
+    pub fn mark(&self) {
+        self.last.set(Instant::now());
+    }
+
+    /// A procedure bounded by `deadline` begins (`Some`) or ended (`None`).
+    pub fn busy_until(&self, deadline: Option<Instant>) {
+        self.mark();
+        self.busy_until.set(deadline);
+    }
+
+    /// The loop began a cycle within [`LIVENESS_AFTER`], or its procedure
+    /// is not [`LIVENESS_AFTER`] past its deadline.
+    pub fn alive(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last.get()) <= LIVENESS_AFTER
+            || self
+                .busy_until
+                .get()
+                .is_some_and(|d| now.saturating_duration_since(d) <= LIVENESS_AFTER)
+    }
+}
 
 /// Starts the admin server when `port` is set; `Err` is the exit code 1
 /// (the port cannot be bound).
@@ -68,8 +115,13 @@ pub struct RedisPages {
     pub priority: u32,
 }
 
-/// `rzk-redis`'s view, for ever.
-pub async fn redis(publisher: Option<Publisher>, observer: &Observer, p: RedisPages) -> std::convert::Infallible {
+/// `rzk-redis`'s view, for ever; `beat` is its decision loop's.
+pub async fn redis(
+    publisher: Option<Publisher>,
+    observer: &Observer,
+    p: RedisPages,
+    beat: &Beat,
+) -> std::convert::Infallible {
     each(observer, |snap| {
         let m = metrics();
         let view =
@@ -84,7 +136,7 @@ pub async fn redis(publisher: Option<Publisher>, observer: &Observer, p: RedisPa
         m.paused.set(i64::from(view.paused));
         m.pause_until.set(view.paused_until.map_or(0, |ms| (ms / 1000) as i64));
         if let Some(p) = &publisher {
-            p.publish(redis_pages(&view));
+            p.publish(redis_pages(&view, beat.alive(Instant::now())));
         }
     })
     .await
@@ -131,4 +183,28 @@ pub async fn watcher(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_beat_is_alive_while_the_loop_cycles_or_a_procedure_is_in_its_bound() {
+        let beat = Beat::default();
+        let t0 = Instant::now();
+        let after = |d: Duration| t0 + d + Duration::from_secs(1);
+        assert!(beat.alive(t0));
+        assert!(!beat.alive(after(LIVENESS_AFTER)), "no cycle for longer than the bound");
+        // A freeze bounded by 60 s blocks the loop: alive within its bound.
+        beat.busy_until(Some(after(Duration::from_secs(60))));
+        assert!(beat.alive(after(Duration::from_secs(60) + LIVENESS_AFTER)));
+        assert!(
+            !beat.alive(after(Duration::from_secs(61) + LIVENESS_AFTER)),
+            "past its bound: stuck"
+        );
+        beat.busy_until(None);
+        assert!(!beat.alive(after(Duration::from_secs(60))));
+        assert!(beat.alive(Instant::now()));
+    }
 }

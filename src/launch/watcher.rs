@@ -45,7 +45,7 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let (mut signals, zk) = match task::start(&cfg.common).await {
+    let (mut signals, zk) = match task::start(&cfg.common, "rzk-watcher").await {
         Ok(started) => started,
         Err(code) => return code,
     };

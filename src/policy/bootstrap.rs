@@ -25,10 +25,13 @@ pub struct Observation {
     /// How many redis nodes are registered at all.
     pub registered_nodes: usize,
     /// Registered nodes that answer as replicas (their replication offset
-    /// and priority): after a lost master, the data lives there.
+    /// and priority), `NOFAILOVER` ones left out: after a lost master, the
+    /// data lives there.
     pub live_replicas: Vec<ServerState>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
+    /// This task runs with `NOFAILOVER=true`: it never becomes master.
+    pub nofailover: bool,
 }
 
 impl Observation {
@@ -42,6 +45,7 @@ impl Observation {
             .collect();
         let live_replicas = others
             .iter()
+            .filter(|e| !snap.nofailover.contains(e))
             .filter_map(|e| snap.server(e))
             .filter(|s| !s.is_master())
             .cloned()
@@ -55,6 +59,7 @@ impl Observation {
             registered_nodes: snap.nodes.len(),
             live_replicas,
             grace_elapsed,
+            nofailover: snap.nofailover.contains(me),
         }
     }
 }
@@ -86,6 +91,10 @@ pub enum Decision {
     /// A group exists but shows no live master: re-check until the grace
     /// period ends, so that a failover in progress can finish.
     Wait,
+    /// This task would have to become master but runs with
+    /// `NOFAILOVER=true`: let go of the lock, so that a task that may
+    /// become master decides, and look again later.
+    Yield,
 }
 
 /// The live master the Sentinels name: the newest configuration epoch
@@ -116,8 +125,17 @@ pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Optio
 ///
 /// Without a live master: an empty world is a fresh group; any sign of a
 /// group (a record, Sentinels with an opinion, registered nodes) means a
-/// lost master, taken over only after the grace period.
+/// lost master, taken over only after the grace period. A task with
+/// `NOFAILOVER=true` never becomes master: it yields instead (it may still
+/// promote another replica in a takeover).
 pub fn decide(o: &Observation) -> Decision {
+    match decide_any(o) {
+        Decision::BecomeMaster { .. } if o.nofailover => Decision::Yield,
+        d => d,
+    }
+}
+
+fn decide_any(o: &Observation) -> Decision {
     let not_me = |e: &Endpoint| *e != o.me;
     let from_sentinels = sentinels_choice(&o.sentinel_views, &o.record, Some(&o.me));
     let from_record = match &o.record {
@@ -177,7 +195,42 @@ mod tests {
             registered_nodes: 0,
             grace_elapsed: false,
             live_replicas: vec![],
+            nofailover: false,
         }
+    }
+
+    #[test]
+    fn a_nofailover_task_never_becomes_master() {
+        let nofailover = |o: Observation| Observation { nofailover: true, ..o };
+        // A fresh group: it lets a task that may be master bootstrap it.
+        assert_eq!(decide(&nofailover(world())), Decision::Yield);
+        // A lost group with nobody to promote: no takeover by it.
+        let lost = Observation {
+            record: RecordView::Names(ep(1)),
+            registered_nodes: 2,
+            grace_elapsed: true,
+            ..world()
+        };
+        assert_eq!(decide(&lost), Decision::BecomeMaster { takeover: true });
+        assert_eq!(decide(&nofailover(lost.clone())), Decision::Yield);
+        // It still promotes a replica that holds the data, and follows a
+        // live master.
+        let with_replica = Observation {
+            live_replicas: vec![live(3, 10, 100)],
+            ..lost.clone()
+        };
+        assert_eq!(decide(&nofailover(with_replica)), Decision::Promote { replica: ep(3) });
+        let live_master = Observation {
+            record_live: true,
+            ..lost
+        };
+        assert_eq!(
+            decide(&nofailover(live_master)),
+            Decision::Replicate {
+                master: ep(1),
+                fix_record: false
+            }
+        );
     }
 
     fn cand(n: u16, votes: usize, live: bool) -> Candidate {

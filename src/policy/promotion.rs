@@ -30,6 +30,8 @@ pub enum NotPromotable {
     DownForSentinel,
     /// The Sentinels do not know it yet, so they could not pick it.
     UnknownToSentinel,
+    /// Its task runs with `NOFAILOVER=true`.
+    NoFailover,
 }
 
 impl NotPromotable {
@@ -40,6 +42,7 @@ impl NotPromotable {
             NotPromotable::NotOnline => "its link is down or a sync is in progress",
             NotPromotable::DownForSentinel => "the Sentinels see it down or its link down",
             NotPromotable::UnknownToSentinel => "the Sentinels do not know it as promotable yet",
+            NotPromotable::NoFailover => "NOFAILOVER=true: never promoted",
         }
     }
 }

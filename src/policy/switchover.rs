@@ -77,6 +77,11 @@ pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Endpoint, String> 
     if !snap.nodes.contains(to) {
         return Err(format!("{to} is not a registered redis node"));
     }
+    if snap.nofailover.contains(to) {
+        return Err(format!(
+            "{to} cannot be promoted: its task runs with NOFAILOVER=true (never promoted)"
+        ));
+    }
     let Some(t) = snap.server(to) else {
         return Err(format!("{to} does not answer"));
     };
@@ -448,6 +453,11 @@ mod tests {
         assert_eq!(plan(&s, None), Ok(ep(1)));
         assert!(plan(&s, Some(&ep(1))).unwrap_err().contains("already the master"));
         assert!(plan(&s, Some(&ep(7))).unwrap_err().contains("not a registered"));
+        let mut nofailover = s.clone();
+        nofailover.nofailover = vec![ep(2)];
+        let e = plan(&nofailover, Some(&ep(2))).unwrap_err();
+        assert!(e.contains("NOFAILOVER=true"), "{e}");
+        assert_eq!(plan(&nofailover, Some(&ep(3))), Ok(ep(1)));
         let mut syncing = healthy(9);
         syncing.servers[1].sync_in_progress = true;
         syncing.servers[1].priority = 0;

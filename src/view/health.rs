@@ -29,6 +29,8 @@ pub struct Page {
 pub struct Pages {
     /// `(path, page)`.
     pub pages: Vec<(&'static str, Page)>,
+    /// A replica's bytes behind its master, for `/replica?lag=BYTES`.
+    pub lag_bytes: Option<i64>,
 }
 
 impl Pages {
@@ -41,6 +43,41 @@ impl Pages {
     pub fn ok(&self, path: &str) -> bool {
         self.get(path).is_some_and(|p| p.status == 200)
     }
+
+    /// The page at `path` for a request whose query string is `query`:
+    /// `/replica?lag=BYTES` (Patroni's `lag`) is 503 when the replica is
+    /// more than `BYTES` behind its master, or its lag is unknown (its
+    /// master did not answer). Other parameters, and the query of other
+    /// paths, are ignored. `Err` is a bad `lag`: the message for a 400.
+    pub fn answer(&self, path: &str, query: Option<&str>) -> Result<Option<Page>, String> {
+        let Some(page) = self.get(path) else { return Ok(None) };
+        let lag = query
+            .filter(|_| path == "/replica")
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .find_map(|kv| kv.strip_prefix("lag="));
+        let Some(lag) = lag else { return Ok(Some(page.clone())) };
+        let max: i64 = lag
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| format!("lag must be a whole number of bytes, not {lag:?}"))?;
+        let within = self.lag_bytes.is_some_and(|l| l <= max);
+        Ok(Some(if page.status == 200 && !within {
+            Page {
+                status: 503,
+                body: page.body.clone(),
+            }
+        } else {
+            page.clone()
+        }))
+    }
+}
+
+/// `/liveness`: 200 while the launcher's loop runs (`alive`), whatever
+/// ZooKeeper, the Sentinels and the server say.
+fn liveness(alive: bool) -> Page {
+    page(alive, &json!({ "alive": alive }))
 }
 
 fn page(ok: bool, body: &Value) -> Page {
@@ -167,8 +204,9 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
     v
 }
 
-/// The pages of `rzk-redis`.
-pub fn redis_pages(v: &RedisView) -> Pages {
+/// The pages of `rzk-redis`; `alive`: its decision loop runs
+/// ([`crate::launch::view::Beat`]).
+pub fn redis_pages(v: &RedisView, alive: bool) -> Pages {
     let body = serde_json::to_value(v).unwrap_or(Value::Null);
     Pages {
         pages: vec![
@@ -176,7 +214,9 @@ pub fn redis_pages(v: &RedisView) -> Pages {
             ("/ready", page(v.ready, &body)),
             ("/master", page(v.is_master, &body)),
             ("/replica", page(v.is_replica, &body)),
+            ("/liveness", liveness(alive)),
         ],
+        lag_bytes: v.node.lag_bytes.filter(|_| v.node.role == Some("replica")),
     }
 }
 
@@ -203,8 +243,14 @@ pub fn sentinel_pages(snap: &Snapshot, own: &Endpoint, me: &Endpoint) -> (Pages,
         "healthy": answers,
         "ready": ready,
     });
+    // Its loop is the look itself: pages that stop coming go stale.
     let pages = Pages {
-        pages: vec![("/health", page(answers, &body)), ("/ready", page(ready, &body))],
+        pages: vec![
+            ("/health", page(answers, &body)),
+            ("/ready", page(ready, &body)),
+            ("/liveness", liveness(true)),
+        ],
+        lag_bytes: None,
     };
     (pages, ready)
 }
@@ -239,7 +285,9 @@ pub fn watcher_pages(snap: &Snapshot, subscribed: &[Endpoint]) -> (Pages, bool) 
             ("/ready", page(ready, &body)),
             ("/master", page(true, &master)),
             ("/sentinels", page(true, &Value::Array(sentinels))),
+            ("/liveness", liveness(true)),
         ],
+        lag_bytes: None,
     };
     (pages, ready)
 }
@@ -256,15 +304,27 @@ mod tests {
 
     #[test]
     fn healthy_master_and_replica() {
-        let m = redis_pages(&redis_view(&healthy(1), &ep(1), 10, 100));
+        let m = redis_pages(&redis_view(&healthy(1), &ep(1), 10, 100), true);
         assert_eq!(
             codes(&m),
-            [("/health", 200), ("/ready", 200), ("/master", 200), ("/replica", 503)]
+            [
+                ("/health", 200),
+                ("/ready", 200),
+                ("/master", 200),
+                ("/replica", 503),
+                ("/liveness", 200)
+            ]
         );
-        let r = redis_pages(&redis_view(&healthy(2), &ep(2), 10, 100));
+        let r = redis_pages(&redis_view(&healthy(2), &ep(2), 10, 100), true);
         assert_eq!(
             codes(&r),
-            [("/health", 200), ("/ready", 200), ("/master", 503), ("/replica", 200)]
+            [
+                ("/health", 200),
+                ("/ready", 200),
+                ("/master", 503),
+                ("/replica", 200),
+                ("/liveness", 200)
+            ]
         );
         let body: Value = serde_json::from_str(&r.get("/ready").unwrap().body).unwrap();
         for k in [
@@ -354,9 +414,9 @@ mod tests {
         // Fenced: neither ready nor /master, and the JSON says why.
         let f = redis_view(&s, &ep(1), 10, 100).with_fence(true, false);
         assert!(f.fenced && !f.ready && !f.is_master);
-        assert_eq!(codes(&redis_pages(&f))[2], ("/master", 503));
+        assert_eq!(codes(&redis_pages(&f, true))[2], ("/master", 503));
         assert!(
-            redis_pages(&f)
+            redis_pages(&f, true)
                 .get("/health")
                 .unwrap()
                 .body
@@ -368,10 +428,16 @@ mod tests {
     fn a_server_that_does_not_answer_is_unhealthy() {
         let mut s = healthy(2);
         s.local = None;
-        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100));
+        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100), true);
         assert_eq!(
             codes(&p),
-            [("/health", 503), ("/ready", 503), ("/master", 503), ("/replica", 503)]
+            [
+                ("/health", 503),
+                ("/ready", 503),
+                ("/master", 503),
+                ("/replica", 503),
+                ("/liveness", 200)
+            ]
         );
     }
 
@@ -382,13 +448,13 @@ mod tests {
         look.ckquorum = Some(Ok(()));
         assert_eq!(
             codes(&sentinel_pages(&look, &me, &me).0),
-            [("/health", 200), ("/ready", 200)]
+            [("/health", 200), ("/ready", 200), ("/liveness", 200)]
         );
         let mut no_quorum = look.clone();
         no_quorum.ckquorum = Some(Err("NOQUORUM 1 usable Sentinels".into()));
         assert_eq!(
             codes(&sentinel_pages(&no_quorum, &me, &me).0),
-            [("/health", 200), ("/ready", 503)]
+            [("/health", 200), ("/ready", 503), ("/liveness", 200)]
         );
         let mut other = look.clone();
         other.answers[0] = says(21, 2, 2);
@@ -398,7 +464,7 @@ mod tests {
         down.ckquorum = None;
         assert_eq!(
             codes(&sentinel_pages(&down, &me, &me).0),
-            [("/health", 503), ("/ready", 503)]
+            [("/health", 503), ("/ready", 503), ("/liveness", 200)]
         );
     }
 
@@ -409,7 +475,13 @@ mod tests {
         assert!(ready);
         assert_eq!(
             codes(&p),
-            [("/health", 200), ("/ready", 200), ("/master", 200), ("/sentinels", 200)]
+            [
+                ("/health", 200),
+                ("/ready", 200),
+                ("/master", 200),
+                ("/sentinels", 200),
+                ("/liveness", 200)
+            ]
         );
         assert_eq!(
             p.get("/master").unwrap().body,
@@ -426,5 +498,53 @@ mod tests {
             version: 4,
         };
         assert!(!super::watcher_pages(&wrong, &[sentinel(21)]).1);
+    }
+
+    #[test]
+    fn replica_with_a_lag_bound() {
+        let mut s = healthy(2);
+        let lag = |s: &Snapshot| s.server(&ep(1)).unwrap().offset - s.local.as_ref().unwrap().offset;
+        s.local.as_mut().unwrap().offset -= 1000;
+        assert_eq!(lag(&s), 1000);
+        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100), true);
+        assert_eq!(p.lag_bytes, Some(1000));
+        let status = |q: Option<&str>| p.answer("/replica", q).unwrap().unwrap().status;
+        assert_eq!(status(None), 200);
+        assert_eq!(status(Some("lag=1000")), 200);
+        assert_eq!(status(Some("lag=999")), 503);
+        assert_eq!(status(Some("x=1&lag=5000")), 200);
+        assert_eq!(status(Some("other=1")), 200);
+        // Only /replica reads it.
+        assert_eq!(p.answer("/ready", Some("lag=0")).unwrap().unwrap().status, 200);
+        for bad in ["lag=", "lag=-1", "lag=1kB", "lag=1.5", "lag=99999999999999999999"] {
+            let e = p.answer("/replica", Some(bad)).unwrap_err();
+            assert!(e.contains("whole number of bytes"), "{bad}: {e}");
+        }
+        assert_eq!(p.answer("/nope", Some("lag=1")), Ok(None));
+        // A replica that is not /replica stays 503 however large the bound.
+        s.local.as_mut().unwrap().link_up = false;
+        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100), true);
+        assert_eq!(p.answer("/replica", Some("lag=100000")).unwrap().unwrap().status, 503);
+        // Its lag unknown (its master did not answer): 503 with a bound.
+        let mut s = healthy(2);
+        s.servers.retain(|x| x.addr != ep(1));
+        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100), true);
+        assert_eq!(p.lag_bytes, None);
+        assert_eq!(p.answer("/replica", Some("lag=100000")).unwrap().unwrap().status, 503);
+        // A master has no lag bound to meet: /replica is 503 anyway.
+        let m = redis_pages(&redis_view(&healthy(1), &ep(1), 10, 100), true);
+        assert_eq!(m.lag_bytes, None);
+    }
+
+    #[test]
+    fn liveness_follows_the_loop_alone() {
+        let mut s = healthy(2);
+        s.local = None;
+        s.zk = ZkSession::Expired;
+        let p = redis_pages(&redis_view(&s, &ep(2), 10, 100), true);
+        assert_eq!(p.get("/liveness").unwrap().status, 200);
+        assert_eq!(p.get("/health").unwrap().status, 503);
+        let p = redis_pages(&redis_view(&healthy(2), &ep(2), 10, 100), false);
+        assert_eq!(p.get("/liveness").unwrap().status, 503);
     }
 }

@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::model::{Endpoint, Record, Role};
-use crate::policy::promotion::not_promotable;
+use crate::policy::promotion::{NotPromotable, not_promotable};
 use crate::reply::ServerState;
 use crate::snapshot::Snapshot;
 
@@ -40,6 +40,8 @@ pub struct NodeView {
     /// writes the master may never have had (its launcher's log says
     /// where and how much).
     pub diverged_copy: bool,
+    /// Its task runs with `NOFAILOVER=true`: never promoted.
+    pub nofailover: bool,
 }
 
 impl NodeView {
@@ -57,6 +59,7 @@ impl NodeView {
             promotable: None,
             not_promotable: None,
             diverged_copy: snap.diverged.contains(addr),
+            nofailover: snap.nofailover.contains(addr),
         };
         match state.map(|s| (s, &s.role)) {
             Some((_, Role::Master)) => {
@@ -73,7 +76,11 @@ impl NodeView {
                     .server(master)
                     .filter(|m| m.is_master())
                     .map(|m| (m.offset - s.offset).max(0));
-                let why_not = not_promotable(s);
+                let why_not = if v.nofailover {
+                    Some(NotPromotable::NoFailover)
+                } else {
+                    not_promotable(s)
+                };
                 v.promotable = Some(why_not.is_none());
                 v.not_promotable = why_not.map(|w| w.as_str());
             }

@@ -255,6 +255,20 @@ mod tests {
     }
 
     #[test]
+    fn a_nofailover_replica_is_shown_never_promotable() {
+        let mut snap = healthy(0);
+        snap.nofailover = vec![ep(3)];
+        let s = status(&snap);
+        assert!(s.healthy, "{:?}", s.reasons);
+        let n = s.nodes.iter().find(|n| n.addr == ep(3).to_string()).unwrap();
+        assert!(n.nofailover && n.promotable == Some(false), "{n:?}");
+        assert_eq!(n.not_promotable, Some("NOFAILOVER=true: never promoted"));
+        assert!(table(&s).contains("no: NOFAILOVER=true"), "{}", table(&s));
+        let other = s.nodes.iter().find(|n| n.addr == ep(2).to_string()).unwrap();
+        assert!(!other.nofailover && other.promotable == Some(true), "{other:?}");
+    }
+
+    #[test]
     fn a_ghost_degrades_the_group() {
         let mut snap = healthy(0);
         snap.answers[1].peers = 3;

@@ -26,6 +26,10 @@ pub mod settings;
 use mirror::{Mirror, Part};
 pub use settings::ZkConfig;
 
+/// The name prefix of a `<root>/nodes` registration whose task runs with
+/// `NOFAILOVER=true`.
+pub const NOFAILOVER_PREFIX: &str = "nofailover-";
+
 /// A connected ZooKeeper session rooted at `ZK_ROOT` (inside the chroot).
 /// Cheap to clone: clones share the session.
 #[derive(Clone)]
@@ -308,6 +312,14 @@ impl Zk {
     /// `<root>/nodes`.
     pub fn nodes_dir(&self) -> String {
         format!("{}/nodes", self.cfg.root)
+    }
+
+    /// A new registration of this task's server under `<root>/nodes`:
+    /// `<uuid>`, or `nofailover-<uuid>` for a task with `NOFAILOVER=true`
+    /// (never promoted; every look that lists the nodes sees it).
+    pub fn node_path(&self, nofailover: bool) -> String {
+        let prefix = if nofailover { NOFAILOVER_PREFIX } else { "" };
+        format!("{}/{prefix}{}", self.nodes_dir(), uuid::Uuid::new_v4())
     }
 
     /// `<root>/sentinels`.

@@ -7,6 +7,7 @@
 //! so nothing outlives the test binary, even when it panics or is killed.
 #![allow(dead_code)]
 
+pub mod alerts;
 pub mod ensemble;
 pub mod group;
 pub mod haproxy;
