@@ -26,6 +26,7 @@ fn main() {
                 Command::Switchover { to, timeout } => ctl::switchover(cfg, to, timeout).await,
                 Command::Pause { duration, reason } => ctl::pause(cfg, duration, reason).await,
                 Command::Resume => ctl::resume(cfg).await,
+                Command::History { json } => ctl::history(cfg, json).await,
             }
         },
     )

@@ -218,7 +218,8 @@ impl<'a> Executor<'a> {
         match action {
             Action::WriteRecord(w) => {
                 let o = observed.ok_or(ActError::Fenced("no ZooKeeper session"))?;
-                o.zk.write_master(o.lock, &w.master, w.expected).await?;
+                o.zk.write_master(o.lock, &w.master, w.expected, w.change(unix_ms()))
+                    .await?;
             }
             Action::WriteIntent { data, expected } => zk()?.write_switchover(data, *expected).await?,
             Action::DeleteIntent { version } => zk()?.delete_switchover(*version).await?,

@@ -275,9 +275,17 @@ pub struct Intent {
     /// How it ended, written by the master's launcher:
     /// `done <ip> <port>` or `failed: <why>`.
     pub result: Option<String>,
+    /// What asked for it, for the history: `switchover` (`rzkctl`, the
+    /// default), `hand-over` or `crash`.
+    #[serde(default = "Intent::switchover")]
+    pub cause: Cause,
 }
 
 impl Intent {
+    fn switchover() -> Cause {
+        Cause::Switchover
+    }
+
     /// Largest intent parsed: anything longer is garbage.
     const MAX: usize = 4096;
 
@@ -343,6 +351,88 @@ impl Pause {
     }
 }
 
+/// Why the master changed, as `<root>/history` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    /// A fresh group's first master.
+    Bootstrap,
+    /// A launcher took a lost group over (no Sentinel replaced its master).
+    Takeover,
+    /// The Sentinels failed the master over on their own (or an operator
+    /// forced it at a Sentinel).
+    Failover,
+    /// `rzkctl switchover`.
+    Switchover,
+    /// The master's task was stopped (SIGTERM) and handed the role over.
+    HandOver,
+    /// The master's server died and its launcher asked for the failover.
+    Crash,
+    /// The record named a server that was no longer the master, and a
+    /// launcher corrected it.
+    Repair,
+}
+
+impl Cause {
+    /// Its name in the history and in `rzkctl history`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Bootstrap => "bootstrap",
+            Cause::Takeover => "takeover",
+            Cause::Failover => "failover",
+            Cause::Switchover => "switchover",
+            Cause::HandOver => "hand-over",
+            Cause::Crash => "crash",
+            Cause::Repair => "repair",
+        }
+    }
+}
+
+/// One change of master in `<root>/history`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// When the record was written (Unix milliseconds).
+    pub at_ms: u64,
+    /// The master the record named before (`null` for the first).
+    pub old: Option<Endpoint>,
+    /// The master it names now.
+    pub new: Endpoint,
+    /// The Sentinels' configuration epoch of the new master, when they
+    /// named it.
+    pub epoch: Option<u64>,
+    /// Why.
+    pub cause: Cause,
+}
+
+/// `<root>/history`: the last [`History::KEPT`] changes of master, oldest
+/// first, appended in the same transaction as the record's write. JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct History(pub Vec<Change>);
+
+impl History {
+    /// How many changes are kept.
+    pub const KEPT: usize = 100;
+
+    /// Parses the node's data; garbage (or a node written by hand) starts
+    /// a new history rather than blocking the record's writes.
+    pub fn parse(data: &[u8]) -> History {
+        serde_json::from_slice(data).unwrap_or_default()
+    }
+
+    /// The node's data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Appends `c`, dropping the oldest beyond [`History::KEPT`].
+    pub fn push(&mut self, c: Change) {
+        self.0.push(c);
+        let extra = self.0.len().saturating_sub(Self::KEPT);
+        self.0.drain(..extra);
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock intents' deadlines use,
 /// since the processes of a group share no other.
 pub fn unix_ms() -> u64 {
@@ -377,6 +467,33 @@ pub const KEPT_DIR: &str = ".rzk-diverged";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_history_keeps_the_last_hundred_and_shrugs_off_garbage() {
+        let mut h = History::parse(b"not json");
+        assert!(h.0.is_empty());
+        for i in 0..150 {
+            h.push(Change {
+                at_ms: i,
+                old: None,
+                new: Endpoint::new("10.0.0.1", 6379),
+                epoch: Some(i),
+                cause: Cause::HandOver,
+            });
+        }
+        assert_eq!(h.0.len(), History::KEPT);
+        assert_eq!(h.0[0].at_ms, 50);
+        let back = History::parse(&h.to_bytes());
+        assert_eq!(back, h);
+        assert!(
+            String::from_utf8(h.to_bytes())
+                .unwrap()
+                .contains("\"cause\":\"hand-over\"")
+        );
+        // An intent written before causes existed is a switchover.
+        let old = br#"{"id":"x","from":"10.0.0.1 6379","to":null,"exclusive":false,"deadline_ms":1,"by":"rzkctl","result":null}"#;
+        assert_eq!(Intent::parse(old).unwrap().cause, Cause::Switchover);
+    }
 
     #[test]
     fn parses_good_records() {
@@ -444,6 +561,7 @@ mod tests {
             deadline_ms: 2000,
             by: "rzkctl".into(),
             result: None,
+            cause: Cause::Switchover,
         };
         assert_eq!(Intent::parse(&i.to_bytes()), Ok(i.clone()));
         assert!(

@@ -476,6 +476,11 @@ pub fn parse_failover_event(channel: &str, payload: &[u8]) -> Option<FailoverEve
     })
 }
 
+/// A Sentinel's `+new-epoch` payload: its new current epoch.
+pub fn parse_new_epoch(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload).ok()?.trim().parse().ok()
+}
+
 /// One command of a replication stream: its arguments, and its bytes as
 /// they were sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -878,6 +883,12 @@ mod tests {
         ] {
             assert_eq!(ev(c, p), None, "{c} {p}");
         }
+    }
+
+    #[test]
+    fn new_epochs() {
+        assert_eq!(parse_new_epoch(b"7"), Some(7));
+        assert_eq!(parse_new_epoch(b"master m 1.2.3.4 5"), None);
     }
 
     #[test]

@@ -130,6 +130,16 @@ impl Snapshot {
         }
     }
 
+    /// The newest configuration epoch of the Sentinels that monitor
+    /// `master` (one still failing over to it shows its old master's).
+    pub fn epoch_of(&self, master: &Endpoint) -> Option<u64> {
+        self.answers
+            .iter()
+            .filter(|a| a.monitored == *master)
+            .map(|a| a.epoch)
+            .max()
+    }
+
     /// The state of `addr`, if it answered.
     pub fn server(&self, addr: &Endpoint) -> Option<&ServerState> {
         self.servers.iter().find(|s| s.addr == *addr)

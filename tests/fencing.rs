@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::*;
 use redis_zk::act::{ActError, Action, Executor, Observed};
 use redis_zk::config::WatcherConfig;
-use redis_zk::model::{Endpoint, Record};
+use redis_zk::model::{Cause, Endpoint, Record};
 use redis_zk::observe::{observe, session_mark, zk_state};
 use redis_zk::policy::reconcile::RecordWrite;
 use redis_zk::probe::Probe;
@@ -114,6 +114,9 @@ async fn actions_observed_by_an_expired_session_are_dropped() {
     let write = Action::WriteRecord(RecordWrite {
         master: Endpoint::new("127.0.0.1", 2),
         expected: None,
+        old: None,
+        cause: Cause::Bootstrap,
+        epoch: None,
     });
     for action in [&demote, &write] {
         let observed = Observed {
@@ -178,6 +181,9 @@ async fn a_lock_that_is_no_longer_held_fences_the_action() {
     let write = Action::WriteRecord(RecordWrite {
         master: Endpoint::new("127.0.0.1", 3),
         expected: None,
+        old: None,
+        cause: Cause::Bootstrap,
+        epoch: None,
     });
     // Someone removed our lock node (an operator, or a recipe bug).
     zk.delete(lock.lock_path()).await.unwrap();

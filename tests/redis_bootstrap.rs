@@ -289,6 +289,16 @@ async fn stale_record_is_taken_over_only_after_the_grace_period() {
         "no loud takeover warning in the log:\n{}",
         l.proc.log()
     );
+    // The history: the takeover from the dead master, once.
+    let (data, _) = zc.get_data(&format!("{root}/history")).await.expect("<root>/history");
+    let h: serde_json::Value = serde_json::from_slice(&data).unwrap();
+    let h = h.as_array().unwrap();
+    assert_eq!(h.len(), 1, "{h:?}");
+    assert_eq!(
+        (h[0]["cause"].as_str(), h[0]["old"].as_str(), h[0]["new"].as_str()),
+        (Some("takeover"), Some(dead.addr().as_str()), Some(me.as_str())),
+        "{h:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

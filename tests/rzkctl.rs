@@ -711,3 +711,116 @@ async fn a_paused_group_fails_over_only_after_the_pause() {
         master = g.wait_healthy(Duration::from_secs(60)).await;
     }
 }
+
+/// `<root>/history` as `rzkctl history --json` prints it: (cause, old, new,
+/// epoch) per change, oldest first.
+async fn history(g: &Group) -> Vec<(String, Option<String>, String, Option<u64>)> {
+    let (code, out, err) = g.rzkctl(&["history", "--json"]).await;
+    assert_eq!(code, 0, "rzkctl history --json:\n{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["cause"].as_str().unwrap().to_string(),
+                c["old"].as_str().map(str::to_string),
+                c["new"].as_str().unwrap().to_string(),
+                c["epoch"].as_u64(),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the history holds `n` changes and the group is healthy;
+/// the new master.
+async fn changed(g: &Group, n: usize, what: &str) -> String {
+    wait_for(
+        &format!("the history to record the {what}"),
+        Duration::from_secs(30),
+        || async {
+            let h = history(g).await;
+            (h.len() == n).then_some(()).ok_or(format!("{h:?}"))
+        },
+    )
+    .await;
+    g.wait_healthy(Duration::from_secs(60)).await
+}
+
+/// Every change of master is recorded once in `<root>/history`, with its
+/// cause: the bootstrap, `rzkctl switchover`, the hand-over of a stopped
+/// master's task, the crash of a master's server, and a failover forced
+/// at a Sentinel (the takeover: `redis_bootstrap.rs`). `rzkctl history`
+/// prints them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_records_each_change_once_with_its_cause() {
+    let _serial = SERIAL.lock().await;
+    let mut g = Group::new("history");
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "1000".into()));
+    let g = Group::start_with(g, 4, 3, 1).await;
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    let first = changed(&g, 1, "bootstrap").await;
+    let know = |master: String| {
+        let replicas: Vec<String> = g.live_redis().map(Member::addr).filter(|a| *a != master).collect();
+        let sentinels = sentinels.clone();
+        async move {
+            wait_sentinels_know(&sentinels, &replicas, None, Duration::from_secs(30)).await;
+            wait_no_failover(&sentinels, Duration::from_secs(30)).await;
+        }
+    };
+    know(first.clone()).await;
+
+    let (code, out, err) = g.rzkctl(&["switchover", "--timeout", "30"]).await;
+    assert_eq!(code, 0, "rzkctl switchover:\n{out}{err}");
+    let second = changed(&g, 2, "switchover").await;
+    know(second.clone()).await;
+
+    let mi = g.redis.iter().position(|m| m.addr() == second).unwrap();
+    g.redis[mi].proc.signal(libc::SIGTERM);
+    g.redis[mi]
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("the hand-over ends");
+    let third = changed(&g, 3, "hand-over").await;
+    know(third.clone()).await;
+
+    signal_pid(server_pid(&third).await, libc::SIGKILL);
+    let fourth = changed(&g, 4, "crash").await;
+    know(fourth.clone()).await;
+
+    // A Sentinel may not yet have read the last replica's priority.
+    wait_for(
+        "a Sentinel to accept SENTINEL FAILOVER",
+        Duration::from_secs(20),
+        || async {
+            redis_cmd(&sentinels[0], None, &["SENTINEL", "FAILOVER", "mymaster"])
+                .await
+                .map(drop)
+        },
+    )
+    .await;
+    let fifth = changed(&g, 5, "forced failover").await;
+
+    let h = history(&g).await;
+    let (_, table, _) = g.rzkctl(&["history"]).await;
+    eprintln!("MEASURE history:\n{table}");
+    let causes: Vec<&str> = h.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        causes,
+        ["bootstrap", "switchover", "hand-over", "crash", "failover"],
+        "{table}"
+    );
+    let masters = [&first, &second, &third, &fourth, &fifth];
+    for (i, c) in h.iter().enumerate() {
+        assert_eq!(&c.2, masters[i], "change {i}: {table}");
+        assert_eq!(
+            c.1.as_ref(),
+            i.checked_sub(1).map(|j| masters[j]),
+            "change {i}: {table}"
+        );
+    }
+    assert_eq!(h[0].3, None, "a bootstrap has no epoch: {table}");
+    let epochs: Vec<u64> = h[1..].iter().map(|c| c.3.expect("a Sentinel's epoch")).collect();
+    assert!(epochs.windows(2).all(|w| w[0] < w[1]), "epochs {epochs:?}: {table}");
+    assert!(table.contains("hand-over") && table.contains("CAUSE"), "{table}");
+}

@@ -54,7 +54,8 @@ impl Bin {
                 "rzkctl status [--json]\n\
                  \x20 rzkctl switchover [--to IP:PORT] [--timeout SECONDS]\n\
                  \x20 rzkctl pause [--for DURATION] [--reason TEXT]\n\
-                 \x20 rzkctl resume"
+                 \x20 rzkctl resume\n\
+                 \x20 rzkctl history [--json]"
             }
         }
     }

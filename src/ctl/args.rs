@@ -30,10 +30,15 @@ pub enum Command {
     },
     /// `resume`.
     Resume,
+    /// `history [--json]`.
+    History {
+        /// `--json`.
+        json: bool,
+    },
 }
 
 /// What a bad command line is answered with.
-const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] | pause [--for DURATION] [--reason TEXT] | resume (or --help)";
+const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] | pause [--for DURATION] [--reason TEXT] | resume | history [--json] (or --help)";
 
 /// Parses the arguments after the program name (`--help` and `--version`
 /// are answered before, by [`crate::cli`]).
@@ -55,7 +60,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         p.value().ok().and_then(|v| v.into_string().ok()).ok_or_else(usage)
     };
     match sub.as_str() {
-        "status" => {
+        "status" | "history" => {
             let mut json = false;
             while let Some(arg) = p.next().map_err(|_| usage())? {
                 match arg {
@@ -63,7 +68,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
                     _ => return Err(usage()),
                 }
             }
-            Ok(Command::Status { json })
+            Ok(if sub == "status" {
+                Command::Status { json }
+            } else {
+                Command::History { json }
+            })
         }
         "switchover" => {
             let (mut to, mut timeout) = (None, Duration::from_secs(30));
@@ -159,6 +168,8 @@ mod tests {
             })
         );
         assert_eq!(a(&["resume"]), Ok(Command::Resume));
+        assert_eq!(a(&["history", "--json"]), Ok(Command::History { json: true }));
+        assert!(a(&["history", "extra"]).is_err());
         for bad in [
             &["pause", "--for", "25h"][..],
             &["pause", "--for", "0s"],

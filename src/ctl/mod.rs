@@ -11,7 +11,7 @@ use tokio::time::{Instant, sleep};
 use tracing::error;
 
 use crate::config::CtlConfig;
-use crate::model::{Endpoint, Intent, Pause, show_ms, unix_ms};
+use crate::model::{Cause, Endpoint, History, Intent, Pause, show_ms, unix_ms};
 use crate::observe::observe;
 use crate::policy::switchover::plan;
 use crate::probe::{PROBE_TIMEOUT, Probe};
@@ -98,6 +98,7 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
         deadline_ms: unix_ms() + timeout.as_millis() as u64,
         by: who(),
         result: None,
+        cause: Cause::Switchover,
     };
     // A live intent is someone else's switchover under way; a finished or
     // expired one is replaced.
@@ -299,4 +300,55 @@ pub async fn resume(cfg: CtlConfig) -> i32 {
         None => println!("resumed (the group was not paused)"),
     }
     0
+}
+
+/// `rzkctl history [--json]`: the last changes of master, oldest first.
+/// Exit 0; 1 when it cannot be read.
+pub async fn history(cfg: CtlConfig, json: bool) -> i32 {
+    let zk = match Zk::connect_read_only(&cfg.common.zk).await {
+        Ok(zk) => zk,
+        Err(e) => {
+            error!(error = %e, "cannot read the group");
+            return 1;
+        }
+    };
+    let h = match zk.read_history().await {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("rzkctl: cannot read {}: {e}", zk.history_path());
+            return 1;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&h) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                error!(error = %e, "cannot encode the history");
+                return 1;
+            }
+        }
+    } else {
+        print!("{}", history_table(&h));
+    }
+    0
+}
+
+/// The history as a table for a terminal.
+fn history_table(h: &History) -> String {
+    let mut out = format!(
+        "{:<20}  {:<10}  {:<22}  {:<22}  {}\n",
+        "TIME", "CAUSE", "OLD", "NEW", "EPOCH"
+    );
+    for c in &h.0 {
+        let old = c.old.as_ref().map_or_else(|| "-".into(), ToString::to_string);
+        let epoch = c.epoch.map_or_else(|| "-".into(), |e| e.to_string());
+        out += &format!(
+            "{:<20}  {:<10}  {:<22}  {:<22}  {epoch}\n",
+            show_ms(c.at_ms),
+            c.cause.as_str(),
+            old,
+            c.new.to_string()
+        );
+    }
+    out
 }

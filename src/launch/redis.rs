@@ -28,12 +28,12 @@ use crate::launch::switchover::carry_out;
 use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
 use crate::metrics::metrics;
-use crate::model::{Endpoint, Identity, Intent, Record, Role, unix_ms};
+use crate::model::{Cause, Change, Endpoint, Identity, Intent, Record, Role, unix_ms};
 use crate::observe::{Heard, Observer, Subscriptions, observe};
 use crate::policy::bootstrap::{Decision, Observation, decide};
 use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
-use crate::policy::reconcile::record_write;
+use crate::policy::reconcile::{RecordWrite, cause, record_write};
 use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, crash_plan, plan};
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{redis_conf, write_private};
@@ -443,9 +443,10 @@ impl Duty<'_> {
     /// Once a pause ends (resumed, or expired): a master that died during
     /// it is failed over now. The Sentinels gave up on it for want of a
     /// promotable replica and would try again only after twice their
-    /// failover timeout; a replica's launcher asks them at once, each look
-    /// until one accepts (they read the restored priorities within a
-    /// second while the master is down), for [`AFTER_PAUSE`].
+    /// failover timeout; a replica's launcher asks them at once, at each
+    /// look while a majority sees the master down and none runs a failover
+    /// (they read the restored priorities within a second while the master
+    /// is down), for [`AFTER_PAUSE`].
     async fn after_pause(&self, snap: &Snapshot) {
         if snap.pause.is_some() {
             self.resumed_at.set(None);
@@ -470,6 +471,9 @@ impl Duty<'_> {
             }
             return;
         }
+        // Asked again at each look while the master is down and no
+        // failover runs: one the Sentinels started on their own as the
+        // pause ended may still give up (no replica promotable for it yet).
         let s = &down[0].sentinel;
         match self
             .own
@@ -477,12 +481,8 @@ impl Duty<'_> {
             .execute(&Action::RequestFailover(s.clone()), None)
             .await
         {
-            Ok(()) => {
-                warn!(addr = %self.own.me, sentinel = %s, master = %down[0].monitored,
-                    "the master died during the pause; failover requested");
-                self.resumed_at.set(None);
-            }
-            Err(e) if e.to_string().contains("INPROG") => self.resumed_at.set(None),
+            Ok(()) => warn!(addr = %self.own.me, sentinel = %s, master = %down[0].monitored,
+                "the master died during the pause; failover requested"),
             Err(e) => debug!(sentinel = %s, error = %e, "failover after the pause not accepted yet"),
         }
     }
@@ -562,15 +562,7 @@ impl Duty<'_> {
                 carry_out(self.own, self.observer, p, "switchover").await
             }
         };
-        let result = match &outcome {
-            Outcome::Done(new) => format!(
-                "done {new}; writes paused {} ms",
-                paused.unwrap_or_default().as_millis()
-            ),
-            Outcome::Skipped(why) | Outcome::Unsafe(why) | Outcome::Aborted(why) | Outcome::TimedOut(why) => {
-                format!("failed: {why}")
-            }
-        };
+        let result = result_text(&outcome, paused);
         self.beat.busy_until(None);
         info!(addr = %self.own.me, result = %result, "switchover ended");
         self.finished.borrow_mut().push(intent.id.clone());
@@ -622,7 +614,8 @@ impl Duty<'_> {
             return;
         }
         let started = Instant::now();
-        let first = match crash_plan(&snap, metrics().fenced.get() == 1) {
+        let after = self.observer.fresh().await;
+        let first = match crash_plan(&snap, &after, metrics().fenced.get() == 1) {
             Ok(s) => s,
             Err(why) => {
                 warn!(addr = %self.own.me, code, reason = %why,
@@ -634,7 +627,16 @@ impl Duty<'_> {
         warn!(addr = %self.own.me, code, sentinel = %first,
             "CRASH: the server died as master; asking the Sentinels for a failover at once");
         let p = Procedure::after_crash(first, started, self.cfg.shutdown_failover_timeout);
-        let (outcome, _) = carry_out(self.own, self.observer, p, "crash failover").await;
+        let deadline = started + self.cfg.shutdown_failover_timeout;
+        // The intent is for the history, written while the failover is
+        // asked for, not before.
+        let (announced, (outcome, _)) = tokio::join!(
+            self.announce(&snap, None, Cause::Crash, deadline),
+            carry_out(self.own, self.observer, p, "crash failover")
+        );
+        if let Some(intent) = &announced {
+            self.write_result(intent, result_text(&outcome, None)).await;
+        }
         let ms = started.elapsed().as_millis() as u64;
         match &outcome {
             Outcome::Done(new) => info!(addr = %self.own.me, master = %new, ms, "crash failover done"),
@@ -666,6 +668,15 @@ impl Duty<'_> {
             Some(_) => None,
             None => self.prefer(&snap, deadline).await,
         };
+        // Without a preferred replica, an intent all the same, so that the
+        // history says hand-over.
+        let announced = match (&preferred, paused) {
+            (Some((_, i)), _) => Some(i.clone()),
+            (None, None) if snap.local.as_ref().is_some_and(|l| l.is_master()) => {
+                self.announce(&snap, None, Cause::HandOver, deadline).await
+            }
+            _ => None,
+        };
         let outcome = match paused {
             Some(p) => Outcome::Unsafe(format!(
                 "the group is paused (by {}, until {} ms: {}); resume it first for a hand-over",
@@ -684,13 +695,10 @@ impl Duty<'_> {
                     .map_or_else(|_| Outcome::TimedOut("SHUTDOWN_FAILOVER_TIMEOUT_S".into()), |(o, _)| o)
             }
         };
-        if let Some((_, intent)) = preferred {
-            let zk = self.keeper.zk();
-            if let Ok(Some((data, version))) = zk.read_switchover().await
-                && Intent::parse(&data).is_ok_and(|i| i.id == intent.id)
-            {
-                let _ = zk.delete_switchover(version).await;
-            }
+        // Ended, not removed: the watcher that moves the record may read it
+        // after this launcher is gone.
+        if let Some(intent) = &announced {
+            self.write_result(intent, result_text(&outcome, None)).await;
         }
         if matches!(outcome, Outcome::Done(_)) && self.marks.marking {
             self.marks
@@ -737,15 +745,28 @@ impl Duty<'_> {
             .filter_map(|l| Some((l.addr.clone(), snap.server(&l.addr)?.uptime_s?)))
             .collect();
         let young = preferred_successor(&uptimes)?.clone();
+        let intent = self
+            .announce(snap, Some(young.clone()), Cause::HandOver, deadline)
+            .await?;
+        info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
+        Some((young, intent))
+    }
+
+    /// Writes an intent addressed to this master, until `deadline`: the
+    /// replica `to` preferred (or none), and the `cause` the history will
+    /// give the change of master (the watcher that writes the record reads
+    /// it). Best effort: `None` when a live intent is there, or on failure.
+    async fn announce(&self, snap: &Snapshot, to: Option<Endpoint>, cause: Cause, deadline: Instant) -> Option<Intent> {
         let left = deadline.saturating_duration_since(Instant::now());
         let intent = Intent {
             id: uuid::Uuid::new_v4().to_string(),
             from: self.own.me.clone(),
-            to: Some(young.clone()),
+            to,
             exclusive: false,
             deadline_ms: unix_ms() + left.as_millis() as u64,
-            by: format!("hand-over of {}", self.own.me),
+            by: format!("{} of {}", cause.as_str(), self.own.me),
             result: None,
+            cause,
         };
         let zk = self.keeper.zk();
         let expected = match zk.read_switchover().await {
@@ -764,14 +785,24 @@ impl Duty<'_> {
             lock: None,
         };
         match self.own.executor().execute(&action, Some(observed)).await {
-            Ok(()) => {
-                info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
-                Some((young, intent))
-            }
+            Ok(()) => Some(intent),
             Err(e) => {
-                warn!(error = %e, "could not record the preferred replica; Sentinel picks");
+                warn!(error = %e, cause = cause.as_str(), "could not write the intent; Sentinel picks, and the history says failover");
                 None
             }
+        }
+    }
+}
+
+/// How a procedure ended, as an intent's `result` says it.
+fn result_text(outcome: &Outcome, paused: Option<Duration>) -> String {
+    match outcome {
+        Outcome::Done(new) => format!(
+            "done {new}; writes paused {} ms",
+            paused.unwrap_or_default().as_millis()
+        ),
+        Outcome::Skipped(why) | Outcome::Unsafe(why) | Outcome::Aborted(why) | Outcome::TimedOut(why) => {
+            format!("failed: {why}")
         }
     }
 }
@@ -821,12 +852,20 @@ async fn bootstrap(
         Ready::ChildExited(code) => return Err(Early::Exit(code)),
         Ready::Signalled => return Err(Early::Supervise(Box::new(child))),
     }
-    if replica_of.is_none() {
-        let expected = match record {
-            Record::Missing => None,
-            Record::Unusable { version } | Record::Valid { version, .. } => Some(version),
+    if let Decision::BecomeMaster { takeover } = decision {
+        let (expected, old) = match &record {
+            Record::Missing => (None, None),
+            Record::Unusable { version } => (Some(*version), None),
+            Record::Valid { version, master } => (Some(*version), Some(master.clone())),
         };
-        if let Err(e) = zk.write_master(Some(lock), me, expected).await {
+        let change = Change {
+            at_ms: unix_ms(),
+            old,
+            new: me.clone(),
+            epoch: None,
+            cause: if takeover { Cause::Takeover } else { Cause::Bootstrap },
+        };
+        if let Err(e) = zk.write_master(Some(lock), me, expected, change).await {
             // The record changed under us although we hold the lock: our view
             // is stale. A new master with no data loses nothing by stopping;
             // Marathon restarts the task and it decides again.
@@ -852,6 +891,8 @@ async fn decide_under_lock(
 ) -> Result<(Decision, Record), i32> {
     let mut lost_since: Option<Instant> = None;
     let mut last_log: Option<Instant> = None;
+    // The replica this launcher promoted in a takeover.
+    let mut promoted: Option<Endpoint> = None;
     let executor = Executor::new(probe, &cfg.common.master_name);
     let scope = Scope {
         nodes: true,
@@ -902,6 +943,18 @@ async fn decide_under_lock(
                 let Some(write) = record_write(&record, &master) else {
                     continue;
                 };
+                // A replica this launcher promoted is its takeover; else an
+                // intent may tell why the master moved.
+                let otherwise = if promoted.as_ref() == Some(&master) {
+                    Cause::Takeover
+                } else {
+                    Cause::Repair
+                };
+                let write = RecordWrite {
+                    cause: cause(snap.intent.as_ref(), write.old.as_ref(), unix_ms(), otherwise),
+                    epoch: snap.epoch_of(&master),
+                    ..write
+                };
                 let observed = Observed {
                     zk,
                     session: snap.session,
@@ -947,6 +1000,7 @@ async fn decide_under_lock(
                     continue;
                 }
                 metrics().takeovers.inc();
+                promoted = Some(replica.clone());
                 // The record is then corrected by the Replicate branch (CAS).
                 continue;
             }

@@ -19,13 +19,12 @@ use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
 use crate::launch as task;
 use crate::launch::view;
-use crate::model::Endpoint;
-use crate::model::RecordView;
+use crate::model::{Cause, Endpoint, Intent, RecordView, unix_ms};
 use crate::observe::{Heard, Observer, Subscriptions, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
-use crate::policy::reconcile::{confirmed_master, reconcile, record_write};
+use crate::policy::reconcile::{RecordWrite, cause, confirmed_master, reconcile, record_write};
 use crate::probe::{PROBE_TIMEOUT, Probe};
-use crate::reply::{FailoverStep, parse_failover_event};
+use crate::reply::{FailoverStep, SentinelAnswer, fields, parse_failover_event, parse_new_epoch};
 use crate::session::Keeper;
 use crate::snapshot::{Scope, Snapshot};
 use crate::zk::Zk;
@@ -36,7 +35,7 @@ const RESET_SPACING: Duration = Duration::from_secs(6);
 /// The failover leader publishes `+promoted-slave` as soon as the chosen
 /// replica answers as master, and `+switch-master` only once the other
 /// replicas follow it (up to a second later: each is seen by its `INFO`).
-const CHANNELS: &[&str] = &["+promoted-slave", "+switch-master"];
+const CHANNELS: &[&str] = &["+promoted-slave", "+switch-master", "+new-epoch"];
 
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
@@ -70,6 +69,7 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
         cfg,
         ghosts: GhostMemory::default(),
         subscribed,
+        epochs: Default::default(),
     };
     let code = tokio::select! {
         never = observer.run(keeper.subscribe(), |_| every) => match never {},
@@ -128,6 +128,9 @@ struct Watcher {
     ghosts: GhostMemory,
     /// The Sentinels it is subscribed to, for the admin view.
     subscribed: watch::Sender<Vec<Endpoint>>,
+    /// The last epoch each Sentinel announced (`+new-epoch`): a failover's
+    /// own, for the history, when the Sentinel announces the promotion.
+    epochs: std::collections::HashMap<Endpoint, u64>,
 }
 
 impl Watcher {
@@ -195,6 +198,11 @@ impl Watcher {
         loop {
             tokio::select! {
                 heard = subs.next() => match heard {
+                    Heard::Event { sentinel, channel, payload } if channel == "+new-epoch" => {
+                        if let Some(e) = parse_new_epoch(&payload) {
+                            self.epochs.insert(sentinel, e);
+                        }
+                    }
                     Heard::Event { sentinel, channel, payload } => self.on_event(zk, &sentinel, &channel, &payload).await,
                     Heard::Subscribed(sentinel) => {
                         info!(sentinel = %sentinel, channels = ?CHANNELS, "subscribed");
@@ -248,7 +256,7 @@ impl Watcher {
         // same.
         for _ in 0..10 {
             if self.probe.is_master(&new).await {
-                self.ensure_record(zk, &new).await;
+                self.ensure_record(zk, &new, sentinel).await;
                 return;
             }
             sleep(Duration::from_millis(200)).await;
@@ -263,7 +271,7 @@ impl Watcher {
     /// Corrects the record when it differs from the live master the
     /// Sentinels confirm in `snap` ([`crate::policy::reconcile`]).
     async fn reconcile(&self, zk: &Zk, snap: &Snapshot) {
-        match reconcile(snap) {
+        match reconcile(snap, unix_ms()) {
             Some(w) => {
                 let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
                 let observed = Observed {
@@ -287,8 +295,22 @@ impl Watcher {
     }
 
     /// CAS-writes `master` unless the record already names it. A lost race
-    /// re-reads: N watchers make one version bump per failover.
-    async fn ensure_record(&self, zk: &Zk, master: &Endpoint) {
+    /// re-reads: N watchers make one version bump per failover. The
+    /// history's epoch is the one `sentinel`, which announced it, gives.
+    async fn ensure_record(&self, zk: &Zk, master: &Endpoint, sentinel: &Endpoint) {
+        // The failover's epoch, as `sentinel` announced it; else its
+        // config epoch once it monitors the new master (while the failover
+        // runs, it still shows the old master's).
+        let name = &self.cfg.common.master_name;
+        let epoch = match self.epochs.get(sentinel) {
+            Some(e) => Some(*e),
+            None => match self.probe.cmd(sentinel, &["SENTINEL", "MASTER", name]).await {
+                Ok(v) => SentinelAnswer::from_fields(sentinel, &fields(&v), None)
+                    .filter(|a| a.monitored == *master)
+                    .map(|a| a.epoch),
+                Err(_) => None,
+            },
+        };
         for _ in 0..3 {
             let record = match zk.read_master().await {
                 Ok(r) => r,
@@ -298,6 +320,15 @@ impl Watcher {
                 }
             };
             let Some(w) = record_write(&record, master) else { return };
+            let intent = match zk.read_switchover().await {
+                Ok(Some((data, _))) => Intent::parse(&data).ok(),
+                _ => None,
+            };
+            let w = RecordWrite {
+                cause: cause(intent.as_ref(), w.old.as_ref(), unix_ms(), Cause::Failover),
+                epoch,
+                ..w
+            };
             let observed = Observed {
                 zk,
                 session: session_mark(zk),

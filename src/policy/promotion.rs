@@ -123,6 +123,7 @@ mod tests {
             deadline_ms: 1000,
             by: "test".into(),
             result: None,
+            cause: crate::model::Cause::Switchover,
         }
     }
 

@@ -5,17 +5,51 @@
 //! on a timer. Writes are compare-and-set on the version it read, and only
 //! when the record differs: N watchers make one version bump per failover.
 
-use crate::model::{Endpoint, Record, RecordView};
+use crate::model::{Cause, Change, Endpoint, Intent, Record, RecordView};
 use crate::policy::bootstrap::sentinels_choice;
 use crate::snapshot::Snapshot;
 
-/// The write that makes the record name the confirmed master.
+/// The write that makes the record name the confirmed master, and the
+/// change it is, for `<root>/history`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordWrite {
     /// The master to record.
     pub master: Endpoint,
     /// The version to compare-and-set against; `None` creates the node.
     pub expected: Option<i32>,
+    /// The master the record named.
+    pub old: Option<Endpoint>,
+    /// Why it changes.
+    pub cause: Cause,
+    /// The Sentinels' epoch of the new master, when they name it.
+    pub epoch: Option<u64>,
+}
+
+impl RecordWrite {
+    /// The history entry of this write, made at `at_ms`.
+    pub fn change(&self, at_ms: u64) -> Change {
+        Change {
+            at_ms,
+            old: self.old.clone(),
+            new: self.master.clone(),
+            epoch: self.epoch,
+            cause: self.cause,
+        }
+    }
+}
+
+/// How long after its deadline an intent still explains a change of its
+/// master: the record follows the Sentinels within seconds.
+const INTENT_EXPLAINS_MS: u64 = 60_000;
+
+/// Why the master moved from `old`: the cause of an intent addressed to
+/// `old` (a switchover, a hand-over, a crash failover) that is live or
+/// ended at most a minute ago, else `otherwise`.
+pub fn cause(intent: Option<&Intent>, old: Option<&Endpoint>, now_ms: u64, otherwise: Cause) -> Cause {
+    match intent {
+        Some(i) if Some(&i.from) == old && now_ms <= i.deadline_ms + INTENT_EXPLAINS_MS => i.cause,
+        _ => otherwise,
+    }
 }
 
 /// The master the Sentinels confirm (newest epoch, then votes, then the
@@ -34,13 +68,23 @@ pub fn record_write(record: &Record, master: &Endpoint) -> Option<RecordWrite> {
     Some(RecordWrite {
         master: master.clone(),
         expected,
+        old: record.master().cloned(),
+        cause: Cause::Failover,
+        epoch: None,
     })
 }
 
 /// What reconciliation writes, if anything. With no confirmed master the
 /// record is left alone: the watcher never writes what it cannot confirm.
-pub fn reconcile(snap: &Snapshot) -> Option<RecordWrite> {
-    record_write(&snap.record, &confirmed_master(snap)?)
+/// The cause is the intent's that explains it, else a failover; the epoch
+/// is the newest of the Sentinels that name the new master.
+pub fn reconcile(snap: &Snapshot, now_ms: u64) -> Option<RecordWrite> {
+    let w = record_write(&snap.record, &confirmed_master(snap)?)?;
+    Some(RecordWrite {
+        cause: cause(snap.intent.as_ref(), w.old.as_ref(), now_ms, Cause::Failover),
+        epoch: snap.epoch_of(&w.master),
+        ..w
+    })
 }
 
 #[cfg(test)]
@@ -50,7 +94,7 @@ mod tests {
 
     #[test]
     fn a_matching_record_is_left_alone() {
-        assert_eq!(reconcile(&healthy(0)), None);
+        assert_eq!(reconcile(&healthy(0), 0), None);
     }
 
     #[test]
@@ -59,12 +103,32 @@ mod tests {
         s.servers = vec![replica(1, 2), master(2), replica(3, 2)];
         s.answers = vec![says(21, 2, 2), says(22, 2, 2), says(23, 2, 2)];
         assert_eq!(
-            reconcile(&s),
+            reconcile(&s, 0),
             Some(RecordWrite {
                 master: ep(2),
-                expected: Some(3)
+                expected: Some(3),
+                old: Some(ep(1)),
+                cause: Cause::Failover,
+                epoch: Some(2),
             })
         );
+        // An intent addressed to the old master explains the change, until
+        // a minute after its deadline.
+        let i = Intent {
+            id: "x".into(),
+            from: ep(1),
+            to: None,
+            exclusive: false,
+            deadline_ms: 1000,
+            by: "hand-over of 1".into(),
+            result: Some("done".into()),
+            cause: Cause::HandOver,
+        };
+        s.intent = Some(i.clone());
+        assert_eq!(reconcile(&s, 61_000).map(|w| w.cause), Some(Cause::HandOver));
+        assert_eq!(reconcile(&s, 61_001).map(|w| w.cause), Some(Cause::Failover));
+        s.intent = Some(Intent { from: ep(3), ..i });
+        assert_eq!(reconcile(&s, 0).map(|w| w.cause), Some(Cause::Failover));
     }
 
     #[test]
@@ -74,7 +138,7 @@ mod tests {
         let mut s = healthy(0);
         s.servers = vec![master(1), master(2), replica(3, 2)];
         s.answers = vec![says(21, 1, 1), says(22, 1, 1), says(23, 2, 2)];
-        assert_eq!(reconcile(&s).map(|w| w.master), Some(ep(2)));
+        assert_eq!(reconcile(&s, 0).map(|w| w.master), Some(ep(2)));
     }
 
     #[test]
@@ -82,10 +146,13 @@ mod tests {
         let mut s = healthy(0);
         s.record = Record::Unusable { version: 7 };
         assert_eq!(
-            reconcile(&s),
+            reconcile(&s, 0),
             Some(RecordWrite {
                 master: ep(1),
-                expected: Some(7)
+                expected: Some(7),
+                old: None,
+                cause: Cause::Failover,
+                epoch: Some(1),
             })
         );
     }
@@ -94,16 +161,20 @@ mod tests {
     fn a_missing_record_is_created() {
         let mut s = healthy(0);
         s.record = Record::Missing;
-        assert_eq!(reconcile(&s).map(|w| w.expected), Some(None));
+        assert_eq!(reconcile(&s, 0).map(|w| w.expected), Some(None));
     }
 
     #[test]
     fn nothing_is_written_without_a_confirmed_master() {
         let mut s = healthy(0);
         s.servers = vec![replica(2, 1)];
-        assert_eq!(reconcile(&s), None, "the Sentinels' master does not answer as master");
+        assert_eq!(
+            reconcile(&s, 0),
+            None,
+            "the Sentinels' master does not answer as master"
+        );
         s.answers.clear();
-        assert_eq!(reconcile(&s), None, "no Sentinel answered");
+        assert_eq!(reconcile(&s, 0), None, "no Sentinel answered");
     }
 
     #[test]
@@ -112,6 +183,6 @@ mod tests {
         let mut s = healthy(0);
         s.servers.push(master(4));
         s.answers.push(says(29, 4, 9));
-        assert_eq!(reconcile(&s), None);
+        assert_eq!(reconcile(&s, 0), None);
     }
 }

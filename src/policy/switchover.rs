@@ -258,19 +258,21 @@ fn check(online: bool, addr: &Endpoint, view: &[SentinelReplica]) -> Result<(), 
 }
 
 /// Whether the failover of a master whose server just died may be asked
-/// for at once, from the launcher's last snapshot before the death: the
-/// server was master and not fenced, no failover runs, and a registered
-/// Sentinel would promote one of its replicas that is online for it (a
-/// replica's priority is above 0 only once it has held the data). `Ok`
-/// names that Sentinel, to be asked first; `Err` says why not, and the
-/// Sentinels' own rules then decide, after their `down-after`.
-pub fn crash_plan(snap: &Snapshot, fenced: bool) -> Result<Endpoint, String> {
-    let Some(local) = snap.local.as_ref().filter(|l| l.is_master()) else {
+/// for at once: from the launcher's last snapshot `before` the death, the
+/// server was master and not fenced; from a look `after` it, no failover
+/// runs (one that ended just before the death may still show in `before`)
+/// and a registered Sentinel would promote one of its replicas that is
+/// online for it (a replica's priority is above 0 only once it has held
+/// the data). `Ok` names that Sentinel, to be asked first; `Err` says why
+/// not, and the Sentinels' own rules then decide, after their `down-after`.
+pub fn crash_plan(before: &Snapshot, after: &Snapshot, fenced: bool) -> Result<Endpoint, String> {
+    let Some(local) = before.local.as_ref().filter(|l| l.is_master()) else {
         return Err("it was not master".into());
     };
     if fenced {
         return Err("it was fenced: the Sentinels may be failing it over already".into());
     }
+    let snap = after;
     if snap.registered_answers().any(|a| a.failover) {
         return Err("a failover is already under way".into());
     }
@@ -492,15 +494,22 @@ mod tests {
     #[test]
     fn a_crash_is_failed_over_only_with_a_promotable_replica_no_fence_and_no_failover_running() {
         let s = healthy(1);
-        assert_eq!(crash_plan(&s, false), Ok(sentinel(21)));
-        assert!(crash_plan(&s, true).unwrap_err().contains("fenced"));
-        assert!(crash_plan(&healthy(2), false).unwrap_err().contains("not master"));
+        assert_eq!(crash_plan(&s, &s, false), Ok(sentinel(21)));
+        assert!(crash_plan(&s, &s, true).unwrap_err().contains("fenced"));
+        assert!(
+            crash_plan(&healthy(2), &healthy(2), false)
+                .unwrap_err()
+                .contains("not master")
+        );
         let mut running = healthy(1);
         running.answers[2].failover = true;
-        assert!(crash_plan(&running, false).unwrap_err().contains("under way"));
+        assert!(crash_plan(&running, &running, false).unwrap_err().contains("under way"));
+        // A failover that ended just before the death shows only in the
+        // look before it.
+        assert_eq!(crash_plan(&running, &s, false), Ok(sentinel(21)));
         let mut alone = healthy(1);
         alone.sentinels.clear();
-        assert!(crash_plan(&alone, false).unwrap_err().contains("no sentinel"));
+        assert!(crash_plan(&alone, &alone, false).unwrap_err().contains("no sentinel"));
         // Replicas still syncing: priority 0 for every Sentinel, and the
         // reason names them.
         let mut syncing = healthy(1);
@@ -509,7 +518,7 @@ mod tests {
                 r.priority = 0;
             }
         }
-        let why = crash_plan(&syncing, false).unwrap_err();
+        let why = crash_plan(&syncing, &syncing, false).unwrap_err();
         assert!(
             why.contains(&ep(2).to_string()) && why.contains(&ep(3).to_string()),
             "{why}"
@@ -517,10 +526,10 @@ mod tests {
         // Only the third Sentinel would promote one: it is asked first.
         let mut one = syncing.clone();
         one.sentinel_replicas[2] = would_promote(23, &[3]);
-        assert_eq!(crash_plan(&one, false), Ok(sentinel(23)));
+        assert_eq!(crash_plan(&one, &one, false), Ok(sentinel(23)));
         // A Sentinel that is not registered does not count.
         one.sentinels.retain(|s| *s != sentinel(23));
-        assert!(crash_plan(&one, false).is_err());
+        assert!(crash_plan(&one, &one, false).is_err());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use zookeeper_client::{
 };
 
 use crate::backoff::Backoff;
-use crate::model::{Endpoint, Record};
+use crate::model::{Change, Endpoint, History, Record};
 
 mod mirror;
 pub mod settings;
@@ -338,6 +338,20 @@ impl Zk {
         format!("{}/switchover", self.cfg.root)
     }
 
+    /// `<root>/history`: the last changes of master.
+    pub fn history_path(&self) -> String {
+        format!("{}/history", self.cfg.root)
+    }
+
+    /// The history, oldest first (empty when there is none yet).
+    pub async fn read_history(&self) -> Result<History, Error> {
+        match bounded(self.op_timeout(), self.client.get_data(&self.history_path())).await {
+            Ok((d, _)) => Ok(History::parse(&d)),
+            Err(Error::NoNode) => Ok(History::default()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `<root>/pause`: maintenance mode.
     pub fn pause_path(&self) -> String {
         format!("{}/pause", self.cfg.root)
@@ -481,21 +495,54 @@ impl Zk {
         lock: Option<&LockClient<'_>>,
         master: &Endpoint,
         expected: Option<i32>,
+        change: Change,
     ) -> Result<(), Error> {
         let path = self.master_path();
         let data = master.to_record();
         let opts = self.dir_options();
         let limit = self.op_timeout();
+        // The history is appended in the same transaction: one entry per
+        // change of the record, and none for a write that lost its race.
+        let history = self.history_path();
+        let (mut h, hv) = match bounded(limit, self.client.get_data(&history)).await {
+            Ok((d, stat)) => (History::parse(&d), Some(stat.version)),
+            Err(Error::NoNode) => (History::default(), None),
+            Err(e) => return Err(e),
+        };
+        h.push(change);
+        let h = h.to_bytes();
+        macro_rules! ops {
+            ($w:expr) => {{
+                let w = &mut $w;
+                match expected {
+                    None => w.add_create(&path, &data, &opts)?,
+                    Some(v) => w.add_set_data(&path, &data, Some(v))?,
+                }
+                match hv {
+                    None => w.add_create(&history, &h, &opts)?,
+                    Some(v) => w.add_set_data(&history, &h, Some(v))?,
+                }
+            }};
+        }
         // Stats of creates inside a multi are invalid on ZK 3.8.0
         // (ZOOKEEPER-4026); they are ignored here.
-        let result = match (lock, expected) {
-            (Some(l), None) => bounded(limit, l.create(&path, &data, &opts)).await.map(drop),
-            (Some(l), Some(v)) => bounded(limit, l.set_data(&path, &data, Some(v))).await.map(drop),
-            (None, None) => bounded(limit, self.client.create(&path, &data, &opts)).await.map(drop),
-            (None, Some(v)) => bounded(limit, self.client.set_data(&path, &data, Some(v)))
-                .await
-                .map(drop),
+        let result = match lock {
+            Some(l) => {
+                let mut w = l.new_check_writer();
+                ops!(w);
+                bounded(limit, async { w.commit().await.map_err(Error::from) })
+                    .await
+                    .map(drop)
+            }
+            None => {
+                let mut w = self.client.new_multi_writer();
+                ops!(w);
+                bounded(limit, async { w.commit().await.map_err(Error::from) })
+                    .await
+                    .map(drop)
+            }
         };
+        self.mirror.touched(&history);
         // Our own write, won or lost, makes the copy stale: the next look
         // reads ZooKeeper rather than wait for the event.
         self.mirror.touched(&path);

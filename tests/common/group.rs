@@ -724,6 +724,28 @@ fn notable(line: &str) -> bool {
 /// promotable (priority above 0, link ok). Sentinel learns of replicas from
 /// the master's INFO every 10 s: killing a master before that can only end
 /// in `-failover-abort-no-good-slave`.
+/// Waits until no Sentinel of `sentinels` has a failover of the master in
+/// progress (the last one ended: replicas reconfigured).
+pub async fn wait_no_failover(sentinels: &[String], timeout: Duration) {
+    for s in sentinels {
+        wait_for("no failover in progress", timeout, || async {
+            let v = redis_cmd(s, None, &["SENTINEL", "MASTER", "mymaster"]).await?;
+            let f = redis_zk::reply::fields(&v);
+            let flags = f
+                .iter()
+                .find(|(n, _)| n == "flags")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            if flags.contains("failover") {
+                Err(format!("{s}: flags {flags}"))
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    }
+}
+
 pub async fn wait_sentinels_know(sentinels: &[String], replicas: &[String], password: Option<&str>, timeout: Duration) {
     for s in sentinels {
         wait_for(
