@@ -128,6 +128,30 @@ impl Child {
     }
 }
 
+/// How long `<server program> --version` may take.
+const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The engine of a server program, from its `--version` line (`Redis
+/// server v=7.0.15 …`, `Valkey server v=8.0.1 …`): what the server will
+/// run, known before it starts and touches any data. Not a child start:
+/// the program only prints and exits.
+pub async fn program_engine(program: &Path) -> Result<crate::model::Engine, String> {
+    let run = tokio::process::Command::new(program)
+        .arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
+        Err(_) => return Err(format!("{} --version did not answer within {VERSION_TIMEOUT:?}", program.display())),
+        Ok(Err(e)) => return Err(format!("{} --version: {e}", program.display())),
+        Ok(Ok(out)) => out,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    crate::reply::engine_of_version_line(&text)
+        .ok_or_else(|| format!("{} --version said {:?}, neither Redis nor Valkey", program.display(), text.trim()))
+}
+
 /// The launcher's exit code for a child status: its code, or 128+signal.
 pub fn exit_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))

@@ -28,9 +28,10 @@ use crate::launch::switchover::carry_out;
 use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
 use crate::metrics::metrics;
-use crate::model::{Endpoint, Identity, Intent, Record, Role, unix_ms};
-use crate::observe::{Heard, Observer, Subscriptions, observe};
+use crate::model::{Endpoint, EngineKind, Identity, Intent, Record, Role, unix_ms};
+use crate::observe::{Heard, Observer, Subscriptions, observe, server_state};
 use crate::policy::bootstrap::{Decision, Observation, decide};
+use crate::policy::engine::replication_refused;
 use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::record_write;
@@ -701,13 +702,16 @@ impl Duty<'_> {
     /// ZooKeeper, Sentinel picks.
     async fn prefer(&self, snap: &Snapshot, deadline: Instant) -> Option<(Endpoint, Intent)> {
         let local = snap.local.as_ref().filter(|l| l.role == Role::Master)?;
-        let uptimes: Vec<(Endpoint, u64)> = local
+        let candidates: Vec<(Endpoint, u64, Option<EngineKind>)> = local
             .replicas
             .iter()
             .filter(|l| l.online)
-            .filter_map(|l| Some((l.addr.clone(), snap.server(&l.addr)?.uptime_s?)))
+            .filter_map(|l| {
+                let s = snap.server(&l.addr)?;
+                Some((l.addr.clone(), s.uptime_s?, s.engine.as_ref().map(|e| e.kind)))
+            })
             .collect();
-        let young = preferred_successor(&uptimes)?.clone();
+        let young = preferred_successor(&candidates)?.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         let intent = Intent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -774,6 +778,9 @@ async fn bootstrap(
         Decision::Replicate { master, .. } => Some(master.clone()),
         _ => None,
     };
+    if let Some(master) = &replica_of {
+        engines_compatible(cfg, probe, master).await.map_err(Early::Exit)?;
+    }
     let mut child = start_server(cfg, id, replica_of.as_ref()).await.map_err(|e| {
         error!(error = %e, "could not start redis-server");
         Early::Exit(1)
@@ -804,6 +811,34 @@ async fn bootstrap(
         }
     }
     Ok((child, replica_of))
+}
+
+/// Refuses, before the server starts and touches any data, to run it as
+/// a replica of `master` when its engine cannot load that master's data
+/// (a Redis replica of a Valkey master, [`replication_refused`]). An
+/// engine that cannot be told (a master that does not answer now, a
+/// program whose `--version` names neither) is let through, with a warning.
+async fn engines_compatible(cfg: &RedisConfig, probe: &Probe, master: &Endpoint) -> Result<(), i32> {
+    let own = supervise::program_engine(&cfg.server_bin).await;
+    let theirs = server_state(probe, master, master).await.and_then(|s| s.engine);
+    match (&own, &theirs) {
+        (Ok(own), Some(theirs)) => match replication_refused(theirs, own) {
+            Some(why) => {
+                error!(master = %master, master_engine = %theirs, engine = %own, server_bin = %cfg.server_bin.display(),
+                    reason = %why, "REFUSED: not starting as a replica; this server's data is untouched");
+                Err(1)
+            }
+            None => {
+                info!(master = %master, master_engine = %theirs, engine = %own, "engines can replicate");
+                Ok(())
+            }
+        },
+        (own, theirs) => {
+            warn!(master = %master, master_engine = ?theirs.as_ref().map(ToString::to_string),
+                engine = ?own.as_ref().map(ToString::to_string), "engine of this server or of its master unknown; not checked");
+            Ok(())
+        }
+    }
 }
 
 /// Observes and decides until the decision is final, waiting out the

@@ -40,6 +40,11 @@ pub struct NodeView {
     /// writes the master may never have had (its launcher's log says
     /// where and how much).
     pub diverged_copy: bool,
+    /// The engine it runs, `redis` or `valkey` (`INFO server`), when it
+    /// answered.
+    pub engine: Option<&'static str>,
+    /// That engine's own version (Valkey's `valkey_version`).
+    pub engine_version: Option<String>,
 }
 
 impl NodeView {
@@ -57,6 +62,8 @@ impl NodeView {
             promotable: None,
             not_promotable: None,
             diverged_copy: snap.diverged.contains(addr),
+            engine: state.and_then(|s| s.engine.as_ref()).map(|e| e.kind.as_str()),
+            engine_version: state.and_then(|s| s.engine.as_ref()).map(|e| e.version.clone()),
         };
         match state.map(|s| (s, &s.role)) {
             Some((_, Role::Master)) => {

@@ -182,8 +182,8 @@ pub fn table(s: &GroupStatus) -> String {
         s.record_version.map_or_else(|| "-".into(), |v| v.to_string())
     );
     out += &format!(
-        "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
-        "NODE", "ROLE", "MASTER", "LINK", "OFFSET", "LAG", "PROMOTABLE"
+        "{:<22} {:<11} {:<15} {:<22} {:<5} {:>12} {:>10}  {}\n",
+        "NODE", "ROLE", "ENGINE", "MASTER", "LINK", "OFFSET", "LAG", "PROMOTABLE"
     );
     for n in &s.nodes {
         let role = n.role.unwrap_or("unreachable");
@@ -193,10 +193,15 @@ pub fn table(s: &GroupStatus) -> String {
             (Some(false), Some(why)) => format!("no: {why}"),
             _ => "-".to_string(),
         };
+        let engine = match (n.engine, &n.engine_version) {
+            (Some(e), Some(v)) => format!("{e} {v}"),
+            _ => "-".to_string(),
+        };
         out += &format!(
-            "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
+            "{:<22} {:<11} {:<15} {:<22} {:<5} {:>12} {:>10}  {}\n",
             n.addr,
             role,
+            engine,
             opt(&n.master),
             link,
             num(n.offset),
