@@ -695,7 +695,8 @@ impl Duty<'_> {
         }
     }
 
-    /// When several replicas could take over, prefers the one that started
+    /// When several replicas could take over, prefers one of the newest
+    /// engine (Valkey over Redis), and of those the one that started
     /// last (in a rolling restart the others are old tasks about to be
     /// stopped): an intent naming it, which its launcher reads and answers
     /// by making it Sentinel's first choice. Best effort: without
@@ -740,7 +741,7 @@ impl Duty<'_> {
         };
         match self.own.executor().execute(&action, Some(observed)).await {
             Ok(()) => {
-                info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
+                info!(addr = %self.own.me, replica = %young, "hand-over prefers the replica of the newest engine that started last; waiting for a Sentinel to see it");
                 Some((young, intent))
             }
             Err(e) => {
