@@ -7,10 +7,12 @@
 //! so nothing outlives the test binary, even when it panics or is killed.
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod ensemble;
 pub mod group;
 pub mod haproxy;
 pub mod net;
+pub mod rolling;
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;
