@@ -215,7 +215,8 @@ impl Metrics {
             ),
             engine_info: {
                 let g = IntGaugeVec::new(
-                    Opts::new("engine_info", "1 for the engine and version the supervised server runs").namespace("rzk"),
+                    Opts::new("engine_info", "1 for the engine and version the supervised server runs")
+                        .namespace("rzk"),
                     &["engine", "version"],
                 )
                 .expect("valid metric name");
@@ -245,7 +246,12 @@ impl Metrics {
     /// known stays while it does not answer).
     pub fn set_engine(&self, engine: Option<(&str, &str)>) {
         if let Some((engine, version)) = engine
-            && self.engine_info.get_metric_with_label_values(&[engine, version]).map(|g| g.get()).ok() != Some(1)
+            && self
+                .engine_info
+                .get_metric_with_label_values(&[engine, version])
+                .map(|g| g.get())
+                .ok()
+                != Some(1)
         {
             self.engine_info.reset();
             self.engine_info.with_label_values(&[engine, version]).set(1);

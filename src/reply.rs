@@ -739,8 +739,14 @@ mod tests {
             })
         );
         let redis = parse_info("# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n");
-        assert_eq!(engine_of_info(&redis).map(|e| e.to_string()).as_deref(), Some("redis 7.0.15"));
-        assert_eq!(engine_of_info(&kv(&[("server_name", "keydb"), ("redis_version", "6")])), None);
+        assert_eq!(
+            engine_of_info(&redis).map(|e| e.to_string()).as_deref(),
+            Some("redis 7.0.15")
+        );
+        assert_eq!(
+            engine_of_info(&kv(&[("server_name", "keydb"), ("redis_version", "6")])),
+            None
+        );
         assert_eq!(engine_of_info(&kv(&[("server_name", "valkey")])), None);
         assert_eq!(engine_of_info(&kv(&[("role", "master")])), None);
         assert_eq!(
@@ -755,7 +761,13 @@ mod tests {
                 .map(|e| (e.kind, e.version_parts())),
             Some((EngineKind::Redis, vec![7, 0, 15]))
         );
-        for bad in ["", "sh: 1: no", "Redis server", "Redis server v=", "KeyDB server v=6.3.4"] {
+        for bad in [
+            "",
+            "sh: 1: no",
+            "Redis server",
+            "Redis server v=",
+            "KeyDB server v=6.3.4",
+        ] {
             assert_eq!(engine_of_version_line(bad), None, "{bad:?}");
         }
     }

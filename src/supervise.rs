@@ -143,13 +143,23 @@ pub async fn program_engine(program: &Path) -> Result<crate::model::Engine, Stri
         .kill_on_drop(true)
         .output();
     let out = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
-        Err(_) => return Err(format!("{} --version did not answer within {VERSION_TIMEOUT:?}", program.display())),
+        Err(_) => {
+            return Err(format!(
+                "{} --version did not answer within {VERSION_TIMEOUT:?}",
+                program.display()
+            ));
+        }
         Ok(Err(e)) => return Err(format!("{} --version: {e}", program.display())),
         Ok(Ok(out)) => out,
     };
     let text = String::from_utf8_lossy(&out.stdout);
-    crate::reply::engine_of_version_line(&text)
-        .ok_or_else(|| format!("{} --version said {:?}, neither Redis nor Valkey", program.display(), text.trim()))
+    crate::reply::engine_of_version_line(&text).ok_or_else(|| {
+        format!(
+            "{} --version said {:?}, neither Redis nor Valkey",
+            program.display(),
+            text.trim()
+        )
+    })
 }
 
 /// The launcher's exit code for a child status: its code, or 128+signal.

@@ -1,5 +1,5 @@
-//! The engines (issue 27): the core scenarios on Valkey 8, and groups that
-//! mix Redis and Valkey.
+//! The engines (issue 27): the core scenarios on Redis and on Valkey 8,
+//! and groups that mix them.
 //!
 //! The matrix: [`core_scenarios`] is one list of scenarios, run in order on
 //! one group of an engine: bootstrap and the engine shown everywhere
@@ -7,10 +7,11 @@
 //! the unsynced-replica rule, the planned hand-over, a failover into the
 //! record, the write fence and a takeover after total loss; once per
 //! engine, each on one group to keep it short (about 30 s an engine; the
-//! rest of the suite runs each scenario on Redis in depth). The mixed groups: a Valkey replica of a
-//! Redis master works, with Sentinels of both engines, and the hand-over
-//! gives the master to it rather than to a younger Redis replica; a Redis
-//! server refuses to become a replica of a Valkey master before it starts.
+//! rest of the suite runs each scenario on Redis in depth). The mixed
+//! groups: a Redis server refuses to become a replica of a Valkey master
+//! before it starts; a Valkey replica follows a Redis master, with
+//! Sentinels of both engines, and a hand-over goes to the youngest replica
+//! even when it is Redis (a rollback stays possible).
 //!
 //! Needs `valkey-server` and `valkey-sentinel` on PATH (`scripts/deps.sh`
 //! installs them from bookworm-backports); without them every test fails
@@ -136,7 +137,10 @@ async fn engine_is_shown(g: &Group, engine: EngineCase, version: &str) {
     }
     let (code, table, err) = g.rzkctl(&["status"]).await;
     assert_eq!(code, 0, "{table}{err}");
-    assert!(table.contains("ENGINE") && table.contains(&format!("{} {version}", engine.name)), "{table}");
+    assert!(
+        table.contains("ENGINE") && table.contains(&format!("{} {version}", engine.name)),
+        "{table}"
+    );
     // The admin pages of every server answer by their role and name the
     // engine; the metrics carry it.
     for m in &g.redis {
@@ -147,24 +151,32 @@ async fn engine_is_shown(g: &Group, engine: EngineCase, version: &str) {
             ("/master", if is_master { 200 } else { 503 }),
             ("/replica", if is_master { 503 } else { 200 }),
         ] {
-            let body = wait_for(&format!("{} {path} to answer {code}", m.addr()), Duration::from_secs(10), || async {
-                match m.admin_get(path).await {
-                    Ok((c, body)) if c == code => Ok(body),
-                    other => Err(format!("{other:?}")),
-                }
-            })
+            let body = wait_for(
+                &format!("{} {path} to answer {code}", m.addr()),
+                Duration::from_secs(10),
+                || async {
+                    match m.admin_get(path).await {
+                        Ok((c, body)) if c == code => Ok(body),
+                        other => Err(format!("{other:?}")),
+                    }
+                },
+            )
             .await;
             let json: serde_json::Value = serde_json::from_str(&body).unwrap();
             assert_eq!(json["engine"], engine.name, "{path}: {body}");
             assert_eq!(json["engine_version"], version, "{path}: {body}");
         }
         let line = format!("rzk_engine_info{{engine=\"{}\",version=\"{version}\"}} 1", engine.name);
-        wait_for(&format!("{} /metrics to show {line}", m.addr()), Duration::from_secs(10), || async {
-            match m.admin_get("/metrics").await {
-                Ok((200, text)) if text.contains(&line) => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
+        wait_for(
+            &format!("{} /metrics to show {line}", m.addr()),
+            Duration::from_secs(10),
+            || async {
+                match m.admin_get("/metrics").await {
+                    Ok((200, text)) if text.contains(&line) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
         .await;
     }
     for s in g.sentinels.iter().chain(&g.watchers) {
@@ -185,34 +197,42 @@ async fn unsynced_replica_is_held_at_priority_zero(g: &mut Group) {
         .unwrap();
     let i = g.start_redis();
     let replica = g.redis[i].addr();
-    let seen = wait_for("the new replica to be seen in its first sync", Duration::from_secs(20), || async {
-        let syncing = info_field(&replica, "replication", "master_sync_in_progress").await?;
-        if syncing != "1" {
-            return Err(format!("master_sync_in_progress:{syncing}"));
-        }
-        let priority = match redis_cmd(&replica, None, &["CONFIG", "GET", "replica-priority"]).await? {
-            Value::Array(v) => format!("{:?}", v.get(1)),
-            other => format!("{other:?}"),
-        };
-        let status = status_json(g).await;
-        let node = status["nodes"]
-            .as_array()
-            .and_then(|n| n.iter().find(|n| n["addr"] == replica.as_str()).cloned())
-            .ok_or("the replica is not in rzkctl status yet")?;
-        Ok((priority, node))
-    })
+    let seen = wait_for(
+        "the new replica to be seen in its first sync",
+        Duration::from_secs(20),
+        || async {
+            let syncing = info_field(&replica, "replication", "master_sync_in_progress").await?;
+            if syncing != "1" {
+                return Err(format!("master_sync_in_progress:{syncing}"));
+            }
+            let priority = match redis_cmd(&replica, None, &["CONFIG", "GET", "replica-priority"]).await? {
+                Value::Array(v) => format!("{:?}", v.get(1)),
+                other => format!("{other:?}"),
+            };
+            let status = status_json(g).await;
+            let node = status["nodes"]
+                .as_array()
+                .and_then(|n| n.iter().find(|n| n["addr"] == replica.as_str()).cloned())
+                .ok_or("the replica is not in rzkctl status yet")?;
+            Ok((priority, node))
+        },
+    )
     .await;
     redis_cmd(&master, None, &["CONFIG", "SET", "rdb-key-save-delay", "0"])
         .await
         .unwrap();
     assert!(seen.0.contains("\"0\""), "priority of a syncing replica: {}", seen.0);
     assert_eq!(seen.1["promotable"], false, "{}", seen.1);
-    wait_for("the replica to finish its sync and get its priority back", Duration::from_secs(30), || async {
-        match redis_cmd(&replica, None, &["CONFIG", "GET", "replica-priority"]).await? {
-            Value::Array(v) if format!("{:?}", v.get(1)).contains("\"100\"") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    wait_for(
+        "the replica to finish its sync and get its priority back",
+        Duration::from_secs(30),
+        || async {
+            match redis_cmd(&replica, None, &["CONFIG", "GET", "replica-priority"]).await? {
+                Value::Array(v) if format!("{:?}", v.get(1)).contains("\"100\"") => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
     assert_eq!(dbsize(&replica).await, Ok(20_000), "the replica's data after its sync");
     g.wait_healthy(Duration::from_secs(30)).await;
@@ -249,7 +269,11 @@ async fn planned_hand_over(g: &Group, engine: EngineCase) {
         ledger.longest_gap
     );
     assert!(ledger.acked.len() > 20, "the writer barely wrote: {ledger:?}");
-    assert!(missing.is_empty(), "acknowledged writes lost: {:?}", &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
     g.wait_healthy(Duration::from_secs(30)).await;
 }
 
@@ -263,9 +287,15 @@ async fn failover_into_the_record(g: &Group) {
     g.redis[mi].proc.signal(libc::SIGKILL);
     let budget = Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 5000);
     let new = new_master(g, &master, budget).await;
-    eprintln!("MEASURE failover: SIGKILL of {master} -> record {new} in {:?}", t0.elapsed());
+    eprintln!(
+        "MEASURE failover: SIGKILL of {master} -> record {new} in {:?}",
+        t0.elapsed()
+    );
     let missing = missing_keys(&new, None, &keys).await;
-    assert!(missing.is_empty(), "acknowledged keys lost in the failover: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged keys lost in the failover: {missing:?}"
+    );
     g.wait_healthy(Duration::from_secs(30)).await;
 }
 
@@ -277,7 +307,13 @@ async fn fence(g: &Group) {
     let mut pids = vec![];
     for s in &g.sentinels {
         if s.proc.wait_exit(Duration::ZERO).is_none() {
-            pids.push(server_field(&s.addr(), "process_id").await.unwrap().parse::<i32>().unwrap());
+            pids.push(
+                server_field(&s.addr(), "process_id")
+                    .await
+                    .unwrap()
+                    .parse::<i32>()
+                    .unwrap(),
+            );
         }
     }
     let zk_frozen = zk().paused();
@@ -318,7 +354,9 @@ async fn takeover(g: &mut Group, engine: EngineCase) {
         m.proc.signal(libc::SIGKILL);
     }
     for m in &g.redis {
-        m.proc.wait_exit(Duration::from_secs(5)).expect("a killed launcher exits");
+        m.proc
+            .wait_exit(Duration::from_secs(5))
+            .expect("a killed launcher exits");
     }
     let i = g.start_redis();
     let new = g.redis[i].addr();
@@ -365,12 +403,17 @@ async fn a_redis_server_refuses_to_replicate_a_valkey_master() {
     let t = task();
     let kept = t.dir.join("dump.rdb");
     std::fs::write(&kept, "untouched").unwrap();
-    let before: Vec<_> = std::fs::read_dir(&t.dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    let before: Vec<_> = std::fs::read_dir(&t.dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     let i = g.start_redis_as(t);
     let r = &g.redis[i];
-    let status = r.proc.wait_exit(Duration::from_secs(30)).unwrap_or_else(|| {
-        panic!("the Redis launcher did not exit:\n{}", r.proc.log())
-    });
+    let status = r
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the Redis launcher did not exit:\n{}", r.proc.log()));
     let log = r.proc.log();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(log.contains("REFUSED"), "{log}");
@@ -387,18 +430,25 @@ async fn a_redis_server_refuses_to_replicate_a_valkey_master() {
     let before: Vec<_> = before.into_iter().filter(|n| n != "launcher.log").collect();
     assert_eq!(after, before, "the refused task's DATA_DIR changed");
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "untouched");
-    assert!(role(&r.addr()).await.is_err(), "a server answers on the refused task's port");
+    assert!(
+        role(&r.addr()).await.is_err(),
+        "a server answers on the refused task's port"
+    );
     assert_eq!(role(&master).await.as_deref(), Ok("master"));
     let line = log.lines().find(|l| l.contains("REFUSED")).unwrap_or_default();
     eprintln!("MEASURE refusal: exit 1; {line}");
 }
 
 /// The safe direction, with Sentinels of both engines: a Valkey replica
-/// of a Redis master syncs, and the hand-over of the Redis master gives the
-/// role to it, not to a younger Redis replica (the one the youngest-first
-/// preference alone would pick), with no acknowledged `WAIT 1` write lost.
+/// of a Redis master syncs. The hand-over of the Redis master, with an
+/// older Valkey replica and a younger Redis one (a rollback from Valkey
+/// under way), goes to the youngest, the Redis replica, and the Valkey
+/// replica follows it: the group stays on a Redis master, from which a
+/// rollback can still finish. No acknowledged `WAIT 1` write is lost. (A
+/// hand-over that preferred Valkey here would strand the rollback: no
+/// Redis server could replicate again.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_valkey_replica_of_a_redis_master_takes_the_hand_over() {
+async fn a_mixed_group_hands_over_to_the_youngest_and_valkey_follows_redis() {
     let _serial = SERIAL.lock().await;
     let (_, valkey_v) = (REDIS.version(), VALKEY.version());
     let mut g = Group::new("mixed");
@@ -418,7 +468,9 @@ async fn a_valkey_replica_of_a_redis_master_takes_the_hand_over() {
     g.extra.push(("ENGINE", "redis".into()));
     g.start_sentinel();
     g.start_watcher();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Two seconds apart: `uptime_in_seconds` tells them apart (a tie goes
+    // to the lower address, the Valkey one).
+    tokio::time::sleep(Duration::from_secs(2)).await;
     g.start_redis();
     g.wait_healthy(Duration::from_secs(60)).await;
     let valkey = g.redis[v].addr();
@@ -446,6 +498,7 @@ async fn a_valkey_replica_of_a_redis_master_takes_the_hand_over() {
     let writer = g.start_writer("mix", None, 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mi = g.master_index().await.unwrap();
+    let youngest = g.redis[g.redis.len() - 1].addr();
     g.redis[mi].proc.signal(libc::SIGTERM);
     let status = g.redis[mi]
         .proc
@@ -455,17 +508,46 @@ async fn a_valkey_replica_of_a_redis_master_takes_the_hand_over() {
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("hand-over done"), "{log}");
     let new = new_master(&g, &master, Duration::from_secs(10)).await;
-    assert_eq!(new, valkey, "the hand-over must give the master to the Valkey replica");
+    assert_eq!(
+        new, youngest,
+        "the hand-over must give the master to the youngest replica, the Redis one, not to the Valkey replica {valkey}"
+    );
+    assert_eq!(engine_of(&new).await.map(|e| e.0), Ok("redis".to_string()));
+    wait_for(
+        "the Valkey replica to follow the new Redis master",
+        Duration::from_secs(20),
+        || async {
+            let master_of = format!(
+                "{} {}",
+                info_field(&valkey, "replication", "master_host").await?,
+                info_field(&valkey, "replication", "master_port").await?
+            );
+            let link = info_field(&valkey, "replication", "master_link_status").await?;
+            if master_of == new && link == "up" {
+                Ok(())
+            } else {
+                Err(format!("follows {master_of}, link {link}"))
+            }
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let ledger = writer.finish().await;
     let missing = missing_keys(&new, None, &ledger.acked).await;
     let preloaded = dbsize(&new).await.unwrap();
     eprintln!(
-        "MEASURE mixed hand-over Redis -> Valkey: {} WAIT 1 writes acknowledged, {} lost; {preloaded} keys on the new master",
+        "MEASURE mixed hand-over to the youngest (Redis), the Valkey replica following it: {} WAIT 1 writes acknowledged, {} lost; {preloaded} keys on the new master",
         ledger.acked.len(),
         missing.len()
     );
-    assert!(!ledger.acked.is_empty(), "the writer got no acknowledgement: {ledger:?}");
-    assert!(missing.is_empty(), "acknowledged writes lost: {:?}", &missing[..missing.len().min(10)]);
+    assert!(
+        !ledger.acked.is_empty(),
+        "the writer got no acknowledgement: {ledger:?}"
+    );
+    assert!(
+        missing.is_empty(),
+        "acknowledged writes lost: {:?}",
+        &missing[..missing.len().min(10)]
+    );
     assert!(preloaded >= 5_000, "preloaded keys lost: {preloaded} keys");
 }

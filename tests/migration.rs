@@ -90,7 +90,9 @@ async fn a_redis_group_moves_to_valkey_online() {
         mixed_seen.push(engines);
     }
     assert!(
-        mixed_seen.iter().any(|e| e.contains(&"redis".to_string()) && e.contains(&"valkey".to_string())),
+        mixed_seen
+            .iter()
+            .any(|e| e.contains(&"redis".to_string()) && e.contains(&"valkey".to_string())),
         "never a group with Sentinels of both engines: {mixed_seen:?}"
     );
 

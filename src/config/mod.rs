@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use tracing_subscriber::filter::Targets;
 
+use crate::model::EngineKind;
 pub use crate::model::Secret;
 pub use crate::zk::settings::ZkConfig;
-use crate::model::EngineKind;
 use crate::zk::settings::{is_valid_zk_path, parse_zk_hosts};
 
 pub mod vars;
@@ -769,10 +769,7 @@ mod tests {
         let s = SentinelConfig::from_vars(&with(&[("ENGINE", "redis")])).unwrap();
         assert_eq!(s.sentinel_bin, PathBuf::from("redis-sentinel"));
         let e = SentinelConfig::from_vars(&with(&[("ENGINE", "redis8")])).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "invalid ENGINE=\"redis8\": expected redis or valkey",
-        );
+        assert_eq!(e.to_string(), "invalid ENGINE=\"redis8\": expected redis or valkey",);
     }
 
     #[test]

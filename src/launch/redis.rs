@@ -28,7 +28,7 @@ use crate::launch::switchover::carry_out;
 use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
 use crate::metrics::metrics;
-use crate::model::{Endpoint, EngineKind, Identity, Intent, Record, Role, unix_ms};
+use crate::model::{Endpoint, Identity, Intent, Record, Role, unix_ms};
 use crate::observe::{Heard, Observer, Subscriptions, observe, server_state};
 use crate::policy::bootstrap::{Decision, Observation, decide};
 use crate::policy::engine::replication_refused;
@@ -695,24 +695,20 @@ impl Duty<'_> {
         }
     }
 
-    /// When several replicas could take over, prefers one of the newest
-    /// engine (Valkey over Redis), and of those the one that started
+    /// When several replicas could take over, prefers the one that started
     /// last (in a rolling restart the others are old tasks about to be
     /// stopped): an intent naming it, which its launcher reads and answers
     /// by making it Sentinel's first choice. Best effort: without
     /// ZooKeeper, Sentinel picks.
     async fn prefer(&self, snap: &Snapshot, deadline: Instant) -> Option<(Endpoint, Intent)> {
         let local = snap.local.as_ref().filter(|l| l.role == Role::Master)?;
-        let candidates: Vec<(Endpoint, u64, Option<EngineKind>)> = local
+        let uptimes: Vec<(Endpoint, u64)> = local
             .replicas
             .iter()
             .filter(|l| l.online)
-            .filter_map(|l| {
-                let s = snap.server(&l.addr)?;
-                Some((l.addr.clone(), s.uptime_s?, s.engine.as_ref().map(|e| e.kind)))
-            })
+            .filter_map(|l| Some((l.addr.clone(), snap.server(&l.addr)?.uptime_s?)))
             .collect();
-        let young = preferred_successor(&candidates)?.clone();
+        let young = preferred_successor(&uptimes)?.clone();
         let left = deadline.saturating_duration_since(Instant::now());
         let intent = Intent {
             id: uuid::Uuid::new_v4().to_string(),
@@ -741,7 +737,7 @@ impl Duty<'_> {
         };
         match self.own.executor().execute(&action, Some(observed)).await {
             Ok(()) => {
-                info!(addr = %self.own.me, replica = %young, "hand-over prefers the replica of the newest engine that started last; waiting for a Sentinel to see it");
+                info!(addr = %self.own.me, replica = %young, "hand-over prefers the youngest replica; waiting for a Sentinel to see it");
                 Some((young, intent))
             }
             Err(e) => {

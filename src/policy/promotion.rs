@@ -15,7 +15,7 @@
 //! The other rules here read that same mark, so Sentinel, the switchover
 //! and the takeover agree.
 
-use crate::model::{Endpoint, EngineKind, Intent};
+use crate::model::{Endpoint, Intent};
 use crate::reply::ServerState;
 
 /// Why a replica can't be promoted.
@@ -85,21 +85,18 @@ pub fn takeover_candidate<'a>(replicas: &[&'a ServerState], me: &Endpoint) -> Op
 }
 
 /// The replica a hand-over should give the role to when several may take
-/// it (`candidates`: address, seconds up, and engine when known): one of
-/// the newest engine (Valkey over Redis: a Redis master can feed a Valkey
-/// replica, never the reverse, so in a migration the role moves once, to
-/// Valkey), and of those the one that started last. In a rolling restart
-/// the others are old tasks the orchestrator is about to stop, and handing
-/// over to one of them means a second failover a moment later. `None` when
-/// there is no choice to make.
-pub fn preferred_successor(candidates: &[(Endpoint, u64, Option<EngineKind>)]) -> Option<&Endpoint> {
-    if candidates.len() < 2 {
+/// it: the one that started last (`uptimes`: address and seconds up). In a
+/// rolling restart the others are old tasks the orchestrator is about to
+/// stop, and handing over to one of them means a second failover a moment
+/// later. `None` when there is no choice to make.
+pub fn preferred_successor(uptimes: &[(Endpoint, u64)]) -> Option<&Endpoint> {
+    if uptimes.len() < 2 {
         return None;
     }
-    candidates
+    uptimes
         .iter()
-        .min_by(|a, b| b.2.cmp(&a.2).then(a.1.cmp(&b.1)).then(a.0.cmp(&b.0)))
-        .map(|(e, _, _)| e)
+        .min_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)))
+        .map(|(e, _)| e)
 }
 
 #[cfg(test)]
@@ -109,25 +106,9 @@ mod tests {
 
     #[test]
     fn the_youngest_replica_is_preferred() {
-        assert_eq!(preferred_successor(&[(ep(2), 5, None)]), None);
-        assert_eq!(preferred_successor(&[(ep(2), 500, None), (ep(3), 7, None)]), Some(&ep(3)));
-        assert_eq!(preferred_successor(&[(ep(3), 7, None), (ep(2), 7, None)]), Some(&ep(2)));
-    }
-
-    #[test]
-    fn a_valkey_replica_is_preferred_to_a_redis_one() {
-        let (redis, valkey) = (Some(EngineKind::Redis), Some(EngineKind::Valkey));
-        // The Redis replica started last, yet the role goes to Valkey.
-        assert_eq!(
-            preferred_successor(&[(ep(2), 500, valkey), (ep(3), 7, redis)]),
-            Some(&ep(2))
-        );
-        assert_eq!(
-            preferred_successor(&[(ep(2), 500, valkey), (ep(3), 7, valkey), (ep(4), 1, redis)]),
-            Some(&ep(3))
-        );
-        // An engine that did not answer counts below both.
-        assert_eq!(preferred_successor(&[(ep(2), 500, redis), (ep(3), 7, None)]), Some(&ep(2)));
+        assert_eq!(preferred_successor(&[(ep(2), 5)]), None);
+        assert_eq!(preferred_successor(&[(ep(2), 500), (ep(3), 7)]), Some(&ep(3)));
+        assert_eq!(preferred_successor(&[(ep(3), 7), (ep(2), 7)]), Some(&ep(2)));
     }
 
     fn intent(to: u16, exclusive: bool) -> Intent {

@@ -51,8 +51,7 @@ impl EngineCase {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// `field` of `addr`'s `INFO server`.
@@ -69,4 +68,3 @@ pub async fn engine_of(addr: &str) -> Result<(String, String), String> {
         Err(_) => Ok(("redis".into(), server_field(addr, "redis_version").await?)),
     }
 }
-

@@ -116,4 +116,3 @@ pub async fn rolling_restart(g: &mut Group, order: &[usize], kill_grace: Duratio
     }
     steps
 }
-
