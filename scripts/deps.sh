@@ -59,7 +59,10 @@ SOURCES
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${backports[@]}" >/dev/null
     fi
   else
-    echo "missing packages; install them with: sudo apt-get install -y ${need[*]}${backports[*]:+ (and from bookworm-backports: sudo apt-get install -y -t bookworm-backports ${backports[*]})}" >&2
+    how=()
+    ((${#need[@]})) && how+=("sudo apt-get install -y ${need[*]}")
+    ((${#backports[@]})) && how+=("sudo apt-get install -y -t bookworm-backports ${backports[*]} (with the bookworm-backports suite in apt's sources, as $backports_list)")
+    echo "missing packages; install them with: ${how[0]}${how[1]:+, then ${how[1]}}" >&2
     exit 1
   fi
 fi
