@@ -46,17 +46,8 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
     }
     let parent = nix::unistd::getpid();
     let mut cmd = tokio::process::Command::new(program);
-    // The children get their secrets from their config files; they need
-    // not inherit them in their environment (/proc/<pid>/environ). The
-    // configuration matches names ASCII-case-insensitively, so every
-    // spelling it could have read is removed.
     cmd.args(args).current_dir(cwd).stdin(Stdio::null()).kill_on_drop(false);
-    for (name, _) in std::env::vars_os() {
-        let upper = name.to_string_lossy().to_ascii_uppercase();
-        if ["REDIS_PASSWORD", "ZK_DIGEST", "REDIS_PASSWORD_FILE", "ZK_DIGEST_FILE"].contains(&upper.as_str()) {
-            cmd.env_remove(&name);
-        }
-    }
+    without_secrets(&mut cmd);
     crate::metrics::metrics().child_starts.inc();
     // SAFETY: only async-signal-safe system calls between fork and exec
     // (each of these nix functions is one system call).
@@ -128,6 +119,20 @@ impl Child {
     }
 }
 
+/// Removes the secrets from a child's environment. The children get
+/// their secrets from their config files; they need not inherit them in
+/// their environment (/proc/<pid>/environ). The configuration matches names
+/// ASCII-case-insensitively, so every spelling it could have read is
+/// removed.
+fn without_secrets(cmd: &mut tokio::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if ["REDIS_PASSWORD", "ZK_DIGEST", "REDIS_PASSWORD_FILE", "ZK_DIGEST_FILE"].contains(&upper.as_str()) {
+            cmd.env_remove(&name);
+        }
+    }
+}
+
 /// How long `<server program> --version` may take.
 const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -136,12 +141,13 @@ const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// run, known before it starts and touches any data. Not a child start:
 /// the program only prints and exits.
 pub async fn program_engine(program: &Path) -> Result<crate::model::Engine, String> {
-    let run = tokio::process::Command::new(program)
-        .arg("--version")
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg("--version")
         .stdin(Stdio::null())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .output();
+        .kill_on_drop(true);
+    without_secrets(&mut cmd);
+    let run = cmd.output();
     let out = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
         Err(_) => {
             return Err(format!(
