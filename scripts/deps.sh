@@ -2,7 +2,9 @@
 # Installs the Debian packages redis-zk needs at run and test time when they
 # are missing: zookeeper (with a Java runtime), redis-server, redis-sentinel,
 # redis-tools, and prometheus (its server and promtool check the admin API's
-# /metrics, and promtool tests docs/alerts.yml, in the tests). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
+# /metrics, and promtool tests docs/alerts.yml, in the tests); valkey-server and valkey-sentinel (the second
+# engine, ENGINE=valkey) from Debian's bookworm-backports suite, which it
+# adds to apt's sources once (/etc/apt/sources.list.d/backports.sources). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
 # only the tests use: buildah and mmdebstrap (the image test builds and runs
 # the images), iproute2 and iptables (the network-namespace and partition
 # tests), jq (scripts/render-group.sh), haproxy (the proxy tests run the
@@ -16,6 +18,9 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v redis-sentinel >/dev/null || need+=(redis-sentinel)
 command -v redis-cli >/dev/null || need+=(redis-tools)
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+backports=()
+command -v valkey-server >/dev/null || backports+=(valkey-server)
+command -v valkey-sentinel >/dev/null || backports+=(valkey-sentinel)
 if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
   command -v buildah >/dev/null || need+=(buildah)
   command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
@@ -29,13 +34,35 @@ fi
 if [ "${RZK_HAPROXY:-}" = 1 ] && [ "${RZK_TEST_DEPS:-}" != 1 ]; then
   command -v haproxy >/dev/null || need+=(haproxy)
 fi
-if ((${#need[@]})); then
+# Valkey 8 is in bookworm-backports, from the same Debian archive as the
+# machine's other sources; the suite is added once, and only its named
+# packages are taken from it (-t), the rest stays on bookworm.
+backports_list=/etc/apt/sources.list.d/backports.sources
+if ((${#need[@]} + ${#backports[@]})); then
   if [ "$(id -u)" -eq 0 ]; then
-    echo "installing: ${need[*]}" >&2
+    if ((${#backports[@]})) && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      echo "adding apt source: bookworm-backports ($backports_list)" >&2
+      cat >"$backports_list" <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+    fi
+    echo "installing: ${need[*]} ${backports[*]}" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    if ((${#need[@]})); then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    if ((${#backports[@]})); then
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${backports[@]}" >/dev/null
+    fi
   else
-    echo "missing packages; install them with: sudo apt-get install -y ${need[*]}" >&2
+    how=()
+    ((${#need[@]})) && how+=("sudo apt-get install -y ${need[*]}")
+    ((${#backports[@]})) && how+=("sudo apt-get install -y -t bookworm-backports ${backports[*]} (with the bookworm-backports suite in apt's sources, as $backports_list)")
+    echo "missing packages; install them with: ${how[0]}${how[1]:+, then ${how[1]}}" >&2
     exit 1
   fi
 fi

@@ -91,6 +91,10 @@ pub struct Metrics {
     /// `rzk_pause_until_seconds`: when the pause ends (Unix seconds; 0
     /// while there is none).
     pub pause_until: IntGauge,
+    /// `rzk_engine_info{engine,version}`: 1 for the engine and version the
+    /// supervised server answers in `INFO server` (`redis` or `valkey`);
+    /// no series before it first answered.
+    pub engine_info: IntGaugeVec,
 }
 
 /// The process's metrics.
@@ -229,6 +233,16 @@ impl Metrics {
                 "pause_until_seconds",
                 "When the pause ends, in Unix seconds (0: not paused)",
             ),
+            engine_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new("engine_info", "1 for the engine and version the supervised server runs")
+                        .namespace("rzk"),
+                    &["engine", "version"],
+                )
+                .expect("valid metric name");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
             registry: r,
         };
         for role in ["master", "replica"] {
@@ -249,6 +263,23 @@ impl Metrics {
     pub fn set_role(&self, role: Option<&str>) {
         for r in ["master", "replica"] {
             self.role.with_label_values(&[r]).set(i64::from(role == Some(r)));
+        }
+    }
+
+    /// Sets `rzk_engine_info` to the one engine the server answered with
+    /// (the server is never restarted by this process, so the last one
+    /// known stays while it does not answer).
+    pub fn set_engine(&self, engine: Option<(&str, &str)>) {
+        if let Some((engine, version)) = engine
+            && self
+                .engine_info
+                .get_metric_with_label_values(&[engine, version])
+                .map(|g| g.get())
+                .ok()
+                != Some(1)
+        {
+            self.engine_info.reset();
+            self.engine_info.with_label_values(&[engine, version]).set(1);
         }
     }
 
@@ -278,7 +309,11 @@ mod tests {
         let m = metrics();
         m.set_role(Some("replica"));
         m.set_zk_session("connected");
+        m.set_engine(Some(("redis", "7.0.15")));
+        m.set_engine(None);
+        m.set_engine(Some(("valkey", "8.0.1")));
         let text = m.render();
+        assert!(!text.contains("version=\"7.0.15\""), "{text}");
         for line in [
             "rzk_role{role=\"master\"} 0",
             "rzk_role{role=\"replica\"} 1",
@@ -286,6 +321,7 @@ mod tests {
             "rzk_handovers_total{outcome=\"unsafe\"} 0",
             "rzk_guard_actions_total{action=\"demote\"} 0",
             "# TYPE rzk_handover_duration_seconds histogram",
+            "rzk_engine_info{engine=\"valkey\",version=\"8.0.1\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

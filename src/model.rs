@@ -160,6 +160,67 @@ pub enum Role {
     Sentinel,
 }
 
+/// Which server software a node runs: Redis, or Valkey (the Linux
+/// Foundation's fork of Redis 7.2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum EngineKind {
+    /// Redis.
+    Redis,
+    /// Valkey.
+    Valkey,
+}
+
+impl EngineKind {
+    /// The name the views, the metrics and `ENGINE` use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Redis => "redis",
+            EngineKind::Valkey => "valkey",
+        }
+    }
+
+    /// The server program of this engine, found on `PATH`.
+    pub fn server_program(self) -> &'static str {
+        match self {
+            EngineKind::Redis => "redis-server",
+            EngineKind::Valkey => "valkey-server",
+        }
+    }
+
+    /// The Sentinel program of this engine, found on `PATH`.
+    pub fn sentinel_program(self) -> &'static str {
+        match self {
+            EngineKind::Redis => "redis-sentinel",
+            EngineKind::Valkey => "valkey-sentinel",
+        }
+    }
+}
+
+/// The engine and version a server runs, as its `INFO server` (or its
+/// program's `--version`) says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    /// Redis or Valkey.
+    pub kind: EngineKind,
+    /// Its own version (Valkey's `valkey_version`, not the frozen
+    /// `redis_version:7.2.4`), e.g. `8.0.1`.
+    pub version: String,
+}
+
+impl Engine {
+    /// The version as numbers (`8.0.1` is `[8, 0, 1]`); parts that are not
+    /// numbers end it.
+    pub fn version_parts(&self) -> Vec<u32> {
+        self.version.split('.').map_while(|p| p.parse().ok()).collect()
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.as_str(), self.version)
+    }
+}
+
 /// What `<root>/master` holds, as far as a decision is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {

@@ -159,6 +159,14 @@ fn monitor_lines(name: &str, master: &Endpoint, m: &MonitorSettings, password: O
     c
 }
 
+/// The command line of the Sentinel: its config file, then `--sentinel`.
+/// Valkey enters Sentinel mode from its program name or from that flag,
+/// and some builds did not from a `redis-sentinel` name (valkey-io/valkey
+/// #719); Redis accepts the flag too, so both engines get it.
+pub fn sentinel_args(conf: &Path) -> Vec<String> {
+    vec![conf.to_string_lossy().into_owned(), "--sentinel".into()]
+}
+
 /// The per-master settings as (name, value) pairs, shared by the config file
 /// and `SENTINEL SET` so that a re-pointed Sentinel is configured the same.
 /// With `password`, `auth-pass` is included (for `SENTINEL SET` only).

@@ -10,7 +10,7 @@
 
 use redis::Value;
 
-use crate::model::{Endpoint, Role};
+use crate::model::{Endpoint, Engine, EngineKind, Role};
 
 /// The text of a string-like reply element.
 pub fn value_text(v: &Value) -> Option<String> {
@@ -154,6 +154,42 @@ pub struct ServerState {
     /// (`repl_backlog_first_byte_offset` to that plus `repl_backlog_histlen`
     /// − 1) a replica can still be sent from it.
     pub backlog: Option<(i64, i64)>,
+    /// The engine and version from the server section (`None` when it was
+    /// not asked for or names neither engine).
+    pub engine: Option<Engine>,
+}
+
+/// The engine of an `INFO server` section. Valkey says `server_name:valkey`
+/// and its own `valkey_version` (its `redis_version` is frozen at 7.2.4);
+/// Redis has no `server_name` and says `redis_version`.
+pub fn engine_of_info(info: &[(String, String)]) -> Option<Engine> {
+    let get = |k: &str| field(info, k).filter(|v| !v.is_empty());
+    let (kind, version) = match get("server_name") {
+        Some("valkey") => (EngineKind::Valkey, get("valkey_version")?),
+        Some(_) => return None,
+        None => (EngineKind::Redis, get("redis_version")?),
+    };
+    Some(Engine {
+        kind,
+        version: version.to_string(),
+    })
+}
+
+/// The engine of a server program's `--version` line: `Redis server
+/// v=7.0.15 sha=…` or `Valkey server v=8.0.1 sha=…`.
+pub fn engine_of_version_line(text: &str) -> Option<Engine> {
+    let line = text.lines().next()?;
+    let mut words = line.split_whitespace();
+    let kind = match (words.next()?, words.next()?) {
+        ("Redis", "server") => EngineKind::Redis,
+        ("Valkey", "server") => EngineKind::Valkey,
+        _ => return None,
+    };
+    let version = words.find_map(|w| w.strip_prefix("v="))?;
+    (!version.is_empty()).then(|| Engine {
+        kind,
+        version: version.to_string(),
+    })
 }
 
 impl ServerState {
@@ -202,6 +238,7 @@ impl ServerState {
                 (Some("1"), Some(first), Some(len)) if len > 0 => Some((first, first + len - 1)),
                 _ => None,
             },
+            engine: engine_of_info(info),
             role,
         })
     }
@@ -691,6 +728,53 @@ mod tests {
         )
         .unwrap();
         assert!(!syncing.has_the_data());
+    }
+
+    #[test]
+    fn engines() {
+        // Valkey 8.0.1's and Redis 7.0.15's INFO server, as they answer.
+        let valkey = parse_info(
+            "# Server\r\nredis_version:7.2.4\r\nserver_name:valkey\r\nvalkey_version:8.0.1\r\nserver_mode:standalone\r\n",
+        );
+        assert_eq!(
+            engine_of_info(&valkey),
+            Some(Engine {
+                kind: EngineKind::Valkey,
+                version: "8.0.1".into()
+            })
+        );
+        let redis = parse_info("# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n");
+        assert_eq!(
+            engine_of_info(&redis).map(|e| e.to_string()).as_deref(),
+            Some("redis 7.0.15")
+        );
+        assert_eq!(
+            engine_of_info(&kv(&[("server_name", "keydb"), ("redis_version", "6")])),
+            None
+        );
+        assert_eq!(engine_of_info(&kv(&[("server_name", "valkey")])), None);
+        assert_eq!(engine_of_info(&kv(&[("role", "master")])), None);
+        assert_eq!(
+            engine_of_version_line("Valkey server v=8.0.1 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=39f7\n"),
+            Some(Engine {
+                kind: EngineKind::Valkey,
+                version: "8.0.1".into()
+            })
+        );
+        assert_eq!(
+            engine_of_version_line("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64\n")
+                .map(|e| (e.kind, e.version_parts())),
+            Some((EngineKind::Redis, vec![7, 0, 15]))
+        );
+        for bad in [
+            "",
+            "sh: 1: no",
+            "Redis server",
+            "Redis server v=",
+            "KeyDB server v=6.3.4",
+        ] {
+            assert_eq!(engine_of_version_line(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

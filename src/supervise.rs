@@ -46,17 +46,8 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
     }
     let parent = nix::unistd::getpid();
     let mut cmd = tokio::process::Command::new(program);
-    // The children get their secrets from their config files; they need
-    // not inherit them in their environment (/proc/<pid>/environ). The
-    // configuration matches names ASCII-case-insensitively, so every
-    // spelling it could have read is removed.
     cmd.args(args).current_dir(cwd).stdin(Stdio::null()).kill_on_drop(false);
-    for (name, _) in std::env::vars_os() {
-        let upper = name.to_string_lossy().to_ascii_uppercase();
-        if ["REDIS_PASSWORD", "ZK_DIGEST", "REDIS_PASSWORD_FILE", "ZK_DIGEST_FILE"].contains(&upper.as_str()) {
-            cmd.env_remove(&name);
-        }
-    }
+    without_secrets(&mut cmd);
     crate::metrics::metrics().child_starts.inc();
     // SAFETY: only async-signal-safe system calls between fork and exec
     // (each of these nix functions is one system call).
@@ -126,6 +117,55 @@ impl Child {
         self.status = Some(status);
         status
     }
+}
+
+/// Removes the secrets from a child's environment. The children get
+/// their secrets from their config files; they need not inherit them in
+/// their environment (/proc/<pid>/environ). The configuration matches names
+/// ASCII-case-insensitively, so every spelling it could have read is
+/// removed.
+fn without_secrets(cmd: &mut tokio::process::Command) {
+    for (name, _) in std::env::vars_os() {
+        let upper = name.to_string_lossy().to_ascii_uppercase();
+        if ["REDIS_PASSWORD", "ZK_DIGEST", "REDIS_PASSWORD_FILE", "ZK_DIGEST_FILE"].contains(&upper.as_str()) {
+            cmd.env_remove(&name);
+        }
+    }
+}
+
+/// How long `<server program> --version` may take.
+const VERSION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The engine of a server program, from its `--version` line (`Redis
+/// server v=7.0.15 …`, `Valkey server v=8.0.1 …`): what the server will
+/// run, known before it starts and touches any data. Not a child start:
+/// the program only prints and exits.
+pub async fn program_engine(program: &Path) -> Result<crate::model::Engine, String> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.arg("--version")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    without_secrets(&mut cmd);
+    let run = cmd.output();
+    let out = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
+        Err(_) => {
+            return Err(format!(
+                "{} --version did not answer within {VERSION_TIMEOUT:?}",
+                program.display()
+            ));
+        }
+        Ok(Err(e)) => return Err(format!("{} --version: {e}", program.display())),
+        Ok(Ok(out)) => out,
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    crate::reply::engine_of_version_line(&text).ok_or_else(|| {
+        format!(
+            "{} --version said {:?}, neither Redis nor Valkey",
+            program.display(),
+            text.trim()
+        )
+    })
 }
 
 /// The launcher's exit code for a child status: its code, or 128+signal.

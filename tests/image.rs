@@ -420,21 +420,27 @@ fn sha256(path: &Path) -> String {
 const IMAGE_PREFIX: &str = "localhost/rzk-test-";
 const IMAGE_TAG: &str = "test";
 
-fn image_name(target: &str) -> String {
-    format!("{IMAGE_PREFIX}redis-zk-{target}:{IMAGE_TAG}")
+/// The tag suffix of the images `docker/build.sh` builds with
+/// `ENGINE=valkey`.
+const VALKEY: &str = "-valkey";
+
+/// The image of `target`; `engine` is the tag suffix (`""` for Redis,
+/// [`VALKEY`]).
+fn image_name(target: &str, engine: &str) -> String {
+    format!("{IMAGE_PREFIX}redis-zk-{target}:{IMAGE_TAG}{engine}")
 }
 
 /// `buildah inspect` of the image: its OCI config is under
 /// `["OCIv1"]["config"]` (`User`, `Entrypoint`, `Env`, …), its Docker one,
 /// which alone has the `HEALTHCHECK`, under `["Docker"]["config"]`.
-fn inspect(b: &Buildah, target: &str) -> serde_json::Value {
-    let text = b.ok(&["inspect", "--type", "image", &image_name(target)]);
+fn inspect(b: &Buildah, target: &str, engine: &str) -> serde_json::Value {
+    let text = b.ok(&["inspect", "--type", "image", &image_name(target, engine)]);
     serde_json::from_str(&text).expect("buildah inspect gives JSON")
 }
 
 /// The image's OCI config.
-fn image_config(b: &Buildah, target: &str) -> serde_json::Value {
-    inspect(b, target)["OCIv1"]["config"].clone()
+fn image_config(b: &Buildah, target: &str, engine: &str) -> serde_json::Value {
+    inspect(b, target, engine)["OCIv1"]["config"].clone()
 }
 
 /// The image's `HEALTHCHECK`: the command, as Docker runs it, and its
@@ -445,8 +451,8 @@ struct Health {
     timeout: Duration,
 }
 
-fn healthcheck(b: &Buildah, target: &str) -> Health {
-    let v = inspect(b, target);
+fn healthcheck(b: &Buildah, target: &str, engine: &str) -> Health {
+    let v = inspect(b, target, engine);
     let h = &v["Docker"]["config"]["Healthcheck"];
     let test: Vec<String> = h["Test"]
         .as_array()
@@ -650,6 +656,95 @@ fn the_dockerfile_passes_hadolint_and_every_ignored_rule_says_why() {
     eprintln!("MEASURE hadolint: clean, {ignores} rules ignored with reasons");
 }
 
+/// The three targets, by docker/build.sh with buildah, as a user without
+/// the rust image builds them, for `engine` (`ENGINE`).
+fn build_images(b: &Buildah, bin_dir: &str, engine: &str) {
+    let mut builder = vec!["buildah".to_string()];
+    builder.extend(b.flags.iter().cloned());
+    builder.extend(
+        ["build", "--layers", "--isolation", "chroot", "--pull-never", "-q"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let out = Command::new("bash")
+        .arg(format!("{REPO}/docker/build.sh"))
+        .args([IMAGE_PREFIX, IMAGE_TAG])
+        .env("BUILDER", builder.join(" "))
+        .env("BINARIES", "prebuilt")
+        .env("BIN_DIR", bin_dir)
+        .env("ENGINE", engine)
+        .output()
+        .expect("run docker/build.sh");
+    assert!(
+        out.status.success(),
+        "docker/build.sh: {:?}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Starts a container of `kind` from the image of `engine` (its tag
+/// suffix) in group `g`, on a task of its own, recorded in `containers`
+/// and `cleanup`; returns its index in `containers`.
+fn start_container(
+    b: &Buildah,
+    g: &mut Group,
+    containers: &mut Vec<Container>,
+    cleanup: &mut Cleanup,
+    kind: &'static str,
+    engine: &str,
+) -> usize {
+    let n = containers.len();
+    let name = format!("rzk-{}-{kind}{engine}-{n}", std::process::id());
+    let _ = b.run(&["rm", &name]);
+    b.ok(&["from", "--pull-never", "--name", &name, &image_name(kind, engine)]);
+    cleanup.names.push(name.clone());
+    let t = task();
+    let mut env = g.env((kind != "watcher").then_some(&t));
+    // The image's own DATA_DIR (/data, inside the container).
+    env.retain(|(k, _)| *k != "DATA_DIR");
+    // Not PID 1 under chroot isolation: let tini reap as a subreaper.
+    env.push(("TINI_SUBREAPER", "1".into()));
+    let mut args: Vec<String> = vec!["run".into(), "--isolation".into(), "chroot".into()];
+    for (k, v) in &env {
+        args.push("--env".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.push(name.clone());
+    args.push("--".into());
+    args.extend(
+        ["/usr/bin/tini", "--", &format!("/usr/local/bin/rzk-{kind}")]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    if kind == "redis" {
+        args.extend(["--repl-diskless-sync-delay".into(), "0".into()]);
+    }
+    let mut all: Vec<&str> = b.flags.iter().map(String::as_str).collect();
+    all.extend(args.iter().map(String::as_str));
+    let proc = Proc::spawn("buildah", &all, &[], t.dir.join("container.log"));
+    cleanup.runners.push(proc.pid());
+    let member = Member {
+        task: t,
+        proc,
+        admin: None,
+    };
+    let list = match kind {
+        "redis" => &mut g.redis,
+        "sentinel" => &mut g.sentinels,
+        _ => &mut g.watchers,
+    };
+    list.push(member);
+    containers.push(Container {
+        name,
+        kind,
+        idx: list.len() - 1,
+        env,
+    });
+    n
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
     assert_eq!(
@@ -671,28 +766,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
     // The three targets, by docker/build.sh with buildah, as a user
     // without the rust image builds them.
     let tb = Instant::now();
-    let mut builder = vec!["buildah".to_string()];
-    builder.extend(b.flags.iter().cloned());
-    builder.extend(
-        ["build", "--layers", "--isolation", "chroot", "--pull-never", "-q"]
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let out = Command::new("bash")
-        .arg(format!("{REPO}/docker/build.sh"))
-        .args([IMAGE_PREFIX, IMAGE_TAG])
-        .env("BUILDER", builder.join(" "))
-        .env("BINARIES", "prebuilt")
-        .env("BIN_DIR", bin_dir)
-        .output()
-        .expect("run docker/build.sh");
-    assert!(
-        out.status.success(),
-        "docker/build.sh: {:?}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    build_images(&b, bin_dir, "redis");
     eprintln!(
         "MEASURE docker/build.sh (3 targets): {:.1} s",
         tb.elapsed().as_secs_f64()
@@ -708,7 +782,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
     let mut entrypoints = BTreeMap::new();
     let mut healths = BTreeMap::new();
     for target in TARGETS {
-        let c = image_config(&b, target);
+        let c = image_config(&b, target, "");
         let user = c["User"].as_str().unwrap_or("");
         assert!(
             !user.is_empty() && user != "root" && !user.starts_with("0"),
@@ -734,7 +808,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         }
         assert_eq!(c["WorkingDir"].as_str(), Some("/data"), "{target}: WORKDIR");
         entrypoints.insert(target, ep);
-        healths.insert(target, healthcheck(&b, target));
+        healths.insert(target, healthcheck(&b, target, ""));
     }
 
     // A group of containers on the host network: 3 redis, 3 sentinels, 2
@@ -746,54 +820,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         runners: vec![],
     };
     let mut containers: Vec<Container> = vec![];
-    let tag = std::process::id();
-    let mut start = |g: &mut Group, kind: &'static str, cleanup: &mut Cleanup| -> usize {
-        let n = containers.len();
-        let name = format!("rzk-{tag}-{kind}-{n}");
-        let _ = b.run(&["rm", &name]);
-        b.ok(&["from", "--pull-never", "--name", &name, &image_name(kind)]);
-        cleanup.names.push(name.clone());
-        let t = task();
-        let mut env = g.env((kind != "watcher").then_some(&t));
-        // The image's own DATA_DIR (/data, inside the container).
-        env.retain(|(k, _)| *k != "DATA_DIR");
-        // Not PID 1 under chroot isolation: let tini reap as a subreaper.
-        env.push(("TINI_SUBREAPER", "1".into()));
-        let mut args: Vec<String> = vec!["run".into(), "--isolation".into(), "chroot".into()];
-        for (k, v) in &env {
-            args.push("--env".into());
-            args.push(format!("{k}={v}"));
-        }
-        args.push(name.clone());
-        args.push("--".into());
-        args.extend(entrypoints[kind].iter().cloned());
-        if kind == "redis" {
-            args.extend(["--repl-diskless-sync-delay".into(), "0".into()]);
-        }
-        let mut all: Vec<&str> = b.flags.iter().map(String::as_str).collect();
-        all.extend(args.iter().map(String::as_str));
-        let proc = Proc::spawn("buildah", &all, &[], t.dir.join("container.log"));
-        cleanup.runners.push(proc.pid());
-        let member = Member {
-            task: t,
-            proc,
-            admin: None,
-        };
-        let list = match kind {
-            "redis" => &mut g.redis,
-            "sentinel" => &mut g.sentinels,
-            _ => &mut g.watchers,
-        };
-        list.push(member);
-        containers.push(Container {
-            name,
-            kind,
-            idx: list.len() - 1,
-            env,
-        });
-        n
-    };
-    start(&mut g, "redis", &mut cleanup);
+    start_container(&b, &mut g, &mut containers, &mut cleanup, "redis", "");
     wait_for(
         "the first container's master record",
         Duration::from_secs(60),
@@ -803,7 +830,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
     for kind in [
         "redis", "redis", "sentinel", "sentinel", "sentinel", "watcher", "watcher",
     ] {
-        start(&mut g, kind, &mut cleanup);
+        start_container(&b, &mut g, &mut containers, &mut cleanup, kind, "");
     }
     let master = g.wait_healthy(Duration::from_secs(90)).await;
     let t_healthy = t0.elapsed();
@@ -1017,6 +1044,94 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         }
     }
     assert_eq!(stopped.len(), 7, "{stopped:?}");
+
+    // The Valkey images (`ENGINE=valkey`): built the same way, they run a
+    // group of Valkey servers and Sentinels that fails over to the record,
+    // and their containers stop cleanly.
+    let tv = Instant::now();
+    build_images(&b, bin_dir, "valkey");
+    b.ok(&["rm", "--all"]);
+    for target in ["redis", "sentinel"] {
+        let c = image_config(&b, target, VALKEY);
+        assert!(
+            c["Env"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|v| v.as_str() == Some("ENGINE=valkey"))),
+            "{target}{VALKEY}: the image does not set ENGINE=valkey: {c}"
+        );
+    }
+    let valkey_health = healthcheck(&b, "redis", VALKEY);
+    let mut gv = Group::new("image-valkey");
+    let mut valkey_containers: Vec<Container> = vec![];
+    start_container(&b, &mut gv, &mut valkey_containers, &mut cleanup, "redis", VALKEY);
+    wait_for(
+        "the first Valkey container's master record",
+        Duration::from_secs(60),
+        || async { gv.record().await.ok_or_else(|| "no record yet".to_string()) },
+    )
+    .await;
+    for kind in ["redis", "sentinel", "sentinel", "sentinel", "watcher"] {
+        start_container(&b, &mut gv, &mut valkey_containers, &mut cleanup, kind, VALKEY);
+    }
+    let valkey_master = gv.wait_healthy(Duration::from_secs(90)).await;
+    let valkey_healthy = tv.elapsed();
+    for m in gv.redis.iter().chain(&gv.sentinels) {
+        assert_eq!(
+            info_field(&m.addr(), "server", "server_name").await.as_deref(),
+            Ok("valkey"),
+            "{}: the Valkey image's server",
+            m.addr()
+        );
+    }
+    let c = valkey_containers.iter().find(|c| c.kind == "redis").unwrap();
+    if let Err(e) = run_in(&b, &c.name, &c.env, &valkey_health.argv, valkey_health.timeout) {
+        panic!("{}: the HEALTHCHECK fails against a live Valkey server: {e}", c.name);
+    }
+    let mi = gv.master_index().await.expect("a Valkey master");
+    for p in inside(gv.redis[mi].proc.pid()) {
+        // SAFETY: plain kill(2) on the container's processes.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    let valkey_killed = Instant::now();
+    wait_for(
+        "the record to name the promoted Valkey replica",
+        Duration::from_secs(30),
+        || async {
+            match gv.record().await {
+                Some(r) if r != valkey_master && role(&r).await.as_deref() == Ok("master") => Ok(r),
+                other => Err(format!("record {other:?}")),
+            }
+        },
+    )
+    .await;
+    let valkey_failover = valkey_killed.elapsed();
+    for c in &valkey_containers {
+        let list = match c.kind {
+            "redis" => &gv.redis,
+            "sentinel" => &gv.sentinels,
+            _ => &gv.watchers,
+        };
+        let m = &list[c.idx];
+        if !m.proc.is_running() {
+            continue; // the killed master
+        }
+        let tini = inside(m.proc.pid())
+            .into_iter()
+            .find(|p| comm(*p) == "tini")
+            .unwrap_or_else(|| panic!("{}: no tini", c.name));
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(tini, libc::SIGTERM) };
+        let status = m
+            .proc
+            .wait_exit(Duration::from_secs(40))
+            .unwrap_or_else(|| panic!("{}: still running 40 s after SIGTERM", c.name));
+        assert_eq!(status.code(), Some(0), "{}: {status:?}\n{}", c.name, m.proc.log());
+    }
+    eprintln!(
+        "MEASURE Valkey images: built and a 2+3+1 group healthy in {:.1} s, failover to the record {:.1} s",
+        valkey_healthy.as_secs_f64(),
+        valkey_failover.as_secs_f64()
+    );
     cleanup.runners.clear();
     eprintln!(
         "MEASURE image test: base ready {:.1} s, release build {:.1} s, images built {:.1} s, group healthy {:.1} s, 8 HEALTHCHECKs {:.1} s, failover to the record {:.1} s, total {:.1} s",

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tracing_subscriber::filter::Targets;
 
+use crate::model::EngineKind;
 pub use crate::model::Secret;
 pub use crate::zk::settings::ZkConfig;
 use crate::zk::settings::{is_valid_zk_path, parse_zk_hosts};
@@ -460,6 +461,24 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
     })
 }
 
+/// `ENGINE`: `redis` or `valkey`.
+fn engine(env: &Env) -> Result<EngineKind, ConfigError> {
+    env.get("ENGINE", |s| match s {
+        "redis" => Some(EngineKind::Redis),
+        "valkey" => Some(EngineKind::Valkey),
+        _ => None,
+    })
+}
+
+/// A program variable (`REDIS_SERVER_BIN`, `REDIS_SENTINEL_BIN`): as set,
+/// or `ENGINE`'s program of that kind.
+fn program_var(env: &Env, name: &'static str, of: fn(EngineKind) -> &'static str) -> Result<PathBuf, ConfigError> {
+    let engine = engine(env)?;
+    Ok(env
+        .opt(name, |s| (!s.is_empty()).then(|| PathBuf::from(s)))?
+        .unwrap_or_else(|| PathBuf::from(of(engine))))
+}
+
 fn listen(env: &Env) -> Result<Listen, ConfigError> {
     let iface = env.opt("NET_IFACE", |i| {
         (!i.is_empty() && i.len() <= 15 && !i.contains(['/', ' '])).then(|| i.to_string())
@@ -495,7 +514,7 @@ impl RedisConfig {
         Ok(RedisConfig {
             common: common(env)?,
             listen: listen(env)?,
-            server_bin: env.get("REDIS_SERVER_BIN", |s| Some(PathBuf::from(s)))?,
+            server_bin: program_var(env, "REDIS_SERVER_BIN", EngineKind::server_program)?,
             takeover_grace: env.secs("TAKEOVER_GRACE_S", 0)?,
             shutdown_failover_timeout: env.secs("SHUTDOWN_FAILOVER_TIMEOUT_S", 1)?,
             extra_args: args,
@@ -526,7 +545,7 @@ impl SentinelConfig {
         Ok(SentinelConfig {
             common: common(env)?,
             listen: listen(env)?,
-            sentinel_bin: env.get("REDIS_SENTINEL_BIN", |s| Some(PathBuf::from(s)))?,
+            sentinel_bin: program_var(env, "REDIS_SENTINEL_BIN", EngineKind::sentinel_program)?,
             monitor: MonitorSettings {
                 quorum: env.get("SENTINEL_QUORUM", int_in(1u32, 100))?,
                 down_after_ms: env.get("SENTINEL_DOWN_AFTER_MS", int_in(100u64, 3_600_000))?,
@@ -751,6 +770,9 @@ mod tests {
             ("NOFAILOVER", "yes"),
             ("NOFAILOVER", "TRUE"),
             ("NOFAILOVER", ""),
+            ("ENGINE", "keydb"),
+            ("ENGINE", "Valkey"),
+            ("ENGINE", ""),
         ];
         for (k, v) in cases {
             let e = err(&[(k, v)]);
@@ -758,6 +780,28 @@ mod tests {
             let line = e.to_string();
             assert!(line.contains(k) && line.contains("expected"), "{line}");
         }
+    }
+
+    #[test]
+    fn engine_picks_the_programs_an_explicit_one_wins() {
+        let path = ("PATH".to_string(), std::env::var("PATH").unwrap_or_default());
+        let with = |pairs: &[(&str, &str)]| {
+            let mut v = vec![path.clone()];
+            v.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            v
+        };
+        let r = RedisConfig::from_vars(&with(&[]), vec![]).unwrap();
+        assert_eq!(r.server_bin, PathBuf::from("redis-server"));
+        let r = RedisConfig::from_vars(&with(&[("ENGINE", "valkey")]), vec![]).unwrap();
+        assert_eq!(r.server_bin, PathBuf::from("valkey-server"));
+        let r = RedisConfig::from_vars(&with(&[("ENGINE", "valkey"), ("REDIS_SERVER_BIN", "/opt/v")]), vec![]).unwrap();
+        assert_eq!(r.server_bin, PathBuf::from("/opt/v"));
+        let s = SentinelConfig::from_vars(&with(&[("ENGINE", "valkey")])).unwrap();
+        assert_eq!(s.sentinel_bin, PathBuf::from("valkey-sentinel"));
+        let s = SentinelConfig::from_vars(&with(&[("ENGINE", "redis")])).unwrap();
+        assert_eq!(s.sentinel_bin, PathBuf::from("redis-sentinel"));
+        let e = SentinelConfig::from_vars(&with(&[("ENGINE", "redis8")])).unwrap_err();
+        assert_eq!(e.to_string(), "invalid ENGINE=\"redis8\": expected redis or valkey",);
     }
 
     #[test]

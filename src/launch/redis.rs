@@ -29,8 +29,9 @@ use crate::launch::view::{self, RedisPages};
 use crate::launch::{self as task, Own, Ready, fence, interrupted, pause};
 use crate::metrics::metrics;
 use crate::model::{Cause, Change, Endpoint, Identity, Intent, Record, Role, unix_ms};
-use crate::observe::{Heard, Observer, Subscriptions, observe};
+use crate::observe::{Heard, Observer, Subscriptions, observe, server_state};
 use crate::policy::bootstrap::{Decision, Observation, decide};
+use crate::policy::engine::replication_refused;
 use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::{RecordWrite, cause, record_write};
@@ -838,6 +839,9 @@ async fn bootstrap(
         Decision::Yield => return Err(Early::Yield),
         _ => None,
     };
+    if let Some(master) = &replica_of {
+        engines_compatible(cfg, probe, master).await.map_err(Early::Exit)?;
+    }
     let mut child = start_server(cfg, id, replica_of.as_ref()).await.map_err(|e| {
         error!(error = %e, "could not start redis-server");
         Early::Exit(1)
@@ -876,6 +880,34 @@ async fn bootstrap(
         }
     }
     Ok((child, replica_of))
+}
+
+/// Refuses, before the server starts and touches any data, to run it as
+/// a replica of `master` when its engine cannot load that master's data
+/// (a Redis replica of a Valkey master, [`replication_refused`]). An
+/// engine that cannot be told (a master that does not answer now, a
+/// program whose `--version` names neither) is let through, with a warning.
+async fn engines_compatible(cfg: &RedisConfig, probe: &Probe, master: &Endpoint) -> Result<(), i32> {
+    let own = supervise::program_engine(&cfg.server_bin).await;
+    let theirs = server_state(probe, master, master).await.and_then(|s| s.engine);
+    match (&own, &theirs) {
+        (Ok(own), Some(theirs)) => match replication_refused(theirs, own) {
+            Some(why) => {
+                error!(master = %master, master_engine = %theirs, engine = %own, server_bin = %cfg.server_bin.display(),
+                    reason = %why, "REFUSED: not starting as a replica; this server's data is untouched");
+                Err(1)
+            }
+            None => {
+                info!(master = %master, master_engine = %theirs, engine = %own, "engines can replicate");
+                Ok(())
+            }
+        },
+        (own, theirs) => {
+            warn!(master = %master, master_engine = ?theirs.as_ref().map(ToString::to_string),
+                engine = ?own.as_ref().map(ToString::to_string), "engine of this server or of its master unknown; not checked");
+            Ok(())
+        }
+    }
 }
 
 /// Observes and decides until the decision is final, waiting out the

@@ -20,7 +20,7 @@ use crate::observe::{Observer, observe};
 use crate::policy::follow::{Follow, follow};
 use crate::policy::reconcile::confirmed_master;
 use crate::probe::{PROBE_TIMEOUT, Probe};
-use crate::render::{existing_myid, sentinel_conf, write_private};
+use crate::render::{existing_myid, sentinel_args, sentinel_conf, write_private};
 use crate::session::Keeper;
 use crate::snapshot::Scope;
 use crate::supervise::{self, Signals};
@@ -93,7 +93,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         error!(error = %e, path = %conf_path.display(), "cannot write sentinel.conf; DATA_DIR must be writable because Sentinel rewrites it");
         return 1;
     }
-    let mut child = match supervise::spawn(&cfg.sentinel_bin, &[conf_path.to_string_lossy().into_owned()], &dir).await {
+    let mut child = match supervise::spawn(&cfg.sentinel_bin, &sentinel_args(&conf_path), &dir).await {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "could not start redis-sentinel");

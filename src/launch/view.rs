@@ -127,6 +127,7 @@ pub async fn redis(
         let view =
             redis_view(snap, &p.me, p.max_lag_s, p.priority).with_fence(m.fenced.get() == 1, m.frozen.get() == 1);
         m.set_role(view.node.role);
+        m.set_engine(view.node.engine.zip(view.node.engine_version.as_deref()));
         m.set_zk_session(snap.zk.as_str());
         m.record_matches.set(i64::from(view.record_matches));
         m.ready.set(i64::from(view.ready));

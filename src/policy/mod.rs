@@ -5,6 +5,7 @@
 
 pub mod bootstrap;
 pub mod diverged;
+pub mod engine;
 pub mod fence;
 pub mod follow;
 pub mod ghosts;
@@ -54,6 +55,7 @@ pub(crate) mod fixtures {
             replid2: String::new(),
             second_offset: -1,
             backlog: None,
+            engine: None,
         }
     }
 
@@ -81,6 +83,7 @@ pub(crate) mod fixtures {
             replid2: String::new(),
             second_offset: -1,
             backlog: None,
+            engine: None,
         }
     }
 

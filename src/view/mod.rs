@@ -42,6 +42,11 @@ pub struct NodeView {
     pub diverged_copy: bool,
     /// Its task runs with `NOFAILOVER=true`: never promoted.
     pub nofailover: bool,
+    /// The engine it runs, `redis` or `valkey` (`INFO server`), when it
+    /// answered.
+    pub engine: Option<&'static str>,
+    /// That engine's own version (Valkey's `valkey_version`).
+    pub engine_version: Option<String>,
 }
 
 impl NodeView {
@@ -60,6 +65,8 @@ impl NodeView {
             not_promotable: None,
             diverged_copy: snap.diverged.contains(addr),
             nofailover: snap.nofailover.contains(addr),
+            engine: state.and_then(|s| s.engine.as_ref()).map(|e| e.kind.as_str()),
+            engine_version: state.and_then(|s| s.engine.as_ref()).map(|e| e.version.clone()),
         };
         match state.map(|s| (s, &s.role)) {
             Some((_, Role::Master)) => {

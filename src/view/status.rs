@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::model::{Endpoint, Pause, Role, show_ms};
+use crate::policy::engine::replication_refused;
 use crate::snapshot::Snapshot;
 use crate::view::{NodeView, record_parts};
 
@@ -81,6 +82,18 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
                 reasons.push(format!("replica {n} has its link to {master} down"))
             }
             _ => {}
+        }
+        // A replica that can never load its master's data (a Redis server
+        // that Sentinel re-pointed at a Valkey master): say why its link
+        // stays down.
+        if let (Some(Role::Replica { master, .. }), Some(own)) =
+            (state.map(|s| &s.role), state.and_then(|s| s.engine.as_ref()))
+            && let Some(theirs) = snap.server(master).and_then(|m| m.engine.as_ref())
+            && replication_refused(theirs, own).is_some()
+        {
+            reasons.push(format!(
+                "replica {n} runs {own} and follows {master}, which runs {theirs}: it can never load that data; replace its task with a Valkey one"
+            ));
         }
         if node.role == Some("master") {
             node.lag_bytes = None;
@@ -182,8 +195,8 @@ pub fn table(s: &GroupStatus) -> String {
         s.record_version.map_or_else(|| "-".into(), |v| v.to_string())
     );
     out += &format!(
-        "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
-        "NODE", "ROLE", "MASTER", "LINK", "OFFSET", "LAG", "PROMOTABLE"
+        "{:<22} {:<11} {:<15} {:<22} {:<5} {:>12} {:>10}  {}\n",
+        "NODE", "ROLE", "ENGINE", "MASTER", "LINK", "OFFSET", "LAG", "PROMOTABLE"
     );
     for n in &s.nodes {
         let role = n.role.unwrap_or("unreachable");
@@ -193,10 +206,15 @@ pub fn table(s: &GroupStatus) -> String {
             (Some(false), Some(why)) => format!("no: {why}"),
             _ => "-".to_string(),
         };
+        let engine = match (n.engine, &n.engine_version) {
+            (Some(e), Some(v)) => format!("{e} {v}"),
+            _ => "-".to_string(),
+        };
         out += &format!(
-            "{:<22} {:<11} {:<22} {:<5} {:>12} {:>10}  {}\n",
+            "{:<22} {:<11} {:<15} {:<22} {:<5} {:>12} {:>10}  {}\n",
             n.addr,
             role,
+            engine,
             opt(&n.master),
             link,
             num(n.offset),
@@ -309,6 +327,41 @@ mod tests {
         assert_eq!(n.promotable, Some(false));
         assert!(n.not_promotable.unwrap().contains("priority 0"), "{n:?}");
         assert!(table(&s).contains("no: replica-priority 0"));
+    }
+
+    #[test]
+    fn engines_are_shown_and_a_redis_replica_of_a_valkey_master_is_named() {
+        use crate::model::{Engine, EngineKind};
+        let valkey = Engine {
+            kind: EngineKind::Valkey,
+            version: "8.0.1".into(),
+        };
+        let mut snap = healthy(0);
+        for s in &mut snap.servers {
+            s.engine = Some(valkey.clone());
+        }
+        let s = status(&snap);
+        assert!(s.healthy, "{:?}", s.reasons);
+        assert!(
+            s.nodes
+                .iter()
+                .all(|n| n.engine == Some("valkey") && n.engine_version.as_deref() == Some("8.0.1"))
+        );
+        assert!(table(&s).contains("valkey 8.0.1"), "{}", table(&s));
+        snap.servers[2].engine = Some(Engine {
+            kind: EngineKind::Redis,
+            version: "7.0.15".into(),
+        });
+        snap.servers[2].link_up = false;
+        let s = status(&snap);
+        assert!(
+            s.reasons
+                .iter()
+                .any(|r| r.contains("runs redis 7.0.15") && r.contains("valkey 8.0.1")),
+            "{:?}",
+            s.reasons
+        );
+        assert_eq!(s.nodes[2].engine, Some("redis"));
     }
 
     #[test]

@@ -811,6 +811,21 @@ pub async fn preload(addr: &str, n: usize, len: usize) {
     }
 }
 
+/// How many of the `n` preloaded keys `addr` holds.
+pub async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
+    let keys: Vec<String> = (0..n).map(|i| format!("pre:{i}")).collect();
+    let mut present = 0;
+    for chunk in keys.chunks(1000) {
+        let mut args = vec!["EXISTS"];
+        args.extend(chunk.iter().map(String::as_str));
+        match redis_cmd(addr, None, &args).await? {
+            Value::Int(k) => present += k as usize,
+            other => return Err(format!("EXISTS gave {other:?}")),
+        }
+    }
+    Ok(present)
+}
+
 /// `DBSIZE` of `addr`.
 pub async fn dbsize(addr: &str) -> Result<i64, String> {
     match redis_cmd(addr, None, &["DBSIZE"]).await? {

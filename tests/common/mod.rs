@@ -8,10 +8,12 @@
 #![allow(dead_code)]
 
 pub mod alerts;
+pub mod engine;
 pub mod ensemble;
 pub mod group;
 pub mod haproxy;
 pub mod net;
+pub mod rolling;
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;
