@@ -576,6 +576,35 @@ fn uid_of(pid: i32) -> Option<u32> {
 
 /// One running container: its working container and the `buildah run`
 /// process that runs the image's entrypoint in it.
+/// Stops container `c` of group `g` as its runtime would (SIGTERM to its
+/// tini) and asserts it exits 0 within 40 s; the processes that were
+/// inside it, or `None` when it was not running (the killed master).
+fn stop_by_tini(g: &Group, c: &Container) -> Option<Vec<i32>> {
+    let list = match c.kind {
+        "redis" => &g.redis,
+        "sentinel" => &g.sentinels,
+        _ => &g.watchers,
+    };
+    let m = &list[c.idx];
+    if !m.proc.is_running() {
+        return None;
+    }
+    let tini = inside(m.proc.pid())
+        .into_iter()
+        .find(|p| comm(*p) == "tini")
+        .unwrap_or_else(|| panic!("{}: no tini", c.name));
+    // Orphans would leave the tree, so remember who was inside.
+    let before = inside(m.proc.pid());
+    // SAFETY: plain kill(2).
+    unsafe { libc::kill(tini, libc::SIGTERM) };
+    let status = m
+        .proc
+        .wait_exit(Duration::from_secs(40))
+        .unwrap_or_else(|| panic!("{}: still running 40 s after SIGTERM", c.name));
+    assert_eq!(status.code(), Some(0), "{}: {status:?}\n{}", c.name, m.proc.log());
+    Some(before)
+}
+
 struct Container {
     name: String,
     kind: &'static str,
@@ -998,28 +1027,9 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         }
         let mut checked = false;
         for c in containers.iter().filter(|c| c.kind == kind) {
-            let list = match kind {
-                "redis" => &g.redis,
-                "sentinel" => &g.sentinels,
-                _ => &g.watchers,
-            };
-            let m = &list[c.idx];
-            if !m.proc.is_running() {
+            let Some(before) = stop_by_tini(&g, c) else {
                 continue; // the killed master
-            }
-            let tini = inside(m.proc.pid())
-                .into_iter()
-                .find(|p| comm(*p) == "tini")
-                .unwrap_or_else(|| panic!("{}: no tini", c.name));
-            // Orphans would leave the tree, so remember who was inside.
-            let before = inside(m.proc.pid());
-            // SAFETY: plain kill(2).
-            unsafe { libc::kill(tini, libc::SIGTERM) };
-            let status = m
-                .proc
-                .wait_exit(Duration::from_secs(40))
-                .unwrap_or_else(|| panic!("{}: still running 40 s after SIGTERM", c.name));
-            assert_eq!(status.code(), Some(0), "{}: {status:?}\n{}", c.name, m.proc.log());
+            };
             let left: Vec<i32> = wait_for_sync(
                 &format!("{}: its processes gone", c.name),
                 Duration::from_secs(5),
@@ -1106,26 +1116,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
     .await;
     let valkey_failover = valkey_killed.elapsed();
     for c in &valkey_containers {
-        let list = match c.kind {
-            "redis" => &gv.redis,
-            "sentinel" => &gv.sentinels,
-            _ => &gv.watchers,
-        };
-        let m = &list[c.idx];
-        if !m.proc.is_running() {
-            continue; // the killed master
-        }
-        let tini = inside(m.proc.pid())
-            .into_iter()
-            .find(|p| comm(*p) == "tini")
-            .unwrap_or_else(|| panic!("{}: no tini", c.name));
-        // SAFETY: plain kill(2).
-        unsafe { libc::kill(tini, libc::SIGTERM) };
-        let status = m
-            .proc
-            .wait_exit(Duration::from_secs(40))
-            .unwrap_or_else(|| panic!("{}: still running 40 s after SIGTERM", c.name));
-        assert_eq!(status.code(), Some(0), "{}: {status:?}\n{}", c.name, m.proc.log());
+        stop_by_tini(&gv, c);
     }
     eprintln!(
         "MEASURE Valkey images: built and a 2+3+1 group healthy in {:.1} s, failover to the record {:.1} s",

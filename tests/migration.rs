@@ -49,18 +49,7 @@ async fn a_redis_group_moves_to_valkey_online() {
     let t = Instant::now();
     preload(&master, KEYS, VALUE).await;
     let preload_took = t.elapsed();
-    wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
-        let mut sizes = vec![];
-        for m in g.live_redis() {
-            sizes.push(dbsize(&m.addr()).await?);
-        }
-        if sizes.iter().all(|n| *n >= KEYS as i64) {
-            Ok(())
-        } else {
-            Err(format!("DBSIZE {sizes:?}"))
-        }
-    })
-    .await;
+    wait_preloaded(&g, KEYS).await;
     let mi = g.master_index().await.unwrap();
     let writer = g.start_writer("migrate", None, 1);
     tokio::time::sleep(Duration::from_secs(1)).await;

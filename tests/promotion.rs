@@ -159,18 +159,7 @@ async fn ready_gated_rolling_restart_makes_exactly_one_failover() {
         let master = g.wait_healthy(Duration::from_secs(60)).await;
         preload(&master, KEYS, VALUE).await;
         let mi = g.master_index().await.unwrap();
-        wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
-            let mut sizes = vec![];
-            for m in g.live_redis() {
-                sizes.push(dbsize(&m.addr()).await?);
-            }
-            if sizes.iter().all(|n| *n >= KEYS as i64) {
-                Ok(())
-            } else {
-                Err(format!("DBSIZE {sizes:?}"))
-            }
-        })
-        .await;
+        wait_preloaded(&g, KEYS).await;
         let replicas: Vec<usize> = (0..3).filter(|i| *i != mi).collect();
         let order = [replicas[0], mi, replicas[1]];
         let writer = g.start_writer(&format!("ready{run}"), None, 1);

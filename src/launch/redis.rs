@@ -64,6 +64,10 @@ const AFTER_PREFERENCE: Duration = Duration::from_secs(8);
 /// fail over a master that died during it.
 const AFTER_PAUSE: Duration = Duration::from_secs(60);
 
+/// How long a failover the Sentinels run on their own after a pause is
+/// waited for before another is asked for at a Sentinel that runs none.
+const STUCK_FAILOVER: Duration = Duration::from_secs(2);
+
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     let admin = match view::start(
@@ -161,6 +165,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         held_by_hand: Cell::new(None),
         was_paused: Cell::new(false),
         resumed_at: Cell::new(None),
+        running_since: Cell::new(None),
         busy: Cell::new(false),
         beat: view::Beat::default(),
         finished: RefCell::new(vec![]),
@@ -232,6 +237,8 @@ struct Duty<'a> {
     /// When the pause ended, while a failover of a master that died
     /// during it may be asked for.
     resumed_at: Cell<Option<Instant>>,
+    /// Since when a failover the Sentinels run has been seen, after a pause.
+    running_since: Cell<Option<Instant>>,
     /// A switchover or the hand-over is being carried out: nothing else
     /// acts meanwhile.
     busy: Cell<bool>,
@@ -444,10 +451,11 @@ impl Duty<'_> {
     /// Once a pause ends (resumed, or expired): a master that died during
     /// it is failed over now. The Sentinels gave up on it for want of a
     /// promotable replica and would try again only after twice their
-    /// failover timeout; a replica's launcher asks them at once, at each
-    /// look while a majority sees the master down and none runs a failover
-    /// (they read the restored priorities within a second while the master
-    /// is down), for [`AFTER_PAUSE`].
+    /// failover timeout; a replica's launcher asks one that sees the master
+    /// down and runs no failover itself, at each look while a majority sees
+    /// it down, no server answers as master, and no failover runs (or one
+    /// has run for [`STUCK_FAILOVER`]), for [`AFTER_PAUSE`]. (They read the
+    /// restored priorities within a second while the master is down.)
     async fn after_pause(&self, snap: &Snapshot) {
         if snap.pause.is_some() {
             self.resumed_at.set(None);
@@ -459,22 +467,37 @@ impl Duty<'_> {
             info!(addr = %self.own.me, "the pause has ended; replicas may be promoted again");
         }
         let Some(at) = self.resumed_at.get() else { return };
-        let answers: Vec<_> = snap.registered_answers().collect();
-        let down: Vec<_> = answers.iter().filter(|a| a.master_down).collect();
-        let replica = snap.local.as_ref().is_some_and(|l| !l.is_master() && l.priority > 0);
-        if at.elapsed() > AFTER_PAUSE
-            || !replica
-            || down.len() * 2 <= answers.len()
-            || answers.iter().any(|a| a.failover)
-        {
-            if at.elapsed() > AFTER_PAUSE {
-                self.resumed_at.set(None);
-            }
+        if at.elapsed() > AFTER_PAUSE {
+            self.resumed_at.set(None);
             return;
         }
-        // Asked again at each look while the master is down and no
-        // failover runs: one the Sentinels started on their own as the
-        // pause ended may still give up (no replica promotable for it yet).
+        let answers: Vec<_> = snap.registered_answers().collect();
+        // A failover the Sentinels run on their own is given a moment: one
+        // stuck in a split vote waits out its election timeout, and one
+        // that started before the priorities came back gives up.
+        let running = answers.iter().any(|a| a.failover);
+        let stuck = match (running, self.running_since.get()) {
+            (false, _) => {
+                self.running_since.set(None);
+                false
+            }
+            (true, None) => {
+                self.running_since.set(Some(Instant::now()));
+                false
+            }
+            (true, Some(t)) => t.elapsed() >= STUCK_FAILOVER,
+        };
+        let replica = snap.local.as_ref().is_some_and(|l| !l.is_master() && l.priority > 0);
+        // Nothing to ask for once a server answers as master: a promotion
+        // happened (the Sentinels name it at once).
+        let promoted = snap.servers.iter().any(|s| s.is_master());
+        let down: Vec<_> = answers.iter().filter(|a| a.master_down && !a.failover).collect();
+        if !replica || promoted || (running && !stuck) || down.is_empty() {
+            return;
+        }
+        if answers.iter().filter(|a| a.master_down).count() * 2 <= answers.len() {
+            return;
+        }
         let s = &down[0].sentinel;
         match self
             .own

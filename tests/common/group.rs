@@ -826,6 +826,23 @@ pub async fn preloaded_present(addr: &str, n: usize) -> Result<usize, String> {
     Ok(present)
 }
 
+/// Waits until every live redis task of `g` holds at least `n` keys (the
+/// replicas have the preload).
+pub async fn wait_preloaded(g: &Group, n: usize) {
+    wait_for("the replicas to have the preload", Duration::from_secs(60), || async {
+        let mut sizes = vec![];
+        for m in g.live_redis() {
+            sizes.push(dbsize(&m.addr()).await?);
+        }
+        if sizes.iter().all(|k| *k >= n as i64) {
+            Ok(())
+        } else {
+            Err(format!("DBSIZE {sizes:?}"))
+        }
+    })
+    .await;
+}
+
 /// `DBSIZE` of `addr`.
 pub async fn dbsize(addr: &str) -> Result<i64, String> {
     match redis_cmd(addr, None, &["DBSIZE"]).await? {
