@@ -42,6 +42,10 @@ fn promotion_and_freeze(new_log: &str, old_log: &str, since: usize) -> (Option<u
 /// server is master for the record and the Sentinels, and the old one is
 /// its replica. Returns the new master.
 async fn forced_failover(g: &Group, s: &str, old: &str) -> String {
+    // The last failover may still be reconfiguring its replicas (the
+    // Sentinels answer INPROG until it ends).
+    let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
+    wait_no_failover(&sentinels, Duration::from_secs(30)).await;
     let t0 = Instant::now();
     redis_cmd(s, None, &["SENTINEL", "FAILOVER", "mymaster"])
         .await
