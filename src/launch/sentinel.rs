@@ -17,7 +17,7 @@ use crate::launch::{self as task, Ready, interrupted};
 use crate::model::Role;
 use crate::model::{Endpoint, Identity};
 use crate::observe::{Observer, observe};
-use crate::policy::follow::{Follow, follow};
+use crate::policy::follow::{Follow, also_behind, follow};
 use crate::policy::reconcile::confirmed_master;
 use crate::probe::{PROBE_TIMEOUT, Probe};
 use crate::render::{existing_myid, sentinel_args, sentinel_conf, write_private};
@@ -226,22 +226,24 @@ impl Follower<'_> {
             else {
                 continue;
             };
-            let old = snap.answer_of(&self.own).map(|a| a.master.clone());
-            let action = Action::RepointSentinel {
-                sentinel: self.own.clone(),
-                to: to.clone(),
-            };
+            // This Sentinel first, then the others still behind, at once.
+            let others = also_behind(&snap, &self.own, &to);
             let zk = keeper.zk();
-            let observed = Observed {
-                zk: &zk,
-                session: snap.session,
-                lock: None,
-            };
-            match executor.execute(&action, Some(observed)).await {
-                Ok(()) => {
-                    warn!(sentinel = %self.own, old = ?old, master = %to, "re-pointed this sentinel after a takeover")
+            for s in std::iter::once(&self.own).chain(&others) {
+                let old = snap.answer_of(s).map(|a| a.master.clone());
+                let action = Action::RepointSentinel {
+                    sentinel: s.clone(),
+                    to: to.clone(),
+                };
+                let observed = Observed {
+                    zk: &zk,
+                    session: snap.session,
+                    lock: None,
+                };
+                match executor.execute(&action, Some(observed)).await {
+                    Ok(()) => warn!(sentinel = %s, old = ?old, master = %to, "re-pointed a sentinel after a takeover"),
+                    Err(e) => warn!(error = %e, sentinel = %s, master = %to, "re-pointing failed; retrying"),
                 }
-                Err(e) => error!(error = %e, sentinel = %self.own, master = %to, "re-pointing failed; retrying"),
             }
         }
     }

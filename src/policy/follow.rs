@@ -67,6 +67,24 @@ pub fn follow(
     Follow::Repoint(recorded.clone())
 }
 
+/// The other registered Sentinels (not `own`) that still monitor a master
+/// that is not live, or nothing of that name, and run no failover: once
+/// `own` is re-pointed at `to`, they are re-pointed with it at once. One by
+/// one, each follower's settle apart, a re-pointed Sentinel (whose epoch
+/// starts again at 0) would be turned back by the hello of one that still
+/// names the old master at the epoch of the last failover.
+pub fn also_behind(snap: &Snapshot, own: &Endpoint, to: &Endpoint) -> Vec<Endpoint> {
+    snap.sentinels
+        .iter()
+        .filter(|s| *s != own)
+        .filter(|s| match snap.answer_of(s) {
+            None => snap.unknown_name.contains(s),
+            Some(a) => a.master != *to && !snap.is_live_master(&a.master) && !a.failover,
+        })
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +122,22 @@ mod tests {
         assert_eq!(acts[0], Follow::Recheck(Duration::from_millis(500)));
         assert!(acts[1..6].iter().all(|a| matches!(a, Follow::Recheck(_))), "{acts:?}");
         assert_eq!(acts[6], Follow::Repoint(ep(4)));
+    }
+
+    #[test]
+    fn the_other_sentinels_behind_are_re_pointed_with_it() {
+        let mut s = taken_over();
+        assert_eq!(also_behind(&s, &sentinel(21), &ep(4)), vec![sentinel(22), sentinel(23)]);
+        // Already following, or failing over on its own: left alone.
+        s.answers[1] = says(22, 4, 0);
+        s.answers[2].failover = true;
+        assert_eq!(also_behind(&s, &sentinel(21), &ep(4)), Vec::<Endpoint>::new());
+        // One that monitors nothing of that name is re-pointed too.
+        s.answers.remove(1);
+        s.unknown_name = vec![sentinel(22)];
+        assert_eq!(also_behind(&s, &sentinel(21), &ep(4)), vec![sentinel(22)]);
+        // Whose master is alive: never.
+        assert!(also_behind(&healthy(0), &sentinel(21), &ep(4)).is_empty());
     }
 
     #[test]
