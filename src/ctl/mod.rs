@@ -48,16 +48,8 @@ pub async fn status(cfg: CtlConfig, json: bool) -> i32 {
         return 1;
     };
     let s = group_status(&snap);
-    if json {
-        match serde_json::to_string_pretty(&s) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                error!(error = %e, "cannot encode the status");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", table(&s));
+    if !show(json, &s, || table(&s)) {
+        return 1;
     }
     if s.healthy { 0 } else { 1 }
 }
@@ -319,18 +311,26 @@ pub async fn history(cfg: CtlConfig, json: bool) -> i32 {
             return 1;
         }
     };
-    if json {
-        match serde_json::to_string_pretty(&h) {
-            Ok(text) => println!("{text}"),
-            Err(e) => {
-                error!(error = %e, "cannot encode the history");
-                return 1;
-            }
-        }
-    } else {
-        print!("{}", history_table(&h));
+    if show(json, &h, || history_table(&h)) { 0 } else { 1 }
+}
+
+/// Prints `value` as pretty JSON, or the `table`; false (logged) when it
+/// cannot be encoded.
+fn show<T: serde::Serialize>(json: bool, value: &T, table: impl FnOnce() -> String) -> bool {
+    if !json {
+        print!("{}", table());
+        return true;
     }
-    0
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            println!("{text}");
+            true
+        }
+        Err(e) => {
+            error!(error = %e, "cannot encode the answer as JSON");
+            false
+        }
+    }
 }
 
 /// The history as a table for a terminal.
