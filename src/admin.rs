@@ -30,7 +30,10 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use tokio_rustls::TlsAcceptor;
+
 use crate::metrics::metrics;
+use crate::tls::Tls;
 use crate::view::health::Pages;
 
 /// Connections served at once; more are closed unanswered.
@@ -83,7 +86,17 @@ pub fn listen_addrs(task: Option<Ipv4Addr>, port: u16) -> Vec<SocketAddr> {
 /// (the launcher exits 1 before it starts its child: a task whose checks
 /// can never pass would only be killed later).
 /// `paths` are the binary's paths besides `/metrics`; any other is 404.
-pub async fn start(addrs: &[SocketAddr], paths: &'static [&'static str]) -> std::io::Result<Publisher> {
+/// With `tls`, every connection is HTTPS, served the certificate in
+/// service at its handshake.
+pub async fn start(
+    addrs: &[SocketAddr],
+    paths: &'static [&'static str],
+    tls: Option<&Tls>,
+) -> std::io::Result<Publisher> {
+    let acceptor = match tls {
+        None => None,
+        Some(t) => Some(TlsAcceptor::from(t.server_config().map_err(std::io::Error::other)?)),
+    };
     let (tx, rx) = watch::channel(Published {
         pages: Pages::default(),
         at: Instant::now(),
@@ -94,7 +107,7 @@ pub async fn start(addrs: &[SocketAddr], paths: &'static [&'static str]) -> std:
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} for ADMIN_PORT: {e}")))?;
         info!(addr = %addr, "admin API listening");
-        tokio::spawn(accept(listener, rx.clone(), limit.clone(), paths));
+        tokio::spawn(accept(listener, rx.clone(), limit.clone(), paths, acceptor.clone()));
     }
     Ok(Publisher(Arc::new(tx)))
 }
@@ -104,6 +117,7 @@ async fn accept(
     pages: watch::Receiver<Published>,
     limit: Arc<Semaphore>,
     paths: &'static [&'static str],
+    tls: Option<TlsAcceptor>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -123,7 +137,32 @@ async fn accept(
             continue;
         };
         let pages = pages.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let served = async {
+                match tls {
+                    None => serve(stream, pages, paths).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => serve(stream, pages, paths).await,
+                        Err(e) => Err(format!("TLS handshake: {e}")),
+                    },
+                }
+            };
+            if let Err(e) = tokio::time::timeout(CONNECTION_TIMEOUT, served).await.unwrap_or(Ok(())) {
+                debug!(peer = %peer, error = %e, "admin connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Serves one request on one connection.
+async fn serve<S>(stream: S, pages: watch::Receiver<Published>, paths: &'static [&'static str]) -> Result<(), String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        {
             let service = hyper::service::service_fn(move |req| {
                 let pages = pages.clone();
                 async move { Ok::<_, Infallible>(answer(&req, &pages.borrow(), paths)) }
@@ -133,12 +172,10 @@ async fn accept(
                 .header_read_timeout(CONNECTION_TIMEOUT)
                 .keep_alive(false)
                 .max_buf_size(8192);
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await.unwrap_or(Ok(())) {
-                debug!(peer = %peer, error = %e, "admin connection ended with an error");
-            }
-            drop(permit);
-        });
+            http.serve_connection(TokioIo::new(stream), service)
+                .await
+                .map_err(|e| e.to_string())
+        }
     }
 }
 

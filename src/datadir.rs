@@ -12,6 +12,8 @@ use tracing::warn;
 use crate::metrics::metrics;
 use crate::model::{Endpoint, unix_ms};
 use crate::policy::diverged::{Divergence, Mark};
+use crate::render::{TlsPaths, write_private};
+use crate::tls::Material;
 
 /// The replication mark, rewritten at every look (by rename, so a reader
 /// never sees half of it).
@@ -19,6 +21,31 @@ pub const MARK: &str = ".rzk-repl";
 /// Where kept copies go: one directory per copy, named by its Unix time in
 /// milliseconds; only the newest is kept.
 pub const KEPT: &str = crate::model::KEPT_DIR;
+
+/// Where the checked copies of the TLS files go (see [`install_tls`]).
+pub const TLS_DIR: &str = ".rzk-tls";
+
+/// Writes the checked TLS files `m` into `dir/.rzk-tls` (each by rename,
+/// private to the launcher's user), where the child's config names them:
+/// the child reads a set the launcher has checked, also when it restarts.
+pub fn install_tls(dir: &Path, m: &Material) -> io::Result<TlsPaths> {
+    let (cert, key) = m
+        .identity
+        .as_ref()
+        .ok_or_else(|| io::Error::other("no certificate to install"))?;
+    let home = dir.join(TLS_DIR);
+    std::fs::create_dir_all(&home)?;
+    let paths = TlsPaths {
+        cert: home.join("cert.pem"),
+        key: home.join("key.pem"),
+        ca: home.join("ca.pem"),
+    };
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    write_private(&paths.ca, &text(&m.ca_pem))?;
+    write_private(&paths.key, &text(key))?;
+    write_private(&paths.cert, &text(cert))?;
+    Ok(paths)
+}
 
 /// Writes `mark` into `dir`.
 pub fn write_mark(dir: &Path, mark: &Mark) -> io::Result<()> {

@@ -8,7 +8,8 @@
 //!
 //! 1. [`model`] (*pure*): the shared types (addresses, roles, the record,
 //!    the switchover intent); [`backoff`] (*pure*), the one retry pace;
-//!    [`metrics`], the process's counters and gauges.
+//!    [`metrics`], the process's counters and gauges; [`tls`], the
+//!    certificate files, checked, and the one copy in service.
 //! 2. [`zk::settings`]: how ZooKeeper is reached and the `ZK_HOSTS`
 //!    grammar (the rest of [`zk`] comes later).
 //! 3. [`config`]: the one table of variables, parsed and validated.
@@ -33,6 +34,7 @@
 pub mod model;
 pub mod backoff;
 pub mod metrics;
+pub mod tls;
 pub mod config;
 pub mod reply;
 pub mod snapshot;

@@ -95,6 +95,13 @@ pub struct Metrics {
     /// supervised server answers in `INFO server` (`redis` or `valkey`);
     /// no series before it first answered.
     pub engine_info: IntGaugeVec,
+    /// `rzk_tls_reloads_total{outcome}`: changed TLS files taken into
+    /// service (`loaded`) or refused (`refused`: the old ones stay).
+    pub tls_reloads: IntCounterVec,
+    /// `rzk_tls_cert_not_after_seconds{link}`: when the certificate in
+    /// service expires (Unix seconds), for `redis` (the Redis and Sentinel
+    /// links and the admin API) and `zookeeper`; no series without TLS.
+    pub tls_not_after: IntGaugeVec,
 }
 
 /// The process's metrics.
@@ -243,6 +250,19 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("metric registered once");
                 g
             },
+            tls_reloads: counter_vec(
+                &r,
+                "tls_reloads_total",
+                "Changed TLS files taken into service or refused",
+                "outcome",
+                &["loaded", "refused"],
+            ),
+            tls_not_after: gauge_vec(
+                &r,
+                "tls_cert_not_after_seconds",
+                "When the TLS certificate in service expires, in Unix seconds",
+                "link",
+            ),
             registry: r,
         };
         for role in ["master", "replica"] {

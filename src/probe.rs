@@ -11,9 +11,11 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 use tokio::time::timeout;
 
+use crate::config::Common;
 use crate::model::Secret;
 use crate::model::{Endpoint, Role};
 use crate::reply::parse_role;
+use crate::tls::Tls;
 
 /// Why a probe failed. Every message names the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,6 +75,10 @@ impl ProbeError {
     }
 }
 
+/// A connection, plain or TLS.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// Lets callers that report errors as text use `?` on probes.
 impl From<ProbeError> for String {
     fn from(e: ProbeError) -> String {
@@ -84,72 +90,150 @@ impl From<ProbeError> for String {
 /// this one timeout, so a dead peer costs the same second everywhere.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Probe settings: the password (`REDIS_PASSWORD`) and a per-call timeout.
+/// Probe settings: the password (`REDIS_PASSWORD`), TLS (`TLS_*`) and a
+/// per-call timeout.
 #[derive(Debug, Clone)]
 pub struct Probe {
     password: Option<Secret>,
+    tls: Option<Tls>,
     timeout: Duration,
 }
 
 impl Probe {
-    /// A probe with the given password and timeout for connect + reply.
+    /// A probe with the given password and timeout for connect + reply,
+    /// over plain TCP.
     pub fn new(password: Option<Secret>, timeout: Duration) -> Self {
-        Probe { password, timeout }
+        Probe {
+            password,
+            tls: None,
+            timeout,
+        }
+    }
+
+    /// The probe of a binary: its password and TLS, and [`PROBE_TIMEOUT`].
+    pub fn of(common: &Common) -> Self {
+        Probe {
+            password: common.password.clone(),
+            tls: common.tls.clone(),
+            timeout: PROBE_TIMEOUT,
+        }
+    }
+
+    fn settings(&self) -> RedisConnectionInfo {
+        let settings = RedisConnectionInfo::default().set_skip_set_lib_name();
+        match &self.password {
+            Some(p) => settings.set_password(p.expose()),
+            None => settings,
+        }
     }
 
     fn client(&self, ep: &Endpoint) -> Result<redis::Client, ProbeError> {
-        let connect = |why: String| ProbeError::Connect {
-            addr: ep.clone(),
-            why,
-            refused: false,
-        };
-        let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
-        if let Some(p) = &self.password {
-            settings = settings.set_password(p.expose());
-        }
         let info = ConnectionAddr::Tcp(ep.host.clone(), ep.port)
             .into_connection_info()
-            .map_err(|e| connect(e.to_string()))?
-            .set_redis_settings(settings);
-        redis::Client::open(info).map_err(|e| connect(e.to_string()))
+            .map_err(|e| ProbeError::Connect {
+                addr: ep.clone(),
+                why: e.to_string(),
+                refused: false,
+            })?
+            .set_redis_settings(self.settings());
+        redis::Client::open(info).map_err(|e| ProbeError::Connect {
+            addr: ep.clone(),
+            why: e.to_string(),
+            refused: false,
+        })
+    }
+
+    /// A connection to `ep`, over TLS when it is on: the server's
+    /// certificate is checked against the CA and must carry `ep`'s host.
+    async fn stream(&self, ep: &Endpoint, tls: &Tls) -> Result<Box<dyn Stream>, ProbeError> {
+        let io = |e: std::io::Error| ProbeError::Connect {
+            addr: ep.clone(),
+            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+            why: e.to_string(),
+        };
+        let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+            .await
+            .map_err(io)?;
+        let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| ProbeError::Connect {
+            addr: ep.clone(),
+            why: e.to_string(),
+            refused: false,
+        })?;
+        let tls = tokio_rustls::TlsConnector::from(tls.current().client.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ProbeError::Connect {
+                addr: ep.clone(),
+                why: format!("TLS: {e}"),
+                refused: false,
+            })?;
+        Ok(Box::new(tls))
     }
 
     /// Opens a pub/sub connection (AUTH included), for following events.
     pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, ProbeError> {
-        let client = self.client(ep)?;
-        let (why, refused) = match timeout(self.timeout, client.get_async_pubsub()).await {
-            Ok(Ok(c)) => return Ok(c),
-            Ok(Err(e)) => (e.to_string(), e.is_connection_refusal()),
-            Err(_) => (format!("no pub/sub connection within {:?}", self.timeout), false),
+        let opened = async {
+            match &self.tls {
+                None => self
+                    .client(ep)?
+                    .get_async_pubsub()
+                    .await
+                    .map_err(|e| Self::failed(ep, e)),
+                Some(tls) => {
+                    let stream = self.stream(ep, tls).await?;
+                    redis::aio::PubSub::new(&self.settings(), stream)
+                        .await
+                        .map_err(|e| Self::failed(ep, e))
+                }
+            }
         };
-        Err(ProbeError::Connect {
-            addr: ep.clone(),
-            why,
-            refused,
+        timeout(self.timeout, opened).await.unwrap_or_else(|_| {
+            Err(ProbeError::Connect {
+                addr: ep.clone(),
+                why: format!("no pub/sub connection within {:?}", self.timeout),
+                refused: false,
+            })
         })
     }
 
     /// Opens a connection (AUTH included when a password is set).
     pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, ProbeError> {
-        let client = self.client(ep)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
-        let (why, refused) = match timeout(
-            self.timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        {
-            Ok(Ok(c)) => return Ok(c),
-            Ok(Err(e)) => (e.to_string(), e.is_connection_refusal()),
-            Err(_) => (format!("no connection within {:?}", self.timeout), false),
+        let opened = async {
+            match &self.tls {
+                None => self
+                    .client(ep)?
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(|e| Self::failed(ep, e)),
+                Some(tls) => {
+                    let stream = self.stream(ep, tls).await?;
+                    let (conn, driver) = MultiplexedConnection::new_with_config(&self.settings(), stream, config)
+                        .await
+                        .map_err(|e| Self::failed(ep, e))?;
+                    // The connection's driver ends when the connection is dropped.
+                    tokio::spawn(driver);
+                    Ok(conn)
+                }
+            }
         };
-        Err(ProbeError::Connect {
-            addr: ep.clone(),
-            why,
-            refused,
+        timeout(self.timeout, opened).await.unwrap_or_else(|_| {
+            Err(ProbeError::Connect {
+                addr: ep.clone(),
+                why: format!("no connection within {:?}", self.timeout),
+                refused: false,
+            })
         })
+    }
+
+    fn failed(ep: &Endpoint, e: redis::RedisError) -> ProbeError {
+        ProbeError::Connect {
+            addr: ep.clone(),
+            refused: e.is_connection_refusal(),
+            why: e.to_string(),
+        }
     }
 
     /// Runs one command on a fresh connection.
@@ -224,11 +308,15 @@ impl Probe {
             why: e.to_string(),
         };
         let read = async {
-            let mut conn = BufReader::new(
-                tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
-                    .await
-                    .map_err(io)?,
-            );
+            let stream: Box<dyn Stream> = match &self.tls {
+                None => Box::new(
+                    tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+                        .await
+                        .map_err(io)?,
+                ),
+                Some(tls) => self.stream(ep, tls).await?,
+            };
+            let mut conn = BufReader::new(stream);
             let mut cmds = vec![];
             if let Some(p) = &self.password {
                 cmds.push(redis::cmd("AUTH").arg(p.expose()).get_packed_command());

@@ -6,11 +6,12 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::{MonitorSettings, Persistence};
 use crate::model::Secret;
 use crate::model::{Endpoint, Identity};
+use crate::tls::AuthClients;
 
 /// Quotes a value for a Redis config file: double quotes, with `\\`, `\"`
 /// and any non-printable byte as `\xHH`, which Redis' own parser
@@ -157,6 +158,35 @@ fn monitor_lines(name: &str, master: &Endpoint, m: &MonitorSettings, password: O
         c += &format!("sentinel auth-pass {name} {}\n", quote(p.expose()));
     }
     c
+}
+
+/// The TLS files a server or Sentinel reads: the launcher's checked
+/// copies in `DATA_DIR` (see [`crate::datadir::install_tls`]), never the
+/// operator's files, so a bad replacement never reaches the child, even
+/// when it restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPaths {
+    /// The certificate (chain).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA.
+    pub ca: PathBuf,
+}
+
+/// The lines that turn TLS on, appended to `redis.conf` or
+/// `sentinel.conf` (a later directive wins): TLS only, on the task's
+/// port, for clients, replication, and a Sentinel's links to servers and
+/// peers; the same certificate is the client identity.
+pub fn tls_lines(port: u16, paths: &TlsPaths, auth: AuthClients) -> String {
+    format!(
+        "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+         tls-auth-clients {}\ntls-replication yes\n",
+        quote(&paths.cert.to_string_lossy()),
+        quote(&paths.key.to_string_lossy()),
+        quote(&paths.ca.to_string_lossy()),
+        auth.as_str(),
+    )
 }
 
 /// The command line of the Sentinel: its config file, then `--sentinel`.

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{ConfigError, Listen};
+use crate::config::{Common, ConfigError, Listen};
 use crate::model::{Endpoint, Identity};
 
 /// The interface of the default IPv4 route, from the text of
@@ -25,6 +25,76 @@ pub fn default_route_iface(route: &str) -> Option<String> {
         })
         .min()
         .map(|(_, iface)| iface)
+}
+
+/// A launcher started as root reads the TLS files again, for a rotation,
+/// as the [`RUN_AS`] user: each must be readable by it (owner, group or
+/// others), or the first rotation would fail long after the start.
+fn readable_after_the_drop(files: &crate::tls::Files, names: [&'static str; 3]) -> Result<(), ConfigError> {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let Some(user) = nix::unistd::User::from_name(RUN_AS).ok().flatten() else {
+        return Ok(()); // run_as_redis says what is wrong
+    };
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    let mut paths = vec![(names[2], &files.ca)];
+    if let Some((c, k)) = &files.identity {
+        paths.extend([(names[0], c), (names[1], k)]);
+    }
+    for (var, path) in paths {
+        let Ok(m) = std::fs::metadata(path) else { continue };
+        let mode = m.mode();
+        let readable = if m.uid() == uid {
+            mode & 0o400 != 0
+        } else if m.gid() == gid {
+            mode & 0o040 != 0
+        } else {
+            mode & 0o004 != 0
+        };
+        if !readable {
+            return Err(ConfigError::new(
+                var,
+                path.display().to_string(),
+                format!(
+                    "a file the {RUN_AS} user can read (the launcher drops to it and reads the file again at each rotation): owner {}, group {}, mode {:o}; give it to that user or its group",
+                    m.uid(),
+                    m.gid(),
+                    mode & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// With TLS, the task's certificate must carry the names peers reach it
+/// by: its announce address, and its bind address when that differs (its
+/// Sentinel reaches it there). Checks the files again with those names;
+/// a certificate without one is exit 2, naming `TLS_CERT_FILE`.
+pub fn check_tls_names(common: &mut Common, id: &Identity) -> Result<(), ConfigError> {
+    let Some(tls) = &common.tls else { return Ok(()) };
+    let mut names = vec![id.announce.host.clone()];
+    if id.bind.to_string() != id.announce.host {
+        names.push(id.bind.to_string());
+    }
+    let files = tls.files().clone();
+    readable_after_the_drop(&files, ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_CERT_FILE"])?;
+    if let Some(z) = &common.zk.tls {
+        readable_after_the_drop(
+            z.files.files(),
+            ["ZK_TLS_CERT_FILE", "ZK_TLS_KEY_FILE", "ZK_TLS_CA_CERT_FILE"],
+        )?;
+    }
+    let cert = files
+        .identity
+        .as_ref()
+        .map_or(String::new(), |(c, _)| c.display().to_string());
+    let checked = crate::tls::Tls::new(files, names)
+        .map_err(|why| ConfigError::new("TLS_CERT_FILE", cert, format!("a certificate for this task: {why}")))?;
+    common.tls = Some(checked);
+    Ok(())
 }
 
 /// Resolves the task address: `BIND_IP`, else the IPv4 address of

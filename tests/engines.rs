@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::engine::*;
 use common::group::*;
+use common::scenarios::*;
 use common::*;
 use redis::Value;
 
@@ -31,42 +32,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `FENCE_AFTER_MS` of the matrix's group.
 const FENCE_MS: u64 = 1000;
-/// `SHUTDOWN_FAILOVER_TIMEOUT_S` of the groups.
-const HANDOVER_BUDGET_S: u64 = 10;
-
-/// Writes `n` keys on `master` and waits until `replicas` acknowledged them.
-async fn write_acknowledged(master: &str, prefix: &str, n: usize, replicas: i64) -> Vec<String> {
-    let mut keys = vec![];
-    for i in 0..n {
-        let k = format!("{prefix}:{i}");
-        redis_cmd(master, None, &["SET", &k, &i.to_string()]).await.unwrap();
-        keys.push(k);
-    }
-    let want = replicas.to_string();
-    match redis_cmd(master, None, &["WAIT", &want, "5000"]).await.unwrap() {
-        Value::Int(acks) => assert!(acks >= replicas, "WAIT {replicas} got only {acks} acknowledgements"),
-        other => panic!("WAIT replied {other:?}"),
-    }
-    keys
-}
-
-/// Waits until the record names a server other than `old` that answers as
-/// master.
-async fn new_master(g: &Group, old: &str, within: Duration) -> String {
-    wait_for("the record to name a new live master", within, || async {
-        match g.record().await {
-            Some(r) if r != old && role(&r).await.as_deref() == Ok("master") => Ok(r),
-            other => Err(format!("record {other:?} (old master {old})")),
-        }
-    })
-    .await
-}
-
-/// The group's `rzkctl status --json`, parsed.
-async fn status_json(g: &Group) -> serde_json::Value {
-    let (code, out, err) = g.rzkctl(&["status", "--json"]).await;
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("rzkctl status --json (exit {code}): {e}\n{out}\n{err}"))
-}
 
 /// Every scenario of the matrix, in order, on a fresh group of `engine`.
 async fn core_scenarios(engine: EngineCase) {
@@ -235,67 +200,6 @@ async fn unsynced_replica_is_held_at_priority_zero(g: &mut Group) {
     )
     .await;
     assert_eq!(dbsize(&replica).await, Ok(20_000), "the replica's data after its sync");
-    g.wait_healthy(Duration::from_secs(30)).await;
-}
-
-/// SIGTERM to the master's task hands the role over: the launcher exits 0
-/// within its budget, the record names the new master (of the same
-/// engine), and no acknowledged write is lost.
-async fn planned_hand_over(g: &Group, engine: EngineCase) {
-    let writer = g.start_writer("ho", None, 0);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mi = g.master_index().await.unwrap();
-    let old = g.redis[mi].addr();
-    let t0 = Instant::now();
-    g.redis[mi].proc.signal(libc::SIGTERM);
-    let status = g.redis[mi]
-        .proc
-        .wait_exit(Duration::from_secs(HANDOVER_BUDGET_S + 5))
-        .expect("the master's launcher did not exit");
-    let took = t0.elapsed();
-    let log = g.redis[mi].proc.log();
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("hand-over done"), "no hand-over:\n{log}");
-    let new = new_master(g, &old, Duration::from_secs(10)).await;
-    assert_eq!(engine_of(&new).await.map(|e| e.0), Ok(engine.name.to_string()));
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let ledger = writer.finish().await;
-    let missing = missing_keys(&new, None, &ledger.acked).await;
-    eprintln!(
-        "MEASURE {} hand-over: exited 0 after {took:?}; {} writes acknowledged, {} lost, longest pause {:?}",
-        engine.name,
-        ledger.acked.len(),
-        missing.len(),
-        ledger.longest_gap
-    );
-    assert!(ledger.acked.len() > 20, "the writer barely wrote: {ledger:?}");
-    assert!(
-        missing.is_empty(),
-        "acknowledged writes lost: {:?}",
-        &missing[..missing.len().min(10)]
-    );
-    g.wait_healthy(Duration::from_secs(30)).await;
-}
-
-/// SIGKILL of the master's task: the Sentinels promote a replica, the
-/// record names it, and the writes both replicas acknowledged are there.
-async fn failover_into_the_record(g: &Group) {
-    let master = g.wait_healthy(Duration::from_secs(30)).await;
-    let keys = write_acknowledged(&master, "fo", 50, 2).await;
-    let mi = g.master_index().await.unwrap();
-    let t0 = Instant::now();
-    g.redis[mi].proc.signal(libc::SIGKILL);
-    let budget = Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 5000);
-    let new = new_master(g, &master, budget).await;
-    eprintln!(
-        "MEASURE failover: SIGKILL of {master} -> record {new} in {:?}",
-        t0.elapsed()
-    );
-    let missing = missing_keys(&new, None, &keys).await;
-    assert!(
-        missing.is_empty(),
-        "acknowledged keys lost in the failover: {missing:?}"
-    );
     g.wait_healthy(Duration::from_secs(30)).await;
 }
 

@@ -12,6 +12,7 @@ const LAYERS: &[&str] = &[
     "model",
     "backoff",
     "metrics",
+    "tls",
     "zk::settings",
     "config",
     "reply",

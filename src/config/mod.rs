@@ -22,6 +22,7 @@ use tracing_subscriber::filter::Targets;
 
 use crate::model::EngineKind;
 pub use crate::model::Secret;
+use crate::tls::{AuthClients, Tls};
 pub use crate::zk::settings::ZkConfig;
 use crate::zk::settings::{is_valid_zk_path, parse_zk_hosts};
 
@@ -90,6 +91,11 @@ pub struct Common {
     /// `ADMIN_PORT`: where the admin HTTP API listens; unset opens no port.
     /// Marathon gives it as the second port (`PORT1`).
     pub admin_port: Option<u16>,
+    /// `TLS_CERT_FILE`, `TLS_KEY_FILE`, `TLS_CA_CERT_FILE`: TLS on every
+    /// Redis and Sentinel link; `None`: plain TCP.
+    pub tls: Option<Tls>,
+    /// `TLS_AUTH_CLIENTS` (read by the task launchers).
+    pub tls_auth_clients: AuthClients,
 }
 
 impl Common {
@@ -442,6 +448,18 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
     } else {
         None
     };
+    let tls = tls_files(env, ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_CERT_FILE"])?;
+    let tls_auth_clients = if vars::var("TLS_AUTH_CLIENTS").read_by(env.bin) {
+        env.get("TLS_AUTH_CLIENTS", |s| match s {
+            "yes" => Some(AuthClients::Yes),
+            "optional" => Some(AuthClients::Optional),
+            "no" => Some(AuthClients::No),
+            _ => None,
+        })?
+    } else {
+        AuthClients::Yes
+    };
+    let zk_tls = zk_tls(env, &hosts, tls.as_ref())?;
     Ok(Common {
         zk: ZkConfig {
             hosts,
@@ -451,7 +469,10 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
             connect_timeout,
             digest,
             create: env.bin != Bin::Ctl,
+            tls: zk_tls,
         },
+        tls,
+        tls_auth_clients,
         master_name,
         password,
         data_dir,
@@ -459,6 +480,104 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
         log_filter,
         admin_port,
     })
+}
+
+/// Three TLS file variables (certificate, key, CA) set together, or none:
+/// loaded and checked (see [`crate::tls::load`]). A missing one is named;
+/// a file that fails a check is blamed on its variable.
+fn tls_files(env: &Env, names: [&'static str; 3]) -> Result<Option<Tls>, ConfigError> {
+    let values = names.map(|n| env.value(n));
+    let [cert, key, ca] = match values {
+        [None, None, None] => return Ok(None),
+        [Some(c), Some(k), Some(ca)] => [c, k, ca].map(PathBuf::from),
+        _ => {
+            let (set, _) = names.iter().zip(values).find(|(_, v)| v.is_some()).expect("one is set");
+            let (missing, _) = names
+                .iter()
+                .zip(values)
+                .find(|(_, v)| v.is_none())
+                .expect("one is missing");
+            return Err(ConfigError::new(
+                missing,
+                "",
+                format!(
+                    "{}, set together with {set}: all three TLS files, or none",
+                    vars::var(missing).expected
+                ),
+            ));
+        }
+    };
+    let files = crate::tls::Files {
+        ca: ca.clone(),
+        identity: Some((cert.clone(), key.clone())),
+    };
+    load_tls(names, files).map(Some)
+}
+
+/// [`Tls::new`] without names, its error blamed on the variable of the
+/// file it names.
+fn load_tls(names: [&'static str; 3], files: crate::tls::Files) -> Result<Tls, ConfigError> {
+    let paths: Vec<PathBuf> = match &files.identity {
+        Some((c, k)) => vec![c.clone(), k.clone(), files.ca.clone()],
+        None => vec![PathBuf::new(), PathBuf::new(), files.ca.clone()],
+    };
+    Tls::new(files, vec![]).map_err(|why| {
+        let i = paths
+            .iter()
+            .position(|p| !p.as_os_str().is_empty() && why.starts_with(&*p.to_string_lossy()))
+            .unwrap_or(0);
+        let var = names[i];
+        ConfigError::new(
+            var,
+            paths[i].display().to_string(),
+            format!("{} ({why})", vars::var(var).expected),
+        )
+    })
+}
+
+/// The CA and identity for `tcp+tls://` ZooKeeper servers: the `ZK_TLS_*`
+/// files, each defaulting to its `TLS_*` one. Unused (and not read) when
+/// `ZK_HOSTS` names no TLS server; required when it does.
+fn zk_tls(env: &Env, hosts: &str, tls: Option<&Tls>) -> Result<Option<crate::zk::settings::ZkTls>, ConfigError> {
+    let names = ["ZK_TLS_CERT_FILE", "ZK_TLS_KEY_FILE", "ZK_TLS_CA_CERT_FILE"];
+    let own = names.map(|n| env.value(n).map(PathBuf::from));
+    if !crate::zk::settings::is_tls(hosts) {
+        return Ok(None);
+    }
+    let fallback = tls.map(|t| t.files().clone());
+    let ca = match (&own[2], &fallback) {
+        (Some(ca), _) => ca.clone(),
+        (None, Some(f)) => f.ca.clone(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "ZK_TLS_CA_CERT_FILE",
+                "",
+                format!(
+                    "{} (or TLS_CA_CERT_FILE): ZK_HOSTS names tcp+tls:// servers",
+                    vars::var("ZK_TLS_CA_CERT_FILE").expected
+                ),
+            ));
+        }
+    };
+    let identity = match (&own[0], &own[1]) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => fallback.and_then(|f| f.identity),
+        (Some(_), None) | (None, Some(_)) => {
+            let missing = if own[0].is_none() { names[0] } else { names[1] };
+            return Err(ConfigError::new(
+                missing,
+                "",
+                format!(
+                    "{}, set together with the other of ZK_TLS_CERT_FILE and ZK_TLS_KEY_FILE",
+                    vars::var(missing).expected
+                ),
+            ));
+        }
+    };
+    let files = load_tls(names, crate::tls::Files { ca, identity })?;
+    crate::zk::settings::ZkTls::new(files)
+        .map(Some)
+        .map_err(|e| ConfigError::new(names[2], "", format!("certificates the ZooKeeper client accepts ({e})")))
 }
 
 /// `ENGINE`: `redis` or `valkey`.

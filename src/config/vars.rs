@@ -109,6 +109,8 @@ pub enum Section {
     Sentinel,
     /// 2.5: `rzk-watcher`.
     Watcher,
+    /// 2.6: TLS.
+    Tls,
 }
 
 /// What an unset variable means.
@@ -206,8 +208,8 @@ use WhenUnset::{Derived, Nothing as Unset, PerBin, Value};
 #[rustfmt::skip]
 pub const VARS: &[Var] = &[
     var!("ZK_HOSTS", ALL, Shared, Value("localhost:2181"),
-        "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos",
-        "the ZooKeeper ensemble; a port defaults to 2181; every name stands for all its addresses (below); the /chroot is created when missing"),
+        "a comma-separated list of host[:port] with an optional /chroot suffix, e.g. zk1:2181,zk2:2181/dcos; over TLS every entry starts with tcp+tls://",
+        "the ZooKeeper ensemble; a port defaults to 2181; every name stands for all its addresses (below), except over TLS, where a name is kept for the certificate check; the /chroot is created when missing"),
     var!("ZK_ROOT", ALL, Shared, Value("/redis"),
         "an absolute ZooKeeper path such as /redis, without a trailing slash",
         "the group's root, inside the chroot"),
@@ -247,6 +249,27 @@ pub const VARS: &[Var] = &[
     var!("ENGINE", TASKS, Shared, Value("redis"),
         "redis or valkey",
         "the engine the task runs when `REDIS_SERVER_BIN` / `REDIS_SENTINEL_BIN` are unset: `valkey` runs `valkey-server` / `valkey-sentinel`; the engine that answers is read from `INFO server` (section 9)"),
+    var!("TLS_CERT_FILE", ALL, Tls, Unset,
+        "a PEM file this user can read, holding the certificate (then any intermediates)",
+        "TLS on every Redis and Sentinel link (section 11); set with `TLS_KEY_FILE` and `TLS_CA_CERT_FILE`, or none of them; the certificate must carry the task's announce address as a subjectAltName, and also serves as its client identity"),
+    var!("TLS_KEY_FILE", ALL, Tls, Unset,
+        "a PEM file this user can read, holding the private key of TLS_CERT_FILE",
+        "the key of `TLS_CERT_FILE`; a file that others can read is warned about"),
+    var!("TLS_CA_CERT_FILE", ALL, Tls, Unset,
+        "a PEM file this user can read, holding the CA certificate(s)",
+        "the CA that signs every task's certificate: peers are checked against it"),
+    var!("TLS_AUTH_CLIENTS", TASKS, Tls, Value("yes"),
+        "yes, optional or no",
+        "whether the servers require a client certificate the CA signs (Redis's `tls-auth-clients`)"),
+    var!("ZK_TLS_CA_CERT_FILE", ALL, Tls, Derived("`TLS_CA_CERT_FILE`"),
+        "a PEM file this user can read, holding the CA certificate(s) of the ZooKeeper servers",
+        "checks the ZooKeeper servers when `ZK_HOSTS` names them as `tcp+tls://host:port`"),
+    var!("ZK_TLS_CERT_FILE", ALL, Tls, Derived("`TLS_CERT_FILE`"),
+        "a PEM file this user can read, holding a client certificate",
+        "the identity shown to ZooKeeper over TLS, for servers that require client authentication; set with `ZK_TLS_KEY_FILE`"),
+    var!("ZK_TLS_KEY_FILE", ALL, Tls, Derived("`TLS_KEY_FILE`"),
+        "a PEM file this user can read, holding the private key of ZK_TLS_CERT_FILE",
+        "the key of `ZK_TLS_CERT_FILE`"),
     var!("NET_IFACE", TASKS, Address, Derived("the default route's interface"),
         "a network interface name such as eth0 (or unset, for the default route's interface)",
         "the interface whose IPv4 address is the task's bind address; without a default route, exit 2"),
@@ -383,6 +406,7 @@ mod tests {
             Section::Redis,
             Section::Sentinel,
             Section::Watcher,
+            Section::Tls,
         ] {
             let table = contract_table(s);
             assert!(

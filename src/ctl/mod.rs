@@ -14,7 +14,7 @@ use crate::config::CtlConfig;
 use crate::model::{Cause, Endpoint, History, Intent, Pause, show_ms, unix_ms};
 use crate::observe::observe;
 use crate::policy::switchover::plan;
-use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::probe::Probe;
 use crate::snapshot::{Scope, Snapshot};
 use crate::view::status::{status as group_status, table};
 use crate::zk::Zk;
@@ -28,7 +28,7 @@ async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, Snapshot)> {
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
         .ok()?;
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let probe = Probe::of(&cfg.common);
     let scope = Scope {
         nodes: true,
         sentinel_replicas: true,
@@ -172,7 +172,7 @@ async fn wait_for_result(zk: &Zk, intent: &Intent, deadline: Instant) -> Result<
 
 /// Waits until the record and every registered Sentinel name `new`.
 async fn wait_for_agreement(cfg: &CtlConfig, zk: &Zk, new: &Endpoint, deadline: Instant) -> Result<(), String> {
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let probe = Probe::of(&cfg.common);
     loop {
         let snap = observe(zk, &probe, &cfg.common.master_name, &Scope::default()).await;
         let disagree = match &snap {

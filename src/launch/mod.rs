@@ -49,13 +49,20 @@ use std::time::Duration;
 use tokio::time::sleep;
 use tracing::{error, info, warn};
 
-use crate::act::Executor;
+use std::path::{Path, PathBuf};
+
+use crate::act::{Action, Executor};
 use crate::config::Common;
+use crate::datadir;
+use crate::metrics::metrics;
 use crate::model::Endpoint;
 use crate::probe::Probe;
+use crate::render::{TlsPaths, tls_lines};
 use crate::supervise::Signals;
+use crate::tls::{Refresh, Tls};
 use crate::zk::Zk;
 use crate::zk::ZkConfig;
+use crate::zk::settings::ZkTls;
 
 /// Exit code for a signal that stopped the launcher before its child ran.
 pub fn interrupted(sig: i32) -> i32 {
@@ -77,6 +84,16 @@ pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> 
         warn!(
             "REDIS_PASSWORD is not set: this group is open to anyone who can reach it (any client can read and write every key, and SENTINEL FAILOVER needs no password); set REDIS_PASSWORD or REDIS_PASSWORD_FILE on every app of the group"
         );
+    }
+    for tls in [common.tls.as_ref(), common.zk.tls.as_ref().map(|z| &z.files)]
+        .into_iter()
+        .flatten()
+    {
+        if let Some((_, key)) = &tls.files().identity
+            && crate::tls::readable_by_others(key)
+        {
+            warn!(file = %key.display(), "a TLS key file can be read by other users: give it mode 0600 (or 0640 for a group that must read it)");
+        }
     }
     let cfg = &common.zk;
     let mut signals = Signals::new().map_err(|e| {
@@ -104,5 +121,108 @@ pub async fn pause(signals: &mut Signals, d: Duration) -> Result<(), i32> {
     tokio::select! {
         _ = sleep(d) => Ok(()),
         sig = signals.recv() => Err(interrupted(sig)),
+    }
+}
+
+/// How often the TLS files are looked at for a replacement.
+pub const TLS_LOOK: Duration = Duration::from_secs(1);
+
+/// The lines of the child's config that turn TLS on (none without it):
+/// the checked files are copied into `dir` first, and the child reads the
+/// copies.
+pub fn tls_conf(common: &Common, dir: &Path, port: u16) -> std::io::Result<String> {
+    let Some(tls) = &common.tls else {
+        return Ok(String::new());
+    };
+    let paths = datadir::install_tls(dir, &tls.current())?;
+    Ok(tls_lines(port, &paths, common.tls_auth_clients))
+}
+
+/// How the child takes a new certificate.
+pub enum ChildTls {
+    /// No child (the watcher).
+    None,
+    /// `CONFIG SET` on the child at this endpoint (`redis-server`), tried
+    /// again at each look until it answers.
+    ConfigSet(Endpoint, PathBuf),
+    /// A restart of the child, asked for on this channel: `redis-sentinel`
+    /// has no way to load a new certificate while it runs.
+    Restart(tokio::sync::watch::Sender<u32>, PathBuf),
+}
+
+/// Follows the TLS files for ever (nothing to do without TLS): every
+/// [`TLS_LOOK`], a replaced file is checked, and a set that passes goes
+/// into service at once for new connections, the ZooKeeper client's and
+/// the admin API's included; the child gets checked copies in `DATA_DIR`
+/// and takes them as `child` says. A refused set is logged and counted
+/// once; the old one stays in service.
+pub async fn follow_tls(common: Common, child: ChildTls) {
+    if common.tls.is_none() && common.zk.tls.is_none() {
+        return;
+    }
+    let probe = Probe::of(&common);
+    let mut pending: Option<TlsPaths> = None;
+    let not_after = |link: &str, m: &crate::tls::Material| {
+        if let Some(t) = m.not_after {
+            metrics().tls_not_after.with_label_values(&[link]).set(t as i64);
+        }
+    };
+    if let Some(t) = &common.tls {
+        not_after("redis", &t.current());
+    }
+    if let Some(z) = &common.zk.tls {
+        not_after("zookeeper", &z.files.current());
+    }
+    loop {
+        sleep(TLS_LOOK).await;
+        let looks = [
+            ("redis", common.tls.as_ref().map(Tls::refresh)),
+            ("zookeeper", common.zk.tls.as_ref().map(ZkTls::refresh)),
+        ];
+        for (link, look) in looks {
+            match look {
+                None | Some(Refresh::Same) => {}
+                Some(Refresh::Refused(why)) => {
+                    metrics().tls_reloads.with_label_values(&["refused"]).inc();
+                    error!(link, error = %why, "refusing the replaced TLS files; the certificate in service stays");
+                }
+                Some(Refresh::Loaded(m)) => {
+                    metrics().tls_reloads.with_label_values(&["loaded"]).inc();
+                    not_after(link, &m);
+                    info!(
+                        link,
+                        serial = m.serial.as_deref().unwrap_or("-"),
+                        "new TLS files in service for new connections"
+                    );
+                    let dir = match &child {
+                        ChildTls::ConfigSet(_, dir) | ChildTls::Restart(_, dir) if link == "redis" => dir,
+                        _ => continue,
+                    };
+                    match datadir::install_tls(dir, &m) {
+                        Ok(p) => pending = Some(p),
+                        Err(e) => {
+                            error!(error = %e, "cannot copy the new TLS files into DATA_DIR; the child keeps the old ones")
+                        }
+                    }
+                }
+            }
+        }
+        let Some(paths) = pending.take() else { continue };
+        match &child {
+            ChildTls::None => {}
+            ChildTls::Restart(restart, _) => {
+                restart.send_modify(|n| *n += 1);
+            }
+            ChildTls::ConfigSet(local, _) => {
+                let executor = Executor::with_local(&probe, &common.master_name, local);
+                match executor.execute(&Action::TlsFiles(paths.clone()), None).await {
+                    Ok(()) => info!(cert = %paths.cert.display(), "the server serves the new certificate"),
+                    Err(e) => {
+                        warn!(error = %e, "the server did not take the new TLS files yet; trying again");
+                        pending = Some(paths);
+                    }
+                }
+            }
+        }
     }
 }

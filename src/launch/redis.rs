@@ -36,7 +36,7 @@ use crate::policy::guard::{GuardAction, GuardMemory, guard};
 use crate::policy::promotion::{desired_priority, preferred_successor};
 use crate::policy::reconcile::{RecordWrite, cause, record_write};
 use crate::policy::switchover::{Outcome, PAUSE_MARGIN, Procedure, crash_plan, plan};
-use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::probe::Probe;
 use crate::render::{redis_conf, write_private};
 use crate::reply::{FAILOVER_EVENTS, FailoverStep, parse_failover_event};
 use crate::session::Keeper;
@@ -70,13 +70,7 @@ const STUCK_FAILOVER: Duration = Duration::from_secs(2);
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
-    let admin = match view::start(
-        cfg.common.admin_port,
-        |p| listen_addrs(Some(id.bind), p),
-        view::REDIS_PATHS,
-    )
-    .await
-    {
+    let admin = match view::start(&cfg.common, |p| listen_addrs(Some(id.bind), p), view::REDIS_PATHS).await {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -84,7 +78,11 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Ok(started) => started,
         Err(code) => return code,
     };
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    tokio::spawn(task::follow_tls(
+        cfg.common.clone(),
+        task::ChildTls::ConfigSet(id.loopback(), cfg.common.data_dir()),
+    ));
+    let probe = Probe::of(&cfg.common);
     let me = id.announce.clone();
     if cfg.nofailover {
         info!(addr = %me, "NOFAILOVER=true: this server is never promoted (replica-priority 0)");
@@ -1081,25 +1079,24 @@ async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endp
     if let Some(master) = replica_of
         && cfg.persistence == Persistence::Aof
     {
-        let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+        let probe = Probe::of(&cfg.common);
         diverged::keep_before_sync(&probe, &dir, master).await;
     }
     let conf_path = dir.join("redis.conf");
     // A new replica holds nothing until its first full sync is done: it
     // starts unpromotable, and the role guard restores the priority then.
     let priority = if replica_of.is_some() { 0 } else { cfg.replica_priority };
-    write_private(
-        &conf_path,
-        &redis_conf(
-            id,
-            &dir,
-            cfg.common.password.as_ref(),
-            replica_of,
-            priority,
-            cfg.persistence,
-            datadir::data_size(&dir),
-        ),
-    )?;
+    let mut conf = redis_conf(
+        id,
+        &dir,
+        cfg.common.password.as_ref(),
+        replica_of,
+        priority,
+        cfg.persistence,
+        datadir::data_size(&dir),
+    );
+    conf += &task::tls_conf(&cfg.common, &dir, id.port)?;
+    write_private(&conf_path, &conf)?;
     let mut args = vec![conf_path.to_string_lossy().into_owned()];
     args.extend(cfg.extra_args.iter().cloned());
     let child = supervise::spawn(&cfg.server_bin, &args, &dir).await?;

@@ -19,7 +19,7 @@ use crate::model::{Endpoint, Identity};
 use crate::observe::{Observer, observe};
 use crate::policy::follow::{Follow, also_behind, follow};
 use crate::policy::reconcile::confirmed_master;
-use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::probe::Probe;
 use crate::render::{existing_myid, sentinel_args, sentinel_conf, write_private};
 use crate::session::Keeper;
 use crate::snapshot::Scope;
@@ -46,13 +46,7 @@ const SAFE_DOWN_AFTER_MS: u64 = 2000;
 
 /// Runs `rzk-sentinel` to completion and returns the process exit code.
 pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
-    let admin = match view::start(
-        cfg.common.admin_port,
-        |p| listen_addrs(Some(id.bind), p),
-        view::SENTINEL_PATHS,
-    )
-    .await
-    {
+    let admin = match view::start(&cfg.common, |p| listen_addrs(Some(id.bind), p), view::SENTINEL_PATHS).await {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -66,7 +60,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
             "SENTINEL_DOWN_AFTER_MS is below {SAFE_DOWN_AFTER_MS}: Sentinel may fail over a master it has just promoted, a needless second failover; use {SAFE_DOWN_AFTER_MS} or more"
         );
     }
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let probe = Probe::of(&cfg.common);
     let master = match wait_for_master(&cfg, &zk, &probe, &mut signals).await {
         Ok(m) => m,
         Err(code) => return code,
@@ -80,7 +74,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
     };
     let conf_path = dir.join("sentinel.conf");
     let myid = existing_myid(&conf_path);
-    let conf = sentinel_conf(
+    let mut conf = sentinel_conf(
         &id,
         &dir,
         &cfg.common.master_name,
@@ -89,6 +83,18 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         cfg.common.password.as_ref(),
         myid.as_deref(),
     );
+    match task::tls_conf(&cfg.common, &dir, id.port) {
+        Ok(lines) => conf += &lines,
+        Err(e) => {
+            error!(error = %e, "cannot copy the TLS files into DATA_DIR");
+            return 1;
+        }
+    }
+    let (restart, mut restarts) = tokio::sync::watch::channel(0u32);
+    tokio::spawn(task::follow_tls(
+        cfg.common.clone(),
+        task::ChildTls::Restart(restart, dir.clone()),
+    ));
     if let Err(e) = write_private(&conf_path, &conf) {
         error!(error = %e, path = %conf_path.display(), "cannot write sentinel.conf; DATA_DIR must be writable because Sentinel rewrites it");
         return 1;
@@ -129,8 +135,32 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         probe: &probe,
         own: own.clone(),
     };
+    let supervised = async {
+        loop {
+            tokio::select! {
+                code = supervise::supervise(&mut child, &mut signals) => return code,
+                Ok(()) = restarts.changed() => {
+                    // Sentinel cannot load a new certificate while it runs:
+                    // it is restarted in place, with its config (and id).
+                    info!(pid = child.pid(), "restarting redis-sentinel for its new TLS certificate");
+                    child.signal(libc::SIGTERM);
+                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                        child.signal(libc::SIGKILL);
+                        child.wait().await;
+                    }
+                    match supervise::spawn(&cfg.sentinel_bin, &sentinel_args(&conf_path), &dir).await {
+                        Ok(c) => child = c,
+                        Err(e) => {
+                            error!(error = %e, "could not start redis-sentinel again");
+                            return 1;
+                        }
+                    }
+                }
+            }
+        }
+    };
     let code = tokio::select! {
-        code = supervise::supervise(&mut child, &mut signals) => code,
+        code = supervised => code,
         never = observer.run(keeper.subscribe(), |_| view::EVERY) => match never {},
         never = follower.run(&observer, &keeper) => match never {},
         never = view::sentinel(admin, &observer, &own, &id.announce) => match never {},

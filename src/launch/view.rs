@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tracing::error;
 
 use crate::admin::{self, Publisher};
+use crate::config::Common;
 use crate::metrics::metrics;
 use crate::model::Endpoint;
 use crate::observe::Observer;
@@ -81,15 +82,18 @@ impl Beat {
 /// Starts the admin server when `port` is set; `Err` is the exit code 1
 /// (the port cannot be bound).
 pub async fn start(
-    port: Option<u16>,
+    common: &Common,
     addrs: impl Fn(u16) -> Vec<SocketAddr>,
     paths: &'static [&'static str],
 ) -> Result<Option<Publisher>, i32> {
-    let Some(port) = port else { return Ok(None) };
-    admin::start(&addrs(port), paths).await.map(Some).map_err(|e| {
-        error!(error = %e, "cannot start the admin API");
-        1
-    })
+    let Some(port) = common.admin_port else { return Ok(None) };
+    admin::start(&addrs(port), paths, common.tls.as_ref())
+        .await
+        .map(Some)
+        .map_err(|e| {
+            error!(error = %e, "cannot start the admin API");
+            1
+        })
 }
 
 /// Calls `show` with every snapshot the observer publishes, for ever.

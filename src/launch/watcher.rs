@@ -23,7 +23,7 @@ use crate::model::{Cause, Endpoint, Intent, RecordView, unix_ms};
 use crate::observe::{Heard, Observer, Subscriptions, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{RecordWrite, cause, confirmed_master, reconcile, record_write};
-use crate::probe::{PROBE_TIMEOUT, Probe};
+use crate::probe::Probe;
 use crate::reply::{FailoverStep, SentinelAnswer, fields, parse_failover_event, parse_new_epoch};
 use crate::session::Keeper;
 use crate::snapshot::{Scope, Snapshot};
@@ -40,7 +40,7 @@ const CHANNELS: &[&str] = &["+promoted-slave", "+switch-master", "+new-epoch"];
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
 pub async fn run(cfg: WatcherConfig) -> i32 {
-    let admin = match view::start(cfg.common.admin_port, |p| listen_addrs(None, p), view::WATCHER_PATHS).await {
+    let admin = match view::start(&cfg.common, |p| listen_addrs(None, p), view::WATCHER_PATHS).await {
         Ok(a) => a,
         Err(code) => return code,
     };
@@ -48,9 +48,10 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
         Ok(started) => started,
         Err(code) => return code,
     };
+    tokio::spawn(task::follow_tls(cfg.common.clone(), task::ChildTls::None));
     let keeper = Keeper::spawn(zk);
     let (subscribed, following) = watch::channel(vec![]);
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let probe = Probe::of(&cfg.common);
     // The ghost gate needs the registered nodes (how many replicas the
     // Sentinels should know).
     let scope = Scope {
@@ -96,7 +97,7 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
             return 1;
         }
     };
-    let probe = Probe::new(cfg.common.password.clone(), PROBE_TIMEOUT);
+    let probe = Probe::of(&cfg.common);
     let snap = match observe(&zk, &probe, &cfg.common.master_name, &Scope::default()).await {
         Ok(s) => s,
         Err(e) => {

@@ -14,7 +14,7 @@ use tokio::time::{Instant, sleep, timeout};
 use tracing::{debug, error, info, warn};
 use zookeeper_client::{
     Acl, Acls, AddWatchMode, AuthId, Client, CreateMode, CreateOptions, Error, LockClient, LockOptions, LockPrefix,
-    OneshotWatcher, Permission, Stat,
+    OneshotWatcher, Permission, Stat, TlsOptions,
 };
 
 use crate::backoff::Backoff;
@@ -180,7 +180,12 @@ impl Zk {
     /// session, and prepares the group's directories and watch. Returns the
     /// session and the servers it was given.
     async fn connect_once(cfg: &ZkConfig) -> Result<(Zk, String), String> {
-        let servers = resolve_servers(&cfg.hosts, cfg.session_timeout.min(RESOLVE_TIMEOUT)).await?;
+        // Over TLS a server's name is what its certificate is checked
+        // against, so the names are handed to the client as they are.
+        let servers = match &cfg.tls {
+            Some(_) => cfg.hosts.clone(),
+            None => resolve_servers(&cfg.hosts, cfg.session_timeout.min(RESOLVE_TIMEOUT)).await?,
+        };
         // The connection timeout bounds both how long a silent server is
         // waited for and each attempt to connect, and sets the ping period
         // (3/8 of it). 2/5 of the session (the client's own default): a
@@ -193,6 +198,9 @@ impl Zk {
             .with_session_timeout(cfg.session_timeout)
             .with_connection_timeout(cfg.session_timeout * 2 / 5)
             .with_fail_eagerly();
+        if let Some(tls) = &cfg.tls {
+            connector = connector.with_tls(TlsOptions::new().with_certs(tls.certs.clone()));
+        }
         let acls = match &cfg.digest {
             Some(d) => {
                 connector = connector.with_auth("digest", d.expose().as_bytes());

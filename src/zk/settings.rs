@@ -7,6 +7,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::model::{Secret, is_valid_host};
+use zookeeper_client::{TlsCa, TlsCerts, TlsDynamicCerts, TlsIdentity};
+
+use crate::tls::{Refresh, Tls};
 
 /// How ZooKeeper is reached, shared by all three binaries.
 #[derive(Debug, Clone)]
@@ -26,6 +29,50 @@ pub struct ZkConfig {
     /// Create the chroot, the root and its directories on connect (the
     /// launchers); a reader (`rzkctl`) creates nothing.
     pub create: bool,
+    /// The CA (and identity) for `tcp+tls://` servers.
+    pub tls: Option<ZkTls>,
+}
+
+/// The certificates of a session over TLS: the files in service, and the
+/// client's copy of them, which [`ZkTls::refresh`] updates live (new
+/// connections of the same session use it).
+#[derive(Debug, Clone)]
+pub struct ZkTls {
+    /// The files, checked.
+    pub files: Tls,
+    /// What the client connects with.
+    pub certs: TlsDynamicCerts,
+}
+
+impl ZkTls {
+    /// The client's certificates from `files`.
+    pub fn new(files: Tls) -> Result<ZkTls, String> {
+        let certs = TlsDynamicCerts::new(client_certs(&files)?);
+        Ok(ZkTls { files, certs })
+    }
+
+    /// Looks at the files; a new set that passes the checks is handed to
+    /// the client.
+    pub fn refresh(&self) -> Refresh {
+        let r = self.files.refresh();
+        if let Refresh::Loaded(_) = &r {
+            match client_certs(&self.files) {
+                Ok(c) => self.certs.update(c),
+                Err(e) => return Refresh::Refused(e),
+            }
+        }
+        r
+    }
+}
+
+fn client_certs(files: &Tls) -> Result<TlsCerts, String> {
+    let m = files.current();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut b = TlsCerts::builder().with_ca(TlsCa::from_pem(&text(&m.ca_pem)).map_err(|e| e.to_string())?);
+    if let Some((c, k)) = &m.identity {
+        b = b.with_identity(TlsIdentity::from_pem(&text(c), &text(k)).map_err(|e| e.to_string())?);
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 /// A ZooKeeper path: absolute, no trailing slash, no empty or `.`/`..` parts.
@@ -37,13 +84,21 @@ pub fn is_valid_zk_path(p: &str) -> bool {
             .all(|part| !part.is_empty() && part != "." && part != ".." && !part.contains('\0'))
 }
 
-/// Parses `ZK_HOSTS`: `host[:port],…[/chroot]`. Returns the connect string,
-/// with the default port 2181 filled in, and the chroot.
+/// The prefix of a `ZK_HOSTS` entry reached over TLS (the client crate's
+/// syntax).
+pub const TLS_SCHEME: &str = "tcp+tls://";
+
+/// Parses `ZK_HOSTS`: `host[:port],…[/chroot]`, every entry prefixed with
+/// `tcp+tls://` when ZooKeeper is reached over TLS (all or none). Returns
+/// the connect string, with the default port 2181 filled in and the prefix
+/// kept, and the chroot.
 pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
     let s = s.trim();
-    let (list, chroot) = match s.find('/') {
-        Some(i) => (&s[..i], Some(&s[i..])),
-        None => (s, None),
+    let tls = s.starts_with(TLS_SCHEME);
+    let bare = s.replace(TLS_SCHEME, "");
+    let (list, chroot) = match bare.find('/') {
+        Some(i) => (&bare[..i], Some(&bare[i..])),
+        None => (bare.as_str(), None),
     };
     if let Some(c) = chroot
         && c != "/"
@@ -51,6 +106,12 @@ pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
     {
         return None;
     }
+    // All or none: a mixed list would send the session in clear text to
+    // some servers.
+    if s.split(',').any(|e| e.trim().starts_with(TLS_SCHEME) != tls) {
+        return None;
+    }
+    let scheme = if tls { TLS_SCHEME } else { "" };
     let mut hosts = Vec::new();
     for entry in list.split(',') {
         let entry = entry.trim();
@@ -61,10 +122,16 @@ pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
         if !is_valid_host(host) {
             return None;
         }
-        hosts.push(format!("{host}:{port}"));
+        hosts.push(format!("{scheme}{host}:{port}"));
     }
     let chroot = chroot.filter(|c| *c != "/").map(str::to_owned);
     Some((hosts.join(","), chroot))
+}
+
+/// Whether a connect string (as [`parse_zk_hosts`] returns it) reaches
+/// ZooKeeper over TLS.
+pub fn is_tls(hosts: &str) -> bool {
+    hosts.starts_with(TLS_SCHEME)
 }
 
 /// The `host:port` entries of a connect string (as [`parse_zk_hosts`]
@@ -137,8 +204,27 @@ mod tests {
             parse_zk_hosts("10.0.0.1,10.0.0.2:2182/"),
             Some(("10.0.0.1:2181,10.0.0.2:2182".into(), None))
         );
+        assert_eq!(
+            parse_zk_hosts("tcp+tls://a,tcp+tls://b:2182/x"),
+            Some(("tcp+tls://a:2181,tcp+tls://b:2182".into(), Some("/x".into())))
+        );
+        assert!(is_tls("tcp+tls://a:2181") && !is_tls("a:2181"));
         for bad in [
-            "", ",", "a:", "a:0", "a:70000", "a:x", "a,,b", "a/x/", "a//x", "a b", "/x",
+            "",
+            ",",
+            "a:",
+            "a:0",
+            "a:70000",
+            "a:x",
+            "a,,b",
+            "a/x/",
+            "a//x",
+            "a b",
+            "/x",
+            "tcp+tls://a,b",
+            "a,tcp+tls://b",
+            "tcp+tls://",
+            "tcp+tls:///x",
         ] {
             assert_eq!(parse_zk_hosts(bad), None, "{bad:?} should be rejected");
         }

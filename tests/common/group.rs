@@ -1004,6 +1004,13 @@ impl Group {
             .env_clear()
             .env("ZK_HOSTS", zk().connect_string())
             .env("ZK_ROOT", &self.root)
+            // A TLS group's files and ZooKeeper (tests/tls.rs).
+            .envs(
+                self.extra
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("TLS_") || k.starts_with("ZK_"))
+                    .map(|(k, v)| (*k, v)),
+            )
             .output()
             .await
             .expect("run rzkctl");

@@ -14,6 +14,8 @@ pub mod group;
 pub mod haproxy;
 pub mod net;
 pub mod rolling;
+pub mod scenarios;
+pub mod tls;
 
 use std::fs::{self, OpenOptions};
 use std::future::Future;
@@ -79,7 +81,7 @@ fn sweep_stale(base: &Path) {
 }
 
 /// A fresh, kept (not auto-deleted) directory under this binary's scratch area.
-fn fresh_dir(prefix: &str) -> PathBuf {
+pub fn fresh_dir(prefix: &str) -> PathBuf {
     tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(scratch_root())
@@ -505,13 +507,23 @@ fn launch_zk(dir: &Path) -> i32 {
 
 /// [`launch_zk`] in the network namespace `netns` (`ip netns exec`, which
 /// execs java in place: the pid is the server's).
-#[allow(clippy::zombie_processes)]
 fn launch_zk_in(dir: &Path, netns: Option<&str>) -> i32 {
+    launch_zk_with(dir, netns, &[])
+}
+
+/// [`launch_zk_in`] with `extra_jars` appended to the classpath (the TLS
+/// server of [`tls::ZkTls`] needs `netty-codec.jar`).
+#[allow(clippy::zombie_processes)]
+fn launch_zk_with(dir: &Path, netns: Option<&str>, extra_jars: &[&str]) -> i32 {
     // Debian's zookeeper.jar ships no SLF4J binding, so the server logs nothing;
     // add slf4j-simple (logs to stderr → our file) when it is installed.
     let mut classpath = String::from("/etc/zookeeper/conf:/usr/share/java/zookeeper.jar");
     if Path::new("/usr/share/java/slf4j-simple.jar").exists() {
         classpath.push_str(":/usr/share/java/slf4j-simple.jar");
+    }
+    for jar in extra_jars {
+        classpath.push(':');
+        classpath.push_str(jar);
     }
     let log = OpenOptions::new()
         .create(true)
@@ -741,14 +753,31 @@ impl RedisConn {
         if let Some(p) = password {
             settings = settings.set_password(p);
         }
+        // No response timeout of the crate's own (500 ms by default): it cut
+        // `WAIT 1 1000` short; every command is bounded below instead.
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        if let Some(tls) = tls::client() {
+            let opened = async {
+                let stream = tls::connect(tls.clone(), &ip, port).await?;
+                let (conn, driver) = redis::aio::MultiplexedConnection::new_with_config(&settings, stream, config)
+                    .await
+                    .map_err(|e| format!("{addr}: connect: {e}"))?;
+                tokio::spawn(driver);
+                Ok::<_, String>(conn)
+            };
+            let conn = tokio::time::timeout(REDIS_TIMEOUT, opened)
+                .await
+                .map_err(|_| format!("{addr}: connect timed out"))??;
+            return Ok(RedisConn {
+                addr: addr.to_string(),
+                conn,
+            });
+        }
         let info = ConnectionAddr::Tcp(ip, port)
             .into_connection_info()
             .map_err(|e| e.to_string())?
             .set_redis_settings(settings);
         let client = redis::Client::open(info).map_err(|e| e.to_string())?;
-        // No response timeout of the crate's own (500 ms by default): it cut
-        // `WAIT 1 1000` short; every command is bounded below instead.
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
         let conn = tokio::time::timeout(
             REDIS_TIMEOUT,
             client.get_multiplexed_async_connection_with_config(&config),
@@ -897,13 +926,21 @@ pub async fn zk_set_raw(c: &Client, path: &str, data: &[u8]) {
     }
 }
 
-/// A plain HTTP/1.1 `GET` (the admin API): (status, body). Bounded by 5 s.
+/// A plain HTTP/1.1 `GET` (the admin API): (status, body); HTTPS when the
+/// binary's checks are TLS ([`tls::client`]). Bounded by 5 s.
 pub async fn http_get(ip: &str, port: u16, path: &str) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+    impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
     let fut = async {
-        let mut s = tokio::net::TcpStream::connect((ip, port))
-            .await
-            .map_err(|e| format!("connect {ip}:{port}: {e}"))?;
+        let mut s: Box<dyn Io> = match tls::client() {
+            Some(tls) => Box::new(tls::connect(tls.clone(), ip, port).await?),
+            None => Box::new(
+                tokio::net::TcpStream::connect((ip, port))
+                    .await
+                    .map_err(|e| format!("connect {ip}:{port}: {e}"))?,
+            ),
+        };
         let req = format!("GET {path} HTTP/1.1\r\nHost: {ip}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
