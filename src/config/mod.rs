@@ -763,6 +763,38 @@ mod tests {
     }
 
     #[test]
+    fn tls_files_come_together_and_are_checked() {
+        let e = err(&[("TLS_CERT_FILE", "/x/tls.crt")]);
+        assert_eq!(e.var, "TLS_KEY_FILE");
+        assert!(e.expected.contains("set together with TLS_CERT_FILE"), "{e}");
+        let e = err(&[("TLS_CA_CERT_FILE", "/x/ca.crt"), ("TLS_KEY_FILE", "/x/k")]);
+        assert_eq!(e.var, "TLS_CERT_FILE");
+        // Files that cannot be read are blamed on their variable.
+        let e = err(&[
+            ("TLS_CERT_FILE", "/nonexistent/tls.crt"),
+            ("TLS_KEY_FILE", "/nonexistent/tls.key"),
+            ("TLS_CA_CERT_FILE", "/nonexistent/ca.crt"),
+        ]);
+        assert_eq!(
+            (e.var, e.value.as_str()),
+            ("TLS_CA_CERT_FILE", "/nonexistent/ca.crt"),
+            "{e}"
+        );
+        let e = err(&[("TLS_AUTH_CLIENTS", "sometimes")]);
+        assert_eq!(e.var, "TLS_AUTH_CLIENTS");
+        // ZooKeeper over TLS needs a CA, and its identity comes in pairs.
+        let e = err(&[("ZK_HOSTS", "tcp+tls://zk:2281")]);
+        assert_eq!(e.var, "ZK_TLS_CA_CERT_FILE", "{e}");
+        let e = err(&[
+            ("ZK_HOSTS", "tcp+tls://zk:2281"),
+            ("ZK_TLS_CA_CERT_FILE", "/x/ca.crt"),
+            ("ZK_TLS_CERT_FILE", "/x/c"),
+        ]);
+        assert_eq!(e.var, "ZK_TLS_KEY_FILE", "{e}");
+        assert_eq!(err(&[("ZK_HOSTS", "tcp+tls://a,b")]).var, "ZK_HOSTS");
+    }
+
+    #[test]
     fn secrets_from_files() {
         let dir = tempfile::tempdir().unwrap();
         let pw = dir.path().join("pw");

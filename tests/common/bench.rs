@@ -42,8 +42,8 @@ pub struct Opts {
     pub crash_rounds: usize,
     /// Length of each idle window of the steady-state cost.
     pub idle: Duration,
-    /// Only these parts (`P6`, `P5`, `P2` for P1/P2, `P2c`, `F` for F1–F3,
-    /// `P3`, `P4` for the idle costs); all when empty.
+    /// Only these parts (`P6`, `P5`, `P2` for P1/P2, `T` for TLS on vs off,
+    /// `P2c`, `F` for F1–F3, `P3`, `P4` for the idle costs); all when empty.
     pub only: Vec<String>,
 }
 
@@ -123,7 +123,7 @@ impl Opts {
 }
 
 /// The parts `--only` can pick.
-const PARTS: [&str; 7] = ["P6", "P5", "P2", "P2C", "F", "P3", "P4"];
+const PARTS: [&str; 8] = ["P6", "P5", "P2", "T", "P2C", "F", "P3", "P4"];
 
 impl Opts {
     fn runs(&self, part: &str) -> bool {
@@ -265,6 +265,13 @@ pub async fn run(o: &Opts) -> Report {
             o.failover_rounds
         );
         rep.rows.extend(p1_p2_failover(o.failover_rounds).await);
+    }
+    if o.runs("T") {
+        eprintln!(
+            "bench: T failover and RSS, TLS on vs off, {} rounds each side, interleaved",
+            o.failover_rounds
+        );
+        rep.rows.extend(tls_on_off(o.failover_rounds).await);
     }
     if o.runs("P2C") {
         eprintln!(
@@ -421,8 +428,22 @@ async fn switch_ears(
     for s in sentinels {
         let (addr, tx) = (s.clone(), tx.clone());
         let (ip, port) = addr.split_once(' ').expect("ip port");
-        let client = redis::Client::open(format!("redis://{ip}:{port}")).expect("sentinel url");
-        let mut ps = client.get_async_pubsub().await.expect("subscribe to a sentinel");
+        let mut ps = match crate::common::tls::client() {
+            // A TLS group (part T): the checks' own configuration.
+            Some(tls) => {
+                let stream = crate::common::tls::connect(tls.clone(), ip, port.parse().expect("port"))
+                    .await
+                    .expect("TLS to a sentinel");
+                let settings = redis::RedisConnectionInfo::default().set_skip_set_lib_name();
+                redis::aio::PubSub::new(&settings, stream)
+                    .await
+                    .expect("subscribe to a sentinel")
+            }
+            None => {
+                let client = redis::Client::open(format!("redis://{ip}:{port}")).expect("sentinel url");
+                client.get_async_pubsub().await.expect("subscribe to a sentinel")
+            }
+        };
         ps.subscribe(channel).await.expect("subscribe to a failover event");
         tasks.push(tokio::spawn(async move {
             let mut stream = ps.into_on_message();
@@ -480,10 +501,9 @@ async fn until_master(addr: &str, deadline: Instant) -> Instant {
 
 const BUDGET: Duration = Duration::from_secs(30);
 
-/// A fresh 3+3+1 group as shipped, down-after `down_after_ms`, settled:
+/// A fresh 3+3+1 group `g` as shipped, down-after `down_after_ms`, settled:
 /// every Sentinel knows every replica, the watcher has reconciled.
-async fn settled_group(tag: &str, down_after_ms: u64) -> (Group, String, Vec<String>) {
-    let mut g = Group::new(tag);
+async fn settled_group(mut g: Group, down_after_ms: u64) -> (Group, String, Vec<String>) {
     g.launcher_defaults = true;
     g.extra.push(("SENTINEL_DOWN_AFTER_MS", down_after_ms.to_string()));
     let g = Group::start_with(g, 3, 3, 1).await;
@@ -503,14 +523,37 @@ async fn settled_group(tag: &str, down_after_ms: u64) -> (Group, String, Vec<Str
     (g, master, sentinels)
 }
 
-/// One rzk round: a fresh 3+3+1 group; SIGKILL the master's task. Returns
-/// (P1: first +promoted-slave → watch fired, P2: SIGKILL → record names a
-/// server answering ROLE master, first +switch-master after SIGKILL).
-async fn rzk_failover_round() -> (f64, f64, f64) {
-    let (g, master, sentinels) = settled_group("bench-p2", DOWN_AFTER_MS).await;
+/// What one rzk failover round measured.
+struct Failover {
+    /// P1: first +promoted-slave → watch fired.
+    p1: f64,
+    /// P2: SIGKILL → the record names a server answering ROLE master.
+    p2: f64,
+    /// SIGKILL → first +switch-master.
+    switch: f64,
+    /// RSS (MB) of each launcher of the settled group, by kind, just
+    /// before the SIGKILL.
+    rss: BTreeMap<&'static str, Vec<f64>>,
+}
+
+/// One rzk round: the fresh 3+3+1 group `g`, settled; SIGKILL the
+/// master's task.
+async fn rzk_failover_round(g: Group) -> Failover {
+    let (g, master, sentinels) = settled_group(g, DOWN_AFTER_MS).await;
+    let mut rss: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+    for (kind, ms) in [
+        ("rzk-redis", &g.redis),
+        ("rzk-sentinel", &g.sentinels),
+        ("rzk-watcher", &g.watchers),
+    ] {
+        rss.insert(
+            kind,
+            ms.iter().map(|m| rss_threads(m.proc.pid()).0 as f64 / 1024.0).collect(),
+        );
+    }
     let (mut promoted, promoted_tasks) = switch_ears(&sentinels, "+promoted-slave").await;
     let (mut ears, tasks) = switch_ears(&sentinels, "+switch-master").await;
-    let c = zk_client().await;
+    let c = g.zk_client().await;
     let path = format!("{}/master", g.root);
     let mi = g.master_index().await.expect("a master");
     let t0 = Instant::now();
@@ -535,14 +578,19 @@ async fn rzk_failover_round() -> (f64, f64, f64) {
     } else {
         -ms(promotion - fired)
     };
-    (p1, ms(live - t0), ms(first - t0))
+    Failover {
+        p1,
+        p2: ms(live - t0),
+        switch: ms(first - t0),
+        rss,
+    }
 }
 
 /// One P2c round: a fresh 3+3+1 group at the contract's default
 /// down-after; SIGKILL of the master's `redis-server` only (its launcher
 /// lives) → the record names a server answering ROLE master.
 async fn rzk_crash_round() -> f64 {
-    let (g, master, _) = settled_group("bench-p2c", CRASH_DOWN_AFTER_MS).await;
+    let (g, master, _) = settled_group(Group::new("bench-p2c"), CRASH_DOWN_AFTER_MS).await;
     let c = zk_client().await;
     let path = format!("{}/master", g.root);
     let pid = server_pid(&master).await;
@@ -731,7 +779,12 @@ async fn p1_p2_failover(rounds: usize) -> Vec<Row> {
         "no slower than raw",
     );
     for i in 0..rounds {
-        let (a, b, s) = rzk_failover_round().await;
+        let Failover {
+            p1: a,
+            p2: b,
+            switch: s,
+            ..
+        } = rzk_failover_round(Group::new("bench-p2")).await;
         let raw = raw_failover_round(DOWN_AFTER_MS).await;
         eprintln!(
             "bench: failover round {i}: P1 {a:.1} ms, P2 {b:.0} ms (rzk switch {s:.0} ms), raw switch {raw:.0} ms"
@@ -743,6 +796,84 @@ async fn p1_p2_failover(rounds: usize) -> Vec<Row> {
         switch.base.0.push(raw);
     }
     vec![p1, p2, switch]
+}
+
+// ---------------------------------------------------------------------------
+// T: TLS on vs off
+// ---------------------------------------------------------------------------
+
+/// Part T: P2's SIGKILL round on a 3+3+1 group with every link TLS
+/// (contract section 11: the three files, ZooKeeper over `tcp+tls://` with
+/// client authentication, the admin API over HTTPS) and on the same group
+/// in plain text, rounds interleaved; both as shipped (`ADMIN_PORT` set)
+/// and on one ZooKeeper, its TLS port for one and its plain port for the
+/// other. The RSS of every launcher is read in each settled group, just
+/// before the kill. The checks follow the group: TLS with the PKI's leaf
+/// during a TLS round, plain text otherwise.
+async fn tls_on_off(rounds: usize) -> Vec<Row> {
+    use crate::common::tls::{ZkTls, checks_in_plain_text, checks_over_tls, pki, readable_by_the_redis_group};
+    let pki = pki();
+    let zk = ZkTls::start_with(pki, true);
+    let dir = fresh_dir("bench-tls-");
+    let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
+    fs::copy(pki.ca_cert(), &ca).expect("copy the CA");
+    readable_by_the_redis_group(&ca);
+    pki.install(pki.cert(), pki.key(), &cert, &key);
+    let group = |tls: bool| {
+        let mut g = Group::new(if tls { "bench-tls" } else { "bench-plain" });
+        g.admin = true;
+        // The checks read ZooKeeper on its plain port.
+        g.zk = Some(zk.connect_string());
+        if tls {
+            for (k, f) in [
+                ("TLS_CERT_FILE", &cert),
+                ("TLS_KEY_FILE", &key),
+                ("TLS_CA_CERT_FILE", &ca),
+            ] {
+                g.extra.push((k, f.display().to_string()));
+            }
+            g.extra.push(("ZK_HOSTS", zk.secure_connect_string()));
+        }
+        g
+    };
+    let mut time = Row::new(
+        "T",
+        "TLS on (every link, ZooKeeper included), 3+3+1, ADMIN_PORT set: SIGKILL master task → record names a server answering ROLE master",
+        "ms",
+        "the same group in plain text",
+        "ratio ≤ 1.1",
+    );
+    let kinds = ["rzk-redis", "rzk-sentinel", "rzk-watcher"];
+    let mut rss: Vec<Row> = kinds
+        .iter()
+        .map(|k| {
+            Row::new(
+                &format!("T {k}"),
+                &format!("{k} RSS, TLS on, settled group before the kill"),
+                "MB",
+                "the same in plain text",
+                "-",
+            )
+        })
+        .collect();
+    for i in 0..rounds {
+        checks_over_tls(pki);
+        let on = rzk_failover_round(group(true)).await;
+        checks_in_plain_text();
+        let off = rzk_failover_round(group(false)).await;
+        eprintln!(
+            "bench: TLS round {i}: on {:.0} ms (switch {:.0} ms), off {:.0} ms (switch {:.0} ms); RSS MB on {:?}, off {:?}",
+            on.p2, on.switch, off.p2, off.switch, on.rss, off.rss
+        );
+        time.ours.0.push(on.p2);
+        time.base.0.push(off.p2);
+        for (row, kind) in rss.iter_mut().zip(kinds) {
+            row.ours.0.extend(on.rss.get(kind).into_iter().flatten());
+            row.base.0.extend(off.rss.get(kind).into_iter().flatten());
+        }
+    }
+    drop(zk);
+    std::iter::once(time).chain(rss).collect()
 }
 
 async fn p2c_crash(rounds: usize) -> Row {

@@ -575,14 +575,26 @@ impl Drop for ZkTls {
 /// ([`super::http_get`]) is TLS, checked against the CA, with the PKI's
 /// leaf as client identity. The scenarios run unchanged over TLS.
 pub fn client() -> Option<&'static std::sync::Arc<rustls::ClientConfig>> {
+    if PLAIN.load(Ordering::SeqCst) {
+        return None;
+    }
     CLIENT.get()
 }
 
 static CLIENT: OnceLock<std::sync::Arc<rustls::ClientConfig>> = OnceLock::new();
+static PLAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Makes every check of this binary TLS (see [`client`]).
 pub fn checks_over_tls(pki: &Pki) {
     CLIENT.get_or_init(|| std::sync::Arc::new(client_config(pki.ca_cert(), Some(pki.identity())).unwrap()));
+    PLAIN.store(false, Ordering::SeqCst);
+}
+
+/// Makes the checks plain text again, until the next [`checks_over_tls`]:
+/// the benchmark's part T runs a TLS group and a plain one by turns in one
+/// process (never both at once).
+pub fn checks_in_plain_text() {
+    PLAIN.store(true, Ordering::SeqCst);
 }
 
 /// A rustls client configuration: `ca` as the only root, `identity` as
