@@ -184,6 +184,47 @@ async fn a_tls_group_end_to_end() {
     }
     times.push(("admin over HTTPS", t.elapsed()));
 
+    // The HAProxy recipe with the checks over HTTPS, as docs/deploying.md
+    // says: the write frontend sends a TLS client to the master.
+    let t = Instant::now();
+    let words = format!(" check-ssl verify required ca-file {}", pki.ca_cert().display());
+    let recipe: String = common::haproxy::RECIPE
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("default-server ") {
+                format!("{l}{words}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let servers: Vec<common::haproxy::Backend> = g
+        .redis
+        .iter()
+        .map(|m| common::haproxy::Backend {
+            addr: m.addr(),
+            admin: m.admin.unwrap(),
+        })
+        .collect();
+    let proxy = common::haproxy::Haproxy::start_with(&recipe, &servers, None, None);
+    proxy
+        .wait_only_up("redis_write", &master, Duration::from_secs(10))
+        .await;
+    let via = redis_tls_cmd(
+        &proxy.write,
+        pki.ca_cert(),
+        Some(pki.identity()),
+        &["SET", "via-haproxy", "1"],
+    )
+    .await;
+    assert_eq!(
+        via.map(|v| value_text(&v)),
+        Ok(Some("OK".into())),
+        "a TLS client through HAProxy"
+    );
+    drop(proxy);
+    times.push(("HAProxy with checks over HTTPS", t.elapsed()));
+
     // rzkctl over TLS, and an application's Sentinel client.
     let t = Instant::now();
     let status = status_json(&g).await;
