@@ -1,6 +1,7 @@
-//! The benchmark runs: one round of every part, with tiny counts. It asserts
-//! that every figure was measured, never how fast (times belong to
-//! `scripts/bench.sh`, not to `cargo test`).
+//! The benchmark runs: one round of every part but T (TLS on vs off; see
+//! `Opts::tiny`), with tiny counts. It asserts that every figure was
+//! measured, never how fast (times belong to `scripts/bench.sh`, not to
+//! `cargo test`).
 
 mod common;
 #[path = "common/bench.rs"]
