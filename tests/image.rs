@@ -374,6 +374,12 @@ fn build_as_compiled_stage() -> (PathBuf, Duration) {
             cmd.env_remove(k);
         }
     }
+    // The toolchain this test was built with, as `cargo` run through
+    // rustup (the image's) sets it for rustc: without it a dependency's
+    // own rust-toolchain.toml (flagset's names 1.65) would pick rustc.
+    if let Some(t) = option_env!("RUSTUP_TOOLCHAIN") {
+        cmd.env("RUSTUP_TOOLCHAIN", t);
+    }
     let t0 = Instant::now();
     let status = cmd.status().expect("run cargo");
     let took = t0.elapsed();

@@ -643,6 +643,13 @@ impl Duty<'_> {
                 warn!(addr = %self.own.me, code, reason = %why,
                     "the server died as master; no failover asked for, the Sentinels decide after their down-after");
                 metrics().crash_failovers.with_label_values(&["skipped"]).inc();
+                // Whoever moves the master now (the Sentinels, already
+                // failing it over or after their down-after), the change
+                // is the crash's: the history says so.
+                let deadline = started + self.cfg.shutdown_failover_timeout;
+                if let Some(intent) = self.announce(&snap, None, Cause::Crash, deadline).await {
+                    self.write_result(&intent, format!("not asked for: {why}")).await;
+                }
                 return;
             }
         };
