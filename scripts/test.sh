@@ -9,7 +9,7 @@
 # Why lanes: most of the suite's time is spent waiting (Sentinel's down-after,
 # failover timeouts, ZooKeeper session expiry), not computing, and `cargo test`
 # runs its test binaries one after the other. So the binaries are built once
-# and then run RZK_TEST_JOBS at a time (default 2), longest first. Each binary
+# and then run RZK_TEST_JOBS at a time (default 3), longest first. Each binary
 # has its own ZooKeeper, its own ports, and its own namespace and bridge names,
 # so binaries never share anything but the CPU. A binary's output is printed
 # in one piece when it ends, followed by a table of every binary's time.
@@ -29,7 +29,7 @@ if (($#)); then
   exec cargo test --locked "$@"
 fi
 
-jobs=${RZK_TEST_JOBS:-2}
+jobs=${RZK_TEST_JOBS:-3}
 # This run's tag: the namespace tests put it in the names of their network
 # namespaces, bridges and veths (rzk<letter><tag>-…, tests/common run_tag),
 # so that only what this run made is removed after it, never what a run

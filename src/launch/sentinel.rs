@@ -155,6 +155,16 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
                             return 1;
                         }
                     }
+                    // Its short INFO period is not in its config: set it
+                    // again once it answers.
+                    let again = async {
+                        while executor.execute(&period, None).await.is_err() {
+                            sleep(Duration::from_millis(100)).await;
+                        }
+                    };
+                    if tokio::time::timeout(Duration::from_secs(10), again).await.is_err() {
+                        warn!("could not shorten the restarted Sentinel's INFO period");
+                    }
                 }
             }
         }
