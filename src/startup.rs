@@ -27,6 +27,21 @@ pub fn default_route_iface(route: &str) -> Option<String> {
         .map(|(_, iface)| iface)
 }
 
+/// Whether the user `uid` (group `gid`) has `perm` (`0o4` read, `0o1`
+/// execute or enter) on the file of `m`: through its owner, group or
+/// others bits, the one class that applies, as the kernel decides.
+fn permits(m: &std::fs::Metadata, uid: u32, gid: u32, perm: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let shift = if m.uid() == uid {
+        6
+    } else if m.gid() == gid {
+        3
+    } else {
+        0
+    };
+    m.mode() >> shift & perm != 0
+}
+
 /// A launcher started as root reads the TLS files again, for a rotation,
 /// as the [`RUN_AS`] user: each must be readable by it (owner, group or
 /// others), or the first rotation would fail long after the start.
@@ -46,14 +61,7 @@ fn readable_after_the_drop(files: &crate::tls::Files, names: [&'static str; 3]) 
     for (var, path) in paths {
         let Ok(m) = std::fs::metadata(path) else { continue };
         let mode = m.mode();
-        let readable = if m.uid() == uid {
-            mode & 0o400 != 0
-        } else if m.gid() == gid {
-            mode & 0o040 != 0
-        } else {
-            mode & 0o004 != 0
-        };
-        if !readable {
+        if !permits(&m, uid, gid, 0o4) {
             return Err(ConfigError::new(
                 var,
                 path.display().to_string(),
@@ -375,14 +383,7 @@ pub fn check_own_dir(dir: &Path, uid: u32, gid: u32, homes: &[PathBuf]) -> Resul
     for a in real.ancestors().skip(1) {
         let Ok(m) = std::fs::metadata(a) else { continue };
         let mode = m.mode();
-        let through = if m.uid() == uid {
-            mode & 0o100 != 0
-        } else if m.gid() == gid {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        };
-        if !through {
+        if !permits(&m, uid, gid, 0o1) {
             return Err(format!(
                 "the {RUN_AS} user may not enter {} (mode {:o})",
                 a.display(),

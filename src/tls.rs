@@ -154,7 +154,7 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
         .map_err(|e| format!("{}: not a PEM private key ({e})", key_path.display()))?;
     let (not_before, not_after, serial) = validity(&leaf).map_err(|e| format!("{}: {e}", cert_path.display()))?;
     let provider = provider();
-    let certified = CertifiedKey::from_der(chain.clone(), key, &provider).map_err(|e| {
+    let certified = CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(|e| {
         format!(
             "{} and {} do not go together ({e})",
             cert_path.display(),
@@ -212,7 +212,6 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
             }
         }
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
     Ok(Material {
         client: client_config(&roots, Some((chain, key)))?,
         ca_pem,
