@@ -27,6 +27,7 @@ fn main() {
                 Command::Pause { duration, reason } => ctl::pause(cfg, duration, reason).await,
                 Command::Resume => ctl::resume(cfg).await,
                 Command::History { json } => ctl::history(cfg, json).await,
+                Command::Tls { on } => ctl::tls(cfg, on).await,
             }
         },
     )

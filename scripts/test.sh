@@ -63,7 +63,7 @@ build_secs=$((SECONDS - start))
 
 # Longest first (by their times in a sequential run: 245 s down to 10 s), so
 # that the lanes end close together. The rest (under 10 s each) follow.
-slow="failover promotion partition chaos zk_ensemble bench_smoke demo image write_fence engines tls migration security admin rzkctl zk_faults proxy persistence redis_bootstrap"
+slow="failover promotion partition chaos zk_ensemble bench_smoke demo image write_fence engines tls tls_move migration security admin rzkctl zk_faults proxy persistence redis_bootstrap"
 {
   for name in $slow; do grep "^test:$name " "$work/all" || true; done
   grep -v -E "^test:($(tr ' ' '|' <<<"$slow")) " "$work/all" || true

@@ -118,6 +118,11 @@ pub enum Action {
     /// the own server or Sentinel: it serves the new certificate from its
     /// next handshake on, without a restart.
     TlsFiles(TlsPaths),
+    /// Switches the own server between plain text (`false`) and TLS
+    /// (`true`) on its port, replication included, without a restart,
+    /// then drops its link to its master, which it opens again (a partial
+    /// resync) speaking the new way. Its TLS files are loaded already.
+    SpeakTls(bool, u16),
 }
 
 impl Action {
@@ -134,6 +139,7 @@ impl Action {
                 | Action::RequestFailover(_)
                 | Action::SentinelInfoPeriod(_)
                 | Action::TlsFiles(_)
+                | Action::SpeakTls(..)
         )
     }
 }
@@ -268,6 +274,31 @@ impl<'a> Executor<'a> {
                     &ca,
                 ];
                 self.redis(self.own()?, &set).await?
+            }
+            Action::SpeakTls(on, port) => {
+                let port = port.to_string();
+                // One CONFIG SET: the old listener closes before the new
+                // one binds the same port.
+                let set = if *on {
+                    [
+                        "CONFIG",
+                        "SET",
+                        "port",
+                        "0",
+                        "tls-port",
+                        &port,
+                        "tls-replication",
+                        "yes",
+                    ]
+                } else {
+                    ["CONFIG", "SET", "tls-port", "0", "port", &port, "tls-replication", "no"]
+                };
+                let kick: &[&str] = &["CLIENT", "KILL", "TYPE", "master"];
+                // One connection: it stays open across the switch. Only
+                // the switch decides success: a link not dropped stays up
+                // as it was opened, until it breaks.
+                let mut replies = self.probe.pipe(self.own()?, &[&set, kick]).await?.into_iter();
+                replies.next().unwrap_or(Ok(redis::Value::Nil))?;
             }
             Action::SentinelInfoPeriod(d) => {
                 let ms = d.as_millis().to_string();

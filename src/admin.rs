@@ -87,7 +87,10 @@ pub fn listen_addrs(task: Option<Ipv4Addr>, port: u16) -> Vec<SocketAddr> {
 /// can never pass would only be killed later).
 /// `paths` are the binary's paths besides `/metrics`; any other is 404.
 /// With `tls`, every connection is HTTPS, served the certificate in
-/// service at its handshake.
+/// service at its handshake; but for a task that follows its group's move
+/// between plain text and TLS (`TLS_TRANSITION=yes`), a connection is
+/// HTTPS when its first byte opens a TLS handshake and HTTP otherwise, so
+/// that the orchestrator's checks pass before, during and after the move.
 pub async fn start(
     addrs: &[SocketAddr],
     paths: &'static [&'static str],
@@ -95,7 +98,10 @@ pub async fn start(
 ) -> std::io::Result<Publisher> {
     let acceptor = match tls {
         None => None,
-        Some(t) => Some(TlsAcceptor::from(t.server_config().map_err(std::io::Error::other)?)),
+        Some(t) => Some((
+            TlsAcceptor::from(t.server_config().map_err(std::io::Error::other)?),
+            t.follows_group(),
+        )),
     };
     let (tx, rx) = watch::channel(Published {
         pages: Pages::default(),
@@ -117,7 +123,7 @@ async fn accept(
     pages: watch::Receiver<Published>,
     limit: Arc<Semaphore>,
     paths: &'static [&'static str],
-    tls: Option<TlsAcceptor>,
+    tls: Option<(TlsAcceptor, bool)>,
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -140,9 +146,13 @@ async fn accept(
         let tls = tls.clone();
         tokio::spawn(async move {
             let served = async {
+                let mut first = [0u8; 1];
                 match tls {
+                    Some((_, true)) if matches!(stream.peek(&mut first).await, Ok(1) if first[0] != 0x16) => {
+                        serve(stream, pages, paths).await
+                    }
                     None => serve(stream, pages, paths).await,
-                    Some(tls) => match tls.accept(stream).await {
+                    Some((tls, _)) => match tls.accept(stream).await {
                         Ok(stream) => serve(stream, pages, paths).await,
                         Err(e) => Err(format!("TLS handshake: {e}")),
                     },

@@ -143,6 +143,11 @@ impl Probe {
         })
     }
 
+    /// The TLS set when the task speaks TLS now (see [`Tls::speaking`]).
+    fn speaking(&self) -> Option<&Tls> {
+        self.tls.as_ref().filter(|t| t.speaking())
+    }
+
     /// A connection to `ep`, over TLS when it is on: the server's
     /// certificate is checked against the CA and must carry `ep`'s host.
     async fn stream(&self, ep: &Endpoint, tls: &Tls) -> Result<Box<dyn Stream>, ProbeError> {
@@ -173,7 +178,7 @@ impl Probe {
     /// Opens a pub/sub connection (AUTH included), for following events.
     pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, ProbeError> {
         let opened = async {
-            match &self.tls {
+            match self.speaking() {
                 None => self
                     .client(ep)?
                     .get_async_pubsub()
@@ -202,7 +207,7 @@ impl Probe {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
         let opened = async {
-            match &self.tls {
+            match self.speaking() {
                 None => self
                     .client(ep)?
                     .get_multiplexed_async_connection_with_config(&config)
@@ -308,7 +313,7 @@ impl Probe {
             why: e.to_string(),
         };
         let read = async {
-            let stream: Box<dyn Stream> = match &self.tls {
+            let stream: Box<dyn Stream> = match self.speaking() {
                 None => Box::new(
                     tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
                         .await

@@ -177,16 +177,39 @@ pub struct TlsPaths {
 /// The lines that turn TLS on, appended to `redis.conf` or
 /// `sentinel.conf` (a later directive wins): TLS only, on the task's
 /// port, for clients, replication, and a Sentinel's links to servers and
-/// peers; the same certificate is the client identity.
-pub fn tls_lines(port: u16, paths: &TlsPaths, auth: AuthClients) -> String {
-    format!(
-        "port 0\ntls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
-         tls-auth-clients {}\ntls-replication yes\n",
+/// peers; the same certificate is the client identity. Not `speaking`
+/// (a task that follows a group still in plain text): the files are
+/// loaded, ready for the switch, and everything stays plain text on the
+/// task's port.
+pub fn tls_lines(port: u16, paths: &TlsPaths, auth: AuthClients, speaking: bool) -> String {
+    let files = format!(
+        "tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\ntls-auth-clients {}\n",
         quote(&paths.cert.to_string_lossy()),
         quote(&paths.key.to_string_lossy()),
         quote(&paths.ca.to_string_lossy()),
         auth.as_str(),
-    )
+    );
+    if speaking {
+        format!("port 0\ntls-port {port}\n{files}tls-replication yes\n")
+    } else {
+        format!("port {port}\ntls-port 0\n{files}tls-replication no\n")
+    }
+}
+
+/// `config` with its `port` and `tls-*` directives replaced by `lines`:
+/// a Sentinel's own config, rewritten by it, switched between plain text
+/// and TLS before it starts again.
+pub fn with_tls_lines(config: &str, lines: &str) -> String {
+    let mut out: String = config
+        .lines()
+        .filter(|l| {
+            let d = l.trim_start();
+            !(d.starts_with("port ") || d.starts_with("tls-"))
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    out += lines;
+    out
 }
 
 /// The command line of the Sentinel: its config file, then `--sentinel`.
@@ -238,6 +261,31 @@ pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_in_transition_loads_the_files_and_speaks_what_it_is_told() {
+        let paths = TlsPaths {
+            cert: "/d/cert.pem".into(),
+            key: "/d/key.pem".into(),
+            ca: "/d/ca.pem".into(),
+        };
+        let plain = tls_lines(7000, &paths, AuthClients::Yes, false);
+        assert!(plain.starts_with("port 7000\ntls-port 0\n"), "{plain}");
+        assert!(plain.contains("tls-cert-file \"/d/cert.pem\"\n") && plain.ends_with("tls-replication no\n"));
+        let tls = tls_lines(7000, &paths, AuthClients::Yes, true);
+        assert!(
+            tls.starts_with("port 0\ntls-port 7000\n") && tls.ends_with("tls-replication yes\n"),
+            "{tls}"
+        );
+        // A Sentinel's own config, switched: its port and TLS lines go,
+        // everything else (its id, its peers) stays in order.
+        let own =
+            "port 7000\ntls-port 0\nsentinel myid abc\ntls-replication no\nsentinel known-sentinel m 1.2.3.4 5 x\n";
+        assert_eq!(
+            with_tls_lines(own, &tls),
+            format!("sentinel myid abc\nsentinel known-sentinel m 1.2.3.4 5 x\n{tls}")
+        );
+    }
 
     fn id() -> Identity {
         Identity {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Common, ConfigError, Listen};
 use crate::model::{Endpoint, Identity};
+use crate::tls::Tls;
 
 /// The interface of the default IPv4 route, from the text of
 /// `/proc/net/route`: destination and mask 0, route up; the lowest metric
@@ -101,6 +102,9 @@ pub fn check_tls_names(common: &mut Common, id: &Identity) -> Result<(), ConfigE
         .map_or(String::new(), |(c, _)| c.display().to_string());
     let checked = crate::tls::Tls::new(files, names)
         .map_err(|why| ConfigError::new("TLS_CERT_FILE", cert, format!("a certificate for this task: {why}")))?;
+    if common.tls.as_ref().is_some_and(Tls::follows_group) {
+        checked.follow_group();
+    }
     common.tls = Some(checked);
     Ok(())
 }

@@ -12,6 +12,7 @@
 //! keep theirs.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -261,6 +262,12 @@ struct Inner {
     /// it has held for a whole look, so that a certificate and its key
     /// replaced one after the other are never taken half-way.
     seen: Mutex<Option<Stamp>>,
+    /// `TLS_TRANSITION=yes`: the task speaks what the group's `<root>/tls`
+    /// says, not always TLS.
+    follows_group: std::sync::atomic::AtomicBool,
+    /// Whether the task's Redis links speak TLS now: always, unless it
+    /// follows the group, which starts it in plain text.
+    speaking: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Tls {
@@ -294,8 +301,32 @@ impl Tls {
                 current: RwLock::new(Arc::new(m)),
                 refused: Mutex::new(None),
                 seen: Mutex::new(None),
+                follows_group: false.into(),
+                speaking: true.into(),
             }),
         })
+    }
+
+    /// Makes the task follow the group's `<root>/tls` (`TLS_TRANSITION`):
+    /// plain text until told otherwise.
+    pub fn follow_group(&self) {
+        self.inner.follows_group.store(true, Ordering::Relaxed);
+        self.speak(false);
+    }
+
+    /// Whether the task follows the group's `<root>/tls`.
+    pub fn follows_group(&self) -> bool {
+        self.inner.follows_group.load(Ordering::Relaxed)
+    }
+
+    /// Whether new Redis and Sentinel connections speak TLS.
+    pub fn speaking(&self) -> bool {
+        self.inner.speaking.load(Ordering::Relaxed)
+    }
+
+    /// Sets what new Redis and Sentinel connections speak.
+    pub fn speak(&self, tls: bool) {
+        self.inner.speaking.store(tls, Ordering::Relaxed);
     }
 
     /// The files.

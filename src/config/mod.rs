@@ -459,6 +459,23 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
     } else {
         AuthClients::Yes
     };
+    let transition = env.get("TLS_TRANSITION", |s| match s {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    })?;
+    if transition {
+        match &tls {
+            Some(t) => t.follow_group(),
+            None => {
+                return Err(ConfigError::new(
+                    "TLS_TRANSITION",
+                    "yes",
+                    "yes only with TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE set (the files the task speaks TLS with once the group does), or no".to_string(),
+                ));
+            }
+        }
+    }
     let zk_tls = zk_tls(env, &hosts, tls.as_ref())?;
     Ok(Common {
         zk: ZkConfig {
@@ -780,6 +797,12 @@ mod tests {
             ("TLS_CA_CERT_FILE", "/nonexistent/ca.crt"),
             "{e}"
         );
+        // A transition needs the files, and says yes or no.
+        let e = err(&[("TLS_TRANSITION", "yes")]);
+        assert_eq!((e.var, e.value.as_str()), ("TLS_TRANSITION", "yes"), "{e}");
+        assert!(e.expected.contains("TLS_CERT_FILE"), "{e}");
+        let e = err(&[("TLS_TRANSITION", "maybe")]);
+        assert_eq!((e.var, e.value.as_str()), ("TLS_TRANSITION", "maybe"), "{e}");
         let e = err(&[("TLS_AUTH_CLIENTS", "sometimes")]);
         assert_eq!(e.var, "TLS_AUTH_CLIENTS");
         // ZooKeeper over TLS needs a CA, and its identity comes in pairs.

@@ -55,7 +55,8 @@ impl Bin {
                  \x20 rzkctl switchover [--to IP:PORT] [--timeout SECONDS]\n\
                  \x20 rzkctl pause [--for DURATION] [--reason TEXT]\n\
                  \x20 rzkctl resume\n\
-                 \x20 rzkctl history [--json]"
+                 \x20 rzkctl history [--json]\n\
+                 \x20 rzkctl tls on|off"
             }
         }
     }
@@ -261,6 +262,9 @@ pub const VARS: &[Var] = &[
     var!("TLS_AUTH_CLIENTS", TASKS, Tls, Value("yes"),
         "yes, optional or no",
         "whether the servers require a client certificate the CA signs (Redis's `tls-auth-clients`)"),
+    var!("TLS_TRANSITION", ALL, Tls, Value("no"),
+        "yes or no; yes needs the three TLS files",
+        "`yes` while a running group moves between plain text and TLS: the task speaks what `<root>/tls` says (`rzkctl tls on` or `off`), plain text until it says `on`, and its admin API answers HTTP and HTTPS"),
     var!("ZK_TLS_CA_CERT_FILE", ALL, Tls, Derived("`TLS_CA_CERT_FILE`"),
         "a PEM file this user can read, holding the CA certificate(s) of the ZooKeeper servers",
         "checks the ZooKeeper servers when `ZK_HOSTS` names them as `tcp+tls://host:port`"),

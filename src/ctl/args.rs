@@ -35,10 +35,15 @@ pub enum Command {
         /// `--json`.
         json: bool,
     },
+    /// `tls on|off`: what the group speaks (`<root>/tls`).
+    Tls {
+        /// `on`.
+        on: bool,
+    },
 }
 
 /// What a bad command line is answered with.
-const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] | pause [--for DURATION] [--reason TEXT] | resume | history [--json] (or --help)";
+const USAGE: &str = "status [--json] | switchover [--to IP:PORT] [--timeout SECONDS] | pause [--for DURATION] [--reason TEXT] | resume | history [--json] | tls on|off (or --help)";
 
 /// Parses the arguments after the program name (`--help` and `--version`
 /// are answered before, by [`crate::cli`]).
@@ -119,6 +124,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
             Ok(None) => Ok(Command::Resume),
             _ => Err(usage()),
         },
+        "tls" => {
+            let on = match p.next() {
+                Ok(Some(Value(v))) if v == "on" => true,
+                Ok(Some(Value(v))) if v == "off" => false,
+                _ => return Err(usage()),
+            };
+            match p.next() {
+                Ok(None) => Ok(Command::Tls { on }),
+                _ => Err(usage()),
+            }
+        }
         _ => Err(usage()),
     }
 }
@@ -178,6 +194,11 @@ mod tests {
             assert_eq!(a(bad).unwrap_err().var, "--for", "{bad:?}");
         }
         assert!(a(&["resume", "now"]).is_err());
+        assert_eq!(a(&["tls", "on"]), Ok(Command::Tls { on: true }));
+        assert_eq!(a(&["tls", "off"]), Ok(Command::Tls { on: false }));
+        for bad in [&["tls"][..], &["tls", "yes"], &["tls", "on", "now"]] {
+            assert!(a(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -28,6 +28,14 @@ async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, Snapshot)> {
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
         .ok()?;
+    if let Some(tls) = cfg.common.tls.as_ref().filter(|t| t.follows_group()) {
+        let on = zk
+            .read_group_tls()
+            .await
+            .map_err(|e| error!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks"))
+            .ok()?;
+        tls.speak(on == Some(true));
+    }
     let probe = Probe::of(&cfg.common);
     let scope = Scope {
         nodes: true,
@@ -351,4 +359,63 @@ fn history_table(h: &History) -> String {
         );
     }
     out
+}
+
+/// How long `rzkctl tls` waits for every task to speak the new way.
+const TLS_SWITCH: Duration = Duration::from_secs(30);
+
+/// `rzkctl tls on|off`: writes `<root>/tls`, which every task with
+/// `TLS_TRANSITION=yes` follows, then waits until every registered server
+/// and Sentinel answers speaking it. 0 once they do; 1 when it could not
+/// be written, or some task does not answer so within 30 s (a task
+/// without `TLS_TRANSITION=yes` never will: `rzkctl tls` the other way
+/// brings the group back). Needs the TLS files, as the tasks have them.
+pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
+    let Some(tls) = cfg.common.tls.clone() else {
+        eprintln!(
+            "rzkctl: tls refused, nothing changed: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE (and TLS_TRANSITION=yes) as the tasks have them"
+        );
+        return 1;
+    };
+    let Some((zk, probe, snap)) = look(&cfg).await else {
+        return 1;
+    };
+    let started = Instant::now();
+    if let Err(e) = zk.write_group_tls(on).await {
+        eprintln!(
+            "rzkctl: tls failed, nothing changed: cannot write {}: {e}",
+            zk.tls_path()
+        );
+        return 1;
+    }
+    tls.speak(on);
+    let said = if on { "TLS" } else { "plain text" };
+    let tasks: Vec<Endpoint> = snap.nodes.iter().chain(&snap.sentinels).cloned().collect();
+    loop {
+        let mut silent = vec![];
+        for ep in &tasks {
+            if let Err(e) = probe.cmd(ep, &["PING"]).await {
+                silent.push(format!("{ep} ({e})"));
+            }
+        }
+        if silent.is_empty() {
+            println!(
+                "the group speaks {said}: {} tasks answer so ({:.1} s)",
+                tasks.len(),
+                started.elapsed().as_secs_f32()
+            );
+            return 0;
+        }
+        if started.elapsed() >= TLS_SWITCH {
+            eprintln!(
+                "rzkctl: {} says {}, but after {} s these tasks do not answer in {said} (do they run with TLS_TRANSITION=yes?): {}",
+                zk.tls_path(),
+                if on { "on" } else { "off" },
+                TLS_SWITCH.as_secs(),
+                silent.join("; ")
+            );
+            return 1;
+        }
+        sleep(POLL * 5).await;
+    }
 }

@@ -101,7 +101,41 @@ pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> 
         1
     })?;
     let zk = connect(cfg, &mut signals).await?;
+    group_tls(common, &zk, &mut signals).await?;
     Ok((signals, zk))
+}
+
+/// What the group speaks (`<root>/tls`, written by `rzkctl tls`), read
+/// before anything starts: a task that follows the group starts speaking
+/// it; a task that cannot speak it refuses to start (exit 1), since it
+/// could not reach its peers.
+async fn group_tls(common: &Common, zk: &Zk, signals: &mut Signals) -> Result<(), i32> {
+    let said = loop {
+        match zk.read_group_tls().await {
+            Ok(said) => break said,
+            Err(e) => {
+                warn!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks; retrying");
+                pause(signals, Duration::from_secs(1)).await?;
+            }
+        }
+    };
+    let path = zk.tls_path();
+    match (&common.tls, said) {
+        (Some(tls), said) if tls.follows_group() => {
+            tls.speak(said == Some(true));
+            info!(path = %path, tls = tls.speaking(), "TLS_TRANSITION=yes: speaking what the group speaks");
+            Ok(())
+        }
+        (Some(_), Some(false)) => {
+            error!(path = %path, "this task speaks only TLS, but the group speaks plain text: run `rzkctl tls on` first (every task with TLS_TRANSITION=yes), or give this task TLS_TRANSITION=yes");
+            Err(1)
+        }
+        (None, Some(true)) => {
+            error!(path = %path, "the group speaks TLS, but this task has no TLS files: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE, or run `rzkctl tls off` first (every task with TLS_TRANSITION=yes)");
+            Err(1)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Connects to ZooKeeper within `ZK_CONNECT_TIMEOUT_S`; returns the exit
@@ -135,10 +169,12 @@ pub fn tls_conf(common: &Common, dir: &Path, port: u16) -> std::io::Result<Strin
         return Ok(String::new());
     };
     let paths = datadir::install_tls(dir, &tls.current())?;
-    Ok(tls_lines(port, &paths, common.tls_auth_clients))
+    Ok(tls_lines(port, &paths, common.tls_auth_clients, tls.speaking()))
 }
 
-/// How the child takes a new certificate.
+/// How the child takes a new certificate, or switches between plain text
+/// and TLS.
+#[derive(Clone)]
 pub enum ChildTls {
     /// No child (the watcher).
     None,
@@ -223,6 +259,52 @@ pub async fn follow_tls(common: Common, child: ChildTls) {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Follows the group's `<root>/tls` for ever, for a task with
+/// `TLS_TRANSITION=yes` (nothing to do otherwise): when it changes, the
+/// child switches first (`redis-server` live, with a partial resync;
+/// `redis-sentinel` by a restart in place), then the launcher's own new
+/// connections. A switch that fails is tried again at the next look.
+pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tokio::sync::watch::Receiver<Zk>) {
+    let Some(tls) = common.tls.clone().filter(Tls::follows_group) else {
+        return;
+    };
+    let probe = Probe::of(&common);
+    loop {
+        let zk = sessions.borrow_and_update().clone();
+        let mut changes = zk.changes();
+        match zk.read_group_tls().await {
+            Err(e) => warn!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks; looking again"),
+            Ok(said) if (said == Some(true)) != tls.speaking() => {
+                let on = said == Some(true);
+                info!(path = %zk.tls_path(), tls = on, "the group switches; this task follows");
+                match &child {
+                    ChildTls::None => tls.speak(on),
+                    ChildTls::Restart(restart, _) => {
+                        tls.speak(on);
+                        restart.send_modify(|n| *n += 1);
+                    }
+                    ChildTls::ConfigSet(local, _) => {
+                        let executor = Executor::with_local(&probe, &common.master_name, local);
+                        match executor.execute(&Action::SpeakTls(on, local.port), None).await {
+                            Ok(()) => {
+                                tls.speak(on);
+                                info!(tls = on, "the server switched; its replication link opens again");
+                            }
+                            Err(e) => warn!(error = %e, tls = on, "the server did not switch yet; trying again"),
+                        }
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = sessions.changed() => {}
+            _ = sleep(TLS_LOOK) => {}
         }
     }
 }

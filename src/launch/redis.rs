@@ -78,10 +78,8 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         Ok(started) => started,
         Err(code) => return code,
     };
-    tokio::spawn(task::follow_tls(
-        cfg.common.clone(),
-        task::ChildTls::ConfigSet(id.loopback(), cfg.common.data_dir()),
-    ));
+    let child_tls = task::ChildTls::ConfigSet(id.loopback(), cfg.common.data_dir());
+    tokio::spawn(task::follow_tls(cfg.common.clone(), child_tls.clone()));
     let probe = Probe::of(&cfg.common);
     let me = id.announce.clone();
     if cfg.nofailover {
@@ -131,6 +129,11 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     info!(addr = %me, role = if replica_of.is_some() { "replica" } else { "master" }, "server ready; lock released");
 
     let keeper = Keeper::spawn(zk);
+    tokio::spawn(task::follow_group_tls(
+        cfg.common.clone(),
+        child_tls,
+        keeper.subscribe(),
+    ));
     let node_path = keeper.zk().node_path(cfg.nofailover);
     keeper.register(&node_path, &me.to_record());
     let own = Own {

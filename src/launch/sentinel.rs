@@ -20,7 +20,7 @@ use crate::observe::{Observer, observe};
 use crate::policy::follow::{Follow, also_behind, follow};
 use crate::policy::reconcile::confirmed_master;
 use crate::probe::Probe;
-use crate::render::{existing_myid, sentinel_args, sentinel_conf, write_private};
+use crate::render::{self, existing_myid, sentinel_args, sentinel_conf, write_private};
 use crate::session::Keeper;
 use crate::snapshot::Scope;
 use crate::supervise::{self, Signals};
@@ -91,10 +91,8 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         }
     }
     let (restart, mut restarts) = tokio::sync::watch::channel(0u32);
-    tokio::spawn(task::follow_tls(
-        cfg.common.clone(),
-        task::ChildTls::Restart(restart, dir.clone()),
-    ));
+    let child_tls = task::ChildTls::Restart(restart, dir.clone());
+    tokio::spawn(task::follow_tls(cfg.common.clone(), child_tls.clone()));
     if let Err(e) = write_private(&conf_path, &conf) {
         error!(error = %e, path = %conf_path.display(), "cannot write sentinel.conf; DATA_DIR must be writable because Sentinel rewrites it");
         return 1;
@@ -120,6 +118,11 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         warn!(error = %e, "could not shorten this Sentinel's INFO period; replicas' priorities reach it within 10 s");
     }
     let keeper = Keeper::spawn(zk);
+    tokio::spawn(task::follow_group_tls(
+        cfg.common.clone(),
+        child_tls,
+        keeper.subscribe(),
+    ));
     let path = format!("{}/{}", keeper.zk().sentinels_dir(), uuid::Uuid::new_v4());
     keeper.register(&path, &id.announce.to_record());
     let observer = Observer::new(
@@ -140,13 +143,23 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
             tokio::select! {
                 code = supervise::supervise(&mut child, &mut signals) => return code,
                 Ok(()) = restarts.changed() => {
-                    // Sentinel cannot load a new certificate while it runs:
-                    // it is restarted in place, with its config (and id).
-                    info!(pid = child.pid(), "restarting redis-sentinel for its new TLS certificate");
+                    // Sentinel cannot load a new certificate, or switch
+                    // between plain text and TLS, while it runs: it is
+                    // restarted in place, with its config (and id), its
+                    // port and TLS lines made to say what the task speaks.
+                    info!(pid = child.pid(), "restarting redis-sentinel for its new TLS certificate or a switch of the group");
                     child.signal(libc::SIGTERM);
                     if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                         child.signal(libc::SIGKILL);
                         child.wait().await;
+                    }
+                    let rewritten = std::fs::read_to_string(&conf_path).and_then(|c| {
+                        let lines = task::tls_conf(&cfg.common, &dir, id.port)?;
+                        write_private(&conf_path, &render::with_tls_lines(&c, &lines))
+                    });
+                    if let Err(e) = rewritten {
+                        error!(error = %e, path = %conf_path.display(), "cannot rewrite sentinel.conf for TLS");
+                        return 1;
                     }
                     match supervise::spawn(&cfg.sentinel_bin, &sentinel_args(&conf_path), &dir).await {
                         Ok(c) => child = c,

@@ -50,6 +50,11 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
     };
     tokio::spawn(task::follow_tls(cfg.common.clone(), task::ChildTls::None));
     let keeper = Keeper::spawn(zk);
+    tokio::spawn(task::follow_group_tls(
+        cfg.common.clone(),
+        task::ChildTls::None,
+        keeper.subscribe(),
+    ));
     let (subscribed, following) = watch::channel(vec![]);
     let probe = Probe::of(&cfg.common);
     // The ghost gate needs the registered nodes (how many replicas the

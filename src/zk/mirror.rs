@@ -73,6 +73,8 @@ pub(crate) enum Part {
     Switchover,
     /// `<root>/pause`.
     Pause,
+    /// `<root>/tls`.
+    Tls,
     /// `<root>/sentinels` and its children.
     Sentinels,
     /// `<root>/nodes` and its children.
@@ -87,6 +89,7 @@ struct Copies {
     master: Entry<Record>,
     switchover: Entry<Option<(Vec<u8>, i32)>>,
     pause: Entry<Option<(Vec<u8>, i32)>>,
+    tls: Entry<Option<(Vec<u8>, i32)>>,
     sentinels: Entry<Vec<(String, Endpoint)>>,
     nodes: Entry<Vec<(String, Endpoint)>>,
     diverged: Entry<Vec<(String, Endpoint)>>,
@@ -97,6 +100,7 @@ impl Copies {
         self.master.forget();
         self.switchover.forget();
         self.pause.forget();
+        self.tls.forget();
         self.sentinels.forget();
         self.nodes.forget();
         self.diverged.forget();
@@ -147,6 +151,8 @@ impl Mirror {
             Some(Part::Switchover)
         } else if rest == "/pause" {
             Some(Part::Pause)
+        } else if rest == "/tls" {
+            Some(Part::Tls)
         } else if under("/sentinels") {
             Some(Part::Sentinels)
         } else if under("/nodes") {
@@ -167,7 +173,11 @@ impl Mirror {
     /// the record, the intent or the root, counts a change.
     fn changed(&self, path: &str) {
         self.touched(path);
-        if matches!(self.part_of(path), Some(Part::Master | Part::Switchover | Part::Pause)) || path == self.root {
+        if matches!(
+            self.part_of(path),
+            Some(Part::Master | Part::Switchover | Part::Pause | Part::Tls)
+        ) || path == self.root
+        {
             self.changes.send_modify(|n| *n += 1);
         }
     }
@@ -180,6 +190,7 @@ impl Mirror {
             Some(Part::Master) => c.master.forget(),
             Some(Part::Switchover) => c.switchover.forget(),
             Some(Part::Pause) => c.pause.forget(),
+            Some(Part::Tls) => c.tls.forget(),
             Some(Part::Sentinels) => c.sentinels.forget(),
             Some(Part::Nodes) => c.nodes.forget(),
             Some(Part::Diverged) => c.diverged.forget(),
@@ -202,6 +213,7 @@ impl Mirror {
             _ if !c.armed => None,
             Part::Switchover => c.switchover.value.clone(),
             Part::Pause => c.pause.value.clone(),
+            Part::Tls => c.tls.value.clone(),
             _ => None,
         }
     }
@@ -212,6 +224,7 @@ impl Mirror {
         match part {
             Part::Switchover => c.switchover.store(t.0, v),
             Part::Pause => c.pause.store(t.0, v),
+            Part::Tls => c.tls.store(t.0, v),
             _ => {}
         }
     }
@@ -226,7 +239,7 @@ impl Mirror {
             Part::Sentinels => c.sentinels.value.clone(),
             Part::Nodes => c.nodes.value.clone(),
             Part::Diverged => c.diverged.value.clone(),
-            Part::Master | Part::Switchover | Part::Pause => None,
+            Part::Master | Part::Switchover | Part::Pause | Part::Tls => None,
         }
     }
 
@@ -237,6 +250,7 @@ impl Mirror {
             Part::Master => c.master.generation,
             Part::Switchover => c.switchover.generation,
             Part::Pause => c.pause.generation,
+            Part::Tls => c.tls.generation,
             Part::Sentinels => c.sentinels.generation,
             Part::Nodes => c.nodes.generation,
             Part::Diverged => c.diverged.generation,
@@ -256,7 +270,7 @@ impl Mirror {
             Part::Sentinels => c.sentinels.store(t.0, v.to_vec()),
             Part::Nodes => c.nodes.store(t.0, v.to_vec()),
             Part::Diverged => c.diverged.store(t.0, v.to_vec()),
-            Part::Master | Part::Switchover | Part::Pause => {}
+            Part::Master | Part::Switchover | Part::Pause | Part::Tls => {}
         }
     }
 

@@ -365,6 +365,31 @@ impl Zk {
         format!("{}/pause", self.cfg.root)
     }
 
+    /// `<root>/tls`: what a group in a move between plain text and TLS
+    /// speaks (`on` or `off`; see `TLS_TRANSITION`).
+    pub fn tls_path(&self) -> String {
+        format!("{}/tls", self.cfg.root)
+    }
+
+    /// What `<root>/tls` says: `Some(true)` for `on`, `Some(false)` for
+    /// anything else, `None` without the node. Served from the watched
+    /// copy while it is valid.
+    pub async fn read_group_tls(&self) -> Result<Option<bool>, Error> {
+        Ok(self
+            .read_node(Part::Tls, &self.tls_path())
+            .await?
+            .map(|(data, _)| data.trim_ascii() == b"on"))
+    }
+
+    /// Writes `<root>/tls` (`on` or `off`), whatever was there.
+    pub async fn write_group_tls(&self, on: bool) -> Result<(), Error> {
+        let data: &[u8] = if on { b"on" } else { b"off" };
+        match self.write_node(&self.tls_path(), data, None).await {
+            Err(Error::NodeExists) => self.write_node(&self.tls_path(), data, Some(-1)).await,
+            r => r,
+        }
+    }
+
     /// The switchover intent's data and version, `None` when there is none.
     /// Served from the watched copy while it is valid.
     pub async fn read_switchover(&self) -> Result<Option<(Vec<u8>, i32)>, Error> {

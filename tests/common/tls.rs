@@ -655,3 +655,57 @@ pub fn readable_by_the_redis_group(path: &Path) {
     std::os::unix::fs::chown(path, None, Some(group.gid.as_raw())).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o640)).unwrap();
 }
+
+/// The operator's three files, which the rotation replaces in place.
+pub struct Files {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl Files {
+    pub fn new(pki: &Pki) -> Files {
+        let dir = fresh_dir("tls-files-");
+        let f = Files {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            ca: dir.join("ca.crt"),
+        };
+        std::fs::copy(pki.ca_cert(), &f.ca).unwrap();
+        readable_by_the_redis_group(&f.ca);
+        pki.install(pki.cert(), pki.key(), &f.cert, &f.key);
+        f
+    }
+
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("TLS_CERT_FILE", self.cert.display().to_string()),
+            ("TLS_KEY_FILE", self.key.display().to_string()),
+            ("TLS_CA_CERT_FILE", self.ca.display().to_string()),
+        ]
+    }
+}
+
+pub fn ip_port(addr: &str) -> (String, u16) {
+    let (ip, port) = addr.split_once(' ').unwrap();
+    (ip.to_string(), port.parse().unwrap())
+}
+
+/// A plain-text `PING` to `ip:port` gets no reply: the connection is
+/// reset or closed, or nothing comes back within a second.
+pub async fn no_plain_reply(ip: &str, port: u16, request: &[u8]) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect((ip, port))
+        .await
+        .map_err(|e| format!("{ip}:{port}: connect: {e}"))?;
+    let _ = s.write_all(request).await;
+    let mut buf = vec![0; 256];
+    match tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf)).await {
+        Ok(Ok(n)) if n > 0 && !buf[..n].starts_with(&[0x15, 0x03]) => Err(format!(
+            "{ip}:{port} answered plain text: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        )),
+        // Closed, reset, a TLS alert record, or silence.
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,239 @@
+//! Turning TLS on in a running plain-text group (issue 28), as an operator
+//! does it on Marathon: a rolling update of every app to the TLS files
+//! with `TLS_TRANSITION=yes` (the tasks still speak plain text), one
+//! `rzkctl tls on` (every task switches live), and a rolling update
+//! without `TLS_TRANSITION` (docs/deploying.md "Turning TLS on in a
+//! running group"). With keys preloaded and a `WAIT 1` writer that moves
+//! to TLS when it can: no acknowledged write lost, no preloaded key lost,
+//! no full resync at the switch, and nothing answers plain text at the end.
+//!
+//! Its own binary: the harness's checks move from plain text to TLS half
+//! way ([`common::tls::checks_over_tls`] is process-wide).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::group::*;
+use common::rolling::*;
+use common::tls::*;
+use common::*;
+
+/// Preloaded keys (16-byte values), as the other rolling updates preload.
+const KEYS: usize = 500_000;
+const VALUE: usize = 16;
+
+/// Waits until `m`'s `/ready` answers 200.
+async fn ready(m: &Member, within: Duration) {
+    wait_for(&format!("{} /ready to answer 200", m.addr()), within, || async {
+        match m.admin_get("/ready").await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+/// Replaces every Sentinel and the watcher with tasks of the app's new
+/// version (`g.extra`), one at a time, each Sentinel ready before the
+/// next stops.
+async fn roll_sentinels_and_watcher(g: &mut Group) {
+    let n = g.sentinels.len();
+    for i in 0..n {
+        if g.sentinels[i].proc.wait_exit(Duration::ZERO).is_some() {
+            continue;
+        }
+        g.sentinels[i].proc.signal(libc::SIGTERM);
+        let status = g.sentinels[i]
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .expect("a Sentinel task stops on SIGTERM");
+        assert_eq!(status.code(), Some(0), "{}", g.sentinels[i].proc.log());
+        let j = g.start_sentinel();
+        ready(&g.sentinels[j], Duration::from_secs(60)).await;
+    }
+    for i in 0..g.watchers.len() {
+        if g.watchers[i].proc.wait_exit(Duration::ZERO).is_some() {
+            continue;
+        }
+        g.watchers[i].proc.signal(libc::SIGTERM);
+        g.watchers[i]
+            .proc
+            .wait_exit(Duration::from_secs(30))
+            .expect("a watcher stops on SIGTERM");
+        g.start_watcher();
+    }
+}
+
+/// The redis app's rolling update: the live tasks, one at a time, the
+/// master second, each replacement ready before the next stop.
+async fn roll_redis(g: &mut Group) -> Vec<Step> {
+    let mi = g.master_index().await.expect("a master");
+    let live: Vec<usize> = (0..g.redis.len())
+        .filter(|i| *i != mi && g.redis[*i].proc.wait_exit(Duration::ZERO).is_none())
+        .collect();
+    let order = [live[0], mi, live[1]];
+    rolling_restart(g, &order, Duration::from_secs(30), Gate::Ready).await
+}
+
+/// `sync_full` and `sync_partial_ok` of every live server, over the
+/// protocol the checks speak now.
+async fn syncs(g: &Group) -> Vec<(String, u64, u64)> {
+    let mut v = vec![];
+    for m in g.live_redis() {
+        let full = info_field(&m.addr(), "stats", "sync_full").await.unwrap();
+        let partial = info_field(&m.addr(), "stats", "sync_partial_ok").await.unwrap();
+        v.push((m.addr(), full.parse().unwrap(), partial.parse().unwrap()));
+    }
+    v
+}
+
+/// An `rzk-redis` of the group's current version without the variables
+/// `drop` picks exits 1 before it starts a server, its log saying `why`.
+async fn refused(g: &Group, drop: impl Fn(&str) -> bool, why: &str) {
+    let t = task();
+    let mut vars = g.env(Some(&t));
+    vars.retain(|(k, _)| !drop(k));
+    let p = Proc::spawn(RZK_REDIS, &[], &vars, t.dir.join("launcher.log"));
+    let status = p
+        .wait_exit(Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("a task that cannot speak what the group speaks runs on:\n{}", p.log()));
+    assert_eq!(status.code(), Some(1), "{}", p.log());
+    assert!(p.log().contains(why), "no {why:?} in:\n{}", p.log());
+    assert!(!p.log().contains("redis-server started"), "{}", p.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
+    let t_all = Instant::now();
+    let pki = pki();
+    let files = Files::new(pki);
+    let mut g = Group::new("tlsmove");
+    g.admin = true;
+    // The Marathon values: 20 s for the hand-over, 30 s kill grace.
+    g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
+    let mut g = Group::start_with(g, 3, 3, 1).await;
+    let master = g.wait_healthy(Duration::from_secs(60)).await;
+    preload(&master, KEYS, VALUE).await;
+    wait_preloaded(&g, KEYS).await;
+    let writer = g.start_writer("tlsmove", None, 1);
+    let (_, v0) = g.record_with_version().await.unwrap();
+
+    // 1. Every app's new version: the TLS files, TLS_TRANSITION=yes. The
+    // tasks still speak plain text; the group works as before.
+    let t = Instant::now();
+    g.extra.extend(files.env());
+    g.extra.push(("TLS_TRANSITION", "yes".into()));
+    roll_sentinels_and_watcher(&mut g).await;
+    let steps1 = roll_redis(&mut g).await;
+    g.wait_healthy(Duration::from_secs(120)).await;
+    let roll1 = t.elapsed();
+    // Still plain text, and the admin API answers HTTP.
+    for m in g.live_redis().chain(g.live_sentinels()) {
+        redis_cmd(&m.addr(), None, &["PING"])
+            .await
+            .unwrap_or_else(|e| panic!("{} does not answer plain text before the switch: {e}", m.addr()));
+    }
+    let before = syncs(&g).await;
+
+    // 2. The switch: every task at once, live.
+    let t = Instant::now();
+    let (code, out, err) = g.rzkctl(&["tls", "on"]).await;
+    let switch = t.elapsed();
+    assert_eq!(code, 0, "rzkctl tls on:\n{out}{err}\n{}", g.diagnose().await);
+    // The clients move to TLS (the writer at its next connection).
+    checks_over_tls(pki);
+    for m in g.live_redis().chain(g.live_sentinels()) {
+        let (ip, port) = ip_port(&m.addr());
+        no_plain_reply(&ip, port, b"PING\r\n").await.unwrap();
+    }
+    let master = wait_for("the group healthy over TLS", Duration::from_secs(60), || async {
+        let m = g.record().await.ok_or("no record")?;
+        match role(&m).await.as_deref() {
+            Ok("master") => Ok(m),
+            other => Err(format!("{m}: {other:?}")),
+        }
+    })
+    .await;
+    // Every replica is back online over TLS by a partial resync.
+    let after = wait_for("every replica's link up over TLS", Duration::from_secs(30), || async {
+        for m in g.live_redis() {
+            if m.addr() != master {
+                let link = info_field(&m.addr(), "replication", "master_link_status").await?;
+                if link != "up" {
+                    return Err(format!("{}: master_link_status:{link}", m.addr()));
+                }
+            }
+        }
+        Ok(syncs(&g).await)
+    })
+    .await;
+    for ((a, full0, _), (b, full1, _)) in before.iter().zip(&after) {
+        assert_eq!(a, b);
+        assert_eq!(full0, full1, "{a}: a full sync at the switch ({before:?} -> {after:?})");
+    }
+    g.wait_healthy(Duration::from_secs(60)).await;
+
+    // The way back works the same way, while every task still has
+    // TLS_TRANSITION=yes; and a task that cannot speak what the group
+    // speaks refuses to start, and says why.
+    let (code, out, err) = g.rzkctl(&["tls", "off"]).await;
+    assert_eq!(code, 0, "rzkctl tls off:\n{out}{err}\n{}", g.diagnose().await);
+    checks_in_plain_text();
+    g.wait_healthy(Duration::from_secs(60)).await;
+    refused(
+        &g,
+        |k| k == "TLS_TRANSITION",
+        "speaks only TLS, but the group speaks plain text",
+    )
+    .await;
+    let (code, out, err) = g.rzkctl(&["tls", "on"]).await;
+    assert_eq!(code, 0, "rzkctl tls on again:\n{out}{err}\n{}", g.diagnose().await);
+    checks_over_tls(pki);
+    g.wait_healthy(Duration::from_secs(60)).await;
+    refused(
+        &g,
+        |k| k.starts_with("TLS_"),
+        "the group speaks TLS, but this task has no TLS files",
+    )
+    .await;
+
+    // 3. Every app without TLS_TRANSITION: TLS only, HTTPS admin API.
+    let t = Instant::now();
+    g.extra.retain(|(k, _)| *k != "TLS_TRANSITION");
+    roll_sentinels_and_watcher(&mut g).await;
+    let steps3 = roll_redis(&mut g).await;
+    let master = g.wait_healthy(Duration::from_secs(120)).await;
+    let roll3 = t.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ledger = writer.finish().await;
+    let (_, v1) = g.record_with_version().await.unwrap();
+    let present = preloaded_present(&master, KEYS).await.unwrap();
+    let lost = missing_keys(&master, None, &ledger.acked).await;
+    eprintln!(
+        "MEASURE plain -> TLS move: roll 1 (TLS_TRANSITION=yes) {roll1:?} {steps1:?}; rzkctl tls on {switch:?} ({}); \
+         syncs before {before:?} after {after:?}; roll 3 (TLS only) {roll3:?} {steps3:?}; record version {v0} -> {v1}; \
+         {present} of {KEYS} preloaded keys present; {} WAIT 1 writes acknowledged, {} lost, {} failed, longest pause {:?}; total {:?}",
+        out.trim(),
+        ledger.acked.len(),
+        lost.len(),
+        ledger.failed,
+        ledger.longest_gap,
+        t_all.elapsed()
+    );
+    for m in g.live_redis().chain(g.live_sentinels()) {
+        let (ip, port) = ip_port(&m.addr());
+        no_plain_reply(&ip, port, b"PING\r\n").await.unwrap();
+        no_plain_reply("127.0.0.1", m.admin.unwrap(), b"GET /health HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    assert_eq!(present, KEYS, "preloaded keys lost (master {master})");
+    assert!(ledger.acked.len() > 50, "the writer barely wrote: {ledger:?}");
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
