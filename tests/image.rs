@@ -495,6 +495,7 @@ fn run_in(
         args.push("--env".into());
         args.push(format!("{k}={v}"));
     }
+    args.extend(tls_mounts(env));
     args.push(name.into());
     args.push("--".into());
     args.extend(argv.iter().cloned());
@@ -529,6 +530,21 @@ fn run_in(
     } else {
         Err(format!("{status}: {text}"))
     }
+}
+
+/// `buildah run` flags that mount the directories of the TLS files `env`
+/// names, read-only, at the same paths (a secret mounted as a file).
+fn tls_mounts(env: &[(&str, String)]) -> Vec<String> {
+    let mut dirs: Vec<String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("TLS_") && k.ends_with("_FILE"))
+        .filter_map(|(_, v)| Path::new(v).parent().map(|d| d.display().to_string()))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    dirs.into_iter()
+        .flat_map(|d| ["--volume".to_string(), format!("{d}:{d}:ro")])
+        .collect()
 }
 
 /// Every process below `pid`, by walking `/proc`.
@@ -741,11 +757,19 @@ fn start_container(
     env.retain(|(k, _)| *k != "DATA_DIR");
     // Not PID 1 under chroot isolation: let tini reap as a subreaper.
     env.push(("TINI_SUBREAPER", "1".into()));
+    // A TLS group's tasks serve their admin API (HTTPS) as Marathon's
+    // MESOS_HTTPS checks read it.
+    let tls = env.iter().any(|(k, _)| *k == "TLS_CERT_FILE");
+    let admin = tls.then(|| free_port(&["0.0.0.0"]));
+    if let Some(p) = admin {
+        env.push(("ADMIN_PORT", p.to_string()));
+    }
     let mut args: Vec<String> = vec!["run".into(), "--isolation".into(), "chroot".into()];
     for (k, v) in &env {
         args.push("--env".into());
         args.push(format!("{k}={v}"));
     }
+    args.extend(tls_mounts(&env));
     args.push(name.clone());
     args.push("--".into());
     args.extend(
@@ -760,11 +784,7 @@ fn start_container(
     all.extend(args.iter().map(String::as_str));
     let proc = Proc::spawn("buildah", &all, &[], t.dir.join("container.log"));
     cleanup.runners.push(proc.pid());
-    let member = Member {
-        task: t,
-        proc,
-        admin: None,
-    };
+    let member = Member { task: t, proc, admin };
     let list = match kind {
         "redis" => &mut g.redis,
         "sentinel" => &mut g.sentinels,
@@ -1077,7 +1097,30 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         );
     }
     let valkey_health = healthcheck(&b, "redis", VALKEY);
+    // This group runs with TLS on every link (issue 28): the files mounted
+    // as secrets are, readable by the image's `redis` user, and every
+    // check of this test from here on over TLS.
+    let pki = common::tls::pki();
+    let files = common::tls::Files::new(pki);
+    let image_uid: u32 = {
+        let probe = format!("rzk-{}-uid", std::process::id());
+        let _ = b.run(&["rm", &probe]);
+        b.ok(&["from", "--pull-never", "--name", &probe, &image_name("redis", VALKEY)]);
+        let uid = b.run(&["run", "--isolation", "chroot", &probe, "--", "id", "-u", "redis"]);
+        let _ = b.run(&["rm", &probe]);
+        uid.unwrap().trim().parse().expect("the image's redis uid")
+    };
+    for f in [&files.cert, &files.key, &files.ca] {
+        std::os::unix::fs::chown(f, Some(image_uid), Some(image_uid)).unwrap();
+    }
+    std::fs::set_permissions(
+        files.cert.parent().unwrap(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    common::tls::checks_over_tls(pki);
     let mut gv = Group::new("image-valkey");
+    gv.extra = files.env();
     let mut valkey_containers: Vec<Container> = vec![];
     start_container(&b, &mut gv, &mut valkey_containers, &mut cleanup, "redis", VALKEY);
     wait_for(
@@ -1101,7 +1144,47 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
     }
     let c = valkey_containers.iter().find(|c| c.kind == "redis").unwrap();
     if let Err(e) = run_in(&b, &c.name, &c.env, &valkey_health.argv, valkey_health.timeout) {
-        panic!("{}: the HEALTHCHECK fails against a live Valkey server: {e}", c.name);
+        panic!(
+            "{}: the HEALTHCHECK fails against a live Valkey server over TLS: {e}",
+            c.name
+        );
+    }
+    // Over TLS only: a plain-text PING gets no answer, and the HEALTHCHECK
+    // without the TLS files fails.
+    let plain: Vec<(&str, String)> = c.env.iter().filter(|(k, _)| !k.starts_with("TLS_")).cloned().collect();
+    if let Ok(out) = run_in(&b, &c.name, &plain, &valkey_health.argv, valkey_health.timeout) {
+        panic!(
+            "{}: a plain-text HEALTHCHECK passes against a TLS server: {out}",
+            c.name
+        );
+    }
+    for m in gv.redis.iter().chain(&gv.sentinels) {
+        let (ip, port) = common::tls::ip_port(&m.addr());
+        common::tls::no_plain_reply(&ip, port, b"PING\r\n").await.unwrap();
+    }
+    // The watcher's HEALTHCHECK reads the Sentinels over TLS.
+    let w = valkey_containers.iter().find(|c| c.kind == "watcher").unwrap();
+    let wh = healthcheck(&b, "watcher", VALKEY);
+    if let Err(e) = run_in(&b, &w.name, &w.env, &wh.argv, wh.timeout) {
+        panic!("{}: the watcher's HEALTHCHECK fails over TLS: {e}", w.name);
+    }
+    // The admin API, as Marathon's MESOS_HTTPS checks read it.
+    for m in gv.redis.iter().chain(&gv.sentinels).chain(&gv.watchers) {
+        let port = m.admin.expect("an admin port");
+        common::tls::no_plain_reply("127.0.0.1", port, b"GET /health HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
+        wait_for(
+            &format!("{}: /health over HTTPS", m.addr()),
+            Duration::from_secs(10),
+            || async {
+                match m.admin_get("/health").await {
+                    Ok((200, _)) => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
     }
     let mi = gv.master_index().await.expect("a Valkey master");
     for p in inside(gv.redis[mi].proc.pid()) {
@@ -1125,7 +1208,7 @@ async fn the_images_build_and_run_a_group_that_fails_over_and_stops_cleanly() {
         stop_by_tini(&gv, c);
     }
     eprintln!(
-        "MEASURE Valkey images: built and a 2+3+1 group healthy in {:.1} s, failover to the record {:.1} s",
+        "MEASURE Valkey images, TLS on: built and a 2+3+1 group healthy in {:.1} s, failover to the record {:.1} s",
         valkey_healthy.as_secs_f64(),
         valkey_failover.as_secs_f64()
     );
