@@ -110,6 +110,11 @@ impl Probe {
         }
     }
 
+    /// The same probe, over TLS with `tls` when it is set.
+    pub fn with_tls(self, tls: Option<Tls>) -> Self {
+        Probe { tls, ..self }
+    }
+
     /// The probe of a binary: its password and TLS, and [`PROBE_TIMEOUT`].
     pub fn of(common: &Common) -> Self {
         Probe {
