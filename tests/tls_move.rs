@@ -173,6 +173,21 @@ async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
         assert_eq!(full0, full1, "{a}: a full sync at the switch ({before:?} -> {after:?})");
     }
     g.wait_healthy(Duration::from_secs(60)).await;
+    // The watcher's HEALTHCHECK (`rzk-watcher --check`) of a task in
+    // transition speaks what the group speaks.
+    let check = tokio::process::Command::new(RZK_WATCHER)
+        .arg("--check")
+        .env_clear()
+        .envs(g.env(None))
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stderr).into_owned() + &String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success() && said.contains("the record matches the sentinels"),
+        "rzk-watcher --check after the switch: {:?}\n{said}",
+        check.status
+    );
 
     // The way back works the same way, while every task still has
     // TLS_TRANSITION=yes; and a task that cannot speak what the group

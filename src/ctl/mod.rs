@@ -28,14 +28,10 @@ async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, Snapshot)> {
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
         .ok()?;
-    if let Some(tls) = cfg.common.tls.as_ref().filter(|t| t.follows_group()) {
-        let on = zk
-            .read_group_tls()
-            .await
-            .map_err(|e| error!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks"))
-            .ok()?;
-        tls.speak(on == Some(true));
-    }
+    zk.speak_as_group(cfg.common.tls.as_ref())
+        .await
+        .map_err(|e| error!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks"))
+        .ok()?;
     let probe = Probe::of(&cfg.common);
     let scope = Scope {
         nodes: true,

@@ -111,7 +111,7 @@ pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> 
 /// could not reach its peers.
 async fn group_tls(common: &Common, zk: &Zk, signals: &mut Signals) -> Result<(), i32> {
     let said = loop {
-        match zk.read_group_tls().await {
+        match zk.speak_as_group(common.tls.as_ref()).await {
             Ok(said) => break said,
             Err(e) => {
                 warn!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks; retrying");
@@ -121,8 +121,7 @@ async fn group_tls(common: &Common, zk: &Zk, signals: &mut Signals) -> Result<()
     };
     let path = zk.tls_path();
     match (&common.tls, said) {
-        (Some(tls), said) if tls.follows_group() => {
-            tls.speak(said == Some(true));
+        (Some(tls), _) if tls.follows_group() => {
             info!(path = %path, tls = tls.speaking(), "TLS_TRANSITION=yes: speaking what the group speaks");
             Ok(())
         }

@@ -102,6 +102,10 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
             return 1;
         }
     };
+    if let Err(e) = zk.speak_as_group(cfg.common.tls.as_ref()).await {
+        error!(error = %e, path = %zk.tls_path(), "check: cannot read what the group speaks");
+        return 1;
+    }
     let probe = Probe::of(&cfg.common);
     let snap = match observe(&zk, &probe, &cfg.common.master_name, &Scope::default()).await {
         Ok(s) => s,

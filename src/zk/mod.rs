@@ -381,6 +381,16 @@ impl Zk {
             .map(|(data, _)| data.trim_ascii() == b"on"))
     }
 
+    /// Reads `<root>/tls` (as [`Zk::read_group_tls`]) and makes a task
+    /// that follows its group (`TLS_TRANSITION=yes`) speak what it says.
+    pub async fn speak_as_group(&self, tls: Option<&crate::tls::Tls>) -> Result<Option<bool>, Error> {
+        let said = self.read_group_tls().await?;
+        if let Some(t) = tls.filter(|t| t.follows_group()) {
+            t.speak(said == Some(true));
+        }
+        Ok(said)
+    }
+
     /// Writes `<root>/tls` (`on` or `off`), whatever was there.
     pub async fn write_group_tls(&self, on: bool) -> Result<(), Error> {
         let data: &[u8] = if on { b"on" } else { b"off" };
