@@ -46,7 +46,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(5);
 /// The latest pages and when they were made.
 #[derive(Debug, Clone)]
 struct Published {
-    pages: Pages,
+    pages: Arc<Pages>,
     at: Instant,
 }
 
@@ -58,7 +58,7 @@ impl Publisher {
     /// Replaces the pages.
     pub fn publish(&self, pages: Pages) {
         self.0.send_replace(Published {
-            pages,
+            pages: Arc::new(pages),
             at: Instant::now(),
         });
     }
@@ -104,7 +104,7 @@ pub async fn start(
         )),
     };
     let (tx, rx) = watch::channel(Published {
-        pages: Pages::default(),
+        pages: Arc::default(),
         at: Instant::now(),
     });
     let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -142,7 +142,11 @@ async fn accept(
             drop(stream);
             continue;
         };
-        let pages = pages.clone();
+        // The request is answered with the pages in force now, judged as of
+        // now: a connection that waited in the kernel while the launcher
+        // was frozen gets the page it had, too old, not whichever the
+        // first look after the thaw races it to.
+        let pages = (pages.borrow().clone(), Instant::now());
         let tls = tls.clone();
         tokio::spawn(async move {
             let served = async {
@@ -166,8 +170,9 @@ async fn accept(
     }
 }
 
-/// Serves one request on one connection.
-async fn serve<S>(stream: S, pages: watch::Receiver<Published>, paths: &'static [&'static str]) -> Result<(), String>
+/// Serves one request on one connection: `pages` as they were when it
+/// was accepted, and when that was.
+async fn serve<S>(stream: S, pages: (Published, Instant), paths: &'static [&'static str]) -> Result<(), String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -175,7 +180,7 @@ where
         {
             let service = hyper::service::service_fn(move |req| {
                 let pages = pages.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &pages.borrow(), paths)) }
+                async move { Ok::<_, Infallible>(answer(&req, &pages.0, pages.1, paths)) }
             });
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
@@ -199,7 +204,8 @@ fn respond(status: u16, content_type: &'static str, body: String) -> Response<Fu
 
 const JSON: &str = "application/json";
 
-fn answer(req: &Request<Incoming>, published: &Published, paths: &[&str]) -> Response<Full<Bytes>> {
+fn answer(req: &Request<Incoming>, published: &Published, accepted: Instant, paths: &[&str]) -> Response<Full<Bytes>> {
+    let age = accepted.saturating_duration_since(published.at);
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = respond(405, JSON, r#"{"error":"only GET and HEAD"}"#.into());
         r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -214,8 +220,8 @@ fn answer(req: &Request<Incoming>, published: &Published, paths: &[&str]) -> Res
     }
     match published.pages.answer(path, req.uri().query()) {
         Err(why) => respond(400, JSON, serde_json::json!({ "error": why }).to_string()),
-        Ok(Some(_)) if published.at.elapsed() > STALE_AFTER => {
-            let age = published.at.elapsed().as_secs();
+        Ok(Some(_)) if age > STALE_AFTER => {
+            let age = age.as_secs();
             respond(503, JSON, format!(r#"{{"error":"view is {age} s old"}}"#))
         }
         Ok(Some(p)) => respond(p.status, JSON, p.body),

@@ -5,9 +5,13 @@
 //! The look that hangs here is the whole launcher's: it is frozen
 //! (SIGSTOP, as `docker pause` or a stalled VM freezes it) for longer than
 //! 5 s, a request is sent meanwhile (the kernel queues the connection and
-//! its bytes), and the launcher is thawed. It answers that request before
-//! its next look can finish, since a look waits on the network at least
-//! once (its own server's `INFO`): with the page it had, now too old.
+//! its bytes), and the launcher is thawed. It answers that request with
+//! the page in force when it accepted the connection, which it does in its
+//! first turn after the thaw, before its next look can finish (a look
+//! waits on the network at least once): the page it had, now too old.
+//! (Before the answer was judged at the accept, a look that finished first
+//! under load made the watcher answer 200 with a fresh page, once in
+//! about ten runs.)
 //!
 //! The other scenario freezes ZooKeeper, which the contract says must
 //! never fail `/health`; it freezes this binary's own ZooKeeper, one
