@@ -17,23 +17,6 @@ use std::time::{Duration, Instant};
 use common::engine::*;
 use common::group::*;
 use common::rolling::*;
-use common::*;
-
-/// Preloaded keys (16-byte values), as `promotion.rs`'s ready-gated
-/// rolling restart preloads them.
-const KEYS: usize = 500_000;
-const VALUE: usize = 16;
-
-/// Waits until `m`'s `/ready` answers 200.
-async fn ready(m: &Member, within: Duration) {
-    wait_for(&format!("{} /ready to answer 200", m.addr()), within, || async {
-        match m.admin_get("/ready").await {
-            Ok((200, _)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_group_moves_to_valkey_online() {
@@ -47,9 +30,9 @@ async fn a_redis_group_moves_to_valkey_online() {
     let mut g = Group::start_with(g, 3, 3, 1).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
     let t = Instant::now();
-    preload(&master, KEYS, VALUE).await;
+    preload(&master, PRELOAD_KEYS, PRELOAD_VALUE).await;
     let preload_took = t.elapsed();
-    wait_preloaded(&g, KEYS).await;
+    wait_preloaded(&g, PRELOAD_KEYS).await;
     let mi = g.master_index().await.unwrap();
     let writer = g.start_writer("migrate", None, 1);
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -63,14 +46,7 @@ async fn a_redis_group_moves_to_valkey_online() {
     // stop. In between the group has Sentinels of both engines.
     let mut mixed_seen = vec![];
     for i in 0..3 {
-        g.sentinels[i].proc.signal(libc::SIGTERM);
-        let status = g.sentinels[i]
-            .proc
-            .wait_exit(Duration::from_secs(30))
-            .expect("a Sentinel task stops on SIGTERM");
-        assert_eq!(status.code(), Some(0), "{}", g.sentinels[i].proc.log());
-        let j = g.start_sentinel();
-        ready(&g.sentinels[j], Duration::from_secs(60)).await;
+        replace_sentinel(&mut g, i).await;
         let mut engines = vec![];
         for s in g.live_sentinels() {
             engines.push(engine_of(&s.addr()).await.unwrap().0);
@@ -93,8 +69,7 @@ async fn a_redis_group_moves_to_valkey_online() {
     let master = g.wait_healthy(Duration::from_secs(120)).await;
     let ledger = writer.finish().await;
     let (_, v1) = g.record_with_version().await.unwrap();
-    let present = preloaded_present(&master, KEYS).await.unwrap();
-    let lost = missing_keys(&master, None, &ledger.acked).await;
+    let losses = Losses::on(&master, &ledger).await;
     // The first Valkey replacement (index 3) was the only Valkey replica,
     // synced and ready, when the master was stopped.
     let first_valkey = g.redis[3].addr();
@@ -105,13 +80,10 @@ async fn a_redis_group_moves_to_valkey_online() {
         .unwrap_or("no hand-over line")
         .to_string();
     eprintln!(
-        "MEASURE migration redis {redis_v} -> valkey {valkey_v}: preload {KEYS} keys in {preload_took:?}; Sentinels seen {mixed_seen:?}; \
+        "MEASURE migration redis {redis_v} -> valkey {valkey_v}: preload {PRELOAD_KEYS} keys in {preload_took:?}; Sentinels seen {mixed_seen:?}; \
          steps {steps:?}; record version {v0} -> {v1}; master now {master} (first Valkey replica {first_valkey}); \
-         {present} of {KEYS} preloaded keys present; {} WAIT 1 writes acknowledged, {} lost, {} failed, longest pause {:?}; total {:?}",
-        ledger.acked.len(),
-        lost.len(),
-        ledger.failed,
-        ledger.longest_gap,
+         {}; total {:?}",
+        losses.summary(&ledger),
         t_all.elapsed()
     );
     for m in g.live_redis().chain(g.live_sentinels()) {
@@ -130,14 +102,7 @@ async fn a_redis_group_moves_to_valkey_online() {
             "step {k}: the syncing Valkey replacement was never seen unpromotable: {s:?}"
         );
     }
-    assert_eq!(present, KEYS, "preloaded keys lost (master {master})");
-    assert!(ledger.acked.len() > 50, "the writer barely wrote: {ledger:?}");
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    losses.assert_none(&ledger, &master);
     assert_eq!(
         v1 - v0,
         1,

@@ -498,43 +498,14 @@ async fn promoted_pair() -> (Task, Proc, Task, Proc) {
     redis_cmd(&ta.addr(), None, &["CONFIG", "SET", "repl-diskless-sync-delay", "0"])
         .await
         .unwrap();
-    redis_cmd(&tb.addr(), None, &["REPLICAOF", &ta.ip, &ta.port.to_string()])
-        .await
-        .unwrap();
-    wait_for(
-        "the replica in step with its master",
-        Duration::from_secs(20),
-        || async {
-            let link = info_field(&tb.addr(), "replication", "master_link_status").await?;
-            let (mo, ro) = (
-                info_field(&ta.addr(), "replication", "master_repl_offset").await?,
-                info_field(&tb.addr(), "replication", "slave_repl_offset").await?,
-            );
-            (link == "up" && mo == ro)
-                .then_some(())
-                .ok_or(format!("link {link}, offsets {mo} / {ro}"))
-        },
-    )
-    .await;
-    redis_cmd(&tb.addr(), None, &["REPLICAOF", "NO", "ONE"]).await.unwrap();
+    promote_by_hand(&ta, &tb).await;
     (ta, pa, tb, pb)
 }
 
 /// The executor's demotion of its own server, as the guard, the freeze and
 /// the hand-over use it.
 async fn demote(own: &Task, to: &Task) {
-    use redis_zk::act::{Action, Executor};
-    use redis_zk::model::Endpoint;
-    let probe = redis_zk::probe::Probe::new(None, Duration::from_secs(1));
-    let local = Endpoint::new(&own.ip, own.port);
-    let executor = Executor {
-        keep_in: Some(&own.dir),
-        ..Executor::with_local(&probe, "m", &local)
-    };
-    executor
-        .execute(&Action::Follow(Endpoint::new(&to.ip, to.port)), None)
-        .await
-        .expect("the demotion");
+    demote_with(&redis_zk::probe::Probe::new(None, Duration::from_secs(1)), own, to).await;
 }
 
 /// A master demoted while it runs (the guard after a Sentinel's false
@@ -568,12 +539,7 @@ async fn a_master_demoted_live_keeps_what_only_it_has() {
     .unwrap();
     demote(&ta, &tb).await;
     assert_eq!(role(&ta.addr()).await.unwrap(), "slave");
-    let kept = std::fs::read_dir(ta.dir.join(".rzk-diverged"))
-        .expect("a kept copy")
-        .map(|e| e.unwrap().path())
-        .collect::<Vec<_>>();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    let stream = std::fs::read(kept[0].join("writes.resp")).expect("the kept writes");
+    let stream = kept_writes(&ta);
     let text = String::from_utf8_lossy(&stream);
     assert!(
         !text.contains("PUBLISH") && !text.contains("noise") && !text.contains("PING"),

@@ -513,31 +513,26 @@ async fn zookeeper_over_tls_with_and_without_client_authentication() {
 /// A bare `redis-server` of task `t` serving TLS only, replication too.
 fn tls_redis_server(t: &Task, pki: &Pki) -> Proc {
     let port = t.port.to_string();
-    let args = [
-        "--port",
-        "0",
-        "--tls-port",
-        &port,
-        "--bind",
-        &t.ip,
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--tls-replication",
-        "yes",
-        "--repl-diskless-sync-delay",
-        "0",
-        "--tls-cert-file",
-        pki.cert().to_str().unwrap(),
-        "--tls-key-file",
-        pki.key().to_str().unwrap(),
-        "--tls-ca-cert-file",
-        pki.ca_cert().to_str().unwrap(),
-        "--dir",
-        t.dir.to_str().unwrap(),
-    ];
-    Proc::spawn("redis-server", &args, &[], t.dir.join("redis.log"))
+    let files = [pki.cert(), pki.key(), pki.ca_cert()].map(|f| f.to_str().unwrap());
+    redis_server_with(
+        t,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-replication",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+            "--tls-cert-file",
+            files[0],
+            "--tls-key-file",
+            files[1],
+            "--tls-ca-cert-file",
+            files[2],
+        ],
+    )
 }
 
 /// A master demoted while it runs keeps what only it has, read from its
@@ -547,8 +542,6 @@ fn tls_redis_server(t: &Task, pki: &Pki) -> Proc {
 /// executor's demotion with a probe that speaks TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_demoted_live_over_tls_keeps_what_only_it_has() {
-    use redis_zk::act::{Action, Executor};
-    use redis_zk::model::Endpoint;
     let pki = pki();
     checks_over_tls(pki);
     let (ta, tb) = (task(), task());
@@ -560,21 +553,7 @@ async fn a_master_demoted_live_over_tls_keeps_what_only_it_has() {
         .await;
     }
     redis_cmd(&ta.addr(), None, &["SET", "before", "1"]).await.unwrap();
-    redis_cmd(&tb.addr(), None, &["REPLICAOF", &ta.ip, &ta.port.to_string()])
-        .await
-        .unwrap();
-    wait_for("the replica in step over TLS", Duration::from_secs(20), || async {
-        let link = info_field(&tb.addr(), "replication", "master_link_status").await?;
-        let (mo, ro) = (
-            info_field(&ta.addr(), "replication", "master_repl_offset").await?,
-            info_field(&tb.addr(), "replication", "slave_repl_offset").await?,
-        );
-        (link == "up" && mo == ro)
-            .then_some(())
-            .ok_or(format!("link {link}, offsets {mo} / {ro}"))
-    })
-    .await;
-    redis_cmd(&tb.addr(), None, &["REPLICAOF", "NO", "ONE"]).await.unwrap();
+    promote_by_hand(&ta, &tb).await;
     redis_pipe(
         &ta.addr(),
         None,
@@ -592,22 +571,9 @@ async fn a_master_demoted_live_over_tls_keeps_what_only_it_has() {
     )
     .unwrap();
     let probe = redis_zk::probe::Probe::new(None, Duration::from_secs(1)).with_tls(Some(tls));
-    let local = Endpoint::new(&ta.ip, ta.port);
-    let executor = Executor {
-        keep_in: Some(&ta.dir),
-        ..Executor::with_local(&probe, "m", &local)
-    };
-    executor
-        .execute(&Action::Follow(Endpoint::new(&tb.ip, tb.port)), None)
-        .await
-        .expect("the demotion over TLS");
+    demote_with(&probe, &ta, &tb).await;
     assert_eq!(role(&ta.addr()).await.unwrap(), "slave");
-    let kept = std::fs::read_dir(ta.dir.join(".rzk-diverged"))
-        .expect("a kept copy")
-        .map(|e| e.unwrap().path())
-        .collect::<Vec<_>>();
-    assert_eq!(kept.len(), 1, "{kept:?}");
-    let stream = std::fs::read(kept[0].join("writes.resp")).expect("the kept writes");
+    let stream = kept_writes(&ta);
     let text = String::from_utf8_lossy(&stream);
     for w in ["k1", "v1", "k2", "v2"] {
         assert!(text.contains(w), "{w} not kept: {text}");

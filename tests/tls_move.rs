@@ -19,21 +19,6 @@ use common::rolling::*;
 use common::tls::*;
 use common::*;
 
-/// Preloaded keys (16-byte values), as the other rolling updates preload.
-const KEYS: usize = 500_000;
-const VALUE: usize = 16;
-
-/// Waits until `m`'s `/ready` answers 200.
-async fn ready(m: &Member, within: Duration) {
-    wait_for(&format!("{} /ready to answer 200", m.addr()), within, || async {
-        match m.admin_get("/ready").await {
-            Ok((200, _)) => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
-}
-
 /// Replaces every Sentinel and the watcher with tasks of the app's new
 /// version (`g.extra`), one at a time, each Sentinel ready before the
 /// next stops.
@@ -43,14 +28,7 @@ async fn roll_sentinels_and_watcher(g: &mut Group) {
         if g.sentinels[i].proc.wait_exit(Duration::ZERO).is_some() {
             continue;
         }
-        g.sentinels[i].proc.signal(libc::SIGTERM);
-        let status = g.sentinels[i]
-            .proc
-            .wait_exit(Duration::from_secs(30))
-            .expect("a Sentinel task stops on SIGTERM");
-        assert_eq!(status.code(), Some(0), "{}", g.sentinels[i].proc.log());
-        let j = g.start_sentinel();
-        ready(&g.sentinels[j], Duration::from_secs(60)).await;
+        replace_sentinel(g, i).await;
     }
     for i in 0..g.watchers.len() {
         if g.watchers[i].proc.wait_exit(Duration::ZERO).is_some() {
@@ -114,8 +92,8 @@ async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
     g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
     let mut g = Group::start_with(g, 3, 3, 1).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
-    preload(&master, KEYS, VALUE).await;
-    wait_preloaded(&g, KEYS).await;
+    preload(&master, PRELOAD_KEYS, PRELOAD_VALUE).await;
+    wait_preloaded(&g, PRELOAD_KEYS).await;
     let writer = g.start_writer("tlsmove", None, 1);
     let (_, v0) = g.record_with_version().await.unwrap();
 
@@ -223,17 +201,12 @@ async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ledger = writer.finish().await;
     let (_, v1) = g.record_with_version().await.unwrap();
-    let present = preloaded_present(&master, KEYS).await.unwrap();
-    let lost = missing_keys(&master, None, &ledger.acked).await;
+    let losses = Losses::on(&master, &ledger).await;
     eprintln!(
         "MEASURE plain -> TLS move: roll 1 (TLS_TRANSITION=yes) {roll1:?} {steps1:?}; rzkctl tls on {switch:?} ({}); \
-         syncs before {before:?} after {after:?}; roll 3 (TLS only) {roll3:?} {steps3:?}; record version {v0} -> {v1}; \
-         {present} of {KEYS} preloaded keys present; {} WAIT 1 writes acknowledged, {} lost, {} failed, longest pause {:?}; total {:?}",
+         syncs before {before:?} after {after:?}; roll 3 (TLS only) {roll3:?} {steps3:?}; record version {v0} -> {v1}; {}; total {:?}",
         out.trim(),
-        ledger.acked.len(),
-        lost.len(),
-        ledger.failed,
-        ledger.longest_gap,
+        losses.summary(&ledger),
         t_all.elapsed()
     );
     for m in g.live_redis().chain(g.live_sentinels()) {
@@ -243,12 +216,5 @@ async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
             .await
             .unwrap();
     }
-    assert_eq!(present, KEYS, "preloaded keys lost (master {master})");
-    assert!(ledger.acked.len() > 50, "the writer barely wrote: {ledger:?}");
-    assert!(
-        lost.is_empty(),
-        "{} acknowledged writes lost, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
+    losses.assert_none(&ledger, &master);
 }

@@ -344,24 +344,80 @@ impl Task {
 /// A bare `redis-server` (no launcher) as task `t`: on its address and
 /// port, in its directory, with no persistence; logs to `t.dir/redis.log`.
 pub fn plain_redis_server(t: &Task) -> Proc {
+    redis_server_with(t, &[])
+}
+
+/// [`plain_redis_server`] with `extra` arguments after its own (a later
+/// one wins: `--port 0 --tls-port N` makes it TLS only).
+pub fn redis_server_with(t: &Task, extra: &[&str]) -> Proc {
     let port = t.port.to_string();
-    Proc::spawn(
-        "redis-server",
-        &[
-            "--port",
-            &port,
-            "--bind",
-            &t.ip,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            t.dir.to_str().unwrap(),
-        ],
-        &[],
-        t.dir.join("redis.log"),
+    let mut args = vec![
+        "--port",
+        &port,
+        "--bind",
+        &t.ip,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        t.dir.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    Proc::spawn("redis-server", &args, &[], t.dir.join("redis.log"))
+}
+
+/// Makes `b` a replica of `a`, waits until it is in step, then promotes
+/// it by hand (`REPLICAOF NO ONE`), as a Sentinel would while `a` still
+/// runs.
+pub async fn promote_by_hand(a: &Task, b: &Task) {
+    redis_cmd(&b.addr(), None, &["REPLICAOF", &a.ip, &a.port.to_string()])
+        .await
+        .unwrap();
+    wait_for(
+        "the replica in step with its master",
+        Duration::from_secs(20),
+        || async {
+            let link = info_field(&b.addr(), "replication", "master_link_status").await?;
+            let (mo, ro) = (
+                info_field(&a.addr(), "replication", "master_repl_offset").await?,
+                info_field(&b.addr(), "replication", "slave_repl_offset").await?,
+            );
+            (link == "up" && mo == ro)
+                .then_some(())
+                .ok_or(format!("link {link}, offsets {mo} / {ro}"))
+        },
     )
+    .await;
+    redis_cmd(&b.addr(), None, &["REPLICAOF", "NO", "ONE"]).await.unwrap();
+}
+
+/// The one copy a demotion kept in `t`'s `DATA_DIR`: its writes, as the
+/// stream carried them (`writes.resp`).
+pub fn kept_writes(t: &Task) -> Vec<u8> {
+    let kept = std::fs::read_dir(t.dir.join(".rzk-diverged"))
+        .expect("a kept copy")
+        .map(|e| e.unwrap().path())
+        .collect::<Vec<_>>();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::read(kept[0].join("writes.resp")).expect("the kept writes")
+}
+
+/// The executor's demotion of `own`'s server to a replica of `to`, with
+/// what only it has kept in its `DATA_DIR`, as the guard, the freeze and
+/// the hand-over use it, through `probe`.
+pub async fn demote_with(probe: &redis_zk::probe::Probe, own: &Task, to: &Task) {
+    use redis_zk::act::{Action, Executor};
+    use redis_zk::model::Endpoint;
+    let local = Endpoint::new(&own.ip, own.port);
+    let executor = Executor {
+        keep_in: Some(&own.dir),
+        ..Executor::with_local(probe, "m", &local)
+    };
+    executor
+        .execute(&Action::Follow(Endpoint::new(&to.ip, to.port)), None)
+        .await
+        .expect("the demotion");
 }
 
 /// Allocates a new [`Task`]. IPs cycle through 127.0.0.2..=127.0.0.254; the

@@ -7,6 +7,77 @@ use std::time::{Duration, Instant};
 use super::group::*;
 use super::*;
 
+/// Keys preloaded before a rolling update, and their values' size (16 B).
+pub const PRELOAD_KEYS: usize = 500_000;
+pub const PRELOAD_VALUE: usize = 16;
+
+/// Waits until `m`'s `/ready` answers 200.
+pub async fn ready(m: &Member, within: Duration) {
+    wait_for(&format!("{} /ready to answer 200", m.addr()), within, || async {
+        match m.admin_get("/ready").await {
+            Ok((200, _)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+}
+
+/// What a rolling update under a writer lost: the preloaded keys still on
+/// the master, and the acknowledged writes missing there.
+pub struct Losses {
+    pub present: usize,
+    pub lost: Vec<String>,
+}
+
+impl Losses {
+    /// Reads them on `master` for the writer's `ledger`.
+    pub async fn on(master: &str, ledger: &Ledger) -> Losses {
+        Losses {
+            present: preloaded_present(master, PRELOAD_KEYS).await.unwrap(),
+            lost: missing_keys(master, None, &ledger.acked).await,
+        }
+    }
+
+    /// For the MEASURE line.
+    pub fn summary(&self, ledger: &Ledger) -> String {
+        format!(
+            "{} of {PRELOAD_KEYS} preloaded keys present; {} WAIT 1 writes acknowledged, {} lost, {} failed, longest pause {:?}",
+            self.present,
+            ledger.acked.len(),
+            self.lost.len(),
+            ledger.failed,
+            ledger.longest_gap
+        )
+    }
+
+    /// Nothing lost, and the writer wrote.
+    pub fn assert_none(&self, ledger: &Ledger, master: &str) {
+        assert_eq!(self.present, PRELOAD_KEYS, "preloaded keys lost (master {master})");
+        assert!(ledger.acked.len() > 50, "the writer barely wrote: {ledger:?}");
+        assert!(
+            self.lost.is_empty(),
+            "{} acknowledged writes lost, e.g. {:?}",
+            self.lost.len(),
+            &self.lost[..self.lost.len().min(5)]
+        );
+    }
+}
+
+/// Replaces Sentinel task `i` as a rolling update does: SIGTERM (it must
+/// exit 0), then a task of the app's new version (`g.extra`), ready
+/// before this returns its index.
+pub async fn replace_sentinel(g: &mut Group, i: usize) -> usize {
+    g.sentinels[i].proc.signal(libc::SIGTERM);
+    let status = g.sentinels[i]
+        .proc
+        .wait_exit(Duration::from_secs(30))
+        .expect("a Sentinel task stops on SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", g.sentinels[i].proc.log());
+    let j = g.start_sentinel();
+    ready(&g.sentinels[j], Duration::from_secs(60)).await;
+    j
+}
+
 /// What the orchestrator waits for before it kills the next task.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Gate {
