@@ -293,7 +293,15 @@ pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tok
                                 tls.speak(on);
                                 info!(tls = on, "the server switched; its replication link opens again");
                             }
-                            Err(e) => warn!(error = %e, tls = on, "the server did not switch yet; trying again"),
+                            Err(e) => {
+                                // It may have switched and lost the answer:
+                                // ask it the new way before trying again.
+                                tls.speak(on);
+                                if probe.cmd(local, &["PING"]).await.is_err() {
+                                    tls.speak(!on);
+                                    warn!(error = %e, tls = on, "the server did not switch yet; trying again");
+                                }
+                            }
                         }
                     }
                 }
