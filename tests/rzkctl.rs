@@ -758,7 +758,11 @@ async fn changed(g: &Group, n: usize, what: &str) -> String {
 async fn the_history_records_each_change_once_with_its_cause() {
     let _serial = SERIAL.lock().await;
     let mut g = Group::new("history");
-    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "1000".into()));
+    // Not lower: at 1000 ms a Sentinel now and then fails over a master
+    // it has just promoted (redis/redis#8607; rzk-sentinel warns below
+    // 2000), and a sixth change of master breaks the count. Seen once
+    // here: the hand-over's new master failed over 1 s after it.
+    g.extra.push(("SENTINEL_DOWN_AFTER_MS", "2000".into()));
     let g = Group::start_with(g, 4, 3, 1).await;
     let sentinels: Vec<String> = g.sentinels.iter().map(Member::addr).collect();
     let first = changed(&g, 1, "bootstrap").await;
