@@ -1,4 +1,4 @@
-//! The admin API when a launcher's look hangs (docs/contract.md 8): pages
+//! The admin API when a launcher's look hangs (docs/contract.md 9): pages
 //! more than 5 s old answer 503 and say how old they are, and turn 200
 //! again once a look finishes.
 //!
