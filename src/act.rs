@@ -119,10 +119,13 @@ pub enum Action {
     /// next handshake on, without a restart.
     TlsFiles(TlsPaths),
     /// Switches the own server between plain text (`false`) and TLS
-    /// (`true`) on its port, replication included, without a restart,
-    /// then drops its link to its master, which it opens again (a partial
-    /// resync) speaking the new way. Its TLS files are loaded already.
+    /// (`true`) on its port, replication included, without a restart.
+    /// Its TLS files are loaded already. Open connections, its link to
+    /// its master among them, stay as they were opened.
     SpeakTls(bool, u16),
+    /// Drops the own server's link to its master, which it opens again at
+    /// once (a partial resync), speaking as it now does.
+    DropMasterLink,
 }
 
 impl Action {
@@ -140,6 +143,7 @@ impl Action {
                 | Action::SentinelInfoPeriod(_)
                 | Action::TlsFiles(_)
                 | Action::SpeakTls(..)
+                | Action::DropMasterLink
         )
     }
 }
@@ -293,13 +297,9 @@ impl<'a> Executor<'a> {
                 } else {
                     ["CONFIG", "SET", "tls-port", "0", "port", &port, "tls-replication", "no"]
                 };
-                let kick: &[&str] = &["CLIENT", "KILL", "TYPE", "master"];
-                // One connection: it stays open across the switch. Only
-                // the switch decides success: a link not dropped stays up
-                // as it was opened, until it breaks.
-                let mut replies = self.probe.pipe(self.own()?, &[&set, kick]).await?.into_iter();
-                replies.next().unwrap_or(Ok(redis::Value::Nil))?;
+                self.redis(self.own()?, &set).await?
             }
+            Action::DropMasterLink => self.redis(self.own()?, &["CLIENT", "KILL", "TYPE", "master"]).await?,
             Action::SentinelInfoPeriod(d) => {
                 let ms = d.as_millis().to_string();
                 self.redis(self.own()?, &["SENTINEL", "DEBUG", "info-period", &ms])

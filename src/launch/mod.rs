@@ -288,20 +288,17 @@ pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tok
                     }
                     ChildTls::ConfigSet(local, _) => {
                         let executor = Executor::with_local(&probe, &common.master_name, local);
-                        match executor.execute(&Action::SpeakTls(on, local.port), None).await {
-                            Ok(()) => {
-                                tls.speak(on);
-                                info!(tls = on, "the server switched; its replication link opens again");
-                            }
-                            Err(e) => {
-                                // It may have switched and lost the answer:
-                                // ask it the new way before trying again.
-                                tls.speak(on);
-                                if probe.cmd(local, &["PING"]).await.is_err() {
-                                    tls.speak(!on);
-                                    warn!(error = %e, tls = on, "the server did not switch yet; trying again");
-                                }
-                            }
+                        let switched = executor.execute(&Action::SpeakTls(on, local.port), None).await;
+                        // It may have switched and lost the answer: ask it
+                        // the new way before trying again.
+                        tls.speak(on);
+                        if let Err(e) = switched
+                            && probe.ping(local).await.is_err()
+                        {
+                            tls.speak(!on);
+                            warn!(error = %e, tls = on, "the server did not switch yet; trying again");
+                        } else {
+                            reconnect_replication(&probe, &executor, local, on).await;
                         }
                     }
                 }
@@ -312,6 +309,35 @@ pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tok
             _ = changes.changed() => {}
             _ = sessions.changed() => {}
             _ = sleep(TLS_LOOK) => {}
+        }
+    }
+}
+
+/// How long a replica that switched to TLS waits for its master to speak
+/// TLS before it drops its link anyway.
+const MASTER_SWITCH_WAIT: Duration = Duration::from_secs(10);
+
+/// After the own server switched: a replica drops its link to its master,
+/// which it opens again speaking the new way (a partial resync). To TLS,
+/// only once its master answers over TLS: a TLS handshake sent to a
+/// plain-text master gets no answer, and the replica would wait
+/// `repl-timeout` (60 s) before it tried again. The other way a refused
+/// handshake fails at once and is retried every second.
+async fn reconnect_replication(probe: &Probe, executor: &Executor<'_>, local: &Endpoint, on: bool) {
+    let master = match probe.role(local).await {
+        Ok(crate::model::Role::Replica { master, .. }) => master,
+        _ => return,
+    };
+    if on {
+        let deadline = tokio::time::Instant::now() + MASTER_SWITCH_WAIT;
+        while probe.ping(&master).await.is_err() && tokio::time::Instant::now() < deadline {
+            sleep(Duration::from_millis(100)).await;
+        }
+    }
+    match executor.execute(&Action::DropMasterLink, None).await {
+        Ok(()) => info!(tls = on, master = %master, "the server switched; its link to its master opens again"),
+        Err(e) => {
+            warn!(error = %e, "the server switched, but its link to its master was not dropped; it stays as it was opened")
         }
     }
 }
