@@ -7,6 +7,13 @@
 //! master's hand-over, to a synced Valkey replica), and Sentinels of both
 //! engines monitoring the group together on the way.
 //!
+//! The old Redis tasks run at `--replica-priority 50`, the Valkey ones at
+//! Redis's default 100: left to itself, Sentinel would hand the master to
+//! the old Redis replica, which is stopped next, a second failover. So
+//! the test fails whenever the hand-over does not choose the Valkey
+//! replacement itself (tried: with the hand-over's preference removed it
+//! fails on its failover count and on the new master).
+//!
 //! Needs `valkey-server` and `valkey-sentinel` on PATH (`scripts/deps.sh`);
 //! without them the test fails and says so.
 
@@ -27,6 +34,7 @@ async fn a_redis_group_moves_to_valkey_online() {
     // The Marathon values: 20 s for the hand-over, 30 s kill grace.
     g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
     g.extra.push(("ENGINE", "redis".into()));
+    g.redis_args = vec!["--replica-priority".into(), "50".into()];
     let mut g = Group::start_with(g, 3, 3, 1).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
     let t = Instant::now();
@@ -40,6 +48,7 @@ async fn a_redis_group_moves_to_valkey_online() {
 
     // The new app version: every task from now on runs Valkey.
     g.extra.push(("ENGINE", "valkey".into()));
+    g.redis_args = vec!["--replica-priority".into(), "100".into()];
 
     // The Sentinel app first, one task at a time, each replacement ready
     // (it monitors the recorded master, CKQUORUM passes) before the next
