@@ -6,6 +6,7 @@
 //! running group"). With keys preloaded and a `WAIT 1` writer that moves
 //! to TLS when it can: no acknowledged write lost, no preloaded key lost,
 //! no full resync at the switch, and nothing answers plain text at the end.
+//! On each engine in turn: Redis, then Valkey.
 //!
 //! Its own binary: the harness's checks move from plain text to TLS half
 //! way ([`common::tls::checks_over_tls`] is process-wide).
@@ -83,13 +84,23 @@ async fn refused(g: &Group, drop: impl Fn(&str) -> bool, why: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
+    // One after the other: the checks' protocol is process-wide.
+    for engine in ["redis", "valkey"] {
+        eprintln!("==== the move on {engine}");
+        moves_to_tls(engine).await;
+    }
+}
+
+async fn moves_to_tls(engine: &'static str) {
     let t_all = Instant::now();
+    checks_in_plain_text();
     let pki = pki();
     let files = Files::new(pki);
     let mut g = Group::new("tlsmove");
     g.admin = true;
     // The Marathon values: 20 s for the hand-over, 30 s kill grace.
     g.extra.push(("SHUTDOWN_FAILOVER_TIMEOUT_S", "20".into()));
+    g.extra.push(("ENGINE", engine.into()));
     let mut g = Group::start_with(g, 3, 3, 1).await;
     let master = g.wait_healthy(Duration::from_secs(60)).await;
     preload(&master, PRELOAD_KEYS, PRELOAD_VALUE).await;
@@ -203,7 +214,7 @@ async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
     let (_, v1) = g.record_with_version().await.unwrap();
     let losses = Losses::on(&master, &ledger).await;
     eprintln!(
-        "MEASURE plain -> TLS move: roll 1 (TLS_TRANSITION=yes) {roll1:?} {steps1:?}; rzkctl tls on {switch:?} ({}); \
+        "MEASURE plain -> TLS move on {engine}: roll 1 (TLS_TRANSITION=yes) {roll1:?} {steps1:?}; rzkctl tls on {switch:?} ({}); \
          syncs before {before:?} after {after:?}; roll 3 (TLS only) {roll3:?} {steps3:?}; record version {v0} -> {v1}; {}; total {:?}",
         out.trim(),
         losses.summary(&ledger),
@@ -211,6 +222,8 @@ async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
     );
     for m in g.live_redis().chain(g.live_sentinels()) {
         let (ip, port) = ip_port(&m.addr());
+        let (runs, _) = common::engine::engine_of(&m.addr()).await.unwrap();
+        assert_eq!(runs, engine, "{}", m.addr());
         no_plain_reply(&ip, port, b"PING\r\n").await.unwrap();
         no_plain_reply("127.0.0.1", m.admin.unwrap(), b"GET /health HTTP/1.0\r\n\r\n")
             .await
