@@ -494,6 +494,43 @@ impl History {
     }
 }
 
+/// What one launcher can speak to its peers, registered by every launcher
+/// under `<root>/speakers` for as long as it runs, so that `rzkctl tls`
+/// can refuse a switch some task could not follow (contract section 11).
+/// JSON; untrusted, like everything read from ZooKeeper.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Speaker {
+    /// `rzk-redis`, `rzk-sentinel` or `rzk-watcher`.
+    pub kind: String,
+    /// Its server's or Sentinel's address, as registered under `/nodes` or
+    /// `/sentinels`; none for the watcher.
+    pub addr: Option<Endpoint>,
+    /// It can speak plain text: no TLS files, or `TLS_TRANSITION=yes`.
+    pub plain: bool,
+    /// It can speak TLS: it has the TLS files.
+    pub tls: bool,
+}
+
+impl Speaker {
+    /// Parses the node's data.
+    pub fn parse(data: &[u8]) -> Result<Speaker, String> {
+        if data.len() > Intent::MAX {
+            return Err(format!("{} bytes", data.len()));
+        }
+        serde_json::from_slice(data).map_err(|e| e.to_string())
+    }
+
+    /// The node's data.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Whether it can follow its group to TLS (`on`) or to plain text.
+    pub fn can_speak(&self, on: bool) -> bool {
+        if on { self.tls } else { self.plain }
+    }
+}
+
 /// Milliseconds since the Unix epoch: the clock intents' deadlines use,
 /// since the processes of a group share no other.
 pub fn unix_ms() -> u64 {

@@ -82,6 +82,24 @@ async fn refused(g: &Group, drop: impl Fn(&str) -> bool, why: &str) {
     assert!(!p.log().contains("redis-server started"), "{}", p.log());
 }
 
+/// `rzkctl tls on|off` refuses while `n` tasks could not follow, each
+/// named with `why`: exit 1, and `<root>/tls` unchanged.
+async fn switch_refused(g: &Group, way: &str, n: usize, why: &str) {
+    let c = g.zk_client().await;
+    let path = format!("{}/tls", g.root);
+    let before = zk_get(&c, &path).await.map(|(d, _)| d);
+    let (code, out, err) = g.rzkctl(&["tls", way]).await;
+    assert_eq!(code, 1, "rzkctl tls {way} went ahead:\n{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "tls {way} refused, nothing changed: {n} task(s) could not follow"
+        )),
+        "expected {n} tasks named:\n{err}"
+    );
+    assert_eq!(err.matches(why).count(), n, "{n} times {why:?} expected:\n{err}");
+    assert_eq!(zk_get(&c, &path).await.map(|(d, _)| d), before, "{path} changed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_group_moves_to_tls_by_rolling_updates_and_loses_nothing() {
     // One after the other: the checks' protocol is process-wide.
@@ -113,7 +131,11 @@ async fn moves_to_tls(engine: &'static str) {
     let t = Instant::now();
     g.extra.extend(files.env());
     g.extra.push(("TLS_TRANSITION", "yes".into()));
+    // No switch while a task could not follow: none can yet, then the
+    // three plain-text rzk-redis tasks.
+    switch_refused(&g, "on", 7, "has no TLS files, so it cannot speak TLS").await;
     roll_sentinels_and_watcher(&mut g).await;
+    switch_refused(&g, "on", 3, "has no TLS files, so it cannot speak TLS").await;
     let steps1 = roll_redis(&mut g).await;
     g.wait_healthy(Duration::from_secs(120)).await;
     let roll1 = t.elapsed();
@@ -230,4 +252,6 @@ async fn moves_to_tls(engine: &'static str) {
             .unwrap();
     }
     losses.assert_none(&ledger, &master);
+    // TLS-only tasks cannot go back to plain text.
+    switch_refused(&g, "off", 7, "speaks only TLS (no TLS_TRANSITION=yes)").await;
 }

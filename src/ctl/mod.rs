@@ -13,6 +13,7 @@ use tracing::error;
 use crate::config::CtlConfig;
 use crate::model::{Cause, Endpoint, History, Intent, Pause, show_ms, unix_ms};
 use crate::observe::observe;
+use crate::policy::speak::switch_blockers;
 use crate::policy::switchover::plan;
 use crate::probe::Probe;
 use crate::snapshot::{Scope, Snapshot};
@@ -376,6 +377,28 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
     let Some((zk, probe, snap)) = look(&cfg).await else {
         return 1;
     };
+    // Only when every task can follow: one left speaking the old way
+    // could not talk to the others.
+    let speakers = match zk.speakers().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "rzkctl: tls refused, nothing changed: cannot read {}: {e}",
+                zk.speakers_dir()
+            );
+            return 1;
+        }
+    };
+    let blockers = switch_blockers(&speakers, &snap.nodes, &snap.sentinels, on);
+    if !blockers.is_empty() {
+        eprintln!(
+            "rzkctl: tls {} refused, nothing changed: {} task(s) could not follow (every task needs the TLS files and TLS_TRANSITION=yes first): {}",
+            if on { "on" } else { "off" },
+            blockers.len(),
+            blockers.join("; ")
+        );
+        return 1;
+    }
     let started = Instant::now();
     if let Err(e) = zk.write_group_tls(on).await {
         eprintln!(

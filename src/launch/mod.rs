@@ -55,9 +55,10 @@ use crate::act::{Action, Executor};
 use crate::config::Common;
 use crate::datadir;
 use crate::metrics::metrics;
-use crate::model::Endpoint;
+use crate::model::{Endpoint, Speaker};
 use crate::probe::Probe;
 use crate::render::{TlsPaths, tls_lines};
+use crate::session::Keeper;
 use crate::supervise::Signals;
 use crate::tls::{Refresh, Tls};
 use crate::zk::Zk;
@@ -311,6 +312,24 @@ pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tok
             _ = sleep(TLS_LOOK) => {}
         }
     }
+}
+
+/// Keeps the launcher's session (a [`Keeper`]), follows the group's
+/// `<root>/tls` with the child ([`follow_group_tls`]), and registers what
+/// this launcher can speak under `<root>/speakers` for as long as it runs.
+/// `kind` is the binary's name, `addr` its server's or Sentinel's address.
+pub fn keep_session(common: &Common, zk: Zk, child: ChildTls, kind: &str, addr: Option<&Endpoint>) -> Keeper {
+    let keeper = Keeper::spawn(zk);
+    tokio::spawn(follow_group_tls(common.clone(), child, keeper.subscribe()));
+    let speaker = Speaker {
+        kind: kind.into(),
+        addr: addr.cloned(),
+        plain: common.tls.as_ref().is_none_or(Tls::follows_group),
+        tls: common.tls.is_some(),
+    };
+    let path = format!("{}/{}", keeper.zk().speakers_dir(), uuid::Uuid::new_v4());
+    keeper.register(&path, &speaker.to_bytes());
+    keeper
 }
 
 /// How long a replica that switched to TLS waits for its master to speak

@@ -128,12 +128,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
     };
     info!(addr = %me, role = if replica_of.is_some() { "replica" } else { "master" }, "server ready; lock released");
 
-    let keeper = Keeper::spawn(zk);
-    tokio::spawn(task::follow_group_tls(
-        cfg.common.clone(),
-        child_tls,
-        keeper.subscribe(),
-    ));
+    let keeper = task::keep_session(&cfg.common, zk, child_tls, "rzk-redis", Some(&me));
     let node_path = keeper.zk().node_path(cfg.nofailover);
     keeper.register(&node_path, &me.to_record());
     let own = Own {

@@ -117,12 +117,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
     if let Err(e) = executor.execute(&period, None).await {
         warn!(error = %e, "could not shorten this Sentinel's INFO period; replicas' priorities reach it within 10 s");
     }
-    let keeper = Keeper::spawn(zk);
-    tokio::spawn(task::follow_group_tls(
-        cfg.common.clone(),
-        child_tls,
-        keeper.subscribe(),
-    ));
+    let keeper = task::keep_session(&cfg.common, zk, child_tls, "rzk-sentinel", Some(&id.announce));
     let path = format!("{}/{}", keeper.zk().sentinels_dir(), uuid::Uuid::new_v4());
     keeper.register(&path, &id.announce.to_record());
     let observer = Observer::new(

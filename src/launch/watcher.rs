@@ -25,7 +25,6 @@ use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{RecordWrite, cause, confirmed_master, reconcile, record_write};
 use crate::probe::Probe;
 use crate::reply::{FailoverStep, SentinelAnswer, fields, parse_failover_event, parse_new_epoch};
-use crate::session::Keeper;
 use crate::snapshot::{Scope, Snapshot};
 use crate::zk::Zk;
 
@@ -49,12 +48,7 @@ pub async fn run(cfg: WatcherConfig) -> i32 {
         Err(code) => return code,
     };
     tokio::spawn(task::follow_tls(cfg.common.clone(), task::ChildTls::None));
-    let keeper = Keeper::spawn(zk);
-    tokio::spawn(task::follow_group_tls(
-        cfg.common.clone(),
-        task::ChildTls::None,
-        keeper.subscribe(),
-    ));
+    let keeper = task::keep_session(&cfg.common, zk, task::ChildTls::None, "rzk-watcher", None);
     let (subscribed, following) = watch::channel(vec![]);
     let probe = Probe::of(&cfg.common);
     // The ghost gate needs the registered nodes (how many replicas the

@@ -12,6 +12,7 @@ pub mod ghosts;
 pub mod guard;
 pub mod promotion;
 pub mod reconcile;
+pub mod speak;
 pub mod switchover;
 
 /// Snapshots for the policies' table tests: a group of `10.0.0.N:6379`

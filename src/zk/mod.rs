@@ -248,6 +248,7 @@ impl Zk {
                 zk.sentinels_dir(),
                 zk.lock_dir(),
                 zk.diverged_dir(),
+                zk.speakers_dir(),
             ]
         } else {
             vec![]
@@ -333,6 +334,38 @@ impl Zk {
     /// `<root>/sentinels`.
     pub fn sentinels_dir(&self) -> String {
         format!("{}/sentinels", self.cfg.root)
+    }
+
+    /// `<root>/speakers`: what each running launcher can speak
+    /// ([`crate::model::Speaker`]).
+    pub fn speakers_dir(&self) -> String {
+        format!("{}/speakers", self.cfg.root)
+    }
+
+    /// Every `<root>/speakers` registration: its name and what its data
+    /// parsed to. Read from ZooKeeper (only `rzkctl tls` asks).
+    pub async fn speakers(&self) -> Result<Vec<(String, Result<crate::model::Speaker, String>)>, Error> {
+        let dir = self.speakers_dir();
+        let dir = dir.as_str();
+        let children = match bounded(self.op_timeout(), self.client.list_children(dir)).await {
+            Err(Error::NoNode) => return Ok(vec![]),
+            r => r?,
+        };
+        let reads = join_all(children.iter().map(|child| async move {
+            let path = format!("{dir}/{child}");
+            bounded(self.op_timeout(), self.client.get_data(&path)).await
+        }))
+        .await;
+        let mut out = Vec::with_capacity(children.len());
+        for (child, r) in children.into_iter().zip(reads) {
+            match r {
+                Ok((data, _)) => out.push((child, crate::model::Speaker::parse(&data))),
+                // Gone between the listing and the read: its task left.
+                Err(Error::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// `<root>/diverged`: the servers whose `DATA_DIR` keeps a copy of
