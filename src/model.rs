@@ -347,15 +347,9 @@ impl Intent {
         Cause::Switchover
     }
 
-    /// Largest intent parsed: anything longer is garbage.
-    const MAX: usize = 4096;
-
     /// Parses the node's data.
     pub fn parse(data: &[u8]) -> Result<Intent, String> {
-        if data.len() > Self::MAX {
-            return Err(format!("{} bytes", data.len()));
-        }
-        serde_json::from_slice(data).map_err(|e| e.to_string())
+        from_json(data)
     }
 
     /// The node's data.
@@ -393,10 +387,7 @@ impl Pause {
     /// Parses the node's data; a pause longer than [`Pause::LONGEST`] from
     /// `now_ms` is cut to it (a node written by hand, or by a wrong clock).
     pub fn parse(data: &[u8], now_ms: u64) -> Result<Pause, String> {
-        if data.len() > Intent::MAX {
-            return Err(format!("{} bytes", data.len()));
-        }
-        let mut p: Pause = serde_json::from_slice(data).map_err(|e| e.to_string())?;
+        let mut p: Pause = from_json(data)?;
         p.until_ms = p.until_ms.min(now_ms + Self::LONGEST.as_millis() as u64);
         Ok(p)
     }
@@ -514,10 +505,7 @@ pub struct Speaker {
 impl Speaker {
     /// Parses the node's data.
     pub fn parse(data: &[u8]) -> Result<Speaker, String> {
-        if data.len() > Intent::MAX {
-            return Err(format!("{} bytes", data.len()));
-        }
-        serde_json::from_slice(data).map_err(|e| e.to_string())
+        from_json(data)
     }
 
     /// The node's data.
@@ -529,6 +517,15 @@ impl Speaker {
     pub fn can_speak(&self, on: bool) -> bool {
         if on { self.tls } else { self.plain }
     }
+}
+
+/// Parses a JSON node's data (an intent, a pause, a speaker); anything
+/// longer than 4 KiB is garbage.
+fn from_json<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, String> {
+    if data.len() > 4096 {
+        return Err(format!("{} bytes", data.len()));
+    }
+    serde_json::from_slice(data).map_err(|e| e.to_string())
 }
 
 /// Milliseconds since the Unix epoch: the clock intents' deadlines use,
