@@ -120,8 +120,16 @@ async fn a_master_no_witness_confirms_refuses_writes_until_one_does() {
     })
     .await;
     let lifted_after = back.elapsed();
-    let log = g.redis[mi].proc.log();
-    assert!(log.contains("FENCED") && log.contains("fence lifted"), "{log}");
+    // The launcher lifts the fence first and logs after.
+    wait_for("the FENCED and fence lifted lines", Duration::from_secs(5), || async {
+        let log = g.redis[mi].proc.log();
+        if log.contains("FENCED") && log.contains("fence lifted") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    })
+    .await;
     eprintln!(
         "MEASURE fence: {ok} writes acknowledged, refused (NOREPLICAS) {fenced_after:?} after both witnesses froze; lifted {lifted_after:?} after they came back"
     );
