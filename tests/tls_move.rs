@@ -254,4 +254,33 @@ async fn moves_to_tls(engine: &'static str) {
     losses.assert_none(&ledger, &master);
     // TLS-only tasks cannot go back to plain text.
     switch_refused(&g, "off", 7, "speaks only TLS (no TLS_TRANSITION=yes)").await;
+    // A node written by hand is not refused: every task says it cannot
+    // follow.
+    let c = g.zk_client().await;
+    let path = format!("{}/tls", g.root);
+    c.set_data(&path, b"off", None).await.unwrap();
+    wait_for(
+        "every task saying it cannot follow",
+        Duration::from_secs(15),
+        || async {
+            let quiet: Vec<String> = g
+                .live_redis()
+                .chain(g.live_sentinels())
+                .chain(g.watchers.iter().filter(|w| w.proc.wait_exit(Duration::ZERO).is_none()))
+                .filter(|m| {
+                    !m.proc
+                        .log()
+                        .contains("the group switched to what this task cannot speak")
+                })
+                .map(|m| m.addr())
+                .collect();
+            if quiet.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not said by {quiet:?}"))
+            }
+        },
+    )
+    .await;
+    c.set_data(&path, b"on", None).await.unwrap();
 }

@@ -270,7 +270,7 @@ pub async fn follow_tls(common: Common, child: ChildTls) {
 /// connections. A switch that fails is tried again at the next look.
 pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tokio::sync::watch::Receiver<Zk>) {
     let Some(tls) = common.tls.clone().filter(Tls::follows_group) else {
-        return;
+        return stranded(common.tls.is_some(), sessions).await;
     };
     let probe = Probe::of(&common);
     loop {
@@ -330,6 +330,33 @@ pub fn keep_session(common: &Common, zk: Zk, child: ChildTls, kind: &str, addr: 
     let path = format!("{}/{}", keeper.zk().speakers_dir(), uuid::Uuid::new_v4());
     keeper.register(&path, &speaker.to_bytes());
     keeper
+}
+
+/// For a task that speaks one way only (`tls`: TLS, or plain text): says
+/// so in an error whenever `<root>/tls` turns the group the other way
+/// while it runs (`rzkctl tls` refuses that; a hand-written node does
+/// not), since it can then no longer talk to the others.
+async fn stranded(tls: bool, mut sessions: tokio::sync::watch::Receiver<Zk>) {
+    let mut told = None;
+    loop {
+        let zk = sessions.borrow_and_update().clone();
+        let mut changes = zk.changes();
+        if let Ok(said) = zk.read_group_tls().await {
+            if said != told && said.is_some_and(|on| on != tls) {
+                error!(path = %zk.tls_path(), group_tls = !tls, task_tls = tls,
+                    "the group switched to what this task cannot speak: it cannot talk to the others; \
+                     replace it with a task that speaks what the group speaks (docs/deploying.md)");
+            }
+            told = said;
+        }
+        // Only a log line to give: the watch tells at once, a look every
+        // 10 s is the net (the node is read from the watched copy).
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = sessions.changed() => {}
+            _ = sleep(TLS_LOOK * 10) => {}
+        }
+    }
 }
 
 /// How long a replica that switched to TLS waits for its master to speak
