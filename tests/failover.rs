@@ -539,11 +539,21 @@ async fn a_replica_the_sentinels_never_saw_is_re_pointed_after_a_failover() {
         },
     )
     .await;
-    assert!(
-        g.redis[i].proc.log().contains("re-pointed it"),
-        "the sentinels did not know the replica, so the launcher must have re-pointed it:\n{}",
-        g.redis[i].proc.log()
-    );
+    // The sentinels did not know the replica, so the launcher must have
+    // re-pointed it (it logs after its REPLICAOF).
+    wait_for(
+        "the launcher's 're-pointed it' line",
+        Duration::from_secs(5),
+        || async {
+            let log = g.redis[i].proc.log();
+            if log.contains("re-pointed it") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
     eprintln!("MEASURE stranded replica: linked {linked_after:?} after its start; re-pointed by its launcher");
     g.wait_healthy(Duration::from_secs(60)).await;
 }

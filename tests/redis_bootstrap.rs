@@ -738,11 +738,20 @@ async fn a_replica_chained_behind_another_replica_is_re_pointed_to_the_master() 
     )
     .await;
     eprintln!("MEASURE chained replica re-pointed after {:?}", t0.elapsed());
-    assert!(
-        chained.proc.log().contains("re-pointed it"),
-        "the launcher must have re-pointed it:\n{}",
-        chained.proc.log()
-    );
+    // The launcher must have re-pointed it (it logs after its REPLICAOF).
+    wait_for(
+        "the launcher's 're-pointed it' line",
+        Duration::from_secs(5),
+        || async {
+            let log = chained.proc.log();
+            if log.contains("re-pointed it") {
+                Ok(())
+            } else {
+                Err(log)
+            }
+        },
+    )
+    .await;
     assert!(
         !middle.proc.log().contains("re-pointed it"),
         "the correctly linked replica must be left alone:\n{}",

@@ -152,12 +152,20 @@ async fn redis_password_keeps_strangers_out_and_the_group_working() {
         "the password is on a command line:\n{}",
         ps_output()
     );
-    let logs = all_logs(&g);
-    assert!(!logs.contains(password), "the password leaked into a log");
-    assert!(
-        logs.contains("record follows the sentinels"),
-        "the watcher never followed the failover"
-    );
+    // The watcher logs after it wrote the record.
+    wait_for(
+        "the watcher's 'record follows the sentinels' line",
+        Duration::from_secs(5),
+        || async {
+            if all_logs(&g).contains("record follows the sentinels") {
+                Ok(())
+            } else {
+                Err("the watcher never followed the failover".to_string())
+            }
+        },
+    )
+    .await;
+    assert!(!all_logs(&g).contains(password), "the password leaked into a log");
 }
 
 /// The NUL-separated contents of `/proc/<pid>/<file>` as one string.
