@@ -446,6 +446,11 @@ fn tail(log: &str) -> String {
 /// within 14 days (promtool, on the group's scraped metrics).
 async fn certificate_alert(g: &Group) {
     let all: Vec<&Member> = g.redis.iter().chain(&g.sentinels).chain(&g.watchers).collect();
+    // The healthy scrape of a settled group: a Sentinel restarted by the
+    // rotation takes a moment before its launcher sees the record match.
+    for m in &all {
+        wait_metric(m, "rzk_record_matches", |v| v == 1.0, Duration::from_secs(20)).await;
+    }
     let healthy = scrape(&all).await;
     let mut phase = healthy.clone();
     // Promtool's clock starts at 0: the end of the Redis links'
