@@ -345,27 +345,11 @@ impl Zk {
     /// Every `<root>/speakers` registration: its name and what its data
     /// parsed to. Read from ZooKeeper (only `rzkctl tls` asks).
     pub async fn speakers(&self) -> Result<Vec<(String, Result<crate::model::Speaker, String>)>, Error> {
-        let dir = self.speakers_dir();
-        let dir = dir.as_str();
-        let children = match bounded(self.op_timeout(), self.client.list_children(dir)).await {
-            Err(Error::NoNode) => return Ok(vec![]),
-            r => r?,
-        };
-        let reads = join_all(children.iter().map(|child| async move {
-            let path = format!("{dir}/{child}");
-            bounded(self.op_timeout(), self.client.get_data(&path)).await
-        }))
-        .await;
-        let mut out = Vec::with_capacity(children.len());
-        for (child, r) in children.into_iter().zip(reads) {
-            match r {
-                Ok((data, _)) => out.push((child, crate::model::Speaker::parse(&data))),
-                // Gone between the listing and the read: its task left.
-                Err(Error::NoNode) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        let children = self.children_data(&self.speakers_dir()).await?;
+        Ok(children
+            .into_iter()
+            .map(|(child, _, data)| (child, crate::model::Speaker::parse(&data)))
+            .collect())
     }
 
     /// `<root>/diverged`: the servers whose `DATA_DIR` keeps a copy of
@@ -664,11 +648,24 @@ impl Zk {
     }
 
     async fn read_registered(&self, dir: &str) -> Result<Vec<(String, Endpoint)>, Error> {
+        let mut out = vec![];
+        for (child, path, data) in self.children_data(dir).await? {
+            match Endpoint::parse_bytes(&data) {
+                Ok(ep) => out.push((child, ep)),
+                Err(e) => error!(path = %path, error = %e, "ignoring registration with unusable data"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every child of `dir` with its path and data, read all at once (one
+    /// round trip for the lot); none when `dir` is missing. A child gone
+    /// between the listing and the read (its task left) is skipped.
+    async fn children_data(&self, dir: &str) -> Result<Vec<(String, String, Vec<u8>)>, Error> {
         let children = match bounded(self.op_timeout(), self.client.list_children(dir)).await {
             Err(Error::NoNode) => return Ok(vec![]),
             r => r?,
         };
-        // Every child's data at once: one round trip for the lot.
         let reads = join_all(children.iter().map(|child| async move {
             let path = format!("{dir}/{child}");
             let r = bounded(self.op_timeout(), self.client.get_data(&path)).await;
@@ -678,12 +675,7 @@ impl Zk {
         let mut out = Vec::with_capacity(children.len());
         for (child, (path, r)) in children.into_iter().zip(reads) {
             match r {
-                Ok((data, _)) => match Endpoint::parse_bytes(&data) {
-                    Ok(ep) => out.push((child, ep)),
-                    Err(e) => {
-                        error!(path = %path, error = %e, "ignoring registration with unusable data")
-                    }
-                },
+                Ok((data, _)) => out.push((child, path, data)),
                 Err(Error::NoNode) => {}
                 Err(e) => return Err(e),
             }
