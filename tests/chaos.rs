@@ -115,7 +115,7 @@ async fn run(g: &mut Group, s: Scenario, round: u32) -> Outcome {
     let sticky = g.start_writer_with(&format!("{tag}-sticky"), None, s.wait_replicas(), true);
     // Writes before the fault too, so that the ledger spans it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let budget = Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 2000);
+    let budget = failover_budget();
     let t0 = Instant::now();
     // Hang scenarios: the old master and when it woke up.
     let mut woken: Option<(String, Instant)> = None;

@@ -19,10 +19,11 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// master over no sooner than this.
 const DOWN_AFTER_MS: u64 = 5000;
 
-/// The bound the test holds the crash failover to: well below the
-/// down-after, loose enough for a loaded CI machine. The benchmark (P2c)
-/// has the tight figure.
-const CRASH_BOUND: Duration = Duration::from_millis(3500);
+/// The bound the test holds the crash failover to: below the down-after,
+/// so Sentinel on its own could not have done it (it still needs the odown
+/// and a vote after it), and loose enough for a loaded CI machine. The
+/// benchmark (P2c) has the tight figure (p99 2.3 s).
+const CRASH_BOUND: Duration = Duration::from_millis(DOWN_AFTER_MS - 500);
 
 async fn group(tag: &str, redis: usize) -> Group {
     let mut g = Group::new(tag);

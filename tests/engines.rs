@@ -247,7 +247,9 @@ async fn fence(g: &Group) {
     })
     .await;
     eprintln!("MEASURE fence: refused (NOREPLICAS) {fenced_after:?} after both witnesses froze");
-    g.wait_healthy(Duration::from_secs(30)).await;
+    // Sentinels stopped for over 2 s enter TILT when they wake (30 s in
+    // which they act on nothing), and a healthy group needs them.
+    g.wait_healthy(Duration::from_secs(60)).await;
 }
 
 /// Every server lost at once: a new launcher waits out the grace, takes

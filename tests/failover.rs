@@ -16,11 +16,6 @@ use redis::Value;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// How long a failover may take from SIGKILL to the record moving.
-fn failover_budget() -> Duration {
-    Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 2000)
-}
-
 /// Writes `n` keys on the master and waits until 2 replicas acknowledged them.
 async fn write_acknowledged(master: &str, prefix: &str, n: usize) -> Vec<String> {
     let mut keys = vec![];

@@ -26,8 +26,10 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// tested is what happens when the hand-over runs out of it.
 const BUDGET_S: u64 = 4;
 /// What the launcher may take beyond its budget to stop: forwarding
-/// SIGTERM, and a server with no persistence exiting (a few ms here).
-const EXIT_MARGIN: Duration = Duration::from_secs(1);
+/// SIGTERM, and a server with no persistence exiting (a few ms here), with
+/// room for a loaded machine; the shipped apps give 10 s more (a 20 s
+/// budget in a 30 s kill grace period).
+const EXIT_MARGIN: Duration = Duration::from_secs(2);
 /// The hand-over keeps this much of the budget (`RESERVE` in
 /// src/launch/handover.rs, at most half the budget) for the steps after a
 /// synced replica was found: without one it gives up when only that is left.

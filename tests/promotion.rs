@@ -407,16 +407,12 @@ async fn a_replica_restores_its_priority_after_its_first_sync_and_a_failover_wor
     .await;
     let mi = g.master_index().await.unwrap();
     g.redis[mi].proc.signal(libc::SIGKILL);
-    wait_for(
-        "the record to name the synced replica",
-        Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 5000),
-        || async {
-            match g.record().await {
-                Some(r) if r == replica && role(&r).await.as_deref() == Ok("master") => Ok(()),
-                other => Err(format!("record {other:?}")),
-            }
-        },
-    )
+    wait_for("the record to name the synced replica", failover_budget(), || async {
+        match g.record().await {
+            Some(r) if r == replica && role(&r).await.as_deref() == Ok("master") => Ok(()),
+            other => Err(format!("record {other:?}")),
+        }
+    })
     .await;
     assert_eq!(preloaded_present(&replica, KEYS).await.unwrap(), KEYS);
     eprintln!(

@@ -112,9 +112,7 @@ async fn scenario(how: Move) {
             Some(g.rzkctl(&["switchover", "--to", &to, "--timeout", "30"]).await)
         }
     };
-    let (moved_at, new) = record
-        .wait_moved(&old, Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS + 5000))
-        .await;
+    let (moved_at, new) = record.wait_moved(&old, failover_budget()).await;
     if how == Move::Switchover {
         assert_eq!(new, target, "switchover --to {target}: {ctl_out:?}");
     }

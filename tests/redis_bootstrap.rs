@@ -248,7 +248,7 @@ async fn stale_record_is_taken_over_only_after_the_grace_period() {
     let t0 = Instant::now();
     let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
     // Before the grace period ends: no server, and the record is untouched.
-    wait_for("launcher to log that it waits", Duration::from_secs(3), || async {
+    wait_for("launcher to log that it waits", Duration::from_secs(grace), || async {
         if l.proc.log().contains("waiting for a failover") {
             Ok(())
         } else {

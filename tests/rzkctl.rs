@@ -245,10 +245,11 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
     // starts at the Sentinel's next timer tick (100 ms), the Sentinel sees
     // the promotion at its next INFO of the replica (every 1 s during a
     // failover) and names it; rzkctl polls every 50 ms and then checks
-    // ROLE. About 1.2 s; 1.1–2.1 s measured. The bound, 4 s, is that with
-    // a margin of 2 for a machine running another binary beside; a pause
-    // that rzkctl failed to lift would run into its own safety timeout,
-    // the switchover's --timeout (30 s) plus 2 s. The client's gap adds its
+    // ROLE. About 1.2 s; 1.1–2.1 s measured (the benchmark keeps the
+    // figure). The bound, 8 s, only tells a pause lifted by the procedure
+    // from one left to lapse, which would run into its own safety timeout,
+    // the switchover's --timeout (30 s) plus 2 s, with room for a loaded
+    // machine (a failed first SENTINEL FAILOVER is retried at the next look). The client's gap adds its
     // rediscovery of the master, so it is only reported.
     let paused_ms: u64 = out
         .split("writes paused ")
@@ -257,8 +258,8 @@ async fn switchover_to_a_chosen_replica_loses_nothing() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no pause in rzkctl's output: {out}"));
     assert!(
-        paused_ms <= 4_000,
-        "writes paused {paused_ms} ms on the server, over 4 s: longer than a Sentinel failover takes"
+        paused_ms <= 8_000,
+        "writes paused {paused_ms} ms on the server, over 8 s: the pause was not lifted by the switchover"
     );
     g.wait_healthy(Duration::from_secs(60)).await;
 }
@@ -457,9 +458,10 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     assert!(err.contains("switchover failed"), "{err}");
     // rzkctl's own deadline, plus at most two commands of 1 s each
     // (restoring a priority, lifting the pause) or, where the master's
-    // launcher carries the switchover out, rzkctl's last look.
+    // launcher carries the switchover out, rzkctl's last look; and 1 s for
+    // starting rzkctl and its intent's delete on a loaded machine.
     assert!(
-        took <= Duration::from_secs(timeout_s + 2),
+        took <= Duration::from_secs(timeout_s + 3),
         "rzkctl ran {took:?} with --timeout {timeout_s}"
     );
     // It got as far as pausing the master (so the target had been seen
@@ -474,11 +476,13 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     // launcher does), and the priorities are back. Where rzkctl does this
     // itself it is done when it exits; where the master's launcher carries
     // the switchover out, each launcher does it at its next look, every
-    // second: 1 s, and 0.5 s of margin.
+    // second, once the intent's deadline (which rzkctl set after its
+    // start-up and first look) has passed: 3 s, well short of the 5 s of
+    // a pause left to lapse.
     let after = std::time::Instant::now();
     wait_for(
         "the master to take writes again",
-        Duration::from_millis(1500),
+        Duration::from_millis(3000),
         || async {
             redis_cmd(&old, None, &["SET", "after-the-failed-switchover", "1"])
                 .await
@@ -488,7 +492,7 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     .await;
     wait_for(
         "every replica-priority back at 100",
-        Duration::from_millis(1500),
+        Duration::from_millis(3000),
         || async {
             let held: Vec<(String, String)> = priorities(&g).await.into_iter().filter(|(_, p)| p != "100").collect();
             if held.is_empty() {
@@ -561,7 +565,7 @@ async fn switchover_without_to_and_its_failure_and_timeout_paths() {
     assert_eq!(code, 1, "nobody updates the record: {out}{err}");
     assert!(err.contains("timed out waiting for the record"), "{err}");
     assert!(
-        took <= Duration::from_secs(timeout_s + 2),
+        took <= Duration::from_secs(timeout_s + 3),
         "rzkctl ran {took:?} with --timeout {timeout_s}"
     );
     let newer = sentinel_master(&g.sentinels[0].addr()).await.unwrap();
@@ -629,7 +633,7 @@ async fn gave_up(g: &Group, master: &str, since: &[usize]) {
 /// (confirmed by the Sentinels before it returns), shown by `rzkctl
 /// status` and the admin JSON; a master SIGKILLed while paused is not
 /// failed over (the Sentinels try and give up); after `rzkctl resume`, or
-/// the pause's own end, it is failed over within `down-after` + 5 s. The
+/// the pause's own end, it is failed over within `down-after` + 6 s. The
 /// first master's task is stopped (SIGTERM) rather than killed: it does
 /// not hand over, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -662,6 +666,7 @@ async fn a_paused_group_fails_over_only_after_the_pause() {
         let (_, body) = g.redis[mi].admin_get("/health").await.unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert!(v["paused"] == true && v["paused_until"].as_u64().is_some(), "{body}");
+        let paused_until_ms = v["paused_until"].as_u64().unwrap();
 
         let since: Vec<usize> = g.sentinels.iter().map(|s| s.proc.log().len()).collect();
         if round == "resume" {
@@ -685,8 +690,14 @@ async fn a_paused_group_fails_over_only_after_the_pause() {
             assert_eq!(code, 0, "rzkctl resume:\n{out}{err}");
             Instant::now()
         } else {
-            // Still held just before the pause ends by itself.
-            let end = t0 + Duration::from_secs(20);
+            // Still held just before the pause ends by itself: at the end
+            // rzkctl wrote (it starts counting after its own start-up and
+            // look, later than t0).
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            let end = Instant::now() + Duration::from_millis(paused_until_ms.saturating_sub(now_ms));
             tokio::time::sleep_until((end - Duration::from_secs(1)).into()).await;
             assert_eq!(
                 g.record().await.as_deref(),
@@ -706,8 +717,13 @@ async fn a_paused_group_fails_over_only_after_the_pause() {
         eprintln!(
             "MEASURE pause ({round}): confirmed by the Sentinels {confirmed:?} after rzkctl pause; the dead master held {held:?}; failed over {took:?} after the pause ended ({master} -> {new})"
         );
+        // The launcher asks for the failover at its first look after the
+        // pause (1 s), retried each look until the Sentinels have read the
+        // restored priorities (their INFO of a replica, every 1 s); Sentinel
+        // on its own would retry only 2 × failover-timeout (10 s) after its
+        // last try.
         assert!(
-            took <= down_after + Duration::from_secs(5),
+            took <= down_after + Duration::from_secs(6),
             "{round}: failed over {took:?} after the pause ended"
         );
         master = g.wait_healthy(Duration::from_secs(60)).await;

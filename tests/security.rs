@@ -113,7 +113,7 @@ async fn redis_password_keeps_strangers_out_and_the_group_working() {
     // A failover still works and reaches the record.
     let mi = g.master_index().await.unwrap();
     g.redis[mi].proc.signal(libc::SIGKILL);
-    let new = wait_for("the record to follow a failover", Duration::from_secs(10), || async {
+    let new = wait_for("the record to follow a failover", failover_budget(), || async {
         match g.record().await {
             Some(r) if r != master && role_pw(&r, Some(password)).await.as_deref() == Ok("master") => Ok(r),
             other => Err(format!("{other:?}")),

@@ -402,9 +402,15 @@ async fn bad_replacements_are_refused(g: &Group, pki: &Pki, files: &Files) {
                 .filter(|l| l.contains("refusing the replaced"))
                 .skip(logged)
                 .collect();
-            match new.iter().find(|l| l.contains("link=\"redis\"")) {
+            // The refusal that says why. The install renames the
+            // certificate, then the key: a look between the two renames
+            // may first refuse the new certificate beside the old key.
+            match new.iter().find(|l| l.contains("link=\"redis\"") && l.contains(says)) {
                 Some(l) => Ok(l.to_string()),
-                None => Err(tail(&log)),
+                None => Err(format!(
+                    "no refusal saying {says:?} yet; new refusals {new:?}\n{}",
+                    tail(&log)
+                )),
             }
         })
         .await;

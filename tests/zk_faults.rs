@@ -164,15 +164,15 @@ async fn a_long_zookeeper_outage_restarts_nothing_and_everything_comes_back() {
 
     // The watcher resumed: a failover still reaches the record. The
     // Sentinels declare the master down after SENTINEL_DOWN_AFTER_MS and
-    // fail over within SENTINEL_FAILOVER_TIMEOUT_MS; the watcher then writes
-    // the record at once, or at its next reconcile (RECONCILE_S); 2 s of
-    // margin. The record is watched, so its change is seen when it happens.
+    // fail over within the failover budget; the watcher then writes the
+    // record at once, or at its next reconcile (RECONCILE_S). The record is
+    // watched, so its change is seen when it happens.
     let mi = g.master_index().await.unwrap();
     let old = g.redis[mi].addr();
     let mut record = DataWatch::new(&format!("{}/master", g.root)).await;
     let killed = Instant::now();
     g.redis[mi].proc.signal(libc::SIGKILL);
-    let budget = Duration::from_millis(DOWN_AFTER_MS + FAILOVER_TIMEOUT_MS) + Duration::from_secs(RECONCILE_S + 2);
+    let budget = failover_budget() + Duration::from_secs(RECONCILE_S);
     let (new, _, at) = match record.until_not(&old, budget).await {
         Ok(x) => x,
         Err(e) => panic!(
