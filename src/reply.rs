@@ -277,6 +277,10 @@ pub struct SentinelAnswer {
     pub replicas: usize,
     /// A failover is in progress (`failover_in_progress` and friends).
     pub failover: bool,
+    /// That failover chose a replica to promote: its `failover-state` is
+    /// past `select_slave` (or unknown). Before that it is only waiting to
+    /// be elected, or about to find no replica it could promote.
+    pub promoting: bool,
     /// It sees the master down (`s_down` or `o_down`).
     pub master_down: bool,
     /// How many of its peers it sees down (`SENTINEL SENTINELS`, flag
@@ -334,6 +338,13 @@ impl SentinelAnswer {
             peers: num("num-other-sentinels"),
             replicas: num("num-slaves"),
             failover: flags.contains("failover"),
+            promoting: flags.contains("failover")
+                && !matches!(
+                    field(f, "failover-state"),
+                    // Redis 7 and Valkey 8 say `select_slave`; a later Valkey
+                    // may say `select_replica`, as its source now does.
+                    Some("none" | "wait_start" | "select_slave" | "select_replica")
+                ),
             master_down: flags.split(',').any(|f| f == "s_down" || f == "o_down"),
             dead_peers: None,
             timing,
@@ -798,6 +809,7 @@ mod tests {
             ("ip", "10.0.0.1"),
             ("port", "6379"),
             ("flags", "master,s_down,failover_in_progress"),
+            ("failover-state", "wait_promotion"),
             ("config-epoch", "7"),
             ("num-other-sentinels", "4"),
             ("num-slaves", "2"),
@@ -820,9 +832,29 @@ mod tests {
             }
         );
         assert_eq!(
-            (a.epoch, a.peers, a.replicas, a.failover, a.master_down, a.master),
-            (7, 4, 2, true, true, ep(1))
+            (
+                a.epoch,
+                a.peers,
+                a.replicas,
+                a.failover,
+                a.promoting,
+                a.master_down,
+                a.master
+            ),
+            (7, 4, 2, true, true, true, ep(1))
         );
+        // Waiting to be elected, or selecting a replica: nothing chosen.
+        for state in ["wait_start", "select_slave"] {
+            let mut waiting = fields.clone();
+            waiting.retain(|(k, _)| k != "failover-state");
+            waiting.push(("failover-state".into(), state.into()));
+            let w = SentinelAnswer::from_fields(&s, &waiting, None).unwrap();
+            assert!(w.failover && !w.promoting, "{state}");
+        }
+        // A failover whose state is not said: taken as promoting.
+        let mut unsaid = fields.clone();
+        unsaid.retain(|(k, _)| k != "failover-state");
+        assert!(SentinelAnswer::from_fields(&s, &unsaid, None).unwrap().promoting);
         // During a failover, get-master-addr-by-name names the promoted one.
         let during = SentinelAnswer::from_fields(&s, &fields, Some(ep(2))).unwrap();
         assert_eq!(during.master, ep(2));

@@ -11,14 +11,14 @@
 //! Sentinel whose own master is alive is never re-pointed: its live view
 //! wins over the record (the watcher corrects the record).
 //!
-//! A failover in progress does not hold the re-point back. A Sentinel names
-//! the promoted replica as soon as it answers as master, so a failover that
-//! got that far names a live master and is left alone; one that names a
-//! dead master while the record names a live one is a failover of a master
-//! that is gone, with nothing to promote (a takeover follows only the loss
-//! of every server), which Sentinel retries every `2 × failover-timeout` and
-//! flags for up to `failover-timeout` each time. Waiting for it to end let a
-//! peer still in it turn the re-pointed Sentinels back (see [`also_behind`]).
+//! A failover holds the re-point back only once it chose a replica to
+//! promote (its `failover-state` past `select_slave`): that one is left to
+//! finish, and its Sentinel then names the new master. A failover still
+//! waiting to be elected has chosen nothing. After a takeover, Sentinels
+//! retry the failover of the dead master for ever (every
+//! `2 × failover-timeout`, each try flagged up to `failover-timeout` while it
+//! waits for votes); waiting for such a try to end let a peer still in it
+//! turn the re-pointed Sentinels back (see [`also_behind`]).
 
 use std::time::Duration;
 
@@ -65,6 +65,7 @@ pub fn follow(
             *mismatch_since = None;
             return Follow::Idle;
         }
+        Some(a) if a.promoting => return Follow::Recheck(Duration::from_secs(1)),
         Some(_) => {}
     }
     let since = *mismatch_since.get_or_insert(now);
@@ -76,21 +77,21 @@ pub fn follow(
 }
 
 /// The other registered Sentinels (not `own`) that still name a master
-/// that is not live, or monitor nothing of that name: once `own` is
-/// re-pointed at `to`, they are re-pointed with it at once, even one that
-/// is failing the dead master over. One by one, each follower's settle
-/// apart, a re-pointed Sentinel (whose epoch starts again at 0) is turned
-/// back by the hello of one that still names the old master at the epoch
-/// of the last failover (Sentinel sends its hello to its peers directly,
-/// every 2 s); and a peer left out while it was failing over did that in
-/// one CI run, over and over, for 40 s.
+/// that is not live, or monitor nothing of that name, and promote no
+/// replica: once `own` is re-pointed at `to`, they are re-pointed with it
+/// at once, even one whose failover waits for votes. One by one, each
+/// follower's settle apart, a re-pointed Sentinel (whose epoch starts again
+/// at 0) is turned back by the hello of one that still names the old
+/// master at the epoch of the last failover (Sentinel sends its hello to
+/// its peers directly, every 2 s); and a peer left out while it waited for
+/// votes did that in one CI run, over and over, for 40 s.
 pub fn also_behind(snap: &Snapshot, own: &Endpoint, to: &Endpoint) -> Vec<Endpoint> {
     snap.sentinels
         .iter()
         .filter(|s| *s != own)
         .filter(|s| match snap.answer_of(s) {
             None => snap.unknown_name.contains(s),
-            Some(a) => a.master != *to && !snap.is_live_master(&a.master),
+            Some(a) => a.master != *to && !snap.is_live_master(&a.master) && !a.promoting,
         })
         .cloned()
         .collect()
@@ -139,10 +140,13 @@ mod tests {
     fn the_other_sentinels_behind_are_re_pointed_with_it() {
         let mut s = taken_over();
         assert_eq!(also_behind(&s, &sentinel(21), &ep(4)), vec![sentinel(22), sentinel(23)]);
-        // Failing the dead master over: re-pointed all the same (left
-        // behind, its hello turns the others back).
+        // Failing the dead master over, waiting for votes: re-pointed all
+        // the same (left behind, its hello turns the others back).
         s.answers[2].failover = true;
         assert_eq!(also_behind(&s, &sentinel(21), &ep(4)), vec![sentinel(22), sentinel(23)]);
+        // Promoting a replica it chose: left to finish.
+        s.answers[2].promoting = true;
+        assert_eq!(also_behind(&s, &sentinel(21), &ep(4)), vec![sentinel(22)]);
         // Already following: left alone.
         s.answers[1] = says(22, 4, 0);
         s.answers[2] = says(23, 4, 0);
@@ -185,17 +189,26 @@ mod tests {
     }
 
     #[test]
-    fn a_failover_of_the_dead_master_does_not_hold_the_re_point_back() {
+    fn a_failover_waiting_for_votes_does_not_hold_the_re_point_back() {
         let mut s = taken_over();
         s.answers[0].failover = true;
         let acts = run(&vec![s.clone(); 8], Duration::from_millis(500));
         assert_eq!(acts[6], Follow::Repoint(ep(4)), "{acts:?}");
-        // A failover that promoted a replica names it as soon as it
-        // answers as master: alive, so the Sentinel is left alone.
+        // One that chose a replica to promote does, while it runs.
+        let mut promoting = s.clone();
+        promoting.answers[0].promoting = true;
+        let acts = run(&vec![promoting; 10], Duration::from_secs(1));
+        assert!(
+            acts.iter().all(|a| *a == Follow::Recheck(Duration::from_secs(1))),
+            "{acts:?}"
+        );
+        // Once the promoted replica answers as master, the Sentinel names
+        // it: alive, so the Sentinel is left alone.
         s.servers.push(master(2));
         s.answers[0] = says(21, 2, 3);
         s.answers[0].monitored = ep(1);
         s.answers[0].failover = true;
+        s.answers[0].promoting = true;
         assert!(
             run(&vec![s; 10], Duration::from_secs(1))
                 .iter()

@@ -98,6 +98,7 @@ pub(crate) mod fixtures {
             peers: 2,
             replicas: 2,
             failover: false,
+            promoting: false,
             master_down: false,
             dead_peers: None,
             timing: Timing {

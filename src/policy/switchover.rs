@@ -710,6 +710,7 @@ mod tests {
         let mut promoted = under_way.clone();
         promoted.answers[0] = SentinelAnswer {
             failover: true,
+            promoting: true,
             ..says(21, 2, 2)
         };
         promoted.servers[1] = master(2);
