@@ -836,15 +836,10 @@ async fn head_405_and_503_before_the_first_look() {
         },
     )
     .await;
-    wait_for("the Sentinel to wait for a master", Duration::from_secs(15), || async {
-        let log = sentinel.proc.log();
-        if log.contains("waiting for a live master") {
-            Ok(())
-        } else {
-            Err(log)
-        }
-    })
-    .await;
+    sentinel
+        .proc
+        .wait_log("waiting for a live master", Duration::from_secs(15))
+        .await;
 
     let json = |b: &[u8]| -> Value {
         serde_json::from_slice(b).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(b)))

@@ -253,15 +253,7 @@ async fn a_fenced_master_crash_asks_for_nothing() {
     for p in pids.iter().chain(&sentinel_pids) {
         signal_pid(*p, libc::SIGSTOP);
     }
-    wait_for("the master to be fenced", Duration::from_secs(10), || async {
-        let log = g.redis[mi].proc.log();
-        if log.contains("FENCED") {
-            Ok(())
-        } else {
-            Err("not fenced yet".to_string())
-        }
-    })
-    .await;
+    g.redis[mi].proc.wait_log("FENCED", Duration::from_secs(10)).await;
     signal_pid(server_pid(&master).await, libc::SIGKILL);
     let (code, log) = launcher_exit(&g.redis[mi], Duration::from_secs(10));
     assert_eq!(code, Some(137), "{log}");

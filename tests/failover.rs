@@ -161,14 +161,9 @@ async fn the_record_survives_losing_a_watcher() {
     let _serial = SERIAL.lock().await;
     let g = Group::start("losewatch", 3, 3, 2).await;
     for w in &g.watchers {
-        wait_for("both watchers to reconcile", Duration::from_secs(15), || async {
-            if w.proc.log().contains("reconciled after subscribing") {
-                Ok(())
-            } else {
-                Err(w.proc.log())
-            }
-        })
-        .await;
+        w.proc
+            .wait_log("reconciled after subscribing", Duration::from_secs(15))
+            .await;
     }
     // The test's own ears on every Sentinel, to time the first event, and a
     // data watch on the record, to time its change: both timestamps come
@@ -263,19 +258,10 @@ async fn two_watchers_bump_the_version_once_per_failover() {
     let _serial = SERIAL.lock().await;
     let mut g = Group::start("twowatch", 3, 3, 1).await;
     let w = g.start_watcher();
-    wait_for(
-        "the second watcher to subscribe and reconcile once",
-        Duration::from_secs(15),
-        || async {
-            let log = g.watchers[w].proc.log();
-            if log.contains("reconciled after subscribing") {
-                Ok(())
-            } else {
-                Err(format!("its log so far:\n{log}"))
-            }
-        },
-    )
-    .await;
+    g.watchers[w]
+        .proc
+        .wait_log("reconciled after subscribing", Duration::from_secs(15))
+        .await;
     let (_, v0) = g.record_with_version().await.unwrap();
     let (new, _) = kill_master_and_wait(&g).await;
     // Watch for flapping over several reconcile intervals.
@@ -536,19 +522,7 @@ async fn a_replica_the_sentinels_never_saw_is_re_pointed_after_a_failover() {
     .await;
     // The sentinels did not know the replica, so the launcher must have
     // re-pointed it (it logs after its REPLICAOF).
-    wait_for(
-        "the launcher's 're-pointed it' line",
-        Duration::from_secs(5),
-        || async {
-            let log = g.redis[i].proc.log();
-            if log.contains("re-pointed it") {
-                Ok(())
-            } else {
-                Err(log)
-            }
-        },
-    )
-    .await;
+    g.redis[i].proc.wait_log("re-pointed it", Duration::from_secs(5)).await;
     eprintln!("MEASURE stranded replica: linked {linked_after:?} after its start; re-pointed by its launcher");
     g.wait_healthy(Duration::from_secs(60)).await;
 }

@@ -572,15 +572,10 @@ async fn a_nofailover_task_waits_for_a_master_to_follow() {
     g.extra.push(("NOFAILOVER", "true".into()));
     let n = g.start_redis();
     g.extra.pop();
-    wait_for("the NOFAILOVER launcher to yield", Duration::from_secs(20), || async {
-        let log = g.redis[n].proc.log();
-        if log.contains("NOFAILOVER=true and no live master to follow") {
-            Ok(())
-        } else {
-            Err(log)
-        }
-    })
-    .await;
+    g.redis[n]
+        .proc
+        .wait_log("NOFAILOVER=true and no live master to follow", Duration::from_secs(20))
+        .await;
     assert_eq!(g.record().await, None, "a NOFAILOVER task wrote the record");
     let m = g.start_redis();
     let master = g.redis[m].addr();

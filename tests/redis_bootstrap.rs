@@ -248,14 +248,9 @@ async fn stale_record_is_taken_over_only_after_the_grace_period() {
     let t0 = Instant::now();
     let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
     // Before the grace period ends: no server, and the record is untouched.
-    wait_for("launcher to log that it waits", Duration::from_secs(grace), || async {
-        if l.proc.log().contains("waiting for a failover") {
-            Ok(())
-        } else {
-            Err(l.proc.log())
-        }
-    })
-    .await;
+    l.proc
+        .wait_log("waiting for a failover", Duration::from_secs(grace))
+        .await;
     while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
         assert_eq!(
             record(&zc, &root).await.as_deref(),
@@ -493,14 +488,7 @@ async fn sigterm_before_the_server_runs_exits_143_and_releases_the_lock() {
     zk_set_raw(&c, &format!("{root}/master"), dead.addr().as_bytes()).await;
     // A long grace keeps the launcher waiting under the lock.
     let l = start(&root, &[("TAKEOVER_GRACE_S", "60".into())]);
-    wait_for("launcher to wait under the lock", Duration::from_secs(10), || async {
-        if l.proc.log().contains("waiting for a failover") {
-            Ok(())
-        } else {
-            Err(l.proc.log())
-        }
-    })
-    .await;
+    l.proc.wait_log("waiting for a failover", Duration::from_secs(10)).await;
     assert_eq!(
         zk_children(&c, &format!("{root}/lock")).await.len(),
         1,
@@ -739,19 +727,7 @@ async fn a_replica_chained_behind_another_replica_is_re_pointed_to_the_master() 
     .await;
     eprintln!("MEASURE chained replica re-pointed after {:?}", t0.elapsed());
     // The launcher must have re-pointed it (it logs after its REPLICAOF).
-    wait_for(
-        "the launcher's 're-pointed it' line",
-        Duration::from_secs(5),
-        || async {
-            let log = chained.proc.log();
-            if log.contains("re-pointed it") {
-                Ok(())
-            } else {
-                Err(log)
-            }
-        },
-    )
-    .await;
+    chained.proc.wait_log("re-pointed it", Duration::from_secs(5)).await;
     assert!(
         !middle.proc.log().contains("re-pointed it"),
         "the correctly linked replica must be left alone:\n{}",

@@ -253,6 +253,20 @@ impl Proc {
     pub fn log_path(&self) -> &Path {
         &self.log_path
     }
+
+    /// Waits until the log contains `needle`, failing after `timeout` with
+    /// the log as seen then.
+    pub async fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_for(&format!("the log to contain {needle:?}"), timeout, || async {
+            let log = self.log();
+            if log.contains(needle) {
+                Ok(())
+            } else {
+                Err(format!("its log so far:\n{log}"))
+            }
+        })
+        .await
+    }
 }
 
 impl Drop for Proc {
