@@ -296,6 +296,68 @@ async fn stale_record_is_taken_over_only_after_the_grace_period() {
     );
 }
 
+/// The record names a dead master while a registered server nobody names
+/// answers as master: a stale master, say, fenced after a partition and not
+/// yet demoted, when the master that replaced it dies. A launcher starting
+/// then gives the Sentinels the grace period to fail the recorded master
+/// over; it neither follows the stale master nor writes it to the record
+/// before that (it used to, at once). With no Sentinel here, it joins it
+/// once the grace is over rather than make a second master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_nobody_names_is_not_followed_while_the_record_names_a_dead_one() {
+    let _serial = SERIAL.lock().await;
+    let root = unique_root("unnamed");
+    let zc = zk_client().await;
+    let stale = start(&root, &[]);
+    let s = stale.task.addr();
+    wait_for(
+        "the first launcher to become master",
+        Duration::from_secs(20),
+        || async { converged(&zc, &root, &[&stale]).await },
+    )
+    .await;
+    let dead = task(); // nothing listens there
+    zk_set_raw(&zc, &format!("{root}/master"), dead.addr().as_bytes()).await;
+    let grace = 4;
+    let t0 = Instant::now();
+    let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
+    l.proc
+        .wait_log("waiting for a failover", Duration::from_secs(grace))
+        .await;
+    while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
+        assert_eq!(
+            record(&zc, &root).await.as_deref(),
+            Some(dead.addr().as_str()),
+            "the record was rewritten before the grace period ended"
+        );
+        assert!(
+            role(&l.task.addr()).await.is_err(),
+            "the server started before the grace period ended"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let me = l.task.addr();
+    wait_for(
+        "the launcher to join the only master",
+        Duration::from_secs(grace + 10),
+        || async {
+            let r = record(&zc, &root).await;
+            let host = info_field(&me, "replication", "master_port").await;
+            if r.as_deref() == Some(s.as_str()) && host.as_deref() == Ok(stale.task.port.to_string().as_str()) {
+                Ok(())
+            } else {
+                Err(format!("record {r:?}, master_port {host:?}"))
+            }
+        },
+    )
+    .await;
+    assert!(
+        t0.elapsed() >= Duration::from_secs(grace),
+        "followed the unnamed master after {:?}, before the {grace}s grace",
+        t0.elapsed()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_a_replica_launcher_stops_cleanly() {
     let _serial = SERIAL.lock().await;

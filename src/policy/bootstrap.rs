@@ -121,7 +121,11 @@ pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Optio
 /// 1. a live master the Sentinels name (most votes wins);
 /// 2. the record, if it answers as master;
 /// 3. a registered node that answers as master (guards against a second
-///    master when the record is garbage or missing but a group runs).
+///    master when the record is garbage or missing but a group runs). When
+///    the record names a dead master, only once the grace period is over:
+///    until then the Sentinels may still fail the recorded master over, and
+///    a master nobody names may be a stale one (fenced after a partition,
+///    not yet demoted) that must not be followed nor written to the record.
 ///
 /// Without a live master: an empty world is a fresh group; any sign of a
 /// group (a record, Sentinels with an opinion, registered nodes) means a
@@ -142,7 +146,10 @@ fn decide_any(o: &Observation) -> Decision {
         RecordView::Names(r) if o.record_live && not_me(r) => Some(r.clone()),
         _ => None,
     };
-    let from_nodes = o.registered_masters.iter().filter(|e| not_me(e)).min().cloned();
+    let record_names_one = matches!(o.record, RecordView::Names(_));
+    let from_nodes = (!record_names_one || o.grace_elapsed)
+        .then(|| o.registered_masters.iter().filter(|e| not_me(e)).min().cloned())
+        .flatten();
     if let Some(master) = from_sentinels.or(from_record).or(from_nodes) {
         let fix_record = o.record != RecordView::Names(master.clone());
         return Decision::Replicate { master, fix_record };
@@ -426,6 +433,44 @@ mod tests {
         };
         assert_eq!(
             decide(&o),
+            Decision::Replicate {
+                master: ep(5),
+                fix_record: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_master_nobody_names_waits_behind_a_dead_record() {
+        // The record names a dead master; a registered node answers as
+        // master but neither the record nor any Sentinel names it: a stale
+        // master, say. The Sentinels get the grace to fail the recorded one
+        // over, and whom they name is followed.
+        let stale = Observation {
+            record: RecordView::Names(ep(1)),
+            registered_masters: vec![ep(5)],
+            registered_nodes: 3,
+            ..world()
+        };
+        assert_eq!(decide(&stale), Decision::Wait);
+        let failed_over = Observation {
+            sentinel_views: vec![cand(7, 3, true)],
+            ..stale.clone()
+        };
+        assert_eq!(
+            decide(&failed_over),
+            Decision::Replicate {
+                master: ep(7),
+                fix_record: true
+            }
+        );
+        // After the grace, as before: no second master beside it.
+        let late = Observation {
+            grace_elapsed: true,
+            ..stale
+        };
+        assert_eq!(
+            decide(&late),
             Decision::Replicate {
                 master: ep(5),
                 fix_record: true
