@@ -53,7 +53,8 @@ pub struct Metrics {
     pub guard_actions: IntCounterVec,
     /// `rzk_ghost_resets_total`: `SENTINEL RESET`s sent to clear dead peers.
     pub ghost_resets: IntCounter,
-    /// `rzk_handovers_total{outcome}`: `done`, `skipped`, `unsafe`, `timeout`.
+    /// `rzk_handovers_total{outcome}`: `done`, `skipped`, `unsafe`,
+    /// `aborted`, `timeout` (`switchover::Outcome::label`).
     pub handovers: IntCounterVec,
     /// `rzk_handover_duration_seconds`: how long each hand-over took.
     pub handover_seconds: Histogram,
@@ -194,7 +195,7 @@ impl Metrics {
                 "handovers_total",
                 "SIGTERM hand-overs by outcome",
                 "outcome",
-                &["done", "skipped", "unsafe", "timeout"],
+                &["done", "skipped", "unsafe", "aborted", "timeout"],
             ),
             handover_seconds,
             child_starts: counter(&r, "child_starts_total", "Child processes started"),
@@ -339,6 +340,7 @@ mod tests {
             "rzk_role{role=\"replica\"} 1",
             "rzk_zk_session{state=\"connected\"} 1",
             "rzk_handovers_total{outcome=\"unsafe\"} 0",
+            "rzk_handovers_total{outcome=\"aborted\"} 0",
             "rzk_guard_actions_total{action=\"demote\"} 0",
             "# TYPE rzk_handover_duration_seconds histogram",
             "rzk_engine_info{engine=\"valkey\",version=\"8.0.1\"} 1",
