@@ -742,33 +742,35 @@ impl Zk {
     pub async fn create_ephemeral(&self, path: &str, data: &[u8]) -> Result<(), Error> {
         let opts = CreateMode::Ephemeral.with_acls(self.acls());
         let limit = self.op_timeout();
-        self.mirror.touched(path);
-        loop {
+        let created = loop {
             match bounded(limit, self.client.create(path, data, &opts)).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => break Ok(()),
                 Err(Error::NodeExists) => match bounded(limit, self.client.get_data(path)).await {
-                    Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => {
-                        return Ok(());
-                    }
+                    Ok((_, stat)) if stat.ephemeral_owner == self.client.session_id().0 => break Ok(()),
                     Ok((_, stat)) => match bounded(limit, self.client.delete(path, Some(stat.version))).await {
                         Ok(()) | Err(Error::NoNode) | Err(Error::BadVersion) => continue,
-                        Err(e) => return Err(e),
+                        Err(e) => break Err(e),
                     },
                     Err(Error::NoNode) => continue,
-                    Err(e) => return Err(e),
+                    Err(e) => break Err(e),
                 },
-                Err(e) => return Err(e),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        // After the write, like every writer: a look that began before it
+        // must not keep what it read.
+        self.mirror.touched(path);
+        created
     }
 
     /// Deletes a node, ignoring one that is already gone.
     pub async fn delete(&self, path: &str) -> Result<(), Error> {
-        self.mirror.touched(path);
-        match bounded(self.op_timeout(), self.client.delete(path, None)).await {
+        let deleted = match bounded(self.op_timeout(), self.client.delete(path, None)).await {
             Ok(()) | Err(Error::NoNode) => Ok(()),
             Err(e) => Err(e),
-        }
+        };
+        self.mirror.touched(path);
+        deleted
     }
 }
 
