@@ -4,6 +4,11 @@
 //! - `rzkctl switchover [--to IP:PORT] [--timeout S]` hands the master role
 //!   to a replica with no acknowledged write lost; exits 0 once the record
 //!   and every Sentinel name the new master, 1 with the reason otherwise.
+//! - `rzkctl pause [--for DURATION] [--reason TEXT]` and `rzkctl resume`
+//!   hold automatic failovers off for maintenance, and lift that hold.
+//! - `rzkctl history [--json]` lists the record's past masters and why
+//!   each change happened.
+//! - `rzkctl tls on|off` tells a group in transition what to speak.
 //!
 //! Bad configuration or usage exits 2. Configured by the same variables as
 //! the launchers (`rzkctl --help` lists them).

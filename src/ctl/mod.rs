@@ -153,7 +153,11 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
 /// the new master and how long writes were paused, or why it failed.
 async fn wait_for_result(zk: &Zk, intent: &Intent, deadline: Instant) -> Result<(Endpoint, String), String> {
     loop {
-        if let Ok(Some((data, _))) = zk.read_switchover().await {
+        let read = zk.read_switchover().await;
+        if let Ok(None) = read {
+            return Err("the intent was removed before the master's launcher wrote how it ended".into());
+        }
+        if let Ok(Some((data, _))) = read {
             match Intent::parse(&data) {
                 Ok(i) if i.id == intent.id => {
                     if let Some(r) = i.result.as_deref() {
