@@ -81,11 +81,6 @@ pub enum Action {
         /// The version read before.
         expected: Option<i32>,
     },
-    /// Delete the switchover intent if it still has this version.
-    DeleteIntent {
-        /// The version read before.
-        version: i32,
-    },
     /// `CLIENT PAUSE <ms> WRITE` on the own server: clients block instead
     /// of writing to a master that is being failed over.
     PauseWrites(Duration),
@@ -157,6 +152,17 @@ pub struct Observed<'a> {
     pub session: SessionMark,
     /// The bootstrap lock the decision was made under, if any.
     pub lock: Option<&'a LockClient<'a>>,
+}
+
+impl<'a> Observed<'a> {
+    /// Decided on a snapshot of `session`, outside the bootstrap lock.
+    pub fn new(zk: &'a Zk, session: SessionMark) -> Observed<'a> {
+        Observed {
+            zk,
+            session,
+            lock: None,
+        }
+    }
 }
 
 /// Why an action was not done.
@@ -237,7 +243,6 @@ impl<'a> Executor<'a> {
                     .await?;
             }
             Action::WriteIntent { data, expected } => zk()?.write_switchover(data, *expected).await?,
-            Action::DeleteIntent { version } => zk()?.delete_switchover(*version).await?,
             Action::Repoint { server, to } => self.replicaof(server, to).await?,
             Action::Demote { server, to } if Some(server) == self.local => self.become_replica(to).await?,
             Action::Demote { server, to } => self.replicaof(server, to).await?,

@@ -30,11 +30,6 @@ impl Backoff {
         d
     }
 
-    /// The pause [`Backoff::next_pause`] would return, without advancing.
-    pub fn peek(&self) -> Duration {
-        self.next
-    }
-
     /// Back to the first pause, after a success.
     pub fn reset(&mut self) {
         self.next = self.first;
@@ -52,6 +47,6 @@ mod tests {
         let pauses: Vec<Duration> = (0..5).map(|_| b.next_pause()).collect();
         assert_eq!(pauses, [ms(100), ms(200), ms(400), ms(500), ms(500)]);
         b.reset();
-        assert_eq!(b.peek(), ms(100));
+        assert_eq!(b.next_pause(), ms(100));
     }
 }

@@ -207,14 +207,6 @@ pub struct Engine {
     pub version: String,
 }
 
-impl Engine {
-    /// The version as numbers (`8.0.1` is `[8, 0, 1]`); parts that are not
-    /// numbers end it.
-    pub fn version_parts(&self) -> Vec<u32> {
-        self.version.split('.').map_while(|p| p.parse().ok()).collect()
-    }
-}
-
 impl fmt::Display for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.kind.as_str(), self.version)

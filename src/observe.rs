@@ -65,9 +65,6 @@ struct Stored {
     nofailover: Vec<Endpoint>,
 }
 
-/// Reads the record, the intent and the registrations, all at once, each
-/// bounded by `limit` (a ZooKeeper that hangs must not hold a look up for
-/// a whole session timeout).
 /// A bounded ZooKeeper read's result, with the path it read.
 fn bounded<T>(
     path: String,
@@ -83,6 +80,9 @@ fn bounded<T>(
     }
 }
 
+/// Reads the record, the intent and the registrations, all at once, each
+/// bounded by `limit` (a ZooKeeper that hangs must not hold a look up for
+/// a whole session timeout).
 async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, ObserveError> {
     let (sentinels_dir, nodes_dir, diverged_dir) = (zk.sentinels_dir(), zk.nodes_dir(), zk.diverged_dir());
     let if_nodes = |dir: String| async move {

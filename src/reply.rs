@@ -330,6 +330,7 @@ impl SentinelAnswer {
             last_ok_ms: ms("last-ok-ping-reply"),
             disconnected: flags.split(',').any(|f| f == "disconnected"),
         };
+        let failover = flags.contains("failover");
         Some(SentinelAnswer {
             sentinel: sentinel.clone(),
             master,
@@ -337,8 +338,8 @@ impl SentinelAnswer {
             epoch: field(f, "config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
             peers: num("num-other-sentinels"),
             replicas: num("num-slaves"),
-            failover: flags.contains("failover"),
-            promoting: flags.contains("failover")
+            failover,
+            promoting: failover
                 && !matches!(
                     field(f, "failover-state"),
                     // Redis 7 and Valkey 8 say `select_slave`; a later Valkey
@@ -774,8 +775,8 @@ mod tests {
         );
         assert_eq!(
             engine_of_version_line("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64\n")
-                .map(|e| (e.kind, e.version_parts())),
-            Some((EngineKind::Redis, vec![7, 0, 15]))
+                .map(|e| (e.kind, e.version)),
+            Some((EngineKind::Redis, "7.0.15".to_string()))
         );
         for bad in [
             "",

@@ -543,11 +543,7 @@ impl Duty<'_> {
             },
         };
         let zk = self.keeper.zk();
-        let observed = Observed {
-            zk: &zk,
-            session: snap.session,
-            lock: None,
-        };
+        let observed = Observed::new(&zk, snap.session);
         match (self.own.executor().execute(&action, Some(observed)).await, &decided) {
             (Ok(()), GuardAction::Repoint { from, to }) => {
                 mem.stranded_since = None;
@@ -606,11 +602,7 @@ impl Duty<'_> {
             data: done.to_bytes(),
             expected: Some(version),
         };
-        let observed = Observed {
-            zk: &zk,
-            session: crate::observe::session_mark(&zk),
-            lock: None,
-        };
+        let observed = Observed::new(&zk, crate::observe::session_mark(&zk));
         if let Err(e) = self.own.executor().execute(&action, Some(observed)).await {
             warn!(error = %e, "could not write the switchover's result");
         }
@@ -806,11 +798,7 @@ impl Duty<'_> {
             data: intent.to_bytes(),
             expected,
         };
-        let observed = Observed {
-            zk: &zk,
-            session: snap.session,
-            lock: None,
-        };
+        let observed = Observed::new(&zk, snap.session);
         match self.own.executor().execute(&action, Some(observed)).await {
             Ok(()) => Some(intent),
             Err(e) => {
@@ -1014,9 +1002,8 @@ async fn decide_under_lock(
                     ..write
                 };
                 let observed = Observed {
-                    zk,
-                    session: snap.session,
                     lock: Some(lock),
+                    ..Observed::new(zk, snap.session)
                 };
                 match executor.execute(&Action::WriteRecord(write), Some(observed)).await {
                     Ok(()) => {
@@ -1048,9 +1035,8 @@ async fn decide_under_lock(
                     replica: replica.clone(),
                 };
                 let observed = Observed {
-                    zk,
-                    session: snap.session,
                     lock: Some(lock),
+                    ..Observed::new(zk, snap.session)
                 };
                 if let Err(e) = executor.execute(&action, Some(observed)).await {
                     warn!(replica = %replica, error = %e, "promotion failed; deciding again");

@@ -283,11 +283,7 @@ impl Follower<'_> {
                     sentinel: s.clone(),
                     to: to.clone(),
                 };
-                let observed = Observed {
-                    zk: &zk,
-                    session: snap.session,
-                    lock: None,
-                };
+                let observed = Observed::new(&zk, snap.session);
                 match executor.execute(&action, Some(observed)).await {
                     Ok(()) => warn!(sentinel = %s, old = ?old, master = %to, "re-pointed a sentinel after a takeover"),
                     Err(e) => warn!(error = %e, sentinel = %s, master = %to, "re-pointing failed; retrying"),

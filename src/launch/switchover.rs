@@ -59,24 +59,20 @@ pub async fn carry_out(
                 let mut refusals = vec![];
                 for s in order {
                     match executor.execute(&Action::RequestFailover(s.clone()), None).await {
-                        Ok(()) => {
-                            info!(sentinel = %s, "failover requested");
-                            p.phase = Phase::Requested;
-                            p.requested_at = Some(Instant::now());
-                            break;
-                        }
+                        Ok(()) => info!(sentinel = %s, "failover requested"),
                         // Another Sentinel (or this one) already runs it.
                         Err(e) if e.to_string().contains("INPROG") => {
-                            info!(sentinel = %s, "a failover is already under way");
-                            p.phase = Phase::Requested;
-                            p.requested_at = Some(Instant::now());
-                            break;
+                            info!(sentinel = %s, "a failover is already under way")
                         }
                         Err(e) => {
                             warn!(sentinel = %s, error = %e, "SENTINEL FAILOVER refused");
                             refusals.push(format!("{s}: {e}"));
+                            continue;
                         }
                     }
+                    p.phase = Phase::Requested;
+                    p.requested_at = Some(Instant::now());
+                    break;
                 }
                 match p.phase {
                     Phase::Requested => {}
@@ -105,16 +101,17 @@ pub async fn carry_out(
                             warn!(old = %own.me, error = %e, "could not make the old master a replica; Sentinel will")
                         }
                     }
-                    // Nothing was asked of the Sentinels, or they gave it up:
-                    // the master is still the master and takes writes again.
+                    // Nothing was asked of the Sentinels, or they gave it
+                    // up, or the bound passed with every Sentinel still
+                    // naming it: the master is still the master and takes
+                    // writes again.
                     Outcome::Aborted(_) => {
                         let _ = executor.execute(&Action::Unpause, None).await;
                     }
-                    Outcome::TimedOut(_) if matches!(p.phase, Phase::Paused { .. }) => {
-                        let _ = executor.execute(&Action::Unpause, None).await;
-                    }
-                    // Past the bound with every Sentinel still naming it.
-                    Outcome::TimedOut(_) if snap.registered_answers().all(|a| a.master == own.me) => {
+                    Outcome::TimedOut(_)
+                        if matches!(p.phase, Phase::Paused { .. })
+                            || snap.registered_answers().all(|a| a.master == own.me) =>
+                    {
                         let _ = executor.execute(&Action::Unpause, None).await;
                     }
                     _ => {}

@@ -278,11 +278,7 @@ impl Watcher {
         match reconcile(snap, unix_ms()) {
             Some(w) => {
                 let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
-                let observed = Observed {
-                    zk,
-                    session: snap.session,
-                    lock: None,
-                };
+                let observed = Observed::new(zk, snap.session);
                 match self
                     .executor()
                     .execute(&Action::WriteRecord(w.clone()), Some(observed))
@@ -333,11 +329,7 @@ impl Watcher {
                 epoch,
                 ..w
             };
-            let observed = Observed {
-                zk,
-                session: session_mark(zk),
-                lock: None,
-            };
+            let observed = Observed::new(zk, session_mark(zk));
             match self.executor().execute(&Action::WriteRecord(w), Some(observed)).await {
                 Ok(()) => {
                     let old = record.master().map(ToString::to_string).unwrap_or_default();
@@ -359,11 +351,7 @@ impl Watcher {
         };
         let known = snap.answer_of(&s).map(|a| a.peers).unwrap_or(0);
         let action = Action::SentinelReset { sentinel: s.clone() };
-        let observed = Observed {
-            zk,
-            session: snap.session,
-            lock: None,
-        };
+        let observed = Observed::new(zk, snap.session);
         match self.executor().execute(&action, Some(observed)).await {
             Ok(()) => {
                 crate::metrics::metrics().ghost_resets.inc();

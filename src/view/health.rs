@@ -39,11 +39,6 @@ impl Pages {
         self.pages.iter().find(|(p, _)| *p == path).map(|(_, page)| page)
     }
 
-    /// Whether `path` answers 200.
-    pub fn ok(&self, path: &str) -> bool {
-        self.get(path).is_some_and(|p| p.status == 200)
-    }
-
     /// The page at `path` for a request whose query string is `query`:
     /// `/replica?lag=BYTES` (Patroni's `lag`) is 503 when the replica is
     /// more than `BYTES` behind its master, or its lag is unknown (its
