@@ -70,14 +70,8 @@ fn bounded<T>(
     path: String,
     r: Result<Result<T, zookeeper_client::Error>, tokio::time::error::Elapsed>,
 ) -> Result<T, ObserveError> {
-    match r {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(ObserveError { path, source }),
-        Err(_) => Err(ObserveError {
-            path,
-            source: zookeeper_client::Error::Timeout,
-        }),
-    }
+    r.unwrap_or(Err(zookeeper_client::Error::Timeout))
+        .map_err(|source| ObserveError { path, source })
 }
 
 /// Reads the record, the intent and the registrations, all at once, each
@@ -265,6 +259,7 @@ async fn around(
 }
 
 /// What the Sentinels said.
+#[derive(Default)]
 struct Asked {
     answers: Vec<SentinelAnswer>,
     unknown_name: Vec<Endpoint>,
@@ -312,13 +307,7 @@ async fn ask_sentinels(
             (reply, s, is_own)
         });
     }
-    let mut out = Asked {
-        answers: vec![],
-        unknown_name: vec![],
-        replicas: vec![],
-        ckquorum: None,
-        refused: vec![],
-    };
+    let mut out = Asked::default();
     while let Some(Ok((reply, s, is_own))) = asks.join_next().await {
         let mut replies = match reply {
             Ok(r) => r.into_iter(),

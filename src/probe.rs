@@ -135,17 +135,9 @@ impl Probe {
     fn client(&self, ep: &Endpoint) -> Result<redis::Client, ProbeError> {
         let info = ConnectionAddr::Tcp(ep.host.clone(), ep.port)
             .into_connection_info()
-            .map_err(|e| ProbeError::Connect {
-                addr: ep.clone(),
-                why: e.to_string(),
-                refused: false,
-            })?
+            .map_err(|e| Self::unreachable(ep, e))?
             .set_redis_settings(self.settings());
-        redis::Client::open(info).map_err(|e| ProbeError::Connect {
-            addr: ep.clone(),
-            why: e.to_string(),
-            refused: false,
-        })
+        redis::Client::open(info).map_err(|e| Self::unreachable(ep, e))
     }
 
     /// The TLS set when the task speaks TLS now (see [`Tls::speaking`]).
@@ -156,27 +148,15 @@ impl Probe {
     /// A connection to `ep`, over TLS when it is on: the server's
     /// certificate is checked against the CA and must carry `ep`'s host.
     async fn stream(&self, ep: &Endpoint, tls: &Tls) -> Result<Box<dyn Stream>, ProbeError> {
-        let io = |e: std::io::Error| ProbeError::Connect {
-            addr: ep.clone(),
-            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
-            why: e.to_string(),
-        };
+        let io = |e: std::io::Error| Self::io(ep, e);
         let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
             .await
             .map_err(io)?;
-        let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| ProbeError::Connect {
-            addr: ep.clone(),
-            why: e.to_string(),
-            refused: false,
-        })?;
+        let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| Self::unreachable(ep, e))?;
         let tls = tokio_rustls::TlsConnector::from(tls.current().client.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| ProbeError::Connect {
-                addr: ep.clone(),
-                why: format!("TLS: {e}"),
-                refused: false,
-            })?;
+            .map_err(|e| Self::unreachable(ep, format!("TLS: {e}")))?;
         Ok(Box::new(tls))
     }
 
@@ -198,11 +178,10 @@ impl Probe {
             }
         };
         timeout(self.timeout, opened).await.unwrap_or_else(|_| {
-            Err(ProbeError::Connect {
-                addr: ep.clone(),
-                why: format!("no pub/sub connection within {:?}", self.timeout),
-                refused: false,
-            })
+            Err(Self::unreachable(
+                ep,
+                format!("no pub/sub connection within {:?}", self.timeout),
+            ))
         })
     }
 
@@ -230,12 +209,28 @@ impl Probe {
             }
         };
         timeout(self.timeout, opened).await.unwrap_or_else(|_| {
-            Err(ProbeError::Connect {
-                addr: ep.clone(),
-                why: format!("no connection within {:?}", self.timeout),
-                refused: false,
-            })
+            Err(Self::unreachable(
+                ep,
+                format!("no connection within {:?}", self.timeout),
+            ))
         })
+    }
+
+    /// `ep` could not be reached, for a reason other than a refusal.
+    fn unreachable(ep: &Endpoint, why: impl ToString) -> ProbeError {
+        ProbeError::Connect {
+            addr: ep.clone(),
+            why: why.to_string(),
+            refused: false,
+        }
+    }
+
+    fn io(ep: &Endpoint, e: std::io::Error) -> ProbeError {
+        ProbeError::Connect {
+            addr: ep.clone(),
+            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
+            why: e.to_string(),
+        }
     }
 
     fn failed(ep: &Endpoint, e: redis::RedisError) -> ProbeError {
@@ -270,11 +265,7 @@ impl Probe {
                         why: e.to_string(),
                     })),
                 Ok(Err(e)) => {
-                    return Err(ProbeError::Connect {
-                        addr: ep.clone(),
-                        why: e.to_string(),
-                        refused: false,
-                    });
+                    return Err(Self::unreachable(ep, e));
                 }
                 Err(_) => {
                     return Err(ProbeError::Timeout {
@@ -312,11 +303,7 @@ impl Probe {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let len =
             usize::try_from(to - from + 1).map_err(|_| Self::reply(ep, format!("no bytes from {from} to {to}")))?;
-        let io = |e: std::io::Error| ProbeError::Connect {
-            addr: ep.clone(),
-            refused: e.kind() == std::io::ErrorKind::ConnectionRefused,
-            why: e.to_string(),
-        };
+        let io = |e: std::io::Error| Self::io(ep, e);
         let read = async {
             let stream: Box<dyn Stream> = match self.speaking() {
                 None => Box::new(

@@ -84,7 +84,7 @@ fn page(ok: bool, body: &Value) -> Page {
 
 /// The view of a redis task, as its JSON body shows it: its server, the
 /// record, and the verdicts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RedisView {
     /// Its own server (`addr` is this task's announced address).
     #[serde(flatten)]
@@ -162,18 +162,12 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
         node: NodeView::of(snap, me, local),
         record: record.map(ToString::to_string),
         record_version: version,
-        sentinels_name: None,
-        promotable_for_sentinels: None,
         zk_session: snap.zk.as_str(),
         healthy: local.is_some(),
-        ready: false,
-        is_master: false,
-        is_replica: false,
         record_matches: record != Some(me),
-        fenced: false,
-        frozen: false,
         paused: snap.pause.is_some(),
         paused_until: snap.pause.as_ref().map(|p| p.until_ms),
+        ..RedisView::default()
     };
     match local.map(|l| (l, &l.role)) {
         Some((_, Role::Master)) => {

@@ -14,7 +14,7 @@ pub mod health;
 pub mod status;
 
 /// One redis server as the admin JSON and `rzkctl status` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NodeView {
     /// Its address.
     pub addr: String,
@@ -54,19 +54,12 @@ impl NodeView {
     pub fn of(snap: &Snapshot, addr: &Endpoint, state: Option<&ServerState>) -> NodeView {
         let mut v = NodeView {
             addr: addr.to_string(),
-            role: None,
-            master: None,
-            link_up: None,
-            sync_in_progress: None,
             offset: state.map(|s| s.offset),
-            lag_bytes: None,
-            last_io_seconds_ago: None,
-            promotable: None,
-            not_promotable: None,
             diverged_copy: snap.diverged.contains(addr),
             nofailover: snap.nofailover.contains(addr),
             engine: state.and_then(|s| s.engine.as_ref()).map(|e| e.kind.as_str()),
             engine_version: state.and_then(|s| s.engine.as_ref()).map(|e| e.version.clone()),
+            ..NodeView::default()
         };
         match state.map(|s| (s, &s.role)) {
             Some((_, Role::Master)) => {

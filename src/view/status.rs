@@ -10,7 +10,7 @@ use crate::snapshot::Snapshot;
 use crate::view::{NodeView, record_parts};
 
 /// One registered Sentinel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SentinelStatus {
     /// Its address.
     pub addr: String,
@@ -107,10 +107,7 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
             reasons.push(format!("sentinel {s} does not answer"));
             sentinels.push(SentinelStatus {
                 addr: s.to_string(),
-                master: None,
-                epoch: None,
-                peers: None,
-                ghosts: None,
+                ..SentinelStatus::default()
             });
             continue;
         };

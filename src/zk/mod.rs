@@ -66,6 +66,17 @@ pub struct ConnectError {
     pub last: String,
 }
 
+impl ConnectError {
+    fn new(cfg: &ZkConfig, attempts: u32, last: String) -> ConnectError {
+        ConnectError {
+            hosts: cfg.hosts.clone(),
+            timeout_s: cfg.connect_timeout.as_secs(),
+            attempts,
+            last,
+        }
+    }
+}
+
 /// The most one name of `ZK_HOSTS` may take to resolve.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -121,18 +132,12 @@ impl Zk {
         let zk = Self::connect(&read_only).await?;
         match bounded(zk.op_timeout(), zk.client.check_stat(&zk.cfg.root)).await {
             Ok(Some(_)) => Ok(zk),
-            Ok(None) => Err(ConnectError {
-                hosts: cfg.hosts.clone(),
-                timeout_s: cfg.connect_timeout.as_secs(),
-                attempts: 1,
-                last: format!("no group at {}: check ZK_ROOT (and the chroot in ZK_HOSTS)", cfg.root),
-            }),
-            Err(e) => Err(ConnectError {
-                hosts: cfg.hosts.clone(),
-                timeout_s: cfg.connect_timeout.as_secs(),
-                attempts: 1,
-                last: format!("reading {}: {e}", cfg.root),
-            }),
+            Ok(None) => Err(ConnectError::new(
+                cfg,
+                1,
+                format!("no group at {}: check ZK_ROOT (and the chroot in ZK_HOSTS)", cfg.root),
+            )),
+            Err(e) => Err(ConnectError::new(cfg, 1, format!("reading {}: {e}", cfg.root))),
         }
     }
 
@@ -163,12 +168,7 @@ impl Zk {
             if let Some(d) = deadline
                 && Instant::now() >= d
             {
-                return Err(ConnectError {
-                    hosts: cfg.hosts.clone(),
-                    timeout_s: cfg.connect_timeout.as_secs(),
-                    attempts: attempt,
-                    last: err,
-                });
+                return Err(ConnectError::new(cfg, attempt, err));
             }
             let pause = backoff.next_pause();
             warn!(hosts = %cfg.hosts, attempt, error = %err, retry_in_ms = pause.as_millis() as u64, "ZooKeeper not reachable yet");
