@@ -237,32 +237,40 @@ async fn later_launcher_joins_the_existing_master() {
     }
 }
 
+/// Points the record at `dead` and starts a launcher with a takeover grace
+/// of `grace` s, then checks that it waits until the grace is nearly over:
+/// no server started, and the record untouched. Returns it and its start.
+async fn start_waiting_out_the_grace(zc: &Client, root: &str, dead: &Task, grace: u64) -> (Launcher, Instant) {
+    zk_set_raw(zc, &format!("{root}/master"), dead.addr().as_bytes()).await;
+    let t0 = Instant::now();
+    let l = start(root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
+    l.proc
+        .wait_log("waiting for a failover", Duration::from_secs(grace))
+        .await;
+    while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
+        let r = record(zc, root).await;
+        assert_eq!(
+            r.as_deref(),
+            Some(dead.addr().as_str()),
+            "the record was rewritten during the grace"
+        );
+        assert!(
+            role(&l.task.addr()).await.is_err(),
+            "the server started during the grace"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (l, t0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_record_is_taken_over_only_after_the_grace_period() {
     let _serial = SERIAL.lock().await;
     let root = unique_root("stale");
     let dead = task(); // nothing listens there
     let zc = zk_client().await;
-    zk_set_raw(&zc, &format!("{root}/master"), dead.addr().as_bytes()).await;
     let grace = 4;
-    let t0 = Instant::now();
-    let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
-    // Before the grace period ends: no server, and the record is untouched.
-    l.proc
-        .wait_log("waiting for a failover", Duration::from_secs(grace))
-        .await;
-    while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
-        assert_eq!(
-            record(&zc, &root).await.as_deref(),
-            Some(dead.addr().as_str()),
-            "record rewritten before the grace period ended"
-        );
-        assert!(
-            role(&l.task.addr()).await.is_err(),
-            "server started before the grace period ended"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (l, t0) = start_waiting_out_the_grace(&zc, &root, &dead, grace).await;
     let me = l.task.addr();
     wait_for("takeover", Duration::from_secs(grace + 10), || async {
         let r = record(&zc, &root).await;
@@ -317,25 +325,8 @@ async fn a_master_nobody_names_is_not_followed_while_the_record_names_a_dead_one
     )
     .await;
     let dead = task(); // nothing listens there
-    zk_set_raw(&zc, &format!("{root}/master"), dead.addr().as_bytes()).await;
     let grace = 4;
-    let t0 = Instant::now();
-    let l = start(&root, &[("TAKEOVER_GRACE_S", grace.to_string())]);
-    l.proc
-        .wait_log("waiting for a failover", Duration::from_secs(grace))
-        .await;
-    while t0.elapsed() < Duration::from_millis(grace * 1000 - 700) {
-        assert_eq!(
-            record(&zc, &root).await.as_deref(),
-            Some(dead.addr().as_str()),
-            "the record was rewritten before the grace period ended"
-        );
-        assert!(
-            role(&l.task.addr()).await.is_err(),
-            "the server started before the grace period ended"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (l, t0) = start_waiting_out_the_grace(&zc, &root, &dead, grace).await;
     let me = l.task.addr();
     wait_for(
         "the launcher to join the only master",
