@@ -436,6 +436,7 @@ impl Observer {
         sessions: watch::Receiver<Zk>,
         period: impl Fn(&Snapshot) -> Duration,
     ) -> std::convert::Infallible {
+        let mut restarted = false;
         loop {
             let zk = sessions.borrow().clone();
             // Changes from now on count: one during the look brings the
@@ -449,7 +450,19 @@ impl Observer {
             let ask_limit = last
                 .as_deref()
                 .map_or(PROBE_TIMEOUT, |l| period(l).clamp(MIN_ASK, PROBE_TIMEOUT));
-            let snap = observe_or_last(&zk, &self.probe, &self.name, &self.scope, last.as_deref(), ask_limit).await;
+            let look = observe_or_last(&zk, &self.probe, &self.name, &self.scope, last.as_deref(), ask_limit);
+            // A change during a look starts it again, once: a look that a
+            // Sentinel which does not answer holds up to its limit would
+            // publish the old record, and the admin pages (a proxy's
+            // /master check) would follow the new one a look later still.
+            let snap = tokio::select! {
+                snap = look => snap,
+                Ok(()) = changes.changed(), if !restarted => {
+                    restarted = true;
+                    continue;
+                }
+            };
+            restarted = false;
             let pause = period(&snap);
             debug!(
                 took_ms = snap.taken.elapsed().as_millis() as u64,

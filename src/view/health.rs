@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use crate::model::{Endpoint, Role};
 use crate::policy::reconcile::confirmed_master;
-use crate::reply::SentinelAnswer;
 use crate::snapshot::{Snapshot, ZkSession};
 use crate::view::{NodeView, record_parts};
 
@@ -138,14 +137,17 @@ impl RedisView {
 }
 
 /// The master a majority of the Sentinels that answered names, when that is
-/// not `me`.
-fn outvoted_by(answers: &[SentinelAnswer], me: &Endpoint) -> Option<Endpoint> {
-    let live = answers.len();
+/// not `me` and it answers as master (as the guard counts them). A master
+/// they name that does not answer is the one being failed over: for a
+/// moment after the promotion, until they hear of it, they still name it,
+/// and the record already names the promoted one.
+fn outvoted_by(snap: &Snapshot, me: &Endpoint) -> Option<Endpoint> {
+    let answers = &snap.answers;
     answers
         .iter()
         .map(|a| &a.master)
-        .filter(|m| *m != me)
-        .find(|m| answers.iter().filter(|a| a.master == **m).count() * 2 > live)
+        .filter(|m| *m != me && snap.is_live_master(m))
+        .find(|m| answers.iter().filter(|a| a.master == **m).count() * 2 > answers.len())
         .cloned()
 }
 
@@ -171,7 +173,7 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
     };
     match local.map(|l| (l, &l.role)) {
         Some((_, Role::Master)) => {
-            let sentinels_name = outvoted_by(&snap.answers, me);
+            let sentinels_name = outvoted_by(snap, me);
             v.record_matches = record == Some(me);
             v.ready = v.record_matches;
             v.is_master = v.ready && sentinels_name.is_none();
@@ -394,6 +396,13 @@ mod tests {
         assert!(v.healthy && !v.ready && !v.is_master && !v.record_matches);
         let mut s = healthy(1);
         s.answers = vec![says(21, 2, 2), says(22, 2, 2), says(23, 1, 1)];
+        // A majority names 2, which does not answer as master: a failover
+        // that promoted 1 and that they have not heard of yet.
+        assert!(redis_view(&s, &ep(1), 10, 100).is_master);
+        s.servers.retain(|x| x.addr != ep(2));
+        assert!(redis_view(&s, &ep(1), 10, 100).is_master);
+        // 2 answers as master: outvoted.
+        s.servers.push(master(2));
         let v = redis_view(&s, &ep(1), 10, 100);
         assert!(v.ready && !v.is_master, "{v:?}");
         assert_eq!(v.sentinels_name.as_deref(), Some("10.0.0.2 6379"));
