@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::model::{Endpoint, Role};
 use crate::policy::reconcile::confirmed_master;
+use crate::reply::SentinelAnswer;
 use crate::snapshot::{Snapshot, ZkSession};
 use crate::view::{NodeView, record_parts};
 
@@ -137,16 +138,12 @@ impl RedisView {
 }
 
 /// The master a majority of the Sentinels that answered names, when that is
-/// not `me` and it answers as master (as the guard counts them). A master
-/// they name that does not answer is the one being failed over: for a
-/// moment after the promotion, until they hear of it, they still name it,
-/// and the record already names the promoted one.
-fn outvoted_by(snap: &Snapshot, me: &Endpoint) -> Option<Endpoint> {
-    let answers = &snap.answers;
+/// not `me`.
+fn named_by_majority(answers: &[SentinelAnswer], me: &Endpoint) -> Option<Endpoint> {
     answers
         .iter()
         .map(|a| &a.master)
-        .filter(|m| *m != me && snap.is_live_master(m))
+        .filter(|m| *m != me)
         .find(|m| answers.iter().filter(|a| a.master == **m).count() * 2 > answers.len())
         .cloned()
 }
@@ -173,10 +170,16 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
     };
     match local.map(|l| (l, &l.role)) {
         Some((_, Role::Master)) => {
-            let sentinels_name = outvoted_by(snap, me);
+            let sentinels_name = named_by_majority(&snap.answers, me);
             v.record_matches = record == Some(me);
             v.ready = v.record_matches;
-            v.is_master = v.ready && sentinels_name.is_none();
+            // Outvoted only by a master that answers as master, as the
+            // guard counts them. One that does not is the one being failed
+            // over: the Sentinels name it for a moment after the promotion,
+            // until they hear of it, and the record already names this one.
+            // (All of them naming a dead master fences it: 503 all the same.)
+            let outvoted = sentinels_name.as_ref().is_some_and(|m| snap.is_live_master(m));
+            v.is_master = v.ready && !outvoted;
             v.sentinels_name = sentinels_name.as_ref().map(ToString::to_string);
         }
         Some((l, Role::Replica { master, .. })) => {
