@@ -407,8 +407,8 @@ async fn probe_servers(probe: &Probe, targets: BTreeSet<Endpoint>) -> Vec<Server
 /// The one observer of a process: it looks at the group, publishes the
 /// snapshot, and looks again after the period its caller chooses from the
 /// last snapshot, or at once when a loop asks ([`Observer::fresh`]) or the
-/// session's watch tells of a change of the record or the switchover
-/// intent ([`Zk::changes`]).
+/// session's watch tells of a change of the record, the switchover intent,
+/// the pause or the TLS node ([`Zk::changes`]).
 pub struct Observer {
     probe: Probe,
     name: String,
@@ -456,6 +456,7 @@ impl Observer {
             // publish the old record, and the admin pages (a proxy's
             // /master check) would follow the new one a look later still.
             let snap = tokio::select! {
+                biased;
                 snap = look => snap,
                 Ok(()) = changes.changed(), if !restarted => {
                     restarted = true;

@@ -964,7 +964,17 @@ async fn decide_under_lock(
             ..Observation::from_snapshot(&snap, me, grace_elapsed && snap.pause.is_none())
         };
         let record = snap.record.clone();
-        match decide(&obs) {
+        let decision = match (decide(&obs), &promoted) {
+            // The replica this launcher promoted is followed whatever holds
+            // the others back (a pause that began since): it is the
+            // takeover's master, and the record is corrected to name it.
+            (Decision::Wait, Some(r)) if snap.is_live_master(r) => Decision::Replicate {
+                master: r.clone(),
+                fix_record: record.master() != Some(r),
+            },
+            (d, _) => d,
+        };
+        match decision {
             d @ Decision::Yield => return Ok((d, record)),
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);

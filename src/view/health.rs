@@ -173,12 +173,20 @@ pub fn redis_view(snap: &Snapshot, me: &Endpoint, max_lag_s: u64, priority: u32)
             let sentinels_name = named_by_majority(&snap.answers, me);
             v.record_matches = record == Some(me);
             v.ready = v.record_matches;
-            // Outvoted only by a master that answers as master, as the
-            // guard counts them. One that does not is the one being failed
-            // over: the Sentinels name it for a moment after the promotion,
-            // until they hear of it, and the record already names this one.
-            // (All of them naming a dead master fences it: 503 all the same.)
-            let outvoted = sentinels_name.as_ref().is_some_and(|m| snap.is_live_master(m));
+            // Not outvoted by the master being failed over: for a moment
+            // after the promotion, until they hear of it, the Sentinels
+            // still name it, while the record already names this one. That
+            // master does not answer here, and every Sentinel naming it
+            // sees it down or fails it over. (One this task merely cannot
+            // reach still outvotes it.)
+            let outvoted = sentinels_name.as_ref().is_some_and(|m| {
+                snap.is_live_master(m)
+                    || !snap
+                        .answers
+                        .iter()
+                        .filter(|a| a.master == *m)
+                        .all(|a| a.master_down || a.failover)
+            });
             v.is_master = v.ready && !outvoted;
             v.sentinels_name = sentinels_name.as_ref().map(ToString::to_string);
         }
@@ -399,12 +407,17 @@ mod tests {
         assert!(v.healthy && !v.ready && !v.is_master && !v.record_matches);
         let mut s = healthy(1);
         s.answers = vec![says(21, 2, 2), says(22, 2, 2), says(23, 1, 1)];
-        // A majority names 2, which does not answer as master: a failover
-        // that promoted 1 and that they have not heard of yet.
+        // A majority names 2, which does not answer as master here but
+        // which they do not see down: outvoted.
+        assert!(!redis_view(&s, &ep(1), 10, 100).is_master);
+        // They see it down: a failover that promoted 1 and that they have
+        // not heard of yet.
+        for a in &mut s.answers[..2] {
+            a.master_down = true;
+        }
         assert!(redis_view(&s, &ep(1), 10, 100).is_master);
+        // 2 answers as master: outvoted, whatever they see.
         s.servers.retain(|x| x.addr != ep(2));
-        assert!(redis_view(&s, &ep(1), 10, 100).is_master);
-        // 2 answers as master: outvoted.
         s.servers.push(master(2));
         let v = redis_view(&s, &ep(1), 10, 100);
         assert!(v.ready && !v.is_master, "{v:?}");

@@ -112,8 +112,9 @@ impl Copies {
 pub(crate) struct Mirror {
     root: String,
     copies: Mutex<Copies>,
-    /// Counts the watch's events about the record or the switchover
-    /// intent: a launcher looks again at once when either changes.
+    /// Counts the watch's events about the record, the switchover intent,
+    /// the pause or the TLS node: a launcher looks again at once when one
+    /// changes.
     changes: watch::Sender<u64>,
     /// Dropped with the mirror: tells the event task to end.
     _stop: oneshot::Sender<()>,
@@ -164,13 +165,15 @@ impl Mirror {
         }
     }
 
-    /// The count of changes to the record or the intent the watch told of.
+    /// The count of changes to the record, the intent, the pause or the TLS
+    /// node that the watch told of.
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
     /// A watch event about `path`: forgets the copy it made stale and, for
-    /// the record, the intent or the root, counts a change.
+    /// the record, the intent, the pause, the TLS node or the root, counts
+    /// a change.
     fn changed(&self, path: &str) {
         self.touched(path);
         if matches!(

@@ -288,9 +288,9 @@ impl Zk {
         Acls::new(&self.acls)
     }
 
-    /// Counts the changes of the record and the switchover intent that this
-    /// session's watch tells of (none without the watch): whoever decides
-    /// from them looks again at once.
+    /// Counts the changes of the record, the switchover intent, the pause
+    /// and the TLS node that this session's watch tells of (none without
+    /// the watch): whoever decides from them looks again at once.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.mirror.changes()
     }
