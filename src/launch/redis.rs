@@ -961,20 +961,11 @@ async fn decide_under_lock(
         // A pause holds every takeover off: the grace never ends during it.
         let obs = Observation {
             nofailover: cfg.nofailover,
+            promoted: promoted.clone().filter(|r| snap.is_live_master(r)),
             ..Observation::from_snapshot(&snap, me, grace_elapsed && snap.pause.is_none())
         };
         let record = snap.record.clone();
-        let decision = match (decide(&obs), &promoted) {
-            // The replica this launcher promoted is followed whatever holds
-            // the others back (a pause that began since): it is the
-            // takeover's master, and the record is corrected to name it.
-            (Decision::Wait, Some(r)) if snap.is_live_master(r) => Decision::Replicate {
-                master: r.clone(),
-                fix_record: record.master() != Some(r),
-            },
-            (d, _) => d,
-        };
-        match decision {
+        match decide(&obs) {
             d @ Decision::Yield => return Ok((d, record)),
             Decision::Wait => {
                 let since = *lost_since.get_or_insert_with(Instant::now);

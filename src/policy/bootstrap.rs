@@ -32,6 +32,10 @@ pub struct Observation {
     pub grace_elapsed: bool,
     /// This task runs with `NOFAILOVER=true`: it never becomes master.
     pub nofailover: bool,
+    /// The replica this task promoted in a takeover, if it answers as
+    /// master: the takeover's master, followed whatever holds the others
+    /// back (a pause that began since).
+    pub promoted: Option<Endpoint>,
 }
 
 impl Observation {
@@ -60,6 +64,7 @@ impl Observation {
             live_replicas,
             grace_elapsed,
             nofailover: snap.nofailover.contains(me),
+            promoted: None,
         }
     }
 }
@@ -120,7 +125,8 @@ pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Optio
 /// Chooses the master. Sources, in order of trust:
 /// 1. a live master the Sentinels name (most votes wins);
 /// 2. the record, if it answers as master;
-/// 3. a registered node that answers as master (guards against a second
+/// 3. the replica this task promoted in a takeover, if it answers as master;
+/// 4. a registered node that answers as master (guards against a second
 ///    master when the record is garbage or missing but a group runs). When
 ///    the record names a dead master, only once the grace period is over:
 ///    until then the Sentinels may still fail the recorded master over, and
@@ -150,7 +156,8 @@ fn decide_any(o: &Observation) -> Decision {
     let from_nodes = (!record_names_one || o.grace_elapsed)
         .then(|| o.registered_masters.iter().filter(|e| not_me(e)).min().cloned())
         .flatten();
-    if let Some(master) = from_sentinels.or(from_record).or(from_nodes) {
+    let from_takeover = o.promoted.clone().filter(not_me);
+    if let Some(master) = from_sentinels.or(from_record).or(from_takeover).or(from_nodes) {
         let fix_record = o.record != RecordView::Names(master.clone());
         return Decision::Replicate { master, fix_record };
     }
@@ -203,6 +210,7 @@ mod tests {
             grace_elapsed: false,
             live_replicas: vec![],
             nofailover: false,
+            promoted: None,
         }
     }
 
@@ -473,6 +481,46 @@ mod tests {
             decide(&late),
             Decision::Replicate {
                 master: ep(5),
+                fix_record: true
+            }
+        );
+    }
+
+    #[test]
+    fn the_replica_this_task_promoted_is_followed_through_a_pause() {
+        // This task promoted 3 in a takeover; a pause began since, so the
+        // grace reads as not over and the dead record would mean Wait.
+        let paused = Observation {
+            record: RecordView::Names(ep(1)),
+            registered_masters: vec![ep(3), ep(2)],
+            registered_nodes: 3,
+            ..world()
+        };
+        assert_eq!(decide(&paused), Decision::Wait);
+        let promoted = Observation {
+            promoted: Some(ep(3)),
+            ..paused
+        };
+        let follow3 = Decision::Replicate {
+            master: ep(3),
+            fix_record: true,
+        };
+        assert_eq!(decide(&promoted), follow3);
+        // After the grace too, before a lower-addressed master nobody names.
+        let late = Observation {
+            grace_elapsed: true,
+            ..promoted.clone()
+        };
+        assert_eq!(decide(&late), follow3);
+        // The Sentinels still win: they may have failed it over since.
+        let named = Observation {
+            sentinel_views: vec![cand(4, 3, true)],
+            ..promoted
+        };
+        assert_eq!(
+            decide(&named),
+            Decision::Replicate {
+                master: ep(4),
                 fix_record: true
             }
         );
