@@ -349,6 +349,97 @@ async fn a_master_nobody_names_is_not_followed_while_the_record_names_a_dead_one
     );
 }
 
+/// A double fault after a partition. M1 was promoted out of M0's history,
+/// and replica R followed it and holds its writes; then M1 died (the record
+/// still names it), while M0, the stale master (fenced, not yet demoted),
+/// still answers as master. Both are registered and nobody names M0. Once
+/// the grace is over, with no Sentinel, a launcher promotes R: joining M0
+/// would resync R from it and drop every write M1 acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_grace_a_superseded_master_is_not_followed() {
+    let _serial = SERIAL.lock().await;
+    let root = unique_root("superseded");
+    let zc = zk_client().await;
+    let (t0, t1, tr) = (task(), task(), task());
+    let (_m0, m1, _r) = (
+        plain_redis_server(&t0),
+        plain_redis_server(&t1),
+        plain_redis_server(&tr),
+    );
+    for t in [&t0, &t1, &tr] {
+        wait_for("redis-server up", Duration::from_secs(10), || async {
+            role(&t.addr()).await
+        })
+        .await;
+    }
+    redis_cmd(&tr.addr(), None, &["REPLICAOF", &t0.ip, &t0.port.to_string()])
+        .await
+        .unwrap();
+    for i in 0..100 {
+        redis_cmd(&t0.addr(), None, &["SET", &format!("old:{i}"), "x"])
+            .await
+            .unwrap();
+    }
+    promote_by_hand(&t0, &t1).await;
+    redis_cmd(&tr.addr(), None, &["REPLICAOF", &t1.ip, &t1.port.to_string()])
+        .await
+        .unwrap();
+    let mut newer = vec![];
+    for i in 0..100 {
+        let k = format!("new:{i}");
+        let r = redis_pipe(&t1.addr(), None, &[&["SET", &k, "x"], &["WAIT", "1", "2000"]])
+            .await
+            .unwrap();
+        assert_eq!(r[1], redis::Value::Int(1), "{k} not acknowledged by R");
+        newer.push(k);
+    }
+    let m0_history = info_field(&t0.addr(), "replication", "master_replid").await.unwrap();
+    let r_before = info_field(&tr.addr(), "replication", "master_replid2").await.unwrap();
+    assert_eq!(r_before, m0_history, "R did not continue M0's history under M1");
+    m1.signal(libc::SIGKILL);
+    zk_set_raw(&zc, &format!("{root}/master"), t1.addr().as_bytes()).await;
+    use zookeeper_client::{Acls, CreateMode};
+    zc.mkdir(
+        &format!("{root}/nodes"),
+        &CreateMode::Persistent.with_acls(Acls::anyone_all()),
+    )
+    .await
+    .unwrap();
+    let opts = CreateMode::Ephemeral.with_acls(Acls::anyone_all());
+    for (name, t) in [("m0", &t0), ("r", &tr)] {
+        zc.create(&format!("{root}/nodes/{name}"), t.addr().as_bytes(), &opts)
+            .await
+            .unwrap();
+    }
+    let c = start(&root, &[("TAKEOVER_GRACE_S", "2".into())]);
+    let (r_addr, c_addr) = (tr.addr(), c.task.addr());
+    wait_for("R promoted, C replicating from it", Duration::from_secs(30), || async {
+        let rec = record(&zc, &root).await;
+        let role_r = role(&r_addr).await;
+        let host = info_field(&c_addr, "replication", "master_host").await;
+        let link = info_field(&c_addr, "replication", "master_link_status").await;
+        if rec.as_deref() == Some(r_addr.as_str())
+            && role_r.as_deref() == Ok("master")
+            && host.as_deref() == Ok(tr.ip.as_str())
+            && link.as_deref() == Ok("up")
+        {
+            Ok(())
+        } else {
+            Err(format!("record {rec:?}, R {role_r:?}, C link {link:?} to {host:?}"))
+        }
+    })
+    .await;
+    for k in &newer {
+        for at in [&r_addr, &c_addr] {
+            assert_eq!(
+                redis_cmd(at, None, &["EXISTS", k]).await,
+                Ok(redis::Value::Int(1)),
+                "{k}, acknowledged by M1, missing at {at}"
+            );
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_to_a_replica_launcher_stops_cleanly() {
     let _serial = SERIAL.lock().await;

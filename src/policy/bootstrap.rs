@@ -21,7 +21,7 @@ pub struct Observation {
     /// What the registered Sentinels named, with votes and ROLE results.
     pub sentinel_views: Vec<Candidate>,
     /// Registered redis nodes (`<root>/nodes`) that answered `ROLE` master.
-    pub registered_masters: Vec<Endpoint>,
+    pub registered_masters: Vec<ServerState>,
     /// How many redis nodes are registered at all.
     pub registered_nodes: usize,
     /// Registered nodes that answer as replicas (their replication offset
@@ -42,10 +42,11 @@ impl Observation {
     /// What the decision needs from `snap`, seen from task `me`.
     pub fn from_snapshot(snap: &Snapshot, me: &Endpoint, grace_elapsed: bool) -> Observation {
         let others: Vec<&Endpoint> = snap.nodes.iter().filter(|e| *e != me).collect();
-        let registered_masters: Vec<Endpoint> = others
+        let registered_masters = others
             .iter()
-            .filter(|e| snap.is_live_master(e))
-            .map(|e| (*e).clone())
+            .filter_map(|e| snap.server(e))
+            .filter(|s| s.is_master())
+            .cloned()
             .collect();
         let live_replicas = others
             .iter()
@@ -132,6 +133,9 @@ pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Optio
 ///    until then the Sentinels may still fail the recorded master over, and
 ///    a master nobody names may be a stale one (fenced after a partition,
 ///    not yet demoted) that must not be followed nor written to the record.
+///    Never one that a live replica's history has superseded
+///    ([`superseded`]): that replica holds writes the master never had, and
+///    is promoted instead.
 ///
 /// Without a live master: an empty world is a fresh group; any sign of a
 /// group (a record, Sentinels with an opinion, registered nodes) means a
@@ -154,7 +158,14 @@ fn decide_any(o: &Observation) -> Decision {
     };
     let record_names_one = matches!(o.record, RecordView::Names(_));
     let from_nodes = (!record_names_one || o.grace_elapsed)
-        .then(|| o.registered_masters.iter().filter(|e| not_me(e)).min().cloned())
+        .then(|| {
+            o.registered_masters
+                .iter()
+                .filter(|m| not_me(&m.addr) && !superseded(m, &o.live_replicas))
+                .map(|m| &m.addr)
+                .min()
+                .cloned()
+        })
         .flatten();
     let from_takeover = o.promoted.clone().filter(not_me);
     if let Some(master) = from_sentinels.or(from_record).or(from_takeover).or(from_nodes) {
@@ -183,9 +194,22 @@ fn decide_any(o: &Observation) -> Decision {
     }
 }
 
+/// Whether master `m` runs on a history that a promotable live replica
+/// has moved past: the replica's `master_replid2` is `m`'s `master_replid`,
+/// so a server was promoted out of `m`'s history since, and the replica
+/// holds that newer master's writes. `m` is then a stale master (fenced
+/// after a partition, not yet demoted); following it would resync the
+/// replica from it and drop those writes.
+pub fn superseded(m: &ServerState, replicas: &[ServerState]) -> bool {
+    replicas
+        .iter()
+        .any(|r| r.priority > 0 && !r.replid2.is_empty() && r.replid2 == m.replid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::fixtures::master;
 
     fn ep(n: u16) -> Endpoint {
         Endpoint::new(format!("10.0.0.{n}"), 6379)
@@ -424,7 +448,7 @@ mod tests {
             record: RecordView::Names(ep(9)),
             record_live: true,
             sentinel_views: vec![cand(9, 3, true)],
-            registered_masters: vec![ep(9)],
+            registered_masters: vec![master(9)],
             registered_nodes: 1,
             ..world()
         };
@@ -435,7 +459,7 @@ mod tests {
     fn registered_master_prevents_a_second_master() {
         let o = Observation {
             record: RecordView::Unusable,
-            registered_masters: vec![ep(5)],
+            registered_masters: vec![master(5)],
             registered_nodes: 2,
             ..world()
         };
@@ -456,7 +480,7 @@ mod tests {
         // over, and whom they name is followed.
         let stale = Observation {
             record: RecordView::Names(ep(1)),
-            registered_masters: vec![ep(5)],
+            registered_masters: vec![master(5)],
             registered_nodes: 3,
             ..world()
         };
@@ -492,7 +516,7 @@ mod tests {
         // grace reads as not over and the dead record would mean Wait.
         let paused = Observation {
             record: RecordView::Names(ep(1)),
-            registered_masters: vec![ep(3), ep(2)],
+            registered_masters: vec![master(3), master(2)],
             registered_nodes: 3,
             ..world()
         };
@@ -524,6 +548,44 @@ mod tests {
                 fix_record: true
             }
         );
+    }
+
+    #[test]
+    fn a_superseded_master_is_not_followed_after_the_grace() {
+        // 5 is a stale master on history h1; replica 3 moved on to h2
+        // (its master 1, promoted out of h1, is the dead recorded one).
+        let newer = ServerState {
+            replid: "h2".into(),
+            replid2: "h1".into(),
+            second_offset: 900,
+            offset: 1500,
+            ..live(3, 1500, 100)
+        };
+        let o = Observation {
+            record: RecordView::Names(ep(1)),
+            registered_masters: vec![master(5)],
+            registered_nodes: 3,
+            live_replicas: vec![newer.clone()],
+            grace_elapsed: true,
+            ..world()
+        };
+        assert!(superseded(&master(5), &o.live_replicas));
+        assert_eq!(decide(&o), Decision::Promote { replica: ep(3) });
+        // A replica on the master's own history does not supersede it, nor
+        // does one that may not be promoted (its first sync not done).
+        for r in [live(3, 1500, 100), ServerState { priority: 0, ..newer }] {
+            let o = Observation {
+                live_replicas: vec![r],
+                ..o.clone()
+            };
+            assert_eq!(
+                decide(&o),
+                Decision::Replicate {
+                    master: ep(5),
+                    fix_record: true
+                }
+            );
+        }
     }
 
     #[test]
