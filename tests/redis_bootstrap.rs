@@ -349,6 +349,30 @@ async fn a_master_nobody_names_is_not_followed_while_the_record_names_a_dead_one
     );
 }
 
+/// Waits until a takeover promoted `promoted`: the record names it, it
+/// answers as master, and `follower` replicates from it with its link up.
+async fn wait_promoted(zc: &Client, root: &str, promoted: &Task, follower: &str) {
+    let p = promoted.addr();
+    wait_for("the replica promoted and followed", Duration::from_secs(30), || async {
+        let rec = record(zc, root).await;
+        let role_p = role(&p).await;
+        let link = info_field(follower, "replication", "master_link_status").await;
+        let host = info_field(follower, "replication", "master_host").await;
+        if rec.as_deref() == Some(p.as_str())
+            && role_p.as_deref() == Ok("master")
+            && link.as_deref() == Ok("up")
+            && host.as_deref() == Ok(promoted.ip.as_str())
+        {
+            Ok(())
+        } else {
+            Err(format!(
+                "record {rec:?}, promoted {role_p:?}, follower link {link:?} to {host:?}"
+            ))
+        }
+    })
+    .await;
+}
+
 /// A double fault after a partition. M1 was promoted out of M0's history,
 /// and replica R followed it and holds its writes; then M1 died (the record
 /// still names it), while M0, the stale master (fenced, not yet demoted),
@@ -413,22 +437,7 @@ async fn after_the_grace_a_superseded_master_is_not_followed() {
     }
     let c = start(&root, &[("TAKEOVER_GRACE_S", "2".into())]);
     let (r_addr, c_addr) = (tr.addr(), c.task.addr());
-    wait_for("R promoted, C replicating from it", Duration::from_secs(30), || async {
-        let rec = record(&zc, &root).await;
-        let role_r = role(&r_addr).await;
-        let host = info_field(&c_addr, "replication", "master_host").await;
-        let link = info_field(&c_addr, "replication", "master_link_status").await;
-        if rec.as_deref() == Some(r_addr.as_str())
-            && role_r.as_deref() == Ok("master")
-            && host.as_deref() == Ok(tr.ip.as_str())
-            && link.as_deref() == Ok("up")
-        {
-            Ok(())
-        } else {
-            Err(format!("record {rec:?}, R {role_r:?}, C link {link:?} to {host:?}"))
-        }
-    })
-    .await;
+    wait_promoted(&zc, &root, &tr, &c_addr).await;
     for k in &newer {
         for at in [&r_addr, &c_addr] {
             assert_eq!(
@@ -797,22 +806,7 @@ async fn takeover_promotes_a_live_replica_instead_of_starting_empty() {
     a.proc.signal(libc::SIGKILL);
     let c = start(&root, &[("TAKEOVER_GRACE_S", "3".into())]);
     let (b_addr, c_addr) = (b.task.addr(), c.task.addr());
-    wait_for("B promoted, C replicating from it", Duration::from_secs(30), || async {
-        let rec = record(&zc, &root).await;
-        let role_b = role(&b_addr).await;
-        let link = info_field(&c_addr, "replication", "master_link_status").await;
-        let host = info_field(&c_addr, "replication", "master_host").await;
-        if rec.as_deref() == Some(b_addr.as_str())
-            && role_b.as_deref() == Ok("master")
-            && link.as_deref() == Ok("up")
-            && host.as_deref() == Ok(b.task.ip.as_str())
-        {
-            Ok(())
-        } else {
-            Err(format!("record {rec:?}, B {role_b:?}, C link {link:?} to {host:?}"))
-        }
-    })
-    .await;
+    wait_promoted(&zc, &root, &b.task, &c_addr).await;
     assert!(
         c.proc.log().contains("promoting the most up-to-date live replica"),
         "{}",
