@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
+use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
 use tokio::time::timeout;
 
 use crate::config::Common;
@@ -90,6 +90,13 @@ impl From<ProbeError> for String {
 /// this one timeout, so a dead peer costs the same second everywhere.
 pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// How long a probe's TCP connect may take, within its timeout. A connect
+/// takes one round trip, and a lost SYN is sent again only after a second,
+/// past any probe's timeout, so waiting longer gains nothing: a server cut
+/// off by a partition costs a look this much instead of the whole probe
+/// timeout.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// Probe settings: the password (`REDIS_PASSWORD`), TLS (`TLS_*`) and a
 /// per-call timeout.
 #[derive(Debug, Clone)]
@@ -132,14 +139,6 @@ impl Probe {
         }
     }
 
-    fn client(&self, ep: &Endpoint) -> Result<redis::Client, ProbeError> {
-        let info = ConnectionAddr::Tcp(ep.host.clone(), ep.port)
-            .into_connection_info()
-            .map_err(|e| Self::unreachable(ep, e))?
-            .set_redis_settings(self.settings());
-        redis::Client::open(info).map_err(|e| Self::unreachable(ep, e))
-    }
-
     /// The TLS set when the task speaks TLS now (see [`Tls::speaking`]).
     fn speaking(&self) -> Option<&Tls> {
         self.tls.as_ref().filter(|t| t.speaking())
@@ -147,11 +146,24 @@ impl Probe {
 
     /// A connection to `ep`, over TLS when it is on: the server's
     /// certificate is checked against the CA and must carry `ep`'s host.
-    async fn stream(&self, ep: &Endpoint, tls: &Tls) -> Result<Box<dyn Stream>, ProbeError> {
+    /// The TCP connect is bounded by [`CONNECT_TIMEOUT`] (a name is looked
+    /// up first, within the probe's own timeout).
+    async fn stream(&self, ep: &Endpoint) -> Result<Box<dyn Stream>, ProbeError> {
         let io = |e: std::io::Error| Self::io(ep, e);
-        let tcp = tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
+        let addr = tokio::net::lookup_host((ep.host.as_str(), ep.port))
             .await
+            .map_err(io)?
+            .next()
+            .ok_or_else(|| Self::unreachable(ep, "the name has no address"))?;
+        let within = CONNECT_TIMEOUT.min(self.timeout);
+        let tcp = timeout(within, tokio::net::TcpStream::connect(addr))
+            .await
+            .map_err(|_| Self::unreachable(ep, format!("no TCP connection within {within:?}")))?
             .map_err(io)?;
+        tcp.set_nodelay(true).map_err(io)?;
+        let Some(tls) = self.speaking() else {
+            return Ok(Box::new(tcp));
+        };
         let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| Self::unreachable(ep, e))?;
         let tls = tokio_rustls::TlsConnector::from(tls.current().client.clone())
             .connect(name, tcp)
@@ -163,19 +175,10 @@ impl Probe {
     /// Opens a pub/sub connection (AUTH included), for following events.
     pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, ProbeError> {
         let opened = async {
-            match self.speaking() {
-                None => self
-                    .client(ep)?
-                    .get_async_pubsub()
-                    .await
-                    .map_err(|e| Self::failed(ep, e)),
-                Some(tls) => {
-                    let stream = self.stream(ep, tls).await?;
-                    redis::aio::PubSub::new(&self.settings(), stream)
-                        .await
-                        .map_err(|e| Self::failed(ep, e))
-                }
-            }
+            let stream = self.stream(ep).await?;
+            redis::aio::PubSub::new(&self.settings(), stream)
+                .await
+                .map_err(|e| Self::failed(ep, e))
         };
         timeout(self.timeout, opened).await.unwrap_or_else(|_| {
             Err(Self::unreachable(
@@ -191,22 +194,13 @@ impl Probe {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
         let opened = async {
-            match self.speaking() {
-                None => self
-                    .client(ep)?
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .map_err(|e| Self::failed(ep, e)),
-                Some(tls) => {
-                    let stream = self.stream(ep, tls).await?;
-                    let (conn, driver) = MultiplexedConnection::new_with_config(&self.settings(), stream, config)
-                        .await
-                        .map_err(|e| Self::failed(ep, e))?;
-                    // The connection's driver ends when the connection is dropped.
-                    tokio::spawn(driver);
-                    Ok(conn)
-                }
-            }
+            let stream = self.stream(ep).await?;
+            let (conn, driver) = MultiplexedConnection::new_with_config(&self.settings(), stream, config)
+                .await
+                .map_err(|e| Self::failed(ep, e))?;
+            // The connection's driver ends when the connection is dropped.
+            tokio::spawn(driver);
+            Ok(conn)
         };
         timeout(self.timeout, opened).await.unwrap_or_else(|_| {
             Err(Self::unreachable(
@@ -305,15 +299,7 @@ impl Probe {
             usize::try_from(to - from + 1).map_err(|_| Self::reply(ep, format!("no bytes from {from} to {to}")))?;
         let io = |e: std::io::Error| Self::io(ep, e);
         let read = async {
-            let stream: Box<dyn Stream> = match self.speaking() {
-                None => Box::new(
-                    tokio::net::TcpStream::connect((ep.host.as_str(), ep.port))
-                        .await
-                        .map_err(io)?,
-                ),
-                Some(tls) => self.stream(ep, tls).await?,
-            };
-            let mut conn = BufReader::new(stream);
+            let mut conn = BufReader::new(self.stream(ep).await?);
             let mut cmds = vec![];
             if let Some(p) = &self.password {
                 cmds.push(redis::cmd("AUTH").arg(p.expose()).get_packed_command());
