@@ -35,32 +35,28 @@ use zookeeper_client::{AddWatchMode, Client, EventType, PersistentWatcher, Sessi
 
 use crate::model::{Endpoint, Record};
 
+/// What a read of one part answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Kept {
+    /// The record.
+    Master(Record),
+    /// A data node's data and version (`None`: no node).
+    Node(Option<(Vec<u8>, i32)>),
+    /// A registration list.
+    List(Vec<(String, Endpoint)>),
+}
+
 /// One kept answer, with the generation it belongs to.
-#[derive(Debug)]
-struct Entry<T> {
+#[derive(Debug, Default)]
+struct Entry {
     generation: u64,
-    value: Option<T>,
+    value: Option<Kept>,
 }
 
-impl<T> Default for Entry<T> {
-    fn default() -> Self {
-        Entry {
-            generation: 0,
-            value: None,
-        }
-    }
-}
-
-impl<T: Clone> Entry<T> {
+impl Entry {
     fn forget(&mut self) {
         self.generation += 1;
         self.value = None;
-    }
-
-    fn store(&mut self, generation: u64, value: T) {
-        if generation == self.generation {
-            self.value = Some(value);
-        }
     }
 }
 
@@ -83,28 +79,12 @@ pub(crate) enum Part {
     Diverged,
 }
 
+/// The copies, one [`Entry`] per [`Part`] (indexed by `part as usize`;
+/// the last part sizes the table).
 #[derive(Debug, Default)]
 struct Copies {
     armed: bool,
-    master: Entry<Record>,
-    switchover: Entry<Option<(Vec<u8>, i32)>>,
-    pause: Entry<Option<(Vec<u8>, i32)>>,
-    tls: Entry<Option<(Vec<u8>, i32)>>,
-    sentinels: Entry<Vec<(String, Endpoint)>>,
-    nodes: Entry<Vec<(String, Endpoint)>>,
-    diverged: Entry<Vec<(String, Endpoint)>>,
-}
-
-impl Copies {
-    fn forget_all(&mut self) {
-        self.master.forget();
-        self.switchover.forget();
-        self.pause.forget();
-        self.tls.forget();
-        self.sentinels.forget();
-        self.nodes.forget();
-        self.diverged.forget();
-    }
+    entries: [Entry; Part::Diverged as usize + 1],
 }
 
 /// The copies of one session, shared by the clones of its [`super::Zk`].
@@ -146,23 +126,16 @@ impl Mirror {
     pub(crate) fn part_of(&self, path: &str) -> Option<Part> {
         let rest = path.strip_prefix(&self.root)?;
         let under = |dir: &str| rest == dir || rest.strip_prefix(dir).is_some_and(|r| r.starts_with('/'));
-        if rest == "/master" {
-            Some(Part::Master)
-        } else if rest == "/switchover" {
-            Some(Part::Switchover)
-        } else if rest == "/pause" {
-            Some(Part::Pause)
-        } else if rest == "/tls" {
-            Some(Part::Tls)
-        } else if under("/sentinels") {
-            Some(Part::Sentinels)
-        } else if under("/nodes") {
-            Some(Part::Nodes)
-        } else if under("/diverged") {
-            Some(Part::Diverged)
-        } else {
-            None
-        }
+        Some(match rest {
+            "/master" => Part::Master,
+            "/switchover" => Part::Switchover,
+            "/pause" => Part::Pause,
+            "/tls" => Part::Tls,
+            _ if under("/sentinels") => Part::Sentinels,
+            _ if under("/nodes") => Part::Nodes,
+            _ if under("/diverged") => Part::Diverged,
+            _ => return None,
+        })
     }
 
     /// The count of changes to the record, the intent, the pause or the TLS
@@ -190,96 +163,36 @@ impl Mirror {
     pub(crate) fn touched(&self, path: &str) {
         let mut c = self.copies();
         match self.part_of(path) {
-            Some(Part::Master) => c.master.forget(),
-            Some(Part::Switchover) => c.switchover.forget(),
-            Some(Part::Pause) => c.pause.forget(),
-            Some(Part::Tls) => c.tls.forget(),
-            Some(Part::Sentinels) => c.sentinels.forget(),
-            Some(Part::Nodes) => c.nodes.forget(),
-            Some(Part::Diverged) => c.diverged.forget(),
-            None if path == self.root => c.forget_all(),
+            Some(p) => c.entries[p as usize].forget(),
+            None if path == self.root => c.entries.iter_mut().for_each(Entry::forget),
             None => {}
         }
     }
 
-    /// The copy of the record, if armed and kept.
-    pub(crate) fn master(&self) -> Option<Record> {
+    /// The copy of `part`, if armed and kept.
+    pub(crate) fn get(&self, part: Part) -> Option<Kept> {
         let c = self.copies();
-        if c.armed { c.master.value.clone() } else { None }
-    }
-
-    /// The copy of a data node's data and version (`Some(None)`: no node),
-    /// if armed and kept: the switchover intent or the pause.
-    pub(crate) fn node(&self, part: Part) -> Option<Option<(Vec<u8>, i32)>> {
-        let c = self.copies();
-        match part {
-            _ if !c.armed => None,
-            Part::Switchover => c.switchover.value.clone(),
-            Part::Pause => c.pause.value.clone(),
-            Part::Tls => c.tls.value.clone(),
-            _ => None,
-        }
-    }
-
-    /// Keeps a data node read with `t`, unless something was forgotten since.
-    pub(crate) fn keep_node(&self, part: Part, t: Ticket, v: Option<(Vec<u8>, i32)>) {
-        let mut c = self.copies();
-        match part {
-            Part::Switchover => c.switchover.store(t.0, v),
-            Part::Pause => c.pause.store(t.0, v),
-            Part::Tls => c.tls.store(t.0, v),
-            _ => {}
-        }
-    }
-
-    /// The copy of a registration list, if armed and kept.
-    pub(crate) fn registered(&self, part: Part) -> Option<Vec<(String, Endpoint)>> {
-        let c = self.copies();
-        if !c.armed {
-            return None;
-        }
-        match part {
-            Part::Sentinels => c.sentinels.value.clone(),
-            Part::Nodes => c.nodes.value.clone(),
-            Part::Diverged => c.diverged.value.clone(),
-            Part::Master | Part::Switchover | Part::Pause | Part::Tls => None,
-        }
+        c.armed.then(|| c.entries[part as usize].value.clone()).flatten()
     }
 
     /// A ticket to take before reading `part` from ZooKeeper.
     pub(crate) fn ticket(&self, part: Part) -> Ticket {
-        let c = self.copies();
-        Ticket(match part {
-            Part::Master => c.master.generation,
-            Part::Switchover => c.switchover.generation,
-            Part::Pause => c.pause.generation,
-            Part::Tls => c.tls.generation,
-            Part::Sentinels => c.sentinels.generation,
-            Part::Nodes => c.nodes.generation,
-            Part::Diverged => c.diverged.generation,
-        })
+        Ticket(self.copies().entries[part as usize].generation)
     }
 
-    /// Keeps the record read with `t`, unless something was forgotten since.
-    pub(crate) fn keep_master(&self, t: Ticket, r: &Record) {
-        self.copies().master.store(t.0, r.clone());
-    }
-
-    /// Keeps a registration list read with `t`, unless something was
+    /// Keeps what `part` was read as with `t`, unless something was
     /// forgotten since.
-    pub(crate) fn keep_registered(&self, part: Part, t: Ticket, v: &[(String, Endpoint)]) {
+    pub(crate) fn keep(&self, part: Part, t: Ticket, v: Kept) {
         let mut c = self.copies();
-        match part {
-            Part::Sentinels => c.sentinels.store(t.0, v.to_vec()),
-            Part::Nodes => c.nodes.store(t.0, v.to_vec()),
-            Part::Diverged => c.diverged.store(t.0, v.to_vec()),
-            Part::Master | Part::Switchover | Part::Pause | Part::Tls => {}
+        let e = &mut c.entries[part as usize];
+        if e.generation == t.0 {
+            e.value = Some(v);
         }
     }
 
     fn arm(&self, armed: bool) {
         let mut c = self.copies();
-        c.forget_all();
+        c.entries.iter_mut().for_each(Entry::forget);
         c.armed = armed;
     }
 
@@ -375,15 +288,15 @@ mod tests {
     fn serves_nothing_until_armed() {
         let (m, _) = Mirror::new("/g");
         let t = m.ticket(Part::Master);
-        m.keep_master(t, &Record::Missing);
-        assert_eq!(m.master(), None, "not armed: every read goes to ZooKeeper");
+        m.keep(Part::Master, t, Kept::Master(Record::Missing));
+        assert_eq!(m.get(Part::Master), None, "not armed: every read goes to ZooKeeper");
         m.arm(true);
-        assert_eq!(m.master(), None, "arming forgets");
+        assert_eq!(m.get(Part::Master), None, "arming forgets");
         let t = m.ticket(Part::Master);
-        m.keep_master(t, &Record::Missing);
-        assert_eq!(m.master(), Some(Record::Missing));
+        m.keep(Part::Master, t, Kept::Master(Record::Missing));
+        assert_eq!(m.get(Part::Master), Some(Kept::Master(Record::Missing)));
         m.arm(false);
-        assert_eq!(m.master(), None, "a disconnected session serves no copy");
+        assert_eq!(m.get(Part::Master), None, "a disconnected session serves no copy");
     }
 
     #[test]
@@ -392,16 +305,16 @@ mod tests {
         let t = m.ticket(Part::Sentinels);
         // The event arrives while the read is in flight.
         m.touched("/g/sentinels/a");
-        m.keep_registered(Part::Sentinels, t, &list());
-        assert_eq!(m.registered(Part::Sentinels), None);
+        m.keep(Part::Sentinels, t, Kept::List(list()));
+        assert_eq!(m.get(Part::Sentinels), None);
         let t = m.ticket(Part::Sentinels);
-        m.keep_registered(Part::Sentinels, t, &list());
-        assert_eq!(m.registered(Part::Sentinels), Some(list()));
+        m.keep(Part::Sentinels, t, Kept::List(list()));
+        assert_eq!(m.get(Part::Sentinels), Some(Kept::List(list())));
         // A reconnect forgets too.
         let t = m.ticket(Part::Sentinels);
         m.arm(true);
-        m.keep_registered(Part::Sentinels, t, &list());
-        assert_eq!(m.registered(Part::Sentinels), None);
+        m.keep(Part::Sentinels, t, Kept::List(list()));
+        assert_eq!(m.get(Part::Sentinels), None);
     }
 
     #[test]
@@ -430,17 +343,17 @@ mod tests {
         let m = mirror();
         let keep_all = |m: &Mirror| {
             let t = m.ticket(Part::Master);
-            m.keep_master(t, &Record::Missing);
+            m.keep(Part::Master, t, Kept::Master(Record::Missing));
             for p in [Part::Sentinels, Part::Nodes] {
                 let t = m.ticket(p);
-                m.keep_registered(p, t, &list());
+                m.keep(p, t, Kept::List(list()));
             }
         };
         let kept = |m: &Mirror| {
             (
-                m.master().is_some(),
-                m.registered(Part::Sentinels).is_some(),
-                m.registered(Part::Nodes).is_some(),
+                m.get(Part::Master).is_some(),
+                m.get(Part::Sentinels).is_some(),
+                m.get(Part::Nodes).is_some(),
             )
         };
         keep_all(&m);

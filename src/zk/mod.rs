@@ -23,7 +23,7 @@ use crate::model::{Change, Endpoint, History, Record};
 mod mirror;
 pub mod settings;
 
-use mirror::{Mirror, Part};
+use mirror::{Kept, Mirror, Part};
 pub use settings::ZkConfig;
 
 /// The name prefix of a `<root>/nodes` registration whose task runs with
@@ -430,7 +430,7 @@ impl Zk {
     }
 
     async fn read_node(&self, part: Part, path: &str) -> Result<Option<(Vec<u8>, i32)>, Error> {
-        if let Some(v) = self.kept(|m| m.node(part)) {
+        if let Some(Kept::Node(v)) = self.kept(part) {
             return Ok(v);
         }
         let ticket = self.mirror.ticket(part);
@@ -439,7 +439,7 @@ impl Zk {
             Err(e) => return Err(e),
             Ok((data, stat)) => Some((data, stat.version)),
         };
-        self.mirror.keep_node(part, ticket, v.clone());
+        self.mirror.keep(part, ticket, Kept::Node(v.clone()));
         Ok(v)
     }
 
@@ -496,7 +496,7 @@ impl Zk {
     /// as [`Record::Unusable`]; only ZooKeeper failures are errors.
     /// Served from the watched copy while it is valid (see [`mirror`]).
     pub async fn read_master(&self) -> Result<Record, Error> {
-        if let Some(r) = self.kept(|m| m.master()) {
+        if let Some(Kept::Master(r)) = self.kept(Part::Master) {
             return Ok(r);
         }
         self.read_master_fresh().await
@@ -514,15 +514,15 @@ impl Zk {
             Err(e) => return Err(e),
             Ok((data, stat)) => classify(&path, &data, &stat),
         };
-        self.mirror.keep_master(ticket, &r);
+        self.mirror.keep(Part::Master, ticket, Kept::Master(r.clone()));
         Ok(r)
     }
 
     /// A copy from the mirror, only while the session is connected now (the
     /// mirror learns of a disconnection a moment after the client does).
-    fn kept<T>(&self, get: impl FnOnce(&Mirror) -> Option<T>) -> Option<T> {
+    fn kept(&self, part: Part) -> Option<Kept> {
         match self.client.state() {
-            zookeeper_client::SessionState::SyncConnected => get(&self.mirror),
+            zookeeper_client::SessionState::SyncConnected => self.mirror.get(part),
             _ => None,
         }
     }
@@ -633,16 +633,19 @@ impl Zk {
     /// with the child name. Entries with bad data are logged and skipped.
     /// Served from the watched copy while it is valid (see [`mirror`]).
     pub async fn registered(&self, dir: &str) -> Result<Vec<(String, Endpoint)>, Error> {
-        let part = self.mirror.part_of(dir).filter(|p| *p != Part::Master);
+        let part = self
+            .mirror
+            .part_of(dir)
+            .filter(|p| matches!(p, Part::Sentinels | Part::Nodes | Part::Diverged));
         if let Some(p) = part
-            && let Some(v) = self.kept(|m| m.registered(p))
+            && let Some(Kept::List(v)) = self.kept(p)
         {
             return Ok(v);
         }
         let ticket = part.map(|p| (p, self.mirror.ticket(p)));
         let out = self.read_registered(dir).await?;
         if let Some((p, t)) = ticket {
-            self.mirror.keep_registered(p, t, &out);
+            self.mirror.keep(p, t, Kept::List(out.clone()));
         }
         Ok(out)
     }
