@@ -11,6 +11,7 @@
 
 use std::sync::LazyLock;
 
+use prometheus::core::Collector;
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// Every metric of the process.
@@ -111,27 +112,31 @@ pub fn metrics() -> &'static Metrics {
     &METRICS
 }
 
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::with_opts(Opts::new(name, help).namespace("rzk")).expect("valid metric name");
-    r.register(Box::new(g.clone())).expect("metric registered once");
-    g
+/// Registers `m`, just made from fixed names: neither step can fail.
+fn reg<M: Collector + Clone + 'static>(r: &Registry, m: prometheus::Result<M>) -> M {
+    let m = m.expect("valid metric name");
+    r.register(Box::new(m.clone())).expect("metric registered once");
+    m
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, label: &str) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help).namespace("rzk"), &[label]).expect("valid metric name");
-    r.register(Box::new(g.clone())).expect("metric registered once");
-    g
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("rzk")
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    reg(r, IntGauge::with_opts(opts(name, help)))
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::with_opts(Opts::new(name, help).namespace("rzk")).expect("valid metric name");
-    r.register(Box::new(c.clone())).expect("metric registered once");
-    c
+    reg(r, IntCounter::with_opts(opts(name, help)))
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    reg(r, IntGaugeVec::new(opts(name, help), labels))
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, label: &str, values: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help).namespace("rzk"), &[label]).expect("valid metric name");
-    r.register(Box::new(c.clone())).expect("metric registered once");
+    let c = reg(r, IntCounterVec::new(opts(name, help), &[label]));
     // Every series exists from the start, at 0: a rate over a series that
     // appears only on its first event misses that event.
     for v in values {
@@ -143,29 +148,22 @@ fn counter_vec(r: &Registry, name: &str, help: &str, label: &str, values: &[&str
 impl Metrics {
     fn new() -> Metrics {
         let r = Registry::new();
-        let handover_seconds = Histogram::with_opts(
-            HistogramOpts::new("handover_duration_seconds", "How long each SIGTERM hand-over took")
-                .namespace("rzk")
-                .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0]),
-        )
-        .expect("valid histogram");
-        r.register(Box::new(handover_seconds.clone()))
-            .expect("metric registered once");
-        let info = IntGaugeVec::new(
-            Opts::new("info", "1, naming this process's binary and group").namespace("rzk"),
-            &["binary", "group"],
-        )
-        .expect("valid metric name");
-        r.register(Box::new(info.clone())).expect("metric registered once");
+        let buckets = vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0];
+        let handover = HistogramOpts::new("handover_duration_seconds", "How long each SIGTERM hand-over took");
         let m = Metrics {
-            info,
+            info: gauge_vec(
+                &r,
+                "info",
+                "1, naming this process's binary and group",
+                &["binary", "group"],
+            ),
             zk_sessions_expired: counter(
                 &r,
                 "zk_sessions_expired_total",
                 "ZooKeeper sessions that expired and were replaced",
             ),
-            role: gauge_vec(&r, "role", "1 for the role the supervised server answers", "role"),
-            zk_session: gauge_vec(&r, "zk_session", "1 for the ZooKeeper session's state", "state"),
+            role: gauge_vec(&r, "role", "1 for the role the supervised server answers", &["role"]),
+            zk_session: gauge_vec(&r, "zk_session", "1 for the ZooKeeper session's state", &["state"]),
             record_matches: gauge(
                 &r,
                 "record_matches",
@@ -197,7 +195,7 @@ impl Metrics {
                 "outcome",
                 &["done", "skipped", "unsafe", "aborted", "timeout"],
             ),
-            handover_seconds,
+            handover_seconds: reg(&r, Histogram::with_opts(handover.namespace("rzk").buckets(buckets))),
             child_starts: counter(&r, "child_starts_total", "Child processes started"),
             admin_rejected: counter(
                 &r,
@@ -241,16 +239,12 @@ impl Metrics {
                 "pause_until_seconds",
                 "When the pause ends, in Unix seconds (0: not paused)",
             ),
-            engine_info: {
-                let g = IntGaugeVec::new(
-                    Opts::new("engine_info", "1 for the engine and version the supervised server runs")
-                        .namespace("rzk"),
-                    &["engine", "version"],
-                )
-                .expect("valid metric name");
-                r.register(Box::new(g.clone())).expect("metric registered once");
-                g
-            },
+            engine_info: gauge_vec(
+                &r,
+                "engine_info",
+                "1 for the engine and version the supervised server runs",
+                &["engine", "version"],
+            ),
             tls_reloads: counter_vec(
                 &r,
                 "tls_reloads_total",
@@ -262,16 +256,13 @@ impl Metrics {
                 &r,
                 "tls_cert_not_after_seconds",
                 "When the TLS certificate in service expires, in Unix seconds",
-                "link",
+                &["link"],
             ),
             registry: r,
         };
-        for role in ["master", "replica"] {
-            m.role.with_label_values(&[role]);
-        }
-        for state in ["connected", "suspended", "expired"] {
-            m.zk_session.with_label_values(&[state]);
-        }
+        // Every series of these two exists from the start, at 0.
+        m.set_role(None);
+        m.set_zk_session("");
         m
     }
 
