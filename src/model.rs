@@ -243,28 +243,6 @@ impl Record {
     }
 }
 
-/// The record as the decision sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordView {
-    /// No `<root>/master` node.
-    Missing,
-    /// A node with garbage in it (already logged by whoever read it).
-    Unusable,
-    /// A well-formed record naming this master.
-    Names(Endpoint),
-}
-
-impl RecordView {
-    /// The decision's view of a record read from ZooKeeper.
-    pub fn of(record: &Record) -> RecordView {
-        match record {
-            Record::Missing => RecordView::Missing,
-            Record::Unusable { .. } => RecordView::Unusable,
-            Record::Valid { master, .. } => RecordView::Names(master.clone()),
-        }
-    }
-}
-
 /// One master candidate and what the probes found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {

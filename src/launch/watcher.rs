@@ -19,7 +19,7 @@ use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
 use crate::launch as task;
 use crate::launch::view;
-use crate::model::{Cause, Endpoint, Intent, RecordView, unix_ms};
+use crate::model::{Cause, Endpoint, Intent, unix_ms};
 use crate::observe::{Heard, Observer, Subscriptions, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
 use crate::policy::reconcile::{RecordWrite, cause, confirmed_master, reconcile, record_write};
@@ -108,10 +108,9 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
             return 1;
         }
     };
-    let view = RecordView::of(&snap.record);
     match confirmed_master(&snap) {
         Some(m) if snap.record.master() != Some(&m) => {
-            error!(path = %zk.master_path(), record = ?view, master = %m, "check: the record differs from the sentinels");
+            error!(path = %zk.master_path(), record = ?snap.record, master = %m, "check: the record differs from the sentinels");
             1
         }
         Some(m) => {
@@ -119,7 +118,7 @@ pub async fn check(cfg: WatcherConfig) -> i32 {
             0
         }
         None => {
-            info!(path = %zk.master_path(), record = ?view, "check: no confirmed master from the sentinels to compare");
+            info!(path = %zk.master_path(), record = ?snap.record, "check: no confirmed master from the sentinels to compare");
             0
         }
     }

@@ -4,7 +4,7 @@
 //! (takeover, garbage records, disagreeing Sentinels), is unit-tested without
 //! servers, and the launcher's loop reads as observe, decide, act.
 
-use crate::model::{Candidate, Endpoint, RecordView};
+use crate::model::{Candidate, Endpoint};
 use crate::policy::promotion::takeover_candidate;
 use crate::reply::ServerState;
 use crate::snapshot::Snapshot;
@@ -14,8 +14,9 @@ use crate::snapshot::Snapshot;
 pub struct Observation {
     /// This task's announced address. It is never its own master.
     pub me: Endpoint,
-    /// `<root>/master`.
-    pub record: RecordView,
+    /// The master `<root>/master` names (`None`: no node, or garbage,
+    /// already logged by whoever read it).
+    pub record: Option<Endpoint>,
     /// Whether the record's address answered `ROLE` master.
     pub record_live: bool,
     /// What the registered Sentinels named, with votes and ROLE results.
@@ -57,7 +58,7 @@ impl Observation {
             .collect();
         Observation {
             me: me.clone(),
-            record: RecordView::of(&snap.record),
+            record: snap.record.master().cloned(),
             record_live: snap.record.master().is_some_and(|m| m != me && snap.is_live_master(m)),
             sentinel_views: snap.sentinel_views(),
             registered_masters,
@@ -105,15 +106,16 @@ pub enum Decision {
 
 /// The live master the Sentinels name: the newest configuration epoch
 /// first (so a Sentinel that has not yet heard of a failover cannot win with
-/// a stale answer), then most votes, then the one the record names, then the
-/// lowest address, so every launcher and watcher that sees the same answers
-/// picks the same master. `exclude` (this task) is never chosen.
-pub fn sentinels_choice(views: &[Candidate], record: &RecordView, exclude: Option<&Endpoint>) -> Option<Endpoint> {
+/// a stale answer), then most votes, then the one the record names
+/// (`named`), then the lowest address, so every launcher and watcher that
+/// sees the same answers picks the same master. `exclude` (this task) is
+/// never chosen.
+pub fn sentinels_choice(views: &[Candidate], named: Option<&Endpoint>, exclude: Option<&Endpoint>) -> Option<Endpoint> {
     views
         .iter()
         .filter(|c| c.live_master && Some(&c.addr) != exclude)
         .max_by(|a, b| {
-            let rec = |c: &Candidate| matches!(record, RecordView::Names(r) if *r == c.addr);
+            let rec = |c: &Candidate| named == Some(&c.addr);
             a.epoch
                 .cmp(&b.epoch)
                 .then(a.votes.cmp(&b.votes))
@@ -151,13 +153,9 @@ pub fn decide(o: &Observation) -> Decision {
 
 fn decide_any(o: &Observation) -> Decision {
     let not_me = |e: &Endpoint| *e != o.me;
-    let from_sentinels = sentinels_choice(&o.sentinel_views, &o.record, Some(&o.me));
-    let from_record = match &o.record {
-        RecordView::Names(r) if o.record_live && not_me(r) => Some(r.clone()),
-        _ => None,
-    };
-    let record_names_one = matches!(o.record, RecordView::Names(_));
-    let from_nodes = (!record_names_one || o.grace_elapsed)
+    let from_sentinels = sentinels_choice(&o.sentinel_views, o.record.as_ref(), Some(&o.me));
+    let from_record = o.record.clone().filter(|r| o.record_live && not_me(r));
+    let from_nodes = (o.record.is_none() || o.grace_elapsed)
         .then(|| {
             o.registered_masters
                 .iter()
@@ -169,11 +167,10 @@ fn decide_any(o: &Observation) -> Decision {
         .flatten();
     let from_takeover = o.promoted.clone().filter(not_me);
     if let Some(master) = from_sentinels.or(from_record).or(from_takeover).or(from_nodes) {
-        let fix_record = o.record != RecordView::Names(master.clone());
+        let fix_record = o.record.as_ref() != Some(&master);
         return Decision::Replicate { master, fix_record };
     }
-    let group_exists =
-        matches!(o.record, RecordView::Names(_)) || !o.sentinel_views.is_empty() || o.registered_nodes > 0;
+    let group_exists = o.record.is_some() || !o.sentinel_views.is_empty() || o.registered_nodes > 0;
     if !group_exists {
         Decision::BecomeMaster { takeover: false }
     } else if o.grace_elapsed {
@@ -226,7 +223,7 @@ mod tests {
     fn world() -> Observation {
         Observation {
             me: ep(9),
-            record: RecordView::Missing,
+            record: None,
             record_live: false,
             sentinel_views: vec![],
             registered_masters: vec![],
@@ -245,7 +242,7 @@ mod tests {
         assert_eq!(decide(&nofailover(world())), Decision::Yield);
         // A lost group with nobody to promote: no takeover by it.
         let lost = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             registered_nodes: 2,
             grace_elapsed: true,
             ..world()
@@ -289,7 +286,7 @@ mod tests {
     #[test]
     fn garbage_record_alone_is_a_fresh_group() {
         let o = Observation {
-            record: RecordView::Unusable,
+            record: None, // garbage
             ..world()
         };
         assert_eq!(decide(&o), Decision::BecomeMaster { takeover: false });
@@ -298,7 +295,7 @@ mod tests {
     #[test]
     fn live_record_is_followed() {
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             record_live: true,
             ..world()
         };
@@ -314,7 +311,7 @@ mod tests {
     #[test]
     fn sentinels_beat_the_record_and_fix_it() {
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             record_live: true,
             sentinel_views: vec![cand(2, 3, true)],
             ..world()
@@ -331,7 +328,7 @@ mod tests {
     #[test]
     fn unconfirmed_sentinel_answer_is_ignored() {
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             record_live: true,
             sentinel_views: vec![cand(2, 3, false)],
             ..world()
@@ -348,7 +345,7 @@ mod tests {
     #[test]
     fn most_votes_then_record_wins() {
         let o = Observation {
-            record: RecordView::Names(ep(3)),
+            record: Some(ep(3)),
             sentinel_views: vec![cand(2, 1, true), cand(3, 1, true), cand(4, 2, true)],
             ..world()
         };
@@ -377,7 +374,7 @@ mod tests {
         // Right after a failover: the leader names 2 (epoch 5), two Sentinels
         // still name 1 (epoch 4), and 1 still answers as master for a moment.
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             sentinel_views: vec![
                 Candidate {
                     epoch: 4,
@@ -402,7 +399,7 @@ mod tests {
     #[test]
     fn dead_record_waits_then_takes_over() {
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             ..world()
         };
         assert_eq!(decide(&o), Decision::Wait);
@@ -416,7 +413,7 @@ mod tests {
     #[test]
     fn takeover_promotes_the_most_up_to_date_live_replica() {
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             registered_nodes: 2,
             live_replicas: vec![live(2, 100, 100), live(3, 250, 100), live(9, 999, 100)],
             grace_elapsed: true,
@@ -445,7 +442,7 @@ mod tests {
     #[test]
     fn never_follows_itself() {
         let o = Observation {
-            record: RecordView::Names(ep(9)),
+            record: Some(ep(9)),
             record_live: true,
             sentinel_views: vec![cand(9, 3, true)],
             registered_masters: vec![master(9)],
@@ -458,7 +455,7 @@ mod tests {
     #[test]
     fn registered_master_prevents_a_second_master() {
         let o = Observation {
-            record: RecordView::Unusable,
+            record: None, // garbage
             registered_masters: vec![master(5)],
             registered_nodes: 2,
             ..world()
@@ -479,7 +476,7 @@ mod tests {
         // master, say. The Sentinels get the grace to fail the recorded one
         // over, and whom they name is followed.
         let stale = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             registered_masters: vec![master(5)],
             registered_nodes: 3,
             ..world()
@@ -515,7 +512,7 @@ mod tests {
         // This task promoted 3 in a takeover; a pause began since, so the
         // grace reads as not over and the dead record would mean Wait.
         let paused = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             registered_masters: vec![master(3), master(2)],
             registered_nodes: 3,
             ..world()
@@ -562,7 +559,7 @@ mod tests {
             ..live(3, 1500, 100)
         };
         let o = Observation {
-            record: RecordView::Names(ep(1)),
+            record: Some(ep(1)),
             registered_masters: vec![master(5)],
             registered_nodes: 3,
             live_replicas: vec![newer.clone()],
@@ -597,7 +594,7 @@ mod tests {
         assert_eq!(decide(&o), Decision::Wait);
         let o = Observation {
             sentinel_views: vec![cand(1, 2, false)],
-            record: RecordView::Unusable,
+            record: None, // garbage
             ..world()
         };
         assert_eq!(decide(&o), Decision::Wait);

@@ -5,7 +5,7 @@
 //! on a timer. Writes are compare-and-set on the version it read, and only
 //! when the record differs: N watchers make one version bump per failover.
 
-use crate::model::{Cause, Change, Endpoint, Intent, Record, RecordView};
+use crate::model::{Cause, Change, Endpoint, Intent, Record};
 use crate::policy::bootstrap::sentinels_choice;
 use crate::snapshot::Snapshot;
 
@@ -55,7 +55,7 @@ pub fn cause(intent: Option<&Intent>, old: Option<&Endpoint>, now_ms: u64, other
 /// The master the Sentinels confirm (newest epoch, then votes, then the
 /// record, then the lowest address; only a live master counts).
 pub fn confirmed_master(snap: &Snapshot) -> Option<Endpoint> {
-    sentinels_choice(&snap.sentinel_views(), &RecordView::of(&snap.record), None)
+    sentinels_choice(&snap.sentinel_views(), snap.record.master(), None)
 }
 
 /// The write that makes `record` name `master`, or `None` when it does.
