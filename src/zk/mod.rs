@@ -455,12 +455,10 @@ impl Zk {
     }
 
     async fn write_node(&self, path: &str, data: &[u8], expected: Option<i32>) -> Result<(), Error> {
-        let opts = self.dir_options();
+        let (opts, limit) = (self.dir_options(), self.op_timeout());
         let r = match expected {
-            None => bounded(self.op_timeout(), self.client.create(path, data, &opts))
-                .await
-                .map(drop),
-            Some(v) => bounded(self.op_timeout(), self.client.set_data(path, data, Some(v)))
+            None => bounded(limit, self.client.create(path, data, &opts)).await.map(drop),
+            Some(v) => bounded(limit, self.client.set_data(path, data, Some(v)))
                 .await
                 .map(drop),
         };
@@ -475,7 +473,7 @@ impl Zk {
 
     /// Deletes the pause, whatever its version.
     pub async fn delete_pause(&self) -> Result<(), Error> {
-        self.delete_node(&self.pause_path(), None).await
+        self.delete(&self.pause_path()).await
     }
 
     async fn delete_node(&self, path: &str, version: Option<i32>) -> Result<(), Error> {
@@ -571,9 +569,12 @@ impl Zk {
         };
         h.push(change);
         let h = h.to_bytes();
-        macro_rules! ops {
+        // The same operations with either writer (of the lock, or plain).
+        // Stats of creates inside a multi are invalid on ZK 3.8.0
+        // (ZOOKEEPER-4026); they are ignored here.
+        macro_rules! commit {
             ($w:expr) => {{
-                let w = &mut $w;
+                let mut w = $w;
                 match expected {
                     None => w.add_create(&path, &data, &opts)?,
                     Some(v) => w.add_set_data(&path, &data, Some(v))?,
@@ -582,32 +583,19 @@ impl Zk {
                     None => w.add_create(&history, &h, &opts)?,
                     Some(v) => w.add_set_data(&history, &h, Some(v))?,
                 }
+                bounded(limit, async { w.commit().await.map_err(Error::from) }).await
             }};
         }
-        // Stats of creates inside a multi are invalid on ZK 3.8.0
-        // (ZOOKEEPER-4026); they are ignored here.
         let result = match lock {
-            Some(l) => {
-                let mut w = l.new_check_writer();
-                ops!(w);
-                bounded(limit, async { w.commit().await.map_err(Error::from) })
-                    .await
-                    .map(drop)
-            }
-            None => {
-                let mut w = self.client.new_multi_writer();
-                ops!(w);
-                bounded(limit, async { w.commit().await.map_err(Error::from) })
-                    .await
-                    .map(drop)
-            }
+            Some(l) => commit!(l.new_check_writer()),
+            None => commit!(self.client.new_multi_writer()),
         };
         self.mirror.touched(&history);
         // Our own write, won or lost, makes the copy stale: the next look
         // reads ZooKeeper rather than wait for the event.
         self.mirror.touched(&path);
         match &result {
-            Ok(()) => {
+            Ok(_) => {
                 crate::metrics::metrics().record_writes.inc();
                 info!(path = %path, master = %master, "master record written")
             }
@@ -619,7 +607,7 @@ impl Zk {
                 warn!(path = %path, master = %master, error = %e, "master record not written")
             }
         }
-        result
+        result.map(drop)
     }
 
     /// Like [`Zk::registered`], and leaves a child watch on `dir`, so a
@@ -768,12 +756,7 @@ impl Zk {
 
     /// Deletes a node, ignoring one that is already gone.
     pub async fn delete(&self, path: &str) -> Result<(), Error> {
-        let deleted = match bounded(self.op_timeout(), self.client.delete(path, None)).await {
-            Ok(()) | Err(Error::NoNode) => Ok(()),
-            Err(e) => Err(e),
-        };
-        self.mirror.touched(path);
-        deleted
+        self.delete_node(path, None).await
     }
 }
 
