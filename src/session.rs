@@ -76,10 +76,7 @@ impl Keeper {
     /// session otherwise).
     pub async fn unregister(&self, path: &str) {
         self.ephemerals.lock().expect("poisoned").retain(|(p, _)| p != path);
-        match self.zk().delete(path).await {
-            Ok(()) => info!(path = %path, "registration removed"),
-            Err(e) => warn!(path = %path, error = %e, "could not remove registration; it expires with the session"),
-        }
+        remove(&self.zk(), path).await;
     }
 
     /// Stops the keeper and deletes the registrations (bounded by the
@@ -90,22 +87,18 @@ impl Keeper {
         for creator in self.creators.lock().expect("poisoned").drain(..) {
             creator.abort();
         }
-        let zk = self.zk();
-        let paths: Vec<String> = self
-            .ephemerals
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|(p, _)| p.clone())
-            .collect();
-        for path in paths {
-            match zk.delete(&path).await {
-                Ok(()) => info!(path = %path, "registration removed"),
-                Err(e) => {
-                    warn!(path = %path, error = %e, "could not remove registration; it expires with the session")
-                }
-            }
+        let (zk, list) = (self.zk(), self.ephemerals.lock().expect("poisoned").clone());
+        for (path, _) in &list {
+            remove(&zk, path).await;
         }
+    }
+}
+
+/// Deletes the registration `path`; one left behind goes with the session.
+async fn remove(zk: &Zk, path: &str) {
+    match zk.delete(path).await {
+        Ok(()) => info!(path = %path, "registration removed"),
+        Err(e) => warn!(path = %path, error = %e, "could not remove registration; it expires with the session"),
     }
 }
 
