@@ -144,10 +144,8 @@ impl Zk {
     /// Connects with no deadline. Used after a session expiry, when the
     /// supervised server must keep running whatever ZooKeeper does.
     pub async fn connect_forever(cfg: &ZkConfig) -> Zk {
-        match Self::connect_until(cfg, None).await {
-            Ok(zk) => zk,
-            Err(_) => unreachable!("connect_until without a deadline only returns on success"),
-        }
+        let zk = Self::connect_until(cfg, None).await;
+        zk.unwrap_or_else(|_| unreachable!("connect_until without a deadline only returns on success"))
     }
 
     async fn connect_until(cfg: &ZkConfig, deadline: Option<Instant>) -> Result<Zk, ConnectError> {
