@@ -211,29 +211,26 @@ impl Zk {
             }
             None => Acls::anyone_all().to_vec(),
         };
-        let client = connector.connect(&servers).await.map_err(|e| e.to_string())?;
+        let mut client = connector.connect(&servers).await.map_err(|e| e.to_string())?;
+        let limit = cfg.session_timeout;
+        if let Some(chroot) = &cfg.chroot {
+            if cfg.create {
+                let opts = CreateMode::Persistent.with_acls(Acls::new(&acls));
+                bounded(limit, client.mkdir(chroot, &opts))
+                    .await
+                    .map_err(|e| format!("creating chroot {chroot}: {e}"))?;
+            }
+            client = client
+                .chroot(chroot.as_str())
+                .map_err(|_| format!("bad chroot {chroot}"))?;
+        }
         let (mirror, stopped) = Mirror::new(&cfg.root);
-        let mut zk = Zk {
+        let zk = Zk {
             client,
             cfg: Arc::new(cfg.clone()),
             acls: Arc::new(acls),
             mirror,
         };
-        let limit = cfg.session_timeout;
-        if let Some(chroot) = &cfg.chroot {
-            let opts = zk.dir_options();
-            if cfg.create {
-                bounded(limit, zk.client.mkdir(chroot, &opts))
-                    .await
-                    .map_err(|e| format!("creating chroot {chroot}: {e}"))?;
-            }
-            let client = zk
-                .client
-                .clone()
-                .chroot(chroot.as_str())
-                .map_err(|_| format!("bad chroot {chroot}"))?;
-            zk.client = client;
-        }
         // The group's directories (the lock's too, so that the lock recipe's
         // first create succeeds) and the mirror's watch, all sent at once:
         // ZooKeeper answers them in order and commits the creates together,
