@@ -8,7 +8,7 @@
 //! watch on the group's root, an idle group costs ZooKeeper its session
 //! pings, and a change costs each session one read.
 //!
-//! Correctness rests on three rules:
+//! Correctness rests on four rules:
 //! - a copy is served only while the session is connected and the watch is
 //!   known to be registered ("armed"); otherwise reads go to ZooKeeper;
 //! - every event under the root, every reconnect (events during a
@@ -60,22 +60,17 @@ impl Entry {
     }
 }
 
-/// What a persistent-watch event or a write touched.
+/// What a persistent-watch event or a write touched: the node of the same
+/// name under the root, and for the last three its children too (see
+/// [`Mirror::part_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Part {
-    /// `<root>/master`.
     Master,
-    /// `<root>/switchover`.
     Switchover,
-    /// `<root>/pause`.
     Pause,
-    /// `<root>/tls`.
     Tls,
-    /// `<root>/sentinels` and its children.
     Sentinels,
-    /// `<root>/nodes` and its children.
     Nodes,
-    /// `<root>/diverged` and its children.
     Diverged,
 }
 
