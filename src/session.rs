@@ -131,9 +131,7 @@ async fn keep(tx: watch::Sender<Zk>, ephemerals: Registrations) {
         while !state.is_terminated() {
             state = states.changed().await;
             match state {
-                SessionState::Disconnected => {
-                    warn!("ZooKeeper connection lost; the session may still recover")
-                }
+                SessionState::Disconnected => warn!("ZooKeeper connection lost; the session may still recover"),
                 SessionState::SyncConnected => info!("ZooKeeper connection restored"),
                 _ => {}
             }

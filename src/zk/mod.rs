@@ -598,9 +598,7 @@ impl Zk {
                 crate::metrics::metrics().cas_conflicts.inc();
                 warn!(path = %path, master = %master, error = %e, "master record not written: it changed since it was read")
             }
-            Err(e) => {
-                warn!(path = %path, master = %master, error = %e, "master record not written")
-            }
+            Err(e) => warn!(path = %path, master = %master, error = %e, "master record not written"),
         }
         result.map(drop)
     }
@@ -686,9 +684,7 @@ impl Zk {
         let path = lock.lock_path().to_string();
         match bounded(self.op_timeout(), self.client.delete(&path, None)).await {
             Ok(()) | Err(Error::NoNode) => debug!(path = %path, "lock released"),
-            Err(e) => {
-                warn!(path = %path, error = %e, "lock release failed; it goes with the session")
-            }
+            Err(e) => warn!(path = %path, error = %e, "lock release failed; it goes with the session"),
         }
         drop(lock);
     }
