@@ -283,12 +283,10 @@ impl Metrics {
     /// known stays while it does not answer).
     pub fn set_engine(&self, engine: Option<(&str, &str)>) {
         if let Some((engine, version)) = engine
-            && self
+            && !self
                 .engine_info
                 .get_metric_with_label_values(&[engine, version])
-                .map(|g| g.get())
-                .ok()
-                != Some(1)
+                .is_ok_and(|g| g.get() == 1)
         {
             self.engine_info.reset();
             self.engine_info.with_label_values(&[engine, version]).set(1);
