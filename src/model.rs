@@ -308,15 +308,11 @@ pub struct Intent {
     pub result: Option<String>,
     /// What asked for it, for the history: `switchover` (`rzkctl`, the
     /// default), `hand-over` or `crash`.
-    #[serde(default = "Intent::switchover")]
+    #[serde(default)]
     pub cause: Cause,
 }
 
 impl Intent {
-    fn switchover() -> Cause {
-        Cause::Switchover
-    }
-
     /// Parses the node's data.
     pub fn parse(data: &[u8]) -> Result<Intent, String> {
         from_json(data)
@@ -374,7 +370,7 @@ impl Pause {
 }
 
 /// Why the master changed, as `<root>/history` records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Cause {
     /// A fresh group's first master.
@@ -384,7 +380,8 @@ pub enum Cause {
     /// The Sentinels failed the master over on their own (or an operator
     /// forced it at a Sentinel).
     Failover,
-    /// `rzkctl switchover`.
+    /// `rzkctl switchover` (an intent that names no cause).
+    #[default]
     Switchover,
     /// The master's task was stopped (SIGTERM) and handed the role over.
     HandOver,
