@@ -242,9 +242,7 @@ impl Mirror {
                                     watch = w;
                                     m.arm(client.state() == SessionState::SyncConnected);
                                 }
-                                Ok(Err(e)) => {
-                                    warn!(root = %root, error = %e, "persistent watch not registered again after a reconnect; reading ZooKeeper until the next one")
-                                }
+                                Ok(Err(e)) => warn!(root = %root, error = %e, "persistent watch not registered again after a reconnect; reading ZooKeeper until the next one"),
                                 Err(_) => warn!(root = %root, "persistent watch not registered again within {limit:?} after a reconnect; reading ZooKeeper until the next one"),
                             }
                         }

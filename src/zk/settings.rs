@@ -162,9 +162,8 @@ pub type Resolved<'a> = ((&'a str, u16), Result<Vec<IpAddr>, String>);
 /// until the session expires. Given every address, the client tries one
 /// after the other, in a shuffled order, as ZooKeeper's own client does.
 ///
-/// `resolved` pairs each entry with its addresses, or why it could not be
-/// resolved. An entry that did not resolve is left out as long as another
-/// did; with none resolved, the answer is every entry's error.
+/// An entry of `resolved` that did not resolve is left out as long as
+/// another did; with none resolved, the answer is every entry's error.
 pub fn expanded_connect_string(resolved: &[Resolved<'_>]) -> Result<String, String> {
     let mut out: Vec<SocketAddr> = Vec::new();
     for ((_, port), r) in resolved {
