@@ -51,19 +51,11 @@ impl Endpoint {
     /// Parses `"<ipv4-or-hostname> <1-65535>"` exactly: one space, no
     /// surrounding whitespace, no newline.
     pub fn parse_bytes(data: &[u8]) -> Result<Endpoint, ParseError> {
-        let shown = || {
-            if data.len() > 64 {
-                format!("{} bytes", data.len())
-            } else {
-                format!("{:?}", String::from_utf8_lossy(data))
-            }
-        };
-        if data.is_empty() || data.len() > MAX_RECORD || !data.is_ascii() {
-            return Err(ParseError::Shape(shown()));
+        match std::str::from_utf8(data) {
+            Ok(s) if !s.is_empty() && s.len() <= MAX_RECORD && s.is_ascii() => Self::parse(s),
+            _ if data.len() > 64 => Err(ParseError::Shape(format!("{} bytes", data.len()))),
+            _ => Err(ParseError::Shape(format!("{:?}", String::from_utf8_lossy(data)))),
         }
-        // ASCII was checked, so this cannot fail.
-        let s = std::str::from_utf8(data).map_err(|_| ParseError::Shape(shown()))?;
-        Self::parse(s)
     }
 
     /// Same as [`Endpoint::parse_bytes`] for text.
