@@ -130,15 +130,12 @@ impl Zk {
             ..cfg.clone()
         };
         let zk = Self::connect(&read_only).await?;
-        match bounded(zk.op_timeout(), zk.client.check_stat(&zk.cfg.root)).await {
-            Ok(Some(_)) => Ok(zk),
-            Ok(None) => Err(ConnectError::new(
-                cfg,
-                1,
-                format!("no group at {}: check ZK_ROOT (and the chroot in ZK_HOSTS)", cfg.root),
-            )),
-            Err(e) => Err(ConnectError::new(cfg, 1, format!("reading {}: {e}", cfg.root))),
-        }
+        let why = match bounded(zk.op_timeout(), zk.client.check_stat(&zk.cfg.root)).await {
+            Ok(Some(_)) => return Ok(zk),
+            Ok(None) => format!("no group at {}: check ZK_ROOT (and the chroot in ZK_HOSTS)", cfg.root),
+            Err(e) => format!("reading {}: {e}", cfg.root),
+        };
+        Err(ConnectError::new(cfg, 1, why))
     }
 
     /// Connects with no deadline. Used after a session expiry, when the
