@@ -327,6 +327,11 @@ impl<'a> Env<'a> {
     fn secs(&self, name: &'static str, lo: u64) -> Result<Duration, ConfigError> {
         self.get(name, int_in(lo, 86_400)).map(Duration::from_secs)
     }
+
+    /// `name`, exactly one of the words of `choices`, or its default.
+    fn one_of<T: Copy>(&self, name: &'static str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        self.get(name, |s| choices.iter().find(|(w, _)| *w == s).map(|(_, v)| *v))
+    }
 }
 
 fn int_in<T: std::str::FromStr + PartialOrd>(lo: T, hi: T) -> impl Fn(&str) -> Option<T> {
@@ -335,6 +340,11 @@ fn int_in<T: std::str::FromStr + PartialOrd>(lo: T, hi: T) -> impl Fn(&str) -> O
 
 fn port(s: &str) -> Option<u16> {
     int_in(1u16, 65535)(s)
+}
+
+/// The error for `value` of `var`: its table's `expected` text, then `more`.
+fn expecting(var: &'static str, value: impl Into<String>, more: impl fmt::Display) -> ConfigError {
+    ConfigError::new(var, value, format!("{}{more}", vars::var(var).expected))
 }
 
 /// A secret given either as `name` or as a file named by `file_name` (the
@@ -358,8 +368,7 @@ fn secret_var(
         )),
         (Some(v), None) => Ok(Some((v.to_string(), name))),
         (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::new(file_name, path, format!("{} ({e})", vars::var(file_name).expected)))?;
+            let text = std::fs::read_to_string(path).map_err(|e| expecting(file_name, path, format!(" ({e})")))?;
             let text = text
                 .strip_suffix("\r\n")
                 .or_else(|| text.strip_suffix('\n'))
@@ -388,10 +397,7 @@ fn admin_port(env: &Env) -> Result<Option<u16>, ConfigError> {
             .rev()
             .find(|(k, _)| k == name)
             .map(|(_, val)| val.clone())
-            .ok_or_else(|| {
-                let e = env.bad("ADMIN_PORT", v);
-                ConfigError::new(e.var, e.value, format!("{}; {name} is not set", e.expected))
-            })?,
+            .ok_or_else(|| expecting("ADMIN_PORT", v, format!("; {name} is not set")))?,
         Some(_) => return Err(env.bad("ADMIN_PORT", v)),
     };
     port(&literal).map(Some).ok_or_else(|| env.bad("ADMIN_PORT", v))
@@ -408,10 +414,7 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
         None => None,
         Some((d, from)) => match d.split_once(':') {
             Some((u, p)) if !u.is_empty() && !p.is_empty() && !d.contains(['\n', '\r', '\0']) => Some(Secret::new(d)),
-            _ => {
-                let expected = vars::var("ZK_DIGEST").expected;
-                return Err(ConfigError::new(from, "<redacted>", expected));
-            }
+            _ => return Err(ConfigError::new(from, "<redacted>", vars::var("ZK_DIGEST").expected)),
         },
     };
     let master_name = env.get("MASTER_NAME", |s| is_valid_master_name(s).then(|| s.to_string()))?;
@@ -431,17 +434,10 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
     } else {
         None
     };
-    let log_format = env.get("LOG_FORMAT", |s| match s {
-        "text" => Some(LogFormat::Text),
-        "json" => Some(LogFormat::Json),
-        _ => None,
-    })?;
+    let log_format = env.one_of("LOG_FORMAT", &[("text", LogFormat::Text), ("json", LogFormat::Json)])?;
     let log_filter = match env.value("RUST_LOG") {
         None => None,
-        Some(v) => Some(v.parse::<Targets>().map_err(|e| {
-            let bad = env.bad("RUST_LOG", v);
-            ConfigError::new(bad.var, bad.value, format!("{} ({e})", bad.expected))
-        })?),
+        Some(v) => Some(v.parse().map_err(|e| expecting("RUST_LOG", v, format!(" ({e})")))?),
     };
     let admin_port = if vars::var("ADMIN_PORT").read_by(env.bin) {
         admin_port(env)?
@@ -450,31 +446,20 @@ fn common(env: &Env) -> Result<Common, ConfigError> {
     };
     let tls = tls_files(env, ["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_CERT_FILE"])?;
     let tls_auth_clients = if vars::var("TLS_AUTH_CLIENTS").read_by(env.bin) {
-        env.get("TLS_AUTH_CLIENTS", |s| match s {
-            "yes" => Some(AuthClients::Yes),
-            "optional" => Some(AuthClients::Optional),
-            "no" => Some(AuthClients::No),
-            _ => None,
-        })?
+        use AuthClients::{No, Optional, Yes};
+        env.one_of("TLS_AUTH_CLIENTS", &[("yes", Yes), ("optional", Optional), ("no", No)])?
     } else {
         AuthClients::Yes
     };
-    let transition = env.get("TLS_TRANSITION", |s| match s {
-        "yes" => Some(true),
-        "no" => Some(false),
-        _ => None,
-    })?;
-    if transition {
-        match &tls {
-            Some(t) => t.follow_group(),
-            None => {
-                return Err(ConfigError::new(
-                    "TLS_TRANSITION",
-                    "yes",
-                    "yes only with TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE set (the files the task speaks TLS with once the group does), or no".to_string(),
-                ));
-            }
-        }
+    if env.one_of("TLS_TRANSITION", &[("yes", true), ("no", false)])? {
+        let Some(t) = &tls else {
+            return Err(ConfigError::new(
+                "TLS_TRANSITION",
+                "yes",
+                "yes only with TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE set (the files the task speaks TLS with once the group does), or no",
+            ));
+        };
+        t.follow_group();
     }
     let zk_tls = zk_tls(env, &hosts, tls.as_ref())?;
     Ok(Common {
@@ -508,20 +493,10 @@ fn tls_files(env: &Env, names: [&'static str; 3]) -> Result<Option<Tls>, ConfigE
         [None, None, None] => return Ok(None),
         [Some(c), Some(k), Some(ca)] => [c, k, ca].map(PathBuf::from),
         _ => {
-            let (set, _) = names.iter().zip(values).find(|(_, v)| v.is_some()).expect("one is set");
-            let (missing, _) = names
-                .iter()
-                .zip(values)
-                .find(|(_, v)| v.is_none())
-                .expect("one is missing");
-            return Err(ConfigError::new(
-                missing,
-                "",
-                format!(
-                    "{}, set together with {set}: all three TLS files, or none",
-                    vars::var(missing).expected
-                ),
-            ));
+            let set = names[values.iter().position(Option::is_some).expect("one is set")];
+            let missing = names[values.iter().position(Option::is_none).expect("one is missing")];
+            let more = format!(", set together with {set}: all three TLS files, or none");
+            return Err(expecting(missing, "", more));
         }
     };
     let files = crate::tls::Files {
@@ -543,12 +518,7 @@ fn load_tls(names: [&'static str; 3], files: crate::tls::Files) -> Result<Tls, C
             .iter()
             .position(|p| !p.as_os_str().is_empty() && why.starts_with(&*p.to_string_lossy()))
             .unwrap_or(0);
-        let var = names[i];
-        ConfigError::new(
-            var,
-            paths[i].display().to_string(),
-            format!("{} ({why})", vars::var(var).expected),
-        )
+        expecting(names[i], paths[i].display().to_string(), format!(" ({why})"))
     })
 }
 
@@ -566,14 +536,8 @@ fn zk_tls(env: &Env, hosts: &str, tls: Option<&Tls>) -> Result<Option<crate::zk:
         (Some(ca), _) => ca.clone(),
         (None, Some(f)) => f.ca.clone(),
         (None, None) => {
-            return Err(ConfigError::new(
-                "ZK_TLS_CA_CERT_FILE",
-                "",
-                format!(
-                    "{} (or TLS_CA_CERT_FILE): ZK_HOSTS names tcp+tls:// servers",
-                    vars::var("ZK_TLS_CA_CERT_FILE").expected
-                ),
-            ));
+            let more = " (or TLS_CA_CERT_FILE): ZK_HOSTS names tcp+tls:// servers";
+            return Err(expecting("ZK_TLS_CA_CERT_FILE", "", more));
         }
     };
     let identity = match (&own[0], &own[1]) {
@@ -581,14 +545,8 @@ fn zk_tls(env: &Env, hosts: &str, tls: Option<&Tls>) -> Result<Option<crate::zk:
         (None, None) => fallback.and_then(|f| f.identity),
         (Some(_), None) | (None, Some(_)) => {
             let missing = if own[0].is_none() { names[0] } else { names[1] };
-            return Err(ConfigError::new(
-                missing,
-                "",
-                format!(
-                    "{}, set together with the other of ZK_TLS_CERT_FILE and ZK_TLS_KEY_FILE",
-                    vars::var(missing).expected
-                ),
-            ));
+            let more = ", set together with the other of ZK_TLS_CERT_FILE and ZK_TLS_KEY_FILE";
+            return Err(expecting(missing, "", more));
         }
     };
     let files = load_tls(names, crate::tls::Files { ca, identity })?;
@@ -599,11 +557,8 @@ fn zk_tls(env: &Env, hosts: &str, tls: Option<&Tls>) -> Result<Option<crate::zk:
 
 /// `ENGINE`: `redis` or `valkey`.
 fn engine(env: &Env) -> Result<EngineKind, ConfigError> {
-    env.get("ENGINE", |s| match s {
-        "redis" => Some(EngineKind::Redis),
-        "valkey" => Some(EngineKind::Valkey),
-        _ => None,
-    })
+    use EngineKind::{Redis, Valkey};
+    env.one_of("ENGINE", &[("redis", Redis), ("valkey", Valkey)])
 }
 
 /// A program variable (`REDIS_SERVER_BIN`, `REDIS_SENTINEL_BIN`): as set,
@@ -639,11 +594,7 @@ impl RedisConfig {
 
     fn read(env: &Env, mut args: Vec<String>) -> Result<Self, ConfigError> {
         let configured_priority = take_replica_priority(&mut args)?;
-        let nofailover = env.get("NOFAILOVER", |s| match s {
-            "true" => Some(true),
-            "false" => Some(false),
-            _ => None,
-        })?;
+        let nofailover = env.one_of("NOFAILOVER", &[("true", true), ("false", false)])?;
         // Never promoted: Sentinel, the takeover and the switchover all
         // read replica-priority 0 as "never".
         let replica_priority = if nofailover { 0 } else { configured_priority };
@@ -662,11 +613,7 @@ impl RedisConfig {
                 ms @ 500..=600_000 => Some(Some(Duration::from_millis(ms))),
                 _ => None,
             })?,
-            persistence: env.get("PERSISTENCE", |s| match s {
-                "none" => Some(Persistence::None),
-                "aof" => Some(Persistence::Aof),
-                _ => None,
-            })?,
+            persistence: env.one_of("PERSISTENCE", &[("none", Persistence::None), ("aof", Persistence::Aof)])?,
         })
     }
 }
