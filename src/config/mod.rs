@@ -499,20 +499,15 @@ fn tls_files(env: &Env, names: [&'static str; 3]) -> Result<Option<Tls>, ConfigE
             return Err(expecting(missing, "", more));
         }
     };
-    let files = crate::tls::Files {
-        ca: ca.clone(),
-        identity: Some((cert.clone(), key.clone())),
-    };
-    load_tls(names, files).map(Some)
+    let identity = Some((cert, key));
+    load_tls(names, crate::tls::Files { ca, identity }).map(Some)
 }
 
 /// [`Tls::new`] without names, its error blamed on the variable of the
 /// file it names.
 fn load_tls(names: [&'static str; 3], files: crate::tls::Files) -> Result<Tls, ConfigError> {
-    let paths: Vec<PathBuf> = match &files.identity {
-        Some((c, k)) => vec![c.clone(), k.clone(), files.ca.clone()],
-        None => vec![PathBuf::new(), PathBuf::new(), files.ca.clone()],
-    };
+    let (cert, key) = files.identity.clone().unwrap_or_default();
+    let paths = [cert, key, files.ca.clone()];
     Tls::new(files, vec![]).map_err(|why| {
         let i = paths
             .iter()
