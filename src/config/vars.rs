@@ -79,20 +79,15 @@ impl Bin {
         }
     }
 
-    fn bit(self) -> u8 {
-        match self {
-            Bin::Redis => R,
-            Bin::Sentinel => S,
-            Bin::Watcher => W,
-            Bin::Ctl => C,
-        }
+    const fn bit(self) -> u8 {
+        1 << self as u8
     }
 }
 
-const R: u8 = 1;
-const S: u8 = 2;
-const W: u8 = 4;
-const C: u8 = 8;
+const R: u8 = Bin::Redis.bit();
+const S: u8 = Bin::Sentinel.bit();
+const W: u8 = Bin::Watcher.bit();
+const C: u8 = Bin::Ctl.bit();
 const LAUNCHERS: u8 = R | S | W;
 const ALL: u8 = R | S | W | C;
 const TASKS: u8 = R | S;
