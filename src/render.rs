@@ -141,21 +141,14 @@ pub fn sentinel_conf(
     if let Some(myid) = myid {
         c += &format!("sentinel myid {myid}\n");
     }
-    c += &monitor_lines(name, master, m, password);
-    if let Some(p) = password {
-        // Without it anyone could SENTINEL FAILOVER or RESET the group.
-        c += &format!("requirepass {}\n", quote(p.expose()));
-    }
-    c
-}
-
-fn monitor_lines(name: &str, master: &Endpoint, m: &MonitorSettings, password: Option<&Secret>) -> String {
-    let mut c = format!("sentinel monitor {name} {} {} {}\n", master.host, master.port, m.quorum);
+    c += &format!("sentinel monitor {name} {} {} {}\n", master.host, master.port, m.quorum);
     for (k, v) in monitor_settings(m, None) {
         c += &format!("sentinel {k} {name} {v}\n");
     }
     if let Some(p) = password {
         c += &format!("sentinel auth-pass {name} {}\n", quote(p.expose()));
+        // Without it anyone could SENTINEL FAILOVER or RESET the group.
+        c += &format!("requirepass {}\n", quote(p.expose()));
     }
     c
 }
