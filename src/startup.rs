@@ -61,7 +61,6 @@ fn readable_after_the_drop(files: &crate::tls::Files, names: [&'static str; 3]) 
     }
     for (var, path) in paths {
         let Ok(m) = std::fs::metadata(path) else { continue };
-        let mode = m.mode();
         if !permits(&m, uid, gid, 0o4) {
             return Err(ConfigError::new(
                 var,
@@ -70,7 +69,7 @@ fn readable_after_the_drop(files: &crate::tls::Files, names: [&'static str; 3]) 
                     "a file the {RUN_AS} user can read (the launcher drops to it and reads the file again at each rotation): owner {}, group {}, mode {:o}; give it to that user or its group",
                     m.uid(),
                     m.gid(),
-                    mode & 0o7777
+                    m.mode() & 0o7777
                 ),
             ));
         }
@@ -132,26 +131,19 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
                     })?,
             };
             let ifaces = if_addrs::get_if_addrs().unwrap_or_default();
-            let found = ifaces.iter().find_map(|i| match (i.name == wanted, i.ip()) {
-                (true, std::net::IpAddr::V4(v4)) => Some(v4),
+            let found = ifaces.iter().find_map(|i| match i.ip() {
+                std::net::IpAddr::V4(v4) if i.name == wanted => Some(v4),
                 _ => None,
             });
-            match found {
-                Some(ip) => ip,
-                None => {
-                    let mut names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
-                    names.sort_unstable();
-                    names.dedup();
-                    return Err(ConfigError::new(
-                        "NET_IFACE",
-                        wanted,
-                        format!(
-                            "an interface with an IPv4 address (found: {}), or set BIND_IP",
-                            names.join(", ")
-                        ),
-                    ));
-                }
-            }
+            let Some(ip) = found else {
+                let mut names: Vec<&str> = ifaces.iter().map(|i| i.name.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                let list = names.join(", ");
+                let expected = format!("an interface with an IPv4 address (found: {list}), or set BIND_IP");
+                return Err(ConfigError::new("NET_IFACE", wanted, expected));
+            };
+            ip
         }
     };
     let announce = Endpoint::new(
@@ -221,8 +213,8 @@ pub fn run_as_redis(data: DataDir) -> Result<Option<u32>, ConfigError> {
         )
     })?;
     let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
-    let handover = match data {
-        DataDir::NotUsed => None,
+    match data {
+        DataDir::NotUsed => {}
         DataDir::Unset => {
             return Err(ConfigError::new(
                 "DATA_DIR",
@@ -241,23 +233,20 @@ pub fn run_as_redis(data: DataDir) -> Result<Option<u32>, ConfigError> {
                     format!("a directory that is clearly this task's own to hand to the {RUN_AS} user: {why}"),
                 )
             })?;
-            Some((dir, plan))
-        }
-    };
-    if let Some((dir, plan)) = handover {
-        let fail = |e: std::io::Error| {
-            ConfigError::new(
-                "DATA_DIR",
-                dir.display().to_string(),
-                format!("a directory root can create and hand to the {RUN_AS} user ({e})"),
-            )
-        };
-        std::fs::create_dir_all(dir).map_err(fail)?;
-        if plan.create {
-            std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(fail)?;
-        }
-        for p in &plan.chown {
-            std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(fail)?;
+            let fail = |e: std::io::Error| {
+                ConfigError::new(
+                    "DATA_DIR",
+                    dir.display().to_string(),
+                    format!("a directory root can create and hand to the {RUN_AS} user ({e})"),
+                )
+            };
+            std::fs::create_dir_all(dir).map_err(fail)?;
+            if plan.create {
+                std::os::unix::fs::lchown(dir, Some(uid), Some(gid)).map_err(fail)?;
+            }
+            for p in &plan.chown {
+                std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(fail)?;
+            }
         }
     }
     let fail = |what: &str, e: nix::Error| {
@@ -386,12 +375,11 @@ pub fn check_own_dir(dir: &Path, uid: u32, gid: u32, homes: &[PathBuf]) -> Resul
     }
     for a in real.ancestors().skip(1) {
         let Ok(m) = std::fs::metadata(a) else { continue };
-        let mode = m.mode();
         if !permits(&m, uid, gid, 0o1) {
             return Err(format!(
                 "the {RUN_AS} user may not enter {} (mode {:o})",
                 a.display(),
-                mode & 0o7777
+                m.mode() & 0o7777
             ));
         }
     }
