@@ -390,17 +390,16 @@ fn admin_port(env: &Env) -> Result<Option<u16>, ConfigError> {
         return Ok(None);
     };
     let literal = match v.strip_prefix('$') {
-        None => v.to_string(),
+        None => v,
         Some(name) if name.len() == 5 && name.starts_with("PORT") && name.as_bytes()[4].is_ascii_digit() => env
             .all
             .iter()
             .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, val)| val.clone())
+            .find_map(|(k, val)| (k == name).then_some(val.as_str()))
             .ok_or_else(|| expecting("ADMIN_PORT", v, format!("; {name} is not set")))?,
         Some(_) => return Err(env.bad("ADMIN_PORT", v)),
     };
-    port(&literal).map(Some).ok_or_else(|| env.bad("ADMIN_PORT", v))
+    port(literal).map(Some).ok_or_else(|| env.bad("ADMIN_PORT", v))
 }
 
 fn common(env: &Env) -> Result<Common, ConfigError> {
