@@ -56,7 +56,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Config
         .join(" ");
     let usage = || ConfigError::new("args", shown.clone(), USAGE);
     use lexopt::Arg::{Long, Value};
-    let mut p = lexopt::Parser::from_args(args.clone());
+    let mut p = lexopt::Parser::from_args(args);
     let sub = match p.next() {
         Ok(Some(Value(v))) => v.to_string_lossy().into_owned(),
         _ => return Err(usage()),

@@ -121,8 +121,7 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
         eprintln!("rzkctl: switchover failed: cannot write {}: {e}", zk.switchover_path());
         return 1;
     }
-    let result = wait_for_result(&zk, &intent, deadline).await;
-    let code = match result {
+    let code = match wait_for_result(&zk, &intent, deadline).await {
         Ok((new, paused)) => match wait_for_agreement(&cfg, &zk, &new, deadline).await {
             Ok(()) => {
                 println!(
