@@ -202,13 +202,8 @@ async fn wait_for_agreement(cfg: &CtlConfig, zk: &Zk, new: &Endpoint, deadline: 
 
 /// Who runs this `rzkctl` (for the intent and the pause).
 fn who() -> String {
-    format!(
-        "rzkctl on {} (pid {})",
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .unwrap_or_default()
-            .trim(),
-        std::process::id()
-    )
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("rzkctl on {} (pid {})", host.trim(), std::process::id())
 }
 
 /// How long `rzkctl pause` waits for every Sentinel to see every replica
@@ -234,10 +229,8 @@ pub async fn pause(cfg: CtlConfig, duration: Duration, reason: String) -> i32 {
         Err(e) => Err(e),
     };
     if let Err(e) = written {
-        eprintln!(
-            "rzkctl: pause failed, nothing changed: cannot write {}: {e}",
-            zk.pause_path()
-        );
+        let path = zk.pause_path();
+        eprintln!("rzkctl: pause failed, nothing changed: cannot write {path}: {e}");
         return 1;
     }
     let scope = Scope {
@@ -385,10 +378,8 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
     let speakers = match zk.speakers().await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "rzkctl: tls refused, nothing changed: cannot read {}: {e}",
-                zk.speakers_dir()
-            );
+            let dir = zk.speakers_dir();
+            eprintln!("rzkctl: tls refused, nothing changed: cannot read {dir}: {e}");
             return 1;
         }
     };
@@ -404,10 +395,8 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
     }
     let started = Instant::now();
     if let Err(e) = zk.write_group_tls(on).await {
-        eprintln!(
-            "rzkctl: tls failed, nothing changed: cannot write {}: {e}",
-            zk.tls_path()
-        );
+        let path = zk.tls_path();
+        eprintln!("rzkctl: tls failed, nothing changed: cannot write {path}: {e}");
         return 1;
     }
     tls.speak(on);
