@@ -357,12 +357,7 @@ pub fn check_own_dir(dir: &Path, uid: u32, gid: u32, homes: &[PathBuf]) -> Resul
     let mut existing = abs.clone();
     let mut missing = vec![];
     while !existing.exists() {
-        missing.push(
-            existing
-                .file_name()
-                .map(ToOwned::to_owned)
-                .ok_or("no existing parent")?,
-        );
+        missing.push(existing.file_name().ok_or("no existing parent")?.to_owned());
         existing = existing.parent().ok_or("no existing parent")?.to_path_buf();
     }
     let mut real = std::fs::canonicalize(&existing).map_err(|e| format!("{}: {e}", existing.display()))?;
