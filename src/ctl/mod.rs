@@ -53,10 +53,9 @@ pub async fn status(cfg: CtlConfig, json: bool) -> i32 {
         return 1;
     };
     let s = group_status(&snap);
-    if !show(json, &s, || table(&s)) {
-        return 1;
-    }
-    if s.healthy { 0 } else { 1 }
+    // Shown first, whatever the verdict.
+    let ok = show(json, &s, || table(&s)) && s.healthy;
+    if ok { 0 } else { 1 }
 }
 
 /// How often `rzkctl` looks while it waits.
@@ -152,12 +151,9 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
 /// the new master and how long writes were paused, or why it failed.
 async fn wait_for_result(zk: &Zk, intent: &Intent, deadline: Instant) -> Result<(Endpoint, String), String> {
     loop {
-        let read = zk.read_switchover().await;
-        if let Ok(None) = read {
-            return Err("the intent was removed before the master's launcher wrote how it ended".into());
-        }
-        if let Ok(Some((data, _))) = read {
-            match Intent::parse(&data) {
+        match zk.read_switchover().await {
+            Ok(None) => return Err("the intent was removed before the master's launcher wrote how it ended".into()),
+            Ok(Some((data, _))) => match Intent::parse(&data) {
                 Ok(i) if i.id == intent.id => {
                     if let Some(r) = i.result.as_deref() {
                         return match r.strip_prefix("done ").map(|d| d.split_once("; ").unwrap_or((d, ""))) {
@@ -169,7 +165,8 @@ async fn wait_for_result(zk: &Zk, intent: &Intent, deadline: Instant) -> Result<
                     }
                 }
                 _ => return Err("the intent was replaced by someone else".into()),
-            }
+            },
+            Err(_) => {}
         }
         if Instant::now() >= deadline {
             return Err("timed out waiting for the master's launcher to carry it out".into());
@@ -322,16 +319,10 @@ fn show<T: serde::Serialize>(json: bool, value: &T, table: impl FnOnce() -> Stri
         print!("{}", table());
         return true;
     }
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => {
-            println!("{text}");
-            true
-        }
-        Err(e) => {
-            error!(error = %e, "cannot encode the answer as JSON");
-            false
-        }
-    }
+    serde_json::to_string_pretty(value)
+        .inspect(|text| println!("{text}"))
+        .inspect_err(|e| error!(error = %e, "cannot encode the answer as JSON"))
+        .is_ok()
 }
 
 /// The history as a table for a terminal.
