@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use tracing::warn;
 
 use crate::metrics::metrics;
-use crate::model::{Endpoint, unix_ms};
+use crate::model::{Endpoint, KEPT_DIR, unix_ms};
 use crate::policy::diverged::{Divergence, Mark};
 use crate::render::{TlsPaths, write_private};
 use crate::tls::Material;
@@ -18,9 +18,6 @@ use crate::tls::Material;
 /// The replication mark, rewritten at every look (by rename, so a reader
 /// never sees half of it).
 pub const MARK: &str = ".rzk-repl";
-/// Where kept copies go: one directory per copy, named by its Unix time in
-/// milliseconds; only the newest is kept.
-pub const KEPT: &str = crate::model::KEPT_DIR;
 
 /// Where the checked copies of the TLS files go (see [`install_tls`]).
 pub const TLS_DIR: &str = ".rzk-tls";
@@ -131,7 +128,7 @@ pub fn keep_aside(dir: &Path, stamp_ms: u64) -> io::Result<Kept> {
     if free < need {
         return Ok(Kept::NoRoom { need, free });
     }
-    let target = dir.join(KEPT).join(stamp_ms.to_string());
+    let target = dir.join(KEPT_DIR).join(stamp_ms.to_string());
     std::fs::create_dir_all(target.join("appendonlydir"))?;
     for f in &files {
         std::fs::hard_link(dir.join(f), target.join(f))?;
@@ -181,7 +178,7 @@ pub const WRITES: &str = "writes.resp";
 /// `dir/.rzk-diverged/<stamp_ms>`; older copies are removed once it is
 /// written.
 pub fn keep_writes(dir: &Path, stamp_ms: u64, stream: &[u8]) -> io::Result<PathBuf> {
-    let target = dir.join(KEPT).join(stamp_ms.to_string());
+    let target = dir.join(KEPT_DIR).join(stamp_ms.to_string());
     std::fs::create_dir_all(&target)?;
     let tmp = target.join(format!("{WRITES}.tmp"));
     std::fs::write(&tmp, stream)?;
@@ -192,7 +189,7 @@ pub fn keep_writes(dir: &Path, stamp_ms: u64, stream: &[u8]) -> io::Result<PathB
 
 /// Removes every kept copy in `dir` but `newest`.
 fn newest_only(dir: &Path, newest: &Path) -> io::Result<()> {
-    for e in std::fs::read_dir(dir.join(KEPT))?.flatten() {
+    for e in std::fs::read_dir(dir.join(KEPT_DIR))?.flatten() {
         if e.path() != newest {
             std::fs::remove_dir_all(e.path())?;
         }
@@ -202,7 +199,7 @@ fn newest_only(dir: &Path, newest: &Path) -> io::Result<()> {
 
 /// The kept copy in `dir`, if there is one.
 pub fn kept_copy(dir: &Path) -> Option<PathBuf> {
-    let mut copies: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join(KEPT))
+    let mut copies: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join(KEPT_DIR))
         .ok()?
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
