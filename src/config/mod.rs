@@ -7,9 +7,7 @@
 //! expected, so an operator can fix the Marathon app definition from the log
 //! line alone.
 //!
-//! The variables are declared once, in [`vars::VARS`]: a binary reads a
-//! variable only through that table, so it validates exactly the variables
-//! it reads, with the table's default and the table's words.
+//! The variables are declared once, in [`vars::VARS`], which every read goes through.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
