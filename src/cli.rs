@@ -42,13 +42,10 @@ where
         print!("{text}");
         std::process::exit(0);
     }
-    let (cfg, common) = match parse() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: {e}", bin.name());
-            std::process::exit(EXIT_CONFIG);
-        }
-    };
+    let (cfg, common) = parse().unwrap_or_else(|e| {
+        eprintln!("{}: {e}", bin.name());
+        std::process::exit(EXIT_CONFIG)
+    });
     // `rzkctl`'s output is its table: only warnings unless asked.
     let default_level = if bin == Bin::Ctl { "warn" } else { "info" };
     crate::logging::init(common.log_format, common.log_filter, default_level);
