@@ -89,8 +89,8 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
     let intent = Intent {
         id: uuid::Uuid::new_v4().to_string(),
         from: master.clone(),
-        to: to.clone(),
         exclusive: to.is_some(),
+        to,
         deadline_ms: unix_ms() + timeout.as_millis() as u64,
         by: who(),
         result: None,
