@@ -352,9 +352,8 @@ fn homes_of_others(except: &str) -> Vec<PathBuf> {
 /// enter another file system (a mount inside the directory is left alone).
 pub fn check_own_dir(dir: &Path, uid: u32, gid: u32, homes: &[PathBuf]) -> Result<Handover, String> {
     use std::os::unix::fs::MetadataExt;
-    let abs = std::path::absolute(dir).map_err(|e| e.to_string())?;
     // The nearest existing directory, resolved, and what is still missing.
-    let mut existing = abs.clone();
+    let mut existing = std::path::absolute(dir).map_err(|e| e.to_string())?;
     let mut missing = vec![];
     while !existing.exists() {
         missing.push(existing.file_name().ok_or("no existing parent")?.to_owned());
@@ -453,7 +452,7 @@ pub fn program(var: &'static str, name: &Path, what: &str) -> Result<PathBuf, Co
     let path = std::env::var("PATH").ok();
     let shown = name.display().to_string();
     resolve_program(&shown, path.as_deref())
-        .ok_or_else(|| ConfigError::new(var, shown.clone(), format!("an executable {what}, by path or on PATH")))
+        .ok_or_else(|| ConfigError::new(var, shown, format!("an executable {what}, by path or on PATH")))
 }
 
 #[cfg(test)]
