@@ -547,16 +547,11 @@ fn zk_tls(env: &Env, hosts: &str, tls: Option<&Tls>) -> Result<Option<crate::zk:
         .map_err(|e| ConfigError::new(names[2], "", format!("certificates the ZooKeeper client accepts ({e})")))
 }
 
-/// `ENGINE`: `redis` or `valkey`.
-fn engine(env: &Env) -> Result<EngineKind, ConfigError> {
-    use EngineKind::{Redis, Valkey};
-    env.one_of("ENGINE", &[("redis", Redis), ("valkey", Valkey)])
-}
-
 /// A program variable (`REDIS_SERVER_BIN`, `REDIS_SENTINEL_BIN`): as set,
 /// or `ENGINE`'s program of that kind.
 fn program_var(env: &Env, name: &'static str, of: fn(EngineKind) -> &'static str) -> Result<PathBuf, ConfigError> {
-    let engine = engine(env)?;
+    use EngineKind::{Redis, Valkey};
+    let engine = env.one_of("ENGINE", &[("redis", Redis), ("valkey", Valkey)])?;
     Ok(env
         .opt(name, |s| (!s.is_empty()).then(|| PathBuf::from(s)))?
         .unwrap_or_else(|| PathBuf::from(of(engine))))
