@@ -10,10 +10,7 @@ use crate::model::{Endpoint, Pause};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// `status [--json]`.
-    Status {
-        /// `--json`.
-        json: bool,
-    },
+    Status { json: bool },
     /// `switchover [--to IP:PORT] [--timeout S]`.
     Switchover {
         /// `--to`: the replica that must become master.
@@ -31,15 +28,9 @@ pub enum Command {
     /// `resume`.
     Resume,
     /// `history [--json]`.
-    History {
-        /// `--json`.
-        json: bool,
-    },
+    History { json: bool },
     /// `tls on|off`: what the group speaks (`<root>/tls`).
-    Tls {
-        /// `on`.
-        on: bool,
-    },
+    Tls { on: bool },
 }
 
 /// What a bad command line is answered with.
