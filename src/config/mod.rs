@@ -126,9 +126,7 @@ pub struct Listen {
 /// Configuration of `rzk-redis`.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// Shared settings.
     pub common: Common,
-    /// Address settings.
     pub listen: Listen,
     /// `REDIS_SERVER_BIN` as given; start-up resolves it against `PATH`.
     pub server_bin: PathBuf,
@@ -206,7 +204,6 @@ pub fn take_replica_priority(args: &mut Vec<String>) -> Result<u32, ConfigError>
 /// Configuration of `rzk-sentinel`.
 #[derive(Debug, Clone)]
 pub struct SentinelConfig {
-    /// Shared settings.
     pub common: Common,
     /// Address settings (`PORT0` defaults to 26379).
     pub listen: Listen,
@@ -235,7 +232,6 @@ pub struct MonitorSettings {
 /// Configuration of `rzkctl`: the shared variables it reads.
 #[derive(Debug, Clone)]
 pub struct CtlConfig {
-    /// Shared settings.
     pub common: Common,
 }
 
@@ -243,7 +239,6 @@ pub struct CtlConfig {
 /// `NET_IFACE`, `BIND_IP`, `PORT0` and `ANNOUNCE_*`.
 #[derive(Debug, Clone)]
 pub struct WatcherConfig {
-    /// Shared settings.
     pub common: Common,
     /// `RECONCILE_INTERVAL_S`.
     pub reconcile_interval: Duration,
