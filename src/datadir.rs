@@ -103,12 +103,7 @@ pub enum Kept {
     Copy(PathBuf),
     /// Not kept: once the sync replaces them, the copy would take `need`
     /// bytes and the file system has `free`.
-    NoRoom {
-        /// The copy's size.
-        need: u64,
-        /// Free bytes.
-        free: u64,
-    },
+    NoRoom { need: u64, free: u64 },
     /// There were no data files.
     NoData,
 }
