@@ -22,7 +22,6 @@ pub enum Command {
     Pause {
         /// `--for` (default [`Pause::DEFAULT`], at most [`Pause::LONGEST`]).
         duration: Duration,
-        /// `--reason`.
         reason: String,
     },
     /// `resume`.
