@@ -345,7 +345,7 @@ fn homes_of_others(except: &str) -> Vec<PathBuf> {
 /// - its real path is no system directory or home ([`path_refusal`]);
 /// - every directory above it lets `uid` through;
 /// - it is missing, empty, already `uid`'s, or holds only what a launcher
-///   and its server write there ([`OWN_ENTRIES`]);
+///   and its server write there (`OWN_ENTRIES`);
 /// - nothing in it belongs to a third user.
 ///
 /// Symbolic links are never followed nor changed, and the walk does not

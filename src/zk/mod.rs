@@ -484,7 +484,7 @@ impl Zk {
 
     /// Reads the master record. Garbage is logged with its path and reported
     /// as [`Record::Unusable`]; only ZooKeeper failures are errors.
-    /// Served from the watched copy while it is valid (see [`mirror`]).
+    /// Served from the watched copy while it is valid (see the `mirror` module).
     pub async fn read_master(&self) -> Result<Record, Error> {
         if let Some(Kept::Master(r)) = self.kept(Part::Master) {
             return Ok(r);
@@ -609,7 +609,7 @@ impl Zk {
 
     /// Endpoints registered under a directory (`/nodes` or `/sentinels`),
     /// with the child name. Entries with bad data are logged and skipped.
-    /// Served from the watched copy while it is valid (see [`mirror`]).
+    /// Served from the watched copy while it is valid (see the `mirror` module).
     pub async fn registered(&self, dir: &str) -> Result<Vec<(String, Endpoint)>, Error> {
         let part = self
             .mirror
