@@ -44,12 +44,11 @@ impl Own<'_> {
     }
 }
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::sleep;
 use tracing::{error, info, warn};
-
-use std::path::{Path, PathBuf};
 
 use crate::act::{Action, Executor};
 use crate::config::Common;
@@ -61,9 +60,8 @@ use crate::render::{TlsPaths, tls_lines};
 use crate::session::Keeper;
 use crate::supervise::Signals;
 use crate::tls::{Refresh, Tls};
-use crate::zk::Zk;
-use crate::zk::ZkConfig;
 use crate::zk::settings::ZkTls;
+use crate::zk::{Zk, ZkConfig};
 
 /// Exit code for a signal that stopped the launcher before its child ran.
 pub fn interrupted(sig: i32) -> i32 {
@@ -77,7 +75,7 @@ pub fn interrupted(sig: i32) -> i32 {
 /// code to leave with when either fails.
 pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> {
     let group = format!("{}{}", common.zk.chroot.as_deref().unwrap_or(""), common.zk.root);
-    crate::metrics::metrics().set_info(binary, &group);
+    metrics().set_info(binary, &group);
     if common.password.is_none() {
         // Not an error: a private network may be the operator's choice. But
         // anyone who reaches a port can then read every key, and anyone
@@ -96,12 +94,11 @@ pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> 
             warn!(file = %key.display(), "a TLS key file can be read by other users: give it mode 0600 (or 0640 for a group that must read it)");
         }
     }
-    let cfg = &common.zk;
     let mut signals = Signals::new().map_err(|e| {
         error!(error = %e, "cannot install signal handlers");
         1
     })?;
-    let zk = connect(cfg, &mut signals).await?;
+    let zk = connect(&common.zk, &mut signals).await?;
     group_tls(common, &zk, &mut signals).await?;
     Ok((signals, zk))
 }
@@ -370,9 +367,8 @@ const MASTER_SWITCH_WAIT: Duration = Duration::from_secs(10);
 /// `repl-timeout` (60 s) before it tried again. The other way a refused
 /// handshake fails at once and is retried every second.
 async fn reconnect_replication(probe: &Probe, executor: &Executor<'_>, local: &Endpoint, on: bool) {
-    let master = match probe.role(local).await {
-        Ok(crate::model::Role::Replica { master, .. }) => master,
-        _ => return,
+    let Ok(crate::model::Role::Replica { master, .. }) = probe.role(local).await else {
+        return;
     };
     if on {
         let deadline = tokio::time::Instant::now() + MASTER_SWITCH_WAIT;
