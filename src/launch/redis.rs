@@ -965,6 +965,10 @@ async fn decide_under_lock(
             ..Observation::from_snapshot(&snap, me, grace_elapsed && snap.pause.is_none())
         };
         let record = snap.record.clone();
+        let observed = Observed {
+            lock: Some(lock),
+            ..Observed::new(zk, snap.session)
+        };
         match decide(&obs) {
             d @ Decision::Yield => return Ok((d, record)),
             Decision::Wait => {
@@ -1002,10 +1006,6 @@ async fn decide_under_lock(
                     epoch: snap.epoch_of(&master),
                     ..write
                 };
-                let observed = Observed {
-                    lock: Some(lock),
-                    ..Observed::new(zk, snap.session)
-                };
                 match executor.execute(&Action::WriteRecord(write), Some(observed)).await {
                     Ok(()) => {
                         return Ok((
@@ -1023,21 +1023,15 @@ async fn decide_under_lock(
                     }
                 }
             }
-            d @ Decision::Replicate { .. } => {
-                if let Decision::Replicate { master, .. } = &d {
-                    info!(master = %master, addr = %me, role = "replica", "joining the live master");
-                }
-                return Ok((d, record));
+            Decision::Replicate { master, fix_record } => {
+                info!(master = %master, addr = %me, role = "replica", "joining the live master");
+                return Ok((Decision::Replicate { master, fix_record }, record));
             }
             Decision::Promote { replica } => {
                 warn!(addr = %me, replica = %replica, record = ?obs.record, grace_s = cfg.takeover_grace.as_secs(),
                     "TAKEOVER: the group lost its master and no Sentinel replaced it; promoting the most up-to-date live replica");
                 let action = Action::Promote {
                     replica: replica.clone(),
-                };
-                let observed = Observed {
-                    lock: Some(lock),
-                    ..Observed::new(zk, snap.session)
                 };
                 if let Err(e) = executor.execute(&action, Some(observed)).await {
                     warn!(replica = %replica, error = %e, "promotion failed; deciding again");
@@ -1047,7 +1041,6 @@ async fn decide_under_lock(
                 metrics().takeovers.inc();
                 promoted = Some(replica.clone());
                 // The record is then corrected by the Replicate branch (CAS).
-                continue;
             }
             d @ Decision::BecomeMaster { takeover } => {
                 if takeover {
@@ -1066,8 +1059,7 @@ async fn decide_under_lock(
 /// Writes `redis.conf` and starts `redis-server` with it, followed by the
 /// pass-through arguments.
 async fn start_server(cfg: &RedisConfig, id: &Identity, replica_of: Option<&Endpoint>) -> std::io::Result<Child> {
-    let dir = &cfg.common.data_dir();
-    let dir = std::fs::canonicalize(dir)?;
+    let dir = std::fs::canonicalize(cfg.common.data_dir())?;
     if let Some(master) = replica_of
         && cfg.persistence == Persistence::Aof
     {
