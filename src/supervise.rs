@@ -100,10 +100,7 @@ impl Child {
     /// The exit status, if the child has exited (reaping it then).
     pub fn try_status(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
-            self.status = match self.inner.try_wait() {
-                Ok(s) => s,
-                Err(_) => Some(failed()),
-            };
+            self.status = self.inner.try_wait().unwrap_or_else(|_| Some(failed()));
         }
         self.status
     }
@@ -116,6 +113,16 @@ impl Child {
         let status = self.inner.wait().await.unwrap_or_else(|_| failed());
         self.status = Some(status);
         status
+    }
+
+    /// SIGTERM, then SIGKILL if the child has not exited within `grace`;
+    /// returns once it is reaped.
+    pub async fn stop(&mut self, grace: std::time::Duration) {
+        self.signal(libc::SIGTERM);
+        if tokio::time::timeout(grace, self.wait()).await.is_err() {
+            self.signal(libc::SIGKILL);
+            self.wait().await;
+        }
     }
 }
 
@@ -147,8 +154,7 @@ pub async fn program_engine(program: &Path) -> Result<crate::model::Engine, Stri
         .stderr(Stdio::null())
         .kill_on_drop(true);
     without_secrets(&mut cmd);
-    let run = cmd.output();
-    let out = match tokio::time::timeout(VERSION_TIMEOUT, run).await {
+    let out = match tokio::time::timeout(VERSION_TIMEOUT, cmd.output()).await {
         Err(_) => {
             return Err(format!(
                 "{} --version did not answer within {VERSION_TIMEOUT:?}",
@@ -215,25 +221,19 @@ where
     F: FnMut(i32) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    loop {
+    let status = loop {
+        let sig = tokio::select! {
+            status = child.wait() => break status,
+            sig = signals.recv() => sig,
+        };
         tokio::select! {
-            status = child.wait() => {
-                let code = exit_code(status);
-                info!(pid = child.pid(), code, "child exited");
-                return code;
-            },
-            sig = signals.recv() => {
-                tokio::select! {
-                    _ = before_forward(sig) => {},
-                    status = child.wait() => {
-                        let code = exit_code(status);
-                        info!(pid = child.pid(), code, "child exited");
-                        return code;
-                    },
-                }
-                info!(pid = child.pid(), sig, "forwarding signal to child");
-                child.signal(sig);
-            },
+            _ = before_forward(sig) => {},
+            status = child.wait() => break status,
         }
-    }
+        info!(pid = child.pid(), sig, "forwarding signal to child");
+        child.signal(sig);
+    };
+    let code = exit_code(status);
+    info!(pid = child.pid(), code, "child exited");
+    code
 }

@@ -48,14 +48,7 @@ pub async fn wait_ready(
         }
         if started.elapsed() >= STARTUP_TIMEOUT {
             error!(addr = %local, timeout_s = STARTUP_TIMEOUT.as_secs(), "child never answered in its intended role; stopping it");
-            child.signal(libc::SIGTERM);
-            if tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
-            {
-                child.signal(libc::SIGKILL);
-                child.wait().await;
-            }
+            child.stop(Duration::from_secs(10)).await;
             return Ready::ChildExited(1);
         }
         tokio::select! {

@@ -143,11 +143,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
                     // restarted in place, with its config (and id), its
                     // port and TLS lines made to say what the task speaks.
                     info!(pid = child.pid(), "restarting redis-sentinel for its new TLS certificate or a switch of the group");
-                    child.signal(libc::SIGTERM);
-                    if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
-                        child.signal(libc::SIGKILL);
-                        child.wait().await;
-                    }
+                    child.stop(Duration::from_secs(5)).await;
                     let rewritten = std::fs::read_to_string(&conf_path).and_then(|c| {
                         let lines = task::tls_conf(&cfg.common, &dir, id.port)?;
                         write_private(&conf_path, &render::with_tls_lines(&c, &lines))
