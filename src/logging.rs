@@ -27,13 +27,12 @@ pub fn init(format: LogFormat, filter: Option<Targets>, default: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let result = match format {
+    // Only fails if a subscriber is already installed, which is harmless.
+    let _ = match format {
         LogFormat::Text => tracing_subscriber::registry().with(fmt).with(filter).try_init(),
         LogFormat::Json => tracing_subscriber::registry()
             .with(fmt.json().flatten_event(true))
             .with(filter)
             .try_init(),
     };
-    // Only fails if a subscriber is already installed, which is harmless.
-    let _ = result;
 }
