@@ -42,38 +42,17 @@ pub enum Action {
     WriteRecord(RecordWrite),
     /// Point replica `server` at master `to` (it followed a server that is
     /// no longer a master).
-    Repoint {
-        /// The replica.
-        server: Endpoint,
-        /// The live master.
-        to: Endpoint,
-    },
+    Repoint { server: Endpoint, to: Endpoint },
     /// Make master `server` a replica of `to` (a majority names `to`); for
     /// the own server, as [`Action::Follow`] does.
-    Demote {
-        /// The stale master.
-        server: Endpoint,
-        /// The master the Sentinels name.
-        to: Endpoint,
-    },
+    Demote { server: Endpoint, to: Endpoint },
     /// `REPLICAOF NO ONE` on `replica`, then wait until it answers as master.
-    Promote {
-        /// The replica to promote.
-        replica: Endpoint,
-    },
+    Promote { replica: Endpoint },
     /// `SENTINEL RESET <name>` on one Sentinel (it forgets dead peers).
-    SentinelReset {
-        /// The Sentinel.
-        sentinel: Endpoint,
-    },
+    SentinelReset { sentinel: Endpoint },
     /// `SENTINEL REMOVE`, `MONITOR`, `SET` on `sentinel`, so that it
     /// monitors `to` with the configured settings.
-    RepointSentinel {
-        /// The Sentinel.
-        sentinel: Endpoint,
-        /// The master to monitor.
-        to: Endpoint,
-    },
+    RepointSentinel { sentinel: Endpoint, to: Endpoint },
     /// Compare-and-set the switchover intent (`expected` `None`: create it).
     WriteIntent {
         /// The intent's JSON.
