@@ -44,6 +44,7 @@ impl Own<'_> {
     }
 }
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ use tokio::time::sleep;
 use tracing::{error, info, warn};
 
 use crate::act::{Action, Executor};
+use crate::admin::Publisher;
 use crate::config::Common;
 use crate::datadir;
 use crate::metrics::metrics;
@@ -69,11 +71,18 @@ pub fn interrupted(sig: i32) -> i32 {
     128 + sig
 }
 
-/// The start every launcher shares: warn once when the group has no
-/// password, install the signal handlers (so a signal that arrives before
-/// the child runs is seen), then connect to ZooKeeper. Returns the exit
-/// code to leave with when either fails.
-pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> {
+/// The start every launcher shares: start the admin server on `paths`
+/// ([`view::start`]; `bind` is the task's address, `None` for the
+/// watcher), warn once when the group has no password, install the signal
+/// handlers (so a signal that arrives before the child runs is seen), then
+/// connect to ZooKeeper. Returns the exit code to leave with when any fails.
+pub async fn start(
+    common: &Common,
+    binary: &str,
+    bind: Option<Ipv4Addr>,
+    paths: &'static [&'static str],
+) -> Result<(Option<Publisher>, Signals, Zk), i32> {
+    let admin = view::start(common, bind, paths).await?;
     let group = format!("{}{}", common.zk.chroot.as_deref().unwrap_or(""), common.zk.root);
     metrics().set_info(binary, &group);
     if common.password.is_none() {
@@ -100,7 +109,7 @@ pub async fn start(common: &Common, binary: &str) -> Result<(Signals, Zk), i32> 
     })?;
     let zk = connect(&common.zk, &mut signals).await?;
     group_tls(common, &zk, &mut signals).await?;
-    Ok((signals, zk))
+    Ok((admin, signals, zk))
 }
 
 /// What the group speaks (`<root>/tls`, written by `rzkctl tls`), read

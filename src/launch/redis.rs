@@ -20,7 +20,6 @@ use tracing::{debug, error, info, warn};
 use zookeeper_client::{Error as ZkErr, LockClient};
 
 use crate::act::{ActError, Action, Executor, Observed};
-use crate::admin::listen_addrs;
 use crate::config::{Persistence, RedisConfig};
 use crate::datadir;
 use crate::launch::diverged::{self, Marks};
@@ -70,11 +69,7 @@ const STUCK_FAILOVER: Duration = Duration::from_secs(2);
 
 /// Runs `rzk-redis` to completion and returns the process exit code.
 pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
-    let admin = match view::start(&cfg.common, |p| listen_addrs(Some(id.bind), p), view::REDIS_PATHS).await {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let (mut signals, zk) = match task::start(&cfg.common, "rzk-redis").await {
+    let (admin, mut signals, zk) = match task::start(&cfg.common, "rzk-redis", Some(id.bind), view::REDIS_PATHS).await {
         Ok(started) => started,
         Err(code) => return code,
     };

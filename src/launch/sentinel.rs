@@ -10,7 +10,6 @@ use tokio::time::{Instant, sleep, sleep_until};
 use tracing::{error, info, warn};
 
 use crate::act::{Action, Executor, Observed};
-use crate::admin::listen_addrs;
 use crate::config::SentinelConfig;
 use crate::launch::view;
 use crate::launch::{self as task, Ready, interrupted};
@@ -46,14 +45,11 @@ const SAFE_DOWN_AFTER_MS: u64 = 2000;
 
 /// Runs `rzk-sentinel` to completion and returns the process exit code.
 pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
-    let admin = match view::start(&cfg.common, |p| listen_addrs(Some(id.bind), p), view::SENTINEL_PATHS).await {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let (mut signals, zk) = match task::start(&cfg.common, "rzk-sentinel").await {
-        Ok(started) => started,
-        Err(code) => return code,
-    };
+    let (admin, mut signals, zk) =
+        match task::start(&cfg.common, "rzk-sentinel", Some(id.bind), view::SENTINEL_PATHS).await {
+            Ok(started) => started,
+            Err(code) => return code,
+        };
     if cfg.monitor.down_after_ms < SAFE_DOWN_AFTER_MS {
         warn!(
             down_after_ms = cfg.monitor.down_after_ms,

@@ -9,14 +9,14 @@
 //! stale pages answer 503.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::error;
 
-use crate::admin::{self, Publisher};
+use crate::admin::{self, Publisher, listen_addrs};
 use crate::config::Common;
 use crate::metrics::metrics;
 use crate::model::Endpoint;
@@ -83,11 +83,11 @@ impl Beat {
 /// (the port cannot be bound).
 pub async fn start(
     common: &Common,
-    addrs: impl Fn(u16) -> Vec<SocketAddr>,
+    bind: Option<Ipv4Addr>,
     paths: &'static [&'static str],
 ) -> Result<Option<Publisher>, i32> {
     let Some(port) = common.admin_port else { return Ok(None) };
-    admin::start(&addrs(port), paths, common.tls.as_ref())
+    admin::start(&listen_addrs(bind, port), paths, common.tls.as_ref())
         .await
         .map(Some)
         .map_err(|e| {

@@ -14,7 +14,6 @@ use tracing::{debug, error, info, warn};
 use zookeeper_client::Error as ZkErr;
 
 use crate::act::{ActError, Action, Executor, Observed};
-use crate::admin::listen_addrs;
 use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
 use crate::launch as task;
@@ -39,11 +38,7 @@ const CHANNELS: &[&str] = &["+promoted-slave", "+switch-master", "+new-epoch"];
 /// Runs `rzk-watcher` until a signal stops it; returns the exit code (0 on
 /// SIGTERM/SIGINT, 1 when ZooKeeper cannot be reached at start).
 pub async fn run(cfg: WatcherConfig) -> i32 {
-    let admin = match view::start(&cfg.common, |p| listen_addrs(None, p), view::WATCHER_PATHS).await {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let (mut signals, zk) = match task::start(&cfg.common, "rzk-watcher").await {
+    let (admin, mut signals, zk) = match task::start(&cfg.common, "rzk-watcher", None, view::WATCHER_PATHS).await {
         Ok(started) => started,
         Err(code) => return code,
     };
