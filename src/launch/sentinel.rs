@@ -11,10 +11,8 @@ use tracing::{error, info, warn};
 
 use crate::act::{Action, Executor, Observed};
 use crate::config::SentinelConfig;
-use crate::launch::view;
-use crate::launch::{self as task, Ready, interrupted};
-use crate::model::Role;
-use crate::model::{Endpoint, Identity};
+use crate::launch::{self as task, Ready, interrupted, view};
+use crate::model::{Endpoint, Identity, Role};
 use crate::observe::{Observer, observe};
 use crate::policy::follow::{Follow, also_behind, follow};
 use crate::policy::reconcile::confirmed_master;
@@ -101,8 +99,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         }
     };
     info!(pid = child.pid(), sentinel = %id.announce, master = %master, "redis-sentinel started");
-    let is_sentinel = |r: &Role| *r == Role::Sentinel;
-    match task::wait_ready(&probe, &id.local(), is_sentinel, &mut child, &mut signals).await {
+    match task::wait_ready(&probe, &id.local(), |r| *r == Role::Sentinel, &mut child, &mut signals).await {
         Ready::Yes => {}
         Ready::ChildExited(code) => return code,
         Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,

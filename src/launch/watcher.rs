@@ -16,8 +16,7 @@ use zookeeper_client::Error as ZkErr;
 use crate::act::{ActError, Action, Executor, Observed};
 use crate::backoff::Backoff;
 use crate::config::WatcherConfig;
-use crate::launch as task;
-use crate::launch::view;
+use crate::launch::{self as task, view};
 use crate::model::{Cause, Endpoint, Intent, unix_ms};
 use crate::observe::{Heard, Observer, Subscriptions, observe, session_mark};
 use crate::policy::ghosts::{GhostMemory, ghost_reset};
@@ -269,22 +268,18 @@ impl Watcher {
     /// Corrects the record when it differs from the live master the
     /// Sentinels confirm in `snap` ([`crate::policy::reconcile`]).
     async fn reconcile(&self, zk: &Zk, snap: &Snapshot) {
-        match reconcile(snap, unix_ms()) {
-            Some(w) => {
-                let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
-                let observed = Observed::new(zk, snap.session);
-                match self
-                    .executor()
-                    .execute(&Action::WriteRecord(w.clone()), Some(observed))
-                    .await
-                {
-                    Ok(()) => {
-                        info!(path = %zk.master_path(), old = %old, master = %w.master, "record follows the sentinels")
-                    }
-                    Err(e) => warn!(error = %e, master = %w.master, "reconcile: record not written"),
-                }
-            }
-            None => debug!(views = ?snap.sentinel_views(), "record matches the sentinels, or none confirmed"),
+        let Some(w) = reconcile(snap, unix_ms()) else {
+            return debug!(views = ?snap.sentinel_views(), "record matches the sentinels, or none confirmed");
+        };
+        let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
+        let observed = Observed::new(zk, snap.session);
+        match self
+            .executor()
+            .execute(&Action::WriteRecord(w.clone()), Some(observed))
+            .await
+        {
+            Ok(()) => info!(path = %zk.master_path(), old = %old, master = %w.master, "record follows the sentinels"),
+            Err(e) => warn!(error = %e, master = %w.master, "reconcile: record not written"),
         }
     }
 
