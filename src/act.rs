@@ -413,10 +413,7 @@ impl<'a> Executor<'a> {
             .await?;
         let settings = monitor_settings(monitor, password);
         let mut args: Vec<&str> = vec!["SENTINEL", "SET", name];
-        for (k, v) in &settings {
-            args.push(k);
-            args.push(v);
-        }
+        args.extend(settings.iter().flat_map(|(k, v)| [*k, v.as_str()]));
         if let Err(e) = self.redis(sentinel, &args).await {
             // Without its settings (auth-pass, down-after) the Sentinel would
             // monitor with defaults; remove it: the follower then sees a
