@@ -58,11 +58,9 @@ const SYNC_CHECK: Duration = Duration::from_millis(100);
 /// see the preferred replica: pause, catch-up, failover and promotion took
 /// up to 3.6 s here, so the preference never costs the hand-over itself.
 const AFTER_PREFERENCE: Duration = Duration::from_secs(8);
-
 /// How long after a pause ends a replica's launcher asks the Sentinels to
 /// fail over a master that died during it.
 const AFTER_PAUSE: Duration = Duration::from_secs(60);
-
 /// How long a failover the Sentinels run on their own after a pause is
 /// waited for before another is asked for at a Sentinel that runs none.
 const STUCK_FAILOVER: Duration = Duration::from_secs(2);
@@ -621,6 +619,7 @@ impl Duty<'_> {
             return;
         }
         let started = Instant::now();
+        let deadline = started + self.cfg.shutdown_failover_timeout;
         let after = self.observer.fresh().await;
         let first = match crash_plan(&snap, &after, metrics().fenced.get() == 1) {
             Ok(s) => s,
@@ -631,7 +630,6 @@ impl Duty<'_> {
                 // Whoever moves the master now (the Sentinels, already
                 // failing it over or after their down-after), the change
                 // is the crash's: the history says so.
-                let deadline = started + self.cfg.shutdown_failover_timeout;
                 if let Some(intent) = self.announce(&snap, None, Cause::Crash, deadline).await {
                     self.write_result(&intent, format!("not asked for: {why}")).await;
                 }
@@ -641,7 +639,6 @@ impl Duty<'_> {
         warn!(addr = %self.own.me, code, sentinel = %first,
             "CRASH: the server died as master; asking the Sentinels for a failover at once");
         let p = Procedure::after_crash(first, started, self.cfg.shutdown_failover_timeout);
-        let deadline = started + self.cfg.shutdown_failover_timeout;
         // The intent is for the history, written while the failover is
         // asked for, not before.
         let (announced, (outcome, _)) = tokio::join!(
