@@ -14,7 +14,6 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// A backoff starting at `first`, capped at `max`.
     pub const fn new(first: Duration, max: Duration) -> Backoff {
         Backoff {
             first,

@@ -77,7 +77,6 @@ pub async fn spawn(program: &Path, args: &[String], cwd: &Path) -> io::Result<Ch
 }
 
 impl Child {
-    /// The child's process id.
     pub fn pid(&self) -> i32 {
         self.pid
     }
@@ -188,7 +187,6 @@ pub struct Signals {
 }
 
 impl Signals {
-    /// Installs the handlers.
     pub fn new() -> io::Result<Self> {
         Ok(Signals {
             term: signal(SignalKind::terminate())?,

@@ -65,7 +65,6 @@ pub struct Marks {
 }
 
 impl Marks {
-    /// For the data directory `dir`; marks are written when `marking`.
     pub fn new(dir: PathBuf, marking: bool) -> Marks {
         Marks {
             dir,

@@ -26,9 +26,7 @@ use crate::view::health::{redis_pages, redis_view, sentinel_pages, watcher_pages
 
 /// The admin paths of each binary, besides `/metrics`.
 pub const REDIS_PATHS: &[&str] = &["/health", "/ready", "/master", "/replica", "/liveness"];
-/// See [`REDIS_PATHS`].
 pub const SENTINEL_PATHS: &[&str] = &["/health", "/ready", "/liveness"];
-/// See [`REDIS_PATHS`].
 pub const WATCHER_PATHS: &[&str] = &["/health", "/ready", "/master", "/sentinels", "/liveness"];
 
 /// The period of a launcher's looks when nothing asks for more.
