@@ -465,17 +465,9 @@ impl Duty<'_> {
         // stuck in a split vote waits out its election timeout, and one
         // that started before the priorities came back gives up.
         let running = answers.iter().any(|a| a.failover);
-        let stuck = match (running, self.running_since.get()) {
-            (false, _) => {
-                self.running_since.set(None);
-                false
-            }
-            (true, None) => {
-                self.running_since.set(Some(Instant::now()));
-                false
-            }
-            (true, Some(t)) => t.elapsed() >= STUCK_FAILOVER,
-        };
+        let since = running.then(|| self.running_since.get().unwrap_or_else(Instant::now));
+        self.running_since.set(since);
+        let stuck = since.is_some_and(|t| t.elapsed() >= STUCK_FAILOVER);
         let replica = snap.local.as_ref().is_some_and(|l| !l.is_master() && l.priority > 0);
         // Nothing to ask for once a server answers as master: a promotion
         // happened (the Sentinels name it at once).
