@@ -43,11 +43,13 @@ const SAFE_DOWN_AFTER_MS: u64 = 2000;
 
 /// Runs `rzk-sentinel` to completion and returns the process exit code.
 pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
+    run_to_exit(cfg, id).await.unwrap_or_else(|code| code)
+}
+
+/// [`run`]; `Err` is the exit code of a start that failed.
+async fn run_to_exit(cfg: SentinelConfig, id: Identity) -> Result<i32, i32> {
     let (admin, mut signals, zk) =
-        match task::start(&cfg.common, "rzk-sentinel", Some(id.bind), view::SENTINEL_PATHS).await {
-            Ok(started) => started,
-            Err(code) => return code,
-        };
+        task::start(&cfg.common, "rzk-sentinel", Some(id.bind), view::SENTINEL_PATHS).await?;
     if cfg.monitor.down_after_ms < SAFE_DOWN_AFTER_MS {
         warn!(
             down_after_ms = cfg.monitor.down_after_ms,
@@ -55,17 +57,11 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         );
     }
     let probe = Probe::of(&cfg.common);
-    let master = match wait_for_master(&cfg, &zk, &probe, &mut signals).await {
-        Ok(m) => m,
-        Err(code) => return code,
-    };
-    let dir = match std::fs::canonicalize(cfg.common.data_dir()) {
-        Ok(d) => d,
-        Err(e) => {
-            error!(error = %e, "DATA_DIR is not usable");
-            return 1;
-        }
-    };
+    let master = wait_for_master(&cfg, &zk, &probe, &mut signals).await?;
+    let dir = std::fs::canonicalize(cfg.common.data_dir()).map_err(|e| {
+        error!(error = %e, "DATA_DIR is not usable");
+        1
+    })?;
     let conf_path = dir.join("sentinel.conf");
     let myid = existing_myid(&conf_path);
     let mut conf = sentinel_conf(
@@ -77,32 +73,28 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         cfg.common.password.as_ref(),
         myid.as_deref(),
     );
-    match task::tls_conf(&cfg.common, &dir, id.port) {
-        Ok(lines) => conf += &lines,
-        Err(e) => {
-            error!(error = %e, "cannot copy the TLS files into DATA_DIR");
-            return 1;
-        }
-    }
+    conf += &task::tls_conf(&cfg.common, &dir, id.port).map_err(|e| {
+        error!(error = %e, "cannot copy the TLS files into DATA_DIR");
+        1
+    })?;
     let (restart, mut restarts) = tokio::sync::watch::channel(0u32);
     let child_tls = task::ChildTls::Restart(restart, dir.clone());
     tokio::spawn(task::follow_tls(cfg.common.clone(), child_tls.clone()));
     if let Err(e) = write_private(&conf_path, &conf) {
         error!(error = %e, path = %conf_path.display(), "cannot write sentinel.conf; DATA_DIR must be writable because Sentinel rewrites it");
-        return 1;
+        return Err(1);
     }
-    let mut child = match supervise::spawn(&cfg.sentinel_bin, &sentinel_args(&conf_path), &dir).await {
-        Ok(c) => c,
-        Err(e) => {
+    let mut child = supervise::spawn(&cfg.sentinel_bin, &sentinel_args(&conf_path), &dir)
+        .await
+        .map_err(|e| {
             error!(error = %e, "could not start redis-sentinel");
-            return 1;
-        }
-    };
+            1
+        })?;
     info!(pid = child.pid(), sentinel = %id.announce, master = %master, "redis-sentinel started");
     match task::wait_ready(&probe, &id.local(), |r| *r == Role::Sentinel, &mut child, &mut signals).await {
         Ready::Yes => {}
-        Ready::ChildExited(code) => return code,
-        Ready::Signalled => return supervise::supervise(&mut child, &mut signals).await,
+        Ready::ChildExited(code) => return Ok(code),
+        Ready::Signalled => return Ok(supervise::supervise(&mut child, &mut signals).await),
     }
     let own = id.local();
     let executor = Executor::with_local(&probe, &cfg.common.master_name, &own);
@@ -173,7 +165,7 @@ pub async fn run(cfg: SentinelConfig, id: Identity) -> i32 {
         never = view::sentinel(admin, &observer, &own, &id.announce) => match never {},
     };
     keeper.shutdown().await;
-    code
+    Ok(code)
 }
 
 /// Waits for a live master: the registered Sentinels' answer first, then the
