@@ -176,22 +176,18 @@ async fn serve<S>(stream: S, pages: (Published, Instant), paths: &'static [&'sta
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    {
-        {
-            let service = hyper::service::service_fn(move |req| {
-                let pages = pages.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &pages.0, pages.1, paths)) }
-            });
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new())
-                .header_read_timeout(CONNECTION_TIMEOUT)
-                .keep_alive(false)
-                .max_buf_size(8192);
-            http.serve_connection(TokioIo::new(stream), service)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
+    let service = hyper::service::service_fn(move |req| {
+        let pages = pages.clone();
+        async move { Ok::<_, Infallible>(answer(&req, &pages.0, pages.1, paths)) }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(CONNECTION_TIMEOUT)
+        .keep_alive(false)
+        .max_buf_size(8192);
+    http.serve_connection(TokioIo::new(stream), service)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn respond(status: u16, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
