@@ -296,14 +296,9 @@ async fn ask_sentinels(
             if is_own {
                 cmds.push(ckquorum);
             }
-            let reply = match timeout(limit, probe.pipe(&s, &cmds)).await {
-                Ok(r) => r,
-                Err(_) => Err(ProbeError::Timeout {
-                    addr: s.clone(),
-                    command: "SENTINEL MASTER".into(),
-                    timeout: limit,
-                }),
-            };
+            let reply = timeout(limit, probe.pipe(&s, &cmds))
+                .await
+                .unwrap_or_else(|_| Err(ProbeError::timeout(&s, "SENTINEL MASTER", limit)));
             (reply, s, is_own)
         });
     }

@@ -73,6 +73,14 @@ impl ProbeError {
     pub fn is_refused(&self) -> bool {
         matches!(self, ProbeError::Connect { refused: true, .. })
     }
+
+    pub(crate) fn timeout(addr: &Endpoint, command: &str, timeout: Duration) -> ProbeError {
+        ProbeError::Timeout {
+            addr: addr.clone(),
+            command: command.to_string(),
+            timeout,
+        }
+    }
 }
 
 /// A connection, plain or TLS.
@@ -258,16 +266,8 @@ impl Probe {
                         command: args[0].to_string(),
                         why: e.to_string(),
                     })),
-                Ok(Err(e)) => {
-                    return Err(Self::unreachable(ep, e));
-                }
-                Err(_) => {
-                    return Err(ProbeError::Timeout {
-                        addr: ep.clone(),
-                        command: args[0].to_string(),
-                        timeout: self.timeout,
-                    });
-                }
+                Ok(Err(e)) => return Err(Self::unreachable(ep, e)),
+                Err(_) => return Err(ProbeError::timeout(ep, args[0], self.timeout)),
             }
         }
         Ok(out)
@@ -343,13 +343,9 @@ impl Probe {
         // The backlog comes at once (1 MB by default); a bound of a few
         // probe timeouts covers a large one on a slow link.
         let bound = self.timeout * 3;
-        timeout(bound, read).await.unwrap_or_else(|_| {
-            Err(ProbeError::Timeout {
-                addr: ep.clone(),
-                command: "PSYNC".into(),
-                timeout: bound,
-            })
-        })
+        timeout(bound, read)
+            .await
+            .unwrap_or_else(|_| Err(ProbeError::timeout(ep, "PSYNC", bound)))
     }
 
     /// PING; `Ok` only for PONG.
