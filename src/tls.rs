@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
@@ -193,12 +194,8 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
             .map_err(|_| format!("{name} is not a name a certificate can carry"))?;
         match verifier.verify_server_cert(&leaf, &chain[1..], &server, &[], UnixTime::now()) {
             Ok(_) => {}
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
-            )) if !must_carry => {}
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
-            )) => {
+            Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) if !must_carry => {}
+            Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
                 return Err(format!(
                     "{}: does not carry the name {name} that peers reach this task by (add it as a subjectAltName)",
                     cert_path.display()
@@ -361,8 +358,7 @@ impl Tls {
             // Written meanwhile: looked at again next time.
             Ok(m) if m.stamp != now => Refresh::Same,
             Ok(m) if m.identity == self.current().identity && m.ca_pem == self.current().ca_pem => {
-                let m = Arc::new(m);
-                *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = m;
+                *self.inner.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(m);
                 Refresh::Same
             }
             Ok(m) => {
@@ -440,9 +436,9 @@ impl ServerCertVerifier for Loopback {
             .0
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
         {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
-            )) if loopback => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) if loopback => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
             other => other,
         }
     }
