@@ -272,18 +272,17 @@ pub fn crash_plan(before: &Snapshot, after: &Snapshot, fenced: bool) -> Result<E
     if fenced {
         return Err("it was fenced: the Sentinels may be failing it over already".into());
     }
-    let snap = after;
-    if snap.registered_answers().any(|a| a.failover) {
+    if after.registered_answers().any(|a| a.failover) {
         return Err("a failover is already under way".into());
     }
-    if snap.sentinels.is_empty() {
+    if after.sentinels.is_empty() {
         return Err("no sentinel registered".into());
     }
     let mut why_not = vec![];
-    for (s, view) in snap
+    for (s, view) in after
         .sentinel_replicas
         .iter()
-        .filter(|(s, _)| snap.sentinels.contains(s))
+        .filter(|(s, _)| after.sentinels.contains(s))
     {
         for line in &local.replicas {
             match check(line.online, &line.addr, view) {
@@ -421,9 +420,8 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
             }
         },
         Phase::Paused { sentinel, patience } => {
-            let candidates: Vec<Endpoint> = match &choice {
-                Some((_, c)) => c.clone(),
-                None => return Step::Wait("the candidates are not promotable for a moment".into()),
+            let Some((_, candidates)) = &choice else {
+                return Step::Wait("the candidates are not promotable for a moment".into());
             };
             let complete = local
                 .replicas
