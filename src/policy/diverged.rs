@@ -25,11 +25,8 @@ use crate::reply::{ServerState, StreamCommand};
 /// (Unix milliseconds, when the look that asked began).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
-    /// The history.
     pub replid: String,
-    /// How far into it.
     pub offset: i64,
-    /// When the look that read it began (Unix milliseconds).
     pub at_ms: u64,
 }
 
@@ -60,16 +57,10 @@ impl Mark {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Divergence {
     /// The master holds all of it (as of the mark): `behind` bytes less.
-    Contained {
-        /// How far the old data is behind the master.
-        behind: i64,
-    },
+    Contained { behind: i64 },
     /// The old data went `past` bytes further than the master's copy of
     /// the same history: writes the master never had.
-    Diverged {
-        /// Bytes of the history only the old data has.
-        past: i64,
-    },
+    Diverged { past: i64 },
     /// It cannot be told (no mark, or another history).
     Unknown(String),
 }

@@ -110,10 +110,7 @@ pub enum Phase {
         patience: Instant,
     },
     /// Nothing to pause: ask `sentinel` (then the others) at once.
-    Ask {
-        /// The Sentinel to ask first.
-        sentinel: Endpoint,
-    },
+    Ask { sentinel: Endpoint },
     /// A Sentinel accepted `SENTINEL FAILOVER`.
     Requested,
 }
