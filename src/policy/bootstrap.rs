@@ -76,25 +76,14 @@ impl Observation {
 pub enum Decision {
     /// Run as a replica of `master`. `fix_record` when the record does not
     /// name it (a CAS write repairs it).
-    Replicate {
-        /// The live master.
-        master: Endpoint,
-        /// Whether the record must be corrected.
-        fix_record: bool,
-    },
+    Replicate { master: Endpoint, fix_record: bool },
     /// Run as master and write the record. `takeover` when a group existed
     /// and lost its master without a failover: worth a loud warning.
-    BecomeMaster {
-        /// A takeover of a lost group rather than a fresh start.
-        takeover: bool,
-    },
+    BecomeMaster { takeover: bool },
     /// The group lost its master and no Sentinel replaced it, but a live
     /// replica holds the data: promote it (the one with the highest
     /// replication offset) and replicate from it.
-    Promote {
-        /// The replica to promote.
-        replica: Endpoint,
-    },
+    Promote { replica: Endpoint },
     /// A group exists but shows no live master: re-check until the grace
     /// period ends, so that a failover in progress can finish.
     Wait,
