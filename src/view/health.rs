@@ -57,15 +57,11 @@ impl Pages {
             .ok()
             .and_then(|n| i64::try_from(n).ok())
             .ok_or_else(|| format!("lag must be a whole number of bytes, not {lag:?}"))?;
-        let within = self.lag_bytes.is_some_and(|l| l <= max);
-        Ok(Some(if page.status == 200 && !within {
-            Page {
-                status: 503,
-                body: page.body.clone(),
-            }
-        } else {
-            page.clone()
-        }))
+        let mut page = page.clone();
+        if page.status == 200 && self.lag_bytes.is_none_or(|l| l > max) {
+            page.status = 503;
+        }
+        Ok(Some(page))
     }
 }
 
