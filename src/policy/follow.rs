@@ -47,14 +47,10 @@ pub fn follow(
     now: Instant,
     settle: Duration,
 ) -> Follow {
-    let Some(recorded) = snap.record.master() else {
+    let Some(recorded) = snap.record.master().filter(|r| snap.is_live_master(r)) else {
         *mismatch_since = None;
         return Follow::Idle;
     };
-    if !snap.is_live_master(recorded) {
-        *mismatch_since = None;
-        return Follow::Idle;
-    }
     match snap.answer_of(own) {
         // Our Sentinel monitors nothing of that name (a re-point that
         // failed half-way, an operator's REMOVE): its master is not live.
