@@ -40,10 +40,7 @@ pub fn ghost_reset(snap: &Snapshot, mem: &mut GhostMemory, now: Instant, spacing
     let mut target = None;
     for s in &snap.sentinels {
         let Some(a) = snap.answer_of(s) else { continue };
-        if a.failover || a.master_down {
-            return None;
-        }
-        if a.peers < expected_peers || a.replicas < live_replicas {
+        if a.failover || a.master_down || a.peers < expected_peers || a.replicas < live_replicas {
             return None;
         }
         if a.peers > expected_peers && a.dead_peers.is_some_and(|d| d > 0) && target.is_none() {
