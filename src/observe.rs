@@ -49,7 +49,6 @@ pub fn zk_state(zk: &Zk) -> ZkSession {
 pub struct ObserveError {
     /// The znode or directory that could not be read.
     pub path: String,
-    /// ZooKeeper's error.
     #[source]
     pub source: zookeeper_client::Error,
 }
@@ -516,11 +515,9 @@ impl Observer {
 pub enum Heard {
     /// An event a Sentinel published.
     Event {
-        /// The Sentinel.
         sentinel: Endpoint,
         /// The channel (the event's name).
         channel: String,
-        /// Its payload.
         payload: Vec<u8>,
     },
     /// A subscription is in place (the first time, or again).

@@ -23,7 +23,6 @@ pub enum ProbeError {
     /// No connection (refused, unreachable, AUTH failed) or none in time.
     #[error("{addr}: {why}")]
     Connect {
-        /// The server.
         addr: Endpoint,
         /// What happened.
         why: String,
@@ -35,7 +34,6 @@ pub enum ProbeError {
     /// The server answered the command with an error.
     #[error("{addr}: {command} failed: {why}")]
     Refused {
-        /// The server.
         addr: Endpoint,
         /// The command's name.
         command: String,
@@ -45,7 +43,6 @@ pub enum ProbeError {
     /// No reply within the probe timeout.
     #[error("{addr}: no reply to {command} within {timeout:?}")]
     Timeout {
-        /// The server.
         addr: Endpoint,
         /// The command's name.
         command: String,
@@ -55,7 +52,6 @@ pub enum ProbeError {
     /// A reply of a shape the parser does not accept.
     #[error("{addr}: {why}")]
     Reply {
-        /// The server.
         addr: Endpoint,
         /// What was wrong with it.
         why: String,

@@ -50,9 +50,7 @@ impl AuthClients {
 /// process's own certificate (chain) and key, when it has one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Files {
-    /// The CA certificate(s).
     pub ca: PathBuf,
-    /// The certificate and its key.
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 

@@ -53,10 +53,7 @@ pub enum GuardAction {
         to: Endpoint,
     },
     /// Turn the local master into a replica of `to`.
-    Demote {
-        /// The master the Sentinels' majority names.
-        to: Endpoint,
-    },
+    Demote { to: Endpoint },
 }
 
 /// One look of the guard of task `me` at `snap` (whose `local` is its
