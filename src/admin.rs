@@ -217,8 +217,7 @@ fn answer(req: &Request<Incoming>, published: &Published, accepted: Instant, pat
     match published.pages.answer(path, req.uri().query()) {
         Err(why) => respond(400, JSON, serde_json::json!({ "error": why }).to_string()),
         Ok(Some(_)) if age > STALE_AFTER => {
-            let age = age.as_secs();
-            respond(503, JSON, format!(r#"{{"error":"view is {age} s old"}}"#))
+            respond(503, JSON, format!(r#"{{"error":"view is {} s old"}}"#, age.as_secs()))
         }
         Ok(Some(p)) => respond(p.status, JSON, p.body),
         // Before the first look (the child is still starting).
