@@ -357,7 +357,6 @@ impl SentinelAnswer {
 /// it picks a replica to promote from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentinelReplica {
-    /// Its address.
     pub addr: Endpoint,
     /// `slave-priority` as the Sentinel last read it.
     pub priority: u32,
@@ -412,9 +411,7 @@ pub fn config_value(v: &Value) -> Option<String> {
 pub struct SwitchMaster {
     /// The Sentinel master name.
     pub name: String,
-    /// The master that was replaced.
     pub old: Endpoint,
-    /// The promoted master.
     pub new: Endpoint,
 }
 
@@ -482,9 +479,7 @@ pub enum FailoverStep {
 pub struct FailoverEvent {
     /// The Sentinel master name.
     pub name: String,
-    /// The master being failed over.
     pub master: Endpoint,
-    /// How far it got.
     pub step: FailoverStep,
 }
 
@@ -534,7 +529,6 @@ pub fn parse_new_epoch(payload: &[u8]) -> Option<u64> {
 /// they were sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamCommand<'a> {
-    /// The command's name and arguments.
     pub args: Vec<&'a [u8]>,
     /// The command as it came, to be written out again verbatim.
     pub raw: &'a [u8],

@@ -16,7 +16,6 @@ pub mod status;
 /// One redis server as the admin JSON and `rzkctl status` show it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NodeView {
-    /// Its address.
     pub addr: String,
     /// `master`, `replica`, or `null` when it does not answer.
     pub role: Option<&'static str>,

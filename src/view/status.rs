@@ -12,7 +12,6 @@ use crate::view::{NodeView, record_parts};
 /// One registered Sentinel.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct SentinelStatus {
-    /// Its address.
     pub addr: String,
     /// The master it names, if it answered.
     pub master: Option<String>,
