@@ -567,18 +567,14 @@ impl Subscriptions {
     /// once, the others dropped.
     pub fn follow(&mut self, sentinels: &[Endpoint]) {
         self.followed = sentinels.to_vec();
-        let gone: Vec<Endpoint> = self
-            .running
-            .keys()
-            .filter(|s| !sentinels.contains(s))
-            .cloned()
-            .collect();
-        for s in gone {
-            if let Some(h) = self.running.remove(&s) {
+        self.running.retain(|s, h| {
+            let keep = sentinels.contains(s);
+            if !keep {
                 debug!(sentinel = %s, "no longer registered; unsubscribing");
                 h.abort();
             }
-        }
+            keep
+        });
         for s in sentinels {
             if !self.running.contains_key(s) {
                 self.spawn(s.clone(), Duration::ZERO);
