@@ -128,11 +128,7 @@ impl Probe {
 
     /// The probe of a binary: its password and TLS, and [`PROBE_TIMEOUT`].
     pub fn of(common: &Common) -> Self {
-        Probe {
-            password: common.password.clone(),
-            tls: common.tls.clone(),
-            timeout: PROBE_TIMEOUT,
-        }
+        Probe::new(common.password.clone(), PROBE_TIMEOUT).with_tls(common.tls.clone())
     }
 
     fn settings(&self) -> RedisConnectionInfo {
