@@ -242,15 +242,12 @@ pub fn sentinel_pages(snap: &Snapshot, own: &Endpoint, me: &Endpoint) -> (Pages,
         "ready": ready,
     });
     // Its loop is the look itself: pages that stop coming go stale.
-    let pages = Pages {
-        pages: vec![
-            ("/health", page(answers, &body)),
-            ("/ready", page(ready, &body)),
-            ("/liveness", liveness(true)),
-        ],
-        lag_bytes: None,
-    };
-    (pages, ready)
+    let pages = vec![
+        ("/health", page(answers, &body)),
+        ("/ready", page(ready, &body)),
+        ("/liveness", liveness(true)),
+    ];
+    (Pages { pages, lag_bytes: None }, ready)
 }
 
 /// The pages of `rzk-watcher` from its look at the group (`snap`, with
@@ -277,17 +274,14 @@ pub fn watcher_pages(snap: &Snapshot, subscribed: &[Endpoint]) -> (Pages, bool) 
         _ => json!({"addr": null}),
     };
     let sentinels: Vec<Value> = snap.sentinels.iter().map(|s| json!({"addr": s.to_string()})).collect();
-    let pages = Pages {
-        pages: vec![
-            ("/health", page(healthy, &body)),
-            ("/ready", page(ready, &body)),
-            ("/master", page(true, &master)),
-            ("/sentinels", page(true, &Value::Array(sentinels))),
-            ("/liveness", liveness(true)),
-        ],
-        lag_bytes: None,
-    };
-    (pages, ready)
+    let pages = vec![
+        ("/health", page(healthy, &body)),
+        ("/ready", page(ready, &body)),
+        ("/master", page(true, &master)),
+        ("/sentinels", page(true, &Value::Array(sentinels))),
+        ("/liveness", liveness(true)),
+    ];
+    (Pages { pages, lag_bytes: None }, ready)
 }
 
 #[cfg(test)]
