@@ -104,7 +104,6 @@ pub enum Phase {
     /// Writes are paused; waiting for the candidates to catch up. Then
     /// `sentinel` (which would pick as wanted) is asked.
     Paused {
-        /// The Sentinel to ask first.
         sentinel: Endpoint,
         /// After this, one complete candidate is enough.
         patience: Instant,
@@ -128,7 +127,6 @@ pub struct Procedure {
     pub ready_by: Instant,
     /// When it gives up.
     pub deadline: Instant,
-    /// Where it is.
     pub phase: Phase,
     /// When writes were paused.
     pub paused_at: Option<Instant>,
