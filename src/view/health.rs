@@ -20,7 +20,6 @@ use crate::view::{NodeView, record_parts};
 pub struct Page {
     /// 200 or 503.
     pub status: u16,
-    /// The JSON body.
     pub body: String,
 }
 
