@@ -182,7 +182,7 @@ pub struct Executor<'a> {
     /// there.
     pub clients: Option<&'a Endpoint>,
     /// `DATA_DIR`, where a demotion of the own server keeps what only it
-    /// has ([`Executor::keep_past`]).
+    /// has (`Executor::keep_past`).
     pub keep_in: Option<&'a Path>,
 }
 

@@ -150,16 +150,21 @@ impl Probe {
     /// up first, within the probe's own timeout).
     async fn stream(&self, ep: &Endpoint) -> Result<Box<dyn Stream>, ProbeError> {
         let io = |e: std::io::Error| Self::io(ep, e);
-        let addr = tokio::net::lookup_host((ep.host.as_str(), ep.port))
-            .await
-            .map_err(io)?
-            .next()
-            .ok_or_else(|| Self::unreachable(ep, "the name has no address"))?;
         let within = CONNECT_TIMEOUT.min(self.timeout);
-        let tcp = timeout(within, tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| Self::unreachable(ep, format!("no TCP connection within {within:?}")))?
-            .map_err(io)?;
+        let mut tried = Self::unreachable(ep, "the name has no address");
+        let mut tcp = None;
+        // Each address of the name in turn, as `TcpStream::connect` would.
+        for addr in tokio::net::lookup_host((ep.host.as_str(), ep.port)).await.map_err(io)? {
+            match timeout(within, tokio::net::TcpStream::connect(addr)).await {
+                Ok(Ok(t)) => {
+                    tcp = Some(t);
+                    break;
+                }
+                Ok(Err(e)) => tried = io(e),
+                Err(_) => tried = Self::unreachable(ep, format!("no TCP connection within {within:?}")),
+            }
+        }
+        let tcp = tcp.ok_or(tried)?;
         tcp.set_nodelay(true).map_err(io)?;
         let Some(tls) = self.speaking() else {
             return Ok(Box::new(tcp));
