@@ -157,6 +157,11 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
     })
 }
 
+/// A bad `DATA_DIR`, and what was expected of it.
+fn bad_dir(dir: &Path, expected: String) -> ConfigError {
+    ConfigError::new("DATA_DIR", dir.display().to_string(), expected)
+}
+
 /// Creates `DATA_DIR` when missing and checks that it is writable, so a
 /// launcher fails at start (exit 2) rather than after it joined the group:
 /// Redis and Sentinel rewrite their config files through a temporary file in
@@ -164,9 +169,8 @@ pub fn resolve(listen: &Listen) -> Result<Identity, ConfigError> {
 pub fn prepare_data_dir(dir: &Path) -> Result<(), ConfigError> {
     let uid = nix::unistd::geteuid();
     let fail = |e: std::io::Error| {
-        ConfigError::new(
-            "DATA_DIR",
-            dir.display().to_string(),
+        bad_dir(
+            dir,
             format!("a directory this user (uid {uid}) can write, with every parent directory open to it ({e})"),
         )
     };
@@ -227,16 +231,14 @@ pub fn run_as_redis(data: DataDir) -> Result<Option<u32>, ConfigError> {
         DataDir::Set(dir) => {
             let homes = homes_of_others(RUN_AS);
             let plan = check_own_dir(dir, uid, gid, &homes).map_err(|why| {
-                ConfigError::new(
-                    "DATA_DIR",
-                    dir.display().to_string(),
+                bad_dir(
+                    dir,
                     format!("a directory that is clearly this task's own to hand to the {RUN_AS} user: {why}"),
                 )
             })?;
             let fail = |e: std::io::Error| {
-                ConfigError::new(
-                    "DATA_DIR",
-                    dir.display().to_string(),
+                bad_dir(
+                    dir,
                     format!("a directory root can create and hand to the {RUN_AS} user ({e})"),
                 )
             };
