@@ -151,20 +151,25 @@ impl Probe {
     async fn stream(&self, ep: &Endpoint) -> Result<Box<dyn Stream>, ProbeError> {
         let io = |e: std::io::Error| Self::io(ep, e);
         let within = CONNECT_TIMEOUT.min(self.timeout);
-        let mut tried = Self::unreachable(ep, "the name has no address");
+        let mut tried: Option<ProbeError> = None;
         let mut tcp = None;
         // Each address of the name in turn, as `TcpStream::connect` would.
+        // Refused only when every address refused: a timeout may be a
+        // partition, and a refused server counts as not running.
         for addr in tokio::net::lookup_host((ep.host.as_str(), ep.port)).await.map_err(io)? {
-            match timeout(within, tokio::net::TcpStream::connect(addr)).await {
+            let failed = match timeout(within, tokio::net::TcpStream::connect(addr)).await {
                 Ok(Ok(t)) => {
                     tcp = Some(t);
                     break;
                 }
-                Ok(Err(e)) => tried = io(e),
-                Err(_) => tried = Self::unreachable(ep, format!("no TCP connection within {within:?}")),
+                Ok(Err(e)) => io(e),
+                Err(_) => Self::unreachable(ep, format!("no TCP connection within {within:?}")),
+            };
+            if tried.as_ref().is_none_or(ProbeError::is_refused) {
+                tried = Some(failed);
             }
         }
-        let tcp = tcp.ok_or(tried)?;
+        let tcp = tcp.ok_or_else(|| tried.unwrap_or_else(|| Self::unreachable(ep, "the name has no address")))?;
         tcp.set_nodelay(true).map_err(io)?;
         let Some(tls) = self.speaking() else {
             return Ok(Box::new(tcp));

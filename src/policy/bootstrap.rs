@@ -4,7 +4,7 @@
 //! (takeover, garbage records, disagreeing Sentinels), is unit-tested without
 //! servers, and the launcher's loop reads as observe, decide, act.
 
-use crate::model::{Candidate, Endpoint};
+use crate::model::{Candidate, Endpoint, Role};
 use crate::policy::promotion::takeover_candidate;
 use crate::reply::ServerState;
 use crate::snapshot::Snapshot;
@@ -29,6 +29,10 @@ pub struct Observation {
     /// and priority), `NOFAILOVER` ones left out: after a lost master, the
     /// data lives there.
     pub live_replicas: Vec<ServerState>,
+    /// Every server that answered as a replica, this task's own and
+    /// `NOFAILOVER` ones included: their histories tell a stale master
+    /// ([`superseded`]).
+    pub histories: Vec<ServerState>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
     /// This task runs with `NOFAILOVER=true`: it never becomes master.
@@ -64,6 +68,7 @@ impl Observation {
             registered_masters,
             registered_nodes: snap.nodes.len(),
             live_replicas,
+            histories: snap.servers.iter().filter(|s| !s.is_master()).cloned().collect(),
             grace_elapsed,
             nofailover: snap.nofailover.contains(me),
             promoted: None,
@@ -125,8 +130,9 @@ pub fn sentinels_choice(views: &[Candidate], named: Option<&Endpoint>, exclude: 
 ///    a master nobody names may be a stale one (fenced after a partition,
 ///    not yet demoted) that must not be followed nor written to the record.
 ///    Never one that a live replica's history has superseded
-///    ([`superseded`]): that replica holds writes the master never had, and
-///    is promoted instead.
+///    ([`superseded`]) when a replica of the newer history can be promoted
+///    instead, or when this task's own server holds that history: it holds
+///    writes the master never had.
 ///
 /// Without a live master: an empty world is a fresh group; any sign of a
 /// group (a record, Sentinels with an opinion, registered nodes) means a
@@ -144,11 +150,24 @@ fn decide_any(o: &Observation) -> Decision {
     let not_me = |e: &Endpoint| *e != o.me;
     let from_sentinels = sentinels_choice(&o.sentinel_views, o.record.as_ref(), Some(&o.me));
     let from_record = o.record.clone().filter(|r| o.record_live && not_me(r));
+    // The takeover's choice: never a replica left on a history that another
+    // has moved past, whatever its offset (offsets after a fork do not
+    // compare).
+    let current: Vec<&ServerState> = o
+        .live_replicas
+        .iter()
+        .filter(|r| superseded_by(r, &o.histories).next().is_none())
+        .collect();
+    let takeover = takeover_candidate(&current, &o.me);
+    let stale = |m: &ServerState| {
+        let mut by = superseded_by(m, &o.histories).peekable();
+        by.peek().is_some() && (takeover.is_some() || by.any(|r| r.addr == o.me))
+    };
     let from_nodes = (o.record.is_none() || o.grace_elapsed)
         .then(|| {
             o.registered_masters
                 .iter()
-                .filter(|m| not_me(&m.addr) && !superseded(m, &o.live_replicas))
+                .filter(|m| not_me(&m.addr) && !stale(m))
                 .map(|m| &m.addr)
                 .min()
                 .cloned()
@@ -168,8 +187,7 @@ fn decide_any(o: &Observation) -> Decision {
         // up-to-date one instead, or the others would resync from nothing.
         // A replica still in its first full sync holds nothing and is
         // skipped, as Sentinel skips it.
-        let replicas: Vec<&ServerState> = o.live_replicas.iter().collect();
-        match takeover_candidate(&replicas, &o.me) {
+        match takeover {
             Some(r) => Decision::Promote {
                 replica: r.addr.clone(),
             },
@@ -180,16 +198,22 @@ fn decide_any(o: &Observation) -> Decision {
     }
 }
 
-/// Whether master `m` runs on a history that a promotable live replica
-/// has moved past: the replica's `master_replid2` is `m`'s `master_replid`,
-/// so a server was promoted out of `m`'s history since, and the replica
-/// holds that newer master's writes. `m` is then a stale master (fenced
-/// after a partition, not yet demoted); following it would resync the
-/// replica from it and drop those writes.
-pub fn superseded(m: &ServerState, replicas: &[ServerState]) -> bool {
-    replicas
-        .iter()
-        .any(|r| r.priority > 0 && !r.replid2.is_empty() && r.replid2 == m.replid)
+/// The replicas whose history has moved past server `m`'s: each one's
+/// `master_replid2` is `m`'s `master_replid` (a server was promoted out of
+/// `m`'s history since), it holds data of the newer history (its offset
+/// reached `second_repl_offset`), and it does not replicate from `m` (a
+/// replica put back under `m`, waiting for its full sync, shows the same
+/// ids). `m` is then stale, a master fenced after a partition and not yet
+/// demoted, say: following it would resync those replicas from it and
+/// drop the newer writes.
+pub fn superseded_by<'a>(m: &'a ServerState, replicas: &'a [ServerState]) -> impl Iterator<Item = &'a ServerState> {
+    replicas.iter().filter(move |r| {
+        !m.replid.is_empty()
+            && r.addr != m.addr
+            && r.replid2 == m.replid
+            && r.offset >= r.second_offset
+            && !matches!(&r.role, Role::Replica { master, .. } if *master == m.addr)
+    })
 }
 
 #[cfg(test)]
@@ -219,6 +243,7 @@ mod tests {
             registered_nodes: 0,
             grace_elapsed: false,
             live_replicas: vec![],
+            histories: vec![],
             nofailover: false,
             promoted: None,
         }
@@ -537,41 +562,75 @@ mod tests {
     }
 
     #[test]
-    fn a_superseded_master_is_not_followed_after_the_grace() {
-        // 5 is a stale master on history h1; replica 3 moved on to h2
-        // (its master 1, promoted out of h1, is the dead recorded one).
+    fn a_superseded_master_is_not_followed() {
+        // 5 is a stale master on history h1; replica 3 moved on to h2 (its
+        // master 1, promoted out of h1, is the dead recorded one).
         let newer = ServerState {
             replid: "h2".into(),
             replid2: "h1".into(),
             second_offset: 900,
-            offset: 1500,
             ..live(3, 1500, 100)
         };
-        let o = Observation {
+        let seen = |rs: Vec<ServerState>| Observation {
             record: Some(ep(1)),
             registered_masters: vec![master(5)],
-            registered_nodes: 3,
-            live_replicas: vec![newer.clone()],
+            registered_nodes: 4,
+            live_replicas: rs.iter().filter(|r| r.addr != ep(9)).cloned().collect(),
+            histories: rs,
             grace_elapsed: true,
             ..world()
         };
-        assert!(superseded(&master(5), &o.live_replicas));
-        assert_eq!(decide(&o), Decision::Promote { replica: ep(3) });
-        // A replica on the master's own history does not supersede it, nor
-        // does one that may not be promoted (its first sync not done).
-        for r in [live(3, 1500, 100), ServerState { priority: 0, ..newer }] {
-            let o = Observation {
-                live_replicas: vec![r],
-                ..o.clone()
-            };
-            assert_eq!(
-                decide(&o),
-                Decision::Replicate {
-                    master: ep(5),
-                    fix_record: true
-                }
-            );
+        let follow5 = Decision::Replicate {
+            master: ep(5),
+            fix_record: true,
+        };
+        assert_eq!(decide(&seen(vec![newer.clone()])), Decision::Promote { replica: ep(3) });
+        // A replica left on h1 behind 5 is never the takeover's choice,
+        // however far its offset got: offsets after a fork do not compare.
+        let left_behind = ServerState {
+            role: Role::Replica {
+                master: ep(5),
+                state: "up".into(),
+            },
+            ..live(4, 5000, 100)
+        };
+        assert_eq!(
+            decide(&seen(vec![newer.clone(), left_behind])),
+            Decision::Promote { replica: ep(3) }
+        );
+        // Not superseded: a replica on 5's own history; one whose newer
+        // history holds nothing yet; one put back under 5, waiting for its
+        // full sync (same ids).
+        let nothing_new = ServerState {
+            offset: 899,
+            ..newer.clone()
+        };
+        let put_back = ServerState {
+            role: Role::Replica {
+                master: ep(5),
+                state: "connect".into(),
+            },
+            ..newer.clone()
+        };
+        for r in [live(3, 1500, 100), nothing_new, put_back] {
+            assert_eq!(decide(&seen(vec![r])), follow5);
         }
+        // With no replica of the newer history to promote, 5 is still
+        // better than this task's empty data.
+        let unpromotable = ServerState {
+            priority: 0,
+            ..newer.clone()
+        };
+        assert_eq!(decide(&seen(vec![unpromotable])), follow5);
+        // But this task's own server, holding the newer history, never
+        // follows 5 (a stranded replica's guard): it waits.
+        let mine = ServerState { addr: ep(9), ..newer };
+        let guard = Observation {
+            record: None,
+            grace_elapsed: false,
+            ..seen(vec![mine])
+        };
+        assert_eq!(decide(&guard), Decision::Wait);
     }
 
     #[test]
