@@ -31,7 +31,7 @@ pub struct Observation {
     pub live_replicas: Vec<ServerState>,
     /// Every server that answered as a replica, this task's own and
     /// `NOFAILOVER` ones included: their histories tell a stale master
-    /// ([`superseded`]).
+    /// ([`superseded_by`]).
     pub histories: Vec<ServerState>,
     /// `TAKEOVER_GRACE_S` has passed since the first sign of a lost master.
     pub grace_elapsed: bool,
@@ -130,7 +130,7 @@ pub fn sentinels_choice(views: &[Candidate], named: Option<&Endpoint>, exclude: 
 ///    a master nobody names may be a stale one (fenced after a partition,
 ///    not yet demoted) that must not be followed nor written to the record.
 ///    Never one that a live replica's history has superseded
-///    ([`superseded`]) when a replica of the newer history can be promoted
+///    ([`superseded_by`]) when a replica of the newer history can be promoted
 ///    instead, or when this task's own server holds that history: it holds
 ///    writes the master never had.
 ///
