@@ -75,13 +75,34 @@ impl Net {
     pub fn new() -> Net {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
-        // rzk<letter><run tag>-<n>…: scripts/test.sh removes exactly its
-        // own run's after a killed binary (tests/common run_tag). The
-        // letters differ from those of tests/netns.rs.
-        let tag = format!("{}-{n}", super::run_tag());
+        // rzk<letter><run tag>-<slot><n>…: scripts/test.sh removes exactly
+        // its own run's after a killed binary (tests/common run_tag). The
+        // letters differ from those of tests/netns.rs. Binaries of one run
+        // share the run tag, and two of them may make nets at the same
+        // time: the slot scripts/test.sh gives each binary
+        // (RZK_TEST_PORT_SLOT, one character here, as names have at most
+        // 15) keeps their names, subnets and bridge MACs apart. The same
+        // name made one binary delete the other's bridge. Run alone, the
+        // pid does.
+        const CHARS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let slot = std::env::var("RZK_TEST_PORT_SLOT")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok());
+        let (tag, third, mac) = match slot {
+            Some(slot) => (
+                format!("{}-{}{n}", super::run_tag(), CHARS[slot % CHARS.len()] as char),
+                10 + (slot * 4 + usize::from(n % 4)) % 240,
+                slot % 256,
+            ),
+            None => (
+                format!("{}-{n}", super::run_tag()),
+                10 + (std::process::id() % 200) as usize / 4 * 4 + usize::from(n % 4),
+                0,
+            ),
+        };
         let net = Net {
             bridge: format!("rzkb{tag}"),
-            prefix: format!("10.214.{}", 10 + (std::process::id() % 200) as u8 / 4 * 4 + n % 4),
+            prefix: format!("10.214.{third}"),
             tag,
             namespaces: vec![],
         };
@@ -99,7 +120,7 @@ impl Net {
                 "set",
                 &net.bridge,
                 "address",
-                &format!("02:52:5a:00:{:02x}:01", n),
+                &format!("02:52:5a:{mac:02x}:{n:02x}:01"),
             ],
         );
         for host in 1..=3 {
