@@ -9,6 +9,7 @@
 //! stale pages answer 503.
 
 use std::cell::Cell;
+use std::convert::Infallible;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use crate::metrics::metrics;
 use crate::model::Endpoint;
 use crate::observe::Observer;
 use crate::snapshot::Snapshot;
-use crate::view::health::{redis_pages, redis_view, sentinel_pages, watcher_pages};
+use crate::view::health::{Pages, redis_pages, redis_view, sentinel_pages, watcher_pages};
 
 /// The admin paths of each binary, besides `/metrics`.
 pub const REDIS_PATHS: &[&str] = &["/health", "/ready", "/master", "/replica", "/liveness"];
@@ -94,12 +95,21 @@ pub async fn start(
         })
 }
 
-/// Calls `show` with every snapshot the observer publishes, for ever.
-async fn each(observer: &Observer, mut show: impl FnMut(&Snapshot)) -> std::convert::Infallible {
+/// With every snapshot the observer publishes, for ever: sets the
+/// ZooKeeper session gauge, calls `show`, and publishes the pages it returns.
+async fn each(
+    observer: &Observer,
+    publisher: Option<Publisher>,
+    mut show: impl FnMut(&Snapshot) -> Pages,
+) -> Infallible {
     let mut rx = observer.subscribe();
     loop {
         if let Some(s) = rx.borrow_and_update().clone() {
-            show(&s);
+            metrics().set_zk_session(s.zk.as_str());
+            let pages = show(&s);
+            if let Some(p) = &publisher {
+                p.publish(pages);
+            }
         }
         if rx.changed().await.is_err() {
             return std::future::pending().await;
@@ -118,19 +128,13 @@ pub struct RedisPages {
 }
 
 /// `rzk-redis`'s view, for ever; `beat` is its decision loop's.
-pub async fn redis(
-    publisher: Option<Publisher>,
-    observer: &Observer,
-    p: RedisPages,
-    beat: &Beat,
-) -> std::convert::Infallible {
-    each(observer, |snap| {
+pub async fn redis(publisher: Option<Publisher>, observer: &Observer, p: RedisPages, beat: &Beat) -> Infallible {
+    each(observer, publisher, |snap| {
         let m = metrics();
         let view =
             redis_view(snap, &p.me, p.max_lag_s, p.priority).with_fence(m.fenced.get() == 1, m.frozen.get() == 1);
         m.set_role(view.node.role);
         m.set_engine(view.node.engine.zip(view.node.engine_version.as_deref()));
-        m.set_zk_session(snap.zk.as_str());
         m.record_matches.set(i64::from(view.record_matches));
         m.ready.set(i64::from(view.ready));
         m.repl_offset.set(view.node.offset.unwrap_or(0));
@@ -138,32 +142,22 @@ pub async fn redis(
         m.promotable.set(i64::from(view.node.promotable == Some(true)));
         m.paused.set(i64::from(view.paused));
         m.pause_until.set(view.paused_until.map_or(0, |ms| (ms / 1000) as i64));
-        if let Some(p) = &publisher {
-            p.publish(redis_pages(&view, beat.alive(Instant::now())));
-        }
+        redis_pages(&view, beat.alive(Instant::now()))
     })
     .await
 }
 
 /// `rzk-sentinel`'s view, for ever: its own Sentinel (asked at `own`,
 /// announced as `me`), the record, quorum.
-pub async fn sentinel(
-    publisher: Option<Publisher>,
-    observer: &Observer,
-    own: &Endpoint,
-    me: &Endpoint,
-) -> std::convert::Infallible {
-    each(observer, |snap| {
+pub async fn sentinel(publisher: Option<Publisher>, observer: &Observer, own: &Endpoint, me: &Endpoint) -> Infallible {
+    each(observer, publisher, |snap| {
         let (pages, ready) = sentinel_pages(snap, own, me);
         let m = metrics();
-        m.set_zk_session(snap.zk.as_str());
         m.ready.set(i64::from(ready));
         m.record_matches.set(i64::from(
             snap.answer_of(own).map(|a| &a.master) == snap.record.master(),
         ));
-        if let Some(p) = &publisher {
-            p.publish(pages);
-        }
+        pages
     })
     .await
 }
@@ -174,16 +168,13 @@ pub async fn watcher(
     publisher: Option<Publisher>,
     observer: &Observer,
     subscribed: watch::Receiver<Vec<Endpoint>>,
-) -> std::convert::Infallible {
-    each(observer, |snap| {
+) -> Infallible {
+    each(observer, publisher, |snap| {
         let (pages, ready) = watcher_pages(snap, &subscribed.borrow());
         let m = metrics();
-        m.set_zk_session(snap.zk.as_str());
         m.ready.set(i64::from(ready));
         m.record_matches.set(i64::from(ready));
-        if let Some(p) = &publisher {
-            p.publish(pages);
-        }
+        pages
     })
     .await
 }
