@@ -266,18 +266,14 @@ impl Duty<'_> {
                 Some(Heard::Subscribed(_)) => self.observer.look_soon(),
                 Some(Heard::Lost(..)) => {}
                 Some(Heard::Event { channel, payload, .. }) => {
-                    let Some(e) = parse_failover_event(&channel, &payload) else {
-                        continue;
-                    };
-                    if e.name != *self.own.name || e.master != self.own.me {
-                        continue;
-                    }
-                    match e.step {
-                        FailoverStep::Started | FailoverStep::Promoted(_) if !self.busy.get() => {
-                            self.freeze(&snap, &format!("{channel} from a Sentinel")).await;
-                        }
-                        // A freeze under way looks every 50 ms.
-                        _ => {}
+                    // A freeze under way looks every 50 ms.
+                    if let Some(e) = parse_failover_event(&channel, &payload)
+                        && e.name == *self.own.name
+                        && e.master == self.own.me
+                        && matches!(e.step, FailoverStep::Started | FailoverStep::Promoted(_))
+                        && !self.busy.get()
+                    {
+                        self.freeze(&snap, &format!("{channel} from a Sentinel")).await;
                     }
                     continue;
                 }
@@ -662,40 +658,35 @@ impl Duty<'_> {
         }
         self.busy.set(true);
         let snap = self.observer.fresh().await;
-        // A paused group keeps its master: the hand-over refuses.
-        let paused = snap
-            .pause
-            .as_ref()
-            .filter(|_| snap.local.as_ref().is_some_and(|l| l.is_master()));
-        let preferred = match paused {
-            Some(_) => None,
-            None => self.prefer(&snap, deadline).await,
-        };
-        // Without a preferred replica, an intent all the same, so that the
-        // history says hand-over.
-        let announced = match (&preferred, paused) {
-            (Some((_, i)), _) => Some(i.clone()),
-            (None, None) if snap.local.as_ref().is_some_and(|l| l.is_master()) => {
-                self.announce(&snap, None, Cause::HandOver, deadline).await
-            }
-            _ => None,
-        };
-        let outcome = match paused {
-            Some(p) => Outcome::Unsafe(format!(
-                "the group is paused (by {}, until {} ms: {}); resume it first for a hand-over",
-                p.by, p.until_ms, p.reason
-            )),
+        let master = snap.local.as_ref().is_some_and(|l| l.is_master());
+        let (announced, outcome) = match snap.pause.as_ref().filter(|_| master) {
+            // A paused group keeps its master: the hand-over refuses.
+            Some(p) => (
+                None,
+                Outcome::Unsafe(format!(
+                    "the group is paused (by {}, until {} ms: {}); resume it first for a hand-over",
+                    p.by, p.until_ms, p.reason
+                )),
+            ),
             None => {
+                // Without a preferred replica, an intent all the same, so
+                // that the history says hand-over.
+                let (preferred, announced) = match self.prefer(&snap, deadline).await {
+                    Some((to, intent)) => (Some(to), Some(intent)),
+                    None if master => (None, self.announce(&snap, None, Cause::HandOver, deadline).await),
+                    None => (None, None),
+                };
                 let p = Procedure::new(
-                    preferred.as_ref().map(|(to, _)| to.clone()),
+                    preferred,
                     false,
                     Instant::now(),
                     deadline.saturating_duration_since(Instant::now()),
                     AFTER_PREFERENCE,
                 );
-                timeout_at(deadline, carry_out(self.own, self.observer, p, "hand-over"))
+                let outcome = timeout_at(deadline, carry_out(self.own, self.observer, p, "hand-over"))
                     .await
-                    .map_or_else(|_| Outcome::TimedOut("SHUTDOWN_FAILOVER_TIMEOUT_S".into()), |(o, _)| o)
+                    .map_or_else(|_| Outcome::TimedOut("SHUTDOWN_FAILOVER_TIMEOUT_S".into()), |(o, _)| o);
+                (announced, outcome)
             }
         };
         // Ended, not removed: the watcher that moves the record may read it
