@@ -62,8 +62,8 @@ use crate::render::{TlsPaths, tls_lines};
 use crate::session::Keeper;
 use crate::supervise::Signals;
 use crate::tls::{Refresh, Tls};
+use crate::zk::Zk;
 use crate::zk::settings::ZkTls;
-use crate::zk::{Zk, ZkConfig};
 
 /// Exit code for a signal that stopped the launcher before its child ran.
 pub fn interrupted(sig: i32) -> i32 {
@@ -107,7 +107,14 @@ pub async fn start(
         error!(error = %e, "cannot install signal handlers");
         1
     })?;
-    let zk = connect(&common.zk, &mut signals).await?;
+    // Within `ZK_CONNECT_TIMEOUT_S`, unless a signal comes first.
+    let zk = tokio::select! {
+        r = Zk::connect(&common.zk) => r.map_err(|e| {
+            error!(error = %e, "giving up");
+            1
+        })?,
+        sig = signals.recv() => return Err(interrupted(sig)),
+    };
     group_tls(common, &zk, &mut signals).await?;
     Ok((admin, signals, zk))
 }
@@ -141,18 +148,6 @@ async fn group_tls(common: &Common, zk: &Zk, signals: &mut Signals) -> Result<()
             Err(1)
         }
         _ => Ok(()),
-    }
-}
-
-/// Connects to ZooKeeper within `ZK_CONNECT_TIMEOUT_S`; returns the exit
-/// code (1, or 128+signal) when that fails or a signal comes first.
-pub async fn connect(cfg: &ZkConfig, signals: &mut Signals) -> Result<Zk, i32> {
-    tokio::select! {
-        r = Zk::connect(cfg) => r.map_err(|e| {
-            error!(error = %e, "giving up");
-            1
-        }),
-        sig = signals.recv() => Err(interrupted(sig)),
     }
 }
 
