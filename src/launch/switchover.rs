@@ -12,7 +12,6 @@ use tracing::{info, warn};
 
 use crate::act::Action;
 use crate::launch::Own;
-use crate::model::Endpoint;
 use crate::observe::Observer;
 use crate::policy::switchover::{Outcome, Phase, Procedure, Step, step};
 
@@ -53,11 +52,8 @@ pub async fn carry_out(
                 Err(e) => return (Outcome::Unsafe(format!("cannot pause writes: {e}")), None),
             },
             Step::Request(first) => {
-                let order: Vec<&Endpoint> = std::iter::once(&first)
-                    .chain(snap.sentinels.iter().filter(|s| **s != first))
-                    .collect();
                 let mut refusals = vec![];
-                for s in order {
+                for s in std::iter::once(&first).chain(snap.sentinels.iter().filter(|s| **s != first)) {
                     match executor.execute(&Action::RequestFailover(s.clone()), None).await {
                         Ok(()) => info!(sentinel = %s, "failover requested"),
                         // Another Sentinel (or this one) already runs it.
