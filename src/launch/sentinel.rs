@@ -113,11 +113,6 @@ async fn run_to_exit(cfg: SentinelConfig, id: Identity) -> Result<i32, i32> {
             ..Scope::default()
         },
     );
-    let follower = Follower {
-        cfg: &cfg,
-        probe: &probe,
-        own: own.clone(),
-    };
     let supervised = async {
         loop {
             tokio::select! {
@@ -161,7 +156,7 @@ async fn run_to_exit(cfg: SentinelConfig, id: Identity) -> Result<i32, i32> {
     let code = tokio::select! {
         code = supervised => code,
         never = observer.run(keeper.subscribe(), |_| view::EVERY) => match never {},
-        never = follower.run(&observer, &keeper) => match never {},
+        never = follow_takeovers(&cfg, &probe, &own, &observer, &keeper) => match never {},
         never = view::sentinel(admin, &observer, &own, &id.announce) => match never {},
     };
     keeper.shutdown().await;
@@ -225,50 +220,45 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
     }
 }
 
-/// Re-points this Sentinel after a takeover ([`crate::policy::follow`]).
-struct Follower<'a> {
-    cfg: &'a SentinelConfig,
-    probe: &'a Probe,
-    /// This Sentinel's local address.
-    own: Endpoint,
-}
-
-impl Follower<'_> {
-    /// For ever: with each snapshot, decide and, if the policy says so,
-    /// re-point the Sentinel.
-    async fn run(&self, observer: &Observer, keeper: &Keeper) -> std::convert::Infallible {
-        let name = &self.cfg.common.master_name;
-        let executor = Executor {
-            monitor: Some((&self.cfg.monitor, self.cfg.common.password.as_ref())),
-            ..Executor::new(self.probe, name)
+/// Re-points this Sentinel (`own`: its local address) after a takeover
+/// ([`crate::policy::follow`]), for ever: with each snapshot, decide and,
+/// if the policy says so, re-point the Sentinel.
+async fn follow_takeovers(
+    cfg: &SentinelConfig,
+    probe: &Probe,
+    own: &Endpoint,
+    observer: &Observer,
+    keeper: &Keeper,
+) -> std::convert::Infallible {
+    let executor = Executor {
+        monitor: Some((&cfg.monitor, cfg.common.password.as_ref())),
+        ..Executor::new(probe, &cfg.common.master_name)
+    };
+    let mut mismatch_since: Option<Instant> = None;
+    let mut rx = observer.subscribe();
+    loop {
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let Some(snap) = rx.borrow_and_update().clone() else {
+            continue;
         };
-        let mut mismatch_since: Option<Instant> = None;
-        let mut rx = observer.subscribe();
-        loop {
-            if rx.changed().await.is_err() {
-                return std::future::pending().await;
-            }
-            let Some(snap) = rx.borrow_and_update().clone() else {
-                continue;
+        let Follow::Repoint(to) = follow(&snap, own, &mut mismatch_since, Instant::now(), FOLLOW_SETTLE) else {
+            continue;
+        };
+        // This Sentinel first, then the others still behind, at once.
+        let others = also_behind(&snap, own, &to);
+        let zk = keeper.zk();
+        for s in std::iter::once(own).chain(&others) {
+            let old = snap.answer_of(s).map(|a| a.master.clone());
+            let action = Action::RepointSentinel {
+                sentinel: s.clone(),
+                to: to.clone(),
             };
-            let Follow::Repoint(to) = follow(&snap, &self.own, &mut mismatch_since, Instant::now(), FOLLOW_SETTLE)
-            else {
-                continue;
-            };
-            // This Sentinel first, then the others still behind, at once.
-            let others = also_behind(&snap, &self.own, &to);
-            let zk = keeper.zk();
-            for s in std::iter::once(&self.own).chain(&others) {
-                let old = snap.answer_of(s).map(|a| a.master.clone());
-                let action = Action::RepointSentinel {
-                    sentinel: s.clone(),
-                    to: to.clone(),
-                };
-                let observed = Observed::new(&zk, snap.session);
-                match executor.execute(&action, Some(observed)).await {
-                    Ok(()) => warn!(sentinel = %s, old = ?old, master = %to, "re-pointed a sentinel after a takeover"),
-                    Err(e) => warn!(error = %e, sentinel = %s, master = %to, "re-pointing failed; retrying"),
-                }
+            let observed = Observed::new(&zk, snap.session);
+            match executor.execute(&action, Some(observed)).await {
+                Ok(()) => warn!(sentinel = %s, old = ?old, master = %to, "re-pointed a sentinel after a takeover"),
+                Err(e) => warn!(error = %e, sentinel = %s, master = %to, "re-pointing failed; retrying"),
             }
         }
     }
