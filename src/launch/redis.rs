@@ -148,7 +148,7 @@ pub async fn run(cfg: RedisConfig, id: Identity) -> i32 {
         observer: &observer,
         keeper: &keeper,
         synced: Cell::new(replica_of.is_none()),
-        priority_set: Cell::new(Some(if replica_of.is_some() { 0 } else { cfg.replica_priority })),
+        priority_set: Cell::new(if replica_of.is_some() { 0 } else { cfg.replica_priority }),
         priority_set_at: Cell::new(Instant::now()),
         priority_by_hand: Cell::new(false),
         held_by_hand: Cell::new(None),
@@ -214,7 +214,7 @@ struct Duty<'a> {
     synced: Cell<bool>,
     /// The priority this launcher last gave its server (or its generated
     /// config did).
-    priority_set: Cell<Option<u32>>,
+    priority_set: Cell<u32>,
     /// When it last did.
     priority_set_at: Cell<Instant>,
     /// Someone else set the priority: leave it alone.
@@ -393,12 +393,11 @@ impl Duty<'_> {
         // Only a look that began after our last change can tell.
         if !l.is_master()
             && snap.taken > self.priority_set_at.get()
-            && let Some(set) = self.priority_set.get()
-            && l.priority != set
+            && l.priority != self.priority_set.get()
             && !self.cfg.nofailover
         {
             self.priority_by_hand.set(true);
-            warn!(addr = %self.own.me, priority = l.priority, was = set,
+            warn!(addr = %self.own.me, priority = l.priority, was = self.priority_set.get(),
                 "replica-priority was changed by someone else; this launcher leaves it alone from now on");
             return;
         }
@@ -420,9 +419,9 @@ impl Duty<'_> {
         let now = if l.is_master() {
             self.priority_set.get()
         } else {
-            Some(l.priority)
+            l.priority
         };
-        if now.is_none_or(|p| p == want) {
+        if now == want {
             return;
         }
         let what = match (first_sync, paused) {
@@ -430,7 +429,7 @@ impl Duty<'_> {
             (_, true) => "the group is paused; replica-priority held at 0",
             _ => "replica-priority set",
         };
-        self.set_priority(want, now, what).await;
+        self.set_priority(want, Some(now), what).await;
     }
 
     /// Once a pause ends (resumed, or expired): a master that died during
@@ -468,23 +467,18 @@ impl Duty<'_> {
         // Nothing to ask for once a server answers as master: a promotion
         // happened (the Sentinels name it at once).
         let promoted = snap.servers.iter().any(|s| s.is_master());
-        let down: Vec<_> = answers.iter().filter(|a| a.master_down && !a.failover).collect();
-        if !replica || promoted || (running && !stuck) || down.is_empty() {
+        let majority_down = answers.iter().filter(|a| a.master_down).count() * 2 > answers.len();
+        let Some(ask) = answers.iter().find(|a| a.master_down && !a.failover) else {
+            return;
+        };
+        if !replica || promoted || (running && !stuck) || !majority_down {
             return;
         }
-        if answers.iter().filter(|a| a.master_down).count() * 2 <= answers.len() {
-            return;
-        }
-        let s = &down[0].sentinel;
-        match self
-            .own
-            .executor()
-            .execute(&Action::RequestFailover(s.clone()), None)
-            .await
-        {
-            Ok(()) => warn!(addr = %self.own.me, sentinel = %s, master = %down[0].monitored,
+        let action = Action::RequestFailover(ask.sentinel.clone());
+        match self.own.executor().execute(&action, None).await {
+            Ok(()) => warn!(addr = %self.own.me, sentinel = %ask.sentinel, master = %ask.monitored,
                 "the master died during the pause; failover requested"),
-            Err(e) => debug!(sentinel = %s, error = %e, "failover after the pause not accepted yet"),
+            Err(e) => debug!(sentinel = %ask.sentinel, error = %e, "failover after the pause not accepted yet"),
         }
     }
 
@@ -492,7 +486,7 @@ impl Duty<'_> {
     async fn set_priority(&self, want: u32, was: Option<u32>, what: &str) -> bool {
         match self.own.executor().execute(&Action::SetPriority(want), None).await {
             Ok(()) => {
-                self.priority_set.set(Some(want));
+                self.priority_set.set(want);
                 self.priority_set_at.set(Instant::now());
                 info!(addr = %self.own.me, priority = want, was = ?was, "{what}");
                 true
