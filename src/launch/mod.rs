@@ -247,9 +247,7 @@ pub async fn follow_tls(common: Common, child: ChildTls) {
         let Some(paths) = pending.take() else { continue };
         match &child {
             ChildTls::None => {}
-            ChildTls::Restart(restart, _) => {
-                restart.send_modify(|n| *n += 1);
-            }
+            ChildTls::Restart(restart, _) => restart.send_modify(|n| *n += 1),
             ChildTls::ConfigSet(local, _) => {
                 let executor = Executor::with_local(&probe, &common.master_name, local);
                 match executor.execute(&Action::TlsFiles(paths.clone()), None).await {

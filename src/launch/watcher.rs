@@ -273,11 +273,8 @@ impl Watcher {
         };
         let old = snap.record.master().map(ToString::to_string).unwrap_or_default();
         let observed = Observed::new(zk, snap.session);
-        match self
-            .executor()
-            .execute(&Action::WriteRecord(w.clone()), Some(observed))
-            .await
-        {
+        let action = Action::WriteRecord(w.clone());
+        match self.executor().execute(&action, Some(observed)).await {
             Ok(()) => info!(path = %zk.master_path(), old = %old, master = %w.master, "record follows the sentinels"),
             Err(e) => warn!(error = %e, master = %w.master, "reconcile: record not written"),
         }
