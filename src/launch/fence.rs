@@ -7,7 +7,6 @@
 //! that cannot answer. With no Sentinel registered, ZooKeeper's own server
 //! (not the watched copy) is asked whether the record names this master.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -67,7 +66,7 @@ pub async fn run(
     let executor = own.executor();
     loop {
         let due = if mem.fenced { None } else { deadline(&mem, lease, after) };
-        let snap: Option<Arc<Snapshot>> = tokio::select! {
+        let snap = tokio::select! {
             biased;
             changed = snapshots.changed() => match changed {
                 Ok(()) => snapshots.borrow_and_update().clone(),

@@ -191,9 +191,7 @@ async fn wait_for_master(cfg: &SentinelConfig, zk: &Zk, probe: &Probe, signals: 
             return Ok(m);
         }
         let record = &snap.record;
-        if let Some(m) = record.master()
-            && snap.is_live_master(m)
-        {
+        if let Some(m) = record.master().filter(|m| snap.is_live_master(m)) {
             info!(master = %m, path = %zk.master_path(), "the record names a live master");
             return Ok(m.clone());
         }
