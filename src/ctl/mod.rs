@@ -22,24 +22,32 @@ use crate::zk::Zk;
 
 pub mod args;
 
-/// Connects read-only and takes one look at the whole group, nodes
-/// included; `None` (logged) when the group cannot be read.
-async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, Snapshot)> {
-    let zk = Zk::connect_read_only(&cfg.common.zk)
+/// Connects read-only; `None` (logged) when the group cannot be read.
+async fn connect(cfg: &CtlConfig) -> Option<Zk> {
+    Zk::connect_read_only(&cfg.common.zk)
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
-        .ok()?;
+        .ok()
+}
+
+/// The whole group, nodes and the Sentinels' replicas included.
+const WHOLE_GROUP: Scope = Scope {
+    local_server: None,
+    local_sentinel: None,
+    nodes: true,
+    sentinel_replicas: true,
+};
+
+/// Connects read-only and takes one look at the whole group; `None`
+/// (logged) when the group cannot be read.
+async fn look(cfg: &CtlConfig) -> Option<(Zk, Probe, Snapshot)> {
+    let zk = connect(cfg).await?;
     zk.speak_as_group(cfg.common.tls.as_ref())
         .await
         .map_err(|e| error!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks"))
         .ok()?;
     let probe = Probe::of(&cfg.common);
-    let scope = Scope {
-        nodes: true,
-        sentinel_replicas: true,
-        ..Scope::default()
-    };
-    let snap = observe(&zk, &probe, &cfg.common.master_name, &scope)
+    let snap = observe(&zk, &probe, &cfg.common.master_name, &WHOLE_GROUP)
         .await
         .map_err(|e| error!(error = %e, "cannot read the group"))
         .ok()?;
@@ -230,13 +238,8 @@ pub async fn pause(cfg: CtlConfig, duration: Duration, reason: String) -> i32 {
         eprintln!("rzkctl: pause failed, nothing changed: cannot write {path}: {e}");
         return 1;
     }
-    let scope = Scope {
-        nodes: true,
-        sentinel_replicas: true,
-        ..Scope::default()
-    };
     loop {
-        let promotable = match observe(&zk, &probe, &cfg.common.master_name, &scope).await {
+        let promotable = match observe(&zk, &probe, &cfg.common.master_name, &WHOLE_GROUP).await {
             Err(e) => vec![e.to_string()],
             Ok(snap) => snap
                 .sentinel_replicas
@@ -295,12 +298,8 @@ pub async fn resume(cfg: CtlConfig) -> i32 {
 /// `rzkctl history [--json]`: the last changes of master, oldest first.
 /// Exit 0; 1 when it cannot be read.
 pub async fn history(cfg: CtlConfig, json: bool) -> i32 {
-    let zk = match Zk::connect_read_only(&cfg.common.zk).await {
-        Ok(zk) => zk,
-        Err(e) => {
-            error!(error = %e, "cannot read the group");
-            return 1;
-        }
+    let Some(zk) = connect(&cfg).await else {
+        return 1;
     };
     let h = match zk.read_history().await {
         Ok(h) => h,
@@ -374,11 +373,11 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
             return 1;
         }
     };
+    let word = if on { "on" } else { "off" };
     let blockers = switch_blockers(&speakers, &snap.nodes, &snap.sentinels, on);
     if !blockers.is_empty() {
         eprintln!(
-            "rzkctl: tls {} refused, nothing changed: {} task(s) could not follow (every task needs the TLS files and TLS_TRANSITION=yes first): {}",
-            if on { "on" } else { "off" },
+            "rzkctl: tls {word} refused, nothing changed: {} task(s) could not follow (every task needs the TLS files and TLS_TRANSITION=yes first): {}",
             blockers.len(),
             blockers.join("; ")
         );
@@ -410,9 +409,8 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
         }
         if started.elapsed() >= TLS_SWITCH {
             eprintln!(
-                "rzkctl: {} says {}, but after {} s these tasks do not answer in {said} (do they run with TLS_TRANSITION=yes?): {}",
+                "rzkctl: {} says {word}, but after {} s these tasks do not answer in {said} (do they run with TLS_TRANSITION=yes?): {}",
                 zk.tls_path(),
-                if on { "on" } else { "off" },
                 TLS_SWITCH.as_secs(),
                 silent.join("; ")
             );
