@@ -362,10 +362,15 @@ impl Zk {
 
     /// The history, oldest first (empty when there is none yet).
     pub async fn read_history(&self) -> Result<History, Error> {
-        match bounded(self.op_timeout(), self.client.get_data(&self.history_path())).await {
-            Ok((d, _)) => Ok(History::parse(&d)),
-            Err(Error::NoNode) => Ok(History::default()),
-            Err(e) => Err(e),
+        let read = self.get_data(&self.history_path()).await?;
+        Ok(read.map_or_else(History::default, |(d, _)| History::parse(&d)))
+    }
+
+    /// The data and stat of `path`, `None` when there is no such node.
+    async fn get_data(&self, path: &str) -> Result<Option<(Vec<u8>, Stat)>, Error> {
+        match bounded(self.op_timeout(), self.client.get_data(path)).await {
+            Err(Error::NoNode) => Ok(None),
+            r => r.map(Some),
         }
     }
 
@@ -426,11 +431,7 @@ impl Zk {
             return Ok(v);
         }
         let ticket = self.mirror.ticket(part);
-        let v = match bounded(self.op_timeout(), self.client.get_data(path)).await {
-            Err(Error::NoNode) => None,
-            Err(e) => return Err(e),
-            Ok((data, stat)) => Some((data, stat.version)),
-        };
+        let v = self.get_data(path).await?.map(|(data, stat)| (data, stat.version));
         self.mirror.keep(part, ticket, Kept::Node(v.clone()));
         Ok(v)
     }
@@ -499,10 +500,9 @@ impl Zk {
     pub async fn read_master_fresh(&self) -> Result<Record, Error> {
         let ticket = self.mirror.ticket(Part::Master);
         let path = self.master_path();
-        let r = match bounded(self.op_timeout(), self.client.get_data(&path)).await {
-            Err(Error::NoNode) => Record::Missing,
-            Err(e) => return Err(e),
-            Ok((data, stat)) => classify(&path, &data, &stat),
+        let r = match self.get_data(&path).await? {
+            None => Record::Missing,
+            Some((data, stat)) => classify(&path, &data, &stat),
         };
         self.mirror.keep(Part::Master, ticket, Kept::Master(r.clone()));
         Ok(r)
@@ -554,11 +554,9 @@ impl Zk {
         // The history is appended in the same transaction: one entry per
         // change of the record, and none for a write that lost its race.
         let history = self.history_path();
-        let (mut h, hv) = match bounded(limit, self.client.get_data(&history)).await {
-            Ok((d, stat)) => (History::parse(&d), Some(stat.version)),
-            Err(Error::NoNode) => (History::default(), None),
-            Err(e) => return Err(e),
-        };
+        let read = self.get_data(&history).await?;
+        let hv = read.as_ref().map(|(_, stat)| stat.version);
+        let mut h = read.map_or_else(History::default, |(d, _)| History::parse(&d));
         h.push(change);
         let h = h.to_bytes();
         // The same operations with either writer (of the lock, or plain).
