@@ -17,7 +17,7 @@ use crate::policy::speak::switch_blockers;
 use crate::policy::switchover::plan;
 use crate::probe::Probe;
 use crate::snapshot::{Scope, Snapshot};
-use crate::view::status::{status as group_status, table};
+use crate::view::status::{dash, status as group_status, table};
 use crate::zk::Zk;
 
 pub mod args;
@@ -331,14 +331,13 @@ fn history_table(h: &History) -> String {
         "TIME", "CAUSE", "OLD", "NEW", "EPOCH"
     );
     for c in &h.0 {
-        let old = c.old.as_ref().map_or_else(|| "-".into(), ToString::to_string);
-        let epoch = c.epoch.map_or_else(|| "-".into(), |e| e.to_string());
         out += &format!(
-            "{:<20}  {:<10}  {:<22}  {:<22}  {epoch}\n",
+            "{:<20}  {:<10}  {:<22}  {:<22}  {}\n",
             show_ms(c.at_ms),
             c.cause.as_str(),
-            old,
-            c.new.to_string()
+            dash(c.old.as_ref()),
+            c.new.to_string(),
+            dash(c.epoch)
         );
     }
     out

@@ -181,14 +181,17 @@ fn show(e: &Option<Endpoint>) -> String {
     e.as_ref().map_or_else(|| "nothing".to_string(), ToString::to_string)
 }
 
+/// `value` for a table cell, `-` without one.
+pub fn dash(value: Option<impl std::fmt::Display>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
 /// The status as a table for a terminal.
 pub fn table(s: &GroupStatus) -> String {
-    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let num = |o: Option<i64>| o.map_or_else(|| "-".into(), |n| n.to_string());
     let mut out = format!(
         "record: {} (version {})\n\n",
-        opt(&s.record),
-        s.record_version.map_or_else(|| "-".into(), |v| v.to_string())
+        dash(s.record.as_ref()),
+        dash(s.record_version)
     );
     out += &format!(
         "{:<22} {:<11} {:<15} {:<22} {:<5} {:>12} {:>10}  {}\n",
@@ -202,19 +205,16 @@ pub fn table(s: &GroupStatus) -> String {
             (Some(false), Some(why)) => format!("no: {why}"),
             _ => "-".to_string(),
         };
-        let engine = match (n.engine, &n.engine_version) {
-            (Some(e), Some(v)) => format!("{e} {v}"),
-            _ => "-".to_string(),
-        };
+        let engine = dash(n.engine.zip(n.engine_version.as_ref()).map(|(e, v)| format!("{e} {v}")));
         out += &format!(
             "{:<22} {:<11} {:<15} {:<22} {:<5} {:>12} {:>10}  {}\n",
             n.addr,
             role,
             engine,
-            opt(&n.master),
+            dash(n.master.as_ref()),
             link,
-            num(n.offset),
-            num(n.lag_bytes),
+            dash(n.offset),
+            dash(n.lag_bytes),
             promotable
         );
     }
@@ -223,14 +223,13 @@ pub fn table(s: &GroupStatus) -> String {
         "SENTINEL", "MASTER", "EPOCH", "PEERS", "GHOSTS"
     );
     for x in &s.sentinels {
-        let n = |o: Option<usize>| o.map_or_else(|| "-".into(), |v| v.to_string());
         out += &format!(
             "{:<22} {:<22} {:>6} {:>6} {:>7}\n",
             x.addr,
-            opt(&x.master),
-            x.epoch.map_or_else(|| "-".into(), |e| e.to_string()),
-            n(x.peers),
-            n(x.ghosts)
+            dash(x.master.as_ref()),
+            dash(x.epoch),
+            dash(x.peers),
+            dash(x.ghosts)
         );
     }
     out += "\n";
