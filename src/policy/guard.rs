@@ -103,12 +103,8 @@ pub fn guard(
                     mem.demoted_at = Some(now);
                     Some(GuardAction::Demote { to: other })
                 }
-                Some(_) => {
-                    mem.outvoted_once = true;
-                    None
-                }
-                None => {
-                    mem.outvoted_once = false;
+                other => {
+                    mem.outvoted_once = other.is_some();
                     None
                 }
             }
