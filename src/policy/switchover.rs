@@ -252,6 +252,13 @@ fn check(online: bool, addr: &Endpoint, view: &[SentinelReplica]) -> Result<(), 
     }
 }
 
+/// What each registered Sentinel would promote.
+fn registered_views(snap: &Snapshot) -> impl Iterator<Item = &(Endpoint, Vec<SentinelReplica>)> {
+    snap.sentinel_replicas
+        .iter()
+        .filter(|(s, _)| snap.sentinels.contains(s))
+}
+
 /// Whether the failover of a master whose server just died may be asked
 /// for at once: from the launcher's last snapshot `before` the death, the
 /// server was master and not fenced; from a look `after` it, no failover
@@ -274,11 +281,7 @@ pub fn crash_plan(before: &Snapshot, after: &Snapshot, fenced: bool) -> Result<E
         return Err("no sentinel registered".into());
     }
     let mut why_not = vec![];
-    for (s, view) in after
-        .sentinel_replicas
-        .iter()
-        .filter(|(s, _)| after.sentinels.contains(s))
-    {
+    for (s, view) in registered_views(after) {
         for line in &local.replicas {
             match check(line.online, &line.addr, view) {
                 Ok(()) => return Ok(s.clone()),
@@ -356,20 +359,16 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
     }
     // The candidates each registered Sentinel would pick from.
     let wanted = |addr: &Endpoint| !p.exclusive || p.to.as_ref() == Some(addr);
-    let mut why_not: Vec<(Endpoint, NotPromotable)> = vec![];
+    let mut why_not = vec![];
     let mut choice: Option<(Endpoint, Vec<Endpoint>)> = None;
-    for (s, view) in snap
-        .sentinel_replicas
-        .iter()
-        .filter(|(s, _)| snap.sentinels.contains(s))
-    {
+    for (s, view) in registered_views(snap) {
         let mut candidates = vec![];
         let mut others_held = true;
         for line in &local.replicas {
             match check(line.online, &line.addr, view) {
                 Ok(()) if wanted(&line.addr) => candidates.push(line.addr.clone()),
                 Ok(()) => others_held = false,
-                Err(e) => why_not.push((line.addr.clone(), e)),
+                Err(e) => why_not.push(format!("{}: {}", line.addr, e.as_str())),
             }
         }
         // A preferred target: a Sentinel that sees it as first choice.
@@ -398,12 +397,11 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
                 Step::Finish(Outcome::Skipped("no replica to hand over to".into()))
             }
             None => {
+                why_not.dedup();
                 let why = if why_not.is_empty() {
                     "no replica".to_string()
                 } else {
-                    let mut w: Vec<String> = why_not.iter().map(|(r, w)| format!("{r}: {}", w.as_str())).collect();
-                    w.dedup();
-                    w.join("; ")
+                    why_not.join("; ")
                 };
                 if now >= p.ready_by {
                     Step::Finish(Outcome::Unsafe(format!(
