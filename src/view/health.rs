@@ -267,10 +267,9 @@ pub fn watcher_pages(snap: &Snapshot, subscribed: &[Endpoint]) -> (Pages, bool) 
         "healthy": healthy,
         "ready": ready,
     });
-    let master = match (record, version) {
-        (Some(m), Some(v)) => json!({"addr": m.to_string(), "version": v}),
-        (None, Some(v)) => json!({"addr": null, "version": v}),
-        _ => json!({"addr": null}),
+    let master = match version {
+        Some(v) => json!({"addr": record.map(ToString::to_string), "version": v}),
+        None => json!({"addr": null}),
     };
     let sentinels: Vec<Value> = snap.sentinels.iter().map(|s| json!({"addr": s.to_string()})).collect();
     let pages = vec![
