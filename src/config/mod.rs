@@ -181,22 +181,21 @@ pub const DEFAULT_REPLICA_PRIORITY: u32 = 100;
 /// "not promotable before the first sync" rule.
 pub fn take_replica_priority(args: &mut Vec<String>) -> Result<u32, ConfigError> {
     let mut priority = DEFAULT_REPLICA_PRIORITY;
-    let mut i = 0;
-    while i < args.len() {
-        let name = args[i].to_ascii_lowercase();
-        if name == "--replica-priority" || name == "--slave-priority" {
-            let value = args.get(i + 1).cloned().unwrap_or_default();
-            priority = value.trim().parse::<u32>().map_err(|_| {
-                ConfigError::new(
-                    "args",
-                    format!("{} {value}", args[i]),
-                    "--replica-priority followed by a whole number from 0 (never promote) up",
-                )
-            })?;
-            args.drain(i..(i + 2).min(args.len()));
-        } else {
-            i += 1;
-        }
+    let is_priority = |a: &String| {
+        ["--replica-priority", "--slave-priority"]
+            .iter()
+            .any(|n| a.eq_ignore_ascii_case(n))
+    };
+    while let Some(i) = args.iter().position(is_priority) {
+        let value = args.get(i + 1).cloned().unwrap_or_default();
+        priority = value.trim().parse::<u32>().map_err(|_| {
+            ConfigError::new(
+                "args",
+                format!("{} {value}", args[i]),
+                "--replica-priority followed by a whole number from 0 (never promote) up",
+            )
+        })?;
+        args.drain(i..(i + 2).min(args.len()));
     }
     Ok(priority)
 }
