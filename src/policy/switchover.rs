@@ -55,16 +55,11 @@ pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Endpoint, String> 
     if snap.sentinels.is_empty() {
         return Err("no Sentinel is registered to fail over".into());
     }
-    let replica_of_master = |n: &&Endpoint| {
-        snap.server(n)
-            .is_some_and(|s| matches!(&s.role, Role::Replica { master: m, .. } if *m == master))
-    };
     let Some(to) = to else {
-        let promotable = snap
-            .nodes
-            .iter()
-            .filter(replica_of_master)
-            .any(|n| snap.server(n).is_some_and(|s| not_promotable(s).is_none()));
+        let promotable =
+            snap.nodes.iter().filter_map(|n| snap.server(n)).any(|s| {
+                matches!(&s.role, Role::Replica { master: m, .. } if *m == master) && not_promotable(s).is_none()
+            });
         return if promotable {
             Ok(master)
         } else {
