@@ -230,63 +230,34 @@ impl<'a> Executor<'a> {
             Action::RepointSentinel { sentinel, to } => self.repoint_sentinel(sentinel, to).await?,
             Action::RequestFailover(s) => self.redis(s, &["SENTINEL", "FAILOVER", self.name]).await?,
             Action::PauseWrites(d) => {
-                let ms = d.as_millis().to_string();
-                self.redis(self.own()?, &["CLIENT", "PAUSE", &ms, "WRITE"]).await?
-            }
-            Action::Unpause => self.redis(self.own()?, &["CLIENT", "UNPAUSE"]).await?,
-            Action::SetPriority(p) => {
-                let p = p.to_string();
-                self.redis(self.own()?, &["CONFIG", "SET", "replica-priority", &p])
+                self.on_own(&["CLIENT", "PAUSE", &d.as_millis().to_string(), "WRITE"])
                     .await?
             }
+            Action::Unpause => self.on_own(&["CLIENT", "UNPAUSE"]).await?,
+            Action::SetPriority(p) => self.config_set(&["replica-priority", &p.to_string()]).await?,
             Action::Follow(to) => self.become_replica(to).await?,
-            Action::MinReplicasToWrite(n) => {
-                self.redis(self.own()?, &["CONFIG", "SET", "min-replicas-to-write", n])
-                    .await?
-            }
-            Action::ShutdownTimeout(d) => {
-                let s = d.as_secs().to_string();
-                self.redis(self.own()?, &["CONFIG", "SET", "shutdown-timeout", &s])
-                    .await?
-            }
+            Action::MinReplicasToWrite(n) => self.config_set(&["min-replicas-to-write", n]).await?,
+            Action::ShutdownTimeout(d) => self.config_set(&["shutdown-timeout", &d.as_secs().to_string()]).await?,
             Action::TlsFiles(p) => {
                 let [cert, key, ca] = [&p.cert, &p.key, &p.ca].map(|f| f.to_string_lossy().into_owned());
-                let set = [
-                    "CONFIG",
-                    "SET",
-                    "tls-cert-file",
-                    &cert,
-                    "tls-key-file",
-                    &key,
-                    "tls-ca-cert-file",
-                    &ca,
-                ];
-                self.redis(self.own()?, &set).await?
+                self.config_set(&["tls-cert-file", &cert, "tls-key-file", &key, "tls-ca-cert-file", &ca])
+                    .await?
             }
-            Action::SpeakTls(on, port) => {
-                let port = port.to_string();
+            Action::SpeakTls(tls, port) => {
                 // One CONFIG SET: the old listener closes before the new
                 // one binds the same port.
-                let set = if *on {
-                    [
-                        "CONFIG",
-                        "SET",
-                        "port",
-                        "0",
-                        "tls-port",
-                        &port,
-                        "tls-replication",
-                        "yes",
-                    ]
+                let (closed, opened, replication) = if *tls {
+                    ("port", "tls-port", "yes")
                 } else {
-                    ["CONFIG", "SET", "tls-port", "0", "port", &port, "tls-replication", "no"]
+                    ("tls-port", "port", "no")
                 };
-                self.redis(self.own()?, &set).await?
+                let port = port.to_string();
+                self.config_set(&[closed, "0", opened, &port, "tls-replication", replication])
+                    .await?
             }
-            Action::DropMasterLink => self.redis(self.own()?, &["CLIENT", "KILL", "TYPE", "master"]).await?,
+            Action::DropMasterLink => self.on_own(&["CLIENT", "KILL", "TYPE", "master"]).await?,
             Action::SentinelInfoPeriod(d) => {
-                let ms = d.as_millis().to_string();
-                self.redis(self.own()?, &["SENTINEL", "DEBUG", "info-period", &ms])
+                self.on_own(&["SENTINEL", "DEBUG", "info-period", &d.as_millis().to_string()])
                     .await?
             }
         }
@@ -300,6 +271,16 @@ impl<'a> Executor<'a> {
 
     async fn redis(&self, server: &Endpoint, args: &[&str]) -> Result<(), ActError> {
         self.probe.cmd(server, args).await.map(|_| ()).map_err(ActError::from)
+    }
+
+    /// `args` on the own server.
+    async fn on_own(&self, args: &[&str]) -> Result<(), ActError> {
+        self.redis(self.own()?, args).await
+    }
+
+    /// `CONFIG SET` of `settings` (names and values) on the own server.
+    async fn config_set(&self, settings: &[&str]) -> Result<(), ActError> {
+        self.on_own(&[&["CONFIG", "SET"], settings].concat()).await
     }
 
     async fn replicaof(&self, server: &Endpoint, to: &Endpoint) -> Result<(), ActError> {
