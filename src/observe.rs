@@ -93,47 +93,32 @@ async fn stored(zk: &Zk, scope: &Scope, limit: Duration) -> Result<Stored, Obser
         if_nodes(nodes_dir.clone()),
         if_nodes(diverged_dir.clone()),
     );
-    let intent = match bounded(zk.switchover_path(), intent)? {
-        None => None,
-        Some((data, _)) => match Intent::parse(&data) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                warn!(path = %zk.switchover_path(), error = %e, "ignoring an unusable switchover intent");
-                None
-            }
-        },
-    };
-    let pause = match bounded(zk.pause_path(), pause)? {
-        None => None,
-        Some((data, _)) => match Pause::parse(&data, unix_ms()) {
-            Ok(p) => Some(p).filter(|p| p.live(unix_ms())),
-            Err(e) => {
-                warn!(path = %zk.pause_path(), error = %e, "ignoring an unusable pause");
-                None
-            }
-        },
-    };
+    let intent = bounded(zk.switchover_path(), intent)?.and_then(|(data, _)| {
+        Intent::parse(&data)
+            .inspect_err(|e| warn!(path = %zk.switchover_path(), error = %e, "ignoring an unusable switchover intent"))
+            .ok()
+    });
+    let pause = bounded(zk.pause_path(), pause)?.and_then(|(data, _)| {
+        Pause::parse(&data, unix_ms())
+            .inspect_err(|e| warn!(path = %zk.pause_path(), error = %e, "ignoring an unusable pause"))
+            .ok()
+            .filter(|p| p.live(unix_ms()))
+    });
     let nodes = bounded(nodes_dir, nodes)?;
-    let nofailover = endpoints(
-        nodes
-            .iter()
-            .filter(|(name, _)| name.starts_with(NOFAILOVER_PREFIX))
-            .cloned()
-            .collect(),
-    );
+    let nofailover = endpoints(nodes.iter().filter(|(name, _)| name.starts_with(NOFAILOVER_PREFIX)));
     Ok(Stored {
         record: bounded(zk.master_path(), record)?,
         intent,
         pause,
-        sentinels: endpoints(bounded(sentinels_dir, sentinels)?),
-        nodes: endpoints(nodes),
-        diverged: endpoints(bounded(diverged_dir, diverged)?),
+        sentinels: endpoints(&bounded(sentinels_dir, sentinels)?),
+        nodes: endpoints(&nodes),
+        diverged: endpoints(&bounded(diverged_dir, diverged)?),
         nofailover,
     })
 }
 
-fn endpoints(registered: Vec<(String, Endpoint)>) -> Vec<Endpoint> {
-    let mut v: Vec<Endpoint> = registered.into_iter().map(|(_, e)| e).collect();
+fn endpoints<'a>(registered: impl IntoIterator<Item = &'a (String, Endpoint)>) -> Vec<Endpoint> {
+    let mut v: Vec<Endpoint> = registered.into_iter().map(|(_, e)| e.clone()).collect();
     v.sort();
     v
 }
@@ -284,17 +269,11 @@ async fn ask_sentinels(
         let (probe, name) = (probe.clone(), name.to_string());
         let is_own = own == Some(&s);
         asks.spawn(async move {
-            let named: &[&str] = &["SENTINEL", "get-master-addr-by-name", &name];
-            let master: &[&str] = &["SENTINEL", "MASTER", &name];
-            let replicas: &[&str] = &["SENTINEL", "REPLICAS", &name];
-            let ckquorum: &[&str] = &["SENTINEL", "CKQUORUM", &name];
-            let mut cmds = vec![named, master];
-            if with_replicas {
-                cmds.push(replicas);
-            }
-            if is_own {
-                cmds.push(ckquorum);
-            }
+            let ask = |what| ["SENTINEL", what, name.as_str()];
+            let mut asked = vec![ask("get-master-addr-by-name"), ask("MASTER")];
+            asked.extend(with_replicas.then(|| ask("REPLICAS")));
+            asked.extend(is_own.then(|| ask("CKQUORUM")));
+            let cmds: Vec<&[&str]> = asked.iter().map(|c| c.as_slice()).collect();
             let reply = timeout(limit, probe.pipe(&s, &cmds))
                 .await
                 .unwrap_or_else(|_| Err(ProbeError::timeout(&s, "SENTINEL MASTER", limit)));
@@ -391,9 +370,7 @@ async fn probe_servers(probe: &Probe, targets: BTreeSet<Endpoint>) -> Vec<Server
     }
     let mut out = vec![];
     while let Some(r) = checks.join_next().await {
-        if let Ok(Some(s)) = r {
-            out.push(s);
-        }
+        out.extend(r.ok().flatten());
     }
     out
 }
