@@ -106,12 +106,10 @@ impl Child {
 
     /// Waits for the child to exit. Cancellation safe.
     pub async fn wait(&mut self) -> ExitStatus {
-        if let Some(s) = self.status {
-            return s;
+        match self.status {
+            Some(s) => s,
+            None => *self.status.insert(self.inner.wait().await.unwrap_or_else(|_| failed())),
         }
-        let status = self.inner.wait().await.unwrap_or_else(|_| failed());
-        self.status = Some(status);
-        status
     }
 
     /// SIGTERM, then SIGKILL if the child has not exited within `grace`;
@@ -153,24 +151,14 @@ pub async fn program_engine(program: &Path) -> Result<crate::model::Engine, Stri
         .stderr(Stdio::null())
         .kill_on_drop(true);
     without_secrets(&mut cmd);
-    let out = match tokio::time::timeout(VERSION_TIMEOUT, cmd.output()).await {
-        Err(_) => {
-            return Err(format!(
-                "{} --version did not answer within {VERSION_TIMEOUT:?}",
-                program.display()
-            ));
-        }
-        Ok(Err(e)) => return Err(format!("{} --version: {e}", program.display())),
-        Ok(Ok(out)) => out,
-    };
+    let program = program.display();
+    let out = tokio::time::timeout(VERSION_TIMEOUT, cmd.output())
+        .await
+        .map_err(|_| format!("{program} --version did not answer within {VERSION_TIMEOUT:?}"))?
+        .map_err(|e| format!("{program} --version: {e}"))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    crate::reply::engine_of_version_line(&text).ok_or_else(|| {
-        format!(
-            "{} --version said {:?}, neither Redis nor Valkey",
-            program.display(),
-            text.trim()
-        )
-    })
+    crate::reply::engine_of_version_line(&text)
+        .ok_or_else(|| format!("{program} --version said {:?}, neither Redis nor Valkey", text.trim()))
 }
 
 /// The launcher's exit code for a child status: its code, or 128+signal.
