@@ -302,28 +302,19 @@ impl Probe {
         let io = |e: std::io::Error| Self::io(ep, e);
         let read = async {
             let mut conn = BufReader::new(self.stream(ep).await?);
-            let mut cmds = vec![];
-            if let Some(p) = &self.password {
-                cmds.push(redis::cmd("AUTH").arg(p.expose()).get_packed_command());
-            }
-            cmds.push(
-                redis::cmd("REPLCONF")
-                    .arg("ip-address")
-                    .arg(&as_replica.host)
-                    .get_packed_command(),
-            );
-            cmds.push(
-                redis::cmd("REPLCONF")
-                    .arg("listening-port")
-                    .arg(as_replica.port)
-                    .get_packed_command(),
-            );
-            cmds.push(redis::cmd("PSYNC").arg(replid).arg(from).get_packed_command());
+            let (port, offset) = (as_replica.port.to_string(), from.to_string());
+            let auth = self.password.as_ref().map(|p| vec!["AUTH", p.expose()]);
+            let cmds = auth.into_iter().chain([
+                vec!["REPLCONF", "ip-address", &as_replica.host],
+                vec!["REPLCONF", "listening-port", &port],
+                vec!["PSYNC", replid, &offset],
+            ]);
             // One at a time: a server refuses PSYNC while replies are
             // still on their way.
             let mut line = vec![];
-            for c in &cmds {
-                conn.get_mut().write_all(c).await.map_err(io)?;
+            for args in cmds {
+                let packed = redis::cmd(args[0]).arg(&args[1..]).get_packed_command();
+                conn.get_mut().write_all(&packed).await.map_err(io)?;
                 line.clear();
                 conn.read_until(b'\n', &mut line).await.map_err(io)?;
                 if line.first() == Some(&b'-') {
