@@ -118,12 +118,7 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
     let stamp = stamp(files);
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let ca_pem = read(&files.ca)?;
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&ca_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate ({e})", files.ca.display()))?;
-    if cas.is_empty() {
-        return Err(format!("{}: holds no certificate", files.ca.display()));
-    }
+    let cas = certificates(&ca_pem, &files.ca)?;
     let mut roots = rustls::RootCertStore::empty();
     for c in &cas {
         roots
@@ -144,12 +139,8 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
     };
     let cert_pem = read(cert_path)?;
     let key_pem = read(key_path)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate ({e})", cert_path.display()))?;
-    let Some(leaf) = chain.first().cloned() else {
-        return Err(format!("{}: holds no certificate", cert_path.display()));
-    };
+    let chain = certificates(&cert_pem, cert_path)?;
+    let leaf = chain[0].clone();
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("{}: not a PEM private key ({e})", key_path.display()))?;
     let (not_before, not_after, serial) = validity(&leaf).map_err(|e| format!("{}: {e}", cert_path.display()))?;
@@ -217,6 +208,17 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
         serial: Some(serial),
         stamp,
     })
+}
+
+/// The certificates of the PEM file `path` holds (`pem`): at least one.
+fn certificates(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate ({e})", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: holds no certificate", path.display()));
+    }
+    Ok(certs)
 }
 
 /// A certificate's validity (not before, not after, in seconds since the
@@ -423,13 +425,8 @@ impl ServerCertVerifier for Loopback {
         now: UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-        let loopback = match server_name {
-            ServerName::IpAddress(ip) => {
-                let ip = IpAddr::from(*ip);
-                ip == IpAddr::V4(Ipv4Addr::LOCALHOST) || ip == IpAddr::V6(Ipv6Addr::LOCALHOST)
-            }
-            _ => false,
-        };
+        let local = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+        let loopback = matches!(server_name, ServerName::IpAddress(ip) if local.contains(&IpAddr::from(*ip)));
         match self
             .0
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
