@@ -59,20 +59,15 @@ pub fn parse_role(v: &Value) -> Result<Role, String> {
     let Value::Array(items) = v else {
         return Err(format!("ROLE reply is not an array: {v:?}"));
     };
-    let kind = items.first().and_then(value_text).ok_or("empty ROLE reply")?;
+    let text = |i: usize| items.get(i).and_then(value_text);
+    let kind = text(0).ok_or("empty ROLE reply")?;
     match kind.as_str() {
         "master" => Ok(Role::Master),
         "sentinel" => Ok(Role::Sentinel),
         "slave" | "replica" => {
-            let host = items
-                .get(1)
-                .and_then(value_text)
-                .ok_or("ROLE slave reply without master host")?;
-            let port = items
-                .get(2)
-                .and_then(value_text)
-                .ok_or("ROLE slave reply without master port")?;
-            let state = items.get(3).and_then(value_text).unwrap_or_default();
+            let host = text(1).ok_or("ROLE slave reply without master host")?;
+            let port = text(2).ok_or("ROLE slave reply without master port")?;
+            let state = text(3).unwrap_or_default();
             let master = Endpoint::parse(&format!("{host} {port}")).map_err(|e| format!("ROLE slave reply: {e}"))?;
             Ok(Role::Replica { master, state })
         }
@@ -391,14 +386,12 @@ impl SentinelReplica {
 /// `None` when the reply is not a list of peers with flags.
 pub fn dead_peers(reply: &Value) -> Option<usize> {
     let Value::Array(peers) = reply else { return None };
-    let mut dead = 0;
-    for p in peers {
-        let f = fields(p);
-        if field(&f, "flags")?.split(',').any(|x| x == "s_down" || x == "o_down") {
-            dead += 1;
-        }
-    }
-    Some(dead)
+    peers.iter().try_fold(0, |dead, p| {
+        let down = field(&fields(p), "flags")?
+            .split(',')
+            .any(|x| x == "s_down" || x == "o_down");
+        Some(dead + usize::from(down))
+    })
 }
 
 /// The value of a one-parameter `CONFIG GET` reply.
