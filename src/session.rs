@@ -61,15 +61,11 @@ impl Keeper {
     /// transient errors, so the caller can go on supervising its child
     /// while ZooKeeper is away) and again after every session expiry.
     pub fn register(&self, path: &str, data: &[u8]) {
-        self.ephemerals
-            .lock()
-            .expect("poisoned")
-            .push((path.to_string(), data.to_vec()));
-        let (zk, path, data) = (self.zk(), path.to_string(), data.to_vec());
-        self.creators
-            .lock()
-            .expect("poisoned")
-            .push(tokio::spawn(async move { create_retrying(&zk, &path, &data).await }));
+        let registration = (path.to_string(), data.to_vec());
+        self.ephemerals.lock().expect("poisoned").push(registration.clone());
+        let (zk, (path, data)) = (self.zk(), registration);
+        let creator = tokio::spawn(async move { create_retrying(&zk, &path, &data).await });
+        self.creators.lock().expect("poisoned").push(creator);
     }
 
     /// Stops keeping `path` and deletes it (best effort: it goes with the
