@@ -138,17 +138,13 @@ impl Identity {
 /// What `ROLE` says about a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
-    /// A master.
     Master,
     /// A replica, with the master it follows and its link state
     /// (`connect`, `connecting`, `sync`, `connected`).
     Replica {
-        /// The master it replicates from.
         master: Endpoint,
-        /// Replication link state.
         state: String,
     },
-    /// A Sentinel.
     Sentinel,
 }
 
@@ -156,9 +152,7 @@ pub enum Role {
 /// Foundation's fork of Redis 7.2.4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EngineKind {
-    /// Redis.
     Redis,
-    /// Valkey.
     Valkey,
 }
 
@@ -192,7 +186,6 @@ impl EngineKind {
 /// program's `--version`) says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Engine {
-    /// Redis or Valkey.
     pub kind: EngineKind,
     /// Its own version (Valkey's `valkey_version`, not the frozen
     /// `redis_version:7.2.4`), e.g. `8.0.1`.
@@ -238,7 +231,6 @@ impl Record {
 /// One master candidate and what the probes found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
-    /// The address.
     pub addr: Endpoint,
     /// How many Sentinels named it (0 for the record or a registered node).
     pub votes: usize,
