@@ -206,13 +206,12 @@ async fn around(
     )
     .await;
     let answers = count_dead_peers(probe, name, asked.answers, s.sentinels.len().saturating_sub(1)).await;
-    let me = scope.local_server.as_ref().map(|(_, announced)| announced);
     let mut targets: BTreeSet<Endpoint> = answers.iter().map(|a| a.master.clone()).collect();
     targets.extend(s.record.master().cloned());
     if scope.nodes {
         targets.extend(s.nodes.iter().cloned());
     }
-    if let Some(me) = me {
+    if let Some((_, me)) = &scope.local_server {
         targets.remove(me);
     }
     let (mut servers, local) = tokio::join!(probe_servers(probe, targets), async {
