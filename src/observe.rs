@@ -598,20 +598,15 @@ async fn subscription(
 ) -> (Endpoint, &'static str) {
     use futures_util::StreamExt;
     sleep(delay).await;
-    let mut pubsub = match probe.pubsub(&sentinel).await {
-        Ok(p) => p,
-        Err(e) => {
-            debug!(sentinel = %sentinel, error = %e, "cannot connect");
-            return (sentinel, "connect failed");
-        }
+    let connected = probe.pubsub(&sentinel).await;
+    let Ok(mut pubsub) = connected.inspect_err(|e| debug!(sentinel = %sentinel, error = %e, "cannot connect")) else {
+        return (sentinel, "connect failed");
     };
-    match timeout(PROBE_TIMEOUT, pubsub.subscribe(channels)).await {
-        Ok(Ok(())) => {
-            debug!(sentinel = %sentinel, channels = channels.len(), "subscribed");
-            let _ = heard.send(Heard::Subscribed(sentinel.clone())).await;
-        }
-        _ => return (sentinel, "subscribe failed"),
-    }
+    let Ok(Ok(())) = timeout(PROBE_TIMEOUT, pubsub.subscribe(channels)).await else {
+        return (sentinel, "subscribe failed");
+    };
+    debug!(sentinel = %sentinel, channels = channels.len(), "subscribed");
+    let _ = heard.send(Heard::Subscribed(sentinel.clone())).await;
     let (_sink, mut stream) = pubsub.split();
     let mut alive = tokio::time::interval(LIVENESS);
     alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
