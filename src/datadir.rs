@@ -194,13 +194,12 @@ fn newest_only(dir: &Path, newest: &Path) -> io::Result<()> {
 
 /// The kept copy in `dir`, if there is one.
 pub fn kept_copy(dir: &Path) -> Option<PathBuf> {
-    let mut copies: Vec<(u64, PathBuf)> = std::fs::read_dir(dir.join(KEPT_DIR))
+    std::fs::read_dir(dir.join(KEPT_DIR))
         .ok()?
         .flatten()
-        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
-        .collect();
-    copies.sort();
-    copies.pop().map(|(_, p)| p)
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u64>().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
 }
 
 #[cfg(test)]
