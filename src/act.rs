@@ -214,14 +214,14 @@ impl<'a> Executor<'a> {
             let o = observed.ok_or(ActError::Fenced("a fenced action decided on no snapshot"))?;
             fence(o).await?;
         }
-        let zk = || observed.map(|o| o.zk).ok_or(ActError::Fenced("no ZooKeeper session"));
+        let session = || observed.ok_or(ActError::Fenced("no ZooKeeper session"));
         match action {
             Action::WriteRecord(w) => {
-                let o = observed.ok_or(ActError::Fenced("no ZooKeeper session"))?;
+                let o = session()?;
                 o.zk.write_master(o.lock, &w.master, w.expected, w.change(unix_ms()))
                     .await?;
             }
-            Action::WriteIntent { data, expected } => zk()?.write_switchover(data, *expected).await?,
+            Action::WriteIntent { data, expected } => session()?.zk.write_switchover(data, *expected).await?,
             Action::Repoint { server, to } => self.replicaof(server, to).await?,
             Action::Demote { server, to } if Some(server) == self.local => self.become_replica(to).await?,
             Action::Demote { server, to } => self.replicaof(server, to).await?,
