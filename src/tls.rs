@@ -14,7 +14,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::CertificateError::{NotValidForName, NotValidForNameContext};
 use rustls::client::WebPkiServerVerifier;
@@ -23,6 +22,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
+
+use crate::model::{show_ms, unix_ms};
 
 /// Whether a server asks its clients for a certificate (`tls-auth-clients`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +107,6 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Reads and checks `files`. The certificate must be valid now, be signed
 /// by the CA, carry every name of `names` (the names peers reach this
 /// process by; empty: none checked) and match its key. The error says
@@ -143,30 +140,18 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
     let leaf = chain[0].clone();
     let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .map_err(|e| format!("{}: not a PEM private key ({e})", key_path.display()))?;
-    let (not_before, not_after, serial) = validity(&leaf).map_err(|e| format!("{}: {e}", cert_path.display()))?;
+    let cert = cert_path.display();
+    let (not_before, not_after, serial) = validity(&leaf).map_err(|e| format!("{cert}: {e}"))?;
     let provider = provider();
-    let certified = CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(|e| {
-        format!(
-            "{} and {} do not go together ({e})",
-            cert_path.display(),
-            key_path.display()
-        )
-    })?;
-    let now = now_s();
+    let certified = CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider)
+        .map_err(|e| format!("{cert} and {} do not go together ({e})", key_path.display()))?;
+    let now = unix_ms() / 1000;
     if now < not_before {
-        return Err(format!(
-            "{}: not valid before {} (now {})",
-            cert_path.display(),
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(not_before)),
-            humantime::format_rfc3339_seconds(SystemTime::now()),
-        ));
+        let (since, now) = (show_ms(not_before * 1000), show_ms(now * 1000));
+        return Err(format!("{cert}: not valid before {since} (now {now})"));
     }
     if now >= not_after {
-        return Err(format!(
-            "{}: expired at {}",
-            cert_path.display(),
-            humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(not_after)),
-        ));
+        return Err(format!("{cert}: expired at {}", show_ms(not_after * 1000)));
     }
     let verifier = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider)
         .build()
@@ -186,14 +171,12 @@ pub fn load(files: &Files, names: &[String]) -> Result<Material, String> {
             Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) if !must_carry => {}
             Err(rustls::Error::InvalidCertificate(NotValidForName | NotValidForNameContext { .. })) => {
                 return Err(format!(
-                    "{}: does not carry the name {name} that peers reach this task by (add it as a subjectAltName)",
-                    cert_path.display()
+                    "{cert}: does not carry the name {name} that peers reach this task by (add it as a subjectAltName)"
                 ));
             }
             Err(e) => {
                 return Err(format!(
-                    "{}: not accepted with the CA of {} ({e})",
-                    cert_path.display(),
+                    "{cert}: not accepted with the CA of {} ({e})",
                     files.ca.display()
                 ));
             }
