@@ -24,7 +24,6 @@ pub enum ProbeError {
     #[error("{addr}: {why}")]
     Connect {
         addr: Endpoint,
-        /// What happened.
         why: String,
         /// The host answered that nothing listens on that port: the
         /// process is not running there (not a timeout, which could be a
@@ -46,14 +45,12 @@ pub enum ProbeError {
         addr: Endpoint,
         /// The command's name.
         command: String,
-        /// The probe timeout.
         timeout: Duration,
     },
     /// A reply of a shape the parser does not accept.
     #[error("{addr}: {why}")]
     Reply {
         addr: Endpoint,
-        /// What was wrong with it.
         why: String,
     },
 }
