@@ -252,9 +252,10 @@ struct Asked {
 }
 
 /// `SENTINEL get-master-addr-by-name <name>` and `SENTINEL MASTER <name>`
-/// on every Sentinel at once, on one connection each with, when asked, `SENTINEL REPLICAS <name>`, and for the
-/// launcher's own Sentinel `SENTINEL CKQUORUM <name>`. One that does not
-/// answer within `limit` is logged and left out.
+/// on every Sentinel at once, on one connection each with, when asked,
+/// `SENTINEL REPLICAS <name>`, and for the launcher's own Sentinel
+/// `SENTINEL CKQUORUM <name>`. One that does not answer within `limit` is
+/// logged and left out.
 async fn ask_sentinels(
     probe: &Probe,
     name: &str,
@@ -275,7 +276,7 @@ async fn ask_sentinels(
             let cmds: Vec<&[&str]> = asked.iter().map(|c| c.as_slice()).collect();
             let reply = timeout(limit, probe.pipe(&s, &cmds))
                 .await
-                .unwrap_or_else(|_| Err(ProbeError::timeout(&s, "SENTINEL MASTER", limit)));
+                .unwrap_or_else(|_| Err(ProbeError::timeout(&s, "SENTINEL get-master-addr-by-name", limit)));
             (reply, s, is_own)
         });
     }

@@ -49,10 +49,7 @@ pub enum ProbeError {
     },
     /// A reply of a shape the parser does not accept.
     #[error("{addr}: {why}")]
-    Reply {
-        addr: Endpoint,
-        why: String,
-    },
+    Reply { addr: Endpoint, why: String },
 }
 
 impl ProbeError {

@@ -382,8 +382,8 @@ impl SentinelReplica {
     }
 }
 
-/// How many peers in a `SENTINEL SENTINELS` reply are flagged `s_down`;
-/// `None` when the reply is not a list of peers with flags.
+/// How many peers in a `SENTINEL SENTINELS` reply are flagged `s_down` or
+/// `o_down`; `None` when the reply is not a list of peers with flags.
 pub fn dead_peers(reply: &Value) -> Option<usize> {
     let Value::Array(peers) = reply else { return None };
     peers.iter().try_fold(0, |dead, p| {

@@ -392,6 +392,8 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
                 Step::Finish(Outcome::Skipped("no replica to hand over to".into()))
             }
             None => {
+                // One reason per replica, not one per Sentinel that gave it.
+                why_not.sort();
                 why_not.dedup();
                 let why = if why_not.is_empty() {
                     "no replica".to_string()
@@ -621,6 +623,11 @@ mod tests {
             matches!(&step0, Step::Wait(w) if w.contains("still") || w.contains("link")),
             "{step0:?}"
         );
+        // Each replica's reason once, though all three Sentinels gave it.
+        let Step::Wait(why) = &step0 else { unreachable!() };
+        for r in [ep(2), ep(3)] {
+            assert_eq!(why.matches(&format!("{r}: ")).count(), 1, "{why}");
+        }
         assert!(matches!(
             run(&mut p, &s, t0 + 18 * SECOND),
             Step::Finish(Outcome::Unsafe(_))
