@@ -509,8 +509,8 @@ fn load_tls(names: [&'static str; 3], files: crate::tls::Files) -> Result<Tls, C
 }
 
 /// The CA and identity for `tcp+tls://` ZooKeeper servers: the `ZK_TLS_*`
-/// files, each defaulting to its `TLS_*` one. Unused (the files are not loaded) when
-/// `ZK_HOSTS` names no TLS server; required when it does.
+/// files, each defaulting to its `TLS_*` one. Unused (the files are not
+/// loaded) when `ZK_HOSTS` names no TLS server; required when it does.
 fn zk_tls(env: &Env, hosts: &str, tls: Option<&Tls>) -> Result<Option<crate::zk::settings::ZkTls>, ConfigError> {
     let names = ["ZK_TLS_CERT_FILE", "ZK_TLS_KEY_FILE", "ZK_TLS_CA_CERT_FILE"];
     let own = names.map(|n| env.value(n).map(PathBuf::from));
