@@ -89,10 +89,7 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
     };
     let master = match plan(&snap, to.as_ref()) {
         Ok(m) => m,
-        Err(why) => {
-            eprintln!("rzkctl: switchover refused, nothing changed: {why}");
-            return 1;
-        }
+        Err(why) => return fail(format!("switchover refused, nothing changed: {why}")),
     };
     let intent = Intent {
         id: uuid::Uuid::new_v4().to_string(),
@@ -110,23 +107,18 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
         Ok(None) => None,
         Ok(Some((data, v))) => match Intent::parse(&data) {
             Ok(i) if i.live(unix_ms()) => {
-                eprintln!(
-                    "rzkctl: switchover refused, nothing changed: another one is under way ({}, {} s left)",
+                return fail(format!(
+                    "switchover refused, nothing changed: another one is under way ({}, {} s left)",
                     i.by,
                     i.deadline_ms.saturating_sub(unix_ms()) / 1000
-                );
-                return 1;
+                ));
             }
             _ => Some(v),
         },
-        Err(e) => {
-            eprintln!("rzkctl: switchover failed: cannot read {}: {e}", zk.switchover_path());
-            return 1;
-        }
+        Err(e) => return fail(format!("switchover failed: cannot read {}: {e}", zk.switchover_path())),
     };
     if let Err(e) = zk.write_switchover(&intent.to_bytes(), expected).await {
-        eprintln!("rzkctl: switchover failed: cannot write {}: {e}", zk.switchover_path());
-        return 1;
+        return fail(format!("switchover failed: cannot write {}: {e}", zk.switchover_path()));
     }
     let code = match wait_for_result(&zk, &intent, deadline).await {
         Ok((new, paused)) => match wait_for_agreement(&cfg, &zk, &new, deadline).await {
@@ -137,15 +129,9 @@ pub async fn switchover(cfg: CtlConfig, to: Option<Endpoint>, timeout: Duration)
                 );
                 0
             }
-            Err(why) => {
-                eprintln!("rzkctl: switchover to {new} done, but {why}");
-                1
-            }
+            Err(why) => fail(format!("switchover to {new} done, but {why}")),
         },
-        Err(why) => {
-            eprintln!("rzkctl: switchover failed: {why}");
-            1
-        }
+        Err(why) => fail(format!("switchover failed: {why}")),
     };
     if let Ok(Some((data, v))) = zk.read_switchover().await
         && Intent::parse(&data).is_ok_and(|i| i.id == intent.id)
@@ -205,6 +191,12 @@ async fn wait_for_agreement(cfg: &CtlConfig, zk: &Zk, new: &Endpoint, deadline: 
     }
 }
 
+/// Prints `why` to stderr as `rzkctl: <why>`, and returns exit code 1.
+fn fail(why: impl std::fmt::Display) -> i32 {
+    eprintln!("rzkctl: {why}");
+    1
+}
+
 /// Who runs this `rzkctl` (for the intent and the pause).
 fn who() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
@@ -235,8 +227,7 @@ pub async fn pause(cfg: CtlConfig, duration: Duration, reason: String) -> i32 {
     };
     if let Err(e) = written {
         let path = zk.pause_path();
-        eprintln!("rzkctl: pause failed, nothing changed: cannot write {path}: {e}");
-        return 1;
+        return fail(format!("pause failed, nothing changed: cannot write {path}: {e}"));
     }
     loop {
         let promotable = match observe(&zk, &probe, &cfg.common.master_name, &WHOLE_GROUP).await {
@@ -262,13 +253,12 @@ pub async fn pause(cfg: CtlConfig, duration: Duration, reason: String) -> i32 {
             return 0;
         }
         if started.elapsed() >= PAUSE_CONFIRM {
-            eprintln!(
-                "rzkctl: paused until {}, but not confirmed after {} s: {}",
+            return fail(format!(
+                "paused until {}, but not confirmed after {} s: {}",
                 show_ms(p.until_ms),
                 PAUSE_CONFIRM.as_secs(),
                 promotable.join("; ")
-            );
-            return 1;
+            ));
         }
         sleep(POLL * 5).await;
     }
@@ -281,8 +271,7 @@ pub async fn resume(cfg: CtlConfig) -> i32 {
         return 1;
     };
     if let Err(e) = zk.delete_pause().await {
-        eprintln!("rzkctl: resume failed: cannot delete {}: {e}", zk.pause_path());
-        return 1;
+        return fail(format!("resume failed: cannot delete {}: {e}", zk.pause_path()));
     }
     match snap.pause {
         Some(p) => println!(
@@ -303,10 +292,7 @@ pub async fn history(cfg: CtlConfig, json: bool) -> i32 {
     };
     let h = match zk.read_history().await {
         Ok(h) => h,
-        Err(e) => {
-            eprintln!("rzkctl: cannot read {}: {e}", zk.history_path());
-            return 1;
-        }
+        Err(e) => return fail(format!("cannot read {}: {e}", zk.history_path())),
     };
     if show(json, &h, || history_table(&h)) { 0 } else { 1 }
 }
@@ -354,10 +340,9 @@ const TLS_SWITCH: Duration = Duration::from_secs(30);
 /// brings the group back). Needs the TLS files, as the tasks have them.
 pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
     let Some(tls) = cfg.common.tls.clone() else {
-        eprintln!(
-            "rzkctl: tls refused, nothing changed: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE (and TLS_TRANSITION=yes) as the tasks have them"
+        return fail(
+            "tls refused, nothing changed: set TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_CERT_FILE (and TLS_TRANSITION=yes) as the tasks have them",
         );
-        return 1;
     };
     let Some((zk, probe, snap)) = look(&cfg).await else {
         return 1;
@@ -368,25 +353,22 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
         Ok(s) => s,
         Err(e) => {
             let dir = zk.speakers_dir();
-            eprintln!("rzkctl: tls refused, nothing changed: cannot read {dir}: {e}");
-            return 1;
+            return fail(format!("tls refused, nothing changed: cannot read {dir}: {e}"));
         }
     };
     let word = if on { "on" } else { "off" };
     let blockers = switch_blockers(&speakers, &snap.nodes, &snap.sentinels, on);
     if !blockers.is_empty() {
-        eprintln!(
-            "rzkctl: tls {word} refused, nothing changed: {} task(s) could not follow (every task needs the TLS files and TLS_TRANSITION=yes first): {}",
+        return fail(format!(
+            "tls {word} refused, nothing changed: {} task(s) could not follow (every task needs the TLS files and TLS_TRANSITION=yes first): {}",
             blockers.len(),
             blockers.join("; ")
-        );
-        return 1;
+        ));
     }
     let started = Instant::now();
     if let Err(e) = zk.write_group_tls(on).await {
         let path = zk.tls_path();
-        eprintln!("rzkctl: tls failed, nothing changed: cannot write {path}: {e}");
-        return 1;
+        return fail(format!("tls failed, nothing changed: cannot write {path}: {e}"));
     }
     tls.speak(on);
     let said = if on { "TLS" } else { "plain text" };
@@ -407,13 +389,12 @@ pub async fn tls(cfg: CtlConfig, on: bool) -> i32 {
             return 0;
         }
         if started.elapsed() >= TLS_SWITCH {
-            eprintln!(
-                "rzkctl: {} says {word}, but after {} s these tasks do not answer in {said} (do they run with TLS_TRANSITION=yes?): {}",
+            return fail(format!(
+                "{} says {word}, but after {} s these tasks do not answer in {said} (do they run with TLS_TRANSITION=yes?): {}",
                 zk.tls_path(),
                 TLS_SWITCH.as_secs(),
                 silent.join("; ")
-            );
-            return 1;
+            ));
         }
         sleep(POLL * 5).await;
     }
