@@ -75,11 +75,10 @@ impl NodeView {
                     .server(master)
                     .filter(|m| m.is_master())
                     .map(|m| (m.offset - s.offset).max(0));
-                let why_not = if v.nofailover {
-                    Some(NotPromotable::NoFailover)
-                } else {
-                    not_promotable(s)
-                };
+                let why_not = v
+                    .nofailover
+                    .then_some(NotPromotable::NoFailover)
+                    .or_else(|| not_promotable(s));
                 v.promotable = Some(why_not.is_none());
                 v.not_promotable = why_not.map(|w| w.as_str());
             }

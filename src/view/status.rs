@@ -143,27 +143,21 @@ pub fn status(snap: &Snapshot) -> GroupStatus {
             "a failover of {m} is under way: its writes are paused (frozen) until it ends"
         ));
     }
-    let mut notes: Vec<String> = snap
-        .diverged
-        .iter()
-        .map(|d| {
-            format!(
-                "{d} keeps a copy of data a full sync replaced, with writes the master may never have had: {}/ in its DATA_DIR (its launcher's log says how much)",
-                crate::model::KEPT_DIR
-            )
-        })
-        .collect();
-    if let Some(p) = &snap.pause {
-        notes.insert(
-            0,
-            format!(
-                "PAUSED until {} by {}{}: no failover and no role change, every replica held at priority 0 (`rzkctl resume` ends it)",
-                show_ms(p.until_ms),
-                p.by,
-                if p.reason.is_empty() { String::new() } else { format!(" ({})", p.reason) }
-            ),
-        );
-    }
+    let paused = snap.pause.iter().map(|p| {
+        format!(
+            "PAUSED until {} by {}{}: no failover and no role change, every replica held at priority 0 (`rzkctl resume` ends it)",
+            show_ms(p.until_ms),
+            p.by,
+            if p.reason.is_empty() { String::new() } else { format!(" ({})", p.reason) }
+        )
+    });
+    let diverged = snap.diverged.iter().map(|d| {
+        format!(
+            "{d} keeps a copy of data a full sync replaced, with writes the master may never have had: {}/ in its DATA_DIR (its launcher's log says how much)",
+            crate::model::KEPT_DIR
+        )
+    });
+    let notes = paused.chain(diverged).collect();
     GroupStatus {
         notes,
         paused: snap.pause.clone(),
