@@ -112,18 +112,15 @@ pub fn parse_zk_hosts(s: &str) -> Option<(String, Option<String>)> {
         return None;
     }
     let scheme = if tls { TLS_SCHEME } else { "" };
-    let mut hosts = Vec::new();
-    for entry in list.split(',') {
+    let hosts = list.split(',').map(|entry| {
         let entry = entry.trim();
         let (host, port) = match entry.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().ok().filter(|p| *p > 0)?),
             None => (entry, 2181),
         };
-        if !is_valid_host(host) {
-            return None;
-        }
-        hosts.push(format!("{scheme}{host}:{port}"));
-    }
+        is_valid_host(host).then(|| format!("{scheme}{host}:{port}"))
+    });
+    let hosts: Vec<String> = hosts.collect::<Option<_>>()?;
     let chroot = chroot.filter(|c| *c != "/").map(str::to_owned);
     Some((hosts.join(","), chroot))
 }
