@@ -303,10 +303,9 @@ impl<'a> Env<'a> {
     fn opt<T>(&self, name: &'static str, parse: impl Fn(&str) -> Option<T>) -> Result<Option<T>, ConfigError> {
         match self.value(name) {
             Some(v) => parse(v).map(Some).ok_or_else(|| self.bad(name, v)),
-            None => match vars::var(name).default_for(self.bin) {
-                Some(d) => Ok(Some(parse(d).unwrap_or_else(|| panic!("the default of {name} parses")))),
-                None => Ok(None),
-            },
+            None => Ok(vars::var(name)
+                .default_for(self.bin)
+                .map(|d| parse(d).unwrap_or_else(|| panic!("the default of {name} parses")))),
         }
     }
 
