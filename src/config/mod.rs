@@ -30,7 +30,8 @@ pub use vars::Bin;
 
 /// A bad configuration value. Displayed as the one line the launcher prints
 /// before it exits with status 2.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {var}={value:?}: expected {expected}")]
 pub struct ConfigError {
     /// The environment variable (or `args` for command-line arguments).
     pub var: &'static str,
@@ -50,14 +51,6 @@ impl ConfigError {
         }
     }
 }
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}={:?}: expected {}", self.var, self.value, self.expected)
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// Log output format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
