@@ -247,6 +247,13 @@ fn check(online: bool, addr: &Endpoint, view: &[SentinelReplica]) -> Result<(), 
     }
 }
 
+/// The reasons, one per replica (not one per Sentinel that gave it).
+fn reasons(mut why_not: Vec<String>) -> Option<String> {
+    why_not.sort();
+    why_not.dedup();
+    (!why_not.is_empty()).then(|| why_not.join("; "))
+}
+
 /// What each registered Sentinel would promote.
 fn registered_views(snap: &Snapshot) -> impl Iterator<Item = &(Endpoint, Vec<SentinelReplica>)> {
     snap.sentinel_replicas
@@ -284,13 +291,10 @@ pub fn crash_plan(before: &Snapshot, after: &Snapshot, fenced: bool) -> Result<E
             }
         }
     }
-    why_not.sort();
-    why_not.dedup();
-    Err(if why_not.is_empty() {
-        "no replica".into()
-    } else {
-        format!("no replica a Sentinel would promote ({})", why_not.join("; "))
-    })
+    Err(reasons(why_not).map_or_else(
+        || "no replica".into(),
+        |why| format!("no replica a Sentinel would promote ({why})"),
+    ))
 }
 
 /// One step of procedure `p` of the master `me` at `now`, from `snap`
@@ -392,14 +396,7 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
                 Step::Finish(Outcome::Skipped("no replica to hand over to".into()))
             }
             None => {
-                // One reason per replica, not one per Sentinel that gave it.
-                why_not.sort();
-                why_not.dedup();
-                let why = if why_not.is_empty() {
-                    "no replica".to_string()
-                } else {
-                    why_not.join("; ")
-                };
+                let why = reasons(why_not).unwrap_or_else(|| "no replica".into());
                 if now >= p.ready_by {
                     Step::Finish(Outcome::Unsafe(format!(
                         "no replica could take over in time ({why}); a failover now would promote a replica without the data"
