@@ -192,18 +192,14 @@ impl ServerState {
     /// replica's.
     pub fn from_info(addr: &Endpoint, info: &[(String, String)]) -> Option<ServerState> {
         let get = |k: &str| field(info, k);
-        let role = match get("role")? {
-            "master" => Role::Master,
-            "slave" => Role::Replica {
-                master: Endpoint::parse(&format!("{} {}", get("master_host")?, get("master_port")?)).ok()?,
-                state: get("master_link_status").unwrap_or("").to_string(),
-            },
+        let (role, offset_key) = match get("role")? {
+            "master" => (Role::Master, "master_repl_offset"),
+            "slave" => {
+                let master = Endpoint::parse(&format!("{} {}", get("master_host")?, get("master_port")?)).ok()?;
+                let state = get("master_link_status").unwrap_or("").to_string();
+                (Role::Replica { master, state }, "slave_repl_offset")
+            }
             _ => return None,
-        };
-        let offset_key = if role == Role::Master {
-            "master_repl_offset"
-        } else {
-            "slave_repl_offset"
         };
         let replicas = info
             .iter()
