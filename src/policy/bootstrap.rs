@@ -163,16 +163,14 @@ fn decide_any(o: &Observation) -> Decision {
         let mut by = superseded_by(m, &o.histories).peekable();
         by.peek().is_some() && (takeover.is_some() || by.any(|r| r.addr == o.me))
     };
-    let from_nodes = (o.record.is_none() || o.grace_elapsed)
-        .then(|| {
-            o.registered_masters
-                .iter()
-                .filter(|m| not_me(&m.addr) && !stale(m))
-                .map(|m| &m.addr)
-                .min()
-                .cloned()
-        })
-        .flatten();
+    let nodes_trusted = o.record.is_none() || o.grace_elapsed;
+    let from_nodes = o
+        .registered_masters
+        .iter()
+        .filter(|m| nodes_trusted && not_me(&m.addr) && !stale(m))
+        .map(|m| &m.addr)
+        .min()
+        .cloned();
     let from_takeover = o.promoted.clone().filter(not_me);
     if let Some(master) = from_sentinels.or(from_record).or(from_takeover).or(from_nodes) {
         let fix_record = o.record.as_ref() != Some(&master);
