@@ -18,18 +18,17 @@ pub fn switch_blockers(
     sentinels: &[Endpoint],
     on: bool,
 ) -> Vec<String> {
-    let way = if on { "TLS" } else { "plain text" };
+    let (way, why) = if on {
+        ("TLS", "has no TLS files")
+    } else {
+        ("plain text", "speaks only TLS (no TLS_TRANSITION=yes)")
+    };
     let mut out = vec![];
     for (name, s) in speakers {
         match s {
             Err(e) => out.push(format!("speakers/{name}: unreadable ({e})")),
             Ok(s) if !s.can_speak(on) => {
                 let at = s.addr.as_ref().map_or(String::new(), |a| format!(" {a}"));
-                let why = if on {
-                    "has no TLS files"
-                } else {
-                    "speaks only TLS (no TLS_TRANSITION=yes)"
-                };
                 out.push(format!("{}{at} {why}, so it cannot speak {way}", s.kind));
             }
             Ok(_) => {}
