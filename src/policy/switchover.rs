@@ -77,9 +77,7 @@ pub fn plan(snap: &Snapshot, to: Option<&Endpoint>) -> Result<Endpoint, String> 
             "{to} cannot be promoted: its task runs with NOFAILOVER=true (never promoted)"
         ));
     }
-    let Some(t) = snap.server(to) else {
-        return Err(format!("{to} does not answer"));
-    };
+    let t = snap.server(to).ok_or_else(|| format!("{to} does not answer"))?;
     match &t.role {
         Role::Replica { master: m, .. } if *m == master => {}
         Role::Replica { master: m, .. } => return Err(format!("{to} is a replica of {m}, not of the master {master}")),
