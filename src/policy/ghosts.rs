@@ -47,13 +47,13 @@ pub fn ghost_reset(snap: &Snapshot, mem: &mut GhostMemory, now: Instant, spacing
             target = Some(s.clone());
         }
     }
-    let confirmed = target.is_some() && target == mem.suspect;
-    mem.suspect = target.clone();
-    if !confirmed {
-        return None;
+    if target.is_some() && target == mem.suspect {
+        mem.suspect = None;
+        target
+    } else {
+        mem.suspect = target;
+        None
     }
-    mem.suspect = None;
-    target
 }
 
 #[cfg(test)]
