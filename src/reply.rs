@@ -311,7 +311,6 @@ impl SentinelAnswer {
         let num = |k: &str| field(f, k).and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
         let ms = |k: &str| field(f, k).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
         let own = Endpoint::parse(&format!("{} {}", field(f, "ip")?, field(f, "port")?)).ok()?;
-        let master = named.unwrap_or_else(|| own.clone());
         let flags = field(f, "flags").unwrap_or("");
         let timing = Timing {
             quorum: num("quorum"),
@@ -324,7 +323,7 @@ impl SentinelAnswer {
         let failover = flags.contains("failover");
         Some(SentinelAnswer {
             sentinel: sentinel.clone(),
-            master,
+            master: named.unwrap_or_else(|| own.clone()),
             monitored: own,
             epoch: field(f, "config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0),
             peers: num("num-other-sentinels"),
@@ -547,7 +546,6 @@ pub fn stream_commands(stream: &[u8]) -> Result<Vec<StreamCommand<'_>>, String> 
     let mut out = vec![];
     let mut at = 0;
     while at < stream.len() {
-        let start = at;
         let (n, mut next) = line(stream, at, b'*')?;
         let mut args = vec![];
         for _ in 0..n {
@@ -559,11 +557,11 @@ pub fn stream_commands(stream: &[u8]) -> Result<Vec<StreamCommand<'_>>, String> 
             args.push(&stream[data..end]);
             next = end + 2;
         }
-        at = next;
         out.push(StreamCommand {
             args,
-            raw: &stream[start..at],
+            raw: &stream[at..next],
         });
+        at = next;
     }
     Ok(out)
 }
