@@ -7,6 +7,8 @@
 //! for in the [`Scope`], so nobody patches a snapshot after the look. No
 //! I/O here.
 
+use std::collections::BTreeMap;
+
 use tokio::time::Instant;
 
 use crate::model::{Candidate, Endpoint, Intent, Pause, Record};
@@ -164,23 +166,18 @@ impl Snapshot {
     /// The registered Sentinels' answers grouped by the master they name,
     /// with votes, the newest epoch behind each, and whether it is live.
     pub fn sentinel_views(&self) -> Vec<Candidate> {
-        let mut out: Vec<Candidate> = vec![];
+        let mut out: BTreeMap<&Endpoint, Candidate> = BTreeMap::new();
         for a in self.registered_answers() {
-            match out.iter_mut().find(|c| c.addr == a.master) {
-                Some(c) => {
-                    c.votes += 1;
-                    c.epoch = c.epoch.max(a.epoch);
-                }
-                None => out.push(Candidate {
-                    addr: a.master.clone(),
-                    votes: 1,
-                    epoch: a.epoch,
-                    live_master: self.is_live_master(&a.master),
-                }),
-            }
+            let c = out.entry(&a.master).or_insert_with(|| Candidate {
+                addr: a.master.clone(),
+                votes: 0,
+                epoch: 0,
+                live_master: self.is_live_master(&a.master),
+            });
+            c.votes += 1;
+            c.epoch = c.epoch.max(a.epoch);
         }
-        out.sort_by(|a, b| a.addr.cmp(&b.addr));
-        out
+        out.into_values().collect()
     }
 
     /// How many registered Sentinels would promote `replica` now: they
