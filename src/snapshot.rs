@@ -180,12 +180,17 @@ impl Snapshot {
         out.into_values().collect()
     }
 
-    /// How many registered Sentinels would promote `replica` now: they
-    /// know it, its link is up for them, and its priority is above 0.
-    pub fn promotable_for(&self, replica: &Endpoint) -> usize {
+    /// What each registered Sentinel would promote.
+    pub fn registered_replica_views(&self) -> impl Iterator<Item = &(Endpoint, Vec<SentinelReplica>)> {
         self.sentinel_replicas
             .iter()
             .filter(|(s, _)| self.sentinels.contains(s))
+    }
+
+    /// How many registered Sentinels would promote `replica` now: they
+    /// know it, its link is up for them, and its priority is above 0.
+    pub fn promotable_for(&self, replica: &Endpoint) -> usize {
+        self.registered_replica_views()
             .filter(|(_, view)| view.iter().any(|r| r.addr == *replica && r.healthy && r.priority > 0))
             .count()
     }

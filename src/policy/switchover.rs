@@ -252,13 +252,6 @@ fn reasons(mut why_not: Vec<String>) -> Option<String> {
     (!why_not.is_empty()).then(|| why_not.join("; "))
 }
 
-/// What each registered Sentinel would promote.
-fn registered_views(snap: &Snapshot) -> impl Iterator<Item = &(Endpoint, Vec<SentinelReplica>)> {
-    snap.sentinel_replicas
-        .iter()
-        .filter(|(s, _)| snap.sentinels.contains(s))
-}
-
 /// Whether the failover of a master whose server just died may be asked
 /// for at once: from the launcher's last snapshot `before` the death, the
 /// server was master and not fenced; from a look `after` it, no failover
@@ -281,7 +274,7 @@ pub fn crash_plan(before: &Snapshot, after: &Snapshot, fenced: bool) -> Result<E
         return Err("no sentinel registered".into());
     }
     let mut why_not = vec![];
-    for (s, view) in registered_views(after) {
+    for (s, view) in after.registered_replica_views() {
         for line in &local.replicas {
             match check(line.online, &line.addr, view) {
                 Ok(()) => return Ok(s.clone()),
@@ -358,7 +351,7 @@ pub fn step(snap: &Snapshot, me: &Endpoint, other_nodes: bool, p: &mut Procedure
     let wanted = |addr: &Endpoint| !p.exclusive || p.to.as_ref() == Some(addr);
     let mut why_not = vec![];
     let mut choice: Option<(Endpoint, Vec<Endpoint>)> = None;
-    for (s, view) in registered_views(snap) {
+    for (s, view) in snap.registered_replica_views() {
         let mut candidates = vec![];
         let mut others_held = true;
         for line in &local.replicas {
