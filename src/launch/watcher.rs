@@ -182,7 +182,6 @@ impl Watcher {
         observer: &Observer,
     ) -> &'static str {
         let mut subs = Subscriptions::new(self.probe.clone(), CHANNELS, Duration::from_secs(1));
-        let mut subscribed: Vec<Endpoint> = vec![];
         subs.follow(&list);
         self.reconcile(zk, &*observer.fresh().await).await;
         // Tests and operators read this line as "this watcher is working".
@@ -203,16 +202,15 @@ impl Watcher {
                     Heard::Event { sentinel, channel, payload } => self.on_event(zk, &sentinel, &channel, &payload).await,
                     Heard::Subscribed(sentinel) => {
                         info!(sentinel = %sentinel, channels = ?CHANNELS, "subscribed");
-                        if !subscribed.contains(&sentinel) {
-                            subscribed.push(sentinel);
-                            subscribed.sort();
-                            self.subscribed.send_replace(subscribed.clone());
-                        }
+                        self.subscribed.send_modify(|subscribed| {
+                            if let Err(at) = subscribed.binary_search(&sentinel) {
+                                subscribed.insert(at, sentinel);
+                            }
+                        });
                     }
                     Heard::Lost(sentinel, reason) => {
                         info!(sentinel = %sentinel, reason, "subscription ended; retrying");
-                        subscribed.retain(|s| *s != sentinel);
-                        self.subscribed.send_replace(subscribed.clone());
+                        self.subscribed.send_modify(|subscribed| subscribed.retain(|s| *s != sentinel));
                     }
                 },
                 _ = tick.tick() => {
@@ -224,8 +222,7 @@ impl Watcher {
                     Ok((list, w)) => {
                         let registered: Vec<Endpoint> = list.into_iter().map(|(_, e)| e).collect();
                         subs.follow(&registered);
-                        subscribed.retain(|s| registered.contains(s));
-                        self.subscribed.send_replace(subscribed.clone());
+                        self.subscribed.send_modify(|subscribed| subscribed.retain(|s| registered.contains(s)));
                         children = Box::pin(w.changed());
                     },
                     Err(_) => return "cannot list sentinels",
