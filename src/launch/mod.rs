@@ -262,22 +262,27 @@ pub async fn follow_tls(common: Common, child: ChildTls) {
     }
 }
 
-/// Follows the group's `<root>/tls` for ever, for a task with
-/// `TLS_TRANSITION=yes` (nothing to do otherwise): when it changes, the
-/// child switches first (`redis-server` live, with a partial resync;
-/// `redis-sentinel` by a restart in place), then the launcher's own new
-/// connections. A switch that fails is tried again at the next look.
+/// Follows the group's `<root>/tls` for ever. A task with
+/// `TLS_TRANSITION=yes` follows it: when it changes, the child switches
+/// first (`redis-server` live, with a partial resync; `redis-sentinel` by
+/// a restart in place), then the launcher's own new connections. A switch
+/// that fails is tried again at the next look. A task that speaks one way
+/// only says so in an error whenever `<root>/tls` turns the group the
+/// other way while it runs (`rzkctl tls` refuses that; a hand-written node
+/// does not), since it can then no longer talk to the others.
 pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tokio::sync::watch::Receiver<Zk>) {
-    let Some(tls) = common.tls.clone().filter(Tls::follows_group) else {
-        return stranded(common.tls.is_some(), sessions).await;
-    };
+    let follows = common.tls.clone().filter(Tls::follows_group);
     let probe = Probe::of(&common);
+    // What the group was last read to speak, for a task that cannot follow.
+    let mut told = None;
     loop {
         let zk = sessions.borrow_and_update().clone();
         let mut changes = zk.changes();
-        match zk.read_group_tls().await {
-            Err(e) => warn!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks; looking again"),
-            Ok(said) if (said == Some(true)) != tls.speaking() => {
+        match (zk.read_group_tls().await, &follows) {
+            (Err(e), Some(_)) => {
+                warn!(error = %e, path = %zk.tls_path(), "cannot read what the group speaks; looking again")
+            }
+            (Ok(said), Some(tls)) if (said == Some(true)) != tls.speaking() => {
                 let on = said == Some(true);
                 info!(path = %zk.tls_path(), tls = on, "the group switches; this task follows");
                 match &child {
@@ -303,12 +308,25 @@ pub async fn follow_group_tls(common: Common, child: ChildTls, mut sessions: tok
                     }
                 }
             }
-            Ok(_) => {}
+            (Ok(said), None) => {
+                let tls = common.tls.is_some();
+                if said != told && said.is_some_and(|on| on != tls) {
+                    error!(path = %zk.tls_path(), group_tls = !tls, task_tls = tls,
+                        "the group switched to what this task cannot speak: it cannot talk to the others; \
+                         replace it with a task that speaks what the group speaks (docs/deploying.md)");
+                }
+                told = said;
+            }
+            _ => {}
         }
+        // A task that cannot follow has only a log line to give: the watch
+        // tells at once, a look every 10 s is the net (the node is read from
+        // the watched copy).
+        let every = if follows.is_some() { TLS_LOOK } else { TLS_LOOK * 10 };
         tokio::select! {
             _ = changes.changed() => {}
             _ = sessions.changed() => {}
-            _ = sleep(TLS_LOOK) => {}
+            _ = sleep(every) => {}
         }
     }
 }
@@ -329,33 +347,6 @@ pub fn keep_session(common: &Common, zk: Zk, child: ChildTls, kind: &str, addr: 
     let path = format!("{}/{}", keeper.zk().speakers_dir(), uuid::Uuid::new_v4());
     keeper.register(&path, &speaker.to_bytes());
     keeper
-}
-
-/// For a task that speaks one way only (`tls`: TLS, or plain text): says
-/// so in an error whenever `<root>/tls` turns the group the other way
-/// while it runs (`rzkctl tls` refuses that; a hand-written node does
-/// not), since it can then no longer talk to the others.
-async fn stranded(tls: bool, mut sessions: tokio::sync::watch::Receiver<Zk>) {
-    let mut told = None;
-    loop {
-        let zk = sessions.borrow_and_update().clone();
-        let mut changes = zk.changes();
-        if let Ok(said) = zk.read_group_tls().await {
-            if said != told && said.is_some_and(|on| on != tls) {
-                error!(path = %zk.tls_path(), group_tls = !tls, task_tls = tls,
-                    "the group switched to what this task cannot speak: it cannot talk to the others; \
-                     replace it with a task that speaks what the group speaks (docs/deploying.md)");
-            }
-            told = said;
-        }
-        // Only a log line to give: the watch tells at once, a look every
-        // 10 s is the net (the node is read from the watched copy).
-        tokio::select! {
-            _ = changes.changed() => {}
-            _ = sessions.changed() => {}
-            _ = sleep(TLS_LOOK * 10) => {}
-        }
-    }
 }
 
 /// How long a replica that switched to TLS waits for its master to speak
