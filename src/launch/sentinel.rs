@@ -234,10 +234,7 @@ async fn follow_takeovers(
     };
     let mut mismatch_since: Option<Instant> = None;
     let mut rx = observer.subscribe();
-    loop {
-        if rx.changed().await.is_err() {
-            return std::future::pending().await;
-        }
+    while rx.changed().await.is_ok() {
         let Some(snap) = rx.borrow_and_update().clone() else {
             continue;
         };
@@ -260,4 +257,5 @@ async fn follow_takeovers(
             }
         }
     }
+    std::future::pending().await
 }
