@@ -372,11 +372,10 @@ impl Duty<'_> {
                 return;
             }
             let want = match (paused, self.held_by_hand.get()) {
-                (true, None) => {
-                    self.held_by_hand.set(Some(l.priority));
+                (true, held) => {
+                    self.held_by_hand.set(held.or(Some(l.priority)));
                     0
                 }
-                (true, Some(_)) => 0,
                 (false, Some(own)) => own,
                 (false, None) => return,
             };
