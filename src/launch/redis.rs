@@ -223,8 +223,8 @@ struct Duty<'a> {
     held_by_hand: Cell<Option<u32>>,
     /// The last look found the group paused.
     was_paused: Cell<bool>,
-    /// When the pause ended, while a failover of a master that died
-    /// during it may be asked for.
+    /// When the last pause ended: for [`AFTER_PAUSE`], a failover of a
+    /// master that died during it may be asked for.
     resumed_at: Cell<Option<Instant>>,
     /// Since when a failover the Sentinels run has been seen, after a pause.
     running_since: Cell<Option<Instant>>,
@@ -441,7 +441,6 @@ impl Duty<'_> {
     /// restored priorities within a second while the master is down.)
     async fn after_pause(&self, snap: &Snapshot) {
         if snap.pause.is_some() {
-            self.resumed_at.set(None);
             self.was_paused.set(true);
             return;
         }
@@ -449,9 +448,7 @@ impl Duty<'_> {
             self.resumed_at.set(Some(Instant::now()));
             info!(addr = %self.own.me, "the pause has ended; replicas may be promoted again");
         }
-        let Some(at) = self.resumed_at.get() else { return };
-        if at.elapsed() > AFTER_PAUSE {
-            self.resumed_at.set(None);
+        if self.resumed_at.get().is_none_or(|at| at.elapsed() > AFTER_PAUSE) {
             return;
         }
         let answers: Vec<_> = snap.registered_answers().collect();
