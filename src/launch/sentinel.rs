@@ -63,7 +63,6 @@ async fn run_to_exit(cfg: SentinelConfig, id: Identity) -> Result<i32, i32> {
         1
     })?;
     let conf_path = dir.join("sentinel.conf");
-    let myid = existing_myid(&conf_path);
     let mut conf = sentinel_conf(
         &id,
         &dir,
@@ -71,7 +70,7 @@ async fn run_to_exit(cfg: SentinelConfig, id: Identity) -> Result<i32, i32> {
         &master,
         &cfg.monitor,
         cfg.common.password.as_ref(),
-        myid.as_deref(),
+        existing_myid(&conf_path).as_deref(),
     );
     conf += &task::tls_conf(&cfg.common, &dir, id.port).map_err(|e| {
         error!(error = %e, "cannot copy the TLS files into DATA_DIR");
