@@ -320,7 +320,8 @@ impl Watcher {
                     return;
                 }
                 Err(ActError::Zk(ZkErr::BadVersion | ZkErr::NodeExists)) => continue,
-                Err(_) => return,
+                // The reconcile tries again within its period.
+                Err(e) => return warn!(error = %e, master = %master, "record not written"),
             }
         }
     }
