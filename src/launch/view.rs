@@ -96,11 +96,12 @@ pub async fn start(
 }
 
 /// With every snapshot the observer publishes, for ever: sets the
-/// ZooKeeper session gauge, calls `show`, and publishes the pages it returns.
-async fn each(
+/// ZooKeeper session gauge, calls `show`, and publishes the pages it
+/// returns, built only when there is an admin port to serve them.
+async fn each<P: FnOnce() -> Pages>(
     observer: &Observer,
     publisher: Option<Publisher>,
-    mut show: impl FnMut(&Snapshot) -> Pages,
+    mut show: impl FnMut(&Snapshot) -> P,
 ) -> Infallible {
     let mut rx = observer.subscribe();
     loop {
@@ -108,7 +109,7 @@ async fn each(
             metrics().set_zk_session(s.zk.as_str());
             let pages = show(&s);
             if let Some(p) = &publisher {
-                p.publish(pages);
+                p.publish(pages());
             }
         }
         if rx.changed().await.is_err() {
@@ -142,7 +143,8 @@ pub async fn redis(publisher: Option<Publisher>, observer: &Observer, p: RedisPa
         m.promotable.set(i64::from(view.node.promotable == Some(true)));
         m.paused.set(i64::from(view.paused));
         m.pause_until.set(view.paused_until.map_or(0, |ms| (ms / 1000) as i64));
-        redis_pages(&view, beat.alive(Instant::now()))
+        let alive = beat.alive(Instant::now());
+        move || redis_pages(&view, alive)
     })
     .await
 }
@@ -157,7 +159,7 @@ pub async fn sentinel(publisher: Option<Publisher>, observer: &Observer, own: &E
         m.record_matches.set(i64::from(
             snap.answer_of(own).map(|a| &a.master) == snap.record.master(),
         ));
-        pages
+        || pages
     })
     .await
 }
@@ -174,7 +176,7 @@ pub async fn watcher(
         let m = metrics();
         m.ready.set(i64::from(ready));
         m.record_matches.set(i64::from(ready));
-        pages
+        || pages
     })
     .await
 }
