@@ -794,3 +794,30 @@ async fn master_and_one_replica_cut_off_behind_a_proxy() {
     );
     assert!(stale.is_empty(), "the old master {old} still has the clients {stale:?}");
 }
+
+/// A probe's TCP connect to a host cut off by a partition gives up at
+/// `probe::CONNECT_TIMEOUT` (0.3 s), not at the probe's own timeout: every
+/// look at a cut peer costs that much, not the whole probe. Told apart by
+/// the error, not by a clock: without the bound, the probe would fail with
+/// "no connection within 5s". Before the cut, nothing listens on the port
+/// and the host says so: refused, which a launcher reads as "not running".
+#[tokio::test(flavor = "current_thread")]
+async fn a_probe_to_a_cut_host_gives_up_at_the_connect_bound() {
+    use redis_zk::model::Endpoint;
+    use redis_zk::probe::{CONNECT_TIMEOUT, Probe, ProbeError};
+    let mut net = Net::new();
+    let (ns, ip) = net.host(1);
+    let ep = Endpoint::new(ip, REDIS_PORT);
+    let probe = Probe::new(None, Duration::from_secs(5));
+    match probe.ping(&ep).await {
+        Err(e) if e.is_refused() => {}
+        other => panic!("{ep} before the cut: expected a refused connection, got {other:?}"),
+    }
+    net.isolate(&[&ns]);
+    match probe.ping(&ep).await {
+        Err(ProbeError::Connect {
+            why, refused: false, ..
+        }) if why == format!("no TCP connection within {CONNECT_TIMEOUT:?}") => {}
+        other => panic!("{ep} cut off: expected no TCP connection within {CONNECT_TIMEOUT:?}, got {other:?}"),
+    }
+}
