@@ -1236,10 +1236,11 @@ async fn idle_cost(window: Duration) -> (Vec<Row>, Vec<String>) {
     let mut bare = vec![];
     for _ in 0..sessions {
         bare.push(
-            // The launchers' session settings (src/zk): the same pings.
+            // The launchers' session settings (src/zk: a connection
+            // timeout of 2/5 of the session): the same pings.
             Client::connector()
                 .with_session_timeout(Duration::from_secs(10))
-                .with_connection_timeout(Duration::from_secs(6))
+                .with_connection_timeout(Duration::from_secs(4))
                 .connect(&zk().connect_string())
                 .await
                 .expect("bare session"),
