@@ -520,8 +520,9 @@ pub struct Subscriptions {
     rx: tokio::sync::mpsc::Receiver<Heard>,
 }
 
-/// How often a subscribed Sentinel is pinged: a hung one is left within
-/// about a second.
+/// How often a subscribed Sentinel is pinged, on the subscribed connection
+/// itself: a hung one, or a connection that died unseen (its Sentinel
+/// restarted during a partition), is left within about two seconds.
 const LIVENESS: Duration = Duration::from_millis(1000);
 
 impl Subscriptions {
@@ -588,8 +589,8 @@ impl Subscriptions {
 }
 
 /// One Sentinel's `channels`, forwarded to `heard`, until the connection
-/// closes or the Sentinel stops answering its ping. Returns the Sentinel
-/// and why it ended.
+/// closes or the Sentinel stops answering a ping on it. Returns the
+/// Sentinel and why it ended.
 async fn subscription(
     probe: Probe,
     sentinel: Endpoint,
@@ -608,7 +609,7 @@ async fn subscription(
     };
     debug!(sentinel = %sentinel, channels = channels.len(), "subscribed");
     let _ = heard.send(Heard::Subscribed(sentinel.clone())).await;
-    let (_sink, mut stream) = pubsub.split();
+    let (mut sink, mut stream) = pubsub.split();
     let mut alive = tokio::time::interval(LIVENESS);
     alive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     alive.tick().await;
@@ -628,10 +629,13 @@ async fn subscription(
                 }
             },
             _ = alive.tick() => {
-                if let Err(e) = probe.ping(&sentinel).await {
-                    warn!(sentinel = %sentinel, error = %e, "subscribed sentinel stopped answering");
-                    return (sentinel, "not answering");
-                }
+                let error = match timeout(PROBE_TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("no reply to PING within {PROBE_TIMEOUT:?}"),
+                };
+                warn!(sentinel = %sentinel, error, "subscribed sentinel stopped answering");
+                return (sentinel, "not answering");
             },
         }
     }

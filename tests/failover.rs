@@ -104,8 +104,16 @@ fn subscribed_sentinels(watcher: &Member) -> BTreeSet<String> {
         .collect()
 }
 
-/// The watcher listens to every Sentinel; when one dies, its subscription
-/// ends and is retried, the others carry the next failover to the record.
+/// How many lines of `watcher`'s log contain every one of `words`.
+fn log_lines(watcher: &Member, words: &[&str]) -> usize {
+    let log = watcher.proc.log();
+    log.lines().filter(|l| words.iter().all(|w| l.contains(w))).count()
+}
+
+/// The watcher listens to every Sentinel. One that hangs (SIGSTOP) stops
+/// answering the ping on its subscribed connection: the subscription ends,
+/// and is made again once it answers. When one dies, its subscription ends
+/// and is retried, the others carry the next failover to the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_follows_after_a_subscribed_sentinel_dies() {
     let _serial = SERIAL.lock().await;
@@ -126,21 +134,44 @@ async fn record_follows_after_a_subscribed_sentinel_dies() {
     )
     .await;
     let victim = &g.sentinels[0];
+    let gone = victim.addr();
+    let frozen = Frozen::pids(&[server_pid(&gone).await]);
+    wait_for(
+        "the watcher to leave the hung sentinel's subscription",
+        Duration::from_secs(5),
+        || async {
+            match log_lines(
+                watcher,
+                &["subscribed sentinel stopped answering", &gone, "no reply to PING"],
+            ) {
+                0 => Err(watcher.proc.log()),
+                _ => Ok(()),
+            }
+        },
+    )
+    .await;
+    frozen.resume();
+    wait_for(
+        "the watcher to subscribe again to the sentinel that answers again",
+        Duration::from_secs(10),
+        || async {
+            match log_lines(watcher, &[" subscribed sentinel=", &gone]) {
+                n if n >= 2 => Ok(()),
+                n => Err(format!("{n} subscription(s) to {gone}")),
+            }
+        },
+    )
+    .await;
+    let ended = log_lines(watcher, &["subscription ended", &gone]);
     victim.proc.signal(libc::SIGKILL);
     let t0 = Instant::now();
-    let gone = victim.addr();
     wait_for(
         "the watcher to notice the dead sentinel",
         Duration::from_secs(3),
         || async {
-            let log = watcher.proc.log();
-            if log
-                .lines()
-                .any(|l| l.contains("subscription ended") && l.contains(&gone))
-            {
-                Ok(())
-            } else {
-                Err("no 'subscription ended' line for it yet".to_string())
+            match log_lines(watcher, &["subscription ended", &gone]) {
+                n if n > ended => Ok(()),
+                _ => Err("no new 'subscription ended' line for it yet".to_string()),
             }
         },
     )
