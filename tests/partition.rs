@@ -799,7 +799,7 @@ async fn master_and_one_replica_cut_off_behind_a_proxy() {
 /// `probe::CONNECT_TIMEOUT` (0.3 s), not at the probe's own timeout: every
 /// look at a cut peer costs that much, not the whole probe. Told apart by
 /// the error, not by a clock: without the bound, the probe would fail with
-/// "no connection within 5s". Before the cut, nothing listens on the port
+/// "no TCP connection within 5s". Before the cut, nothing listens on the port
 /// and the host says so: refused, which a launcher reads as "not running".
 #[tokio::test(flavor = "current_thread")]
 async fn a_probe_to_a_cut_host_gives_up_at_the_connect_bound() {
