@@ -1,15 +1,20 @@
 //! Short, bounded questions to Redis and Sentinel: PING, ROLE, INFO,
 //! `SENTINEL …`, and pub/sub connections.
 //!
-//! A probe opens its own connection and closes it, so a hung or dead peer
-//! costs at most the probe timeout and never poisons a shared connection.
-//! The answers are parsed by [`crate::reply`].
+//! A probe keeps its connection to each server for the next probe (a
+//! process looks at the same servers every second, and over TLS a new
+//! connection is a handshake for both sides). A connection is used by one
+//! probe at a time and dropped at its first failure, so a hung or dead peer
+//! costs at most the probe timeout; one its peer closed while it was kept is
+//! replaced at once. The answers are parsed by [`crate::reply`].
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisConnectionInfo, Value};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 use crate::config::Common;
 use crate::model::Secret;
@@ -95,13 +100,52 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
 
+/// A connection not used for this long is closed: its server has left the
+/// group, or is no longer looked at.
+const KEEP_IDLE: Duration = Duration::from_secs(30);
+
 /// Probe settings: the password (`REDIS_PASSWORD`), TLS (`TLS_*`) and a
-/// per-call timeout.
+/// per-call timeout; and the connections kept between probes, shared by
+/// the probe's clones.
 #[derive(Debug, Clone)]
 pub struct Probe {
     password: Option<Secret>,
     tls: Option<Tls>,
     timeout: Duration,
+    kept: Arc<Mutex<HashMap<Endpoint, Kept>>>,
+}
+
+/// A connection kept for the next probe of its server.
+struct Kept {
+    conn: MultiplexedConnection,
+    /// What it speaks: `None` plain text, or the TLS set it was opened
+    /// with. A probe that would speak otherwise opens a new one.
+    speaks: Speaks,
+    used: Instant,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("used", &self.used).finish_non_exhaustive()
+    }
+}
+
+/// Whether a failed command may have reached its server.
+enum Sent {
+    /// No: the connection was closed before, so running it again is safe.
+    No,
+    Maybe,
+}
+
+/// What a connection speaks: plain text, or TLS with this client set.
+type Speaks = Option<Arc<rustls::ClientConfig>>;
+
+fn same(a: &Speaks, b: &Speaks) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
 }
 
 impl Probe {
@@ -112,6 +156,7 @@ impl Probe {
             password,
             tls: None,
             timeout,
+            kept: Arc::default(),
         }
     }
 
@@ -138,11 +183,16 @@ impl Probe {
         self.tls.as_ref().filter(|t| t.speaking())
     }
 
+    /// What a new connection would speak now.
+    fn speaks(&self) -> Speaks {
+        self.speaking().map(|t| t.current().client.clone())
+    }
+
     /// A connection to `ep`, over TLS when it is on: the server's
     /// certificate is checked against the CA and must carry `ep`'s host.
     /// The TCP connect is bounded by [`CONNECT_TIMEOUT`] (a name is looked
     /// up first, within the probe's own timeout).
-    async fn stream(&self, ep: &Endpoint) -> Result<Box<dyn Stream>, ProbeError> {
+    async fn stream(&self, ep: &Endpoint, speaks: Speaks) -> Result<Box<dyn Stream>, ProbeError> {
         let io = |e: std::io::Error| Self::io(ep, e);
         let within = CONNECT_TIMEOUT.min(self.timeout);
         let mut tried: Option<ProbeError> = None;
@@ -165,11 +215,11 @@ impl Probe {
         }
         let tcp = tcp.ok_or_else(|| tried.unwrap_or_else(|| Self::unreachable(ep, "the name has no address")))?;
         tcp.set_nodelay(true).map_err(io)?;
-        let Some(tls) = self.speaking() else {
+        let Some(client) = speaks else {
             return Ok(Box::new(tcp));
         };
         let name = rustls::pki_types::ServerName::try_from(ep.host.clone()).map_err(|e| Self::unreachable(ep, e))?;
-        let tls = tokio_rustls::TlsConnector::from(tls.current().client.clone())
+        let tls = tokio_rustls::TlsConnector::from(client)
             .connect(name, tcp)
             .await
             .map_err(|e| Self::unreachable(ep, format!("TLS: {e}")))?;
@@ -179,7 +229,7 @@ impl Probe {
     /// Opens a pub/sub connection (AUTH included), for following events.
     pub async fn pubsub(&self, ep: &Endpoint) -> Result<redis::aio::PubSub, ProbeError> {
         let opened = async {
-            let stream = self.stream(ep).await?;
+            let stream = self.stream(ep, self.speaks()).await?;
             redis::aio::PubSub::new(&self.settings(), stream)
                 .await
                 .map_err(|e| Self::failed(ep, e))
@@ -192,13 +242,14 @@ impl Probe {
         })
     }
 
-    /// Opens a connection (AUTH included when a password is set).
-    pub async fn connect(&self, ep: &Endpoint) -> Result<MultiplexedConnection, ProbeError> {
+    /// Opens a connection (AUTH included when a password is set) that
+    /// speaks `speaks`.
+    async fn open(&self, ep: &Endpoint, speaks: Speaks) -> Result<MultiplexedConnection, ProbeError> {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout));
         let opened = async {
-            let stream = self.stream(ep).await?;
+            let stream = self.stream(ep, speaks).await?;
             let (conn, driver) = MultiplexedConnection::new_with_config(&self.settings(), stream, config)
                 .await
                 .map_err(|e| Self::failed(ep, e))?;
@@ -239,17 +290,39 @@ impl Probe {
         }
     }
 
-    /// Runs one command on a fresh connection.
+    /// Runs one command.
     pub async fn cmd(&self, ep: &Endpoint, args: &[&str]) -> Result<Value, ProbeError> {
         let mut replies = self.pipe(ep, &[args]).await?;
         replies.pop().unwrap_or_else(|| Err(Self::reply(ep, "no reply")))
     }
 
-    /// Runs several commands in order on one fresh connection; each reply
-    /// (or the server's error for it) in order. A connection or timeout
-    /// failure fails the whole.
+    /// Runs several commands in order on one connection; each reply (or
+    /// the server's error for it) in order. A connection or timeout failure
+    /// fails the whole. The connection kept from the last probe of `ep` is
+    /// used when it speaks what the probe would; one its server closed while
+    /// it was kept (the server restarted, or dropped its clients) fails
+    /// before anything is sent, and a new one is opened at once.
     pub async fn pipe(&self, ep: &Endpoint, cmds: &[&[&str]]) -> Result<Vec<Result<Value, ProbeError>>, ProbeError> {
-        let mut conn = self.connect(ep).await?;
+        let speaks = self.speaks();
+        if let Some(conn) = self.take(ep, &speaks) {
+            match self.run(ep, conn, cmds, &speaks).await {
+                Err((_, Sent::No)) => {}
+                done => return done.map_err(|(e, _)| e),
+            }
+        }
+        let conn = self.open(ep, speaks.clone()).await?;
+        self.run(ep, conn, cmds, &speaks).await.map_err(|(e, _)| e)
+    }
+
+    /// Runs `cmds` on `conn`, and keeps it when nothing failed but the
+    /// server's answers.
+    async fn run(
+        &self,
+        ep: &Endpoint,
+        mut conn: MultiplexedConnection,
+        cmds: &[&[&str]],
+        speaks: &Speaks,
+    ) -> Result<Vec<Result<Value, ProbeError>>, (ProbeError, Sent)> {
         let mut out = Vec::with_capacity(cmds.len());
         for args in cmds {
             let mut cmd = redis::cmd(args[0]);
@@ -262,11 +335,48 @@ impl Probe {
                         command: args[0].to_string(),
                         why: e.to_string(),
                     })),
-                Ok(Err(e)) => return Err(Self::unreachable(ep, e)),
-                Err(_) => return Err(ProbeError::timeout(ep, args[0], self.timeout)),
+                Ok(Err(e)) if e.is_timeout() => {
+                    return Err((ProbeError::timeout(ep, args[0], self.timeout), Sent::Maybe));
+                }
+                Ok(Err(e)) => {
+                    // A connection its server had closed: the command
+                    // never reached a server that could run it.
+                    let sent = if out.is_empty() && e.is_connection_dropped() {
+                        Sent::No
+                    } else {
+                        Sent::Maybe
+                    };
+                    return Err((Self::unreachable(ep, e), sent));
+                }
+                Err(_) => return Err((ProbeError::timeout(ep, args[0], self.timeout), Sent::Maybe)),
             }
         }
+        self.keep(ep, conn, speaks);
         Ok(out)
+    }
+
+    /// The connection kept for `ep`, if it speaks `speaks`. It is taken
+    /// out: one probe at a time uses it, and one dropped half-way (a
+    /// caller's own deadline) is closed.
+    fn take(&self, ep: &Endpoint, speaks: &Speaks) -> Option<MultiplexedConnection> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner()).remove(ep)?;
+        same(&kept.speaks, speaks).then_some(kept.conn)
+    }
+
+    /// Keeps `conn` for the next probe of `ep`, and closes the connections
+    /// not used for [`KEEP_IDLE`].
+    fn keep(&self, ep: &Endpoint, conn: MultiplexedConnection, speaks: &Speaks) {
+        let now = Instant::now();
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.retain(|_, k| now.duration_since(k.used) < KEEP_IDLE);
+        kept.insert(
+            ep.clone(),
+            Kept {
+                conn,
+                speaks: speaks.clone(),
+                used: now,
+            },
+        );
     }
 
     fn reply(ep: &Endpoint, why: impl Into<String>) -> ProbeError {
@@ -295,7 +405,7 @@ impl Probe {
             usize::try_from(to - from + 1).map_err(|_| Self::reply(ep, format!("no bytes from {from} to {to}")))?;
         let io = |e: std::io::Error| Self::io(ep, e);
         let read = async {
-            let mut conn = BufReader::new(self.stream(ep).await?);
+            let mut conn = BufReader::new(self.stream(ep, self.speaks()).await?);
             let (port, offset) = (as_replica.port.to_string(), from.to_string());
             let auth = self.password.as_ref().map(|p| vec!["AUTH", p.expose()]);
             let cmds = auth.into_iter().chain([

@@ -4,7 +4,8 @@
 //! The matrix: [`core_scenarios`] is one list of scenarios, run in order on
 //! one group of an engine: bootstrap and the engine shown everywhere
 //! (`rzkctl status`, the admin JSON, `rzk_engine_info`, every admin page),
-//! the unsynced-replica rule, the planned hand-over, a failover into the
+//! the launchers' connections kept from look to look, the unsynced-replica
+//! rule, the planned hand-over, a failover into the
 //! record, the write fence and a takeover after total loss; once per
 //! engine, each on one group to keep it short (about 30 s an engine; the
 //! rest of the suite runs each scenario on Redis in depth). The mixed
@@ -49,6 +50,9 @@ async fn core_scenarios(engine: EngineCase) {
     let t = Instant::now();
     engine_is_shown(&g, engine, &version).await;
     times.push(("engine shown", t.elapsed()));
+    let t = Instant::now();
+    launchers_keep_their_connections(&g).await;
+    times.push(("connections kept", t.elapsed()));
     let t = Instant::now();
     unsynced_replica_is_held_at_priority_zero(&mut g).await;
     times.push(("unsynced replica", t.elapsed()));

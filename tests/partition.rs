@@ -795,29 +795,112 @@ async fn master_and_one_replica_cut_off_behind_a_proxy() {
     assert!(stale.is_empty(), "the old master {old} still has the clients {stale:?}");
 }
 
-/// A probe's TCP connect to a host cut off by a partition gives up at
-/// `probe::CONNECT_TIMEOUT` (0.3 s), not at the probe's own timeout: every
-/// look at a cut peer costs that much, not the whole probe. Told apart by
-/// the error, not by a clock: without the bound, the probe would fail with
-/// "no TCP connection within 5s". Before the cut, nothing listens on the port
-/// and the host says so: refused, which a launcher reads as "not running".
+/// A probe of a host cut off by a partition: the connection kept from the
+/// last probe gives up at the probe's timeout (1 s) and is not kept, and the
+/// next probe's TCP connect gives up at `probe::CONNECT_TIMEOUT` (0.3 s), not
+/// at the probe's own timeout: every look at a cut peer after the first
+/// costs that much, not the whole probe. Told apart by the errors, not by a
+/// clock: a kept connection still used would fail with "no reply to PING",
+/// and without the bound the connect would fail with "no TCP connection
+/// within 1s". Before the cut, a port where nothing listens is refused,
+/// which a launcher reads as "not running".
 #[tokio::test(flavor = "current_thread")]
 async fn a_probe_to_a_cut_host_gives_up_at_the_connect_bound() {
     use redis_zk::model::Endpoint;
     use redis_zk::probe::{CONNECT_TIMEOUT, Probe, ProbeError};
     let mut net = Net::new();
     let (ns, ip) = net.host(1);
-    let ep = Endpoint::new(ip, REDIS_PORT);
-    let probe = Probe::new(None, Duration::from_secs(5));
-    match probe.ping(&ep).await {
+    let dir = fresh_dir("probe-cut-");
+    let port = REDIS_PORT.to_string();
+    let _server = Proc::spawn(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &ns,
+            "redis-server",
+            "--port",
+            &port,
+            "--bind",
+            &ip,
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+        dir.join("redis.log"),
+    );
+    let ep = Endpoint::new(ip.clone(), REDIS_PORT);
+    let probe = Probe::new(None, Duration::from_secs(1));
+    let nobody = Endpoint::new(ip, REDIS_PORT + 1);
+    match probe.ping(&nobody).await {
         Err(e) if e.is_refused() => {}
-        other => panic!("{ep} before the cut: expected a refused connection, got {other:?}"),
+        other => panic!("{nobody} before the cut: expected a refused connection, got {other:?}"),
     }
+    wait_for("the server in the namespace", Duration::from_secs(10), || async {
+        probe.ping(&ep).await.map_err(|e| e.to_string())
+    })
+    .await;
     net.isolate(&[&ns]);
+    match probe.ping(&ep).await {
+        Err(ProbeError::Timeout { command, .. }) if command == "PING" => {}
+        other => panic!("{ep} cut off, on the kept connection: expected no reply to PING, got {other:?}"),
+    }
     match probe.ping(&ep).await {
         Err(ProbeError::Connect {
             why, refused: false, ..
         }) if why == format!("no TCP connection within {CONNECT_TIMEOUT:?}") => {}
         other => panic!("{ep} cut off: expected no TCP connection within {CONNECT_TIMEOUT:?}, got {other:?}"),
     }
+}
+
+/// A connection kept from the last probe that its server closed since
+/// (here the server drops its clients, as a demotion does; a restarted
+/// server closes them all) is replaced at once: the next probe answers,
+/// on a new connection. One still open is used again: no new connection.
+#[tokio::test(flavor = "current_thread")]
+async fn a_kept_connection_its_server_closed_is_replaced_at_once() {
+    use redis_zk::model::Endpoint;
+    use redis_zk::probe::Probe;
+    let t = task();
+    let _server = plain_redis_server(&t);
+    let ep = Endpoint::new(t.ip.clone(), t.port);
+    let probe = Probe::new(None, Duration::from_secs(1));
+    wait_for("redis-server up", Duration::from_secs(10), || async {
+        probe.ping(&ep).await.map_err(|e| e.to_string())
+    })
+    .await;
+    // Each read of the count is a connection of its own.
+    let received = || async {
+        info_field(&t.addr(), "stats", "total_connections_received")
+            .await
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = received().await;
+    for _ in 0..3 {
+        probe.ping(&ep).await.unwrap();
+    }
+    assert_eq!(
+        received().await - before,
+        1,
+        "three probes opened connections of their own"
+    );
+    // The kept connection among them (a count's connection may still be
+    // open too).
+    let dropped = redis_cmd(&t.addr(), None, &["CLIENT", "KILL", "TYPE", "normal"]).await;
+    assert!(
+        matches!(dropped, Ok(redis::Value::Int(n)) if n >= 1),
+        "CLIENT KILL: {dropped:?}"
+    );
+    let before = received().await;
+    probe
+        .ping(&ep)
+        .await
+        .unwrap_or_else(|e| panic!("the probe after its connection was closed: {e}"));
+    assert_eq!(received().await - before, 2, "the probe did not open a new connection");
 }

@@ -3,7 +3,8 @@
 //! shared scenarios run unchanged with TLS on.
 //!
 //! One group, ZooKeeper over TLS with client authentication, the scenarios
-//! in order: bootstrap; nothing answers plain text; the admin pages over
+//! in order: bootstrap; nothing answers plain text; the launchers keep
+//! their connections (no handshake per look); the admin pages over
 //! HTTPS; `rzkctl status` and `switchover`; redis-py's Sentinel client
 //! over TLS; a peer the CA does not sign refused; live rotation under a
 //! `WAIT 1` writer; every kind of bad replacement refused; the certificate
@@ -102,6 +103,10 @@ async fn a_tls_group_end_to_end() {
         "{log}"
     );
     times.push(("plain text and rogue refused", t.elapsed()));
+    // The launchers keep their TLS connections: no handshake per look.
+    let t = Instant::now();
+    launchers_keep_their_connections(&g).await;
+    times.push(("connections kept", t.elapsed()));
 
     // The admin pages over HTTPS, and the certificate's end in /metrics.
     let t = Instant::now();
