@@ -9,7 +9,8 @@
 //! key that does not match, a file that does not parse, a certificate not
 //! yet valid or expired, or one the CA does not sign is refused, and the
 //! old certificate stays. New connections then use the new set; open ones
-//! keep theirs.
+//! keep theirs, but for a probe's kept connections, which are replaced at
+//! their next use.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -18,8 +18,8 @@ const SESSION: Duration = Duration::from_millis(4000);
 /// show that it removed them itself. Left to its session, a znode goes only
 /// when the server expires the session: a session timeout after the last
 /// ping the server heard, and the launcher pings every 3/8 of its
-/// connection timeout, which is 3/5 of the session (src/zk/mod.rs): 0.9 s
-/// here. So not before 4 s - 0.9 s = 3.1 s after the SIGTERM. Half the
+/// connection timeout, which is 2/5 of the session (src/zk/mod.rs): 0.6 s
+/// here. So not before 4 s - 0.6 s = 3.4 s after the SIGTERM. Half the
 /// session timeout, 2 s, tells the two apart and leaves the stop itself
 /// (about 40 ms measured) a wide margin.
 const REMOVED_BY_ITSELF: Duration = Duration::from_millis(2000);

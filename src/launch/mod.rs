@@ -189,8 +189,9 @@ pub enum ChildTls {
 
 /// Follows the TLS files for ever (nothing to do without TLS): every
 /// [`TLS_LOOK`], a replaced file is checked, and a set that passes goes
-/// into service at once for new connections, the ZooKeeper client's and
-/// the admin API's included; the child gets checked copies in `DATA_DIR`
+/// into service at once for new connections (a probe's kept connection
+/// opened with the old set is replaced at its next use), the ZooKeeper
+/// client's and the admin API's included; the child gets checked copies in `DATA_DIR`
 /// and takes them as `child` says. A refused set is logged and counted
 /// once; the old one stays in service.
 pub async fn follow_tls(common: Common, child: ChildTls) {
@@ -265,7 +266,7 @@ pub async fn follow_tls(common: Common, child: ChildTls) {
 /// Follows the group's `<root>/tls` for ever. A task with
 /// `TLS_TRANSITION=yes` follows it: when it changes, the child switches
 /// first (`redis-server` live, with a partial resync; `redis-sentinel` by
-/// a restart in place), then the launcher's own new connections. A switch
+/// a restart in place), then the launcher's own connections. A switch
 /// that fails is tried again at the next look. A task that speaks one way
 /// only says so in an error whenever `<root>/tls` turns the group the
 /// other way while it runs (`rzkctl tls` refuses that; a hand-written node
