@@ -205,7 +205,7 @@ impl ServerState {
             .iter()
             .filter(|(k, _)| {
                 k.strip_prefix("slave")
-                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
             .filter_map(|(_, v)| ReplicaLine::parse(v))
             .collect();
@@ -695,6 +695,8 @@ mod tests {
                 ),
                 ("slave1", "ip=10.0.0.4,port=6379,state=wait_bgsave,offset=0,lag=0"),
                 ("slave_read_repl_offset", "5"),
+                // Not a replica line, though it would parse as one.
+                ("slave", "ip=10.0.0.5,port=6379,state=online,offset=99,lag=0"),
             ]),
         )
         .unwrap();

@@ -109,8 +109,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A look that found nothing, at `taken`.
-    pub fn empty(taken: Instant, session: SessionMark, zk: ZkSession) -> Snapshot {
+    /// A look that found nothing, at `taken` (the policies' test worlds
+    /// start from it).
+    #[cfg(test)]
+    pub(crate) fn empty(taken: Instant, session: SessionMark, zk: ZkSession) -> Snapshot {
         Snapshot {
             taken,
             session,
