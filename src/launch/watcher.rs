@@ -217,6 +217,11 @@ impl Watcher {
                     let snap = observer.fresh().await;
                     self.reconcile(zk, &snap).await;
                     self.clean_ghosts(zk, &snap).await;
+                    // Keeps the history's copy warm for the next failover's
+                    // write (a request only after it changed).
+                    if let Err(e) = zk.read_history().await {
+                        debug!(error = %e, "cannot read the history");
+                    }
                 },
                 _ = &mut children => match zk.watch_registered(&dir).await {
                     Ok((list, w)) => {

@@ -1,5 +1,6 @@
 //! A watched copy of what every look at the group reads from ZooKeeper:
-//! the master record and the two registration lists.
+//! the master record and the two registration lists; and the history, which
+//! a write of the record appends to.
 //!
 //! Every launcher looks at the group about once a second (the admin view,
 //! the watcher's reconcile, the fence's Sentinel list). Read from ZooKeeper
@@ -69,6 +70,7 @@ pub(crate) enum Part {
     Switchover,
     Pause,
     Tls,
+    History,
     Sentinels,
     Nodes,
     Diverged,
@@ -126,6 +128,7 @@ impl Mirror {
             "/switchover" => Part::Switchover,
             "/pause" => Part::Pause,
             "/tls" => Part::Tls,
+            "/history" => Part::History,
             _ if under("/sentinels") => Part::Sentinels,
             _ if under("/nodes") => Part::Nodes,
             _ if under("/diverged") => Part::Diverged,
@@ -368,5 +371,13 @@ mod tests {
         m.touched("/g/mastery");
         m.touched("/g/nodesx/a");
         assert_eq!(kept(&m), (true, true, true), "other paths are not ours");
+        let t = m.ticket(Part::History);
+        m.keep(Part::History, t, Kept::Node(None));
+        m.changed("/g/history");
+        assert_eq!(
+            (kept(&m), m.get(Part::History)),
+            ((true, true, true), None),
+            "the history forgets only its copy"
+        );
     }
 }

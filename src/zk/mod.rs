@@ -360,9 +360,10 @@ impl Zk {
         format!("{}/history", self.cfg.root)
     }
 
-    /// The history, oldest first (empty when there is none yet).
+    /// The history, oldest first (empty when there is none yet). Served
+    /// from the watched copy while it is valid.
     pub async fn read_history(&self) -> Result<History, Error> {
-        let read = self.get_data(&self.history_path()).await?;
+        let read = self.read_node(Part::History, &self.history_path()).await?;
         Ok(read.map_or_else(History::default, |(d, _)| History::parse(&d)))
     }
 
@@ -553,9 +554,13 @@ impl Zk {
         let limit = self.op_timeout();
         // The history is appended in the same transaction: one entry per
         // change of the record, and none for a write that lost its race.
+        // Read from the watched copy when it is kept (the watcher keeps it
+        // warm, so that a failover's write waits for one request, not two);
+        // a stale copy fails the transaction on its version, and the write
+        // below forgets it.
         let history = self.history_path();
-        let read = self.get_data(&history).await?;
-        let hv = read.as_ref().map(|(_, stat)| stat.version);
+        let read = self.read_node(Part::History, &history).await?;
+        let hv = read.as_ref().map(|(_, version)| *version);
         let mut h = read.map_or_else(History::default, |(d, _)| History::parse(&d));
         h.push(change);
         let h = h.to_bytes();
