@@ -184,6 +184,7 @@ impl Watcher {
         let mut subs = Subscriptions::new(self.probe.clone(), CHANNELS, Duration::from_secs(1));
         subs.follow(&list);
         self.reconcile(zk, &*observer.fresh().await).await;
+        warm_history(zk).await;
         // Tests and operators read this line as "this watcher is working".
         info!(sentinels = list.len(), "reconciled after subscribing");
         let mut tick = interval(self.cfg.reconcile_interval);
@@ -217,11 +218,7 @@ impl Watcher {
                     let snap = observer.fresh().await;
                     self.reconcile(zk, &snap).await;
                     self.clean_ghosts(zk, &snap).await;
-                    // Keeps the history's copy warm for the next failover's
-                    // write (a request only after it changed).
-                    if let Err(e) = zk.read_history().await {
-                        debug!(error = %e, "cannot read the history");
-                    }
+                    warm_history(zk).await;
                 },
                 _ = &mut children => match zk.watch_registered(&dir).await {
                     Ok((list, w)) => {
@@ -349,5 +346,14 @@ impl Watcher {
             Err(e) => warn!(sentinel = %s, error = %e, "SENTINEL RESET failed"),
         }
         self.ghosts.last_reset = Some(Instant::now());
+    }
+}
+
+/// Reads the history into the watched copy, where a failover's write of
+/// the record finds it: the write then waits for its transaction alone.
+/// Served from the copy, a request only after the history changed.
+async fn warm_history(zk: &Zk) {
+    if let Err(e) = zk.read_history().await {
+        debug!(error = %e, "cannot read the history");
     }
 }
