@@ -810,29 +810,12 @@ async fn a_probe_to_a_cut_host_gives_up_at_the_connect_bound() {
     use redis_zk::probe::{CONNECT_TIMEOUT, Probe, ProbeError};
     let mut net = Net::new();
     let (ns, ip) = net.host(1);
-    let dir = fresh_dir("probe-cut-");
-    let port = REDIS_PORT.to_string();
-    let _server = Proc::spawn(
-        "ip",
-        &[
-            "netns",
-            "exec",
-            &ns,
-            "redis-server",
-            "--port",
-            &port,
-            "--bind",
-            &ip,
-            "--protected-mode",
-            "no",
-            "--save",
-            "",
-            "--dir",
-            dir.to_str().unwrap(),
-        ],
-        &[],
-        dir.join("redis.log"),
-    );
+    let t = Task {
+        ip: ip.clone(),
+        port: REDIS_PORT,
+        dir: fresh_dir("probe-cut-"),
+    };
+    let _server = redis_server_in(Some(&ns), &t, &["--protected-mode", "no"]);
     let ep = Endpoint::new(ip.clone(), REDIS_PORT);
     let probe = Probe::new(None, Duration::from_secs(1));
     let nobody = Endpoint::new(ip, REDIS_PORT + 1);

@@ -364,8 +364,17 @@ pub fn plain_redis_server(t: &Task) -> Proc {
 /// [`plain_redis_server`] with `extra` arguments after its own (a later
 /// one wins: `--port 0 --tls-port N` makes it TLS only).
 pub fn redis_server_with(t: &Task, extra: &[&str]) -> Proc {
+    redis_server_in(None, t, extra)
+}
+
+/// [`redis_server_with`], in network namespace `ns` when given.
+pub fn redis_server_in(ns: Option<&str>, t: &Task, extra: &[&str]) -> Proc {
     let port = t.port.to_string();
-    let mut args = vec![
+    let mut args = match ns {
+        Some(ns) => vec!["netns", "exec", ns, "redis-server"],
+        None => vec![],
+    };
+    args.extend([
         "--port",
         &port,
         "--bind",
@@ -376,9 +385,10 @@ pub fn redis_server_with(t: &Task, extra: &[&str]) -> Proc {
         "no",
         "--dir",
         t.dir.to_str().unwrap(),
-    ];
+    ]);
     args.extend(extra);
-    Proc::spawn("redis-server", &args, &[], t.dir.join("redis.log"))
+    let program = if ns.is_some() { "ip" } else { "redis-server" };
+    Proc::spawn(program, &args, &[], t.dir.join("redis.log"))
 }
 
 /// Makes `b` a replica of `a`, waits until it is in step, then promotes
