@@ -191,9 +191,9 @@ pub enum ChildTls {
 /// [`TLS_LOOK`], a replaced file is checked, and a set that passes goes
 /// into service at once for new connections (a probe's kept connection
 /// opened with the old set is replaced at its next use), the ZooKeeper
-/// client's and the admin API's included; the child gets checked copies in `DATA_DIR`
-/// and takes them as `child` says. A refused set is logged and counted
-/// once; the old one stays in service.
+/// client's and the admin API's included; the child gets checked copies
+/// in `DATA_DIR` and takes them as `child` says. A refused set is logged
+/// and counted once; the old one stays in service.
 pub async fn follow_tls(common: Common, child: ChildTls) {
     if common.tls.is_none() && common.zk.tls.is_none() {
         return;
