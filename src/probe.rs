@@ -130,10 +130,18 @@ impl std::fmt::Debug for Kept {
     }
 }
 
-/// Whether a failed command may have reached its server.
+/// Whether a failed probe may run again on a new connection.
 enum Sent {
-    /// No: the connection was closed before, so running it again is safe.
+    /// The first command failed on a dropped connection: most often one
+    /// its server closed while it was kept, so the command never ran. If
+    /// the server ran it and then closed the connection, a second run
+    /// leaves every command the launchers send as one run would:
+    /// `REPLICAOF`, `CONFIG SET`, `CLIENT PAUSE`/`UNPAUSE`/`KILL` and
+    /// `SENTINEL RESET` are idempotent, and a second `SENTINEL FAILOVER` or
+    /// `SENTINEL MONITOR` is refused (`INPROG`, a duplicated name) as a
+    /// lost reply to the first was before.
     No,
+    /// Anything else: the failure is the probe's answer.
     Maybe,
 }
 
@@ -300,8 +308,8 @@ impl Probe {
     /// the server's error for it) in order. A connection or timeout failure
     /// fails the whole. The connection kept from the last probe of `ep` is
     /// used when it speaks what the probe would; one its server closed while
-    /// it was kept (the server restarted, or dropped its clients) fails
-    /// before anything is sent, and a new one is opened at once.
+    /// it was kept (the server restarted, or dropped its clients) fails at
+    /// once, and the commands run again on a new one (see `Sent::No`).
     pub async fn pipe(&self, ep: &Endpoint, cmds: &[&[&str]]) -> Result<Vec<Result<Value, ProbeError>>, ProbeError> {
         let speaks = self.speaks();
         if let Some(conn) = self.take(ep, &speaks) {
@@ -339,8 +347,7 @@ impl Probe {
                     return Err((ProbeError::timeout(ep, args[0], self.timeout), Sent::Maybe));
                 }
                 Ok(Err(e)) => {
-                    // A connection its server had closed: the command
-                    // never reached a server that could run it.
+                    // See `Sent::No`.
                     let sent = if out.is_empty() && e.is_connection_dropped() {
                         Sent::No
                     } else {

@@ -184,7 +184,7 @@ impl Watcher {
         let mut subs = Subscriptions::new(self.probe.clone(), CHANNELS, Duration::from_secs(1));
         subs.follow(&list);
         self.reconcile(zk, &*observer.fresh().await).await;
-        warm_history(zk).await;
+        warm_history(zk);
         // Tests and operators read this line as "this watcher is working".
         info!(sentinels = list.len(), "reconciled after subscribing");
         let mut tick = interval(self.cfg.reconcile_interval);
@@ -218,7 +218,7 @@ impl Watcher {
                     let snap = observer.fresh().await;
                     self.reconcile(zk, &snap).await;
                     self.clean_ghosts(zk, &snap).await;
-                    warm_history(zk).await;
+                    warm_history(zk);
                 },
                 _ = &mut children => match zk.watch_registered(&dir).await {
                     Ok((list, w)) => {
@@ -351,9 +351,14 @@ impl Watcher {
 
 /// Reads the history into the watched copy, where a failover's write of
 /// the record finds it: the write then waits for its transaction alone.
-/// Served from the copy, a request only after the history changed.
-async fn warm_history(zk: &Zk) {
-    if let Err(e) = zk.read_history().await {
-        debug!(error = %e, "cannot read the history");
-    }
+/// Served from the copy, a request only after the history changed. On a
+/// task of its own, so that a slow or lost ZooKeeper never holds up the
+/// watcher's events.
+fn warm_history(zk: &Zk) {
+    let zk = zk.clone();
+    tokio::spawn(async move {
+        if let Err(e) = zk.read_history().await {
+            debug!(error = %e, "cannot read the history");
+        }
+    });
 }
